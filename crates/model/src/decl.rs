@@ -1,0 +1,265 @@
+//! Declarations: what a provider says should exist. Providers build these; `control` merges,
+//! validates and compiles them into the routing table the data plane reads.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::rule::Rule;
+
+/// One provider's whole desired state. Each update replaces that provider's previous one.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderUpdate {
+    /// Provider name, e.g. `file`, `docker`, `api`.
+    pub provider: String,
+    pub services: Vec<ServiceDecl>,
+    pub routes: Vec<RouteDecl>,
+}
+
+/// A route: requests matching `rule` on the listed entrypoints go to `service`.
+#[derive(Debug, Clone)]
+pub struct RouteDecl {
+    pub name: String,
+    pub rule: Rule,
+    /// The rule's source text, kept for display and default priority.
+    pub rule_text: String,
+    /// Higher wins. Default: the length of the rule text, so longer (more specific) rules win.
+    pub priority: i64,
+    pub service: String,
+    /// Entrypoint names; empty means all.
+    pub entrypoints: Vec<String>,
+}
+
+/// A service: a set of servers, how to choose among them, and whether sessions stick.
+#[derive(Debug, Clone)]
+pub struct ServiceDecl {
+    pub name: String,
+    pub servers: Vec<ServerDecl>,
+    pub balance: BalanceAlgo,
+    pub affinity: Option<AffinityPolicy>,
+}
+
+/// One backend server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDecl {
+    /// Stable identity: the sticky cookie seals this, never the address. Unique within the service.
+    pub name: String,
+    pub addr: ServerAddr,
+    /// Relative share of traffic, 1..=1000 (0 means: receives no new requests).
+    pub weight: u32,
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerAddr {
+    Socket(SocketAddr),
+    /// A host name resolved when connecting.
+    Host(String, u16),
+}
+
+impl ServerAddr {
+    /// Parse `http://host:port`, `host:port` or `http://host` (port 80).
+    pub fn parse(s: &str) -> Result<ServerAddr, String> {
+        let rest = match s.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "{s:?}: scheme {scheme:?} is not supported, use http://"
+                ))
+            }
+            None => s,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err(format!("{s:?}: expected http://host:port"));
+        }
+        if let Ok(sa) = rest.parse::<SocketAddr>() {
+            return Ok(ServerAddr::Socket(sa));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("{s:?}: {p:?} is not a port number"))?,
+            ),
+            None => (rest, 80),
+        };
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            return Ok(ServerAddr::Socket(SocketAddr::new(ip, port)));
+        }
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(format!("{s:?}: {host:?} is not a host name"));
+        }
+        Ok(ServerAddr::Host(host.to_ascii_lowercase(), port))
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddr::Socket(sa) => write!(f, "{sa}"),
+            ServerAddr::Host(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
+
+/// How a service picks a server for a request that is not pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BalanceAlgo {
+    /// Smooth weighted round robin (as NGINX): weights 3:1 give A A B A, never A A A B bursts.
+    #[default]
+    RoundRobin,
+    /// Power of two choices on outstanding requests, scaled by weight.
+    LeastRequests,
+    /// Consistent hash ring: removing one of n servers moves about 1/n of the keys.
+    ConsistentHash(HashOn),
+}
+
+/// What the consistent hash is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    ClientIp,
+    /// Lower-case header name.
+    Header(String),
+    Cookie(String),
+}
+
+/// Session affinity for a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityPolicy {
+    pub mode: AffinityMode,
+    /// Mark responses that set the cookie as not cacheable.
+    pub nocache: bool,
+    pub on_missing: OnMissing,
+}
+
+/// Where the server key travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AffinityMode {
+    /// Tether inserts its own cookie.
+    Cookie(CookieAttrs),
+    /// HAProxy `prefix`: `<key>~` is prefixed to the application's cookie on the way out and
+    /// stripped on the way in, so the application sees exactly its own value.
+    Prefix { cookie: String },
+}
+
+/// Attributes of an inserted cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieAttrs {
+    pub name: String,
+    pub path: String,
+    pub domain: Option<String>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: Option<SameSite>,
+    pub max_age: Option<Duration>,
+}
+
+impl CookieAttrs {
+    /// Defaults for a service: cookie `tether_<service>`, Path=/, HttpOnly, SameSite=Lax, session cookie.
+    pub fn for_service(service: &str) -> CookieAttrs {
+        let safe: String = service
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        CookieAttrs {
+            name: format!("tether_{safe}"),
+            path: "/".into(),
+            domain: None,
+            secure: false,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+            max_age: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn parse(s: &str) -> Result<SameSite, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "strict" => Ok(SameSite::Strict),
+            "lax" => Ok(SameSite::Lax),
+            "none" => Ok(SameSite::None),
+            _ => Err(format!("{s:?}: expected Strict, Lax or None")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// What happens when the pinned server is gone or unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnMissing {
+    /// Choose a new server by consistent hash of the old key, so every proxy replica agrees.
+    #[default]
+    Rebalance,
+    /// Answer 503: the session's state is lost and the application prefers to say so.
+    Fail,
+}
+
+impl OnMissing {
+    pub fn parse(s: &str) -> Result<OnMissing, String> {
+        match s {
+            "rebalance" => Ok(OnMissing::Rebalance),
+            "fail" => Ok(OnMissing::Fail),
+            _ => Err(format!("{s:?}: expected \"rebalance\" or \"fail\"")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_parse() {
+        assert_eq!(
+            ServerAddr::parse("http://127.0.0.1:9000")
+                .unwrap()
+                .to_string(),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(
+            ServerAddr::parse("10.0.0.5:8000").unwrap().to_string(),
+            "10.0.0.5:8000"
+        );
+        assert_eq!(
+            ServerAddr::parse("http://[::1]:81/").unwrap().to_string(),
+            "[::1]:81"
+        );
+        assert_eq!(
+            ServerAddr::parse("http://web").unwrap(),
+            ServerAddr::Host("web".into(), 80)
+        );
+        assert!(ServerAddr::parse("https://a:1").is_err());
+        assert!(ServerAddr::parse("http://a:99999").is_err());
+        assert!(ServerAddr::parse("http://a/b").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! The TOML dialect of `tether.toml`: static settings (entrypoints, timeouts, affinity key,
+//! trusted proxies) and the dynamic part (routes, services) that is hot-reloaded.
+//!
+//! Every error names the line and the field: `line 12: routes.web.rule: column 5: unknown matcher`.
+//! See `docs/configuration.md` for the reference and `examples/` for complete files.
+
+mod convert;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::decl::{RouteDecl, ServiceDecl};
+
+pub use raw::Cidr;
+
+/// A parsed and validated configuration file.
+#[derive(Debug, Clone)]
+pub struct FileConfig {
+    pub settings: Settings,
+    pub services: Vec<ServiceDecl>,
+    pub routes: Vec<RouteDecl>,
+}
+
+/// Settings read once at start; changing them needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Entrypoint name and listen address, sorted by name.
+    pub entrypoints: Vec<(String, SocketAddr)>,
+    pub timeouts: Timeouts,
+    pub affinity_key: KeySource,
+    /// Peers whose `X-Forwarded-*` headers are believed. Empty: nobody's.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// Where the affinity sealing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Generated once and kept in the state directory (single-replica setups).
+    Generated,
+    Inline(String),
+    File(PathBuf),
+}
+
+/// Time limits. Defaults are safe for the public internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a TCP connection to a server.
+    pub connect: Duration,
+    /// Receiving a client's complete request head.
+    pub request_header: Duration,
+    /// A client keep-alive connection with no traffic is closed after this.
+    pub idle: Duration,
+    /// Waiting for a server's response head after sending the request.
+    pub upstream_response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request_header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            upstream_response: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One problem in the file, located by line (1-based) when the parser knows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{field}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+/// All problems found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// One line per error, each prefixed with the file name: `tether.toml:12: routes.web.rule: ...`.
+    pub fn render(&self, file: &str) -> String {
+        self.0
+            .iter()
+            .map(|e| match e.line {
+                Some(l) => format!("{file}:{l}: {}: {}", e.field, e.message),
+                None => format!("{file}: {}: {}", e.field, e.message),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Parse and validate a configuration file's text.
+pub fn parse(src: &str) -> Result<FileConfig, ConfigErrors> {
+    let raw: raw::RawConfig = toml::from_str(src).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            line: e.span().map(|s| line_of(src, s.start)),
+            field: "syntax".into(),
+            message: e.message().trim().to_string(),
+        }])
+    })?;
+    convert::convert(raw, src)
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,378 @@
+//! Gives meaning to the raw file: parses rules, addresses, durations and policies, collecting every
+//! error with its line instead of stopping at the first.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use super::raw::{Cidr, RawAffinity, RawConfig, RawEntrypoint, RawService, RawTimeouts, S};
+use super::{line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Settings, Timeouts};
+use crate::decl::{
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, RouteDecl, SameSite,
+    ServerAddr, ServerDecl, ServiceDecl,
+};
+use crate::rule::Rule;
+use crate::{duration, validate};
+
+/// Minimum length of an inline or file affinity key.
+pub const MIN_KEY_LEN: usize = 32;
+
+struct Ctx<'a> {
+    src: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &mut self,
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError {
+            line: span.map(|s| line_of(self.src, s.start)),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Apply `f` to a spanned value, recording its error at the value's line.
+    fn check<T, U>(
+        &mut self,
+        v: &S<T>,
+        field: &str,
+        f: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Option<U> {
+        match f(v.get_ref()) {
+            Ok(u) => Some(u),
+            Err(m) => {
+                self.err(Some(v.span()), field, m);
+                None
+            }
+        }
+    }
+}
+
+pub(super) fn convert(raw: RawConfig, src: &str) -> Result<FileConfig, ConfigErrors> {
+    let mut cx = Ctx {
+        src,
+        errors: Vec::new(),
+    };
+    let settings = settings(&mut cx, &raw);
+    let mut services = Vec::new();
+    let mut service_lines = std::collections::HashMap::new();
+    for (name, svc) in &raw.services {
+        service_lines.insert(name.clone(), svc.span());
+        if let Some(s) = service(&mut cx, name, svc) {
+            services.push(s);
+        }
+    }
+    let mut routes = Vec::new();
+    for (name, r) in &raw.routes {
+        let r = r.get_ref();
+        let base = format!("routes.{name}");
+        let rule = cx.check(&r.rule, &format!("{base}.rule"), |t| {
+            Rule::parse(t).map_err(|e| e.to_string())
+        });
+        for ep in &r.entrypoints {
+            if !settings.entrypoints.iter().any(|(n, _)| n == ep.get_ref()) {
+                cx.err(
+                    Some(ep.span()),
+                    format!("{base}.entrypoints"),
+                    format!("no entrypoint named {:?}", ep.get_ref()),
+                );
+            }
+        }
+        if !raw.services.contains_key(r.service.get_ref()) {
+            cx.err(
+                Some(r.service.span()),
+                format!("{base}.service"),
+                format!("no service named {:?}", r.service.get_ref()),
+            );
+        }
+        if let Some(rule) = rule {
+            routes.push(RouteDecl {
+                name: name.clone(),
+                priority: r.priority.unwrap_or(r.rule.get_ref().len() as i64),
+                rule,
+                rule_text: r.rule.get_ref().clone(),
+                service: r.service.get_ref().clone(),
+                entrypoints: r.entrypoints.iter().map(|e| e.get_ref().clone()).collect(),
+            });
+        }
+    }
+    // Shared checks; locate their errors at the service or route they concern.
+    for e in validate::set(&services, &[]) {
+        let svc = e.field.split('.').nth(1).unwrap_or_default();
+        let span = service_lines.get(svc).cloned();
+        cx.err(span, e.field, e.message);
+    }
+    if cx.errors.is_empty() {
+        Ok(FileConfig {
+            settings,
+            services,
+            routes,
+        })
+    } else {
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
+    let mut entrypoints = Vec::new();
+    for (name, ep) in &raw.entrypoints {
+        let field = format!("entrypoints.{name}");
+        if !validate::is_name(name) {
+            cx.err(
+                Some(ep.span()),
+                &field,
+                "a name may hold letters, digits, '-', '_', '.' and '@'",
+            );
+        }
+        let addr = match ep.get_ref() {
+            RawEntrypoint::Address(a) | RawEntrypoint::Table { address: a } => a,
+        };
+        match addr.parse::<SocketAddr>() {
+            Ok(sa) => entrypoints.push((name.clone(), sa)),
+            Err(_) => cx.err(
+                Some(ep.span()),
+                field,
+                format!("{addr:?}: expected a listen address such as 0.0.0.0:80"),
+            ),
+        }
+    }
+    let affinity_key = match (&raw.affinity.key, &raw.affinity.key_file) {
+        (Some(_), Some(f)) => {
+            cx.err(
+                Some(f.span()),
+                "affinity.key_file",
+                "set either affinity.key or affinity.key_file, not both",
+            );
+            KeySource::Generated
+        }
+        (Some(k), None) => cx
+            .check(k, "affinity.key", |k| {
+                if k.len() < MIN_KEY_LEN {
+                    Err(format!(
+                        "the key has {} bytes; use at least {MIN_KEY_LEN} random bytes",
+                        k.len()
+                    ))
+                } else {
+                    Ok(KeySource::Inline(k.clone()))
+                }
+            })
+            .unwrap_or(KeySource::Generated),
+        (None, Some(f)) => KeySource::File(PathBuf::from(f.get_ref())),
+        (None, None) => KeySource::Generated,
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, c) in raw.forwarded.trusted_proxies.iter().enumerate() {
+        if let Some(c) = cx.check(c, &format!("forwarded.trusted_proxies[{i}]"), |s| {
+            Cidr::parse(s)
+        }) {
+            trusted_proxies.push(c);
+        }
+    }
+    Settings {
+        entrypoints,
+        timeouts: timeouts(cx, &raw.timeouts),
+        affinity_key,
+        trusted_proxies,
+    }
+}
+
+fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
+    let mut t = Timeouts::default();
+    let fields = [
+        (&raw.connect, "connect", &mut t.connect),
+        (&raw.request_header, "request_header", &mut t.request_header),
+        (&raw.idle, "idle", &mut t.idle),
+        (
+            &raw.upstream_response,
+            "upstream_response",
+            &mut t.upstream_response,
+        ),
+    ];
+    for (v, name, slot) in fields {
+        if let Some(v) = v {
+            let parsed = cx.check(v, &format!("timeouts.{name}"), |s| {
+                duration::parse(s).and_then(|d| {
+                    if d.is_zero() {
+                        Err("must be more than zero".into())
+                    } else {
+                        Ok(d)
+                    }
+                })
+            });
+            if let Some(d) = parsed {
+                *slot = d;
+            }
+        }
+    }
+    t
+}
+
+fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceDecl> {
+    let base = format!("services.{name}");
+    let svc = raw.get_ref();
+    let before = cx.errors.len();
+    let mut servers = Vec::new();
+    for (i, s) in svc.servers.iter().enumerate() {
+        let field = format!("{base}.servers[{i}]");
+        let s = s.get_ref();
+        let addr = cx.check(&s.url, &format!("{field}.url"), |u| ServerAddr::parse(u));
+        let weight = match &s.weight {
+            Some(w) => cx.check(w, &format!("{field}.weight"), |&w| {
+                u32::try_from(w)
+                    .map_err(|_| format!("{w} is not a weight (0..={})", validate::MAX_WEIGHT))
+            }),
+            None => Some(1),
+        };
+        if let (Some(addr), Some(weight)) = (addr, weight) {
+            let name = s.name.clone().unwrap_or_else(|| addr.to_string());
+            servers.push(ServerDecl { name, addr, weight });
+        }
+    }
+    let balance = balance(cx, &base, svc);
+    let affinity = svc
+        .affinity
+        .as_ref()
+        .and_then(|a| affinity(cx, &base, name, a.get_ref()));
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(ServiceDecl {
+        name: name.to_string(),
+        servers,
+        balance: balance?,
+        affinity,
+    })
+}
+
+fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> Option<BalanceAlgo> {
+    let algo = match &svc.balance {
+        None => "round_robin".to_string(),
+        Some(b) => b.get_ref().clone(),
+    };
+    let span = svc.balance.as_ref().map(|b| b.span());
+    match (algo.as_str(), &svc.hash_on) {
+        ("round_robin", None) => Some(BalanceAlgo::RoundRobin),
+        ("least_requests", None) => Some(BalanceAlgo::LeastRequests),
+        ("consistent_hash", None) => {
+            cx.err(
+                span,
+                format!("{base}.hash_on"),
+                "consistent_hash needs hash_on = \"client_ip\", \"header:NAME\" or \"cookie:NAME\"",
+            );
+            None
+        }
+        ("consistent_hash", Some(h)) => cx
+            .check(h, &format!("{base}.hash_on"), |h| parse_hash_on(h))
+            .map(BalanceAlgo::ConsistentHash),
+        ("round_robin" | "least_requests", Some(h)) => {
+            cx.err(
+                Some(h.span()),
+                format!("{base}.hash_on"),
+                "hash_on only applies to balance = \"consistent_hash\"",
+            );
+            None
+        }
+        (other, _) => {
+            cx.err(span, format!("{base}.balance"), format!("{other:?}: expected \"round_robin\", \"least_requests\" or \"consistent_hash\""));
+            None
+        }
+    }
+}
+
+/// `client_ip`, `header:X-User` or `cookie:session`.
+pub fn parse_hash_on(s: &str) -> Result<HashOn, String> {
+    match s.split_once(':') {
+        None if s == "client_ip" => Ok(HashOn::ClientIp),
+        Some(("header", h)) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+            Ok(HashOn::Header(h.to_ascii_lowercase()))
+        }
+        Some(("cookie", c)) if validate::is_cookie_name(c) => Ok(HashOn::Cookie(c.to_string())),
+        _ => Err(format!(
+            "{s:?}: expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\""
+        )),
+    }
+}
+
+fn affinity(
+    cx: &mut Ctx<'_>,
+    base: &str,
+    service: &str,
+    a: &RawAffinity,
+) -> Option<AffinityPolicy> {
+    let base = format!("{base}.affinity");
+    let on_missing = match &a.on_missing {
+        Some(o) => cx.check(o, &format!("{base}.on_missing"), |s| OnMissing::parse(s))?,
+        None => OnMissing::Rebalance,
+    };
+    let mode = match a.mode.get_ref().as_str() {
+        "cookie" => {
+            let mut attrs = CookieAttrs::for_service(service);
+            if let Some(c) = &a.cookie {
+                attrs.name = c.get_ref().clone();
+            }
+            if let Some(p) = &a.path {
+                attrs.path = p.clone();
+            }
+            attrs.domain = a.domain.as_ref().map(|d| d.get_ref().clone());
+            attrs.secure = a.secure.unwrap_or(attrs.secure);
+            attrs.http_only = a.http_only.unwrap_or(attrs.http_only);
+            if let Some(s) = &a.same_site {
+                attrs.same_site =
+                    Some(cx.check(s, &format!("{base}.same_site"), |s| SameSite::parse(s))?);
+            }
+            if let Some(m) = &a.max_age {
+                attrs.max_age =
+                    Some(cx.check(m, &format!("{base}.max_age"), |s| duration::parse(s))?);
+            }
+            if attrs.same_site == Some(SameSite::None) && !attrs.secure {
+                let span = a.same_site.as_ref().map(|s| s.span());
+                cx.err(
+                    span,
+                    format!("{base}.same_site"),
+                    "SameSite=None requires secure = true (browsers drop it otherwise)",
+                );
+                return None;
+            }
+            AffinityMode::Cookie(attrs)
+        }
+        "prefix" => {
+            let Some(c) = &a.cookie else {
+                cx.err(Some(a.mode.span()), format!("{base}.cookie"), "prefix mode needs the application's cookie name, e.g. cookie = \"connect.sid\"");
+                return None;
+            };
+            let only_cookie_mode = [
+                ("path", a.path.is_some()),
+                ("domain", a.domain.is_some()),
+                ("secure", a.secure.is_some()),
+                ("http_only", a.http_only.is_some()),
+                ("same_site", a.same_site.is_some()),
+                ("max_age", a.max_age.is_some()),
+            ];
+            if let Some((f, _)) = only_cookie_mode.iter().find(|(_, set)| *set) {
+                cx.err(Some(a.mode.span()), format!("{base}.{f}"), "prefix mode keeps the application's own cookie attributes; this field only applies to mode = \"cookie\"");
+                return None;
+            }
+            AffinityMode::Prefix {
+                cookie: c.get_ref().clone(),
+            }
+        }
+        other => {
+            cx.err(
+                Some(a.mode.span()),
+                format!("{base}.mode"),
+                format!("{other:?}: expected \"cookie\" or \"prefix\""),
+            );
+            return None;
+        }
+    };
+    Some(AffinityPolicy {
+        mode,
+        nocache: a.nocache,
+        on_missing,
+    })
+}

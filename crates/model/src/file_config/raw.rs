@@ -1,0 +1,159 @@
+//! The file as written: serde structs with spans, before any meaning is given to the values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub entrypoints: BTreeMap<String, S<RawEntrypoint>>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub affinity: RawAffinityKey,
+    #[serde(default)]
+    pub forwarded: RawForwarded,
+    #[serde(default)]
+    pub routes: BTreeMap<String, S<RawRoute>>,
+    #[serde(default)]
+    pub services: BTreeMap<String, S<RawService>>,
+}
+
+/// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "..."`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawEntrypoint {
+    Address(String),
+    Table { address: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<S<String>>,
+    pub request_header: Option<S<String>>,
+    pub idle: Option<S<String>>,
+    pub upstream_response: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAffinityKey {
+    pub key: Option<S<String>>,
+    pub key_file: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarded {
+    #[serde(default)]
+    pub trusted_proxies: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub rule: S<String>,
+    pub service: S<String>,
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub entrypoints: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    #[serde(default)]
+    pub servers: Vec<S<RawServer>>,
+    pub balance: Option<S<String>>,
+    pub hash_on: Option<S<String>>,
+    pub affinity: Option<S<RawAffinity>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub url: S<String>,
+    pub name: Option<String>,
+    pub weight: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAffinity {
+    pub mode: S<String>,
+    pub cookie: Option<S<String>>,
+    #[serde(default)]
+    pub nocache: bool,
+    pub on_missing: Option<S<String>>,
+    pub path: Option<String>,
+    pub domain: Option<S<String>>,
+    pub secure: Option<bool>,
+    pub http_only: Option<bool>,
+    pub same_site: Option<S<String>>,
+    pub max_age: Option<S<String>>,
+}
+
+/// An address range such as `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("{s:?}: expected an address or range such as 10.0.0.0/8");
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}

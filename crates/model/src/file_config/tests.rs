@@ -1,0 +1,153 @@
+//! Tests of the TOML dialect: a full file parses, and each kind of mistake names its line and field.
+
+use super::*;
+use crate::decl::{AffinityMode, BalanceAlgo, HashOn, OnMissing};
+
+const FULL: &str = r#"
+[entrypoints]
+web = "127.0.0.1:8080"
+
+[timeouts]
+connect = "2s"
+
+[forwarded]
+trusted_proxies = ["10.0.0.0/8"]
+
+[routes.service1]
+rule = "PathPrefix(`/service1`)"
+service = "service1"
+
+[services.service1]
+servers = [
+  { url = "http://127.0.0.1:9001", name = "s1-a" },
+  { url = "http://127.0.0.1:9002", name = "s1-b", weight = 3 },
+]
+[services.service1.affinity]
+mode = "prefix"
+cookie = "connect.sid"
+nocache = true
+
+[services.api]
+balance = "consistent_hash"
+hash_on = "header:X-User"
+servers = [{ url = "127.0.0.1:9003" }]
+[services.api.affinity]
+mode = "cookie"
+on_missing = "fail"
+max_age = "1h"
+"#;
+
+#[test]
+fn a_full_file_parses() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.settings.entrypoints[0].0, "web");
+    assert_eq!(c.settings.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.settings.timeouts.idle, Timeouts::default().idle);
+    assert_eq!(c.routes[0].priority, "PathPrefix(`/service1`)".len() as i64);
+    let s1 = c.services.iter().find(|s| s.name == "service1").unwrap();
+    assert_eq!(s1.servers[1].weight, 3);
+    let aff = s1.affinity.as_ref().unwrap();
+    assert!(aff.nocache);
+    assert_eq!(
+        aff.mode,
+        AffinityMode::Prefix {
+            cookie: "connect.sid".into()
+        }
+    );
+    let api = c.services.iter().find(|s| s.name == "api").unwrap();
+    assert_eq!(
+        api.balance,
+        BalanceAlgo::ConsistentHash(HashOn::Header("x-user".into()))
+    );
+    assert_eq!(api.servers[0].name, "127.0.0.1:9003");
+    let aff = api.affinity.as_ref().unwrap();
+    assert_eq!(aff.on_missing, OnMissing::Fail);
+    match &aff.mode {
+        AffinityMode::Cookie(a) => {
+            assert_eq!(a.name, "tether_api");
+            assert_eq!(a.max_age, Some(Duration::from_secs(3600)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn errors(src: &str) -> Vec<ConfigError> {
+    parse(src).unwrap_err().0
+}
+
+#[test]
+fn a_bad_rule_names_line_field_and_column() {
+    let e = errors("[routes.web]\nrule = \"PathPrefx(`/`)\"\nservice = \"web\"\n[services.web]\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, Some(2));
+    assert_eq!(e[0].field, "routes.web.rule");
+    assert!(
+        e[0].message.contains("unknown matcher \"PathPrefx\""),
+        "{}",
+        e[0].message
+    );
+}
+
+#[test]
+fn unknown_fields_and_syntax_errors_have_lines() {
+    let e = errors("[services.web]\nserverz = []\n");
+    assert_eq!(e[0].line, Some(2), "{e:?}");
+    assert!(e[0].message.contains("serverz"), "{e:?}");
+    let e = errors("[routes.web\n");
+    assert_eq!(e[0].line, Some(1));
+}
+
+#[test]
+fn every_bad_value_is_reported() {
+    let src = r#"
+[routes.web]
+rule = "Path(`/`)"
+service = "missing"
+entrypoints = ["nope"]
+
+[services.web]
+balance = "random"
+servers = [{ url = "http://a:99999" }, { url = "ftp://b" }, { url = "http://c", weight = -1 }]
+[services.web.affinity]
+mode = "cookie"
+same_site = "None"
+"#;
+    let e = errors(src);
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    for want in [
+        "routes.web.entrypoints",
+        "routes.web.service",
+        "services.web.balance",
+        "services.web.servers[0].url",
+        "services.web.servers[1].url",
+        "services.web.servers[2].weight",
+        "services.web.affinity.same_site",
+    ] {
+        assert!(fields.contains(&want), "missing {want} in {fields:?}");
+    }
+    assert!(e.iter().all(|e| e.line.is_some()), "{e:?}");
+    let rendered = ConfigErrors(e).render("tether.toml");
+    assert!(
+        rendered.contains("tether.toml:9: services.web.servers[0].url"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn short_keys_and_duplicate_server_names_are_refused() {
+    let e = errors("[affinity]\nkey = \"short\"\n");
+    assert_eq!(e[0].field, "affinity.key");
+    let e = errors("[services.w]\nservers = [{ url = \"a:1\", name = \"x\" }, { url = \"a:2\", name = \"x\" }]\n");
+    assert_eq!(e[0].field, "services.w.servers[1].name");
+    assert_eq!(e[0].line, Some(1));
+}
+
+#[test]
+fn cidrs_contain_addresses() {
+    let c = Cidr::parse("10.0.0.0/8").unwrap();
+    assert!(c.contains("10.1.2.3".parse().unwrap()));
+    assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!c.contains("11.0.0.1".parse().unwrap()));
+    assert!(Cidr::parse("10.0.0.0/33").is_err());
+    assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+}

@@ -1,0 +1,22 @@
+//! Tether's configuration model: the pure types every provider produces and every other crate reads.
+//!
+//! - [`decl`]: services, servers, routes, balancing and affinity policies ([`ProviderUpdate`]).
+//! - [`rule`]: the routing rule language (`Host(`a.com`) && PathPrefix(`/api`)`), parsed and evaluated.
+//! - [`file_config`]: the TOML dialect of `tether.toml`, with errors that name the line and the field.
+//! - [`validate`]: checks shared by all providers (names, references, ranges).
+//!
+//! Nothing here performs I/O, so the same rules apply whether a declaration came from a file, Docker
+//! labels or the HTTP API.
+
+pub mod decl;
+pub mod duration;
+pub mod file_config;
+pub mod rule;
+pub mod validate;
+
+pub use decl::{
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, ProviderUpdate,
+    RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
+};
+pub use rule::{HostPattern, Rule, RuleError};
+pub use validate::ValidationError;

@@ -1,0 +1,237 @@
+//! Routing rules: a small boolean language over request properties, compatible with Traefik's.
+//!
+//! ```text
+//! Host(`example.com`, `*.example.org`) && (PathPrefix(`/api`) || Path(`/health`)) && !Method(`DELETE`)
+//! ```
+//! Matchers: `Host` (exact or `*.` wildcard, case-insensitive, port ignored), `Path` (exact),
+//! `PathPrefix` (string prefix), `Method`, `Header(name, value)`. Arguments are quoted with backticks or
+//! double quotes; a matcher with several arguments matches any of them.
+
+mod parse;
+
+use std::fmt;
+
+pub use parse::RuleError;
+
+/// A parsed rule. Evaluate with [`Rule::matches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// `Host(...)`: any of the patterns.
+    Host(Vec<HostPattern>),
+    /// `Path(...)`: the path equals one of the values.
+    Path(Vec<String>),
+    /// `PathPrefix(...)`: the path starts with one of the values.
+    PathPrefix(Vec<String>),
+    /// `Method(...)`: the method is one of the values (upper case).
+    Method(Vec<String>),
+    /// `Header(name, value)`: a header named `name` (lower case) has exactly `value`.
+    Header(String, String),
+    And(Box<Rule>, Box<Rule>),
+    Or(Box<Rule>, Box<Rule>),
+    Not(Box<Rule>),
+}
+
+/// A host pattern: `example.com` or `*.example.com` (any depth of subdomain).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// Lower-case host name.
+    Exact(String),
+    /// Lower-case suffix without the `*.`: `example.com` for `*.example.com`.
+    Wildcard(String),
+}
+
+/// What a rule looks at. Host is lower case and has no port.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub host: &'a str,
+    pub path: &'a str,
+    pub method: &'a http::Method,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl Rule {
+    /// Parse a rule; errors give the column and what was expected.
+    pub fn parse(src: &str) -> Result<Rule, RuleError> {
+        parse::parse(src)
+    }
+
+    /// Does the request match?
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        match self {
+            Rule::Host(pats) => pats.iter().any(|p| p.matches(req.host)),
+            Rule::Path(paths) => paths.iter().any(|p| req.path == p),
+            Rule::PathPrefix(prefixes) => prefixes.iter().any(|p| req.path.starts_with(p.as_str())),
+            Rule::Method(methods) => methods.iter().any(|m| req.method.as_str() == m),
+            Rule::Header(name, value) => req
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .any(|v| v.as_bytes() == value.as_bytes()),
+            Rule::And(a, b) => a.matches(req) && b.matches(req),
+            Rule::Or(a, b) => a.matches(req) || b.matches(req),
+            Rule::Not(a) => !a.matches(req),
+        }
+    }
+
+    /// Host patterns that every matching request must satisfy, if the rule implies any.
+    /// The router indexes routes by these, so host lookups cost the same for 10 or 10,000 routes.
+    pub fn required_hosts(&self) -> Option<Vec<HostPattern>> {
+        match self {
+            Rule::Host(pats) => Some(pats.clone()),
+            Rule::And(a, b) => match (a.required_hosts(), b.required_hosts()) {
+                (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+                (x, y) => x.or(y),
+            },
+            Rule::Or(a, b) => {
+                let mut x = a.required_hosts()?;
+                x.extend(b.required_hosts()?);
+                x.sort();
+                x.dedup();
+                Some(x)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl HostPattern {
+    /// Parse `example.com` or `*.example.com`; rejects empty labels and other wildcards.
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, lower),
+        };
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+            return Err(format!(
+                "invalid host {s:?}: expected a name such as example.com or *.example.com"
+            ));
+        }
+        Ok(if wild {
+            HostPattern::Wildcard(name)
+        } else {
+            HostPattern::Exact(name)
+        })
+    }
+
+    /// Does the (lower-case, port-less) host match?
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => host == h,
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix.as_str())
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => write!(f, "{h}"),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+fn write_args(f: &mut fmt::Formatter<'_>, name: &str, args: &[String]) -> fmt::Result {
+    write!(f, "{name}(")?;
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            write!(f, ", ")?;
+        }
+        write!(f, "`{a}`")?;
+    }
+    write!(f, ")")
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Host(p) => {
+                let s: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+                write_args(f, "Host", &s)
+            }
+            Rule::Path(p) => write_args(f, "Path", p),
+            Rule::PathPrefix(p) => write_args(f, "PathPrefix", p),
+            Rule::Method(m) => write_args(f, "Method", m),
+            Rule::Header(n, v) => write!(f, "Header(`{n}`, `{v}`)"),
+            Rule::And(a, b) => write!(f, "({a} && {b})"),
+            Rule::Or(a, b) => write!(f, "({a} || {b})"),
+            Rule::Not(a) => write!(f, "!{a}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view<'a>(
+        host: &'a str,
+        path: &'a str,
+        m: &'a http::Method,
+        h: &'a http::HeaderMap,
+    ) -> RequestView<'a> {
+        RequestView {
+            host,
+            path,
+            method: m,
+            headers: h,
+        }
+    }
+
+    #[test]
+    fn evaluates_combinations() {
+        let r =
+            Rule::parse("Host(`a.com`) && (PathPrefix(`/api`) || Path(`/x`)) && !Method(`DELETE`)")
+                .unwrap();
+        let h = http::HeaderMap::new();
+        let get = http::Method::GET;
+        let del = http::Method::DELETE;
+        assert!(r.matches(&view("a.com", "/api/v1", &get, &h)));
+        assert!(r.matches(&view("a.com", "/x", &get, &h)));
+        assert!(!r.matches(&view("a.com", "/xy", &get, &h)));
+        assert!(!r.matches(&view("b.com", "/api", &get, &h)));
+        assert!(!r.matches(&view("a.com", "/api", &del, &h)));
+    }
+
+    #[test]
+    fn wildcard_hosts_match_subdomains_only() {
+        let p = HostPattern::parse("*.Example.com").unwrap();
+        assert!(p.matches("a.example.com"));
+        assert!(p.matches("a.b.example.com"));
+        assert!(!p.matches("example.com"));
+        assert!(!p.matches("aexample.com"));
+        assert!(HostPattern::parse("a..com").is_err());
+        assert!(HostPattern::parse("*").is_err());
+    }
+
+    #[test]
+    fn headers_match_exact_values() {
+        let r = Rule::parse("Header(`X-Env`, `canary`)").unwrap();
+        let mut h = http::HeaderMap::new();
+        let get = http::Method::GET;
+        assert!(!r.matches(&view("a", "/", &get, &h)));
+        h.insert("x-env", "canary".parse().unwrap());
+        assert!(r.matches(&view("a", "/", &get, &h)));
+    }
+
+    #[test]
+    fn required_hosts_follow_the_boolean_structure() {
+        let hosts = |s: &str| Rule::parse(s).unwrap().required_hosts();
+        assert_eq!(hosts("PathPrefix(`/`)"), None);
+        assert_eq!(hosts("Host(`a.com`) && PathPrefix(`/`)").unwrap().len(), 1);
+        assert_eq!(hosts("Host(`a.com`) || Host(`b.com`)").unwrap().len(), 2);
+        assert_eq!(hosts("Host(`a.com`) || PathPrefix(`/`)"), None);
+        assert_eq!(hosts("!Host(`a.com`)"), None);
+    }
+}

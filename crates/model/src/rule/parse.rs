@@ -1,0 +1,334 @@
+//! Recursive-descent parser for rules. Precedence: `!` binds tightest, then `&&`, then `||`.
+
+use super::{HostPattern, Rule};
+
+/// A rule that could not be parsed: the column (1-based, in characters) and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct RuleError {
+    pub column: usize,
+    pub message: String,
+}
+
+/// Longest rule accepted; longer input is rejected before parsing.
+const MAX_RULE_LEN: usize = 8192;
+/// Deepest nesting of parentheses and `!` accepted.
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    LParen,
+    RParen,
+    Comma,
+    And,
+    Or,
+    Not,
+}
+
+struct Parser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    end: usize,
+    depth: usize,
+}
+
+pub(super) fn parse(src: &str) -> Result<Rule, RuleError> {
+    if src.len() > MAX_RULE_LEN {
+        return Err(err(1, format!("rule is longer than {MAX_RULE_LEN} bytes")));
+    }
+    let toks = lex(src)?;
+    if toks.is_empty() {
+        return Err(err(
+            1,
+            "empty rule: expected a matcher such as PathPrefix(`/`)",
+        ));
+    }
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        end: src.chars().count() + 1,
+        depth: 0,
+    };
+    let rule = p.or()?;
+    if let Some((t, col)) = p.toks.get(p.pos) {
+        return Err(err(
+            *col,
+            format!("unexpected {} after a complete rule", describe(t)),
+        ));
+    }
+    Ok(rule)
+}
+
+fn err(column: usize, message: impl Into<String>) -> RuleError {
+    RuleError {
+        column,
+        message: message.into(),
+    }
+}
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::Ident(s) => format!("name {s:?}"),
+        Tok::Str(s) => format!("string {s:?}"),
+        Tok::LParen => "'('".into(),
+        Tok::RParen => "')'".into(),
+        Tok::Comma => "','".into(),
+        Tok::And => "'&&'".into(),
+        Tok::Or => "'||'".into(),
+        Tok::Not => "'!'".into(),
+    }
+}
+
+fn lex(src: &str) -> Result<Vec<(Tok, usize)>, RuleError> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let col = i + 1;
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push((Tok::LParen, col));
+                i += 1;
+            }
+            ')' => {
+                out.push((Tok::RParen, col));
+                i += 1;
+            }
+            ',' => {
+                out.push((Tok::Comma, col));
+                i += 1;
+            }
+            '!' => {
+                out.push((Tok::Not, col));
+                i += 1;
+            }
+            '&' | '|' => {
+                if chars.get(i + 1) != Some(&c) {
+                    return Err(err(col, format!("expected '{c}{c}'")));
+                }
+                out.push((if c == '&' { Tok::And } else { Tok::Or }, col));
+                i += 2;
+            }
+            '`' | '"' => {
+                let close = chars[i + 1..]
+                    .iter()
+                    .position(|&d| d == c)
+                    .ok_or_else(|| err(col, format!("unterminated string starting with {c}")))?;
+                out.push((Tok::Str(chars[i + 1..i + 1 + close].iter().collect()), col));
+                i += close + 2;
+            }
+            c if c.is_ascii_alphabetic() => {
+                let len = chars[i..]
+                    .iter()
+                    .take_while(|d| d.is_ascii_alphanumeric())
+                    .count();
+                out.push((Tok::Ident(chars[i..i + len].iter().collect()), col));
+                i += len;
+            }
+            other => return Err(err(col, format!("unexpected character {other:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn col(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.end, |(_, c)| *c)
+    }
+
+    fn or(&mut self) -> Result<Rule, RuleError> {
+        let mut left = self.and()?;
+        while self.peek() == Some(&Tok::Or) {
+            self.pos += 1;
+            left = Rule::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Rule, RuleError> {
+        let mut left = self.unary()?;
+        while self.peek() == Some(&Tok::And) {
+            self.pos += 1;
+            left = Rule::And(Box::new(left), Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Rule, RuleError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err(
+                self.col(),
+                format!("rule nests deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        let col = self.col();
+        let rule = match self.toks.get(self.pos).cloned() {
+            Some((Tok::Not, _)) => {
+                self.pos += 1;
+                Rule::Not(Box::new(self.unary()?))
+            }
+            Some((Tok::LParen, _)) => {
+                self.pos += 1;
+                let inner = self.or()?;
+                self.expect(Tok::RParen, "')'")?;
+                inner
+            }
+            Some((Tok::Ident(name), _)) => {
+                self.pos += 1;
+                let args = self.args(&name)?;
+                matcher(&name, args, col)?
+            }
+            Some((t, c)) => {
+                return Err(err(
+                    c,
+                    format!("expected a matcher, '(' or '!', found {}", describe(&t)),
+                ))
+            }
+            None => return Err(err(col, "rule ends early: expected a matcher, '(' or '!'")),
+        };
+        self.depth -= 1;
+        Ok(rule)
+    }
+
+    fn expect(&mut self, want: Tok, what: &str) -> Result<(), RuleError> {
+        match self.toks.get(self.pos) {
+            Some((t, _)) if *t == want => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some((t, c)) => Err(err(*c, format!("expected {what}, found {}", describe(t)))),
+            None => Err(err(self.end, format!("rule ends early: expected {what}"))),
+        }
+    }
+
+    fn args(&mut self, name: &str) -> Result<Vec<String>, RuleError> {
+        self.expect(Tok::LParen, &format!("'(' after {name}"))?;
+        let mut args = Vec::new();
+        loop {
+            match self.toks.get(self.pos).cloned() {
+                Some((Tok::Str(s), _)) => {
+                    self.pos += 1;
+                    args.push(s);
+                }
+                Some((t, c)) => {
+                    return Err(err(
+                        c,
+                        format!(
+                            "expected a quoted argument to {name}, found {}",
+                            describe(&t)
+                        ),
+                    ))
+                }
+                None => return Err(err(self.end, format!("rule ends early inside {name}(...)"))),
+            }
+            match self.peek() {
+                Some(Tok::Comma) => self.pos += 1,
+                _ => break,
+            }
+        }
+        self.expect(Tok::RParen, &format!("')' to close {name}(...)"))?;
+        Ok(args)
+    }
+}
+
+fn matcher(name: &str, args: Vec<String>, col: usize) -> Result<Rule, RuleError> {
+    let nonempty = |args: &[String]| {
+        if args.iter().any(|a| a.is_empty()) {
+            Err(err(col, format!("{name}(...) has an empty argument")))
+        } else {
+            Ok(())
+        }
+    };
+    match name {
+        "Host" => {
+            let pats = args
+                .iter()
+                .map(|a| HostPattern::parse(a).map_err(|m| err(col, m)));
+            Ok(Rule::Host(pats.collect::<Result<_, _>>()?))
+        }
+        "Path" | "PathPrefix" => {
+            nonempty(&args)?;
+            if let Some(bad) = args.iter().find(|a| !a.starts_with('/')) {
+                return Err(err(
+                    col,
+                    format!("{name}({bad:?}): a path must start with '/'"),
+                ));
+            }
+            Ok(if name == "Path" {
+                Rule::Path(args)
+            } else {
+                Rule::PathPrefix(args)
+            })
+        }
+        "Method" => {
+            nonempty(&args)?;
+            let methods: Vec<String> = args.iter().map(|m| m.to_ascii_uppercase()).collect();
+            if let Some(bad) = methods
+                .iter()
+                .find(|m| http::Method::from_bytes(m.as_bytes()).is_err())
+            {
+                return Err(err(col, format!("Method({bad:?}) is not an HTTP method")));
+            }
+            Ok(Rule::Method(methods))
+        }
+        "Header" => {
+            let [n, v] = <[String; 2]>::try_from(args)
+                .map_err(|_| err(col, "Header takes two arguments: Header(`name`, `value`)"))?;
+            if http::HeaderName::from_bytes(n.as_bytes()).is_err() {
+                return Err(err(
+                    col,
+                    format!("Header({n:?}, ...): not a valid header name"),
+                ));
+            }
+            Ok(Rule::Header(n.to_ascii_lowercase(), v))
+        }
+        other => Err(err(
+            col,
+            format!("unknown matcher {other:?}: expected Host, Path, PathPrefix, Method or Header"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_not_then_and_then_or() {
+        let r = parse("Path(`/a`) || Path(`/b`) && !Method(`GET`)").unwrap();
+        assert!(matches!(r, Rule::Or(_, _)));
+        let r = parse("(Path(`/a`) || Path(`/b`)) && Method(\"get\")").unwrap();
+        assert!(matches!(r, Rule::And(_, _)));
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let e = parse("Host(`a.com`) && Pth(`/`)").unwrap_err();
+        assert_eq!(e.column, 18);
+        assert!(e.message.contains("unknown matcher"), "{e}");
+        let e = parse("PathPrefix(`/a`").unwrap_err();
+        assert!(e.message.contains("')'"), "{e}");
+        assert!(parse("Path(`x`)")
+            .unwrap_err()
+            .message
+            .contains("must start with '/'"));
+        assert!(parse("Host(`a`) & Path(`/`)").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("Host(`a`) Host(`b`)").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = format!("{}Path(`/`){}", "(".repeat(100), ")".repeat(100));
+        assert!(parse(&deep).unwrap_err().message.contains("deeper"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Checks every provider's declarations go through, whatever their source. Each error names the
+//! field at fault (`services.web.servers[1].weight`) so a provider can point at its own input.
+
+use std::collections::HashSet;
+
+use crate::decl::{AffinityMode, HashOn, RouteDecl, ServiceDecl};
+
+/// Largest server weight accepted.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// One problem in a declaration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// Dotted path of the field, e.g. `routes.web.service`.
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Is `s` a valid cookie name (an RFC 6265 token)?
+pub fn is_cookie_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// Is `s` a valid name for a route or service (letters, digits, `-`, `_`, `.`, `@`)?
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// Check one service.
+pub fn service(svc: &ServiceDecl) -> Vec<ValidationError> {
+    let base = format!("services.{}", svc.name);
+    let mut errs = Vec::new();
+    if !is_name(&svc.name) {
+        errs.push(ValidationError::new(
+            &base,
+            "a name may hold letters, digits, '-', '_', '.' and '@'",
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, s) in svc.servers.iter().enumerate() {
+        if !names.insert(s.name.as_str()) {
+            errs.push(ValidationError::new(
+                format!("{base}.servers[{i}].name"),
+                format!("server name {:?} is used twice in this service", s.name),
+            ));
+        }
+        if s.weight > MAX_WEIGHT {
+            errs.push(ValidationError::new(
+                format!("{base}.servers[{i}].weight"),
+                format!("{} is above the maximum weight {MAX_WEIGHT}", s.weight),
+            ));
+        }
+    }
+    if let crate::BalanceAlgo::ConsistentHash(HashOn::Cookie(c)) = &svc.balance {
+        if !is_cookie_name(c) {
+            errs.push(ValidationError::new(
+                format!("{base}.hash_on"),
+                format!("{c:?} is not a cookie name"),
+            ));
+        }
+    }
+    if let Some(aff) = &svc.affinity {
+        let name = match &aff.mode {
+            AffinityMode::Cookie(a) => &a.name,
+            AffinityMode::Prefix { cookie } => cookie,
+        };
+        if !is_cookie_name(name) {
+            errs.push(ValidationError::new(
+                format!("{base}.affinity.cookie"),
+                format!("{name:?} is not a cookie name"),
+            ));
+        }
+    }
+    errs
+}
+
+/// Check a whole set: unique names and routes that point at existing services.
+pub fn set(services: &[ServiceDecl], routes: &[RouteDecl]) -> Vec<ValidationError> {
+    let mut errs = Vec::new();
+    let mut svc_names = HashSet::new();
+    for s in services {
+        if !svc_names.insert(s.name.as_str()) {
+            errs.push(ValidationError::new(
+                format!("services.{}", s.name),
+                "declared twice",
+            ));
+        }
+        errs.extend(service(s));
+    }
+    let mut route_names = HashSet::new();
+    for r in routes {
+        let base = format!("routes.{}", r.name);
+        if !route_names.insert(r.name.as_str()) {
+            errs.push(ValidationError::new(&base, "declared twice"));
+        }
+        if !is_name(&r.name) {
+            errs.push(ValidationError::new(
+                &base,
+                "a name may hold letters, digits, '-', '_', '.' and '@'",
+            ));
+        }
+        if !svc_names.contains(r.service.as_str()) {
+            errs.push(ValidationError::new(
+                format!("{base}.service"),
+                format!("no service named {:?}", r.service),
+            ));
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        assert!(is_cookie_name("connect.sid"));
+        assert!(is_cookie_name("tether_web"));
+        assert!(!is_cookie_name("a b"));
+        assert!(!is_cookie_name("a=b"));
+        assert!(!is_cookie_name(""));
+    }
+}
