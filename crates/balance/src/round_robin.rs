@@ -1,0 +1,103 @@
+//! Smooth weighted round robin (NGINX's algorithm), precomputed: the whole cycle is laid out once
+//! per table, and a pick is one atomic increment and an array read. Weights 3:1 give A A B A.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Longest cycle laid out in memory; beyond it (huge weights over many servers) the cycle is
+/// computed with the weights scaled down, which keeps proportions to within 1/MAX_CYCLE.
+const MAX_CYCLE: u64 = 1 << 16;
+
+#[derive(Debug)]
+pub(crate) struct SmoothRoundRobin {
+    cycle: Box<[u32]>,
+    next: AtomicUsize,
+}
+
+impl SmoothRoundRobin {
+    pub fn new(weights: &[u32]) -> SmoothRoundRobin {
+        let g = weights.iter().copied().filter(|&w| w > 0).fold(0, gcd);
+        let mut w: Vec<u64> = weights
+            .iter()
+            .map(|&w| if g == 0 { 0 } else { u64::from(w / g) })
+            .collect();
+        let total: u64 = w.iter().sum();
+        if total > MAX_CYCLE {
+            for x in &mut w {
+                if *x > 0 {
+                    *x = (*x * MAX_CYCLE / total).max(1);
+                }
+            }
+        }
+        SmoothRoundRobin {
+            cycle: layout(&w).into(),
+            next: AtomicUsize::new(fastrand::usize(..1024)),
+        }
+    }
+
+    /// First server of the cycle, from the shared cursor on, that `ok` accepts.
+    pub fn pick(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = self.cycle.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Relaxed);
+        (0..n)
+            .map(|i| self.cycle[(start + i) % n] as usize)
+            .find(|&i| ok(i))
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// One full smooth-weighted cycle: each step adds every weight to its server's current value, picks
+/// the largest, and subtracts the total from it.
+fn layout(weights: &[u64]) -> Vec<u32> {
+    let total: i64 = weights.iter().sum::<u64>() as i64;
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, &w) in weights.iter().enumerate() {
+            current[i] += w as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycle_is_smooth_and_proportional() {
+        assert_eq!(layout(&[3, 1]), vec![0, 0, 1, 0]);
+        assert_eq!(layout(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        let rr = SmoothRoundRobin::new(&[300, 100]);
+        assert_eq!(rr.cycle.len(), 4, "weights are reduced by their gcd");
+    }
+
+    #[test]
+    fn huge_weights_stay_bounded() {
+        let weights = vec![1000u32, 999, 997, 991].repeat(100);
+        let rr = SmoothRoundRobin::new(&weights);
+        assert!(rr.cycle.len() as u64 <= MAX_CYCLE + weights.len() as u64);
+    }
+
+    #[test]
+    fn zero_weights_are_never_in_the_cycle() {
+        let rr = SmoothRoundRobin::new(&[0, 2]);
+        assert!(rr.cycle.iter().all(|&i| i == 1));
+        assert!(SmoothRoundRobin::new(&[0, 0]).pick(|_| true).is_none());
+    }
+}

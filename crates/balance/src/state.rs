@@ -1,0 +1,99 @@
+//! Live state of one server, shared between routing tables: a reconfiguration that keeps a server
+//! keeps its state (in-flight requests, drain, health), so the counters stay true across swaps.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a server that refused a connection is skipped for new requests.
+pub const PASSIVE_DOWN: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct ServerState {
+    in_flight: AtomicU32,
+    draining: AtomicBool,
+    healthy: AtomicBool,
+    /// Milliseconds since process start until which the server is skipped; 0 means not marked.
+    down_until_ms: AtomicU64,
+}
+
+impl Default for ServerState {
+    fn default() -> Self {
+        ServerState {
+            in_flight: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl ServerState {
+    /// May this server take a request that is not pinned to it?
+    /// `strict` also honours passive failure marks.
+    pub fn takes_new(&self, strict: bool) -> bool {
+        !self.draining.load(Relaxed)
+            && self.healthy.load(Relaxed)
+            && (!strict || !self.passively_down())
+    }
+
+    /// May this server keep serving sessions pinned to it? Draining servers do; failed ones do not.
+    pub fn takes_pinned(&self) -> bool {
+        self.healthy.load(Relaxed) && !self.passively_down()
+    }
+
+    fn passively_down(&self) -> bool {
+        let d = self.down_until_ms.load(Relaxed);
+        d != 0 && d > now_ms()
+    }
+
+    /// Record a refused or timed-out connection: skip this server for [`PASSIVE_DOWN`].
+    pub fn mark_failed(&self) {
+        self.down_until_ms
+            .store(now_ms() + PASSIVE_DOWN.as_millis() as u64, Relaxed);
+    }
+
+    /// Record a successful connection.
+    pub fn mark_ok(&self) {
+        if self.down_until_ms.load(Relaxed) != 0 {
+            self.down_until_ms.store(0, Relaxed);
+        }
+    }
+
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    pub fn set_healthy(&self, on: bool) {
+        self.healthy.store(on, Relaxed);
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Count a request until the guard drops.
+    pub fn start_request(self: &std::sync::Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// Holds one in-flight request on a server.
+#[derive(Debug)]
+pub struct InFlight(std::sync::Arc<ServerState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
