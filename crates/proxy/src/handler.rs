@@ -1,0 +1,364 @@
+//! One request, start to end: route, pin or balance, rewrite, send (retrying a refused connect on
+//! another server), and pin the response. Every failure ends in a short, specific status:
+//! 400 malformed, 404 no route, 502 no server reachable, 503 no server available, 504 too slow.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tether_balance::{hash, PickInput, Pin};
+use tether_model::rule::RequestView;
+use tether_model::{HashOn, OnMissing};
+
+use crate::body::ProxyBody;
+use crate::table::{RoutingTable, Service};
+use crate::upstream::{Failure, UpstreamError};
+use crate::{headers, sticky, upgrade, upstream, ProxyConfig, TableStore};
+
+/// Servers tried for one request before answering 502.
+const MAX_ATTEMPTS: usize = 3;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: TableStore,
+    pub cfg: ProxyConfig,
+}
+
+/// A short plain-text answer from Tether itself.
+pub fn error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut r = Response::new(ProxyBody::full(format!(
+        "{} {reason}: {detail}\n",
+        status.as_u16()
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The request's host, lower case and without port; `None` if it is missing or malformed.
+fn host_of(uri: &Uri, h: &http::HeaderMap) -> Option<Cow<'static, str>> {
+    let raw = match uri.authority() {
+        Some(a) => a.host().to_string(),
+        None => {
+            let v = h.get(header::HOST)?.to_str().ok()?;
+            let a: http::uri::Authority = v.parse().ok()?;
+            a.host().to_string()
+        }
+    };
+    if raw.is_empty() {
+        return None;
+    }
+    Some(Cow::Owned(if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        raw.to_ascii_lowercase()
+    } else {
+        raw
+    }))
+}
+
+/// The pick a request ended up with.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    idx: usize,
+    /// Not validly pinned to `idx` before: the response must (re)pin.
+    fresh: bool,
+}
+
+enum Refusal {
+    PinnedGone,
+    NoServer,
+}
+
+/// Handle one request that arrived on entrypoint `ep` from `peer`.
+pub async fn handle(
+    shared: &Shared,
+    ep: usize,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let table = shared.store.load_full();
+    let (parts, body) = req.into_parts();
+    let Some(host) = host_of(&parts.uri, &parts.headers) else {
+        if parts.version == Version::HTTP_10
+            && parts.uri.authority().is_none()
+            && !parts.headers.contains_key(header::HOST)
+        {
+            return route_and_send(shared, &table, ep, peer, parts, body, "").await;
+        }
+        return error(StatusCode::BAD_REQUEST, "missing or invalid Host header");
+    };
+    route_and_send(shared, &table, ep, peer, parts, body, &host).await
+}
+
+async fn route_and_send(
+    shared: &Shared,
+    table: &Arc<RoutingTable>,
+    ep: usize,
+    peer: SocketAddr,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    host: &str,
+) -> Response<ProxyBody> {
+    let view = RequestView {
+        host,
+        path: parts.uri.path(),
+        method: &parts.method,
+        headers: &parts.headers,
+    };
+    let Some(route) = table.routers.get(ep).and_then(|r| r.find(&view)) else {
+        return error(StatusCode::NOT_FOUND, "no route matches this request");
+    };
+    let svc = &table.services[route.service];
+    let pin = svc
+        .sticky
+        .as_ref()
+        .map(|s| sticky::read_request(&mut parts.headers, s));
+    let key = hash_key(svc, &parts.headers, peer);
+    let mut choice = match choose(
+        svc,
+        pin.as_ref().map_or(Pin::None, |p| p.pin),
+        key.as_deref(),
+        &[],
+    ) {
+        Ok(c) => c,
+        Err(r) => return refusal(svc, r),
+    };
+    let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
+    prepare(&mut parts, host, peer, upgrade, &shared.cfg);
+    let t = shared.cfg.timeouts;
+    let mut req = Request::from_parts(parts, body);
+    let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
+    if upgrade {
+        let backend = svc.backends[choice.idx].clone();
+        return match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
+            Ok(mut resp) => {
+                if let Some(s) = &svc.sticky {
+                    sticky::write_response(
+                        resp.headers_mut(),
+                        s,
+                        choice.idx,
+                        choice.fresh,
+                        app_value,
+                    );
+                }
+                resp
+            }
+            Err(e) => upstream_error(svc, &e),
+        };
+    }
+    let mut tried = Vec::new();
+    loop {
+        let backend = svc.backends[choice.idx].clone();
+        let in_flight = backend.state.start_request();
+        match upstream::send(&backend, req, t.connect, t.upstream_response).await {
+            Ok((resp, sender)) => {
+                backend.state.mark_ok();
+                let (mut rp, rbody) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut rp.headers, false);
+                if let Some(s) = &svc.sticky {
+                    sticky::write_response(&mut rp.headers, s, choice.idx, choice.fresh, app_value);
+                }
+                return Response::from_parts(
+                    rp,
+                    ProxyBody::upstream(rbody, sender, backend, in_flight),
+                );
+            }
+            Err(Failure {
+                error: e @ UpstreamError::Connect(_),
+                request: Some(r),
+            }) => {
+                // Nothing was sent: trying another server is safe whatever the method.
+                tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
+                backend.state.mark_failed();
+                tried.push(choice.idx);
+                req = r;
+                let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
+                if !choice.fresh && on_missing == Some(OnMissing::Fail) {
+                    return refusal(svc, Refusal::PinnedGone);
+                }
+                let next = if tried.len() >= MAX_ATTEMPTS.min(svc.backends.len()) {
+                    None
+                } else if !choice.fresh && svc.sticky.is_some() {
+                    rehome(svc, choice.idx, &tried)
+                } else {
+                    svc.balancer
+                        .pick(PickInput {
+                            hash_key: key.as_deref(),
+                            exclude: &tried,
+                        })
+                        .map(|idx| Choice {
+                            idx,
+                            fresh: svc.sticky.is_some(),
+                        })
+                };
+                match next {
+                    Some(c) => choice = c,
+                    None => return upstream_error(svc, &e),
+                }
+            }
+            Err(Failure { error, .. }) => {
+                tracing::warn!(service = %svc.name, server = %backend.name, error = %error, "upstream failed");
+                return upstream_error(svc, &error);
+            }
+        }
+    }
+}
+
+/// The request as the server must see it: origin-form HTTP/1.1, no hop-by-hop headers, true
+/// forwarding headers.
+fn prepare(
+    parts: &mut http::request::Parts,
+    host: &str,
+    peer: SocketAddr,
+    upgrade: bool,
+    cfg: &ProxyConfig,
+) {
+    if let Some(authority) = parts.uri.authority().cloned() {
+        // h2 or absolute-form: the authority becomes the Host header of an origin-form request.
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    parts.version = Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let ip = peer.ip().to_canonical();
+    let trusted = headers::is_trusted(ip, &cfg.trusted_proxies);
+    let host_hdr = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    headers::set_forwarded(
+        &mut parts.headers,
+        ip,
+        trusted,
+        host_hdr.as_deref().or(Some(host).filter(|h| !h.is_empty())),
+    );
+}
+
+fn hash_key(svc: &Service, h: &http::HeaderMap, peer: SocketAddr) -> Option<Vec<u8>> {
+    match svc.hash_on.as_ref()? {
+        HashOn::ClientIp => Some(match peer.ip().to_canonical() {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        }),
+        HashOn::Header(name) => h.get(name.as_str()).map(|v| v.as_bytes().to_vec()),
+        HashOn::Cookie(name) => sticky::cookie(h, name).map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+fn choose(
+    svc: &Service,
+    pin: Pin,
+    key: Option<&[u8]>,
+    exclude: &[usize],
+) -> Result<Choice, Refusal> {
+    let sticky = svc.sticky.as_ref();
+    let policy = sticky.map(|s| s.policy.on_missing);
+    match pin {
+        Pin::Server(i) if svc.backends[i].state.takes_pinned() => {
+            return Ok(Choice {
+                idx: i,
+                fresh: false,
+            })
+        }
+        Pin::Server(i) => {
+            if policy == Some(OnMissing::Fail) {
+                return Err(Refusal::PinnedGone);
+            }
+            return rehome(svc, i, exclude).ok_or(Refusal::NoServer);
+        }
+        Pin::Stale(id) => {
+            if policy == Some(OnMissing::Fail) {
+                return Err(Refusal::PinnedGone);
+            }
+            let s = sticky.expect("a pin implies affinity");
+            let ok = |i: usize| {
+                !exclude.contains(&i)
+                    && svc.balancer.servers()[i].weight > 0
+                    && svc.backends[i].state.takes_new(true)
+            };
+            if let Some(idx) = s.index.rehome(id, ok) {
+                return Ok(Choice { idx, fresh: true });
+            }
+        }
+        Pin::None => {}
+    }
+    svc.balancer
+        .pick(PickInput {
+            hash_key: key,
+            exclude,
+        })
+        .map(|idx| Choice {
+            idx,
+            fresh: sticky.is_some(),
+        })
+        .ok_or(Refusal::NoServer)
+}
+
+/// Move a session off server `from`, the same way on every replica.
+fn rehome(svc: &Service, from: usize, exclude: &[usize]) -> Option<Choice> {
+    let s = svc.sticky.as_ref()?;
+    let id = hash::hash64(s.index.value(from).as_bytes());
+    let ok = |i: usize| {
+        i != from
+            && !exclude.contains(&i)
+            && svc.balancer.servers()[i].weight > 0
+            && svc.backends[i].state.takes_new(true)
+    };
+    s.index
+        .rehome(id, ok)
+        .or_else(|| {
+            svc.balancer.pick(PickInput {
+                hash_key: None,
+                exclude: &[from],
+            })
+        })
+        .filter(|i| !exclude.contains(i))
+        .map(|idx| Choice { idx, fresh: true })
+}
+
+fn refusal(svc: &Service, r: Refusal) -> Response<ProxyBody> {
+    match r {
+        Refusal::PinnedGone => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "the server holding this session of service {} is unavailable",
+                svc.name
+            ),
+        ),
+        Refusal::NoServer => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("service {} has no available server", svc.name),
+        ),
+    }
+}
+
+fn upstream_error(svc: &Service, e: &UpstreamError) -> Response<ProxyBody> {
+    match e {
+        UpstreamError::Timeout(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!("service {} did not answer in time", svc.name),
+        ),
+        _ => error(
+            StatusCode::BAD_GATEWAY,
+            &format!("no server of service {} could be reached", svc.name),
+        ),
+    }
+}

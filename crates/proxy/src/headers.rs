@@ -1,0 +1,137 @@
+//! Header hygiene between client and server: hop-by-hop headers (RFC 9110 §7.6.1) never cross
+//! the proxy, and `X-Forwarded-*` describe the real peer; a client's own values are only believed
+//! when it is a trusted proxy.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use tether_model::file_config::Cidr;
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Remove hop-by-hop headers, including every header the `Connection` header names, and
+/// `Upgrade` unless `keep_upgrade` (a WebSocket handshake needs it to reach the server).
+pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            if !(keep_upgrade && n == header::UPGRADE) {
+                h.remove(n);
+            }
+        }
+    }
+    for n in &HOP_BY_HOP {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
+    }
+    if !keep_upgrade && h.contains_key(header::UPGRADE) {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Is `peer` one of the trusted proxies?
+pub fn is_trusted(peer: IpAddr, trusted: &[Cidr]) -> bool {
+    trusted.iter().any(|c| c.contains(peer))
+}
+
+/// Set the forwarding headers for a request from `peer` that arrived with `host`.
+pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, host: Option<&str>) {
+    let ip =
+        HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value");
+    if trusted {
+        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) if !prior.trim().is_empty() => {
+                HeaderValue::from_str(&format!("{prior}, {peer}")).unwrap_or(ip.clone())
+            }
+            _ => ip.clone(),
+        };
+        h.insert(X_FORWARDED_FOR, xff);
+        if !h.contains_key(&X_FORWARDED_PROTO) {
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        if !h.contains_key(&X_REAL_IP) {
+            h.insert(X_REAL_IP, ip);
+        }
+        if !h.contains_key(&X_FORWARDED_HOST) {
+            set_host(h, host);
+        }
+    } else {
+        h.remove(FORWARDED);
+        h.insert(X_FORWARDED_FOR, ip.clone());
+        h.insert(X_REAL_IP, ip);
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.remove(&X_FORWARDED_HOST);
+        set_host(h, host);
+    }
+}
+
+fn set_host(h: &mut HeaderMap, host: Option<&str>) {
+    if let Some(v) = host.and_then(|s| HeaderValue::from_str(s).ok()) {
+        h.insert(X_FORWARDED_HOST, v);
+    }
+}
+
+/// Does the request ask to switch protocols (`Connection: upgrade` with an `Upgrade` header)?
+pub fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn untrusted_clients_cannot_spoof_forwarding() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, "6.6.6.6".parse().unwrap());
+        h.insert(X_FORWARDED_HOST, "evil".parse().unwrap());
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, Some("a.com"));
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
+        assert_eq!(h[&X_FORWARDED_HOST], "a.com");
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, "1.2.3.4".parse().unwrap());
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), true, Some("a.com"));
+        assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.1");
+    }
+}

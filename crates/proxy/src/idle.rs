@@ -1,0 +1,145 @@
+//! Client connection timeouts. A connection is in one of three phases: reading a request head
+//! (from accept, or from the first byte after an idle spell), busy (requests in flight), or idle
+//! (keep-alive, nothing in flight). A watchdog closes it when reading a head takes longer than the
+//! request-header timeout (slowloris) or idling lasts longer than the idle timeout.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+const READING: u8 = 0;
+const BUSY: u8 = 1;
+const IDLE: u8 = 2;
+
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Shared by a connection's IO, its requests and its watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    phase: AtomicU8,
+    since_ms: AtomicU64,
+    in_flight: AtomicU32,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            phase: AtomicU8::new(READING),
+            since_ms: AtomicU64::new(now_ms()),
+            in_flight: AtomicU32::new(0),
+        })
+    }
+
+    fn on_read(&self) {
+        if self.phase.load(Relaxed) == IDLE {
+            self.since_ms.store(now_ms(), Relaxed);
+            self.phase.store(READING, Relaxed);
+        }
+    }
+
+    /// A request head arrived; the returned guard marks it done when dropped.
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.phase.store(BUSY, Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Resolves when the connection has overstayed its phase's limit.
+    pub async fn expired(&self, header: Duration, idle: Duration) {
+        loop {
+            let limit = match self.phase.load(Relaxed) {
+                READING => header,
+                IDLE => idle,
+                _ => {
+                    tokio::time::sleep(header.min(idle)).await;
+                    continue;
+                }
+            };
+            let since = self.since_ms.load(Relaxed);
+            let deadline = since + limit.as_millis() as u64;
+            let now = now_ms();
+            if now >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(deadline - now)).await;
+        }
+    }
+}
+
+/// One request in flight on a connection.
+#[derive(Debug)]
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Relaxed) == 1 {
+            self.0.since_ms.store(now_ms(), Relaxed);
+            self.0.phase.store(IDLE, Relaxed);
+        }
+    }
+}
+
+/// A stream that reports reads to its [`Activity`].
+pub struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Tracked { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,40 @@
+//! Tether's data plane. It reads one immutable [`RoutingTable`] per request (one `ArcSwap` load,
+//! no lock) and never knows where the configuration came from.
+//!
+//! Request path: [`server`] accepts and speaks HTTP/1.1 or h2c → [`handler`] matches a route
+//! ([`router`]), reads the session pin ([`sticky`]), picks a server ([`tether_balance`]), rewrites
+//! headers ([`headers`]) → [`upstream`] sends it over a pooled connection ([`pool`]), retrying a
+//! refused connect on another server → the response streams back ([`body`]) with the affinity
+//! cookie. WebSocket upgrades take [`upgrade`].
+
+pub mod body;
+pub mod handler;
+pub mod headers;
+mod idle;
+pub mod pool;
+pub mod registry;
+pub mod router;
+pub mod server;
+pub mod sticky;
+pub mod table;
+mod upgrade;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tether_model::file_config::{Cidr, Timeouts};
+
+pub use registry::Registry;
+pub use server::{serve, Listener};
+pub use table::{compile, RoutingTable};
+
+/// Where the live table is published; the control plane stores, the data plane loads.
+pub type TableStore = Arc<ArcSwap<RoutingTable>>;
+
+/// Settings fixed for the life of the process.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    pub timeouts: Timeouts,
+    pub trusted_proxies: Vec<Cidr>,
+}

@@ -1,0 +1,81 @@
+//! Live servers that outlive routing tables: a server declared in two successive tables keeps its
+//! connection pool and state (in-flight count, drain, health), so a reload costs no connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tether_balance::ServerState;
+use tether_model::ServerAddr;
+
+use crate::pool::Pool;
+
+/// A server of a service, as the data plane uses it.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: Arc<str>,
+    pub addr: ServerAddr,
+    pub state: Arc<ServerState>,
+    pub pool: Pool,
+}
+
+type Key = (String, String, ServerAddr);
+
+/// Backends by (service, server name, address).
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashMap<Key, Arc<Backend>>>,
+}
+
+impl Registry {
+    /// Start a new generation: returns a builder that reuses live backends and, when finished,
+    /// forgets the ones the new table no longer names.
+    pub fn generation(&self) -> Generation<'_> {
+        Generation {
+            registry: self,
+            next: HashMap::new(),
+        }
+    }
+
+    /// All live backends (for status displays).
+    pub fn snapshot(&self) -> Vec<(String, Arc<Backend>)> {
+        let live = self.live.lock().expect("registry poisoned");
+        live.iter().map(|(k, b)| (k.0.clone(), b.clone())).collect()
+    }
+}
+
+/// Backends collected for one table under construction.
+pub struct Generation<'a> {
+    registry: &'a Registry,
+    next: HashMap<Key, Arc<Backend>>,
+}
+
+impl Generation<'_> {
+    pub fn backend(&mut self, service: &str, name: &str, addr: &ServerAddr) -> Arc<Backend> {
+        let key = (service.to_string(), name.to_string(), addr.clone());
+        if let Some(b) = self.next.get(&key) {
+            return b.clone();
+        }
+        let existing = self
+            .registry
+            .live
+            .lock()
+            .expect("registry poisoned")
+            .get(&key)
+            .cloned();
+        let b = existing.unwrap_or_else(|| {
+            Arc::new(Backend {
+                name: name.into(),
+                addr: addr.clone(),
+                state: Arc::default(),
+                pool: Pool::new(addr.clone()),
+            })
+        });
+        self.next.insert(key, b.clone());
+        b
+    }
+
+    /// Make this generation the live one.
+    pub fn commit(self) {
+        *self.registry.live.lock().expect("registry poisoned") = self.next;
+    }
+}

@@ -1,0 +1,135 @@
+//! Listeners and client connections: HTTP/1.1 with keep-alive and h2c (prior knowledge) on the same
+//! port, request-header and idle timeouts, and graceful shutdown (stop accepting, let requests
+//! in flight finish within the drain period).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::handler::{self, Shared};
+use crate::idle::{Activity, Tracked};
+use crate::{ProxyConfig, TableStore};
+
+/// Largest request head accepted (bytes); beyond it the client gets 431.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in one request.
+const MAX_HEADERS: usize = 128;
+
+/// A bound entrypoint.
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    pub listener: TcpListener,
+}
+
+/// Serve every listener until `shutdown` turns true, then drain for at most `drain`.
+/// Listener `i` serves the routes of the table's router `i`.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    store: TableStore,
+    cfg: ProxyConfig,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let shared = Arc::new(Shared { store, cfg });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS)
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .max_concurrent_streams(256)
+        .max_header_list_size(MAX_HEAD as u32);
+    let builder = Arc::new(builder);
+    let mut tasks = JoinSet::new();
+    for (ep, l) in listeners.into_iter().enumerate() {
+        tasks.spawn(accept_loop(
+            ep,
+            l,
+            shared.clone(),
+            builder.clone(),
+            shutdown.clone(),
+            drain,
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn accept_loop(
+    ep: usize,
+    l: Listener,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = l.listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    conns.spawn(connection(ep, stream, peer, shared.clone(), builder.clone(), shutdown.clone(), drain));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(entrypoint = %l.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(l);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn connection(
+    ep: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    let t = shared.cfg.timeouts;
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let act = activity.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let busy = act.begin();
+        let shared = shared.clone();
+        async move {
+            let mut resp = handler::handle(&shared, ep, peer, req).await;
+            resp.body_mut().attach(Box::new(busy));
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = activity.expired(t.request_header, t.idle) => {}
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(drain, conn).await;
+        }
+    }
+}
+
+/// Resolves once shutdown has been asked for (or the sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,308 @@
+//! Session affinity on the wire: reading the pin from the request's cookies, hiding Tether's part
+//! from the application, and pinning the response.
+//!
+//! - `cookie` mode: Tether's own cookie (`tether_web=<sealed>`) is read and removed before the
+//!   request reaches the server; a response that needs a pin gets `Set-Cookie` with the service's
+//!   attributes.
+//! - `prefix` mode (HAProxy's `cookie connect.sid prefix`): the client holds
+//!   `connect.sid=<sealed>~<app value>`; the server sees `connect.sid=<app value>`; every
+//!   `Set-Cookie: connect.sid=v` from the server leaves as `connect.sid=<sealed>~v`.
+
+use std::fmt::Write as _;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use tether_balance::Pin;
+use tether_model::{AffinityMode, CookieAttrs};
+
+use crate::table::Sticky;
+
+/// Separator between the server key and the application's value in prefix mode (as HAProxy).
+const PREFIX_SEP: char = '~';
+
+/// What the request said about affinity.
+#[derive(Debug)]
+pub struct RequestPin {
+    pub pin: Pin,
+    /// Prefix mode: the application's own cookie value, to re-pin it if the server does not set it.
+    pub app_value: Option<String>,
+}
+
+/// Iterate `name=value` pairs over all Cookie headers.
+fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| {
+            let kv = kv.trim();
+            Some(kv.split_once('=').unwrap_or((kv, "")))
+        })
+        .filter(|(k, _)| !k.is_empty())
+}
+
+/// The value of cookie `name`, if present.
+pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    pairs(h).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Rebuild the Cookie header with `name` replaced by `value` (or removed when `None`).
+fn rewrite(h: &mut HeaderMap, name: &str, value: Option<&str>) {
+    let mut out = String::new();
+    for (k, v) in pairs(h) {
+        let v = if k == name {
+            match value {
+                Some(nv) => nv,
+                None => continue,
+            }
+        } else {
+            v
+        };
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        let _ = write!(out, "{k}={v}");
+    }
+    h.remove(header::COOKIE);
+    if !out.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&out) {
+            h.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// Read the pin and strip Tether's part of the cookie from the request.
+pub fn read_request(h: &mut HeaderMap, sticky: &Sticky) -> RequestPin {
+    match &sticky.policy.mode {
+        AffinityMode::Cookie(attrs) => {
+            let Some(v) = cookie(h, &attrs.name) else {
+                return RequestPin {
+                    pin: Pin::None,
+                    app_value: None,
+                };
+            };
+            let pin = sticky.index.pin(v);
+            rewrite(h, &attrs.name, None);
+            RequestPin {
+                pin,
+                app_value: None,
+            }
+        }
+        AffinityMode::Prefix { cookie: name } => {
+            let Some(v) = cookie(h, name) else {
+                return RequestPin {
+                    pin: Pin::None,
+                    app_value: None,
+                };
+            };
+            match v.split_once(PREFIX_SEP) {
+                Some((key, app)) => {
+                    let pin = sticky.index.pin(key);
+                    let app = app.to_string();
+                    rewrite(h, name, Some(&app));
+                    RequestPin {
+                        pin,
+                        app_value: Some(app),
+                    }
+                }
+                None => RequestPin {
+                    pin: Pin::None,
+                    app_value: Some(v.to_string()),
+                },
+            }
+        }
+    }
+}
+
+/// Pin the response to server `idx`. `fresh`: the request was not validly pinned to `idx`.
+pub fn write_response(
+    h: &mut HeaderMap,
+    sticky: &Sticky,
+    idx: usize,
+    fresh: bool,
+    app_value: Option<&str>,
+) {
+    let key = sticky.index.value(idx);
+    let set = match &sticky.policy.mode {
+        AffinityMode::Cookie(attrs) => {
+            if fresh {
+                h.append(header::SET_COOKIE, inserted_cookie(attrs, key));
+            }
+            fresh
+        }
+        AffinityMode::Prefix { cookie: name } => {
+            let mut set = prefix_set_cookies(h, name, key);
+            if !set && fresh {
+                if let Some(app) = app_value {
+                    if let Ok(v) = HeaderValue::from_str(&format!(
+                        "{name}={key}{PREFIX_SEP}{app}; Path=/; HttpOnly"
+                    )) {
+                        h.append(header::SET_COOKIE, v);
+                        set = true;
+                    }
+                }
+            }
+            set
+        }
+    };
+    if set && sticky.policy.nocache {
+        mark_not_cacheable(h);
+    }
+}
+
+fn inserted_cookie(a: &CookieAttrs, value: &str) -> HeaderValue {
+    let mut s = format!("{}={value}; Path={}", a.name, a.path);
+    if let Some(d) = &a.domain {
+        let _ = write!(s, "; Domain={d}");
+    }
+    if let Some(m) = a.max_age {
+        let _ = write!(s, "; Max-Age={}", m.as_secs());
+    }
+    if a.secure {
+        s.push_str("; Secure");
+    }
+    if a.http_only {
+        s.push_str("; HttpOnly");
+    }
+    if let Some(ss) = a.same_site {
+        let _ = write!(s, "; SameSite={}", ss.as_str());
+    }
+    HeaderValue::from_str(&s).expect("cookie attributes are validated tokens")
+}
+
+/// Prefix every `Set-Cookie: name=...` with the server key; returns whether any was found.
+fn prefix_set_cookies(h: &mut HeaderMap, name: &str, key: &str) -> bool {
+    let is_ours = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.split_once('='))
+            .is_some_and(|(k, _)| k.trim() == name)
+    };
+    if !h.get_all(header::SET_COOKIE).iter().any(is_ours) {
+        return false;
+    }
+    let all: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+    h.remove(header::SET_COOKIE);
+    for v in all {
+        let v = match v.to_str().ok().and_then(|s| s.split_once('=')) {
+            Some((k, rest)) if k.trim() == name => {
+                HeaderValue::from_str(&format!("{name}={key}{PREFIX_SEP}{rest}")).unwrap_or(v)
+            }
+            _ => v,
+        };
+        h.append(header::SET_COOKIE, v);
+    }
+    true
+}
+
+/// `nocache`: a response that sets the affinity cookie must not be stored by shared caches,
+/// or one user's pin would be served to others.
+fn mark_not_cacheable(h: &mut HeaderMap) {
+    let existing = h
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if existing.contains("no-store") {
+        return;
+    }
+    let kept: Vec<&str> = existing
+        .split(',')
+        .map(str::trim)
+        .filter(|d| {
+            !d.is_empty()
+                && *d != "public"
+                && !d.starts_with("s-maxage")
+                && *d != "private"
+                && !d.starts_with("no-cache")
+        })
+        .collect();
+    let mut v = String::from("private, no-cache=\"set-cookie\"");
+    for d in kept {
+        let _ = write!(v, ", {d}");
+    }
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_balance::{AffinityKey, StickyIndex};
+    use tether_model::{AffinityPolicy, OnMissing};
+
+    fn sticky(mode: AffinityMode) -> Sticky {
+        let key = AffinityKey::from_secret(b"test key test key test key test key");
+        Sticky {
+            policy: AffinityPolicy {
+                mode,
+                nocache: true,
+                on_missing: OnMissing::Rebalance,
+            },
+            index: StickyIndex::new(&key, "web", &[("a", 1), ("b", 1)]),
+        }
+    }
+
+    #[test]
+    fn prefix_mode_round_trip_shows_the_app_its_own_value() {
+        let s = sticky(AffinityMode::Prefix {
+            cookie: "connect.sid".into(),
+        });
+        let mut resp = HeaderMap::new();
+        resp.append(
+            header::SET_COOKIE,
+            "connect.sid=s%3Aabc; Path=/; HttpOnly".parse().unwrap(),
+        );
+        resp.insert(header::CACHE_CONTROL, "public, max-age=60".parse().unwrap());
+        write_response(&mut resp, &s, 1, true, None);
+        let set = resp[header::SET_COOKIE].to_str().unwrap().to_string();
+        let key = s.index.value(1);
+        assert_eq!(set, format!("connect.sid={key}~s%3Aabc; Path=/; HttpOnly"));
+        assert_eq!(
+            resp[header::CACHE_CONTROL],
+            "private, no-cache=\"set-cookie\", max-age=60"
+        );
+
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::COOKIE,
+            format!("a=1; connect.sid={key}~s%3Aabc; b=2")
+                .parse()
+                .unwrap(),
+        );
+        let pin = read_request(&mut req, &s);
+        assert_eq!(pin.pin, Pin::Server(1));
+        assert_eq!(req[header::COOKIE], "a=1; connect.sid=s%3Aabc; b=2");
+    }
+
+    #[test]
+    fn cookie_mode_hides_its_cookie_and_sets_attributes() {
+        let mut attrs = CookieAttrs::for_service("web");
+        attrs.secure = true;
+        attrs.max_age = Some(std::time::Duration::from_secs(60));
+        let s = sticky(AffinityMode::Cookie(attrs));
+        let mut resp = HeaderMap::new();
+        write_response(&mut resp, &s, 0, true, None);
+        let v = resp[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            v.starts_with(&format!(
+                "tether_web={}; Path=/; Max-Age=60; Secure; HttpOnly; SameSite=Lax",
+                s.index.value(0)
+            )),
+            "{v}"
+        );
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::COOKIE,
+            format!("tether_web={}", s.index.value(0)).parse().unwrap(),
+        );
+        assert_eq!(read_request(&mut req, &s).pin, Pin::Server(0));
+        assert!(!req.contains_key(header::COOKIE));
+        let mut resp = HeaderMap::new();
+        write_response(&mut resp, &s, 0, false, None);
+        assert!(
+            resp.is_empty(),
+            "an already pinned session gets no new cookie"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The routing table: routes per entrypoint and services with their balancers, sticky indexes and
+//! backends, compiled once per configuration change and then only read. A request holds one
+//! `Arc<RoutingTable>` from start to end, so a swap never disturbs requests in flight.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use tether_balance::{AffinityKey, Balancer, Candidate, StickyIndex};
+use tether_model::{validate, AffinityPolicy, HashOn, RouteDecl, ServiceDecl, ValidationError};
+
+use crate::registry::{Backend, Registry};
+use crate::router::{RouteEntry, Router};
+
+/// Immutable table the data plane reads.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    /// Hash of the declarations: equal on every replica that applied the same configuration.
+    pub version: String,
+    /// One router per entrypoint, in the order of the entrypoint names given to [`compile`].
+    pub routers: Vec<Router>,
+    pub services: Vec<Service>,
+}
+
+/// A service ready to serve.
+#[derive(Debug)]
+pub struct Service {
+    pub name: String,
+    pub balancer: Balancer,
+    /// Same order as the balancer's candidates.
+    pub backends: Vec<Arc<Backend>>,
+    pub sticky: Option<Sticky>,
+    /// What consistent hashing reads from the request, if the service hashes.
+    pub hash_on: Option<HashOn>,
+}
+
+/// A service's session affinity.
+#[derive(Debug)]
+pub struct Sticky {
+    pub policy: AffinityPolicy,
+    pub index: StickyIndex,
+}
+
+/// What compiling needs besides the declarations.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileInput<'a> {
+    pub entrypoints: &'a [String],
+    pub key: &'a AffinityKey,
+    pub registry: &'a Registry,
+}
+
+/// Validate and compile declarations into a table. On success the registry's live backends become
+/// this table's; on error nothing changes.
+pub fn compile(
+    services: &[ServiceDecl],
+    routes: &[RouteDecl],
+    input: CompileInput<'_>,
+) -> Result<RoutingTable, Vec<ValidationError>> {
+    let mut errors = validate::set(services, routes);
+    for r in routes {
+        for ep in &r.entrypoints {
+            if !input.entrypoints.contains(ep) {
+                errors.push(ValidationError::new(
+                    format!("routes.{}.entrypoints", r.name),
+                    format!("no entrypoint named {ep:?}"),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut generation = input.registry.generation();
+    let compiled: Vec<Service> = services
+        .iter()
+        .map(|s| service(s, input.key, &mut generation))
+        .collect();
+    let mut entries: Vec<RouteEntry> = routes
+        .iter()
+        .map(|r| RouteEntry {
+            name: r.name.clone(),
+            rule: r.rule.clone(),
+            rule_text: r.rule_text.clone(),
+            priority: r.priority,
+            service: compiled
+                .iter()
+                .position(|s| s.name == r.service)
+                .expect("validated above"),
+            entrypoints: r.entrypoints.clone().into(),
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let entries: Arc<[RouteEntry]> = entries.into();
+    let routers = input
+        .entrypoints
+        .iter()
+        .map(|ep| {
+            let members = (0..entries.len()).filter(|&i| {
+                let eps = &entries[i].entrypoints;
+                eps.is_empty() || eps.iter().any(|x| x == ep)
+            });
+            Router::new(entries.clone(), members)
+        })
+        .collect();
+    generation.commit();
+    Ok(RoutingTable {
+        version: version(services, routes),
+        routers,
+        services: compiled,
+    })
+}
+
+fn service(
+    s: &ServiceDecl,
+    key: &AffinityKey,
+    generation: &mut crate::registry::Generation<'_>,
+) -> Service {
+    let backends: Vec<Arc<Backend>> = s
+        .servers
+        .iter()
+        .map(|srv| generation.backend(&s.name, &srv.name, &srv.addr))
+        .collect();
+    let candidates = s
+        .servers
+        .iter()
+        .zip(&backends)
+        .map(|(srv, b)| Candidate {
+            name: b.name.clone(),
+            weight: srv.weight,
+            state: b.state.clone(),
+        })
+        .collect();
+    let sticky = s.affinity.as_ref().map(|policy| {
+        let servers: Vec<(&str, u32)> = s
+            .servers
+            .iter()
+            .map(|srv| (srv.name.as_str(), srv.weight))
+            .collect();
+        Sticky {
+            policy: policy.clone(),
+            index: StickyIndex::new(key, &s.name, &servers),
+        }
+    });
+    let hash_on = match &s.balance {
+        tether_model::BalanceAlgo::ConsistentHash(h) => Some(h.clone()),
+        _ => None,
+    };
+    Service {
+        name: s.name.clone(),
+        balancer: Balancer::new(&s.balance, candidates),
+        backends,
+        sticky,
+        hash_on,
+    }
+}
+
+/// A short stable digest of the declarations, for checking that replicas converged.
+fn version(services: &[ServiceDecl], routes: &[RouteDecl]) -> String {
+    let mut s = String::new();
+    for svc in services {
+        let _ = write!(s, "{svc:?}");
+    }
+    for r in routes {
+        let _ = write!(
+            s,
+            "{} {} {} {} {:?}",
+            r.name, r.rule_text, r.priority, r.service, r.entrypoints
+        );
+    }
+    format!("{:016x}", tether_balance::hash::hash64(s.as_bytes()))
+}

@@ -1,0 +1,54 @@
+//! Protocol upgrades (WebSocket): the handshake goes to the server on a dedicated connection; on
+//! `101 Switching Protocols` both sides are spliced and bytes copied until either closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::body::ProxyBody;
+use crate::registry::Backend;
+use crate::upstream::UpstreamError;
+
+/// Forward an upgrade request and, if the server agrees, splice the two connections.
+pub async fn forward(
+    backend: Arc<Backend>,
+    mut req: Request<Incoming>,
+    connect: Duration,
+    respond: Duration,
+) -> Result<Response<ProxyBody>, UpstreamError> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let mut sender = backend.pool.connect(connect, true).await?;
+    let in_flight = backend.state.start_request();
+    let mut resp = match tokio::time::timeout(respond, sender.send_request(req)).await {
+        Err(_) => return Err(UpstreamError::Timeout(respond)),
+        Ok(Err(e)) => return Err(UpstreamError::Exchange(e)),
+        Ok(Ok(r)) => r,
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // The server declined: relay its answer; this connection is not reused.
+        let (parts, body) = resp.into_parts();
+        let mut body_out = ProxyBody::empty();
+        if !hyper::body::Body::is_end_stream(&body) {
+            let b = http_body_util::BodyExt::collect(body)
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            body_out = ProxyBody::full(b);
+        }
+        return Ok(Response::from_parts(parts, body_out));
+    }
+    let server_upgrade = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        let (Ok(client), Ok(server)) = (client_upgrade.await, server_upgrade.await) else {
+            return;
+        };
+        let (mut c, mut s) = (TokioIo::new(client), TokioIo::new(server));
+        let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+    });
+    let (parts, _) = resp.into_parts();
+    Ok(Response::from_parts(parts, ProxyBody::empty()))
+}
