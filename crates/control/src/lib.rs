@@ -1,0 +1,151 @@
+//! The control plane: providers hand in their whole desired state ([`ProviderUpdate`]); the
+//! [`Control`] merges all providers, validates, compiles a new routing table off the hot path and
+//! swaps it in whole. Invalid input never replaces a good table: the error is logged, kept for the
+//! API, and the last good table keeps serving.
+
+pub mod key;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tether_balance::AffinityKey;
+use tether_model::{ProviderUpdate, ValidationError};
+use tether_proxy::table::CompileInput;
+use tether_proxy::{compile, Registry, RoutingTable, TableStore};
+
+/// A configuration change that was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("configuration from provider {provider} rejected: {}", .errors.join("; "))]
+pub struct Rejected {
+    pub provider: String,
+    pub errors: Vec<String>,
+}
+
+/// What the control plane can report about itself.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Version (hash) of the table being served.
+    pub version: String,
+    pub applied_at: Option<SystemTime>,
+    /// Last rejection per provider, cleared by the provider's next good update.
+    pub errors: BTreeMap<String, Vec<String>>,
+    pub routes: usize,
+    pub services: usize,
+}
+
+#[derive(Default)]
+struct State {
+    providers: BTreeMap<String, ProviderUpdate>,
+    errors: BTreeMap<String, Vec<String>>,
+    applied_at: Option<SystemTime>,
+}
+
+/// Owns the live table.
+pub struct Control {
+    store: TableStore,
+    registry: Registry,
+    key: AffinityKey,
+    entrypoints: Vec<String>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("entrypoints", &self.entrypoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Start with an empty table (every request gets 404 until a provider reports).
+    pub fn new(entrypoints: Vec<String>, key: AffinityKey) -> Arc<Control> {
+        let empty = RoutingTable {
+            routers: entrypoints.iter().map(|_| Default::default()).collect(),
+            ..Default::default()
+        };
+        Arc::new(Control {
+            store: Arc::new(ArcSwap::from_pointee(empty)),
+            registry: Registry::default(),
+            key,
+            entrypoints,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The store the data plane reads.
+    pub fn store(&self) -> TableStore {
+        self.store.clone()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Replace one provider's state and swap in the merged table. Returns the new version.
+    pub fn apply(&self, update: ProviderUpdate) -> Result<String, Rejected> {
+        let mut state = self.state.lock().expect("control state poisoned");
+        let provider = update.provider.clone();
+        let mut candidate = state.providers.clone();
+        candidate.insert(provider.clone(), update);
+        let services: Vec<_> = candidate
+            .values()
+            .flat_map(|u| u.services.iter().cloned())
+            .collect();
+        let routes: Vec<_> = candidate
+            .values()
+            .flat_map(|u| u.routes.iter().cloned())
+            .collect();
+        let input = CompileInput {
+            entrypoints: &self.entrypoints,
+            key: &self.key,
+            registry: &self.registry,
+        };
+        match compile(&services, &routes, input) {
+            Ok(table) => {
+                let version = table.version.clone();
+                let (nr, ns) = (routes.len(), services.len());
+                self.store.store(Arc::new(table));
+                state.providers = candidate;
+                state.errors.remove(&provider);
+                state.applied_at = Some(SystemTime::now());
+                tracing::info!(%provider, %version, routes = nr, services = ns, "configuration applied");
+                Ok(version)
+            }
+            Err(errs) => {
+                let errors: Vec<String> = errs.iter().map(ValidationError::to_string).collect();
+                drop(state);
+                Err(self.reject(&provider, errors))
+            }
+        }
+    }
+
+    /// Record that a provider's input was invalid; the served table does not change.
+    pub fn reject(&self, provider: &str, errors: Vec<String>) -> Rejected {
+        let r = Rejected {
+            provider: provider.to_string(),
+            errors,
+        };
+        tracing::error!(provider = %r.provider, "{}; still serving version {}", r, self.store.load().version);
+        self.state
+            .lock()
+            .expect("control state poisoned")
+            .errors
+            .insert(r.provider.clone(), r.errors.clone());
+        r
+    }
+
+    pub fn status(&self) -> Status {
+        let state = self.state.lock().expect("control state poisoned");
+        let table = self.store.load();
+        Status {
+            version: table.version.clone(),
+            applied_at: state.applied_at,
+            errors: state.errors.clone(),
+            routes: state.providers.values().map(|u| u.routes.len()).sum(),
+            services: table.services.len(),
+        }
+    }
+}
