@@ -8,8 +8,9 @@ pub(crate) fn pick(servers: &[Candidate], ok: impl Fn(usize) -> bool) -> Option<
     if n == 0 {
         return None;
     }
+    // Two distinct servers: with two servers this compares both every time.
     let a = sample(n, &ok);
-    let b = sample(n, &ok);
+    let b = a.and_then(|a| sample(n, &|i| i != a && ok(i)));
     match (a, b) {
         (Some(a), Some(b)) if a != b => {
             // Compare in_flight/weight without division: a.in/a.w < b.in/b.w.

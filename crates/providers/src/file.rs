@@ -45,12 +45,23 @@ impl FileError {
 
 /// Read and validate the file.
 pub fn load(path: &Path) -> Result<FileConfig, FileError> {
-    let display = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| FileError::Read {
-        path: display.clone(),
+    read(path).and_then(|src| parse(path, &src))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|e| FileError::Read {
+        path: path.display().to_string(),
         source: e,
+    })
+}
+
+fn parse(path: &Path, src: &[u8]) -> Result<FileConfig, FileError> {
+    let display = path.display().to_string();
+    let text = std::str::from_utf8(src).map_err(|e| FileError::Read {
+        path: display.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })?;
-    file_config::parse(&src).map_err(|errors| FileError::Invalid {
+    file_config::parse(text).map_err(|errors| FileError::Invalid {
         path: display,
         errors,
     })
@@ -65,54 +76,81 @@ pub fn update(cfg: &FileConfig) -> ProviderUpdate {
     }
 }
 
-/// Watch `path`; every change that produces different content is loaded and sent.
-/// Runs until the receiver is dropped.
-pub async fn watch(path: PathBuf, tx: mpsc::Sender<Result<FileConfig, FileError>>) {
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<()>();
-    let name = path.file_name().map(|n| n.to_os_string());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if ev
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-            {
-                let _ = ev_tx.send(());
+/// A watched configuration file.
+pub struct FileWatch {
+    path: PathBuf,
+    events: mpsc::UnboundedReceiver<()>,
+    /// Keeps the platform watcher alive; `None` when polling.
+    watcher: Option<notify::RecommendedWatcher>,
+    last: Option<Vec<u8>>,
+}
+
+impl FileWatch {
+    /// Start watching, then load the file. Watching first means no change made after this call
+    /// returns can be missed.
+    pub fn start(path: &Path) -> (FileWatch, Result<FileConfig, FileError>) {
+        let (ev_tx, events) = mpsc::unbounded_channel::<()>();
+        let name = path.file_name().map(|n| n.to_os_string());
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+                {
+                    let _ = ev_tx.send(());
+                }
             }
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-    let mut last = std::fs::read(&path).ok();
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot watch the configuration file; polling it every second");
-            None
-        }
-    };
-    loop {
-        if _watcher.is_some() {
-            if ev_rx.recv().await.is_none() {
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch the configuration file; polling it every second");
+                None
+            }
+        };
+        let src = read(path);
+        let last = src.as_ref().ok().cloned();
+        let loaded = src.and_then(|s| parse(path, &s));
+        (
+            FileWatch {
+                path: path.to_path_buf(),
+                events,
+                watcher,
+                last,
+            },
+            loaded,
+        )
+    }
+
+    /// Report every change that produces different content. Runs until the receiver is dropped.
+    pub async fn run(mut self, tx: mpsc::Sender<Result<FileConfig, FileError>>) {
+        loop {
+            if self.watcher.is_some() {
+                if self.events.recv().await.is_none() {
+                    return;
+                }
+                // Let the burst settle, then drain it.
+                tokio::time::sleep(SETTLE).await;
+                while self.events.try_recv().is_ok() {}
+            } else {
+                tokio::time::sleep(POLL).await;
+            }
+            let now = std::fs::read(&self.path).ok();
+            if now.is_none() || now == self.last {
+                continue; // removed mid-save, or unchanged
+            }
+            let loaded = parse(&self.path, now.as_deref().unwrap_or_default());
+            self.last = now;
+            if tx.send(loaded).await.is_err() {
                 return;
             }
-            // Let the burst settle, then drain it.
-            tokio::time::sleep(SETTLE).await;
-            while ev_rx.try_recv().is_ok() {}
-        } else {
-            tokio::time::sleep(POLL).await;
-        }
-        let now = std::fs::read(&path).ok();
-        if now.is_none() || now == last {
-            continue; // removed mid-save, or unchanged
-        }
-        last = now;
-        if tx.send(load(&path)).await.is_err() {
-            return;
         }
     }
 }

@@ -1,1 +1,168 @@
-//! placeholder
+//! Test helpers, all on 127.0.0.1 with ports chosen by the kernel:
+//! [`Backend`] (a whoami server you can stop), [`Sink`] (a listener that only counts connections,
+//! to prove nothing reached it), [`Client`] (HTTP/1.1 keep-alive with a cookie jar), [`TempDir`],
+//! and [`wait_until`] to await a condition with a deadline instead of sleeping.
+
+mod client;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tether_whoami::{Stats, Whoami};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use client::{Client, Reply};
+
+/// A whoami server on 127.0.0.1. Stopped (listener and connections closed) on drop.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub async fn spawn(name: &str) -> Backend {
+        Self::spawn_with(Whoami::new(name)).await
+    }
+
+    /// A backend that answers every request `delay` late.
+    pub async fn spawn_slow(name: &str, delay: Duration) -> Backend {
+        let mut id = Whoami::new(name);
+        id.delay = delay;
+        Self::spawn_with(id).await
+    }
+
+    async fn spawn_with(id: Whoami) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = l.local_addr().expect("local addr");
+        let stats = Arc::new(Stats::default());
+        let name = id.name.clone();
+        let task = tokio::spawn(tether_whoami::serve(l, id, stats.clone()));
+        Backend {
+            name,
+            addr,
+            stats,
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.stats.requests.load(SeqCst)
+    }
+
+    /// Stop serving: the port refuses connections and open ones close.
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        // The listener is closed once the aborted task is dropped; confirm before returning.
+        wait_until(Duration::from_secs(5), || async {
+            tokio::net::TcpStream::connect(self.addr).await.is_err()
+        })
+        .await;
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+/// A listener that accepts and counts connections and never answers.
+#[derive(Debug)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Sink {
+    pub async fn spawn() -> Sink {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, SeqCst);
+                held.push(s);
+            }
+        });
+        Sink {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(SeqCst)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A fresh directory under the system's temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Poll `cond` every 10 ms until it holds; panics when `deadline` passes.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while !cond().await {
+        assert!(
+            Instant::now() < end,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,13 +1,13 @@
 //! A running Tether: the configuration file loaded and watched, the control plane, the listeners.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tether_control::Control;
-use tether_model::file_config::FileConfig;
+use tether_model::file_config::{FileConfig, KeySource};
 use tether_providers::file;
 use tether_proxy::{Listener, ProxyConfig};
 use tokio::net::TcpListener;
@@ -59,14 +59,22 @@ impl Instance {
 
 /// Load the configuration, bind every entrypoint, start serving and watching the file.
 pub async fn start(opts: Options) -> anyhow::Result<Instance> {
-    let cfg = file::load(&opts.config)?;
+    let (watch, loaded) = file::FileWatch::start(&opts.config);
+    let cfg = loaded?;
     if cfg.settings.entrypoints.is_empty() {
         bail!(
             "{}: no entrypoints: add e.g. [entrypoints] web = \"0.0.0.0:80\"",
             opts.config.display()
         );
     }
-    let key = tether_control::key::load(&cfg.settings.affinity_key, &opts.state_dir)?;
+    let key_source = match &cfg.settings.affinity_key {
+        // A relative key file is found beside the configuration file, wherever Tether runs from.
+        KeySource::File(p) if p.is_relative() => {
+            KeySource::File(opts.config.parent().unwrap_or(Path::new(".")).join(p))
+        }
+        other => other.clone(),
+    };
+    let key = tether_control::key::load(&key_source, &opts.state_dir)?;
     let mut listeners = Vec::new();
     let mut entrypoints = Vec::new();
     for (name, addr) in &cfg.settings.entrypoints {
@@ -97,7 +105,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         rx,
         opts.drain,
     ));
-    let watching = tokio::spawn(follow(opts.config.clone(), cfg, control.clone()));
+    let watching = tokio::spawn(follow(watch, opts.config.clone(), cfg, control.clone()));
     Ok(Instance {
         entrypoints,
         control,
@@ -108,9 +116,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
 }
 
 /// Apply each change of the file; refuse invalid ones and keep serving the last good table.
-async fn follow(path: PathBuf, initial: FileConfig, control: Arc<Control>) {
+async fn follow(watch: file::FileWatch, path: PathBuf, initial: FileConfig, control: Arc<Control>) {
     let (tx, mut rx) = mpsc::channel(4);
-    tokio::spawn(file::watch(path.clone(), tx));
+    let watching = tokio::spawn(watch.run(tx));
+    let _stop_with_us = AbortOnDrop(watching);
     while let Some(loaded) = rx.recv().await {
         match loaded {
             Ok(cfg) => {
@@ -124,5 +133,14 @@ async fn follow(path: PathBuf, initial: FileConfig, control: Arc<Control>) {
                 control.reject(file::PROVIDER, e.messages());
             }
         }
+    }
+}
+
+/// Aborts a task when dropped (the watcher stops with the instance).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -43,6 +43,8 @@ pub struct Stats {
 pub struct Whoami {
     pub name: String,
     pub hostname: String,
+    /// Added to every answer (a slow replica, for least-requests demos and tests).
+    pub delay: Duration,
 }
 
 impl Whoami {
@@ -50,6 +52,7 @@ impl Whoami {
         Whoami {
             name: name.into(),
             hostname: hostname(),
+            delay: Duration::ZERO,
         }
     }
 }
@@ -135,7 +138,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         return Ok(websocket::accept(req));
     }
     let q = query(&req);
-    let delay = duration(&q, "sleep");
+    let delay = duration(&q, "sleep") + shared.id.delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -1,0 +1,10 @@
+//! End-to-end tests: a real Tether on 127.0.0.1 in front of real whoami servers.
+//! One binary, so the suite links once; each module is one behaviour group.
+
+mod support;
+
+mod balancing;
+mod cli;
+mod proxying;
+mod reload;
+mod sticky;

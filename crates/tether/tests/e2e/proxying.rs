@@ -1,0 +1,318 @@
+//! Proxying: WebSocket, h2c, forwarded headers, hop-by-hop headers, streaming, errors, limits.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tether_testkit::{wait_until, Backend, Client};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{one_service, Proxy, KEY, WEB};
+
+#[tokio::test]
+async fn websocket_echo_passes_through() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", p.addr()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    for msg in ["hello", "through", "tether"] {
+        ws.send(Message::text(msg)).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), msg);
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_requests_are_served() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let tcp = TcpStream::connect(p.addr()).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = Request::get(format!("http://example.com/h2?format=json"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["headers"]["host"], "example.com",
+            "the h2 authority becomes the Host header"
+        );
+        assert_eq!(v["uri"], "/h2?format=json");
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_come_from_the_real_peer_and_hop_by_hop_headers_stop_here() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let mut c = p.client();
+    let req = Request::get("/?format=json")
+        .header("host", "app.example.com")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "for=6.6.6.6")
+        .header("connection", "x-secret, keep-alive")
+        .header("x-secret", "hop")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic eA==")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let r = c.send(req).await.unwrap();
+    let h = &r.json()["headers"];
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "a spoofed X-Forwarded-For is not trusted"
+    );
+    assert_eq!(h["x-forwarded-host"], "app.example.com");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    for gone in [
+        "forwarded",
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "connection",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} reached the server: {h}");
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_keeps_its_forwarded_for_chain() {
+    let a = Backend::spawn("a").await;
+    let toml = one_service(&[&a], "").replace(
+        KEY,
+        &format!("{KEY}[forwarded]\ntrusted_proxies = [\"127.0.0.1\"]\n"),
+    );
+    let p = Proxy::start(&toml).await;
+    let req = Request::get("/?format=json")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let r = p.client().send(req).await.unwrap();
+    assert_eq!(
+        r.json()["headers"]["x-forwarded-for"],
+        "203.0.113.9, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn responses_stream_before_the_server_finishes() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let tcp = TcpStream::connect(p.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let start = Instant::now();
+    let req = Request::get("/?chunks=3&interval=1500ms")
+        .header("host", "x")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let mut body = send.send_request(req).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(first.starts_with(b"chunk 0"));
+    assert!(
+        start.elapsed() < Duration::from_millis(1400),
+        "the first chunk waited for the rest: {:?}",
+        start.elapsed()
+    );
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&rest).contains("chunk 2"));
+}
+
+#[tokio::test]
+async fn large_request_bodies_are_forwarded_whole() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let body = Bytes::from(vec![b'x'; 8 << 20]);
+    let r = p
+        .client()
+        .send(Request::post("/upload").body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        r.body.contains(&format!("Body-Length: {}", 8 << 20)),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn errors_are_404_502_503_and_504_with_short_bodies() {
+    let a = Backend::spawn("a").await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // closed at once
+    let toml = format!(
+        "{WEB}{KEY}[timeouts]\nupstream_response = \"300ms\"\n\
+         [routes.ok]\nrule = \"PathPrefix(`/ok`)\"\nservice = \"ok\"\n\
+         [routes.dead]\nrule = \"PathPrefix(`/dead`)\"\nservice = \"dead\"\n\
+         [routes.empty]\nrule = \"PathPrefix(`/empty`)\"\nservice = \"empty\"\n\
+         [services.ok]\nservers = [{{ url = \"{}\" }}]\n\
+         [services.dead]\nservers = [{{ url = \"http://{dead}\" }}]\n\
+         [services.empty]\n",
+        a.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let mut c = p.client();
+    let r = c.get("/nothing-here").await.unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            "404 Not Found: no route matches this request\n"
+        )
+    );
+    let r = c.get("/dead").await.unwrap();
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.body.contains("service dead"), "{}", r.body);
+    let r = c.get("/empty").await.unwrap();
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = c.get("/ok?sleep=2s").await.unwrap();
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        c.get("/ok").await.unwrap().status,
+        200,
+        "the client connection survives the errors"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_another_server() {
+    let a = Backend::spawn("a").await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = format!(
+        "{WEB}{KEY}[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nservers = [{{ url = \"http://{dead}\" }}, {{ url = \"{}\" }}]\n",
+        a.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let mut c = Client::without_cookies(p.addr());
+    for i in 0..20 {
+        let method = if i % 2 == 0 { "GET" } else { "POST" };
+        let r = c
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri("/")
+                    .body(Full::from("body"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{method} {i}: {}", r.body);
+    }
+    assert_eq!(a.requests(), 20);
+}
+
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests_get_4xx_and_never_reach_a_server() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let bad = raw(p.addr(), b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let no_host = raw(p.addr(), b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(100 * 1024)
+    );
+    let r = raw(p.addr(), huge.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{}", &r[..r.len().min(80)]);
+    let smuggle = raw(
+        p.addr(),
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+    )
+    .await;
+    assert!(smuggle.starts_with("HTTP/1.1 400"), "{smuggle}");
+    assert_eq!(a.requests(), 0, "nothing malformed reached the server");
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let a = Backend::spawn("a").await;
+    let toml = one_service(&[&a], "").replace(
+        KEY,
+        &format!("{KEY}[timeouts]\nrequest_header = \"300ms\"\nidle = \"600ms\"\n"),
+    );
+    let p = Proxy::start(&toml).await;
+    // A client that never finishes its request head is cut off.
+    let start = Instant::now();
+    let r = raw(p.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n").await;
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 408"), "{r}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        start.elapsed()
+    );
+    // An idle keep-alive connection is closed after the idle timeout, not the header timeout.
+    let mut s = TcpStream::connect(p.addr()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let idle_start = Instant::now();
+    let closed = async {
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.map(|_| ())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the idle connection must be closed");
+    let idle = idle_start.elapsed();
+    assert!(
+        idle >= Duration::from_millis(450),
+        "closed after {idle:?}: the idle timeout, not the header timeout, applies"
+    );
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let mut c = p.client();
+    for _ in 0..50 {
+        assert_eq!(c.get("/").await.unwrap().status, 200);
+    }
+    wait_until(Duration::from_secs(2), || async { a.requests() == 50 }).await;
+    let conns = a
+        .stats
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        conns <= 2,
+        "50 sequential requests opened {conns} upstream connections"
+    );
+}
