@@ -18,7 +18,7 @@ impl SmoothRoundRobin {
         let g = weights.iter().copied().filter(|&w| w > 0).fold(0, gcd);
         let mut w: Vec<u64> = weights
             .iter()
-            .map(|&w| if g == 0 { 0 } else { u64::from(w / g) })
+            .map(|&w| u64::from(w.checked_div(g).unwrap_or(0)))
             .collect();
         let total: u64 = w.iter().sum();
         if total > MAX_CYCLE {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn huge_weights_stay_bounded() {
-        let weights = vec![1000u32, 999, 997, 991].repeat(100);
+        let weights = [1000u32, 999, 997, 991].repeat(100);
         let rr = SmoothRoundRobin::new(&weights);
         assert!(rr.cycle.len() as u64 <= MAX_CYCLE + weights.len() as u64);
     }

@@ -33,9 +33,9 @@ fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| {
+        .map(|kv| {
             let kv = kv.trim();
-            Some(kv.split_once('=').unwrap_or((kv, "")))
+            kv.split_once('=').unwrap_or((kv, ""))
         })
         .filter(|(k, _)| !k.is_empty())
 }

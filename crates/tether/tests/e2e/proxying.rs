@@ -41,7 +41,7 @@ async fn h2c_prior_knowledge_requests_are_served() {
             .unwrap();
     tokio::spawn(conn);
     for _ in 0..3 {
-        let req = Request::get(format!("http://example.com/h2?format=json"))
+        let req = Request::get("http://example.com/h2?format=json")
             .body(Full::<Bytes>::default())
             .unwrap();
         let resp = send.send_request(req).await.unwrap();
