@@ -231,6 +231,11 @@ fn prepare(
         parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
     }
     parts.version = Version::HTTP_11;
+    // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); the length is re-derived from the
+    // body when the request is written, so a stale Content-Length must never go out with it.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if upgrade {
         parts

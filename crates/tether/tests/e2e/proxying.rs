@@ -258,6 +258,26 @@ async fn malformed_and_oversized_requests_get_4xx_and_never_reach_a_server() {
     assert_eq!(a.requests(), 0, "nothing malformed reached the server");
 }
 
+/// Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the server gets the chunked body's
+/// real length and no second request can be smuggled behind it.
+#[tokio::test]
+async fn transfer_encoding_wins_over_content_length() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let r = raw(p.addr(), req).await;
+    if r.starts_with("HTTP/1.1 200") {
+        assert!(r.contains("Body-Length: 5"), "{r}");
+        assert!(
+            !r.to_ascii_lowercase().contains("content-length: 4\n"),
+            "{r}"
+        );
+    } else {
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    }
+    assert!(a.requests() <= 1, "one request in, at most one out");
+}
+
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
     let a = Backend::spawn("a").await;
