@@ -294,12 +294,7 @@ fn choose(
                 return Err(Refusal::PinnedGone);
             }
             let s = sticky.expect("a pin implies affinity");
-            let ok = |i: usize| {
-                !exclude.contains(&i)
-                    && svc.balancer.servers()[i].weight > 0
-                    && svc.backends[i].state.takes_new(true)
-            };
-            if let Some(idx) = s.index.rehome(id, ok) {
+            if let Some(idx) = s.index.rehome(id, |i| takes_new(svc, i, exclude)) {
                 return Ok(Choice { idx, fresh: true });
             }
         }
@@ -317,18 +312,19 @@ fn choose(
         .ok_or(Refusal::NoServer)
 }
 
+/// May server `i` take a session it does not hold yet (and was not tried already)?
+fn takes_new(svc: &Service, i: usize, exclude: &[usize]) -> bool {
+    !exclude.contains(&i)
+        && svc.balancer.servers()[i].weight > 0
+        && svc.backends[i].state.takes_new(true)
+}
+
 /// Move a session off server `from`, the same way on every replica.
 fn rehome(svc: &Service, from: usize, exclude: &[usize]) -> Option<Choice> {
     let s = svc.sticky.as_ref()?;
     let id = hash::hash64(s.index.value(from).as_bytes());
-    let ok = |i: usize| {
-        i != from
-            && !exclude.contains(&i)
-            && svc.balancer.servers()[i].weight > 0
-            && svc.backends[i].state.takes_new(true)
-    };
     s.index
-        .rehome(id, ok)
+        .rehome(id, |i| i != from && takes_new(svc, i, exclude))
         .or_else(|| {
             svc.balancer.pick(PickInput {
                 hash_key: None,
