@@ -95,20 +95,27 @@ pub async fn start(listen: SocketAddr, state_dir: &Path) -> anyhow::Result<(Inst
 
 /// What the demo prints: where it runs and the commands that show the difference.
 pub fn instructions(addr: SocketAddr, config: &Path) -> String {
-    let jar = std::env::temp_dir().join("tether-demo.cookies");
-    let jar = jar.display();
+    // One jar per service: both seed apps name their session cookie connect.sid on the same host,
+    // so a shared jar would let one service's cookie overwrite the other's.
+    let jar = |svc: &str| {
+        std::env::temp_dir()
+            .join(format!("tether-demo-{svc}.cookies"))
+            .display()
+            .to_string()
+    };
+    let (j1, j2) = (jar("service1"), jar("service2"));
     format!(
         r#"Tether demo is running on http://{addr}
   configuration: {} (edit it: Tether reloads without dropping a request)
 
 service1 is sticky (prefix mode on the app's connect.sid, nocache): one replica counts 1, 2, 3, 4
-  rm -f {jar}; for i in 1 2 3 4; do curl -s -b {jar} -c {jar} http://{addr}/service1 | head -1; done
+  rm -f {j1}; for i in 1 2 3 4; do curl -s -b {j1} -c {j1} http://{addr}/service1 | head -1; done
+
+what service1's app receives: its own connect.sid, without Tether's prefix (the jar holds <key>~<id>)
+  curl -s -b {j1} http://{addr}/service1 | grep -i '^cookie'; tail -1 {j1}
 
 service2 is round robin: the replicas alternate and each visit starts a new session (always 1)
-  rm -f {jar}; for i in 1 2 3 4; do curl -s -b {jar} -c {jar} http://{addr}/service2 | head -1; done
-
-what the app sees: its own connect.sid, without Tether's prefix
-  curl -s -b {jar} http://{addr}/service1 | grep -i '^cookie'
+  rm -f {j2}; for i in 1 2 3 4; do curl -s -b {j2} -c {j2} http://{addr}/service2 | head -1; done
 
 Press Ctrl-C to stop.
 "#,
