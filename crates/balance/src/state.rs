@@ -28,7 +28,9 @@ impl Default for ServerState {
     }
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds on a monotonic clock that starts with the process, never 0 (so 0 can mean
+/// "unset"). Cheap enough for the hot path; shared with the proxy's connection timeouts.
+pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }

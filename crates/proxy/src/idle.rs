@@ -6,9 +6,9 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -16,10 +16,7 @@ const READING: u8 = 0;
 const BUSY: u8 = 1;
 const IDLE: u8 = 2;
 
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
+use tether_balance::state::now_ms;
 
 /// Shared by a connection's IO, its requests and its watchdog.
 #[derive(Debug)]
