@@ -109,7 +109,12 @@ impl Control {
                 let (nr, ns) = (routes.len(), services.len());
                 self.store.store(Arc::new(table));
                 state.providers = candidate;
-                state.errors.remove(&provider);
+                let left_out = state.providers[&provider].errors.clone();
+                if left_out.is_empty() {
+                    state.errors.remove(&provider);
+                } else {
+                    state.errors.insert(provider.clone(), left_out);
+                }
                 state.applied_at = Some(SystemTime::now());
                 tracing::info!(%provider, %version, routes = nr, services = ns, "configuration applied");
                 Ok(version)

@@ -14,6 +14,9 @@ pub struct ProviderUpdate {
     pub provider: String,
     pub services: Vec<ServiceDecl>,
     pub routes: Vec<RouteDecl>,
+    /// Problems in parts of the input that were left out (e.g. a container with an invalid label).
+    /// The rest is applied; these are logged and shown in the status until the next update.
+    pub errors: Vec<String>,
 }
 
 /// A route: requests matching `rule` on the listed entrypoints go to `service`.
@@ -47,6 +50,8 @@ pub struct ServerDecl {
     pub addr: ServerAddr,
     /// Relative share of traffic, 1..=1000 (0 means: receives no new requests).
     pub weight: u32,
+    /// Takes no new sessions; requests pinned to it are still served (a stopping container).
+    pub draining: bool,
 }
 
 /// Where a server listens.
@@ -165,8 +170,10 @@ pub struct CookieAttrs {
 
 impl CookieAttrs {
     /// Defaults for a service: cookie `tether_<service>`, Path=/, HttpOnly, SameSite=Lax, session cookie.
+    /// A provider suffix (`web@docker`) is left out of the name.
     pub fn for_service(service: &str) -> CookieAttrs {
-        let safe: String = service
+        let base = service.split('@').next().unwrap_or(service);
+        let safe: String = base
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '_' || c == '-' {

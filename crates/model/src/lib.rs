@@ -11,6 +11,7 @@
 pub mod decl;
 pub mod duration;
 pub mod file_config;
+pub mod labels;
 pub mod rule;
 pub mod validate;
 

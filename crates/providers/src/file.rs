@@ -73,6 +73,7 @@ pub fn update(cfg: &FileConfig) -> ProviderUpdate {
         provider: PROVIDER.into(),
         services: cfg.services.clone(),
         routes: cfg.routes.clone(),
+        errors: Vec::new(),
     }
 }
 

@@ -121,7 +121,11 @@ fn service(
     let backends: Vec<Arc<Backend>> = s
         .servers
         .iter()
-        .map(|srv| generation.backend(&s.name, &srv.name, &srv.addr))
+        .map(|srv| {
+            let b = generation.backend(&s.name, &srv.name, &srv.addr);
+            b.state.set_draining(srv.draining);
+            b
+        })
         .collect();
     let candidates = s
         .servers

@@ -230,7 +230,12 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         };
         if let (Some(addr), Some(weight)) = (addr, weight) {
             let name = s.name.clone().unwrap_or_else(|| addr.to_string());
-            servers.push(ServerDecl { name, addr, weight });
+            servers.push(ServerDecl {
+                name,
+                addr,
+                weight,
+                draining: false,
+            });
         }
     }
     let balance = balance(cx, &base, svc);

@@ -1,0 +1,388 @@
+//! Container metadata (labels and environment) translated into declarations.
+//!
+//! A container speaks one dialect, chosen in this order:
+//! 1. Tether's own labels (`tether.*`), see [`tether`];
+//! 2. Traefik v2/v3 labels (`traefik.http.*`) or, with `traefik.port`, `traefik.frontend.*` or
+//!    `traefik.backend.*`, Traefik v1 labels, see [`traefik`] and [`traefik_v1`];
+//! 3. Docker Flow Proxy labels (`com.df.*`), see [`flow`];
+//! 4. Interlock's `INTERLOCK_DATA` environment variable, see [`interlock`];
+//! 5. dockercloud/haproxy's environment variables (`SERVICE_PORTS`, `VIRTUAL_HOST`, `COOKIE`,
+//!    `BALANCE`), see [`dockercloud`].
+//!
+//! Every dialect yields the same [`Declared`] model. A mistake yields a [`LabelError`] naming the
+//! container, the label (or variable) and its value; the provider leaves that container out and
+//! keeps serving the others. Nothing here performs I/O: the provider gathers a [`Container`].
+//!
+//! Names are given the suffix `@docker` (as Traefik does), so a Docker service can never collide
+//! with one from the configuration file.
+
+pub mod dockercloud;
+pub mod flow;
+pub mod interlock;
+pub mod tether;
+pub mod traefik;
+pub mod traefik_v1;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::decl::{BalanceAlgo, RouteDecl, ServerAddr, ServerDecl, ServiceDecl};
+use crate::rule::Rule;
+
+/// Suffix of every name the Docker provider declares.
+pub const SUFFIX: &str = "@docker";
+
+/// What the provider knows about one running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Container {
+    /// Container name without the leading `/`; also the server's stable identity.
+    pub name: String,
+    /// The group this container is a replica of: the Compose or Swarm service name, else the
+    /// container name. Default service name in every dialect.
+    pub group: String,
+    pub labels: BTreeMap<String, String>,
+    /// Environment variables (`KEY=VALUE` split at the first `=`).
+    pub env: BTreeMap<String, String>,
+    /// Address on each network the container is attached to.
+    pub networks: BTreeMap<String, IpAddr>,
+    /// TCP ports the image or container exposes, sorted.
+    pub exposed_ports: Vec<u16>,
+    /// `network_mode: host`: reachable on the host's loopback.
+    pub host_network: bool,
+}
+
+/// What the translation needs to know about Tether itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// Tether's entrypoint names (routes may name them).
+    pub entrypoints: &'a [String],
+    /// Networks Tether is attached to when it runs in a container; empty on the host.
+    pub own_networks: &'a [String],
+    /// Network to use when a container names none (`--docker-network`).
+    pub default_network: Option<&'a str>,
+}
+
+/// The dialect a container was read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Tether,
+    Traefik,
+    TraefikV1,
+    DockerFlow,
+    Interlock,
+    DockerCloud,
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Tether => "tether labels",
+            Dialect::Traefik => "traefik v2 labels",
+            Dialect::TraefikV1 => "traefik v1 labels",
+            Dialect::DockerFlow => "docker flow proxy labels",
+            Dialect::Interlock => "INTERLOCK_DATA",
+            Dialect::DockerCloud => "dockercloud/haproxy variables",
+        })
+    }
+}
+
+/// One container's contribution: services holding this container as their one server, and routes.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub dialect: Dialect,
+    pub services: Vec<ServiceDecl>,
+    pub routes: Vec<RouteDecl>,
+}
+
+/// Where a bad value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Label,
+    Env,
+}
+
+/// A label or variable that could not be used. Displays as
+/// `label tether.http.services.web.port="80a": not a port number (container web-1)`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct LabelError {
+    pub container: String,
+    pub origin: Source,
+    /// Label key or variable name; empty when the problem is the container as a whole.
+    pub key: String,
+    pub value: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for LabelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.origin {
+            Source::Label => "label",
+            Source::Env => "env",
+        };
+        match (&self.value, self.key.is_empty()) {
+            (_, true) => write!(f, "{}", self.message)?,
+            (Some(v), false) => write!(f, "{kind} {}={v:?}: {}", self.key, self.message)?,
+            (None, false) => write!(f, "{kind} {}: {}", self.key, self.message)?,
+        }
+        write!(f, " (container {})", self.container)
+    }
+}
+
+impl Container {
+    /// An error about label `key` (its value is looked up).
+    pub fn label_error(&self, key: &str, message: impl Into<String>) -> LabelError {
+        LabelError {
+            container: self.name.clone(),
+            origin: Source::Label,
+            key: key.to_string(),
+            value: self.labels.get(key).cloned(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about environment variable `key`.
+    pub fn env_error(&self, key: &str, message: impl Into<String>) -> LabelError {
+        LabelError {
+            container: self.name.clone(),
+            origin: Source::Env,
+            key: key.to_string(),
+            value: self.env.get(key).cloned(),
+            message: message.into(),
+        }
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+
+    /// A boolean label: `true`/`false` (any case); absent is `None`.
+    fn flag(&self, key: &str) -> Result<Option<bool>, LabelError> {
+        match self.label(key) {
+            None => Ok(None),
+            Some(v) => parse_bool(v)
+                .map(Some)
+                .ok_or_else(|| self.label_error(key, "expected true or false")),
+        }
+    }
+}
+
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Translate a container. `None`: the container asks for nothing (or opted out).
+pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<LabelError>>> {
+    let has = |prefix: &str| c.labels.keys().any(|k| k.starts_with(prefix));
+    let (dialect, result) = if has("tether.") {
+        match c.flag("tether.enable") {
+            Ok(Some(false)) => return None,
+            Err(e) => return Some(Err(vec![e])),
+            _ => (Dialect::Tether, tether::declare(c, cx)),
+        }
+    } else if has("traefik.") {
+        match c.flag("traefik.enable") {
+            Ok(Some(false)) => return None,
+            Err(e) => return Some(Err(vec![e])),
+            _ => {}
+        }
+        if has("traefik.http.") || !traefik_v1::applies(c) {
+            (Dialect::Traefik, traefik::declare(c, cx))
+        } else {
+            (Dialect::TraefikV1, traefik_v1::declare(c, cx))
+        }
+    } else if has("com.df.") {
+        if c.label("com.df.notify").and_then(parse_bool) == Some(false) {
+            return None;
+        }
+        (Dialect::DockerFlow, flow::declare(c, cx))
+    } else if c.env.contains_key("INTERLOCK_DATA") {
+        (Dialect::Interlock, interlock::declare(c, cx))
+    } else if c.env.contains_key("SERVICE_PORTS") || c.env.contains_key("VIRTUAL_HOST") {
+        (Dialect::DockerCloud, dockercloud::declare(c, cx))
+    } else {
+        return None;
+    };
+    Some(result.map(|(services, routes)| Declared {
+        dialect,
+        services,
+        routes,
+    }))
+}
+
+/// What a dialect returns before it is labelled with its name.
+pub(crate) type Translation = Result<(Vec<ServiceDecl>, Vec<RouteDecl>), Vec<LabelError>>;
+
+/// The name a dialect's service or route gets: `<name>@docker` unless it already names a provider.
+pub fn scoped(name: &str) -> String {
+    if name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}{SUFFIX}")
+    }
+}
+
+/// The address to reach `c` on: the network `label` names, else one Tether shares with it, else
+/// the default network, else its only (or first) network. `label` is `(key, value)`.
+pub fn address(
+    c: &Container,
+    cx: &Context<'_>,
+    label: Option<(&str, &str)>,
+) -> Result<IpAddr, LabelError> {
+    if c.host_network {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    if let Some((key, net)) = label {
+        return c.networks.get(net).copied().ok_or_else(|| {
+            c.label_error(
+                key,
+                format!(
+                    "the container is not attached to this network (it is on: {})",
+                    names(&c.networks)
+                ),
+            )
+        });
+    }
+    if let Some(net) = cx.own_networks.iter().find(|n| c.networks.contains_key(*n)) {
+        return Ok(c.networks[net]);
+    }
+    if !cx.own_networks.is_empty() {
+        return Err(LabelError {
+            container: c.name.clone(),
+            origin: Source::Label,
+            key: String::new(),
+            value: None,
+            message: format!(
+                "shares no network with Tether (Tether is on {}, the container on {}): connect them or name one with a network label",
+                cx.own_networks.join(", "),
+                names(&c.networks)
+            ),
+        });
+    }
+    if let Some(ip) = cx.default_network.and_then(|n| c.networks.get(n)) {
+        return Ok(*ip);
+    }
+    c.networks
+        .values()
+        .next()
+        .copied()
+        .ok_or_else(|| LabelError {
+            container: c.name.clone(),
+            origin: Source::Label,
+            key: String::new(),
+            value: None,
+            message: "the container has no network address".into(),
+        })
+}
+
+fn names(networks: &BTreeMap<String, IpAddr>) -> String {
+    if networks.is_empty() {
+        "no network".into()
+    } else {
+        networks.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The port to reach `c` on: `value` (from the label or variable `key`), else its only exposed
+/// port. `err` builds the error for `key`.
+pub fn port(
+    c: &Container,
+    key: &str,
+    value: Option<&str>,
+    err: impl Fn(&str, String) -> LabelError,
+) -> Result<u16, LabelError> {
+    match value {
+        Some(v) => v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| err(key, "not a port number (1..=65535)".into())),
+        None => match c.exposed_ports.as_slice() {
+            [p] => Ok(*p),
+            [] => Err(err(
+                key,
+                "missing: the container exposes no port, so name one".into(),
+            )),
+            many => Err(err(
+                key,
+                format!(
+                    "missing: the container exposes several ports ({}), so name one",
+                    many.iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        },
+    }
+}
+
+/// This container as the one server of a service.
+pub fn server(c: &Container, ip: IpAddr, port: u16) -> ServerDecl {
+    ServerDecl {
+        name: c.name.clone(),
+        addr: ServerAddr::Socket(SocketAddr::new(ip, port)),
+        weight: 1,
+        draining: false,
+    }
+}
+
+/// A route built by a dialect from its own syntax, already translated into Tether's rule text.
+pub fn route(name: &str, rule_text: String, service: &str) -> Result<RouteDecl, String> {
+    let rule = Rule::parse(&rule_text).map_err(|e| format!("{e} in {rule_text}"))?;
+    Ok(RouteDecl {
+        name: scoped(name),
+        priority: rule_text.len() as i64,
+        rule,
+        rule_text,
+        service: scoped(service),
+        entrypoints: Vec::new(),
+    })
+}
+
+/// A service of one server with default balancing and no affinity.
+pub fn service(name: &str, server: ServerDecl) -> ServiceDecl {
+    ServiceDecl {
+        name: scoped(name),
+        servers: vec![server],
+        balance: BalanceAlgo::RoundRobin,
+        affinity: None,
+    }
+}
+
+/// A rule string literal: backquoted, as in Traefik.
+pub(crate) fn lit(s: &str) -> String {
+    format!("`{s}`")
+}
+
+/// `Host(`a`) || Host(`b`)` for a list of host names (exact, or `*.` wildcards).
+pub(crate) fn hosts_rule(hosts: &[String]) -> String {
+    let parts: Vec<String> = hosts.iter().map(|h| format!("Host({})", lit(h))).collect();
+    group(parts)
+}
+
+/// Joins alternatives with `||`, in parentheses when there are several.
+pub(crate) fn group(parts: Vec<String>) -> String {
+    if parts.len() == 1 {
+        parts.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(" || "))
+    }
+}
+
+/// Split a comma (or space) separated list, dropping empty items.
+pub(crate) fn list(v: &str) -> Vec<String> {
+    v.split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! dockercloud/haproxy's environment variables, as in the first seed:
+//!
+//! - `SERVICE_PORTS=8080`: the container's port (one; default: its only exposed port);
+//! - `VIRTUAL_HOST=*/service1`: a comma list of `[http://]host[/path]`. The host is `*` (any),
+//!   `*.example.com` or exact; a path without `*` matches exactly, `/path/*` matches the prefix.
+//!   Without `VIRTUAL_HOST` the service takes every request no other route takes;
+//! - `VIRTUAL_HOST_WEIGHT`: route priority (higher wins);
+//! - `COOKIE=connect.sid prefix nocache` (HAProxy's `prefix` mode on the application's cookie) or
+//!   `COOKIE=SRV insert indirect nocache [httponly] [secure]` (Tether's own cookie named SRV);
+//! - `BALANCE`: `roundrobin`, `static-rr`, `leastconn`, `source` or `hdr(<name>)`.
+
+use super::{
+    address, group, port, route, server, service, Container, Context, LabelError, Translation,
+};
+use crate::decl::{AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing};
+use crate::validate::is_cookie_name;
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    let mut errors = Vec::new();
+    let name = c.group.clone();
+    let ports = c.env.get("SERVICE_PORTS").map(|p| super::list(p));
+    let port = match ports.as_deref() {
+        Some([one]) => port(c, "SERVICE_PORTS", Some(one), |k, m| c.env_error(k, m)),
+        Some([]) | None => port(c, "SERVICE_PORTS", None, |k, m| c.env_error(k, m)),
+        Some(_) => Err(c.env_error(
+            "SERVICE_PORTS",
+            "several ports: Tether routes one port per container, list only the HTTP one",
+        )),
+    }
+    .map_err(|e| errors.push(e))
+    .ok();
+    let ip = address(c, cx, None).map_err(|e| errors.push(e)).ok();
+    let rule = match c.env.get("VIRTUAL_HOST") {
+        Some(v) => virtual_host(v).map_err(|m| c.env_error("VIRTUAL_HOST", m)),
+        None => Ok("PathPrefix(`/`)".to_string()),
+    }
+    .map_err(|e| errors.push(e))
+    .ok();
+    let balance = c
+        .env
+        .get("BALANCE")
+        .map(|b| balance(b).map_err(|m| c.env_error("BALANCE", m)))
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    let affinity = c
+        .env
+        .get("COOKIE")
+        .map(|v| cookie(c, &name, v))
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    let mut r = match rule.map(|text| route(&name, text, &name)) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(m)) => {
+            errors.push(c.env_error("VIRTUAL_HOST", m));
+            None
+        }
+        None => None,
+    };
+    if let Some(r) = &mut r {
+        match c.env.get("VIRTUAL_HOST_WEIGHT") {
+            Some(w) => match w.trim().parse::<i64>() {
+                Ok(w) => r.priority = w,
+                Err(_) => errors.push(c.env_error("VIRTUAL_HOST_WEIGHT", "not an integer")),
+            },
+            // The default route takes what nothing else takes.
+            None if !c.env.contains_key("VIRTUAL_HOST") => r.priority = 1,
+            None => {}
+        }
+    }
+    match (ip, port, r, errors.is_empty()) {
+        (Some(ip), Some(port), Some(r), true) => {
+            let mut svc = service(&name, server(c, ip, port));
+            svc.balance = balance.unwrap_or_default();
+            svc.affinity = affinity;
+            Ok((vec![svc], vec![r]))
+        }
+        _ => Err(errors),
+    }
+}
+
+/// `*/service1, example.com/api/*` → Tether rule text.
+pub fn virtual_host(v: &str) -> Result<String, String> {
+    let mut alternatives = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let rest = match item.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("ws") => rest,
+            Some((scheme, _)) => {
+                return Err(format!("{item:?}: scheme {scheme} needs TLS, which Tether leaves to the layer in front of it; use http://"))
+            }
+            None => item,
+        };
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        if host.contains(':') {
+            return Err(format!("{item:?}: a port selects an HAProxy frontend; Tether routes on its entrypoints, so leave the port out"));
+        }
+        let mut parts = Vec::new();
+        match host {
+            "*" | "" => {}
+            h if h.starts_with("*.") && !h[2..].contains('*') => parts.push(format!("Host(`{h}`)")),
+            h if !h.contains('*') => parts.push(format!("Host(`{h}`)")),
+            h => return Err(format!(
+                "{item:?}: host pattern {h:?} is not supported: use *, *.domain or an exact host"
+            )),
+        }
+        match path {
+            None => {}
+            Some(p) if !p.contains('*') => parts.push(format!("Path(`{p}`)")),
+            Some(p) if p.ends_with("/*") && !p[..p.len() - 1].contains('*') => {
+                parts.push(format!("PathPrefix(`{}`)", &p[..p.len() - 1]))
+            }
+            Some(p) => return Err(format!("{item:?}: path pattern {p:?} is not supported: use an exact path or a prefix ending in /*")),
+        }
+        alternatives.push(match parts.len() {
+            0 => "PathPrefix(`/`)".to_string(),
+            1 => parts.remove(0),
+            _ => parts.join(" && "),
+        });
+    }
+    if alternatives.is_empty() {
+        return Err("empty".into());
+    }
+    if alternatives.len() > 1 {
+        alternatives = alternatives
+            .into_iter()
+            .map(|a| {
+                if a.contains("&&") {
+                    format!("({a})")
+                } else {
+                    a
+                }
+            })
+            .collect();
+    }
+    Ok(group(alternatives))
+}
+
+fn balance(v: &str) -> Result<BalanceAlgo, String> {
+    let v = v.trim();
+    match v.to_ascii_lowercase().as_str() {
+        "roundrobin" | "static-rr" => Ok(BalanceAlgo::RoundRobin),
+        "leastconn" => Ok(BalanceAlgo::LeastRequests),
+        "source" => Ok(BalanceAlgo::ConsistentHash(HashOn::ClientIp)),
+        lower => match lower.strip_prefix("hdr(").and_then(|h| h.strip_suffix(')')) {
+            Some(h) if http::HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                Ok(BalanceAlgo::ConsistentHash(HashOn::Header(h.to_string())))
+            }
+            _ => Err("expected roundrobin, static-rr, leastconn, source or hdr(<name>)".into()),
+        },
+    }
+}
+
+/// `connect.sid prefix nocache` or `SRV insert indirect nocache`.
+fn cookie(c: &Container, service: &str, v: &str) -> Result<AffinityPolicy, LabelError> {
+    let err = |m: String| c.env_error("COOKIE", m);
+    let mut words = v.split_whitespace();
+    let name = words
+        .next()
+        .ok_or_else(|| err("expected <name> prefix|insert [nocache]".into()))?;
+    if !is_cookie_name(name) {
+        return Err(err(format!("{name:?} is not a cookie name")));
+    }
+    let mode = words.next().unwrap_or("insert");
+    let mut nocache = false;
+    let mut attrs = CookieAttrs::for_service(&super::scoped(service));
+    attrs.name = name.to_string();
+    for w in words {
+        match w.to_ascii_lowercase().as_str() {
+            "nocache" => nocache = true,
+            // Tether never passes its own cookie on, so `indirect` and `preserve` need nothing.
+            "indirect" | "preserve" => {}
+            "httponly" => attrs.http_only = true,
+            "secure" => attrs.secure = true,
+            other => {
+                return Err(err(format!(
+                    "option {other:?} is not supported: use nocache, indirect, preserve, httponly or secure"
+                )))
+            }
+        }
+    }
+    let mode = match mode.to_ascii_lowercase().as_str() {
+        "prefix" => AffinityMode::Prefix {
+            cookie: name.to_string(),
+        },
+        "insert" => AffinityMode::Cookie(attrs),
+        other => {
+            return Err(err(format!(
+                "mode {other:?} is not supported: use prefix or insert"
+            )))
+        }
+    };
+    Ok(AffinityPolicy {
+        mode,
+        nocache,
+        on_missing: OnMissing::Rebalance,
+    })
+}

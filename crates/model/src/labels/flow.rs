@@ -1,0 +1,91 @@
+//! Docker Flow Proxy labels, as Docker Flow Swarm Listener reads them:
+//!
+//! - `com.df.notify=true`: the container takes part;
+//! - `com.df.serviceName`: the service (default: the container's group);
+//! - `com.df.servicePath=/demo,/api`: path prefixes;
+//! - `com.df.serviceDomain=a.com,*.b.com`: hosts;
+//! - `com.df.port`: the container's port;
+//! - `com.df.sessionType=sticky-server`: sticky sessions in a cookie Tether inserts.
+//!
+//! Docker Flow Proxy needed Consul to give every proxy replica the same routes; Tether replicas
+//! each read the same labels from the engine (or Swarm) and agree without talking to each other.
+
+use super::{
+    address, group, hosts_rule, list, lit, port, route, scoped, server, service, Container,
+    Context, Translation,
+};
+use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing};
+
+const PATH: &str = "com.df.servicePath";
+const DOMAIN: &str = "com.df.serviceDomain";
+const PORT: &str = "com.df.port";
+const SESSION: &str = "com.df.sessionType";
+const REQ_MODE: &str = "com.df.reqMode";
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    let mut errors = Vec::new();
+    let name = c
+        .label("com.df.serviceName")
+        .map_or(c.group.clone(), str::to_string);
+    let ip = address(c, cx, None).map_err(|e| errors.push(e)).ok();
+    let port = port(c, PORT, c.label(PORT), |k, m| c.label_error(k, m))
+        .map_err(|e| errors.push(e))
+        .ok();
+    let paths = c.label(PATH).map(list).unwrap_or_default();
+    for p in &paths {
+        if !p.starts_with('/') {
+            errors.push(c.label_error(PATH, format!("{p:?}: a path starts with /")));
+        }
+    }
+    let domains = c.label(DOMAIN).map(list).unwrap_or_default();
+    let mut parts = Vec::new();
+    if !domains.is_empty() {
+        parts.push(hosts_rule(&domains));
+    }
+    if !paths.is_empty() {
+        parts.push(group(
+            paths
+                .iter()
+                .map(|p| format!("PathPrefix({})", lit(p)))
+                .collect(),
+        ));
+    }
+    if parts.is_empty() {
+        errors.push(c.label_error(
+            PATH,
+            "missing: give com.df.servicePath, com.df.serviceDomain or both",
+        ));
+    }
+    if let Some(mode) = c.label(REQ_MODE) {
+        if !mode.eq_ignore_ascii_case("http") {
+            errors.push(c.label_error(REQ_MODE, "only http is supported"));
+        }
+    }
+    let affinity = match c.label(SESSION) {
+        None => None,
+        Some("sticky-server") => Some(AffinityPolicy {
+            mode: AffinityMode::Cookie(CookieAttrs::for_service(&scoped(&name))),
+            nocache: false,
+            on_missing: OnMissing::Rebalance,
+        }),
+        Some(_) => {
+            errors.push(c.label_error(SESSION, "expected sticky-server"));
+            None
+        }
+    };
+    let rule = route(&name, parts.join(" && "), &name);
+    let rule = match rule {
+        Ok(r) if errors.is_empty() => r,
+        Ok(_) => return Err(errors),
+        Err(m) => {
+            errors.push(c.label_error(if domains.is_empty() { PATH } else { DOMAIN }, m));
+            return Err(errors);
+        }
+    };
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Err(errors);
+    };
+    let mut svc = service(&name, server(c, ip, port));
+    svc.affinity = affinity;
+    Ok((vec![svc], vec![rule]))
+}

@@ -1,0 +1,455 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::decl::{AffinityMode, BalanceAlgo, HashOn, SameSite};
+
+fn container(name: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> Container {
+    Container {
+        name: name.into(),
+        group: "web".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        networks: [("front".to_string(), "172.20.0.5".parse::<IpAddr>().unwrap())]
+            .into_iter()
+            .collect(),
+        exposed_ports: vec![8080],
+        host_network: false,
+    }
+}
+
+const EPS: &[String] = &[];
+
+fn cx() -> Context<'static> {
+    Context {
+        entrypoints: EPS,
+        ..Default::default()
+    }
+}
+
+fn ok(c: &Container) -> Declared {
+    match declare(c, &cx()) {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => panic!("unexpected errors: {e:?}"),
+        None => panic!("container ignored"),
+    }
+}
+
+fn errors(c: &Container) -> Vec<String> {
+    match declare(c, &cx()) {
+        Some(Err(e)) => e.iter().map(ToString::to_string).collect(),
+        other => panic!("expected errors, got {other:?}"),
+    }
+}
+
+fn route_matches(d: &Declared, host: &str, path: &str) -> bool {
+    let headers = http::HeaderMap::new();
+    let req = crate::rule::RequestView {
+        host,
+        path,
+        method: &http::Method::GET,
+        headers: &headers,
+    };
+    d.routes.iter().any(|r| r.rule.matches(&req))
+}
+
+#[test]
+fn plain_containers_are_ignored_and_opt_outs_respected() {
+    assert!(declare(&container("a", &[], &[]), &cx()).is_none());
+    let off = container(
+        "a",
+        &[
+            ("tether.enable", "false"),
+            ("tether.http.services.x.port", "1"),
+        ],
+        &[],
+    );
+    assert!(declare(&off, &cx()).is_none());
+    let off = container(
+        "a",
+        &[("traefik.enable", "false"), ("traefik.port", "80")],
+        &[],
+    );
+    assert!(declare(&off, &cx()).is_none());
+}
+
+#[test]
+fn tether_labels_set_every_file_option() {
+    let c = container(
+        "web-1",
+        &[
+            (
+                "tether.http.routers.api.rule",
+                "Host(`a.com`) && PathPrefix(`/api`)",
+            ),
+            ("tether.http.routers.api.priority", "50"),
+            ("tether.http.services.api.port", "9000"),
+            ("tether.http.services.api.weight", "3"),
+            ("tether.http.services.api.balance", "consistent_hash"),
+            ("tether.http.services.api.hash_on", "header:X-User"),
+            ("tether.http.services.api.affinity.mode", "cookie"),
+            ("tether.http.services.api.affinity.cookie", "SRV"),
+            ("tether.http.services.api.affinity.secure", "true"),
+            ("tether.http.services.api.affinity.same_site", "Strict"),
+            ("tether.http.services.api.affinity.max_age", "1h"),
+            ("tether.http.services.api.affinity.nocache", "true"),
+            ("tether.http.services.api.affinity.on_missing", "fail"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::Tether);
+    let s = &d.services[0];
+    assert_eq!(s.name, "api@docker");
+    assert_eq!(s.servers[0].name, "web-1");
+    assert_eq!(s.servers[0].addr.to_string(), "172.20.0.5:9000");
+    assert_eq!(s.servers[0].weight, 3);
+    assert_eq!(
+        s.balance,
+        BalanceAlgo::ConsistentHash(HashOn::Header("x-user".into()))
+    );
+    let a = s.affinity.as_ref().unwrap();
+    assert!(a.nocache);
+    assert_eq!(a.on_missing, crate::OnMissing::Fail);
+    let AffinityMode::Cookie(attrs) = &a.mode else {
+        panic!()
+    };
+    assert_eq!(attrs.name, "SRV");
+    assert!(attrs.secure);
+    assert_eq!(attrs.same_site, Some(SameSite::Strict));
+    assert_eq!(attrs.max_age, Some(std::time::Duration::from_secs(3600)));
+    assert_eq!(d.routes[0].name, "api@docker");
+    assert_eq!(d.routes[0].service, "api@docker");
+    assert_eq!(d.routes[0].priority, 50);
+    assert!(route_matches(&d, "a.com", "/api/x"));
+    assert!(!route_matches(&d, "b.com", "/api/x"));
+}
+
+#[test]
+fn tether_label_defaults_use_the_group_and_the_exposed_port() {
+    let d = ok(&container("web-1", &[("tether.enable", "true")], &[]));
+    assert_eq!(d.services[0].name, "web@docker");
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:8080");
+    assert!(route_matches(&d, "web", "/"));
+    let d = ok(&container(
+        "web-1",
+        &[("tether.http.routers.r.rule", "PathPrefix(`/`)")],
+        &[],
+    ));
+    assert_eq!(d.routes[0].service, "web@docker");
+}
+
+#[test]
+fn tether_label_errors_name_container_label_and_value() {
+    let c = container("web-1", &[("tether.http.services.web.port", "80a")], &[]);
+    assert_eq!(
+        errors(&c),
+        ["label tether.http.services.web.port=\"80a\": not a port number (1..=65535) (container web-1)"]
+    );
+    let c = container(
+        "web-1",
+        &[("tether.http.services.web.affinity.mode", "cokie")],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e[0].starts_with("label tether.http.services.web.affinity.mode=\"cokie\": "),
+        "{e:?}"
+    );
+    assert!(e[0].contains("expected \"cookie\" or \"prefix\""), "{e:?}");
+    let c = container("web-1", &[("tether.http.routers.r.rule", "Hots(`a`)")], &[]);
+    let e = errors(&c);
+    assert!(
+        e[0].starts_with("label tether.http.routers.r.rule=\"Hots(`a`)\": column 1"),
+        "{e:?}"
+    );
+    let c = container(
+        "web-1",
+        &[("tether.http.services.web.afinity.mode", "cookie")],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e[0].contains("tether.http.services.web.afinity.mode") && e[0].contains("unknown field"),
+        "{e:?}"
+    );
+    let c = container("web-1", &[("tether.htp.routers.r.rule", "Path(`/`)")], &[]);
+    assert!(errors(&c)[0].contains("unknown label"));
+    let c = container(
+        "web-1",
+        &[("tether.docker.network", "back"), ("tether.enable", "true")],
+        &[],
+    );
+    assert!(errors(&c)[0].contains("not attached to this network (it is on: front)"));
+}
+
+#[test]
+fn dockercloud_seed_prefix_cookie_on_a_path() {
+    let c = container(
+        "stack_service1.1",
+        &[],
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("COOKIE", "connect.sid prefix nocache"),
+            ("VIRTUAL_HOST", "*/service1"),
+        ],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::DockerCloud);
+    let a = d.services[0].affinity.as_ref().unwrap();
+    assert!(a.nocache);
+    assert_eq!(
+        a.mode,
+        AffinityMode::Prefix {
+            cookie: "connect.sid".into()
+        }
+    );
+    assert!(route_matches(&d, "any.host", "/service1"));
+    assert!(!route_matches(&d, "any.host", "/service1/"));
+    assert!(!route_matches(&d, "any.host", "/service2"));
+}
+
+#[test]
+fn dockercloud_virtual_host_forms() {
+    assert_eq!(dockercloud::virtual_host("a.com").unwrap(), "Host(`a.com`)");
+    assert_eq!(
+        dockercloud::virtual_host("a.com/api/*").unwrap(),
+        "Host(`a.com`) && PathPrefix(`/api/`)"
+    );
+    assert_eq!(
+        dockercloud::virtual_host("*.a.com, http://b.com/x").unwrap(),
+        "(Host(`*.a.com`) || (Host(`b.com`) && Path(`/x`)))"
+    );
+    assert_eq!(dockercloud::virtual_host("*").unwrap(), "PathPrefix(`/`)");
+    assert!(dockercloud::virtual_host("https://a.com")
+        .unwrap_err()
+        .contains("TLS"));
+    assert!(dockercloud::virtual_host("*/a*b")
+        .unwrap_err()
+        .contains("not supported"));
+    let c = container(
+        "s.1",
+        &[],
+        &[("VIRTUAL_HOST", "*/x"), ("BALANCE", "source")],
+    );
+    assert_eq!(
+        ok(&c).services[0].balance,
+        BalanceAlgo::ConsistentHash(HashOn::ClientIp)
+    );
+    let c = container(
+        "s.1",
+        &[],
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("COOKIE", "SRV insert indirect nocache"),
+        ],
+    );
+    let d = ok(&c);
+    let AffinityMode::Cookie(attrs) = &d.services[0].affinity.as_ref().unwrap().mode else {
+        panic!()
+    };
+    assert_eq!(attrs.name, "SRV");
+    assert!(
+        route_matches(&d, "x", "/anything"),
+        "no VIRTUAL_HOST: the default route"
+    );
+    let c = container(
+        "s.1",
+        &[],
+        &[("SERVICE_PORTS", "8080"), ("COOKIE", "connect.sid prefx")],
+    );
+    assert_eq!(
+        errors(&c),
+        ["env COOKIE=\"connect.sid prefx\": mode \"prefx\" is not supported: use prefix or insert (container s.1)"]
+    );
+}
+
+#[test]
+fn traefik_v1_seed_stickiness_on_a_named_network() {
+    let mut c = container(
+        "whoami.1",
+        &[
+            ("traefik.port", "8000"),
+            ("traefik.frontend.rule", "PathPrefix:/"),
+            ("traefik.backend.loadbalancer.stickiness", "true"),
+            ("traefik.docker.network", "whoaminet"),
+        ],
+        &[],
+    );
+    c.networks
+        .insert("whoaminet".into(), "10.0.0.5".parse().unwrap());
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::TraefikV1);
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "10.0.0.5:8000");
+    assert!(matches!(
+        &d.services[0].affinity.as_ref().unwrap().mode,
+        AffinityMode::Cookie(_)
+    ));
+    assert!(route_matches(&d, "x", "/anything"));
+    c.labels.insert(
+        "traefik.backend.loadbalancer.stickiness.cookieName".into(),
+        "sess".into(),
+    );
+    c.labels.insert(
+        "traefik.frontend.rule".into(),
+        "Host:a.com,b.com;PathPrefix:/api".into(),
+    );
+    let d = ok(&c);
+    let AffinityMode::Cookie(attrs) = &d.services[0].affinity.as_ref().unwrap().mode else {
+        panic!()
+    };
+    assert_eq!(attrs.name, "sess");
+    assert!(route_matches(&d, "b.com", "/api/v"));
+    assert!(!route_matches(&d, "c.com", "/api/v"));
+    c.labels.insert(
+        "traefik.frontend.rule".into(),
+        "PathPrefixStrip:/api".into(),
+    );
+    assert!(
+        errors(&c)[0].starts_with("label traefik.frontend.rule=\"PathPrefixStrip:/api\": matcher")
+    );
+}
+
+#[test]
+fn traefik_v2_router_service_and_sticky_cookie() {
+    let c = container(
+        "whoami-1",
+        &[
+            ("traefik.enable", "true"),
+            (
+                "traefik.http.routers.who.rule",
+                "Host(`who.local`) || PathPrefix(`/who`)",
+            ),
+            ("traefik.http.services.who.loadbalancer.server.port", "8000"),
+            (
+                "traefik.http.services.who.loadBalancer.sticky.cookie.name",
+                "who_sticky",
+            ),
+            (
+                "traefik.http.services.who.loadbalancer.sticky.cookie.secure",
+                "true",
+            ),
+            (
+                "traefik.http.services.who.loadbalancer.sticky.cookie.httpOnly",
+                "false",
+            ),
+            (
+                "traefik.http.services.who.loadbalancer.sticky.cookie.sameSite",
+                "strict",
+            ),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::Traefik);
+    assert_eq!(d.routes[0].service, "who@docker");
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:8000");
+    let AffinityMode::Cookie(attrs) = &d.services[0].affinity.as_ref().unwrap().mode else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            attrs.name.as_str(),
+            attrs.secure,
+            attrs.http_only,
+            attrs.same_site
+        ),
+        ("who_sticky", true, false, Some(SameSite::Strict))
+    );
+    assert!(route_matches(&d, "who.local", "/"));
+    assert!(route_matches(&d, "x", "/who"));
+    let bad = container(
+        "w-1",
+        &[("traefik.http.services.w.loadbalancer.server.port", "http")],
+        &[],
+    );
+    assert_eq!(
+        errors(&bad),
+        ["label traefik.http.services.w.loadbalancer.server.port=\"http\": not a port number (1..=65535) (container w-1)"]
+    );
+}
+
+#[test]
+fn interlock_data_hostname_domain_port_alias() {
+    let c = container(
+        "dockchat_web_1",
+        &[],
+        &[(
+            "INTERLOCK_DATA",
+            r#"{"hostname":"demo","domain":"interlock.com","port":5000,"alias_domains":["www.demo.com"]}"#,
+        )],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::Interlock);
+    assert_eq!(d.services[0].name, "demo.interlock.com@docker");
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:5000");
+    assert!(route_matches(&d, "demo.interlock.com", "/"));
+    assert!(route_matches(&d, "www.demo.com", "/"));
+    assert!(!route_matches(&d, "other.com", "/"));
+    let c = container(
+        "w",
+        &[],
+        &[(
+            "INTERLOCK_DATA",
+            r#"{"hostname":"demo","domain":"i.com","alias":"a.com"}"#,
+        )],
+    );
+    assert!(route_matches(&ok(&c), "a.com", "/"));
+    let c = container("w", &[], &[("INTERLOCK_DATA", "{hostname:demo}")]);
+    assert!(errors(&c)[0].starts_with("env INTERLOCK_DATA=\"{hostname:demo}\": not valid JSON"));
+}
+
+#[test]
+fn docker_flow_proxy_path_domain_port_sticky() {
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.serviceDomain", "go.demo.com"),
+            ("com.df.port", "8080"),
+            ("com.df.sessionType", "sticky-server"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::DockerFlow);
+    assert!(d.services[0].affinity.is_some());
+    assert!(route_matches(&d, "go.demo.com", "/demo/x"));
+    assert!(!route_matches(&d, "go.demo.com", "/other"));
+    let c = container(
+        "g",
+        &[("com.df.notify", "true"), ("com.df.port", "8080")],
+        &[],
+    );
+    assert!(errors(&c)[0].contains("com.df.servicePath: missing"));
+}
+
+#[test]
+fn network_choice_prefers_tethers_own_networks() {
+    let mut c = container("w", &[("tether.enable", "true")], &[]);
+    c.networks
+        .insert("back".into(), "10.9.0.2".parse().unwrap());
+    let own = ["back".to_string()];
+    let cx = Context {
+        own_networks: &own,
+        ..cx()
+    };
+    let d = declare(&c, &cx).unwrap().unwrap();
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "10.9.0.2:8080");
+    let own = ["elsewhere".to_string()];
+    let cx = Context {
+        own_networks: &own,
+        ..cx
+    };
+    let e = declare(&c, &cx).unwrap().unwrap_err();
+    assert!(
+        e[0].to_string().contains("shares no network with Tether"),
+        "{e:?}"
+    );
+}

@@ -1,0 +1,235 @@
+//! Tether's own labels: the configuration file flattened into dotted keys.
+//!
+//! | label | file key |
+//! |---|---|
+//! | `tether.http.routers.<r>.<field>` | `routes.<r>.<field>` (rule, service, priority, entrypoints) |
+//! | `tether.http.services.<s>.<field>` | `services.<s>.<field>` (balance, hash_on, affinity.*) |
+//! | `tether.http.services.<s>.port` | the container's port for this service |
+//! | `tether.http.services.<s>.weight` | this container's weight in the service |
+//! | `tether.docker.network` | the network to reach the container on |
+//! | `tether.enable` | `false` leaves the container out |
+//!
+//! The labels are rendered as a TOML document of dotted keys, one label per line, and parsed by
+//! the very code that reads `tether.toml`: every option of the file is a label, with the same
+//! checks. Errors found on a line are reported against that line's label.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{address, port, scoped, Container, Context, LabelError, Source, Translation};
+use crate::file_config::{self, ConfigError};
+use crate::validate::MAX_WEIGHT;
+
+const ROUTERS: &str = "tether.http.routers.";
+const SERVICES: &str = "tether.http.services.";
+const NETWORK: &str = "tether.docker.network";
+const ENABLE: &str = "tether.enable";
+
+/// The TOML document under construction, remembering which label each line came from.
+struct Doc {
+    text: String,
+    /// Label key of each line (1-based line n is `origin[n - 1]`); `None` for generated lines.
+    origin: Vec<Option<String>>,
+}
+
+impl Doc {
+    fn line(&mut self, line: String, label: Option<&str>) {
+        self.text.push_str(&line);
+        self.text.push('\n');
+        self.origin.push(label.map(str::to_string));
+    }
+}
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    let mut errors = Vec::new();
+    let mut doc = Doc {
+        text: String::new(),
+        origin: Vec::new(),
+    };
+    for ep in cx.entrypoints {
+        doc.line(format!("entrypoints.{} = \"127.0.0.1:1\"", quote(ep)), None);
+    }
+    let mut services: BTreeMap<String, (Option<&str>, Option<&str>)> = BTreeMap::new();
+    let mut routers: BTreeMap<String, bool> = BTreeMap::new();
+    for (key, value) in &c.labels {
+        if key == ENABLE || key == NETWORK {
+            continue;
+        }
+        if let Some(rest) = key.strip_prefix(ROUTERS) {
+            match rest.split_once('.') {
+                Some((name, field)) => {
+                    let has_service = routers.entry(name.to_string()).or_default();
+                    *has_service |= field == "service";
+                    doc.line(
+                        format!(
+                            "routes.{}.{} = {}",
+                            quote(name),
+                            path(field),
+                            literal(field, value)
+                        ),
+                        Some(key),
+                    );
+                }
+                None => {
+                    errors.push(c.label_error(key, "expected tether.http.routers.<name>.<field>"))
+                }
+            }
+        } else if let Some(rest) = key.strip_prefix(SERVICES) {
+            match rest.split_once('.') {
+                Some((name, "port")) => services.entry(name.into()).or_default().0 = Some(value),
+                Some((name, "weight")) => services.entry(name.into()).or_default().1 = Some(value),
+                Some((_, "servers" | "url")) => errors.push(c.label_error(
+                    key,
+                    "servers are the containers themselves; set port (and weight) instead",
+                )),
+                Some((name, field)) => {
+                    services.entry(name.into()).or_default();
+                    doc.line(
+                        format!(
+                            "services.{}.{} = {}",
+                            quote(name),
+                            path(field),
+                            literal(field, value)
+                        ),
+                        Some(key),
+                    );
+                }
+                None => {
+                    errors.push(c.label_error(key, "expected tether.http.services.<name>.<field>"))
+                }
+            }
+        } else {
+            errors.push(c.label_error(
+                key,
+                "unknown label: expected tether.enable, tether.docker.network, tether.http.routers.<name>.<field> or tether.http.services.<name>.<field>",
+            ));
+        }
+    }
+    if services.is_empty() {
+        services.insert(c.group.clone(), (None, None));
+    }
+    let network = c.labels.get(NETWORK).map(|v| (NETWORK, v.as_str()));
+    let ip = address(c, cx, network).map_err(|e| errors.push(e)).ok();
+    for (name, (port_label, weight_label)) in &services {
+        let port_key = format!("{SERVICES}{name}.port");
+        let weight_key = format!("{SERVICES}{name}.weight");
+        let port = port(c, &port_key, *port_label, |k, m| c.label_error(k, m))
+            .map_err(|e| errors.push(e))
+            .ok();
+        let weight = match weight_label {
+            None => Some(1),
+            Some(w) => w
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&w| w <= MAX_WEIGHT)
+                .or_else(|| {
+                    errors.push(
+                        c.label_error(&weight_key, format!("not a weight (0..={MAX_WEIGHT})")),
+                    );
+                    None
+                }),
+        };
+        if let (Some(ip), Some(port), Some(weight)) = (ip, port, weight) {
+            let url =
+                toml::Value::String(format!("http://{}", std::net::SocketAddr::new(ip, port)));
+            let server_name = toml::Value::String(c.name.clone());
+            doc.line(
+                format!("services.{}.servers = [{{ url = {url}, name = {server_name}, weight = {weight} }}]", quote(name)),
+                None,
+            );
+        }
+    }
+    if routers.is_empty() {
+        // No router: each service answers on its own name as host (as Traefik's default rule).
+        for name in services.keys() {
+            let rule = toml::Value::String(format!("Host(`{name}`)"));
+            doc.line(format!("routes.{}.rule = {rule}", quote(name)), None);
+            routers.insert(name.clone(), false);
+        }
+    }
+    for (router, has_service) in &routers {
+        if *has_service {
+            continue;
+        }
+        if services.len() == 1 {
+            let only = toml::Value::String(services.keys().next().cloned().unwrap_or_default());
+            doc.line(format!("routes.{}.service = {only}", quote(router)), None);
+        } else {
+            errors.push(c.label_error(
+                &format!("{ROUTERS}{router}.service"),
+                format!(
+                    "missing: the container declares several services ({}), so name one",
+                    services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    match file_config::parse(&doc.text) {
+        Ok(cfg) => {
+            let mut services = cfg.services;
+            let mut routes = cfg.routes;
+            for s in &mut services {
+                s.name = scoped(&s.name);
+            }
+            for r in &mut routes {
+                r.name = scoped(&r.name);
+                r.service = scoped(&r.service);
+            }
+            Ok((services, routes))
+        }
+        Err(errs) => Err(errs.0.iter().map(|e| located(c, &doc, e)).collect()),
+    }
+}
+
+/// A file error told in terms of the label it came from.
+fn located(c: &Container, doc: &Doc, e: &ConfigError) -> LabelError {
+    let origin = e
+        .line
+        .and_then(|l| doc.origin.get(l.wrapping_sub(1)))
+        .cloned()
+        .flatten();
+    let key = origin.unwrap_or_else(|| {
+        e.field
+            .replacen("routes.", ROUTERS, 1)
+            .replacen("services.", SERVICES, 1)
+    });
+    LabelError {
+        container: c.name.clone(),
+        origin: Source::Label,
+        value: c.labels.get(&key).cloned(),
+        key,
+        message: e.message.clone(),
+    }
+}
+
+/// A TOML key segment, quoted so that any label text stays one segment.
+fn quote(segment: &str) -> String {
+    toml::Value::String(segment.to_string()).to_string()
+}
+
+/// A dotted field path (`affinity.mode`), each segment quoted.
+fn path(field: &str) -> String {
+    field.split('.').map(quote).collect::<Vec<_>>().join(".")
+}
+
+/// A label value as the TOML type its field expects; left a string when it is not one, so the
+/// file parser reports the type error against this label.
+fn literal(field: &str, value: &str) -> String {
+    let leaf = field.rsplit('.').next().unwrap_or(field);
+    let v = value.trim();
+    match leaf {
+        "priority" if v.parse::<i64>().is_ok() => v.to_string(),
+        "nocache" | "secure" | "http_only" => match super::parse_bool(v) {
+            Some(b) => b.to_string(),
+            None => toml::Value::String(value.to_string()).to_string(),
+        },
+        "entrypoints" => {
+            let items: BTreeSet<String> = super::list(v).into_iter().collect();
+            toml::Value::Array(items.into_iter().map(toml::Value::String).collect()).to_string()
+        }
+        _ => toml::Value::String(value.to_string()).to_string(),
+    }
+}

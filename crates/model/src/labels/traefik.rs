@@ -1,0 +1,256 @@
+//! Traefik v2/v3 labels (keys are case-insensitive, as in Traefik):
+//!
+//! - `traefik.http.routers.<r>.rule`, `.service`, `.priority`;
+//! - `traefik.http.services.<s>.loadbalancer.server.port` (and `.scheme`, `http` only);
+//! - `traefik.http.services.<s>.loadbalancer.sticky.cookie` (`true`) and its `.name`, `.secure`,
+//!   `.httponly`, `.samesite`, `.maxage`, `.path`;
+//! - `traefik.docker.network`, `traefik.enable`.
+//!
+//! Router entrypoints, middlewares and TLS options name Traefik's own configuration and are not
+//! read: routes attach to every Tether entrypoint. Defaults as in Traefik: without a service label
+//! the container's group is the service, without a router the rule is ``Host(`<service>`)``.
+//! Tether's sticky cookie is `HttpOnly` and `SameSite=Lax` unless the labels say otherwise.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{
+    address, lit, parse_bool, port, route, scoped, server, service, Container, Context, LabelError,
+    Translation,
+};
+use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing, SameSite};
+
+const ROUTERS: &str = "traefik.http.routers.";
+const SERVICES: &str = "traefik.http.services.";
+pub(crate) const NETWORK: &str = "traefik.docker.network";
+
+#[derive(Default)]
+struct Svc<'a> {
+    /// (original key, value) per lower-case field.
+    fields: BTreeMap<String, (&'a str, &'a str)>,
+}
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    let mut errors = Vec::new();
+    let mut services: BTreeMap<String, Svc> = BTreeMap::new();
+    let mut routers: BTreeMap<String, BTreeMap<String, (&str, &str)>> = BTreeMap::new();
+    for (key, value) in &c.labels {
+        let lower = key.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix(ROUTERS) {
+            if let Some((name, field)) = original_name(key, ROUTERS, rest) {
+                routers
+                    .entry(name)
+                    .or_default()
+                    .insert(field, (key.as_str(), value.as_str()));
+            }
+        } else if let Some(rest) = lower.strip_prefix(SERVICES) {
+            if let Some((name, field)) = original_name(key, SERVICES, rest) {
+                services
+                    .entry(name)
+                    .or_default()
+                    .fields
+                    .insert(field, (key.as_str(), value.as_str()));
+            }
+        }
+    }
+    if services.is_empty() {
+        services.insert(c.group.clone(), Svc::default());
+    }
+    let network = label_ci(c, NETWORK);
+    let ip = match address(c, cx, network) {
+        Ok(ip) => Some(ip),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let mut decls = Vec::new();
+    for (name, svc) in &services {
+        match one_service(c, name, svc, ip) {
+            Ok(Some(s)) => decls.push(s),
+            Ok(None) => {}
+            Err(e) => errors.extend(e),
+        }
+    }
+    if routers.is_empty() {
+        routers.insert(c.group.clone(), BTreeMap::new());
+    }
+    let mut routes = Vec::new();
+    for (name, fields) in &routers {
+        let service_name = match fields.get("service") {
+            Some((_, v)) => v.to_string(),
+            None if services.len() == 1 => services.keys().next().cloned().unwrap_or_default(),
+            None => {
+                errors.push(c.label_error(
+                    &format!("{ROUTERS}{name}.service"),
+                    "missing: the container declares several services, so name one",
+                ));
+                continue;
+            }
+        };
+        let (rule_key, rule_text) = match fields.get("rule") {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (String::new(), format!("Host({})", lit(&service_name))),
+        };
+        let mut r = match route(name, rule_text, &service_name) {
+            Ok(r) => r,
+            Err(m) => {
+                errors.push(c.label_error(&rule_key, m));
+                continue;
+            }
+        };
+        if !services.contains_key(&service_name) && !service_name.contains('@') {
+            if let Some((k, _)) = fields.get("service") {
+                errors.push(c.label_error(k, "no such service on this container"));
+            }
+        }
+        if let Some((k, v)) = fields.get("priority") {
+            match v.trim().parse::<i64>() {
+                Ok(p) => r.priority = p,
+                Err(_) => errors.push(c.label_error(k, "not an integer")),
+            }
+        }
+        routes.push(r);
+    }
+    if errors.is_empty() {
+        Ok((decls, routes))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Router or service name as written (names are case-sensitive, keys are not) and the lower-case
+/// field after it.
+fn original_name(key: &str, prefix: &str, lower_rest: &str) -> Option<(String, String)> {
+    let (name_lower, field) = lower_rest.split_once('.')?;
+    let name = key[prefix.len()..prefix.len() + name_lower.len()].to_string();
+    Some((name, field.to_string()))
+}
+
+/// A label looked up case-insensitively, as `(key, value)`.
+pub(crate) fn label_ci<'a>(c: &'a Container, key: &str) -> Option<(&'a str, &'a str)> {
+    c.labels
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+fn one_service(
+    c: &Container,
+    name: &str,
+    svc: &Svc,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Option<crate::decl::ServiceDecl>, Vec<LabelError>> {
+    let mut errors = Vec::new();
+    let get = |f: &str| svc.fields.get(f).copied();
+    let port_label = get("loadbalancer.server.port");
+    let port_key = port_label.map_or(format!("{SERVICES}{name}.loadbalancer.server.port"), |p| {
+        p.0.to_string()
+    });
+    let port = port(c, &port_key, port_label.map(|p| p.1), |k, m| {
+        c.label_error(k, m)
+    })
+    .map_err(|e| errors.push(e))
+    .ok();
+    if let Some((k, v)) = get("loadbalancer.server.scheme") {
+        if !v.eq_ignore_ascii_case("http") {
+            errors.push(c.label_error(k, "only http is supported toward servers"));
+        }
+    }
+    let affinity = sticky(c, name, &svc.fields)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (Some(ip), Some(port), Some(affinity)) = (ip, port, affinity) else {
+        return Ok(None);
+    };
+    let mut s = service(name, server(c, ip, port));
+    s.affinity = affinity;
+    Ok(Some(s))
+}
+
+fn sticky(
+    c: &Container,
+    name: &str,
+    fields: &BTreeMap<String, (&str, &str)>,
+) -> Result<Option<AffinityPolicy>, Vec<LabelError>> {
+    let mut errors = Vec::new();
+    let prefix = "loadbalancer.sticky.cookie";
+    let mut enabled = false;
+    let mut attrs = CookieAttrs::for_service(&scoped(name));
+    for (field, (key, value)) in fields {
+        let Some(rest) = field
+            .strip_prefix("loadbalancer.sticky")
+            .map(|r| r.trim_start_matches(".cookie"))
+        else {
+            continue;
+        };
+        let bad = |m: &str| c.label_error(key, m);
+        match rest {
+            "" => match parse_bool(value) {
+                Some(on) => enabled |= on,
+                None => errors.push(bad("expected true or false")),
+            },
+            ".name" => {
+                enabled = true;
+                if crate::validate::is_cookie_name(value) {
+                    attrs.name = value.to_string();
+                } else {
+                    errors.push(bad("not a cookie name"));
+                }
+            }
+            ".secure" | ".httponly" => {
+                enabled = true;
+                match parse_bool(value) {
+                    Some(b) if rest == ".secure" => attrs.secure = b,
+                    Some(b) => attrs.http_only = b,
+                    None => errors.push(bad("expected true or false")),
+                }
+            }
+            ".samesite" => {
+                enabled = true;
+                match value.trim() {
+                    "" => attrs.same_site = None,
+                    v => match SameSite::parse(v) {
+                        Ok(s) => attrs.same_site = Some(s),
+                        Err(m) => errors.push(bad(&m)),
+                    },
+                }
+            }
+            ".maxage" => {
+                enabled = true;
+                match value.trim().parse::<i64>() {
+                    Ok(s) if s > 0 => attrs.max_age = Some(Duration::from_secs(s as u64)),
+                    Ok(_) => attrs.max_age = None,
+                    Err(_) => errors.push(bad("expected a number of seconds")),
+                }
+            }
+            ".path" => {
+                enabled = true;
+                if value.starts_with('/') {
+                    attrs.path = value.to_string();
+                } else {
+                    errors.push(bad("a cookie path starts with /"));
+                }
+            }
+            other => errors.push(bad(&format!(
+                "unknown sticky option {prefix}{other}: expected name, secure, httponly, samesite, maxage or path"
+            ))),
+        }
+    }
+    if attrs.same_site == Some(SameSite::None) && !attrs.secure {
+        if let Some((key, _)) = fields.get("loadbalancer.sticky.cookie.samesite") {
+            errors.push(c.label_error(key, "SameSite=None requires secure=true"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(enabled.then_some(AffinityPolicy {
+        mode: AffinityMode::Cookie(attrs),
+        nocache: false,
+        on_missing: OnMissing::Rebalance,
+    }))
+}

@@ -1,0 +1,166 @@
+//! Traefik v1 labels, as in the Swarm stickiness seed:
+//!
+//! - `traefik.port`: the container's port;
+//! - `traefik.frontend.rule`: `Host:a.com,b.com`, `PathPrefix:/api`, `Path:/x`, `Method:GET`,
+//!   joined with `;` (all must match; a comma lists alternatives);
+//! - `traefik.frontend.priority`, `traefik.backend` (the service name), `traefik.weight`;
+//! - `traefik.backend.loadbalancer.stickiness=true` and `...stickiness.cookieName` (also the older
+//!   `traefik.backend.loadbalancer.sticky=true`); `traefik.backend.loadbalancer.method` `wrr` or
+//!   `drr` (read as least requests);
+//! - `traefik.docker.network`, `traefik.enable`.
+//!
+//! Unlike Traefik v1, whose cookie holds `http://10.0.0.5:8000`, the sticky cookie is sealed: it
+//! names the server without revealing its address and cannot be forged to reach another one.
+
+use super::traefik::{label_ci, NETWORK};
+use super::{
+    address, group, lit, parse_bool, port, route, scoped, server, service, Container, Context,
+    Translation,
+};
+use crate::decl::{AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, OnMissing};
+use crate::validate::{is_cookie_name, MAX_WEIGHT};
+
+const RULE: &str = "traefik.frontend.rule";
+
+/// Does the container use v1 labels (rather than v2 defaults)?
+pub(crate) fn applies(c: &Container) -> bool {
+    c.labels.keys().any(|k| {
+        let k = k.to_ascii_lowercase();
+        k == "traefik.port"
+            || k == "traefik.weight"
+            || k == "traefik.backend"
+            || k.starts_with("traefik.frontend.")
+            || k.starts_with("traefik.backend.")
+    })
+}
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    let mut errors = Vec::new();
+    let name = label_ci(c, "traefik.backend").map_or(c.group.clone(), |(_, v)| v.to_string());
+    let ip = address(c, cx, label_ci(c, NETWORK))
+        .map_err(|e| errors.push(e))
+        .ok();
+    let port_label = label_ci(c, "traefik.port");
+    let port = port(
+        c,
+        port_label.map_or("traefik.port", |p| p.0),
+        port_label.map(|p| p.1),
+        |k, m| c.label_error(k, m),
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let mut weight = 1;
+    if let Some((k, v)) = label_ci(c, "traefik.weight") {
+        match v.trim().parse::<u32>() {
+            Ok(w) if w <= MAX_WEIGHT => weight = w,
+            _ => errors.push(c.label_error(k, format!("not a weight (0..={MAX_WEIGHT})"))),
+        }
+    }
+    let balance = match label_ci(c, "traefik.backend.loadbalancer.method") {
+        None => BalanceAlgo::RoundRobin,
+        Some((_, v)) if v.eq_ignore_ascii_case("wrr") => BalanceAlgo::RoundRobin,
+        Some((_, v)) if v.eq_ignore_ascii_case("drr") => BalanceAlgo::LeastRequests,
+        Some((k, _)) => {
+            errors.push(c.label_error(k, "expected wrr or drr"));
+            BalanceAlgo::RoundRobin
+        }
+    };
+    let mut sticky = false;
+    for key in [
+        "traefik.backend.loadbalancer.stickiness",
+        "traefik.backend.loadbalancer.sticky",
+    ] {
+        if let Some((k, v)) = label_ci(c, key) {
+            match parse_bool(v) {
+                Some(on) => sticky |= on,
+                None => errors.push(c.label_error(k, "expected true or false")),
+            }
+        }
+    }
+    let mut attrs = CookieAttrs::for_service(&scoped(&name));
+    if let Some((k, v)) = label_ci(c, "traefik.backend.loadbalancer.stickiness.cookieName") {
+        sticky = true;
+        if is_cookie_name(v) {
+            attrs.name = v.to_string();
+        } else {
+            errors.push(c.label_error(k, "not a cookie name"));
+        }
+    }
+    let rule_text = match label_ci(c, RULE) {
+        Some((k, v)) => match translate_rule(v) {
+            Ok(r) => r,
+            Err(m) => {
+                errors.push(c.label_error(k, m));
+                String::new()
+            }
+        },
+        None => format!("Host({})", lit(&name)),
+    };
+    let mut routes = Vec::new();
+    if !rule_text.is_empty() {
+        match route(&name, rule_text, &name) {
+            Ok(mut r) => {
+                if let Some((k, v)) = label_ci(c, "traefik.frontend.priority") {
+                    match v.trim().parse::<i64>() {
+                        Ok(p) => r.priority = p,
+                        Err(_) => errors.push(c.label_error(k, "not an integer")),
+                    }
+                }
+                routes.push(r);
+            }
+            Err(m) => errors.push(c.label_error(label_ci(c, RULE).map_or(RULE, |l| l.0), m)),
+        }
+    }
+    let (Some(ip), Some(port), true) = (ip, port, errors.is_empty()) else {
+        return Err(errors);
+    };
+    let mut srv = server(c, ip, port);
+    srv.weight = weight;
+    let mut svc = service(&name, srv);
+    svc.balance = balance;
+    svc.affinity = sticky.then_some(AffinityPolicy {
+        mode: AffinityMode::Cookie(attrs),
+        nocache: false,
+        on_missing: OnMissing::Rebalance,
+    });
+    Ok((vec![svc], routes))
+}
+
+/// `Host:a.com,b.com;PathPrefix:/api` → ``Host(`a.com`) || ... && PathPrefix(`/api`)``.
+pub fn translate_rule(v1: &str) -> Result<String, String> {
+    let mut all = Vec::new();
+    for part in v1.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (matcher, values) = part
+            .split_once(':')
+            .ok_or_else(|| format!("{part:?}: expected Matcher:value, e.g. PathPrefix:/"))?;
+        let values: Vec<&str> = values
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            return Err(format!("{part:?}: no value after {matcher}:"));
+        }
+        let name = match matcher.trim().to_ascii_lowercase().as_str() {
+            "host" => "Host",
+            "path" => "Path",
+            "pathprefix" => "PathPrefix",
+            "method" => "Method",
+            other => {
+                return Err(format!(
+                    "matcher {other:?} is not supported: use Host, Path, PathPrefix or Method (Tether does not strip paths)"
+                ))
+            }
+        };
+        all.push(group(
+            values
+                .iter()
+                .map(|v| format!("{name}({})", lit(v)))
+                .collect(),
+        ));
+    }
+    if all.is_empty() {
+        return Err("empty rule".into());
+    }
+    Ok(all.join(" && "))
+}
