@@ -1,4 +1,5 @@
-//! A running Tether: the configuration file loaded and watched, the control plane, the listeners.
+//! A running Tether: its sources (a configuration file, the Docker engine, or both) followed, the
+//! control plane, the listeners.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tether_control::Control;
-use tether_model::file_config::{FileConfig, KeySource};
-use tether_providers::file;
+use tether_model::file_config::{FileConfig, KeySource, Settings, Timeouts};
+use tether_providers::{docker, file};
 use tether_proxy::{Listener, ProxyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -17,11 +18,44 @@ use tokio::task::JoinHandle;
 /// How to start.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub config: PathBuf,
+    /// The configuration file; without it, settings are defaults and `listen` is the entrypoint.
+    pub config: Option<PathBuf>,
+    /// The `web` entrypoint when there is no configuration file.
+    pub listen: SocketAddr,
+    /// The affinity key file when there is no configuration file (else one is generated).
+    pub key_file: Option<PathBuf>,
+    /// Follow this Docker engine.
+    pub docker: Option<DockerOptions>,
     pub state_dir: PathBuf,
-    /// How long requests in flight may finish after shutdown is asked for.
+    /// How long requests in flight may finish after shutdown is asked for, and how long a stopping
+    /// container keeps the sessions pinned to it.
     pub drain: Duration,
 }
+
+impl Options {
+    /// Serve one configuration file.
+    pub fn file(config: PathBuf, state_dir: PathBuf, drain: Duration) -> Options {
+        Options {
+            config: Some(config),
+            listen: ([0, 0, 0, 0], 80).into(),
+            key_file: None,
+            docker: None,
+            state_dir,
+            drain,
+        }
+    }
+}
+
+/// The Docker source.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    pub endpoint: docker::Endpoint,
+    /// Network to reach containers on when their labels name none.
+    pub network: Option<String>,
+}
+
+/// How long start-up waits for the first full read of the Docker engine before serving anyway.
+const FIRST_SYNC: Duration = Duration::from_secs(5);
 
 /// A started instance. Dropping it does not stop it; call [`Instance::shutdown`].
 #[derive(Debug)]
@@ -31,7 +65,8 @@ pub struct Instance {
     pub control: Arc<Control>,
     shutdown: watch::Sender<bool>,
     serving: JoinHandle<()>,
-    watching: JoinHandle<()>,
+    /// Source followers, stopped with the instance.
+    following: Vec<JoinHandle<()>>,
 }
 
 impl Instance {
@@ -47,7 +82,9 @@ impl Instance {
     /// Stop accepting, let requests in flight finish (up to the drain period), then return.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        self.watching.abort();
+        for f in &self.following {
+            f.abort();
+        }
         let _ = self.serving.await;
     }
 
@@ -57,27 +94,48 @@ impl Instance {
     }
 }
 
-/// Load the configuration, bind every entrypoint, start serving and watching the file.
+/// Load the configuration, bind every entrypoint, start serving and following the sources.
 pub async fn start(opts: Options) -> anyhow::Result<Instance> {
-    let (watch, loaded) = file::FileWatch::start(&opts.config);
-    let cfg = loaded?;
-    if cfg.settings.entrypoints.is_empty() {
-        bail!(
-            "{}: no entrypoints: add e.g. [entrypoints] web = \"0.0.0.0:80\"",
-            opts.config.display()
-        );
+    if opts.config.is_none() && opts.docker.is_none() {
+        bail!("nothing to serve: give --config FILE, --docker, or both");
     }
-    let key_source = match &cfg.settings.affinity_key {
-        // A relative key file is found beside the configuration file, wherever Tether runs from.
-        KeySource::File(p) if p.is_relative() => {
-            KeySource::File(opts.config.parent().unwrap_or(Path::new(".")).join(p))
+    let (watch, cfg) = match &opts.config {
+        Some(path) => {
+            let (watch, loaded) = file::FileWatch::start(path);
+            let cfg = loaded?;
+            if cfg.settings.entrypoints.is_empty() {
+                bail!(
+                    "{}: no entrypoints: add e.g. [entrypoints] web = \"0.0.0.0:80\"",
+                    path.display()
+                );
+            }
+            (Some(watch), Some(cfg))
         }
-        other => other.clone(),
+        None => (None, None),
+    };
+    let settings = match &cfg {
+        Some(cfg) => cfg.settings.clone(),
+        None => Settings {
+            entrypoints: vec![("web".into(), opts.listen)],
+            timeouts: Timeouts::default(),
+            affinity_key: opts
+                .key_file
+                .clone()
+                .map_or(KeySource::Generated, KeySource::File),
+            trusted_proxies: Vec::new(),
+        },
+    };
+    let key_source = match (&settings.affinity_key, &opts.config) {
+        // A relative key file is found beside the configuration file, wherever Tether runs from.
+        (KeySource::File(p), Some(config)) if p.is_relative() => {
+            KeySource::File(config.parent().unwrap_or(Path::new(".")).join(p))
+        }
+        (other, _) => other.clone(),
     };
     let key = tether_control::key::load(&key_source, &opts.state_dir)?;
     let mut listeners = Vec::new();
     let mut entrypoints = Vec::new();
-    for (name, addr) in &cfg.settings.entrypoints {
+    for (name, addr) in &settings.entrypoints {
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("entrypoint {name}: cannot listen on {addr}"))?;
@@ -89,13 +147,35 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
             listener: l,
         });
     }
-    let control = Control::new(entrypoints.iter().map(|e| e.0.clone()).collect(), key);
-    control
-        .apply(file::update(&cfg))
-        .map_err(|r| anyhow::anyhow!("{}: {}", opts.config.display(), r.errors.join("; ")))?;
+    let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
+    let control = Control::new(names.clone(), key);
+    let mut following = Vec::new();
+    if let (Some(watch), Some(cfg), Some(path)) = (watch, cfg, &opts.config) {
+        control
+            .apply(file::update(&cfg))
+            .map_err(|r| anyhow::anyhow!("{}: {}", path.display(), r.errors.join("; ")))?;
+        following.push(tokio::spawn(follow(
+            watch,
+            path.clone(),
+            cfg,
+            control.clone(),
+        )));
+    }
+    if let Some(d) = &opts.docker {
+        let cfg = docker::DockerConfig {
+            endpoint: d.endpoint.clone(),
+            settings: docker::Settings {
+                entrypoints: names,
+                own_networks: Vec::new(),
+                default_network: d.network.clone(),
+                drain: opts.drain,
+            },
+        };
+        following.push(follow_docker(cfg, control.clone()).await);
+    }
     let proxy_cfg = ProxyConfig {
-        timeouts: cfg.settings.timeouts,
-        trusted_proxies: cfg.settings.trusted_proxies.clone(),
+        timeouts: settings.timeouts,
+        trusted_proxies: settings.trusted_proxies.clone(),
     };
     let (shutdown, rx) = watch::channel(false);
     let serving = tokio::spawn(tether_proxy::serve(
@@ -105,13 +185,35 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         rx,
         opts.drain,
     ));
-    let watching = tokio::spawn(follow(watch, opts.config.clone(), cfg, control.clone()));
     Ok(Instance {
         entrypoints,
         control,
         shutdown,
         serving,
-        watching,
+        following,
+    })
+}
+
+/// Start following the engine; returns once its first full read is applied (or after
+/// [`FIRST_SYNC`], serving what the other sources give while it keeps trying).
+async fn follow_docker(cfg: docker::DockerConfig, control: Arc<Control>) -> JoinHandle<()> {
+    let (tx, mut rx) = mpsc::channel(8);
+    let endpoint = cfg.endpoint.clone();
+    let provider = tokio::spawn(docker::run(cfg, tx));
+    match tokio::time::timeout(FIRST_SYNC, rx.recv()).await {
+        Ok(Some(update)) => {
+            let _ = control.apply(update);
+        }
+        _ => {
+            tracing::warn!(%endpoint, "docker: no answer from the engine yet; serving without its containers until it answers")
+        }
+    }
+    tokio::spawn(async move {
+        let _stop_with_us = AbortOnDrop(provider);
+        while let Some(update) = rx.recv().await {
+            // Errors are logged and recorded by the control plane; the last good table stays.
+            let _ = control.apply(update);
+        }
     })
 }
 

@@ -84,11 +84,11 @@ pub async fn start(listen: SocketAddr, state_dir: &Path) -> anyhow::Result<(Inst
     let path = state_dir.join("demo.toml");
     std::fs::write(&path, config(listen, &ports))
         .with_context(|| format!("writing {}", path.display()))?;
-    let instance = app::start(app::Options {
-        config: path.clone(),
-        state_dir: state_dir.to_path_buf(),
-        drain: Duration::from_secs(5),
-    })
+    let instance = app::start(app::Options::file(
+        path.clone(),
+        state_dir.to_path_buf(),
+        Duration::from_secs(5),
+    ))
     .await?;
     Ok((instance, path))
 }

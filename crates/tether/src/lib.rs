@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod demo;
+pub mod probe;
 pub mod state_dir;

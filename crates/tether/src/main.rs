@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 /// Tether: a reverse proxy and load balancer for containerised services.
 ///
 /// Routes by host and path, balances across replicas (round robin, weights, least requests,
-/// consistent hashing) and keeps each user's session on the replica that holds it. Configuration
-/// is a TOML file that Tether watches and applies without dropping a connection.
+/// consistent hashing) and keeps each user's session on the replica that holds it. Routes come
+/// from a TOML file that Tether watches, and from the labels of Docker containers as they start
+/// and stop; every change applies without dropping a connection.
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
@@ -26,31 +27,46 @@ struct Cli {
 
 const EXAMPLES: &str = "Examples:
   tether demo                                  # the sticky-session demo on 127.0.0.1:8080
-  tether run --config examples/basic.toml      # serve a configuration, reloading it on change
-  tether check --config tether.toml            # report configuration errors, start nothing
+  tether run --config examples/rules.toml      # serve a configuration, reloading it on change
+  tether run --docker --listen 0.0.0.0:80      # route to labelled containers as they come and go
+  tether check --config tether.toml --docker   # report configuration and label errors, start nothing
   tether whoami --listen 127.0.0.1:9001 --name web-1
 
-Configuration reference: docs/configuration.md";
+Configuration reference: docs/configuration.md; container labels: docs/labels.md";
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the routes and services of a configuration file, applying each change to it live.
+    /// Serve the routes and services of a configuration file and/or of Docker containers, applying
+    /// each change live.
     Run {
         /// The configuration file (TOML). See docs/configuration.md.
         #[arg(short, long, env = "TETHER_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        docker: DockerArgs,
+        /// Without --config: the address of the `web` entrypoint.
+        #[arg(long, default_value = "0.0.0.0:80", env = "TETHER_LISTEN")]
+        listen: SocketAddr,
+        /// Without --config: a file holding the affinity key (at least 32 bytes), the same on every
+        /// Tether replica (a Docker secret, say). Default: a key generated in the state directory.
+        #[arg(long, env = "TETHER_KEY_FILE")]
+        key_file: Option<PathBuf>,
         /// Where state is kept (a generated affinity key). Default: $TETHER_STATE_DIR,
         /// /var/lib/tether as root, else ~/.local/state/tether.
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        /// On SIGTERM or Ctrl-C, how long requests in flight may finish, e.g. 10s.
+        /// How long requests in flight may finish on SIGTERM or Ctrl-C, and how long a stopping or
+        /// unhealthy container keeps the sessions pinned to it, e.g. 10s.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         drain: Duration,
     },
-    /// Check a configuration file and report every error with its line; start nothing.
+    /// Check a configuration file and/or the labels of running containers; report every error
+    /// (with its line, or its container and label) and start nothing.
     Check {
         #[arg(short, long, env = "TETHER_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        docker: DockerArgs,
     },
     /// Run the demo backend: it answers with its name, host, the request's headers and a
     /// per-session visit counter kept under the `connect.sid` cookie.
@@ -62,6 +78,12 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// GET a URL and succeed on a 2xx answer: a HEALTHCHECK for images without curl.
+    Probe {
+        url: String,
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Start Tether on 127.0.0.1:8080 with four whoami backends: /service1 sticky, /service2 round
     /// robin, two replicas each, and print the commands that show the difference.
     Demo {
@@ -70,6 +92,37 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+}
+
+/// Where the Docker engine is.
+#[derive(Debug, clap::Args)]
+struct DockerArgs {
+    /// Follow the Docker engine: its containers' labels become routes (docs/labels.md). The
+    /// endpoint defaults to $DOCKER_HOST, else unix:///var/run/docker.sock. Tether only reads.
+    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, default_missing_value = "")]
+    docker: Option<String>,
+    /// The network to reach containers on when their labels name none and Tether shares none
+    /// with them.
+    #[arg(long, value_name = "NAME")]
+    docker_network: Option<String>,
+}
+
+impl DockerArgs {
+    fn options(&self) -> anyhow::Result<Option<tether::app::DockerOptions>> {
+        let Some(ep) = &self.docker else {
+            return Ok(None);
+        };
+        let endpoint = if ep.is_empty() {
+            tether_providers::docker::Endpoint::from_env()
+        } else {
+            tether_providers::docker::Endpoint::parse(ep)
+        }
+        .map_err(|e| anyhow::anyhow!("--docker: {e}"))?;
+        Ok(Some(tether::app::DockerOptions {
+            endpoint,
+            network: self.docker_network.clone(),
+        }))
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -97,9 +150,6 @@ fn init_logging(filter: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    if let Command::Check { config } = &cli.command {
-        return check(config);
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,37 +169,83 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(config: &std::path::Path) -> ExitCode {
-    match tether_providers::file::load(config) {
-        Ok(cfg) => {
-            println!(
-                "{}: OK ({} entrypoints, {} routes, {} services)",
-                config.display(),
-                cfg.settings.entrypoints.len(),
-                cfg.routes.len(),
-                cfg.services.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            for m in e.messages() {
-                eprintln!("{m}");
+/// `tether check`: every error in the file and in the containers' labels; fails if there is one.
+async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()> {
+    let docker = docker.options()?;
+    if config.is_none() && docker.is_none() {
+        anyhow::bail!("nothing to check: give --config FILE, --docker, or both");
+    }
+    let mut failed = false;
+    let mut entrypoints = vec!["web".to_string()];
+    if let Some(config) = &config {
+        match tether_providers::file::load(config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} entrypoints, {} routes, {} services)",
+                    config.display(),
+                    cfg.settings.entrypoints.len(),
+                    cfg.routes.len(),
+                    cfg.services.len()
+                );
+                entrypoints = cfg
+                    .settings
+                    .entrypoints
+                    .iter()
+                    .map(|e| e.0.clone())
+                    .collect();
             }
-            ExitCode::FAILURE
+            Err(e) => {
+                for m in e.messages() {
+                    eprintln!("{m}");
+                }
+                failed = true;
+            }
         }
     }
+    if let Some(d) = docker {
+        let cfg = tether_providers::docker::DockerConfig {
+            endpoint: d.endpoint.clone(),
+            settings: tether_providers::docker::Settings {
+                entrypoints,
+                default_network: d.network,
+                ..Default::default()
+            },
+        };
+        let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
+        for e in &update.errors {
+            eprintln!("docker: {e}");
+        }
+        failed |= !update.errors.is_empty();
+        println!(
+            "docker {}: {running} containers running, {} routes and {} services from their labels{}",
+            d.endpoint,
+            update.routes.len(),
+            update.services.len(),
+            if update.errors.is_empty() { String::new() } else { format!(", {} errors", update.errors.len()) }
+        );
+    }
+    if failed {
+        anyhow::bail!("configuration has errors");
+    }
+    Ok(())
 }
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Run {
             config,
+            docker,
+            listen,
+            key_file,
             state_dir,
             drain,
         } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let instance = tether::app::start(tether::app::Options {
                 config,
+                listen,
+                key_file,
+                docker: docker.options()?,
                 state_dir,
                 drain,
             })
@@ -159,6 +255,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             instance.shutdown().await;
             Ok(())
         }
+        Command::Check { config, docker } => check(config, docker).await,
         Command::Demo { listen, state_dir } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let (instance, path) = tether::demo::start(listen, &state_dir).await?;
@@ -173,13 +270,17 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Whoami { listen, name } => {
             let mut id = tether_whoami::Whoami::new("");
             id.name = name.unwrap_or_else(|| id.hostname.clone());
-            tokio::select! {
-                r = tether_whoami::run(listen, id) => r?,
-                _ = shutdown_signal() => {}
+            // On SIGTERM (docker stop) it finishes the requests in progress before exiting.
+            tether_whoami::run(listen, id, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Probe { url, timeout } => {
+            let status = tether::probe::get(&url, timeout).await?;
+            if !status.is_success() {
+                anyhow::bail!("{url}: answered {status}");
             }
             Ok(())
         }
-        Command::Check { .. } => unreachable!("handled before the runtime starts"),
     }
 }
 

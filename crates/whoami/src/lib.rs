@@ -5,7 +5,8 @@
 //!   request's method, path and headers (`?format=json` for JSON);
 //! - sessions live server-side under the application cookie `connect.sid`, as express-session does:
 //!   a new session gets `Set-Cookie: connect.sid=...`, a known one counts up;
-//! - `GET /health` answers `ok`; `GET /ws` is a WebSocket echo;
+//! - `GET /health` answers `ok` (or 503 after `GET /health?set=down`, until `?set=up`): the
+//!   target of `tether probe`, the image's HEALTHCHECK; `GET /ws` is a WebSocket echo;
 //! - `?sleep=250ms` delays the answer, `?status=503` sets the status, `?chunks=N&interval=100ms`
 //!   streams N chunks; a request body is read as a stream and its length reported.
 
@@ -14,8 +15,9 @@ mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,39 +70,71 @@ struct Shared {
     id: Whoami,
     stats: Arc<Stats>,
     sessions: session::Store,
+    /// What `/health` reports.
+    healthy: AtomicBool,
 }
+
+/// How long connections may finish their requests once a graceful stop began.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Serve until the future is dropped; dropping it closes every connection too.
 pub async fn serve(listener: TcpListener, id: Whoami, stats: Arc<Stats>) {
+    serve_until(listener, id, stats, std::future::pending()).await
+}
+
+/// Serve until `stop` completes, then stop gracefully (as an application should on SIGTERM): accept
+/// nothing more, close idle connections, let requests in progress finish (up to 10 s).
+pub async fn serve_until(
+    listener: TcpListener,
+    id: Whoami,
+    stats: Arc<Stats>,
+    stop: impl Future<Output = ()>,
+) {
     let shared = Arc::new(Shared {
         id,
         stats,
         sessions: session::Store::default(),
+        healthy: AtomicBool::new(true),
     });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut conns = JoinSet::new();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 shared.stats.connections.fetch_add(1, Relaxed);
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
+                let svc_shared = shared.clone();
+                let svc = hyper::service::service_fn(move |req| handle(svc_shared.clone(), req));
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
                 conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                    let _ = conn.await;
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = &mut stop => break,
         }
     }
+    drop(listener);
+    tracing::info!(name = %shared.id.name, "whoami stopping: finishing requests in progress");
+    let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
 }
 
 /// Bind and serve on `addr` (used by `tether whoami`).
-pub async fn run(addr: SocketAddr, id: Whoami) -> std::io::Result<()> {
+/// Stops gracefully when `stop` completes.
+pub async fn run(
+    addr: SocketAddr,
+    id: Whoami,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(name = %id.name, addr = %listener.local_addr()?, "whoami listening");
-    serve(listener, id, Arc::default()).await;
+    serve_until(listener, id, Arc::default(), stop).await;
     Ok(())
 }
 
@@ -132,7 +166,16 @@ fn duration(q: &HashMap<String, String>, key: &str) -> Duration {
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     shared.stats.requests.fetch_add(1, Relaxed);
     if req.uri().path() == "/health" {
-        return Ok(text(StatusCode::OK, "ok\n".into()));
+        match query(&req).get("set").map(String::as_str) {
+            Some("down") => shared.healthy.store(false, Relaxed),
+            Some("up") => shared.healthy.store(true, Relaxed),
+            _ => {}
+        }
+        return Ok(if shared.healthy.load(Relaxed) {
+            text(StatusCode::OK, "ok\n".into())
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, "down\n".into())
+        });
     }
     if req.uri().path() == "/ws" {
         return Ok(websocket::accept(req));

@@ -105,9 +105,11 @@ pub fn virtual_host(v: &str) -> Result<String, String> {
             "*" | "" => {}
             h if h.starts_with("*.") && !h[2..].contains('*') => parts.push(format!("Host(`{h}`)")),
             h if !h.contains('*') => parts.push(format!("Host(`{h}`)")),
-            h => return Err(format!(
+            h => {
+                return Err(format!(
                 "{item:?}: host pattern {h:?} is not supported: use *, *.domain or an exact host"
-            )),
+            ))
+            }
         }
         match path {
             None => {}

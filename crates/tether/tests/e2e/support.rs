@@ -24,11 +24,11 @@ impl Proxy {
         let dir = TempDir::new("tether-e2e");
         let config = dir.path().join("tether.toml");
         std::fs::write(&config, toml).unwrap();
-        let opts = app::Options {
-            config: config.clone(),
-            state_dir: dir.path().to_path_buf(),
-            drain: Duration::from_secs(2),
-        };
+        let opts = app::Options::file(
+            config.clone(),
+            dir.path().to_path_buf(),
+            Duration::from_secs(2),
+        );
         let instance = app::start(opts)
             .await
             .unwrap_or_else(|e| panic!("start failed: {e:#}\n{toml}"));

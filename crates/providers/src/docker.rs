@@ -1,0 +1,230 @@
+//! The Docker provider: containers become servers, their labels become routes and services.
+//!
+//! At start it subscribes to the engine's events, then lists and inspects every running container
+//! (subscribing first means nothing that happens in between is missed). Each event is applied as
+//! it comes: a start or a health change is inspected, a `kill`/`stop` drains the container, a `die`
+//! removes it. Changes that arrive together are coalesced: an update goes out [`QUIET`] after the
+//! last event, and never later than [`MAX_HOLD`] after the first. If the engine goes away, the last
+//! update stays in force; the provider reconnects with backoff and resynchronises in full.
+//!
+//! Tether only reads from the engine (see [`api`]).
+
+pub mod api;
+pub mod events;
+pub mod inspect;
+pub mod tracker;
+
+use std::time::{Duration, Instant};
+
+use tether_model::ProviderUpdate;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+pub use api::{ApiError, Client, Endpoint};
+use events::{Change, Event};
+use inspect::{Inspection, Listed};
+pub use tracker::{Settings, Tracker, PROVIDER};
+
+/// An update goes out this long after the last event of a burst...
+pub const QUIET: Duration = Duration::from_millis(10);
+/// ...and never later than this after the first.
+pub const MAX_HOLD: Duration = Duration::from_millis(50);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How to reach the engine and how to read containers.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    pub endpoint: Endpoint,
+    pub settings: Settings,
+}
+
+/// Follow the engine until `tx` is closed, sending the provider's whole state on every change.
+pub async fn run(cfg: DockerConfig, tx: mpsc::Sender<ProviderUpdate>) {
+    let mut tracker = Tracker::new(cfg.settings.clone());
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let err = match session(&cfg, &mut tracker, &tx, &mut backoff).await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if tx.is_closed() {
+            return;
+        }
+        // The first failure after a good connection is an error; the retries that follow are not.
+        if backoff == MIN_BACKOFF {
+            tracing::error!(error = %err, "docker: lost the engine; serving the last configuration and reconnecting");
+        } else {
+            tracing::warn!(error = %err, retry_in = ?backoff, "docker: engine still unreachable");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: subscribe, resync, then apply events until the stream breaks.
+/// `Ok(())` means the receiver is gone.
+async fn session(
+    cfg: &DockerConfig,
+    tracker: &mut Tracker,
+    tx: &mpsc::Sender<ProviderUpdate>,
+    backoff: &mut Duration,
+) -> Result<(), ApiError> {
+    let client = Client::connect(cfg.endpoint.clone()).await?;
+    let mut events = client.events().await?;
+    if cfg.settings.own_networks.is_empty() {
+        tracker.set_own_networks(own_networks(&client).await);
+    }
+    let all = inspect_all(&client).await?;
+    tracker.resync(all, Instant::now());
+    tracing::info!(endpoint = %cfg.endpoint, api = client.api_version(), containers = tracker.len(), "docker: connected, following events");
+    if tx.send(tracker.update()).await.is_err() {
+        return Ok(());
+    }
+    *backoff = MIN_BACKOFF;
+    let mut inspecting: JoinSet<(String, u64, Result<Inspection, ApiError>)> = JoinSet::new();
+    let mut first_change: Option<Instant> = None;
+    let mut last_input = Instant::now();
+    let mut coalesced = 0u32;
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        let publish_at = first_change.map(|first| {
+            if inspecting.is_empty() {
+                (last_input + QUIET).min(first + MAX_HOLD)
+            } else {
+                first + MAX_HOLD
+            }
+        });
+        let drain_at = tracker.next_deadline();
+        let mut changed = false;
+        tokio::select! {
+            ev = events.next::<Event>() => {
+                let Some(ev) = ev? else {
+                    return Err(ApiError::Decode { path: "/events".into(), message: "the engine closed the event stream".into() });
+                };
+                let now = Instant::now();
+                let mut inspect = |id: String, tracker: &mut Tracker| {
+                    let ticket = tracker.ticket(&id);
+                    let client = client.clone();
+                    inspecting.spawn(async move {
+                        let r = client.get::<Inspection>(&format!("/containers/{id}/json")).await;
+                        (id, ticket, r)
+                    });
+                };
+                match ev.change() {
+                    Change::Ignore => continue,
+                    Change::Started(id) => {
+                        tracker.started(&id);
+                        inspect(id, tracker);
+                    }
+                    Change::Inspect(id) => inspect(id, tracker),
+                    Change::Stopping(id) => changed = tracker.stopping(&id, now),
+                    Change::Paused(id) => changed = tracker.paused(&id),
+                    Change::Gone(id) => changed = tracker.gone(&id),
+                }
+                tracing::debug!(kind = %ev.kind, action = %ev.action, id = %ev.actor.id, "docker: event");
+                last_input = now;
+                coalesced += 1;
+                first_change.get_or_insert(now);
+            }
+            Some(done) = inspecting.join_next(), if !inspecting.is_empty() => {
+                let Ok((id, ticket, result)) = done else { continue };
+                if !tracker.is_current(&id, ticket) {
+                    continue;
+                }
+                match result {
+                    Ok(i) => tracker.upsert(&i, Instant::now()),
+                    Err(e) if e.is_not_found() => {
+                        tracker.gone(&id);
+                    }
+                    Err(e) => tracing::warn!(error = %e, container = %id, "docker: cannot inspect container"),
+                }
+                changed = true;
+            }
+            _ = tokio::time::sleep_until(publish_at.map_or_else(far, Into::into)), if publish_at.is_some() => {
+                tracing::debug!(events = coalesced, "docker: publishing");
+                if tx.send(tracker.update()).await.is_err() {
+                    return Ok(());
+                }
+                first_change = None;
+                coalesced = 0;
+            }
+            _ = tokio::time::sleep_until(drain_at.map_or_else(far, Into::into)), if drain_at.is_some() => {
+                changed = tracker.expire(Instant::now());
+            }
+        }
+        if changed {
+            first_change.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// Inspect every running container.
+async fn inspect_all(client: &Client) -> Result<Vec<Inspection>, ApiError> {
+    let listed: Vec<Listed> = client.get("/containers/json").await?;
+    let mut set = JoinSet::new();
+    for l in listed {
+        let client = client.clone();
+        set.spawn(async move {
+            client
+                .get::<Inspection>(&format!("/containers/{}/json", l.id))
+                .await
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(i)) => all.push(i),
+            // Gone between the list and the inspection.
+            Ok(Err(e)) if e.is_not_found() => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(all)
+}
+
+/// When Tether runs in a container, the networks of that container (found through the id in
+/// `/proc/self/mountinfo`); empty on the host.
+async fn own_networks(client: &Client) -> Vec<String> {
+    let Some(id) = own_container_id() else {
+        return Vec::new();
+    };
+    match client
+        .get::<Inspection>(&format!("/containers/{id}/json"))
+        .await
+    {
+        Ok(i) => {
+            let nets = i.network_names();
+            tracing::info!(networks = %nets.join(","), "docker: Tether runs in a container; routing over its networks");
+            nets
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The id of the container this process runs in, read from the engine's bind mounts
+/// (`/var/lib/docker/containers/<id>/hostname`).
+fn own_container_id() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let i = l.find("/containers/")?;
+        let id: String = l[i + "/containers/".len()..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        (id.len() == 64).then_some(id)
+    })
+}
+
+/// One full read of the engine, for `tether check`: the update it gives and how many containers
+/// run.
+pub async fn snapshot(cfg: &DockerConfig) -> Result<(ProviderUpdate, usize), ApiError> {
+    let client = Client::connect(cfg.endpoint.clone()).await?;
+    let mut tracker = Tracker::new(cfg.settings.clone());
+    if cfg.settings.own_networks.is_empty() {
+        tracker.set_own_networks(own_networks(&client).await);
+    }
+    tracker.resync(inspect_all(&client).await?, Instant::now());
+    Ok((tracker.update(), tracker.len()))
+}

@@ -1,0 +1,318 @@
+//! The containers Tether knows, their phase (serving, draining, out) and the provider update they
+//! add up to. Pure state: the run loop feeds it inspections and events, and asks for the update.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use tether_model::labels::{self, Container, Context, Declared, LabelError};
+use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl};
+
+use super::inspect::{HealthState, Inspection};
+
+/// Provider name in status and logs.
+pub const PROVIDER: &str = "docker";
+
+/// Where a container stands for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Takes new sessions.
+    Serving,
+    /// Takes no new sessions; pinned ones are served until then (or until the container is gone).
+    Draining(Instant),
+    /// Gets no traffic (paused, health starting, unhealthy after its drain, stopped but running).
+    Out(&'static str),
+}
+
+#[derive(Debug)]
+struct Tracked {
+    container: Container,
+    declared: Option<Result<Declared, Vec<LabelError>>>,
+    phase: Phase,
+    /// A stop was asked for; stays set until the container starts again.
+    stopping: bool,
+}
+
+/// What the tracker needs to translate containers.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub entrypoints: Vec<String>,
+    pub own_networks: Vec<String>,
+    pub default_network: Option<String>,
+    /// How long a stopping or unhealthy container keeps its pinned sessions.
+    pub drain: Duration,
+}
+
+/// All known containers by id.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    settings: Settings,
+    containers: HashMap<String, Tracked>,
+    /// Latest ticket per container: an inspection started before a later event is stale.
+    tickets: HashMap<String, u64>,
+    next_ticket: u64,
+}
+
+impl Tracker {
+    pub fn new(settings: Settings) -> Tracker {
+        Tracker {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    pub fn set_own_networks(&mut self, networks: Vec<String>) {
+        self.settings.own_networks = networks;
+    }
+
+    /// A ticket for an inspection about to start; later events make it stale.
+    pub fn ticket(&mut self, id: &str) -> u64 {
+        self.next_ticket += 1;
+        self.tickets.insert(id.to_string(), self.next_ticket);
+        self.next_ticket
+    }
+
+    /// Is this ticket still the latest for the container?
+    pub fn is_current(&self, id: &str, ticket: u64) -> bool {
+        self.tickets.get(id) == Some(&ticket)
+    }
+
+    /// Replace everything with a full listing (after connecting or reconnecting).
+    pub fn resync(&mut self, all: Vec<Inspection>, now: Instant) {
+        let ids: std::collections::HashSet<String> = all.iter().map(|i| i.id.clone()).collect();
+        self.containers.retain(|id, _| ids.contains(id));
+        for i in all {
+            self.upsert(&i, now);
+        }
+    }
+
+    /// Take in a fresh inspection.
+    pub fn upsert(&mut self, insp: &Inspection, now: Instant) {
+        if !insp.is_up() {
+            self.containers.remove(&insp.id);
+            return;
+        }
+        let container = insp.container();
+        let prev = self.containers.remove(&insp.id);
+        let cx = Context {
+            entrypoints: &self.settings.entrypoints,
+            own_networks: &self.settings.own_networks,
+            default_network: self.settings.default_network.as_deref(),
+        };
+        let declared = labels::declare(&container, &cx);
+        if prev.as_ref().is_none_or(|p| p.container != container) {
+            report(&container, &declared);
+        }
+        let stopping = prev.as_ref().is_some_and(|p| p.stopping);
+        let prev_phase = prev.as_ref().map(|p| p.phase);
+        let phase = if insp.state.paused {
+            Phase::Out("paused")
+        } else if stopping {
+            prev_phase.unwrap_or(Phase::Out("stopping"))
+        } else {
+            match insp.health() {
+                HealthState::Starting => Phase::Out("health check starting"),
+                HealthState::Unhealthy => match prev_phase {
+                    Some(Phase::Serving) => Phase::Draining(now + self.settings.drain),
+                    Some(d @ Phase::Draining(_)) => d,
+                    _ => Phase::Out("unhealthy"),
+                },
+                HealthState::None | HealthState::Healthy => Phase::Serving,
+            }
+        };
+        if prev_phase != Some(phase) {
+            tracing::info!(container = %container.name, phase = ?phase, "docker: container phase");
+        }
+        self.containers.insert(
+            insp.id.clone(),
+            Tracked {
+                container,
+                declared,
+                phase,
+                stopping,
+            },
+        );
+    }
+
+    /// The container (re)started: a previous stop no longer applies.
+    pub fn started(&mut self, id: &str) {
+        if let Some(t) = self.containers.get_mut(id) {
+            t.stopping = false;
+        }
+    }
+
+    /// A stop was asked for: drain. Returns whether anything changed.
+    pub fn stopping(&mut self, id: &str, now: Instant) -> bool {
+        let drain = self.settings.drain;
+        match self.containers.get_mut(id) {
+            Some(t) if !t.stopping => {
+                t.stopping = true;
+                if t.phase == Phase::Serving {
+                    t.phase = Phase::Draining(now + drain);
+                    tracing::info!(container = %t.container.name, "docker: container stopping, draining");
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn paused(&mut self, id: &str) -> bool {
+        match self.containers.get_mut(id) {
+            Some(t) if t.phase != Phase::Out("paused") => {
+                t.phase = Phase::Out("paused");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The container is gone; an inspection still under way is now stale.
+    pub fn gone(&mut self, id: &str) -> bool {
+        self.ticket(id);
+        let removed = self.containers.remove(id);
+        if let Some(t) = &removed {
+            tracing::info!(container = %t.container.name, "docker: container gone");
+        }
+        removed.is_some()
+    }
+
+    /// The earliest end of a drain, if any container is draining.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.containers
+            .values()
+            .filter_map(|t| match t.phase {
+                Phase::Draining(until) => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// End the drains that are due. Returns whether any ended.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        for t in self.containers.values_mut() {
+            if matches!(t.phase, Phase::Draining(until) if until <= now) {
+                tracing::info!(container = %t.container.name, "docker: drain period over");
+                t.phase = Phase::Out("drained");
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Number of containers known (running), exposed or not.
+    pub fn len(&self) -> usize {
+        self.containers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+    }
+
+    /// Everything the containers declare, merged: replicas of one service become its servers.
+    pub fn update(&self) -> ProviderUpdate {
+        let mut tracked: Vec<&Tracked> = self.containers.values().collect();
+        tracked.sort_by(|a, b| a.container.name.cmp(&b.container.name));
+        let mut services: BTreeMap<String, (ServiceDecl, &str)> = BTreeMap::new();
+        let mut routes: BTreeMap<String, (RouteDecl, &str)> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for t in tracked {
+            let name = t.container.name.as_str();
+            let draining = match t.phase {
+                Phase::Out(_) => continue,
+                Phase::Draining(_) => true,
+                Phase::Serving => false,
+            };
+            let d = match &t.declared {
+                None => continue,
+                Some(Err(es)) => {
+                    errors.extend(es.iter().map(ToString::to_string));
+                    continue;
+                }
+                Some(Ok(d)) => d,
+            };
+            if let Some(conflict) = conflict(d, &services, &routes) {
+                errors.push(format!(
+                    "container {name}: {conflict}; replicas of one service must carry the same labels, so this container is left out"
+                ));
+                continue;
+            }
+            for s in &d.services {
+                let entry = services.entry(s.name.clone()).or_insert_with(|| {
+                    let mut empty = s.clone();
+                    empty.servers.clear();
+                    (empty, name)
+                });
+                entry
+                    .0
+                    .servers
+                    .extend(s.servers.iter().cloned().map(|mut srv| {
+                        srv.draining = draining;
+                        srv
+                    }));
+            }
+            for r in &d.routes {
+                routes.entry(r.name.clone()).or_insert((r.clone(), name));
+            }
+        }
+        ProviderUpdate {
+            provider: PROVIDER.into(),
+            services: services.into_values().map(|(s, _)| s).collect(),
+            routes: routes.into_values().map(|(r, _)| r).collect(),
+            errors,
+        }
+    }
+}
+
+/// Does this container declare a service or route differently from one already merged?
+fn conflict(
+    d: &Declared,
+    services: &BTreeMap<String, (ServiceDecl, &str)>,
+    routes: &BTreeMap<String, (RouteDecl, &str)>,
+) -> Option<String> {
+    for s in &d.services {
+        if let Some((have, owner)) = services.get(&s.name) {
+            if have.balance != s.balance || have.affinity != s.affinity {
+                return Some(format!(
+                    "service {} is declared with other balancing or affinity than on container {owner}",
+                    s.name
+                ));
+            }
+        }
+    }
+    for r in &d.routes {
+        if let Some((have, owner)) = routes.get(&r.name) {
+            if (
+                &have.rule_text,
+                have.priority,
+                &have.service,
+                &have.entrypoints,
+            ) != (&r.rule_text, r.priority, &r.service, &r.entrypoints)
+            {
+                return Some(format!(
+                    "route {} is declared with another rule than on container {owner}",
+                    r.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Log what a container declares, or why it is left out.
+fn report(c: &Container, declared: &Option<Result<Declared, Vec<LabelError>>>) {
+    match declared {
+        None => tracing::debug!(container = %c.name, "docker: no routing labels, ignored"),
+        Some(Ok(d)) => tracing::info!(
+            container = %c.name,
+            dialect = %d.dialect,
+            services = %d.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
+            "docker: container declares"
+        ),
+        Some(Err(es)) => {
+            for e in es {
+                tracing::error!("docker: {e}; container left out");
+            }
+        }
+    }
+}
