@@ -33,6 +33,8 @@ pub struct Status {
     pub errors: BTreeMap<String, Vec<String>>,
     pub routes: usize,
     pub services: usize,
+    /// Tables swapped in since start (updates that change nothing swap nothing).
+    pub swaps: u64,
 }
 
 #[derive(Default)]
@@ -40,6 +42,21 @@ struct State {
     providers: BTreeMap<String, ProviderUpdate>,
     errors: BTreeMap<String, Vec<String>>,
     applied_at: Option<SystemTime>,
+    swaps: u64,
+}
+
+impl State {
+    /// Make `candidate` the providers' state; the provider's errors are those of the parts of its
+    /// update that it left out (none: its earlier errors are cleared).
+    fn accept(&mut self, provider: &str, candidate: BTreeMap<String, ProviderUpdate>) {
+        self.providers = candidate;
+        let left_out = self.providers[provider].errors.clone();
+        if left_out.is_empty() {
+            self.errors.remove(provider);
+        } else {
+            self.errors.insert(provider.to_string(), left_out);
+        }
+    }
 }
 
 /// Owns the live table.
@@ -98,6 +115,13 @@ impl Control {
             .values()
             .flat_map(|u| u.routes.iter().cloned())
             .collect();
+        if tether_proxy::table::version(&services, &routes) == self.store.load().version {
+            // Nothing the data plane sees changed (a network event, say): no swap.
+            let version = self.store.load().version.clone();
+            state.accept(&provider, candidate);
+            tracing::debug!(%provider, %version, "configuration unchanged");
+            return Ok(version);
+        }
         let input = CompileInput {
             entrypoints: &self.entrypoints,
             key: &self.key,
@@ -108,14 +132,9 @@ impl Control {
                 let version = table.version.clone();
                 let (nr, ns) = (routes.len(), services.len());
                 self.store.store(Arc::new(table));
-                state.providers = candidate;
-                let left_out = state.providers[&provider].errors.clone();
-                if left_out.is_empty() {
-                    state.errors.remove(&provider);
-                } else {
-                    state.errors.insert(provider.clone(), left_out);
-                }
+                state.accept(&provider, candidate);
                 state.applied_at = Some(SystemTime::now());
+                state.swaps += 1;
                 tracing::info!(%provider, %version, routes = nr, services = ns, "configuration applied");
                 Ok(version)
             }
@@ -151,6 +170,7 @@ impl Control {
             errors: state.errors.clone(),
             routes: state.providers.values().map(|u| u.routes.len()).sum(),
             services: table.services.len(),
+            swaps: state.swaps,
         }
     }
 }

@@ -26,9 +26,9 @@ use inspect::{Inspection, Listed};
 pub use tracker::{Settings, Tracker, PROVIDER};
 
 /// An update goes out this long after the last event of a burst...
-pub const QUIET: Duration = Duration::from_millis(10);
-/// ...and never later than this after the first.
-pub const MAX_HOLD: Duration = Duration::from_millis(50);
+pub const QUIET: Duration = Duration::from_millis(20);
+/// ...and never later than this after the first, so every change applies within 100 ms.
+pub const MAX_HOLD: Duration = Duration::from_millis(90);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 

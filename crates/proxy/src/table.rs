@@ -162,7 +162,7 @@ fn service(
 }
 
 /// A short stable digest of the declarations, for checking that replicas converged.
-fn version(services: &[ServiceDecl], routes: &[RouteDecl]) -> String {
+pub fn version(services: &[ServiceDecl], routes: &[RouteDecl]) -> String {
     let mut s = String::new();
     for svc in services {
         let _ = write!(s, "{svc:?}");

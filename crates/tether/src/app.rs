@@ -52,6 +52,8 @@ pub struct DockerOptions {
     pub endpoint: docker::Endpoint,
     /// Network to reach containers on when their labels name none.
     pub network: Option<String>,
+    /// Only containers with this label and value are read.
+    pub constraint: Option<(String, String)>,
 }
 
 /// How long start-up waits for the first full read of the Docker engine before serving anyway.
@@ -169,6 +171,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
                 own_networks: Vec::new(),
                 default_network: d.network.clone(),
                 drain: opts.drain,
+                constraint: d.constraint.clone(),
             },
         };
         following.push(follow_docker(cfg, control.clone()).await);

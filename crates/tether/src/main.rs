@@ -103,8 +103,12 @@ struct DockerArgs {
     docker: Option<String>,
     /// The network to reach containers on when their labels name none and Tether shares none
     /// with them.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "TETHER_DOCKER_NETWORK")]
     docker_network: Option<String>,
+    /// Read only the containers carrying this label with this value, e.g.
+    /// com.docker.compose.project=shop (several Tethers on one engine, each its own stack).
+    #[arg(long, value_name = "LABEL=VALUE", env = "TETHER_DOCKER_CONSTRAINT")]
+    docker_constraint: Option<String>,
 }
 
 impl DockerArgs {
@@ -118,9 +122,17 @@ impl DockerArgs {
             tether_providers::docker::Endpoint::parse(ep)
         }
         .map_err(|e| anyhow::anyhow!("--docker: {e}"))?;
+        let constraint = match self.docker_constraint.as_deref() {
+            None | Some("") => None,
+            Some(c) => match c.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+                _ => anyhow::bail!("--docker-constraint {c:?}: expected LABEL=VALUE"),
+            },
+        };
         Ok(Some(tether::app::DockerOptions {
             endpoint,
             network: self.docker_network.clone(),
+            constraint,
         }))
     }
 }
@@ -208,6 +220,7 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
             settings: tether_providers::docker::Settings {
                 entrypoints,
                 default_network: d.network,
+                constraint: d.constraint,
                 ..Default::default()
             },
         };

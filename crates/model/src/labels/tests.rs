@@ -132,7 +132,14 @@ fn tether_labels_set_every_file_option() {
 
 #[test]
 fn tether_label_defaults_use_the_group_and_the_exposed_port() {
-    let d = ok(&container("web-1", &[("tether.enable", "true")], &[]));
+    let d = ok(&container(
+        "web-1",
+        &[
+            ("tether.enable", "true"),
+            ("com.docker.compose.project", "shop"),
+        ],
+        &[],
+    ));
     assert_eq!(d.services[0].name, "web@docker");
     assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:8080");
     assert!(route_matches(&d, "web", "/"));

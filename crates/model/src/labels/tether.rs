@@ -51,7 +51,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut services: BTreeMap<String, (Option<&str>, Option<&str>)> = BTreeMap::new();
     let mut routers: BTreeMap<String, bool> = BTreeMap::new();
     for (key, value) in &c.labels {
-        if key == ENABLE || key == NETWORK {
+        if !key.starts_with("tether.") || key == ENABLE || key == NETWORK {
             continue;
         }
         if let Some(rest) = key.strip_prefix(ROUTERS) {

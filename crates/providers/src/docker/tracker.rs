@@ -40,6 +40,8 @@ pub struct Settings {
     pub default_network: Option<String>,
     /// How long a stopping or unhealthy container keeps its pinned sessions.
     pub drain: Duration,
+    /// Only containers carrying this label with this value are read (`--docker-constraint`).
+    pub constraint: Option<(String, String)>,
 }
 
 /// All known containers by id.
@@ -98,7 +100,16 @@ impl Tracker {
             own_networks: &self.settings.own_networks,
             default_network: self.settings.default_network.as_deref(),
         };
-        let declared = labels::declare(&container, &cx);
+        let wanted = self
+            .settings
+            .constraint
+            .as_ref()
+            .is_none_or(|(k, v)| container.labels.get(k) == Some(v));
+        let declared = if wanted {
+            labels::declare(&container, &cx)
+        } else {
+            None
+        };
         if prev.as_ref().is_none_or(|p| p.container != container) {
             report(&container, &declared);
         }

@@ -1,0 +1,186 @@
+//! Containers are found as they start, and bursts of events are coalesced.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tether_testkit::docker::{Engine, IMAGE};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{labels, strs, wait_for_servers, wait_status, Tether};
+
+const FAST: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_containers_become_routable_within_milliseconds_of_their_start() {
+    let Some(engine) = Engine::get("discovery").await else {
+        return;
+    };
+    let net = engine.network("net").await;
+    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
+    let host = format!("who.{}", engine.run);
+    let args = labels(
+        &engine,
+        &net,
+        &[
+            format!("tether.http.routers.who.rule=Host(`{host}`)"),
+            "tether.http.services.who.port=8080".into(),
+        ],
+    );
+    let a = engine.whoami("a", &strs(&args)).await;
+    let b = engine.whoami("b", &strs(&args)).await;
+    let mut client = tether.anonymous(&host);
+    wait_for_servers(&mut client, "/", &[&a.name, &b.name], FAST).await;
+    let ip = engine.ip(&a, &net).await;
+    assert_eq!(
+        tether.servers("who@docker").get(&a.name),
+        Some(&format!("{ip}:8080")),
+        "routed to the container's address on its network"
+    );
+
+    // The engine's own start events, to time discovery from.
+    let filter = format!("label={}", engine.constraint());
+    let mut events = tokio::process::Command::new("docker")
+        .args([
+            "events",
+            "--filter",
+            "event=start",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.ID}} {{.TimeNano}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("docker events");
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription register
+    let mut started: HashMap<String, i64> = HashMap::new();
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let host = format!("lat{i}.{}", engine.run);
+        let args = labels(
+            &engine,
+            &net,
+            &[
+                format!("tether.http.routers.lat{i}.rule=Host(`{host}`)"),
+                format!("tether.http.services.lat{i}.port=8080"),
+            ],
+        );
+        let c = engine.whoami(&format!("lat{i}"), &strs(&args)).await;
+        let mut client = tether.anonymous(&host);
+        wait_status(&mut client, "/", 200, FAST).await;
+        let routed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        while !started.contains_key(&c.id) {
+            let line = tokio::time::timeout(FAST, lines.next_line())
+                .await
+                .expect("start event")
+                .unwrap()
+                .unwrap();
+            if let Some((id, t)) = line.split_once(' ') {
+                started.insert(id.to_string(), t.parse().unwrap());
+            }
+        }
+        latencies.push(Duration::from_nanos((routed - started[&c.id]).max(0) as u64));
+    }
+    latencies.sort();
+    let (median, max) = (
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+    );
+    println!("discovery: start event -> first routed request over 20 containers: median {median:?}, max {max:?}");
+    assert!(
+        max < Duration::from_secs(2),
+        "a container took {max:?} to become routable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_containers_at_once_are_coalesced_into_few_swaps() {
+    let Some(engine) = Engine::get("burst").await else {
+        return;
+    };
+    let net = engine.network("net").await;
+    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
+    let host = format!("burst.{}", engine.run);
+    let args = labels(
+        &engine,
+        &net,
+        &[
+            format!("tether.http.routers.burst.rule=Host(`{host}`)"),
+            "tether.http.services.burst.port=8080".into(),
+        ],
+    );
+    let label = engine.constraint();
+    let mut creating = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let name = format!("{}-b{i}", engine.run);
+        let mut all: Vec<String> = vec![
+            "create".into(),
+            "--name".into(),
+            name.clone(),
+            "--label".into(),
+            label.clone(),
+        ];
+        all.extend(args.iter().cloned());
+        all.extend([IMAGE.to_string(), "whoami".into(), "--name".into(), name]);
+        creating.spawn(async move {
+            tether_testkit::docker::docker(&strs(&all))
+                .await
+                .expect("docker create")
+        });
+    }
+    let ids: Vec<String> = creating.join_all().await;
+    let before = tether.swaps();
+    let t0 = Instant::now();
+    let mut starting = tokio::task::JoinSet::new();
+    for id in &ids {
+        let id = id.clone();
+        starting.spawn(async move {
+            tether_testkit::docker::docker(&["start", &id])
+                .await
+                .expect("docker start")
+        });
+    }
+    starting.join_all().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tether.servers("burst@docker").len() < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 50 routed",
+            tether.servers("burst@docker").len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let start_swaps = tether.swaps() - before;
+    let start_time = t0.elapsed();
+    let mut names: Vec<String> = (0..50).map(|i| format!("{}-b{i}", engine.run)).collect();
+    names.sort();
+    let mut client = tether.anonymous(&host);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    wait_for_servers(&mut client, "/", &refs, FAST).await;
+
+    let before = tether.swaps();
+    let mut pause = vec!["pause"];
+    pause.extend(ids.iter().map(String::as_str));
+    engine.docker(&pause).await.expect("docker pause");
+    // Requests sent to a container just paused would hang: watch the table instead.
+    let deadline = Instant::now() + FAST;
+    while !tether.servers("burst@docker").is_empty() {
+        assert!(Instant::now() < deadline, "paused containers still routed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.get("/").await.unwrap().status, 404);
+    let pause_swaps = tether.swaps() - before;
+    println!(
+        "burst: 50 starts over {start_time:?} applied in {start_swaps} swaps; 50 pauses in {pause_swaps} swaps"
+    );
+    assert!(start_swaps < 50, "50 starts gave {start_swaps} swaps");
+    assert!(
+        pause_swaps <= 10,
+        "50 pauses at once gave {pause_swaps} swaps"
+    );
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests against the real Docker engine: Tether runs in the test process and follows
+//! the engine; backends are `tether:dev` whoami containers. Each test sees only its own containers
+//! (`--docker-constraint`), so tests run in parallel. Without an engine they skip loudly (and fail
+//! under `CI=true`).
+
+mod compose;
+mod dialects;
+mod discovery;
+mod engine;
+mod lifecycle;
+mod support;

@@ -1,0 +1,166 @@
+//! Starting Tether on the Docker provider, and small helpers shared by the Docker tests.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tether::app::{self, DockerOptions, Instance};
+use tether_providers::docker::Endpoint;
+use tether_testkit::docker::Engine;
+use tether_testkit::{Client, TempDir};
+
+pub const KEY: &str = "test-key-test-key-test-key-test-key";
+
+pub struct Tether {
+    pub instance: Instance,
+    _dir: TempDir,
+}
+
+impl Tether {
+    /// Tether on 127.0.0.1:0 following the engine, seeing only this test's containers.
+    pub async fn start(engine: &Engine, drain: Duration) -> Tether {
+        Tether::start_at(engine, Endpoint::from_env().expect("DOCKER_HOST"), drain).await
+    }
+
+    pub async fn start_at(engine: &Engine, endpoint: Endpoint, drain: Duration) -> Tether {
+        init_logs();
+        let dir = TempDir::new("tether-docker");
+        let key_file = dir.path().join("affinity.key");
+        std::fs::write(&key_file, KEY).unwrap();
+        let (k, v) = engine
+            .constraint()
+            .split_once('=')
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .unwrap();
+        let opts = app::Options {
+            config: None,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            key_file: Some(key_file),
+            docker: Some(DockerOptions {
+                endpoint,
+                network: None,
+                constraint: Some((k, v)),
+            }),
+            state_dir: dir.path().to_path_buf(),
+            drain,
+        };
+        let instance = app::start(opts).await.expect("tether starts");
+        Tether {
+            instance,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.instance.addr("web")
+    }
+
+    /// A keep-alive client sending `Host: host`, keeping cookies.
+    pub fn client(&self, host: &str) -> Client {
+        let mut c = Client::new(self.addr());
+        c.host = host.to_string();
+        c
+    }
+
+    /// A client that never keeps cookies.
+    pub fn anonymous(&self, host: &str) -> Client {
+        let mut c = Client::without_cookies(self.addr());
+        c.host = host.to_string();
+        c
+    }
+
+    /// Errors the Docker provider reports (containers left out).
+    pub fn errors(&self) -> Vec<String> {
+        self.instance
+            .control
+            .status()
+            .errors
+            .get("docker")
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn swaps(&self) -> u64 {
+        self.instance.control.status().swaps
+    }
+
+    /// Servers of a service as the data plane has them: name → address.
+    pub fn servers(&self, service: &str) -> BTreeMap<String, String> {
+        let table = self.instance.control.store().load_full();
+        table
+            .services
+            .iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| {
+                s.backends
+                    .iter()
+                    .map(|b| (b.name.to_string(), b.addr.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// The `docker run` arguments that label a container for this test's Tether.
+pub fn labels(engine: &Engine, network: &str, labels: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--network".to_string(),
+        network.to_string(),
+        "--label".into(),
+        engine.constraint(),
+    ];
+    for l in labels {
+        args.push("--label".into());
+        args.push(l.clone());
+    }
+    args
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Send requests until each of `names` has answered (or panic after `deadline`).
+pub async fn wait_for_servers(client: &mut Client, path: &str, names: &[&str], deadline: Duration) {
+    let end = Instant::now() + deadline;
+    let mut seen = HashSet::new();
+    while !names.iter().all(|n| seen.contains(*n)) {
+        assert!(
+            Instant::now() < end,
+            "within {deadline:?} only {seen:?} of {names:?} answered {path}"
+        );
+        if let Ok(r) = client.get(path).await {
+            if r.status == 200 {
+                seen.insert(r.server().to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Send requests until one answers 200 (returns when it did, panics after `deadline`).
+pub async fn wait_status(client: &mut Client, path: &str, status: u16, deadline: Duration) {
+    let end = Instant::now() + deadline;
+    loop {
+        let got = client.get(path).await.map(|r| r.status.as_u16());
+        if got == Ok(status) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{path} never answered {status} within {deadline:?} (last: {got:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Tether's log in the test output, filtered by `TEST_LOG` (default `warn`).
+fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let spec = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let targets: tracing_subscriber::filter::Targets = spec.parse().expect("TEST_LOG filter");
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(targets)
+        .try_init();
+}
