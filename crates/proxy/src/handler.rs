@@ -14,6 +14,7 @@ use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
 use crate::body::ProxyBody;
+use crate::request_body::UpBody;
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::{headers, sticky, upgrade, upstream, ProxyConfig, TableStore};
@@ -135,7 +136,7 @@ async fn route_and_send(
     let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
     prepare(&mut parts, host, peer, upgrade, &shared.cfg);
     let t = shared.cfg.timeouts;
-    let mut req = Request::from_parts(parts, body);
+    let req = Request::from_parts(parts, body);
     let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
     if upgrade {
         let backend = svc.backends[choice.idx].clone();
@@ -155,11 +156,13 @@ async fn route_and_send(
             Err(e) => upstream_error(svc, &e),
         };
     }
+    let mut req = req.map(UpBody::Client);
+    let head = upstream::replayable(&req);
     let mut tried = Vec::new();
     loop {
         let backend = svc.backends[choice.idx].clone();
         let in_flight = backend.state.start_request();
-        match upstream::send(&backend, req, t.connect, t.upstream_response).await {
+        match upstream::send(&backend, req, head.as_ref(), t.connect, t.upstream_response).await {
             Ok((resp, sender)) => {
                 backend.state.mark_ok();
                 let (mut rp, rbody) = resp.into_parts();
@@ -173,12 +176,15 @@ async fn route_and_send(
                 );
             }
             Err(Failure {
-                error: e @ UpstreamError::Connect(_),
+                error: e,
                 request: Some(r),
             }) => {
-                // Nothing was sent: trying another server is safe whatever the method.
+                // Nothing was sent (or it is a bodiless idempotent request that may go again):
+                // trying another server is safe.
                 tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
-                backend.state.mark_failed();
+                if matches!(e, UpstreamError::Connect(_)) {
+                    backend.state.mark_failed();
+                }
                 tried.push(choice.idx);
                 req = r;
                 let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);

@@ -5,14 +5,13 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tether_model::ServerAddr;
 use tokio::net::TcpStream;
 
 /// A request sender on one upstream connection.
-pub type Sender = http1::SendRequest<Incoming>;
+pub type Sender = http1::SendRequest<crate::request_body::UpBody>;
 
 /// Idle connections kept per backend; more are closed when released.
 const MAX_IDLE: usize = 512;

@@ -1,13 +1,18 @@
 //! Sending one request to one backend: checkout, send, and tell apart the failures that leave the
 //! request unsent (safe to try elsewhere) from those that do not.
+//!
+//! A server may close a kept-alive connection just as a request goes out on it (a container that
+//! is stopping closes its idle connections). Bodiless GET, HEAD and OPTIONS requests are then sent
+//! again, as NGINX and HAProxy do for idempotent requests; others fail with 502.
 
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::{Method, Request, Response};
+use hyper::body::{Body, Incoming};
 
 use crate::pool::{ConnectError, Sender};
 use crate::registry::Backend;
+use crate::request_body::UpBody;
 
 /// Why the exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +32,45 @@ pub enum UpstreamError {
 #[derive(Debug)]
 pub struct Failure {
     pub error: UpstreamError,
-    pub request: Option<Request<Incoming>>,
+    pub request: Option<Request<UpBody>>,
+}
+
+/// The head of a request that may be sent again if a server drops it before answering: bodiless
+/// GET, HEAD and OPTIONS. `None` for anything else.
+pub fn replayable(req: &Request<UpBody>) -> Option<Request<()>> {
+    let m = req.method();
+    if !(m == Method::GET || m == Method::HEAD || m == Method::OPTIONS)
+        || !req.body().is_end_stream()
+    {
+        return None;
+    }
+    let mut head = Request::new(());
+    *head.method_mut() = m.clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
+    Some(head)
+}
+
+/// A fresh copy of a replayable request.
+fn replay(head: &Request<()>) -> Request<UpBody> {
+    let mut r = Request::new(UpBody::Empty);
+    *r.method_mut() = head.method().clone();
+    *r.uri_mut() = head.uri().clone();
+    *r.version_mut() = head.version();
+    *r.headers_mut() = head.headers().clone();
+    r
 }
 
 /// Attempts on stale pooled connections before giving up on a backend.
 const STALE_RETRIES: usize = 3;
 
 /// Send `req` to `backend`; on success returns the response head and the connection to release
-/// once the body has been read.
+/// once the body has been read. `head` (from [`replayable`]) allows sending it again.
 pub async fn send(
     backend: &Backend,
-    mut req: Request<Incoming>,
+    mut req: Request<UpBody>,
+    head: Option<&Request<()>>,
     connect: Duration,
     respond: Duration,
 ) -> Result<(Response<Incoming>, Sender), Failure> {
@@ -66,12 +99,19 @@ pub async fn send(
                     req = r;
                     last = Some(e.into_error());
                 }
-                None => {
-                    return Err(Failure {
-                        error: UpstreamError::Exchange(e.into_error()),
-                        request: None,
-                    })
-                }
+                // Sent, but the server closed the connection without answering.
+                None => match head {
+                    Some(h) => {
+                        req = replay(h);
+                        last = Some(e.into_error());
+                    }
+                    None => {
+                        return Err(Failure {
+                            error: UpstreamError::Exchange(e.into_error()),
+                            request: None,
+                        })
+                    }
+                },
             },
         }
     }

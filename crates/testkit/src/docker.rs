@@ -12,6 +12,8 @@ use tokio::process::Command;
 
 /// The image the Docker tests run (`docker/build-image.sh`).
 pub const IMAGE: &str = "tether:dev";
+/// `whoami` with a HEALTHCHECK (`tether probe`), built on [`IMAGE`].
+pub const WHOAMI_IMAGE: &str = "tether-whoami:dev";
 /// Label carried by everything a test creates.
 pub const TEST_LABEL: &str = "com.example.tether-test";
 
@@ -77,11 +79,22 @@ impl Engine {
 
     /// `docker run -d` with this run's label; `args` go before the image, `cmd` after it.
     pub async fn run(&self, hint: &str, args: &[&str], cmd: &[&str]) -> Container {
+        self.run_image(IMAGE, hint, args, cmd).await
+    }
+
+    /// [`Engine::run`] with another image.
+    pub async fn run_image(
+        &self,
+        image: &str,
+        hint: &str,
+        args: &[&str],
+        cmd: &[&str],
+    ) -> Container {
         let name = format!("{}-{hint}", self.run);
         let label = format!("{TEST_LABEL}={}", self.run);
         let mut all = vec!["run", "-d", "--name", &name, "--label", &label];
         all.extend_from_slice(args);
-        all.push(IMAGE);
+        all.push(image);
         all.extend_from_slice(cmd);
         let id = docker(&all)
             .await
@@ -167,7 +180,7 @@ pub fn repo_root() -> PathBuf {
 async fn ensure_image() {
     let script = repo_root().join("docker/build-image.sh");
     let cmd = format!(
-        "docker image inspect {IMAGE} >/dev/null 2>&1 || {}",
+        "docker image inspect {IMAGE} {WHOAMI_IMAGE} >/dev/null 2>&1 || {}",
         script.display()
     );
     let status = Command::new("flock")

@@ -100,6 +100,19 @@ impl Tether {
     }
 }
 
+impl Tether {
+    /// Does the data plane give this server new requests (present and not draining)?
+    pub fn takes_new(&self, service: &str, server: &str) -> bool {
+        let table = self.instance.control.store().load_full();
+        table
+            .services
+            .iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| s.backends.iter())
+            .any(|b| b.name.as_ref() == server && b.state.takes_new(false))
+    }
+}
+
 /// The `docker run` arguments that label a container for this test's Tether.
 pub fn labels(engine: &Engine, network: &str, labels: &[String]) -> Vec<String> {
     let mut args = vec![
