@@ -166,12 +166,7 @@ async fn a_container_with_a_healthcheck_gets_traffic_only_while_healthy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(1);
-    while tether.servers("app@docker").get(&checked.name).is_some()
-        && !tether.instance.control.store().load().services[0]
-            .backends
-            .iter()
-            .any(|b| b.name.as_ref() == checked.name && b.state.is_draining())
-    {
+    while tether.takes_new("app@docker", &checked.name) {
         assert!(
             Instant::now() < deadline,
             "unhealthy container not drained within 1s"
