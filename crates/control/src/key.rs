@@ -72,7 +72,7 @@ fn generated(dir: &Path) -> Result<AffinityKey, KeyError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(&path).map_err(persist)?;
     f.write_all(secret.as_bytes()).map_err(persist)?;
-    tracing::warn!(path = %path.display(), "generated an affinity key for this instance: replicas need a shared one (affinity.key_file) to honour each other's sticky cookies");
+    tracing::warn!(path = %path.display(), "generated an affinity key for this instance: replicas need a shared one (affinity.key_file in the file, or --key-file) to honour each other's sticky cookies");
     Ok(AffinityKey::from_secret(secret.as_bytes()))
 }
 

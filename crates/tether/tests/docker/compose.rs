@@ -1,1 +1,212 @@
-//! placeholder
+//! The Compose examples, run as a user would: Tether in a container with the socket mounted
+//! read-only, in front of the seed's services.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tether_testkit::docker::{repo_root, Engine};
+use tether_testkit::Client;
+
+const FAST: Duration = Duration::from_secs(20);
+
+/// One example stack under a unique project name; `down` when dropped.
+struct Stack {
+    dir: PathBuf,
+    project: String,
+    port: u16,
+}
+
+impl Stack {
+    async fn up(engine: &Engine, example: &str) -> Stack {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let stack = Stack {
+            dir: repo_root().join("examples/compose").join(example),
+            project: format!("{}{}", example.replace('-', ""), engine.run),
+            port,
+        };
+        stack.compose(&["up", "-d"]).await;
+        stack
+    }
+
+    async fn compose(&self, args: &[&str]) -> String {
+        let (program, mut all) = compose_command();
+        all.extend(["-p".to_string(), self.project.clone()]);
+        all.extend(args.iter().map(|a| a.to_string()));
+        let out = tokio::process::Command::new(program)
+            .args(&all)
+            .current_dir(&self.dir)
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("TETHER_PORT", self.port.to_string())
+            .output()
+            .await
+            .expect("compose");
+        assert!(
+            out.status.success(),
+            "compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Host names of a service's containers (whoami answers with its host name).
+    async fn replicas(&self, service: &str) -> Vec<String> {
+        self.compose(&["ps", "-q", service])
+            .await
+            .split_whitespace()
+            .map(|id| id[..12].to_string())
+            .collect()
+    }
+
+    fn client(&self, host: &str, cookies: bool) -> Client {
+        let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let mut c = if cookies {
+            Client::new(addr)
+        } else {
+            Client::without_cookies(addr)
+        };
+        c.host = host.into();
+        c
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let (program, mut all) = compose_command();
+        all.extend(["-p", &self.project, "down", "-v", "-t", "1"].map(String::from));
+        let _ = std::process::Command::new(program)
+            .args(&all)
+            .current_dir(&self.dir)
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .output();
+    }
+}
+
+/// `docker-compose` (v1, Debian's) or `docker compose` (v2).
+fn compose_command() -> (&'static str, Vec<String>) {
+    let v1 = std::process::Command::new("docker-compose")
+        .arg("version")
+        .output();
+    if v1.is_ok_and(|o| o.status.success()) {
+        ("docker-compose", Vec::new())
+    } else {
+        ("docker", vec!["compose".into()])
+    }
+}
+
+/// The whoami answer's first line names the replica: "I'm <host> on <host> non unique visits N".
+fn replica(body: &str) -> &str {
+    body.split_whitespace().nth(1).unwrap_or_default()
+}
+
+fn visits(body: &str) -> u64 {
+    body.lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_for_replicas(client: &mut Client, path: &str, names: &[String]) {
+    let end = Instant::now() + FAST;
+    let mut seen = std::collections::HashSet::new();
+    while !names.iter().all(|n| seen.contains(n)) {
+        assert!(
+            Instant::now() < end,
+            "only {seen:?} of {names:?} answered {path}"
+        );
+        if let Ok(r) = client.get(path).await {
+            if r.status == 200 {
+                seen.insert(replica(&r.body).to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_seed_compose_service1_sticks_service2_alternates_and_scales() {
+    let Some(engine) = Engine::get("compose haproxy-seed").await else {
+        return;
+    };
+    let stack = Stack::up(&engine, "haproxy-seed").await;
+    let s1 = stack.replicas("service1").await;
+    let s2 = stack.replicas("service2").await;
+    assert_eq!((s1.len(), s2.len()), (2, 2));
+    wait_for_replicas(&mut stack.client("localhost", false), "/service1", &s1).await;
+    wait_for_replicas(&mut stack.client("localhost", false), "/service2", &s2).await;
+
+    let mut browser = stack.client("localhost", true);
+    let first = browser.get("/service1").await.unwrap();
+    assert_eq!(visits(&first.body), 1);
+    for n in 2..=5 {
+        let r = browser.get("/service1").await.unwrap();
+        assert_eq!(replica(&r.body), replica(&first.body), "service1 is sticky");
+        assert_eq!(visits(&r.body), n, "its counter grows");
+    }
+    let mut anon = stack.client("localhost", false);
+    let mut last = String::new();
+    for _ in 0..6 {
+        let r = anon.get("/service2").await.unwrap();
+        assert_ne!(replica(&r.body), last, "service2 alternates");
+        last = replica(&r.body).to_string();
+    }
+
+    stack.compose(&["up", "-d", "--scale", "service2=5"]).await;
+    let s2 = stack.replicas("service2").await;
+    assert_eq!(s2.len(), 5);
+    wait_for_replicas(&mut stack.client("localhost", false), "/service2", &s2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_seed_compose_is_sticky_without_addresses_in_the_cookie() {
+    let Some(engine) = Engine::get("compose traefik-seed").await else {
+        return;
+    };
+    let stack = Stack::up(&engine, "traefik-seed").await;
+    let replicas = stack.replicas("whoami-service").await;
+    wait_for_replicas(&mut stack.client("localhost", false), "/", &replicas).await;
+    let mut browser = stack.client("localhost", true);
+    let first = browser.get("/").await.unwrap();
+    let cookie = first
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("tether_whoami-service="))
+        .expect("sticky cookie");
+    assert!(
+        !cookie.contains("http://") && !cookie.contains(":8000"),
+        "{cookie}"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            replica(&browser.get("/").await.unwrap().body),
+            replica(&first.body)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interlock_seed_compose_routes_the_host_to_healthy_replicas() {
+    let Some(engine) = Engine::get("compose interlock-seed").await else {
+        return;
+    };
+    let stack = Stack::up(&engine, "interlock-seed").await;
+    let web = stack.replicas("web").await;
+    let mut client = stack.client("demo.interlock.com", false);
+    wait_for_replicas(&mut client, "/", &web).await;
+    assert_eq!(
+        stack
+            .client("other.com", false)
+            .get("/")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    stack.compose(&["up", "-d", "--scale", "web=3"]).await;
+    let web = stack.replicas("web").await;
+    assert_eq!(web.len(), 3);
+    wait_for_replicas(&mut client, "/", &web).await;
+}
