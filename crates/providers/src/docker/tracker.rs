@@ -327,3 +327,116 @@ fn report(c: &Container, declared: &Option<Result<Declared, Vec<LabelError>>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inspection(
+        id: &str,
+        name: &str,
+        health: Option<&str>,
+        labels: &[(&str, &str)],
+    ) -> Inspection {
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        let health = health.map(|h| serde_json::json!({ "Status": h }));
+        serde_json::from_value(serde_json::json!({
+            "Id": id, "Name": format!("/{name}"),
+            "State": { "Running": true, "Paused": false, "Health": health },
+            "Config": { "Labels": labels, "ExposedPorts": { "8080/tcp": {} } },
+            "NetworkSettings": { "Networks": { "net": { "IPAddress": "10.1.0.2" } } }
+        }))
+        .unwrap()
+    }
+
+    const WEB: &[(&str, &str)] = &[
+        ("tether.http.routers.web.rule", "Host(`web`)"),
+        ("com.docker.compose.service", "web"),
+    ];
+
+    fn tracker() -> Tracker {
+        Tracker::new(Settings {
+            drain: Duration::from_secs(5),
+            ..Default::default()
+        })
+    }
+
+    fn servers(t: &Tracker) -> Vec<(String, bool)> {
+        t.update()
+            .services
+            .iter()
+            .flat_map(|s| s.servers.iter().map(|s| (s.name.clone(), s.draining)))
+            .collect()
+    }
+
+    #[test]
+    fn replicas_merge_and_a_stop_drains_until_the_deadline() {
+        let mut t = tracker();
+        let now = Instant::now();
+        t.upsert(&inspection("a", "web-1", None, WEB), now);
+        t.upsert(&inspection("b", "web-2", None, WEB), now);
+        assert_eq!(
+            servers(&t),
+            [("web-1".into(), false), ("web-2".into(), false)]
+        );
+        assert!(t.stopping("a", now));
+        assert_eq!(
+            servers(&t),
+            [("web-1".into(), true), ("web-2".into(), false)]
+        );
+        // A later inspection (a network event) does not undo the drain.
+        t.upsert(&inspection("a", "web-1", None, WEB), now);
+        assert_eq!(servers(&t)[0], ("web-1".into(), true));
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(5)));
+        assert!(t.expire(now + Duration::from_secs(6)));
+        assert_eq!(servers(&t), [("web-2".into(), false)]);
+        assert!(t.gone("b"));
+        assert!(t.update().services.is_empty());
+    }
+
+    #[test]
+    fn health_gates_traffic_and_unhealthy_drains() {
+        let mut t = tracker();
+        let now = Instant::now();
+        t.upsert(&inspection("a", "web-1", Some("starting"), WEB), now);
+        assert!(servers(&t).is_empty(), "starting: no traffic");
+        t.upsert(&inspection("a", "web-1", Some("healthy"), WEB), now);
+        assert_eq!(servers(&t), [("web-1".into(), false)]);
+        t.upsert(&inspection("a", "web-1", Some("unhealthy"), WEB), now);
+        assert_eq!(servers(&t), [("web-1".into(), true)], "unhealthy: drained");
+        t.expire(now + Duration::from_secs(6));
+        assert!(servers(&t).is_empty());
+        t.upsert(&inspection("a", "web-1", Some("healthy"), WEB), now);
+        assert_eq!(servers(&t), [("web-1".into(), false)]);
+    }
+
+    #[test]
+    fn stale_inspections_and_disagreeing_replicas_are_left_out() {
+        let mut t = tracker();
+        let ticket = t.ticket("a");
+        t.gone("a");
+        assert!(
+            !t.is_current("a", ticket),
+            "an inspection started before die is stale"
+        );
+        let now = Instant::now();
+        t.upsert(&inspection("a", "web-1", None, WEB), now);
+        let other = [
+            ("tether.http.routers.web.rule", "Host(`web`)"),
+            ("tether.http.services.web.balance", "least_requests"),
+            ("com.docker.compose.service", "web"),
+        ];
+        t.upsert(&inspection("b", "web-2", None, &other), now);
+        let u = t.update();
+        assert_eq!(servers(&t), [("web-1".into(), false)]);
+        assert_eq!(u.errors.len(), 1);
+        assert!(
+            u.errors[0].starts_with("container web-2: service web@docker"),
+            "{:?}",
+            u.errors
+        );
+    }
+}
