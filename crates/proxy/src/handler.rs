@@ -14,7 +14,6 @@ use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
 use crate::body::ProxyBody;
-use crate::request_body::UpBody;
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::{headers, sticky, upgrade, upstream, ProxyConfig, TableStore};
@@ -156,7 +155,7 @@ async fn route_and_send(
             Err(e) => upstream_error(svc, &e),
         };
     }
-    let mut req = req.map(UpBody::Client);
+    let mut req = req.map(upstream::UpBody::Left);
     let head = upstream::replayable(&req);
     let mut tried = Vec::new();
     loop {

@@ -13,7 +13,6 @@ pub mod headers;
 mod idle;
 pub mod pool;
 pub mod registry;
-pub mod request_body;
 pub mod router;
 pub mod server;
 pub mod sticky;

@@ -11,7 +11,7 @@ use tether_model::ServerAddr;
 use tokio::net::TcpStream;
 
 /// A request sender on one upstream connection.
-pub type Sender = http1::SendRequest<crate::request_body::UpBody>;
+pub type Sender = http1::SendRequest<crate::upstream::UpBody>;
 
 /// Idle connections kept per backend; more are closed when released.
 const MAX_IDLE: usize = 512;

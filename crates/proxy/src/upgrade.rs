@@ -20,7 +20,7 @@ pub async fn forward(
     respond: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let req = req.map(crate::request_body::UpBody::Client);
+    let req = req.map(crate::upstream::UpBody::Left);
     let mut sender = backend.pool.connect(connect, true).await?;
     let in_flight = backend.state.start_request();
     let mut resp = match tokio::time::timeout(respond, sender.send_request(req)).await {

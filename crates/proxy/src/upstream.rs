@@ -12,7 +12,10 @@ use hyper::body::{Body, Incoming};
 
 use crate::pool::{ConnectError, Sender};
 use crate::registry::Backend;
-use crate::request_body::UpBody;
+
+/// The body of a request going upstream: the client's, streamed, or none for a bodiless request
+/// sent again after a server closed a kept-alive connection under it.
+pub type UpBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
 /// Why the exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +57,7 @@ pub fn replayable(req: &Request<UpBody>) -> Option<Request<()>> {
 
 /// A fresh copy of a replayable request.
 fn replay(head: &Request<()>) -> Request<UpBody> {
-    let mut r = Request::new(UpBody::Empty);
+    let mut r = Request::new(UpBody::Right(http_body_util::Empty::new()));
     *r.method_mut() = head.method().clone();
     *r.uri_mut() = head.uri().clone();
     *r.version_mut() = head.version();
