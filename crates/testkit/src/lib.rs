@@ -154,17 +154,23 @@ impl Drop for TempDir {
 }
 
 /// Poll `cond` every 10 ms until it holds; panics when `deadline` passes.
-pub async fn wait_until<F, Fut>(deadline: Duration, mut cond: F)
+pub async fn wait_until<F, Fut>(deadline: Duration, cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for("condition", deadline, cond).await
+}
+
+/// [`wait_until`], naming `what` was awaited when the deadline passes.
+pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let end = Instant::now() + deadline;
     while !cond().await {
-        assert!(
-            Instant::now() < end,
-            "condition not met within {deadline:?}"
-        );
+        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

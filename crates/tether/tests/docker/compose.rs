@@ -2,10 +2,12 @@
 //! read-only, in front of the seed's services.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tether_testkit::docker::{repo_root, Engine};
 use tether_testkit::Client;
+
+use crate::support::{strs, wait_for_servers};
 
 const FAST: Duration = Duration::from_secs(20);
 
@@ -96,36 +98,6 @@ fn compose_command() -> (&'static str, Vec<String>) {
     }
 }
 
-/// The whoami answer's first line names the replica: "I'm <host> on <host> non unique visits N".
-fn replica(body: &str) -> &str {
-    body.split_whitespace().nth(1).unwrap_or_default()
-}
-
-fn visits(body: &str) -> u64 {
-    body.lines()
-        .next()
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn wait_for_replicas(client: &mut Client, path: &str, names: &[String]) {
-    let end = Instant::now() + FAST;
-    let mut seen = std::collections::HashSet::new();
-    while !names.iter().all(|n| seen.contains(n)) {
-        assert!(
-            Instant::now() < end,
-            "only {seen:?} of {names:?} answered {path}"
-        );
-        if let Ok(r) = client.get(path).await {
-            if r.status == 200 {
-                seen.insert(replica(&r.body).to_string());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_seed_compose_service1_sticks_service2_alternates_and_scales() {
     let Some(engine) = Engine::get("compose haproxy-seed").await else {
@@ -135,29 +107,47 @@ async fn haproxy_seed_compose_service1_sticks_service2_alternates_and_scales() {
     let s1 = stack.replicas("service1").await;
     let s2 = stack.replicas("service2").await;
     assert_eq!((s1.len(), s2.len()), (2, 2));
-    wait_for_replicas(&mut stack.client("localhost", false), "/service1", &s1).await;
-    wait_for_replicas(&mut stack.client("localhost", false), "/service2", &s2).await;
+    wait_for_servers(
+        &mut stack.client("localhost", false),
+        "/service1",
+        &strs(&s1),
+        FAST,
+    )
+    .await;
+    wait_for_servers(
+        &mut stack.client("localhost", false),
+        "/service2",
+        &strs(&s2),
+        FAST,
+    )
+    .await;
 
     let mut browser = stack.client("localhost", true);
     let first = browser.get("/service1").await.unwrap();
-    assert_eq!(visits(&first.body), 1);
+    assert_eq!(first.visits(), 1);
     for n in 2..=5 {
         let r = browser.get("/service1").await.unwrap();
-        assert_eq!(replica(&r.body), replica(&first.body), "service1 is sticky");
-        assert_eq!(visits(&r.body), n, "its counter grows");
+        assert_eq!(r.server(), first.server(), "service1 is sticky");
+        assert_eq!(r.visits(), n, "its counter grows");
     }
     let mut anon = stack.client("localhost", false);
     let mut last = String::new();
     for _ in 0..6 {
         let r = anon.get("/service2").await.unwrap();
-        assert_ne!(replica(&r.body), last, "service2 alternates");
-        last = replica(&r.body).to_string();
+        assert_ne!(r.server(), last, "service2 alternates");
+        last = r.server().to_string();
     }
 
     stack.compose(&["up", "-d", "--scale", "service2=5"]).await;
     let s2 = stack.replicas("service2").await;
     assert_eq!(s2.len(), 5);
-    wait_for_replicas(&mut stack.client("localhost", false), "/service2", &s2).await;
+    wait_for_servers(
+        &mut stack.client("localhost", false),
+        "/service2",
+        &strs(&s2),
+        FAST,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +157,13 @@ async fn traefik_seed_compose_is_sticky_without_addresses_in_the_cookie() {
     };
     let stack = Stack::up(&engine, "traefik-seed").await;
     let replicas = stack.replicas("whoami-service").await;
-    wait_for_replicas(&mut stack.client("localhost", false), "/", &replicas).await;
+    wait_for_servers(
+        &mut stack.client("localhost", false),
+        "/",
+        &strs(&replicas),
+        FAST,
+    )
+    .await;
     let mut browser = stack.client("localhost", true);
     let first = browser.get("/").await.unwrap();
     let cookie = first
@@ -180,10 +176,7 @@ async fn traefik_seed_compose_is_sticky_without_addresses_in_the_cookie() {
         "{cookie}"
     );
     for _ in 0..5 {
-        assert_eq!(
-            replica(&browser.get("/").await.unwrap().body),
-            replica(&first.body)
-        );
+        assert_eq!(browser.get("/").await.unwrap().server(), first.server());
     }
 }
 
@@ -195,7 +188,7 @@ async fn interlock_seed_compose_routes_the_host_to_healthy_replicas() {
     let stack = Stack::up(&engine, "interlock-seed").await;
     let web = stack.replicas("web").await;
     let mut client = stack.client("demo.interlock.com", false);
-    wait_for_replicas(&mut client, "/", &web).await;
+    wait_for_servers(&mut client, "/", &strs(&web), FAST).await;
     assert_eq!(
         stack
             .client("other.com", false)
@@ -208,5 +201,5 @@ async fn interlock_seed_compose_routes_the_host_to_healthy_replicas() {
     stack.compose(&["up", "-d", "--scale", "web=3"]).await;
     let web = stack.replicas("web").await;
     assert_eq!(web.len(), 3);
-    wait_for_replicas(&mut client, "/", &web).await;
+    wait_for_servers(&mut client, "/", &strs(&web), FAST).await;
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tether_testkit::docker::{Container, Engine};
 
-use crate::support::{labels, strs, wait_for_servers, Tether};
+use crate::support::{labels, setup, strs, wait_for_servers};
 
 const FAST: Duration = Duration::from_secs(10);
 
@@ -46,11 +46,9 @@ fn env(pairs: &[(&str, &str)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockercloud_haproxy_seed_service1_sticky_by_prefix_service2_round_robin() {
-    let Some(engine) = Engine::get("dockercloud").await else {
+    let Some((engine, net, tether)) = setup("dockercloud", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("web").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let mut s1 = labels(&engine, &net, &[]);
     s1.extend(env(&[
         ("SERVICE_PORTS", "8080"),
@@ -114,12 +112,10 @@ async fn dockercloud_haproxy_seed_service1_sticky_by_prefix_service2_round_robin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_v1_seed_sticky_on_the_named_network_without_revealing_addresses() {
-    let Some(engine) = Engine::get("traefik-v1").await else {
+    let Some((engine, front, tether)) = setup("traefik-v1", Duration::from_secs(2)).await else {
         return;
     };
-    let front = engine.network("front").await;
     let whoaminet = engine.network("whoaminet").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let args = labels(
         &engine,
         &front,
@@ -164,11 +160,9 @@ async fn traefik_v1_seed_sticky_on_the_named_network_without_revealing_addresses
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_v2_router_rule_service_port_and_sticky_cookie_attributes() {
-    let Some(engine) = Engine::get("traefik-v2").await else {
+    let Some((engine, net, tether)) = setup("traefik-v2", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let host = format!("who.{}", engine.run);
     let args = labels(
         &engine,
@@ -202,11 +196,9 @@ async fn traefik_v2_router_rule_service_port_and_sticky_cookie_attributes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interlock_data_routes_the_host_and_its_alias_to_every_replica() {
-    let Some(engine) = Engine::get("interlock").await else {
+    let Some((engine, net, tether)) = setup("interlock", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let domain = format!("{}.interlock.com", engine.run);
     let data = format!(
         r#"{{"hostname":"demo","domain":"{domain}","port":5000,"alias_domains":["www.{domain}"]}}"#
@@ -257,11 +249,9 @@ async fn interlock_data_routes_the_host_and_its_alias_to_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_flow_proxy_labels_route_the_path_and_domain_with_sticky_sessions() {
-    let Some(engine) = Engine::get("docker-flow").await else {
+    let Some((engine, net, tether)) = setup("docker-flow", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let domain = format!("go.{}", engine.run);
     let args = labels(
         &engine,

@@ -3,29 +3,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tether_testkit::docker::{Engine, IMAGE};
+use tether_testkit::docker::IMAGE;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{labels, strs, wait_for_servers, wait_status, Tether};
+use crate::support::{routed, setup, strs, wait_for_servers, wait_state, wait_status};
 
 const FAST: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labelled_containers_become_routable_within_milliseconds_of_their_start() {
-    let Some(engine) = Engine::get("discovery").await else {
+    let Some((engine, net, tether)) = setup("discovery", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let host = format!("who.{}", engine.run);
-    let args = labels(
-        &engine,
-        &net,
-        &[
-            format!("tether.http.routers.who.rule=Host(`{host}`)"),
-            "tether.http.services.who.port=8080".into(),
-        ],
-    );
+    let args = routed(&engine, &net, "who", &host);
     let a = engine.whoami("a", &strs(&args)).await;
     let b = engine.whoami("b", &strs(&args)).await;
     let mut client = tether.anonymous(&host);
@@ -37,11 +28,16 @@ async fn labelled_containers_become_routable_within_milliseconds_of_their_start(
         "routed to the container's address on its network"
     );
 
-    // The engine's own start events, to time discovery from.
+    // The engine's own start events, to time discovery from; `--since` replays those that come
+    // before the subscription is in place.
     let filter = format!("label={}", engine.constraint());
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
     let mut events = tokio::process::Command::new("docker")
         .args([
             "events",
+            "--since",
+            &since,
             "--filter",
             "event=start",
             "--filter",
@@ -54,19 +50,11 @@ async fn labelled_containers_become_routable_within_milliseconds_of_their_start(
         .spawn()
         .expect("docker events");
     let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
-    tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription register
     let mut started: HashMap<String, i64> = HashMap::new();
     let mut latencies = Vec::new();
     for i in 0..20 {
         let host = format!("lat{i}.{}", engine.run);
-        let args = labels(
-            &engine,
-            &net,
-            &[
-                format!("tether.http.routers.lat{i}.rule=Host(`{host}`)"),
-                format!("tether.http.services.lat{i}.port=8080"),
-            ],
-        );
+        let args = routed(&engine, &net, &format!("lat{i}"), &host);
         let c = engine.whoami(&format!("lat{i}"), &strs(&args)).await;
         let mut client = tether.anonymous(&host);
         wait_status(&mut client, "/", 200, FAST).await;
@@ -100,20 +88,11 @@ async fn labelled_containers_become_routable_within_milliseconds_of_their_start(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_containers_at_once_are_coalesced_into_few_swaps() {
-    let Some(engine) = Engine::get("burst").await else {
+    let Some((engine, net, tether)) = setup("burst", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let host = format!("burst.{}", engine.run);
-    let args = labels(
-        &engine,
-        &net,
-        &[
-            format!("tether.http.routers.burst.rule=Host(`{host}`)"),
-            "tether.http.services.burst.port=8080".into(),
-        ],
-    );
+    let args = routed(&engine, &net, "burst", &host);
     let label = engine.constraint();
     let mut creating = tokio::task::JoinSet::new();
     for i in 0..50 {
@@ -146,15 +125,12 @@ async fn fifty_containers_at_once_are_coalesced_into_few_swaps() {
         });
     }
     starting.join_all().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tether.servers("burst@docker").len() < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 50 routed",
-            tether.servers("burst@docker").len()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_state(
+        "50 started containers routed",
+        Duration::from_secs(30),
+        || tether.servers("burst@docker").len() == 50,
+    )
+    .await;
     let start_swaps = tether.swaps() - before;
     let start_time = t0.elapsed();
     let mut names: Vec<String> = (0..50).map(|i| format!("{}-b{i}", engine.run)).collect();
@@ -168,11 +144,10 @@ async fn fifty_containers_at_once_are_coalesced_into_few_swaps() {
     pause.extend(ids.iter().map(String::as_str));
     engine.docker(&pause).await.expect("docker pause");
     // Requests sent to a container just paused would hang: watch the table instead.
-    let deadline = Instant::now() + FAST;
-    while !tether.servers("burst@docker").is_empty() {
-        assert!(Instant::now() < deadline, "paused containers still routed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_state("paused containers out of the table", FAST, || {
+        tether.servers("burst@docker").is_empty()
+    })
+    .await;
     assert_eq!(client.get("/").await.unwrap().status, 404);
     let pause_swaps = tether.swaps() - before;
     println!(

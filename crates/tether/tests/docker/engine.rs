@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
-use crate::support::{labels, strs, wait_for_servers, Tether};
+use crate::support::{routed, strs, wait_for_servers, wait_state, Tether};
 
 const FAST: Duration = Duration::from_secs(10);
 const ENGINE: &str = "/var/run/docker.sock";
@@ -133,14 +133,7 @@ async fn tether_only_reads_from_the_engine() {
     let net = engine.network("net").await;
     let tether = Tether::start_at(&engine, relay.endpoint(), Duration::from_secs(1)).await;
     let host = format!("ro.{}", engine.run);
-    let mut args = labels(
-        &engine,
-        &net,
-        &[
-            format!("tether.http.routers.ro.rule=Host(`{host}`)"),
-            "tether.http.services.ro.port=8080".into(),
-        ],
-    );
+    let mut args = routed(&engine, &net, "ro", &host);
     let a = engine.whoami("a", &strs(&args)).await;
     args.extend(["--label".into(), "tether.http.services.ro.weight=2".into()]);
     let b = engine.whoami("b", &strs(&args)).await;
@@ -187,14 +180,7 @@ async fn a_lost_engine_keeps_the_last_table_then_reconnects_and_resyncs() {
     let net = engine.network("net").await;
     let tether = Tether::start_at(&engine, relay.endpoint(), Duration::from_secs(1)).await;
     let host = format!("rc.{}", engine.run);
-    let args = labels(
-        &engine,
-        &net,
-        &[
-            format!("tether.http.routers.rc.rule=Host(`{host}`)"),
-            "tether.http.services.rc.port=8080".into(),
-        ],
-    );
+    let args = routed(&engine, &net, "rc", &host);
     let a = engine.whoami("a", &strs(&args)).await;
     let mut client = tether.anonymous(&host);
     wait_for_servers(&mut client, "/", &[&a.name], FAST).await;
@@ -207,17 +193,16 @@ async fn a_lost_engine_keeps_the_last_table_then_reconnects_and_resyncs() {
     }
     // A container that starts meanwhile is found by the full resync after reconnecting.
     let b = engine.whoami("b", &strs(&args)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !tether.servers("rc@docker").contains_key(&b.name),
+        "no event can reach Tether while the engine is cut off"
+    );
     relay.resume();
     wait_for_servers(&mut client, "/", &[&a.name, &b.name], FAST).await;
     // And events flow again.
     engine.docker(&["stop", &a.id]).await.unwrap();
-    let deadline = std::time::Instant::now() + FAST;
-    while tether.servers("rc@docker").contains_key(&a.name) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stop not seen after reconnecting"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_state("stop seen after reconnecting", FAST, || {
+        !tether.servers("rc@docker").contains_key(&a.name)
+    })
+    .await;
 }

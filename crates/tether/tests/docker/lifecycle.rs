@@ -2,35 +2,22 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tether_testkit::docker::{Engine, WHOAMI_IMAGE};
+use tether_testkit::docker::WHOAMI_IMAGE;
 
-use crate::support::{labels, strs, wait_for_servers, Tether};
+use crate::support::{labels, routed, setup, strs, wait_for_servers, wait_state};
 
 const FAST: Duration = Duration::from_secs(10);
 
-fn sticky_labels(engine: &Engine, net: &str, host: &str) -> Vec<String> {
-    labels(
-        engine,
-        net,
-        &[
-            format!("tether.http.routers.app.rule=Host(`{host}`)"),
-            "tether.http.services.app.port=8080".into(),
-            "tether.http.services.app.affinity.mode=cookie".into(),
-        ],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_stop_under_load_fails_no_request_and_moves_pinned_sessions() {
-    let Some(engine) = Engine::get("stop").await else {
+    let Some((engine, net, tether)) = setup("stop", Duration::from_secs(5)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(5)).await;
     let host = format!("app.{}", engine.run);
-    let args = sticky_labels(&engine, &net, &host);
+    let mut args = routed(&engine, &net, "app", &host);
+    args.extend(["--label", "tether.http.services.app.affinity.mode=cookie"].map(String::from));
     let a = engine.whoami("a", &strs(&args)).await;
     let b = engine.whoami("b", &strs(&args)).await;
     wait_for_servers(&mut tether.anonymous(&host), "/", &[&a.name, &b.name], FAST).await;
@@ -87,15 +74,15 @@ async fn docker_stop_under_load_fails_no_request_and_moves_pinned_sessions() {
             None
         });
     }
+    // Pacing: the load runs a while before the stop...
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = ok.load(Relaxed);
     engine.docker(&["stop", &a.id]).await.expect("docker stop");
-    // Until Tether has seen the container go, then a little longer.
-    let deadline = Instant::now() + FAST;
-    while tether.servers("app@docker").contains_key(&a.name) {
-        assert!(Instant::now() < deadline, "stopped container still routed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // ...until Tether has seen the container go, and a while after it.
+    wait_state("stopped container out of the table", FAST, || {
+        !tether.servers("app@docker").contains_key(&a.name)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Relaxed);
     let ends = load.join_all().await;
@@ -120,20 +107,11 @@ async fn docker_stop_under_load_fails_no_request_and_moves_pinned_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_with_a_healthcheck_gets_traffic_only_while_healthy() {
-    let Some(engine) = Engine::get("health").await else {
+    let Some((engine, net, tether)) = setup("health", Duration::from_millis(500)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_millis(500)).await;
     let host = format!("app.{}", engine.run);
-    let args = labels(
-        &engine,
-        &net,
-        &[
-            format!("tether.http.routers.app.rule=Host(`{host}`)"),
-            "tether.http.services.app.port=8080".into(),
-        ],
-    );
+    let args = routed(&engine, &net, "app", &host);
     let plain = engine.whoami("plain", &strs(&args)).await;
     let mut hc = args.clone();
     hc.extend(["--health-interval", "1s", "--health-retries", "1"].map(String::from));
@@ -163,19 +141,16 @@ async fn a_container_with_a_healthcheck_gets_traffic_only_while_healthy() {
     let ip = engine.ip(&checked, &net).await;
     let mut direct = tether_testkit::Client::without_cookies(format!("{ip}:8080").parse().unwrap());
     assert_eq!(direct.get("/health?set=down").await.unwrap().status, 503);
-    let deadline = Instant::now() + FAST;
-    while status(&checked).await != "unhealthy" {
-        assert!(Instant::now() < deadline, "never unhealthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while tether.takes_new("app@docker", &checked.name) {
-        assert!(
-            Instant::now() < deadline,
-            "unhealthy container not drained within 1s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tether_testkit::wait_for("the engine reports unhealthy", FAST, || async {
+        status(&checked).await == "unhealthy"
+    })
+    .await;
+    wait_state(
+        "unhealthy container drained",
+        Duration::from_secs(1),
+        || !tether.takes_new("app@docker", &checked.name),
+    )
+    .await;
     for _ in 0..40 {
         let r = client.get("/").await.unwrap();
         assert_eq!(
@@ -191,20 +166,11 @@ async fn a_container_with_a_healthcheck_gets_traffic_only_while_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_with_invalid_labels_is_left_out_with_a_named_error() {
-    let Some(engine) = Engine::get("invalid").await else {
+    let Some((engine, net, tether)) = setup("invalid", Duration::from_secs(2)).await else {
         return;
     };
-    let net = engine.network("net").await;
-    let tether = Tether::start(&engine, Duration::from_secs(2)).await;
     let host = format!("app.{}", engine.run);
-    let good = labels(
-        &engine,
-        &net,
-        &[
-            format!("tether.http.routers.app.rule=Host(`{host}`)"),
-            "tether.http.services.app.port=8080".into(),
-        ],
-    );
+    let good = routed(&engine, &net, "app", &host);
     let a = engine.whoami("good", &strs(&good)).await;
     let bad = labels(
         &engine,
@@ -219,11 +185,10 @@ async fn a_container_with_invalid_labels_is_left_out_with_a_named_error() {
         "label tether.http.services.app.port=\"80a\": not a port number (1..=65535) (container {})",
         b.name
     );
-    let deadline = Instant::now() + FAST;
-    while !tether.errors().contains(&expected) {
-        assert!(Instant::now() < deadline, "errors: {:?}", tether.errors());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_state(&format!("error {expected:?} in the status"), FAST, || {
+        tether.errors().contains(&expected)
+    })
+    .await;
     let mut client = tether.anonymous(&host);
     for _ in 0..20 {
         let r = client.get("/").await.unwrap();

@@ -113,6 +113,32 @@ impl Tether {
     }
 }
 
+/// An engine, a network and a Tether following the engine; `None` without an engine (see
+/// [`Engine::get`]).
+pub async fn setup(test: &str, drain: Duration) -> Option<(Engine, String, Tether)> {
+    let engine = Engine::get(test).await?;
+    let net = engine.network("net").await;
+    let tether = Tether::start(&engine, drain).await;
+    Some((engine, net, tether))
+}
+
+/// Tether labels routing ``Host(`host`)`` to service `name` on the container's port 8080.
+pub fn routed(engine: &Engine, network: &str, name: &str, host: &str) -> Vec<String> {
+    labels(
+        engine,
+        network,
+        &[
+            format!("tether.http.routers.{name}.rule=Host(`{host}`)"),
+            format!("tether.http.services.{name}.port=8080"),
+        ],
+    )
+}
+
+/// Wait, up to `deadline`, until `cond` holds of Tether's own state (its table, its status).
+pub async fn wait_state(what: &str, deadline: Duration, cond: impl Fn() -> bool) {
+    tether_testkit::wait_for(what, deadline, || std::future::ready(cond())).await
+}
+
 /// The `docker run` arguments that label a container for this test's Tether.
 pub fn labels(engine: &Engine, network: &str, labels: &[String]) -> Vec<String> {
     let mut args = vec![
