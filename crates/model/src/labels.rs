@@ -360,10 +360,14 @@ pub(crate) fn lit(s: &str) -> String {
     format!("`{s}`")
 }
 
-/// `Host(`a`) || Host(`b`)` for a list of host names (exact, or `*.` wildcards).
-pub(crate) fn hosts_rule(hosts: &[String]) -> String {
-    let parts: Vec<String> = hosts.iter().map(|h| format!("Host({})", lit(h))).collect();
-    group(parts)
+/// ``Host(`a`) || Host(`b`)``: one matcher over alternative values.
+pub(crate) fn any_of<S: AsRef<str>>(matcher: &str, values: &[S]) -> String {
+    group(
+        values
+            .iter()
+            .map(|v| format!("{matcher}({})", lit(v.as_ref())))
+            .collect(),
+    )
 }
 
 /// Joins alternatives with `||`, in parentheses when there are several.

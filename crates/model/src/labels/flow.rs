@@ -11,8 +11,7 @@
 //! each read the same labels from the engine (or Swarm) and agree without talking to each other.
 
 use super::{
-    address, group, hosts_rule, list, lit, port, route, scoped, server, service, Container,
-    Context, Translation,
+    address, any_of, list, port, route, scoped, server, service, Container, Context, Translation,
 };
 use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing};
 
@@ -40,15 +39,10 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let domains = c.label(DOMAIN).map(list).unwrap_or_default();
     let mut parts = Vec::new();
     if !domains.is_empty() {
-        parts.push(hosts_rule(&domains));
+        parts.push(any_of("Host", &domains));
     }
     if !paths.is_empty() {
-        parts.push(group(
-            paths
-                .iter()
-                .map(|p| format!("PathPrefix({})", lit(p)))
-                .collect(),
-        ));
+        parts.push(any_of("PathPrefix", &paths));
     }
     if parts.is_empty() {
         errors.push(c.label_error(

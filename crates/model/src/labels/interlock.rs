@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{address, hosts_rule, port, route, server, service, Container, Context, Translation};
+use super::{address, any_of, port, route, server, service, Container, Context, Translation};
 
 const VAR: &str = "INTERLOCK_DATA";
 
@@ -64,6 +64,6 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     })
     .map_err(|e| vec![e])?;
     let ip = address(c, cx, None).map_err(|e| vec![e])?;
-    let rule = route(&host, hosts_rule(&hosts), &host).map_err(bad)?;
+    let rule = route(&host, any_of("Host", &hosts), &host).map_err(bad)?;
     Ok((vec![service(&host, server(c, ip, port))], vec![rule]))
 }

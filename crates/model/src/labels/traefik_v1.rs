@@ -14,7 +14,7 @@
 
 use super::traefik::{label_ci, NETWORK};
 use super::{
-    address, group, lit, parse_bool, port, route, scoped, server, service, Container, Context,
+    address, any_of, lit, parse_bool, port, route, scoped, server, service, Container, Context,
     Translation,
 };
 use crate::decl::{AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, OnMissing};
@@ -152,12 +152,7 @@ pub fn translate_rule(v1: &str) -> Result<String, String> {
                 ))
             }
         };
-        all.push(group(
-            values
-                .iter()
-                .map(|v| format!("{name}({})", lit(v)))
-                .collect(),
-        ));
+        all.push(any_of(name, &values));
     }
     if all.is_empty() {
         return Err("empty rule".into());
