@@ -62,6 +62,11 @@ impl Stack {
             .collect()
     }
 
+    /// Wait until every one of `names` has answered `path` on `host`.
+    async fn serves(&self, host: &str, path: &str, names: &[String]) {
+        wait_for_servers(&mut self.client(host, false), path, &strs(names), FAST).await
+    }
+
     fn client(&self, host: &str, cookies: bool) -> Client {
         let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let mut c = if cookies {
@@ -107,20 +112,8 @@ async fn haproxy_seed_compose_service1_sticks_service2_alternates_and_scales() {
     let s1 = stack.replicas("service1").await;
     let s2 = stack.replicas("service2").await;
     assert_eq!((s1.len(), s2.len()), (2, 2));
-    wait_for_servers(
-        &mut stack.client("localhost", false),
-        "/service1",
-        &strs(&s1),
-        FAST,
-    )
-    .await;
-    wait_for_servers(
-        &mut stack.client("localhost", false),
-        "/service2",
-        &strs(&s2),
-        FAST,
-    )
-    .await;
+    stack.serves("localhost", "/service1", &s1).await;
+    stack.serves("localhost", "/service2", &s2).await;
 
     let mut browser = stack.client("localhost", true);
     let first = browser.get("/service1").await.unwrap();
@@ -141,13 +134,7 @@ async fn haproxy_seed_compose_service1_sticks_service2_alternates_and_scales() {
     stack.compose(&["up", "-d", "--scale", "service2=5"]).await;
     let s2 = stack.replicas("service2").await;
     assert_eq!(s2.len(), 5);
-    wait_for_servers(
-        &mut stack.client("localhost", false),
-        "/service2",
-        &strs(&s2),
-        FAST,
-    )
-    .await;
+    stack.serves("localhost", "/service2", &s2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,13 +144,7 @@ async fn traefik_seed_compose_is_sticky_without_addresses_in_the_cookie() {
     };
     let stack = Stack::up(&engine, "traefik-seed").await;
     let replicas = stack.replicas("whoami-service").await;
-    wait_for_servers(
-        &mut stack.client("localhost", false),
-        "/",
-        &strs(&replicas),
-        FAST,
-    )
-    .await;
+    stack.serves("localhost", "/", &replicas).await;
     let mut browser = stack.client("localhost", true);
     let first = browser.get("/").await.unwrap();
     let cookie = first
@@ -187,8 +168,7 @@ async fn interlock_seed_compose_routes_the_host_to_healthy_replicas() {
     };
     let stack = Stack::up(&engine, "interlock-seed").await;
     let web = stack.replicas("web").await;
-    let mut client = stack.client("demo.interlock.com", false);
-    wait_for_servers(&mut client, "/", &strs(&web), FAST).await;
+    stack.serves("demo.interlock.com", "/", &web).await;
     assert_eq!(
         stack
             .client("other.com", false)
@@ -201,5 +181,5 @@ async fn interlock_seed_compose_routes_the_host_to_healthy_replicas() {
     stack.compose(&["up", "-d", "--scale", "web=3"]).await;
     let web = stack.replicas("web").await;
     assert_eq!(web.len(), 3);
-    wait_for_servers(&mut client, "/", &strs(&web), FAST).await;
+    stack.serves("demo.interlock.com", "/", &web).await;
 }
