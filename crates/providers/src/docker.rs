@@ -72,11 +72,7 @@ async fn session(
 ) -> Result<(), ApiError> {
     let client = Client::connect(cfg.endpoint.clone()).await?;
     let mut events = client.events().await?;
-    if cfg.settings.own_networks.is_empty() {
-        tracker.set_own_networks(own_networks(&client).await);
-    }
-    let all = inspect_all(&client).await?;
-    tracker.resync(all, Instant::now());
+    read_all(&client, cfg, tracker).await?;
     tracing::info!(endpoint = %cfg.endpoint, api = client.api_version(), containers = tracker.len(), "docker: connected, following events");
     if tx.send(tracker.update()).await.is_err() {
         return Ok(());
@@ -159,6 +155,19 @@ async fn session(
     }
 }
 
+/// Find Tether's own networks (unless given), then read every running container afresh.
+async fn read_all(
+    client: &Client,
+    cfg: &DockerConfig,
+    tracker: &mut Tracker,
+) -> Result<(), ApiError> {
+    if cfg.settings.own_networks.is_empty() {
+        tracker.set_own_networks(own_networks(client).await);
+    }
+    tracker.resync(inspect_all(client).await?, Instant::now());
+    Ok(())
+}
+
 /// Inspect every running container.
 async fn inspect_all(client: &Client) -> Result<Vec<Inspection>, ApiError> {
     let listed: Vec<Listed> = client.get("/containers/json").await?;
@@ -222,9 +231,6 @@ fn own_container_id() -> Option<String> {
 pub async fn snapshot(cfg: &DockerConfig) -> Result<(ProviderUpdate, usize), ApiError> {
     let client = Client::connect(cfg.endpoint.clone()).await?;
     let mut tracker = Tracker::new(cfg.settings.clone());
-    if cfg.settings.own_networks.is_empty() {
-        tracker.set_own_networks(own_networks(&client).await);
-    }
-    tracker.resync(inspect_all(&client).await?, Instant::now());
+    read_all(&client, cfg, &mut tracker).await?;
     Ok((tracker.update(), tracker.len()))
 }

@@ -56,6 +56,22 @@ pub struct DockerOptions {
     pub constraint: Option<(String, String)>,
 }
 
+impl DockerOptions {
+    /// The provider's configuration, for Tether's entrypoints and drain period.
+    pub fn config(&self, entrypoints: Vec<String>, drain: Duration) -> docker::DockerConfig {
+        docker::DockerConfig {
+            endpoint: self.endpoint.clone(),
+            settings: docker::Settings {
+                entrypoints,
+                own_networks: Vec::new(),
+                default_network: self.network.clone(),
+                drain,
+                constraint: self.constraint.clone(),
+            },
+        }
+    }
+}
+
 /// How long start-up waits for the first full read of the Docker engine before serving anyway.
 const FIRST_SYNC: Duration = Duration::from_secs(5);
 
@@ -164,17 +180,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         )));
     }
     if let Some(d) = &opts.docker {
-        let cfg = docker::DockerConfig {
-            endpoint: d.endpoint.clone(),
-            settings: docker::Settings {
-                entrypoints: names,
-                own_networks: Vec::new(),
-                default_network: d.network.clone(),
-                drain: opts.drain,
-                constraint: d.constraint.clone(),
-            },
-        };
-        following.push(follow_docker(cfg, control.clone()).await);
+        following.push(follow_docker(d.config(names, opts.drain), control.clone()).await);
     }
     let proxy_cfg = ProxyConfig {
         timeouts: settings.timeouts,

@@ -215,15 +215,7 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
         }
     }
     if let Some(d) = docker {
-        let cfg = tether_providers::docker::DockerConfig {
-            endpoint: d.endpoint.clone(),
-            settings: tether_providers::docker::Settings {
-                entrypoints,
-                default_network: d.network,
-                constraint: d.constraint,
-                ..Default::default()
-            },
-        };
+        let cfg = d.config(entrypoints, Duration::ZERO);
         let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
         for e in &update.errors {
             eprintln!("docker: {e}");
