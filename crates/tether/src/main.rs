@@ -21,6 +21,11 @@ struct Cli {
     #[arg(long, global = true, default_value = "info", env = "TETHER_LOG")]
     log: String,
 
+    /// Threads serving connections. Default: one per CPU core. With 1, everything runs on one
+    /// thread (no work stealing), the cheapest setting per request when a core is dedicated.
+    #[arg(long, global = true, env = "TETHER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -162,10 +167,17 @@ fn init_logging(filter: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = cli.workers.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tether: cannot start the runtime: {e}");

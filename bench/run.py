@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""Tether beside HAProxy and NGINX on this machine: one interleaved session (A B C A B C ...).
+
+Each proxy gets the same routes (bench/configs/), upstream keep-alive, no logging, and N workers
+pinned to the proxy's cores; wrk and the two fixed-response backends run on the other core(s).
+For every run it records requests/s, p50/p99 latency (wrk --latency), the proxy's own CPU time per
+request (utime + stime of its processes from /proc/PID/stat, not whole-core busy time) and its
+peak RSS (VmHWM). It prints medians with their spread and ratios Tether/HAProxy and Tether/NGINX,
+and writes a JSON file and a PNG chart.
+
+Run it through bench/run.sh, which installs the tools and builds Tether first.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "bench", "configs")
+TICK = os.sysconf("SC_CLK_TCK")
+PROXIES = ["tether", "haproxy", "nginx"]
+PORTS = {"tether": 18080, "haproxy": 18081, "nginx": 18082}
+BACKENDS = (19101, 19102)
+
+# name -> (path, wrk extra args, workers, connections, wrk threads, needs a cookie)
+SCENARIOS = {
+    "rr-keepalive": dict(path="/rr", workers=1, conns=50, threads=1),
+    "sticky-cookie": dict(path="/sticky", workers=1, conns=50, threads=1, cookie=True),
+    "sticky-no-cookie": dict(path="/sticky", workers=1, conns=50, threads=1),
+    "new-connection": dict(path="/rr", workers=1, conns=50, threads=1, close=True),
+    "rr-2-workers": dict(path="/rr", workers=2, conns=100, threads=2),
+}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def wait_port(port, deadline=10.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {deadline}s")
+
+
+def wait_http(port, path, deadline=10.0):
+    """Wait until the proxy answers 200 on `path` (it may listen before its table is loaded)."""
+    end = time.monotonic() + deadline
+    last = None
+    while time.monotonic() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status == 200:
+                return
+            last = r.status
+        except OSError as e:
+            last = e
+        time.sleep(0.02)
+    raise RuntimeError(f"127.0.0.1:{port}{path} never answered 200 (last: {last})")
+
+
+def fetch_cookie(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    sc = r.getheader("Set-Cookie")
+    if not sc:
+        raise RuntimeError(f"127.0.0.1:{port}{path} set no cookie")
+    return sc.split(";", 1)[0]
+
+
+def render(name, workers, tmp):
+    with open(os.path.join(CONFIGS, name)) as f:
+        text = f.read()
+    values = dict(
+        port=PORTS[name.split(".")[0]],
+        backend_a=BACKENDS[0],
+        backend_b=BACKENDS[1],
+        workers=workers,
+        dir=tmp,
+    )
+    # Only the known placeholders: the configs also contain literal braces.
+    for k, v in values.items():
+        text = text.replace("{" + k + "}", str(v))
+    out = os.path.join(tmp, name)
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def proc_tree(pid):
+    """pid and its descendants (NGINX's master and workers)."""
+    pids = [pid]
+    try:
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        for k in kids.split():
+            pids += proc_tree(int(k))
+    except OSError:
+        pass
+    return pids
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, IndexError):
+            pass
+    return total / TICK
+
+
+def peak_rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Proxy:
+    def __init__(self, name, workers, cores, bins, tmp):
+        self.name, self.workers, self.cores, self.bins = name, workers, cores, bins
+        self.tmp = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp)
+        self.proc = None
+
+    def command(self):
+        if self.name == "tether":
+            cfg = render("tether.toml", self.workers, self.tmp)
+            return [self.bins["tether"], "--log", "warn", "--workers", str(self.workers),
+                    "run", "--config", cfg, "--state-dir", self.tmp]
+        if self.name == "haproxy":
+            cfg = render("haproxy.cfg", self.workers, self.tmp)
+            return ["haproxy", "-db", "-f", cfg]
+        cfg = render("nginx.conf", self.workers, self.tmp)
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(self.tmp, d), exist_ok=True)
+        return ["nginx", "-p", self.tmp, "-c", cfg]
+
+    def start(self, path):
+        cmd = ["taskset", "-c", self.cores] + self.command()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(
+            os.path.join(self.tmp, "stderr"), "w"), start_new_session=True)
+        try:
+            wait_port(PORTS[self.name])
+            wait_http(PORTS[self.name], path)
+        except RuntimeError:
+            with open(os.path.join(self.tmp, "stderr")) as f:
+                log(f"{self.name}: {f.read()}")
+            self.stop()
+            raise
+        time.sleep(0.2)  # NGINX's workers start after the master binds
+        self.pids = proc_tree(self.proc.pid)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM if self.name != "nginx" else signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_wrk(out):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for pct, val, unit in re.findall(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        lat[pct] = float(val) * UNITS[unit]
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return dict(rps=rps, p50_ms=lat.get("50"), p99_ms=lat.get("99"), requests=total, errors=errors)
+
+
+def wrk(port, sc, duration, load_cores, cookie=None):
+    cmd = ["taskset", "-c", load_cores, "wrk", "--latency", f"-t{sc['threads']}",
+           f"-c{sc['conns']}", f"-d{duration}s"]
+    if cookie:
+        cmd += ["-H", f"Cookie: {cookie}"]
+    if sc.get("close"):
+        cmd += ["-H", "Connection: close"]
+    cmd.append(f"http://127.0.0.1:{port}{sc['path']}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def one_run(name, scen, sc, args, bins, tmp):
+    two = sc["workers"] > 1
+    cores = "0,1" if two else args.proxy_core
+    load = "0,1" if two else args.load_core
+    p = Proxy(name, sc["workers"], cores, bins, tmp)
+    p.start(sc["path"])
+    try:
+        port = PORTS[name]
+        cookie = fetch_cookie(port, sc["path"]) if sc.get("cookie") else None
+        wrk(port, sc, args.warmup, load, cookie)
+        p.pids = proc_tree(p.proc.pid)
+        before = cpu_seconds(p.pids)
+        r = wrk(port, sc, args.duration, load, cookie)
+        used = cpu_seconds(p.pids) - before
+        r["cpu_us_per_req"] = used / max(r["requests"], 1) * 1e6
+        r["peak_rss_kib"] = peak_rss_kib(p.pids)
+        if p.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited during {scen}")
+        return r
+    finally:
+        p.stop()
+
+
+def summarise(runs):
+    keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "peak_rss_kib", "errors"]
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        if vals:
+            out[k] = dict(median=statistics.median(vals), min=min(vals), max=max(vals))
+    return out
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def table(summary, proxies):
+    head = "| scenario | metric | " + " | ".join(proxies)
+    cmp = [p for p in proxies if p != "tether"] if "tether" in proxies else []
+    head += "".join(f" | Tether/{p}" for p in cmp) + " |"
+    lines = [head, "|" + "---|" * (2 + len(proxies) + len(cmp))]
+    fmt = {"rps": "{:,.0f}", "p50_ms": "{:.3f} ms", "p99_ms": "{:.3f} ms",
+           "cpu_us_per_req": "{:.1f} µs", "peak_rss_kib": "{:,.0f} KiB"}
+    for scen, per in summary.items():
+        for m, f in fmt.items():
+            cells = []
+            for p in proxies:
+                s = per.get(p, {}).get(m)
+                cells.append(f.format(s["median"]) + (
+                    f" ({f.format(s['min']).split()[0]}–{f.format(s['max']).split()[0]})"
+                    if s["max"] != s["min"] else "") if s else "–")
+            rs = []
+            for p in cmp:
+                a = per.get("tether", {}).get(m)
+                b = per.get(p, {}).get(m)
+                r = ratio(a and a["median"], b and b["median"])
+                rs.append(f"{r:.2f}×" if r else "–")
+            lines.append(f"| {scen} | {m} | " + " | ".join(cells + rs) + " |")
+    return "\n".join(lines)
+
+
+def chart(summary, proxies, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart (pip install matplotlib)")
+        return None
+    scens = list(summary)
+    metrics = [("rps", "requests/s"), ("cpu_us_per_req", "CPU µs per request"),
+               ("p99_ms", "p99 latency (ms)")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.8))
+    width = 0.8 / len(proxies)
+    colors = {"tether": "#2a9d8f", "haproxy": "#e76f51", "nginx": "#264653"}
+    for ax, (m, label) in zip(axes, metrics):
+        for i, p in enumerate(proxies):
+            med, lo, hi = [], [], []
+            for s in scens:
+                v = summary[s].get(p, {}).get(m)
+                med.append(v["median"] if v else 0)
+                lo.append(v["median"] - v["min"] if v else 0)
+                hi.append(v["max"] - v["median"] if v else 0)
+            xs = [j + i * width for j in range(len(scens))]
+            ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=p, color=colors.get(p))
+        ax.set_xticks([j + width * (len(proxies) - 1) / 2 for j in range(len(scens))])
+        ax.set_xticklabels(scens, rotation=25, ha="right", fontsize=8)
+        ax.set_title(label + " (median, min–max)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5, help="seconds measured per run")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--proxies", default=",".join(PROXIES))
+    ap.add_argument("--proxy-core", default="0")
+    ap.add_argument("--load-core", default="1")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
+    ap.add_argument("--tether", default=os.path.join(ROOT, "target", "release", "tether"))
+    ap.add_argument("--backend", default=os.path.join(ROOT, "target", "release", "tether-bench-backend"))
+    args = ap.parse_args()
+    scens = args.scenarios.split(",")
+    proxies = args.proxies.split(",")
+    for s in scens:
+        if s not in SCENARIOS:
+            sys.exit(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
+    os.makedirs(args.out, exist_ok=True)
+    bins = {"tether": args.tether}
+    tmp = tempfile.mkdtemp(prefix="tether-bench-")
+    backends = [subprocess.Popen(["taskset", "-c", args.load_core, args.backend,
+                                  f"127.0.0.1:{port}", name])
+                for port, name in zip(BACKENDS, "ab")]
+    runs = {s: {p: [] for p in proxies} for s in scens}
+    try:
+        for port in BACKENDS:
+            wait_port(port)
+        for rnd in range(args.rounds):
+            for s in scens:
+                for p in proxies:
+                    r = one_run(p, s, SCENARIOS[s], args, bins, tmp)
+                    runs[s][p].append(r)
+                    log(f"round {rnd + 1}/{args.rounds} {s:17} {p:8} {r['rps']:>9,.0f} req/s "
+                        f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
+                        f"cpu {r['cpu_us_per_req']:.1f} µs/req rss {r['peak_rss_kib']:,} KiB "
+                        f"errors {r['errors']}")
+    finally:
+        for b in backends:
+            b.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = {s: {p: summarise(runs[s][p]) for p in proxies} for s in scens}
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    versions = {
+        "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "tether": subprocess.run([args.tether, "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+    result = dict(when=stamp, rounds=args.rounds, duration_s=args.duration, versions=versions,
+                  cores=dict(proxy=args.proxy_core, load=args.load_core), runs=runs,
+                  summary=summary)
+    jpath = os.path.join(args.out, "results.json")
+    with open(jpath, "w") as f:
+        json.dump(result, f, indent=1)
+    md = table(summary, proxies)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md + "\n")
+    png = chart(summary, proxies, os.path.join(args.out, "chart.png"))
+    print(md)
+    print(f"\nJSON: {jpath}" + (f"\nchart: {png}" if png else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Tether beside HAProxy and NGINX, interleaved, on this machine. Installs what is missing
+# (haproxy, nginx, wrk, matplotlib), builds Tether and the fixed-response backend in release mode,
+# then runs bench/run.py with the arguments given (see `bench/run.sh --help`).
+# Results: bench/out/results.{md,json} and bench/out/chart.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+for t in haproxy nginx wrk taskset; do
+  command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+if ((${#missing[@]})); then
+  pkgs=()
+  for t in "${missing[@]}"; do
+    case $t in nginx) pkgs+=(nginx-light) ;; taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;; esac
+  done
+  echo "bench: installing ${pkgs[*]}" >&2
+  apt-get update -q >&2 && apt-get install -y -q "${pkgs[@]}" >&2
+fi
+python3 -c 'import matplotlib' 2>/dev/null || pip install -q matplotlib >&2 || echo "bench: no matplotlib, no chart" >&2
+echo "bench: building release binaries" >&2
+cargo build --release -q -p tether -p tether-bench
+exec python3 bench/run.py "$@"
