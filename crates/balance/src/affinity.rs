@@ -135,6 +135,15 @@ impl StickyIndex {
         }
     }
 
+    /// Number of servers.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// The cookie value that pins a session to server `idx`.
     pub fn value(&self, idx: usize) -> &str {
         &self.values[idx]

@@ -3,7 +3,6 @@
 //! 400 malformed, 404 no route, 502 no server reachable, 503 no server available, 504 too slow.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -14,6 +13,7 @@ use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
 use crate::body::ProxyBody;
+use crate::headers::{ForwardedHost, Peer};
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::{headers, sticky, upgrade, upstream, ProxyConfig, TableStore};
@@ -45,24 +45,33 @@ pub fn error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
     r
 }
 
-/// The request's host, lower case and without port; `None` if it is missing or malformed.
-fn host_of(uri: &Uri, h: &http::HeaderMap) -> Option<Cow<'static, str>> {
-    let raw = match uri.authority() {
-        Some(a) => a.host().to_string(),
-        None => {
-            let v = h.get(header::HOST)?.to_str().ok()?;
-            let a: http::uri::Authority = v.parse().ok()?;
-            a.host().to_string()
+/// Where the request names its host: the URI's authority (HTTP/2, absolute-form) or the `Host`
+/// header. A cheap handle (a reference count), so the host can be borrowed from it while the
+/// request's headers are rewritten.
+enum HostSource {
+    Authority(http::uri::Authority),
+    Header(HeaderValue),
+}
+
+impl HostSource {
+    fn of(parts: &http::request::Parts) -> Option<HostSource> {
+        match parts.uri.authority() {
+            Some(a) => Some(HostSource::Authority(a.clone())),
+            None => parts
+                .headers
+                .get(header::HOST)
+                .cloned()
+                .map(HostSource::Header),
         }
-    };
-    if raw.is_empty() {
-        return None;
     }
-    Some(Cow::Owned(if raw.bytes().any(|b| b.is_ascii_uppercase()) {
-        raw.to_ascii_lowercase()
-    } else {
-        raw
-    }))
+
+    /// The host, lower case and without port; `None` if malformed.
+    fn host(&self) -> Option<Cow<'_, str>> {
+        match self {
+            HostSource::Authority(a) => crate::host::parse(a.as_str()),
+            HostSource::Header(v) => crate::host::parse(v.to_str().ok()?),
+        }
+    }
 }
 
 /// The pick a request ended up with.
@@ -82,12 +91,13 @@ enum Refusal {
 pub async fn handle(
     shared: &Shared,
     ep: usize,
-    peer: SocketAddr,
+    peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let table = shared.store.load_full();
     let (parts, body) = req.into_parts();
-    let Some(host) = host_of(&parts.uri, &parts.headers) else {
+    let source = HostSource::of(&parts);
+    let Some(host) = source.as_ref().and_then(HostSource::host) else {
         if parts.version == Version::HTTP_10
             && parts.uri.authority().is_none()
             && !parts.headers.contains_key(header::HOST)
@@ -103,7 +113,7 @@ async fn route_and_send(
     shared: &Shared,
     table: &Arc<RoutingTable>,
     ep: usize,
-    peer: SocketAddr,
+    peer: &Peer,
     mut parts: http::request::Parts,
     body: Incoming,
     host: &str,
@@ -122,7 +132,7 @@ async fn route_and_send(
         .sticky
         .as_ref()
         .map(|s| sticky::read_request(&mut parts.headers, s));
-    let key = hash_key(svc, &parts.headers, peer);
+    let key = hash_key(svc, &parts.headers, peer.ip);
     let mut choice = match choose(
         svc,
         pin.as_ref().map_or(Pin::None, |p| p.pin),
@@ -133,7 +143,7 @@ async fn route_and_send(
         Err(r) => return refusal(svc, r),
     };
     let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
-    prepare(&mut parts, host, peer, upgrade, &shared.cfg);
+    prepare(&mut parts, host, peer, upgrade);
     let t = shared.cfg.timeouts;
     let req = Request::from_parts(parts, body);
     let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
@@ -220,13 +230,7 @@ async fn route_and_send(
 
 /// The request as the server must see it: origin-form HTTP/1.1, no hop-by-hop headers, true
 /// forwarding headers.
-fn prepare(
-    parts: &mut http::request::Parts,
-    host: &str,
-    peer: SocketAddr,
-    upgrade: bool,
-    cfg: &ProxyConfig,
-) {
+fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: bool) {
     if let Some(authority) = parts.uri.authority().cloned() {
         // h2 or absolute-form: the authority becomes the Host header of an origin-form request.
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
@@ -247,24 +251,17 @@ fn prepare(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let ip = peer.ip().to_canonical();
-    let trusted = headers::is_trusted(ip, &cfg.trusted_proxies);
-    let host_hdr = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    headers::set_forwarded(
-        &mut parts.headers,
-        ip,
-        trusted,
-        host_hdr.as_deref().or(Some(host).filter(|h| !h.is_empty())),
-    );
+    let fwd_host = if parts.headers.contains_key(header::HOST) {
+        ForwardedHost::HostHeader
+    } else {
+        ForwardedHost::Name(host)
+    };
+    headers::set_forwarded(&mut parts.headers, peer, fwd_host);
 }
 
-fn hash_key(svc: &Service, h: &http::HeaderMap, peer: SocketAddr) -> Option<Vec<u8>> {
+fn hash_key(svc: &Service, h: &http::HeaderMap, ip: std::net::IpAddr) -> Option<Vec<u8>> {
     match svc.hash_on.as_ref()? {
-        HashOn::ClientIp => Some(match peer.ip().to_canonical() {
+        HashOn::ClientIp => Some(match ip {
             std::net::IpAddr::V4(a) => a.octets().to_vec(),
             std::net::IpAddr::V6(a) => a.octets().to_vec(),
         }),

@@ -27,6 +27,13 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Remove hop-by-hop headers, including every header the `Connection` header names, and
 /// `Upgrade` unless `keep_upgrade` (a WebSocket handshake needs it to reach the server).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names instead of a lookup per name.
+    if !h
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || *k == header::UPGRADE)
+    {
+        return;
+    }
     if h.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
@@ -56,10 +63,44 @@ pub fn is_trusted(peer: IpAddr, trusted: &[Cidr]) -> bool {
     trusted.iter().any(|c| c.contains(peer))
 }
 
-/// Set the forwarding headers for a request from `peer` that arrived with `host`.
-pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, host: Option<&str>) {
-    let ip =
-        HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value");
+/// The client end of a connection, as forwarding headers describe it: worked out once per
+/// connection, not per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    /// The address with IPv4-mapped IPv6 turned back into IPv4.
+    pub ip: IpAddr,
+    /// `ip` as a header value (cloning it is a reference-count increment).
+    pub ip_value: HeaderValue,
+    /// Its own `X-Forwarded-*` are believed.
+    pub trusted: bool,
+}
+
+impl Peer {
+    pub fn new(addr: std::net::SocketAddr, trusted_proxies: &[Cidr]) -> Peer {
+        let ip = addr.ip().to_canonical();
+        Peer {
+            addr,
+            ip,
+            ip_value: HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value"),
+            trusted: is_trusted(ip, trusted_proxies),
+        }
+    }
+}
+
+/// Where `X-Forwarded-Host` comes from: the request's `Host` header, or else the host routing saw.
+#[derive(Debug, Clone, Copy)]
+pub enum ForwardedHost<'a> {
+    HostHeader,
+    Name(&'a str),
+}
+
+/// Set the forwarding headers for a request from `peer`.
+pub fn set_forwarded(h: &mut HeaderMap, peer: &Peer, host: ForwardedHost<'_>) {
+    let ip = peer.ip_value.clone();
+    let trusted = peer.trusted;
+    let peer = peer.ip;
     if trusted {
         let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) if !prior.trim().is_empty() => {
@@ -87,8 +128,13 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, host: Optio
     }
 }
 
-fn set_host(h: &mut HeaderMap, host: Option<&str>) {
-    if let Some(v) = host.and_then(|s| HeaderValue::from_str(s).ok()) {
+fn set_host(h: &mut HeaderMap, host: ForwardedHost<'_>) {
+    let v = match host {
+        ForwardedHost::HostHeader => h.get(header::HOST).cloned(),
+        ForwardedHost::Name(n) if !n.is_empty() => HeaderValue::from_str(n).ok(),
+        ForwardedHost::Name(_) => None,
+    };
+    if let Some(v) = v {
         h.insert(X_FORWARDED_HOST, v);
     }
 }
@@ -126,12 +172,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, "6.6.6.6".parse().unwrap());
         h.insert(X_FORWARDED_HOST, "evil".parse().unwrap());
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false, Some("a.com"));
+        let local = Peer::new("127.0.0.1:5000".parse().unwrap(), &[]);
+        set_forwarded(&mut h, &local, ForwardedHost::Name("a.com"));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
         assert_eq!(h[&X_FORWARDED_HOST], "a.com");
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, "1.2.3.4".parse().unwrap());
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), true, Some("a.com"));
+        let proxy = Peer::new(
+            "10.0.0.1:5000".parse().unwrap(),
+            &[tether_model::file_config::Cidr::parse("10.0.0.0/8").unwrap()],
+        );
+        set_forwarded(&mut h, &proxy, ForwardedHost::Name("a.com"));
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.0.0.1");
     }
 }

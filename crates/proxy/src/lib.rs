@@ -5,11 +5,12 @@
 //! ([`router`]), reads the session pin ([`sticky`]), picks a server ([`tether_balance`]), rewrites
 //! headers ([`headers`]) → [`upstream`] sends it over a pooled connection ([`pool`]), retrying a
 //! refused connect on another server → the response streams back ([`body`]) with the affinity
-//! cookie. WebSocket upgrades take [`upgrade`].
+//! cookie. WebSocket upgrades take [`upgrade`]. [`host`] reads the request's host in place.
 
 pub mod body;
 pub mod handler;
 pub mod headers;
+pub mod host;
 mod idle;
 pub mod pool;
 pub mod registry;

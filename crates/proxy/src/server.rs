@@ -108,11 +108,13 @@ async fn connection(
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let act = activity.clone();
+    let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
     let svc = hyper::service::service_fn(move |req| {
         let busy = act.begin();
         let shared = shared.clone();
+        let peer = peer.clone();
         async move {
-            let mut resp = handler::handle(&shared, ep, peer, req).await;
+            let mut resp = handler::handle(&shared, ep, &peer, req).await;
             resp.body_mut().attach(Box::new(busy));
             Ok::<_, Infallible>(resp)
         }

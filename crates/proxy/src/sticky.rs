@@ -121,15 +121,15 @@ pub fn write_response(
     fresh: bool,
     app_value: Option<&str>,
 ) {
-    let key = sticky.index.value(idx);
     let set = match &sticky.policy.mode {
-        AffinityMode::Cookie(attrs) => {
+        AffinityMode::Cookie(_) => {
             if fresh {
-                h.append(header::SET_COOKIE, inserted_cookie(attrs, key));
+                h.append(header::SET_COOKIE, sticky.set_cookie[idx].clone());
             }
             fresh
         }
         AffinityMode::Prefix { cookie: name } => {
+            let key = sticky.index.value(idx);
             let mut set = prefix_set_cookies(h, name, key);
             if !set && fresh {
                 if let Some(app) = app_value {
@@ -149,7 +149,8 @@ pub fn write_response(
     }
 }
 
-fn inserted_cookie(a: &CookieAttrs, value: &str) -> HeaderValue {
+/// The `Set-Cookie` value that pins a client to the server whose sealed key is `value`.
+pub(crate) fn inserted_cookie(a: &CookieAttrs, value: &str) -> HeaderValue {
     let mut s = format!("{}={value}; Path={}", a.name, a.path);
     if let Some(d) = &a.domain {
         let _ = write!(s, "; Domain={d}");
@@ -197,6 +198,11 @@ fn prefix_set_cookies(h: &mut HeaderMap, name: &str, key: &str) -> bool {
 /// `nocache`: a response that sets the affinity cookie must not be stored by shared caches,
 /// or one user's pin would be served to others.
 fn mark_not_cacheable(h: &mut HeaderMap) {
+    const NOT_SHARED: &str = "private, no-cache=\"set-cookie\"";
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NOT_SHARED));
+        return;
+    }
     let existing = h
         .get(header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
@@ -216,7 +222,7 @@ fn mark_not_cacheable(h: &mut HeaderMap) {
                 && !d.starts_with("no-cache")
         })
         .collect();
-    let mut v = String::from("private, no-cache=\"set-cookie\"");
+    let mut v = String::from(NOT_SHARED);
     for d in kept {
         let _ = write!(v, ", {d}");
     }
@@ -233,14 +239,14 @@ mod tests {
 
     fn sticky(mode: AffinityMode) -> Sticky {
         let key = AffinityKey::from_secret(b"test key test key test key test key");
-        Sticky {
-            policy: AffinityPolicy {
+        Sticky::new(
+            AffinityPolicy {
                 mode,
                 nocache: true,
                 on_missing: OnMissing::Rebalance,
             },
-            index: StickyIndex::new(&key, "web", &[("a", 1), ("b", 1)]),
-        }
+            StickyIndex::new(&key, "web", &[("a", 1), ("b", 1)]),
+        )
     }
 
     #[test]

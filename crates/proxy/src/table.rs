@@ -38,6 +38,25 @@ pub struct Service {
 pub struct Sticky {
     pub policy: AffinityPolicy,
     pub index: StickyIndex,
+    /// Cookie mode: the whole `Set-Cookie` value for each server, built once per table so that
+    /// pinning a response costs a reference-count increment.
+    pub set_cookie: Box<[http::HeaderValue]>,
+}
+
+impl Sticky {
+    pub fn new(policy: AffinityPolicy, index: StickyIndex) -> Sticky {
+        let set_cookie = match &policy.mode {
+            tether_model::AffinityMode::Cookie(attrs) => (0..index.len())
+                .map(|i| crate::sticky::inserted_cookie(attrs, index.value(i)))
+                .collect(),
+            tether_model::AffinityMode::Prefix { .. } => Box::default(),
+        };
+        Sticky {
+            policy,
+            index,
+            set_cookie,
+        }
+    }
 }
 
 /// What compiling needs besides the declarations.
@@ -143,10 +162,7 @@ fn service(
             .iter()
             .map(|srv| (srv.name.as_str(), srv.weight))
             .collect();
-        Sticky {
-            policy: policy.clone(),
-            index: StickyIndex::new(key, &s.name, &servers),
-        }
+        Sticky::new(policy.clone(), StickyIndex::new(key, &s.name, &servers))
     });
     let hash_on = match &s.balance {
         tether_model::BalanceAlgo::ConsistentHash(h) => Some(h.clone()),

