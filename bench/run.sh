@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tether beside HAProxy and NGINX, interleaved, on this machine. Installs what is missing
 # (haproxy, nginx, wrk, matplotlib), builds Tether and the fixed-response backend in release mode,
-# then runs bench/run.py with the arguments given (see `bench/run.sh --help`).
-# Results: bench/out/results.{md,json} and bench/out/chart.png.
+# then runs bench/run.py with the arguments given (see `bench/run.sh --help`), or with `--scale`
+# bench/scale.py (10,000-route swaps under load, idle connections, startup, binary size).
+# Results: bench/out/results.{md,json}, bench/out/chart.png, bench/out/scale.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -20,4 +21,8 @@ fi
 python3 -c 'import matplotlib' 2>/dev/null || pip install -q matplotlib >&2 || echo "bench: no matplotlib, no chart" >&2
 echo "bench: building release binaries" >&2
 cargo build --release -q -p tether -p tether-bench
+if [[ ${1:-} == --scale ]]; then
+  shift
+  exec python3 bench/scale.py "$@"
+fi
 exec python3 bench/run.py "$@"

@@ -103,6 +103,7 @@ impl Control {
 
     /// Replace one provider's state and swap in the merged table. Returns the new version.
     pub fn apply(&self, update: ProviderUpdate) -> Result<String, Rejected> {
+        let started = std::time::Instant::now();
         let mut state = self.state.lock().expect("control state poisoned");
         let provider = update.provider.clone();
         let mut candidate = state.providers.clone();
@@ -135,7 +136,8 @@ impl Control {
                 state.accept(&provider, candidate);
                 state.applied_at = Some(SystemTime::now());
                 state.swaps += 1;
-                tracing::info!(%provider, %version, routes = nr, services = ns, "configuration applied");
+                let took_ms = started.elapsed().as_secs_f64() * 1e3;
+                tracing::info!(%provider, %version, routes = nr, services = ns, took_ms = format_args!("{took_ms:.1}"), "configuration applied");
                 Ok(version)
             }
             Err(errs) => {

@@ -92,6 +92,27 @@ impl Rule {
             _ => None,
         }
     }
+
+    /// Path prefixes of which every matching request's path starts with one, if the rule implies
+    /// any (`Path(x)` implies the prefix `x`). The router indexes long route lists by these, so
+    /// path lookups do not scan every route.
+    pub fn required_path_prefixes(&self) -> Option<Vec<&str>> {
+        match self {
+            Rule::PathPrefix(p) | Rule::Path(p) => Some(p.iter().map(String::as_str).collect()),
+            Rule::And(a, b) => match (a.required_path_prefixes(), b.required_path_prefixes()) {
+                (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+                (x, y) => x.or(y),
+            },
+            Rule::Or(a, b) => {
+                let mut x = a.required_path_prefixes()?;
+                x.extend(b.required_path_prefixes()?);
+                x.sort_unstable();
+                x.dedup();
+                Some(x)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl HostPattern {

@@ -143,11 +143,31 @@ impl FileWatch {
             } else {
                 tokio::time::sleep(POLL).await;
             }
-            let now = std::fs::read(&self.path).ok();
+            let mut now = std::fs::read(&self.path).ok();
+            // A large file written in place (truncate, then write) can still be changing: read
+            // again until no event came in while reading.
+            while self.events.try_recv().is_ok() {
+                while self.events.try_recv().is_ok() {}
+                tokio::time::sleep(SETTLE).await;
+                now = std::fs::read(&self.path).ok();
+            }
             if now.is_none() || now == self.last {
                 continue; // removed mid-save, or unchanged
             }
-            let loaded = parse(&self.path, now.as_deref().unwrap_or_default());
+            if now
+                .as_ref()
+                .is_some_and(|b| b.iter().all(u8::is_ascii_whitespace))
+            {
+                // Truncated mid-save: an empty table would drop every route. The write that
+                // follows brings another event.
+                tracing::warn!(path = %self.path.display(), "configuration file is empty: keeping the last good configuration");
+                continue;
+            }
+            // Parsing a large file takes milliseconds: not on a serving thread.
+            let (path, bytes) = (self.path.clone(), now.clone().unwrap_or_default());
+            let Ok(loaded) = tokio::task::spawn_blocking(move || parse(&path, &bytes)).await else {
+                return; // the runtime is shutting down
+            };
             self.last = now;
             if tx.send(loaded).await.is_err() {
                 return;

@@ -1,12 +1,17 @@
 //! Route lookup for one entrypoint. Routes are indexed by the hosts their rules require, so a
 //! lookup touches only the routes of that host, its wildcard parents and the host-less routes,
-//! whatever the table's size. Each list is sorted by precedence and the best first match wins.
+//! whatever the table's size. Each of those lists is a [`bucket::Bucket`], indexed in turn by the
+//! path prefixes its rules require; the best (first by precedence) match wins.
+
+mod bucket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use tether_model::rule::RequestView;
 use tether_model::{HostPattern, Rule};
+
+use bucket::Bucket;
 
 /// A compiled route.
 #[derive(Debug)]
@@ -25,12 +30,12 @@ pub struct RouteEntry {
 #[derive(Debug, Default)]
 pub struct Router {
     routes: Arc<[RouteEntry]>,
-    /// Route indices for an exact host, best first.
-    exact: HashMap<Box<str>, Box<[u32]>>,
-    /// Route indices for `*.suffix`, keyed by suffix, best first.
-    wildcard: HashMap<Box<str>, Box<[u32]>>,
-    /// Routes whose rule does not pin a host, best first.
-    any: Box<[u32]>,
+    /// Routes for an exact host.
+    exact: HashMap<Box<str>, Bucket>,
+    /// Routes for `*.suffix`, keyed by suffix.
+    wildcard: HashMap<Box<str>, Bucket>,
+    /// Routes whose rule does not pin a host.
+    any: Bucket,
 }
 
 impl Router {
@@ -59,14 +64,14 @@ impl Router {
         }
         let freeze = |m: HashMap<Box<str>, Vec<u32>>| {
             m.into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .map(|(k, v)| (k, Bucket::new(&routes, v)))
                 .collect()
         };
         Router {
-            routes,
             exact: freeze(exact),
             wildcard: freeze(wildcard),
-            any: any.into(),
+            any: Bucket::new(&routes, any),
+            routes,
         }
     }
 
@@ -76,16 +81,12 @@ impl Router {
 
     /// The best route matching the request, if any.
     pub fn find(&self, req: &RequestView<'_>) -> Option<&RouteEntry> {
-        let first = |list: &[u32]| {
-            list.iter()
-                .copied()
-                .find(|&i| self.routes[i as usize].rule.matches(req))
-        };
-        let mut best = self.exact.get(req.host).and_then(|l| first(l));
+        let first = |b: &Bucket| b.first(&self.routes, req);
+        let mut best = self.exact.get(req.host).and_then(first);
         if !self.wildcard.is_empty() {
             let mut rest = req.host;
             while let Some((_, parent)) = rest.split_once('.') {
-                if let Some(i) = self.wildcard.get(parent).and_then(|l| first(l)) {
+                if let Some(i) = self.wildcard.get(parent).and_then(first) {
                     best = Some(best.map_or(i, |b| b.min(i)));
                 }
                 rest = parent;
@@ -128,6 +129,62 @@ mod tests {
             headers: &h,
         };
         r.find(&view).map(|e| e.name.as_str())
+    }
+
+    /// The prefix index of long lists must answer exactly as a scan of every route would.
+    #[test]
+    fn indexed_lists_answer_as_a_full_scan() {
+        let mut rules = vec![("PathPrefix(`/`)".to_string(), 1)];
+        for i in 0..300 {
+            rules.push((format!("PathPrefix(`/svc-{i}`)"), 0));
+            rules.push((
+                format!("Host(`h{}.com`) && PathPrefix(`/svc-{i}/api`)", i % 7),
+                0,
+            ));
+            rules.push((format!("Path(`/exact-{i}`) || PathPrefix(`/both-{i}`)"), 0));
+        }
+        rules.push(("Method(`POST`)".to_string(), 0));
+        rules.push((
+            "PathPrefix(`/svc-1`) && Header(`x-v`, `2`)".to_string(),
+            500,
+        ));
+        let refs: Vec<(&str, i64)> = rules.iter().map(|(r, p)| (r.as_str(), *p)).collect();
+        let r = router(&refs);
+        let scan = |host: &str, path: &str| {
+            let h = http::HeaderMap::new();
+            let view = RequestView {
+                host,
+                path,
+                method: &http::Method::GET,
+                headers: &h,
+            };
+            r.routes()
+                .iter()
+                .find(|e| e.rule.matches(&view))
+                .map(|e| e.name.as_str())
+        };
+        for host in ["h3.com", "x.org"] {
+            for path in [
+                "/",
+                "/svc-1",
+                "/svc-12",
+                "/svc-123/api/x",
+                "/svc-3/api",
+                "/exact-9",
+                "/exact-99x",
+                "/both-4/z",
+                "/none",
+                "/svc-",
+                "/é",
+                "/svc-1é",
+            ] {
+                assert_eq!(find(&r, host, path), scan(host, path), "{host}{path}");
+            }
+        }
+        assert_eq!(
+            find(&r, "x.org", "/svc-123/a"),
+            Some("PathPrefix(`/svc-123`)")
+        );
     }
 
     #[test]

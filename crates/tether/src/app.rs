@@ -210,9 +210,7 @@ async fn follow_docker(cfg: docker::DockerConfig, control: Arc<Control>) -> Join
     let endpoint = cfg.endpoint.clone();
     let provider = tokio::spawn(docker::run(cfg, tx));
     match tokio::time::timeout(FIRST_SYNC, rx.recv()).await {
-        Ok(Some(update)) => {
-            let _ = control.apply(update);
-        }
+        Ok(Some(update)) => apply_off_the_hot_path(&control, update).await,
         _ => {
             tracing::warn!(%endpoint, "docker: no answer from the engine yet; serving without its containers until it answers")
         }
@@ -221,7 +219,7 @@ async fn follow_docker(cfg: docker::DockerConfig, control: Arc<Control>) -> Join
         let _stop_with_us = AbortOnDrop(provider);
         while let Some(update) = rx.recv().await {
             // Errors are logged and recorded by the control plane; the last good table stays.
-            let _ = control.apply(update);
+            apply_off_the_hot_path(&control, update).await;
         }
     })
 }
@@ -238,12 +236,22 @@ async fn follow(watch: file::FileWatch, path: PathBuf, initial: FileConfig, cont
                     tracing::warn!(path = %path.display(), "entrypoints, timeouts, affinity key and trusted proxies are read at start: restart Tether to apply their changes");
                 }
                 // Errors are logged and recorded by the control plane.
-                let _ = control.apply(file::update(&cfg));
+                apply_off_the_hot_path(&control, file::update(&cfg)).await;
             }
             Err(e) => {
                 control.reject(file::PROVIDER, e.messages());
             }
         }
+    }
+}
+
+/// Compile and swap on a blocking thread: a table of 10,000 routes takes milliseconds to build,
+/// and with `--workers 1` the serving thread must not wait for it. Errors are logged and
+/// recorded by the control plane; the last good table keeps serving.
+async fn apply_off_the_hot_path(control: &Arc<Control>, update: tether_model::ProviderUpdate) {
+    let control = control.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || control.apply(update)).await {
+        tracing::error!(error = %e, "applying a configuration change failed");
     }
 }
 

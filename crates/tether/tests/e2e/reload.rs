@@ -141,3 +141,29 @@ async fn requests_in_flight_finish_on_the_table_they_started_with() {
     assert_eq!(r.status, 200);
     assert_eq!(p.client().get("/extra-0/").await.unwrap().status, 404);
 }
+
+/// An editor or deploy tool that truncates the file and then writes it must not make Tether
+/// apply an empty table in between: every route would answer 404.
+#[tokio::test]
+async fn a_file_truncated_mid_save_does_not_empty_the_table() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&config(&[&a], 1)).await;
+    let good_version = p.version();
+    let swaps = p.instance.control.status().swaps;
+    p.write("");
+    // Absence cannot be awaited: give the watcher several settle windows to (wrongly) apply it.
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let mut c = p.client();
+    while Instant::now() < deadline {
+        assert_eq!(c.get("/stable1").await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.version(), good_version);
+    assert_eq!(
+        p.instance.control.status().swaps,
+        swaps,
+        "nothing was applied"
+    );
+    p.reload(&config(&[&a], 2)).await;
+    assert_eq!(c.get("/extra-1/").await.unwrap().status, 200);
+}
