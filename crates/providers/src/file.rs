@@ -18,6 +18,8 @@ pub const PROVIDER: &str = "file";
 /// Quiet time after the last file event before reloading (editors write in several steps).
 const SETTLE: Duration = Duration::from_millis(50);
 const POLL: Duration = Duration::from_secs(1);
+/// A file still changing after this many settle periods is read as it is then.
+const MAX_REREADS: usize = 20;
 
 /// A file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,10 @@ impl FileWatch {
             .to_path_buf();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                // Our own reads of the file report accesses: only changes count.
+                if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 if ev
                     .paths
                     .iter()
@@ -145,8 +151,10 @@ impl FileWatch {
             }
             let mut now = std::fs::read(&self.path).ok();
             // A large file written in place (truncate, then write) can still be changing: read
-            // again until no event came in while reading.
-            while self.events.try_recv().is_ok() {
+            // again until no event came in while reading (for at most MAX_REREADS settles).
+            let mut rereads = 0;
+            while self.events.try_recv().is_ok() && rereads < MAX_REREADS {
+                rereads += 1;
                 while self.events.try_recv().is_ok() {}
                 tokio::time::sleep(SETTLE).await;
                 now = std::fs::read(&self.path).ok();
