@@ -134,7 +134,7 @@ mod tests {
     /// The prefix index of long lists must answer exactly as a scan of every route would.
     #[test]
     fn indexed_lists_answer_as_a_full_scan() {
-        let mut rules = vec![("PathPrefix(`/`)".to_string(), 1)];
+        let mut rules = vec![("PathPrefix(`/`)".to_string(), 0)];
         for i in 0..300 {
             rules.push((format!("PathPrefix(`/svc-{i}`)"), 0));
             rules.push((
@@ -148,7 +148,11 @@ mod tests {
             "PathPrefix(`/svc-1`) && Header(`x-v`, `2`)".to_string(),
             500,
         ));
-        let refs: Vec<(&str, i64)> = rules.iter().map(|(r, p)| (r.as_str(), *p)).collect();
+        // Default precedence (the longer rule wins) unless a priority is given.
+        let refs: Vec<(&str, i64)> = rules
+            .iter()
+            .map(|(r, p)| (r.as_str(), if *p == 0 { r.len() as i64 } else { *p }))
+            .collect();
         let r = router(&refs);
         let scan = |host: &str, path: &str| {
             let h = http::HeaderMap::new();
