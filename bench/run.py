@@ -133,13 +133,14 @@ def cpu_seconds(pids):
     return total / TICK
 
 
-def peak_rss_kib(pids):
+def memory_kib(pids, field="VmHWM"):
+    """A /proc/PID/status memory field (VmHWM: peak RSS, VmRSS: current) summed over `pids`."""
     total = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
         except OSError:
             pass
@@ -233,7 +234,7 @@ def one_run(name, scen, sc, args, bins, tmp):
         r = wrk(port, sc, args.duration, load, cookie)
         used = cpu_seconds(p.pids) - before
         r["cpu_us_per_req"] = used / max(r["requests"], 1) * 1e6
-        r["peak_rss_kib"] = peak_rss_kib(p.pids)
+        r["peak_rss_kib"] = memory_kib(p.pids)
         if p.proc.poll() is not None:
             raise RuntimeError(f"{name} exited during {scen}")
         return r

@@ -124,7 +124,7 @@ def idle(name, conns, args, tmp):
     try:
         port = bench.PORTS[name]
         p.pids = bench.proc_tree(p.proc.pid)
-        base = rss_kib(p.pids)
+        base = bench.memory_kib(p.pids, "VmRSS")
         socks = []
         req = b"GET /rr HTTP/1.1\r\nHost: bench\r\n\r\n"
         for _ in range(conns):
@@ -138,7 +138,7 @@ def idle(name, conns, args, tmp):
                 buf += chunk
             socks.append(s)
         time.sleep(1)
-        held = rss_kib(p.pids)
+        held = bench.memory_kib(p.pids, "VmRSS")
         alive = sum(1 for s in socks if alive_socket(s))
         for s in socks:
             s.close()
@@ -156,16 +156,6 @@ def alive_socket(s):
         return True
     except OSError:
         return False
-
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
 
 
 def startup(name, args, tmp, rounds=5):

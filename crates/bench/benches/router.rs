@@ -6,25 +6,14 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tether_model::rule::RequestView;
-use tether_model::Rule;
-use tether_proxy::router::{RouteEntry, Router};
+use tether_proxy::router::Router;
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 
+/// Default precedence: the longer rule wins.
 fn router(rules: impl Iterator<Item = String>) -> Router {
-    let mut routes: Vec<RouteEntry> = rules
-        .map(|r| RouteEntry {
-            name: r.clone(),
-            rule: Rule::parse(&r).expect("valid rule"),
-            priority: r.len() as i64,
-            rule_text: r,
-            service: 0,
-            entrypoints: Box::new([]),
-        })
-        .collect();
-    routes.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
-    let n = routes.len();
-    Router::new(routes.into(), 0..n)
+    let rules: Vec<String> = rules.collect();
+    Router::from_rules(rules.iter().map(|r| (r.as_str(), r.len() as i64))).expect("valid rules")
 }
 
 fn lookup(

@@ -75,6 +75,29 @@ impl Router {
         }
     }
 
+    /// A router over bare rules with the given priorities, for tests and benchmarks: each route is
+    /// named after its rule and served on every entrypoint by service 0.
+    pub fn from_rules<'a>(
+        rules: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> Result<Router, tether_model::RuleError> {
+        let mut routes = rules
+            .into_iter()
+            .map(|(r, priority)| {
+                Ok(RouteEntry {
+                    name: r.to_string(),
+                    rule: Rule::parse(r)?,
+                    rule_text: r.to_string(),
+                    priority,
+                    service: 0,
+                    entrypoints: Box::new([]),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        routes.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        let n = routes.len();
+        Ok(Router::new(routes.into(), 0..n))
+    }
+
     pub fn routes(&self) -> &[RouteEntry] {
         &self.routes
     }
@@ -104,31 +127,22 @@ mod tests {
     use super::*;
 
     fn router(rules: &[(&str, i64)]) -> Router {
-        let mut routes: Vec<RouteEntry> = rules
-            .iter()
-            .map(|(r, p)| RouteEntry {
-                name: r.to_string(),
-                rule: Rule::parse(r).unwrap(),
-                rule_text: r.to_string(),
-                priority: *p,
-                service: 0,
-                entrypoints: Box::new([]),
-            })
-            .collect();
-        routes.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
-        let n = routes.len();
-        Router::new(routes.into(), 0..n)
+        Router::from_rules(rules.iter().copied()).unwrap()
     }
 
-    fn find<'a>(r: &'a Router, host: &str, path: &str) -> Option<&'a str> {
+    /// Call `pick` with the view of a GET request to `host` and `path`.
+    fn with_get<T>(host: &str, path: &str, pick: impl FnOnce(&RequestView<'_>) -> T) -> T {
         let h = http::HeaderMap::new();
-        let view = RequestView {
+        pick(&RequestView {
             host,
             path,
             method: &http::Method::GET,
             headers: &h,
-        };
-        r.find(&view).map(|e| e.name.as_str())
+        })
+    }
+
+    fn find<'a>(r: &'a Router, host: &str, path: &str) -> Option<&'a str> {
+        with_get(host, path, |view| r.find(view).map(|e| e.name.as_str()))
     }
 
     /// The prefix index of long lists must answer exactly as a scan of every route would.
@@ -155,17 +169,12 @@ mod tests {
             .collect();
         let r = router(&refs);
         let scan = |host: &str, path: &str| {
-            let h = http::HeaderMap::new();
-            let view = RequestView {
-                host,
-                path,
-                method: &http::Method::GET,
-                headers: &h,
-            };
-            r.routes()
-                .iter()
-                .find(|e| e.rule.matches(&view))
-                .map(|e| e.name.as_str())
+            with_get(host, path, |view| {
+                r.routes()
+                    .iter()
+                    .find(|e| e.rule.matches(view))
+                    .map(|e| e.name.as_str())
+            })
         };
         for host in ["h3.com", "x.org"] {
             for path in [
