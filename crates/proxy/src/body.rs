@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tether_balance::state::InFlight;
 
-use crate::pool::Sender;
 use crate::registry::Backend;
+use crate::wire::{BodyReader, WireError};
 
 /// Something to hold until the response is done (e.g. the connection's activity marker).
 pub type Guard = Box<dyn Send + Sync + 'static>;
@@ -28,8 +28,8 @@ enum Kind {
 }
 
 struct Streamed {
-    inner: Incoming,
-    release: Option<(Sender, Arc<Backend>)>,
+    reader: Option<BodyReader>,
+    backend: Arc<Backend>,
     _in_flight: InFlight,
 }
 
@@ -49,17 +49,24 @@ impl ProxyBody {
         }
     }
 
-    /// Stream `inner`; give `sender` back to `backend`'s pool when it ends.
-    pub fn upstream(
-        inner: Incoming,
-        sender: Sender,
-        backend: Arc<Backend>,
-        in_flight: InFlight,
-    ) -> ProxyBody {
+    /// Stream the body `reader` reads; give its connection back to `backend`'s pool at the end.
+    pub fn upstream(reader: BodyReader, backend: Arc<Backend>, in_flight: InFlight) -> ProxyBody {
         ProxyBody {
             kind: Kind::Upstream(Streamed {
-                inner,
-                release: Some((sender, backend)),
+                reader: Some(reader),
+                backend,
+                _in_flight: in_flight,
+            }),
+            guard: None,
+        }
+    }
+
+    /// An empty body that holds the server's in-flight count until the response is sent.
+    pub fn finished(in_flight: InFlight, backend: Arc<Backend>) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Upstream(Streamed {
+                reader: None,
+                backend,
                 _in_flight: in_flight,
             }),
             guard: None,
@@ -73,40 +80,35 @@ impl ProxyBody {
 }
 
 impl Streamed {
+    /// Give the connection back if its body has been read whole.
     fn release(&mut self) {
-        if let Some((s, b)) = self.release.take() {
-            b.pool.release(s);
-        }
-    }
-}
-
-impl Drop for Streamed {
-    fn drop(&mut self) {
-        // Bodies hyper never polls (HEAD, 204, 304) are complete already: keep their connection.
-        if self.inner.is_end_stream() {
-            self.release();
+        if self.reader.as_ref().is_some_and(BodyReader::is_done) {
+            if let Some(conn) = self.reader.take().and_then(BodyReader::into_idle) {
+                self.backend.pool.release(conn);
+            }
         }
     }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = WireError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
         match &mut self.get_mut().kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(s) => {
-                let r = Pin::new(&mut s.inner).poll_frame(cx);
-                match &r {
-                    Poll::Ready(None) => s.release(),
-                    Poll::Ready(Some(Ok(_))) if s.inner.is_end_stream() => s.release(),
-                    _ => {}
-                }
-                r
+                let Some(reader) = s.reader.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let r = reader.poll_data(cx);
+                // Released as soon as the last byte is in hand, before the client has it: the
+                // next request may already want the connection.
+                s.release();
+                r.map(|o| o.map(|d| d.map(Frame::data)))
             }
         }
     }
@@ -114,14 +116,17 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
-            Kind::Upstream(s) => s.inner.is_end_stream(),
+            Kind::Upstream(s) => s.reader.as_ref().is_none_or(BodyReader::is_done),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream(s) => s.inner.size_hint(),
+            Kind::Upstream(s) => match s.reader.as_ref().map_or(Some(0), BodyReader::remaining) {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
         }
     }
 }

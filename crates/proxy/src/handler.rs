@@ -16,6 +16,7 @@ use crate::body::ProxyBody;
 use crate::headers::{ForwardedHost, Peer};
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
+use crate::wire::{BodyReader, Head, Outgoing};
 use crate::{headers, sticky, upgrade, upstream, ProxyConfig, TableStore};
 
 /// Servers tried for one request before answering 502.
@@ -145,10 +146,10 @@ async fn route_and_send(
     let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
     prepare(&mut parts, host, peer, upgrade);
     let t = shared.cfg.timeouts;
-    let req = Request::from_parts(parts, body);
     let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
     if upgrade {
         let backend = svc.backends[choice.idx].clone();
+        let req = Request::from_parts(parts, body);
         return match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
             Ok(mut resp) => {
                 if let Some(s) = &svc.sticky {
@@ -165,28 +166,38 @@ async fn route_and_send(
             Err(e) => upstream_error(svc, &e),
         };
     }
-    let mut req = req.map(upstream::UpBody::Left);
-    let head = upstream::replayable(&req);
+    let mut out = Outgoing::new(&parts, body);
+    drop(parts);
     let mut tried = Vec::new();
     loop {
         let backend = svc.backends[choice.idx].clone();
         let in_flight = backend.state.start_request();
-        match upstream::send(&backend, req, head.as_ref(), t.connect, t.upstream_response).await {
-            Ok((resp, sender)) => {
+        match upstream::send(&backend, &mut out, t.connect, t.upstream_response).await {
+            Ok((head, conn)) => {
                 backend.state.mark_ok();
-                let (mut rp, rbody) = resp.into_parts();
+                let Head {
+                    parts: mut rp,
+                    framing,
+                    keep_alive,
+                } = head;
                 headers::strip_hop_by_hop(&mut rp.headers, false);
                 if let Some(s) = &svc.sticky {
                     sticky::write_response(&mut rp.headers, s, choice.idx, choice.fresh, app_value);
                 }
-                return Response::from_parts(
-                    rp,
-                    ProxyBody::upstream(rbody, sender, backend, in_flight),
-                );
+                let body = match BodyReader::new(conn, framing, keep_alive) {
+                    Ok(reader) => ProxyBody::upstream(reader, backend, in_flight),
+                    Err(conn) => {
+                        if keep_alive {
+                            backend.pool.release(conn);
+                        }
+                        ProxyBody::finished(in_flight, backend)
+                    }
+                };
+                return Response::from_parts(rp, body);
             }
             Err(Failure {
                 error: e,
-                request: Some(r),
+                retryable: true,
             }) => {
                 // Nothing was sent (or it is a bodiless idempotent request that may go again):
                 // trying another server is safe.
@@ -195,7 +206,6 @@ async fn route_and_send(
                     backend.state.mark_failed();
                 }
                 tried.push(choice.idx);
-                req = r;
                 let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
                 if !choice.fresh && on_missing == Some(OnMissing::Fail) {
                     return refusal(svc, Refusal::PinnedGone);

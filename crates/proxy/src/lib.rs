@@ -20,6 +20,7 @@ pub mod sticky;
 pub mod table;
 mod upgrade;
 pub mod upstream;
+pub mod wire;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 use crate::body::ProxyBody;
@@ -20,12 +21,18 @@ pub async fn forward(
     respond: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let req = req.map(crate::upstream::UpBody::Left);
-    let mut sender = backend.pool.connect(connect, true).await?;
+    let stream = backend.pool.open(connect).await?;
+    let (mut sender, conn) = http1::Builder::new()
+        .handshake::<_, Incoming>(TokioIo::new(stream))
+        .await
+        .map_err(UpstreamError::Upgrade)?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
     let in_flight = backend.state.start_request();
     let mut resp = match tokio::time::timeout(respond, sender.send_request(req)).await {
         Err(_) => return Err(UpstreamError::Timeout(respond)),
-        Ok(Err(e)) => return Err(UpstreamError::Exchange(e)),
+        Ok(Err(e)) => return Err(UpstreamError::Upgrade(e)),
         Ok(Ok(r)) => r,
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {

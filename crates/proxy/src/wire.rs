@@ -1,0 +1,530 @@
+//! HTTP/1.1 to servers, driven inside the request's own task: the request head is encoded once
+//! (and written again unchanged if it must go to another connection), the response head is parsed
+//! with `httparse`, and the response body is read by [`BodyReader`] as the client takes it.
+//!
+//! hyper's client runs every connection as a task of its own and hands each request to it over a
+//! channel, the response back over another and the body over a third; proxying a small request
+//! that way cost more CPU than everything else Tether does for it. Here the exchange is a plain
+//! function of the request's future, and a pooled connection costs no system call to check: its
+//! socket is only read if epoll reported it readable while it sat idle (the server closed it).
+
+pub mod chunked;
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, response, Method, StatusCode, Version};
+use hyper::body::{Body, Incoming};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use chunked::ChunkedError;
+
+/// Largest response head accepted from a server (bytes).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in one response head.
+const MAX_HEADERS: usize = 128;
+/// Bytes made room for before each read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Why an exchange with a server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The connection ended before any byte of a response: the server may not have seen the
+    /// request at all (typically a kept-alive connection it had just closed).
+    #[error("the server closed the connection without answering")]
+    Closed,
+    /// The request head could not be written: the server has seen nothing it could act on.
+    #[error("sending the request: {0}")]
+    Unsent(io::Error),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("malformed response head: {0}")]
+    Parse(httparse::Error),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    #[error("malformed chunked response body: {0}")]
+    Chunked(#[from] ChunkedError),
+    #[error("reading the client's request body: {0}")]
+    ClientBody(hyper::Error),
+    #[error("the client's request body does not match its Content-Length")]
+    BodyLength,
+}
+
+/// An open connection to a server, with what has been read from it and not used yet.
+#[derive(Debug)]
+pub struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    pub fn new(io: TcpStream) -> Conn {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Can this idle connection carry another request? A server that closed it (or, wrongly, sent
+    /// something unasked) made its socket readable; a quiet one is used without a system call.
+    pub fn is_alive(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// The raw stream, for a connection handed over whole (not pooled).
+    pub fn into_stream(self) -> TcpStream {
+        self.io
+    }
+}
+
+/// How a message's body is delimited (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked coding.
+    Chunked,
+    /// Everything until the server closes the connection (responses only).
+    UntilClose,
+}
+
+/// A request ready for any server: its head encoded once, its body not read yet.
+#[derive(Debug)]
+pub struct Outgoing {
+    head: Vec<u8>,
+    framing: Framing,
+    body: Option<Incoming>,
+    is_head: bool,
+    idempotent: bool,
+}
+
+impl Outgoing {
+    /// Encode `parts` (already rewritten for the server: origin-form, hop-by-hop headers gone).
+    /// A body of known length keeps its Content-Length; any other body goes chunked.
+    pub fn new(parts: &request::Parts, body: Incoming) -> Outgoing {
+        let framing = match parts.headers.get(header::CONTENT_LENGTH) {
+            Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                Some(0) => Framing::Empty,
+                Some(n) => Framing::Length(n),
+                // Unreachable in practice: hyper refuses such requests before they get here.
+                None => Framing::Chunked,
+            },
+            None if body.is_end_stream() => Framing::Empty,
+            None => Framing::Chunked,
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(target.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        if !parts.headers.contains_key(header::HOST) {
+            // RFC 9112 §3.2: a request with no authority carries an empty Host.
+            head.extend_from_slice(b"host: \r\n");
+        }
+        for (name, value) in &parts.headers {
+            if framing == Framing::Chunked && name == header::CONTENT_LENGTH {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        if framing == Framing::Chunked {
+            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let m = &parts.method;
+        Outgoing {
+            head,
+            framing,
+            body: (framing != Framing::Empty).then_some(body),
+            is_head: m == Method::HEAD,
+            idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
+        }
+    }
+
+    /// May it go (again) on another connection? True while its body has not been read: it has
+    /// none, or no attempt got as far as sending it.
+    pub fn is_intact(&self) -> bool {
+        self.framing == Framing::Empty || self.body.is_some()
+    }
+
+    /// May it be sent again after a server closed the connection without answering? Only bodiless
+    /// GET, HEAD and OPTIONS, as NGINX and HAProxy do.
+    pub fn is_replayable(&self) -> bool {
+        self.idempotent && self.framing == Framing::Empty
+    }
+}
+
+/// A response head as the server sent it, and how to read what follows.
+#[derive(Debug)]
+pub struct Head {
+    pub parts: response::Parts,
+    pub framing: Framing,
+    /// The connection may carry another request once the body has been read.
+    pub keep_alive: bool,
+}
+
+/// Send `req` on `conn` and read the response head. A server that answers before taking the
+/// whole request body gets its answer relayed, and the connection is not reused.
+pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireError> {
+    let Conn { io, buf } = conn;
+    io.write_all(&req.head).await.map_err(WireError::Unsent)?;
+    let Some(mut body) = req.body.take() else {
+        return read_head(io, buf, req.is_head).await;
+    };
+    let (mut r, mut w) = io.split();
+    let framing = req.framing;
+    let write = write_body(&mut w, &mut body, framing);
+    let read = read_head(&mut r, buf, req.is_head);
+    tokio::pin!(write, read);
+    let mut sent: Option<Result<(), WireError>> = None;
+    loop {
+        tokio::select! {
+            biased;
+            head = &mut read => {
+                return match (head, sent) {
+                    (Ok(mut h), sent) => {
+                        h.keep_alive &= matches!(sent, Some(Ok(())));
+                        Ok(h)
+                    }
+                    (Err(WireError::Closed), Some(Err(e))) => Err(e),
+                    (Err(e), _) => Err(e),
+                };
+            }
+            done = &mut write, if sent.is_none() => sent = Some(done),
+        }
+    }
+}
+
+async fn write_body<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    body: &mut Incoming,
+    framing: Framing,
+) -> Result<(), WireError> {
+    use http_body_util::BodyExt;
+    let mut sent = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(WireError::ClientBody)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        match framing {
+            Framing::Length(n) if sent > n => return Err(WireError::BodyLength),
+            Framing::Chunked => {
+                let size = format!("{:x}\r\n", data.len());
+                let mut chunk =
+                    bytes::Buf::chain(bytes::Buf::chain(size.as_bytes(), data), &b"\r\n"[..]);
+                w.write_all_buf(&mut chunk).await?;
+            }
+            _ => w.write_all(&data).await?,
+        }
+    }
+    match framing {
+        Framing::Chunked => w.write_all(b"0\r\n\r\n").await?,
+        Framing::Length(n) if sent != n => return Err(WireError::BodyLength),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Read into `buf` once; `Ok(0)` at the end of the stream.
+async fn read_some<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    std::future::poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *r), cx, buf)).await
+}
+
+async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    is_head: bool,
+) -> Result<Head, WireError> {
+    let mut received = !buf.is_empty();
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = parse_head(buf, is_head)? {
+                let s = head.parts.status;
+                if s.is_informational() && s != StatusCode::SWITCHING_PROTOCOLS {
+                    continue; // 100 Continue, 103 Early Hints: the final answer follows
+                }
+                if s == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(WireError::Invalid("101 Switching Protocols unasked"));
+                }
+                return Ok(head);
+            }
+            if buf.len() >= MAX_HEAD {
+                return Err(WireError::TooLarge);
+            }
+        }
+        match read_some(r, buf).await {
+            Ok(0) if received => return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => return Err(WireError::Closed),
+            Ok(_) => received = true,
+            // A reset before any answer is a close without a word, as far as retries go.
+            Err(e) if !received && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(WireError::Closed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Parse a response head from the front of `buf`, consuming it; `None` if incomplete.
+fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireError> {
+    // Offsets of each name and value in `buf`, so that the values can be shared slices of the
+    // head rather than copies.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, code, version, reason, count) = {
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(WireError::TooLarge),
+            Err(e) => return Err(WireError::Parse(e)),
+        };
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+            let (n, v) = (h.name.as_bytes(), h.value);
+            *span = (at(n), at(n) + n.len() as u32, at(v), at(v) + v.len() as u32);
+        }
+        let reason = res.reason.filter(|r| !r.is_empty()).map(|r| {
+            let start = at(r.as_bytes()) as usize;
+            start..start + r.len()
+        });
+        let version = if res.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        (
+            len,
+            res.code.unwrap_or(0),
+            version,
+            reason,
+            res.headers.len(),
+        )
+    };
+    let head = buf.split_to(len).freeze();
+    let status = StatusCode::from_u16(code).map_err(|_| WireError::Invalid("status code"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+            .map_err(|_| WireError::Invalid("header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| WireError::Invalid("header value"))?;
+        headers.append(name, value);
+    }
+    let mut keep_alive = connection_allows_reuse(&headers, version);
+    let framing = if is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Empty
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        if last_coding_is_chunked(&headers) {
+            Framing::Chunked
+        } else {
+            keep_alive = false;
+            Framing::UntilClose
+        }
+    } else if let Some(n) = content_length(&headers)? {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        keep_alive = false;
+        Framing::UntilClose
+    };
+    let mut parts = response::Response::new(()).into_parts().0;
+    parts.status = status;
+    // Tether answers its clients in its own HTTP version, whatever the server spoke.
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    if let Some(r) = reason {
+        if status.canonical_reason().map(str::as_bytes) != Some(&head[r.clone()]) {
+            if let Ok(p) = hyper::ext::ReasonPhrase::try_from(head.slice(r)) {
+                parts.extensions.insert(p);
+            }
+        }
+    }
+    Ok(Some(Head {
+        parts,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+fn connection_allows_reuse(headers: &HeaderMap, version: Version) -> bool {
+    if version == Version::HTTP_10 {
+        tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("keep-alive"))
+    } else {
+        !tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("close"))
+    }
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    tokens(headers, header::TRANSFER_ENCODING)
+        .filter(|t| !t.is_empty())
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+}
+
+/// The Content-Length, if any; several fields (or a list) must all agree (RFC 9110 §8.6).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut found = None;
+    for t in tokens(headers, header::CONTENT_LENGTH) {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(WireError::Invalid("Content-Length"));
+        }
+        let n: u64 = t
+            .parse()
+            .map_err(|_| WireError::Invalid("Content-Length"))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(WireError::Invalid("Content-Length"));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+/// Reads a response body off its connection as the client takes it, never more than is there.
+#[derive(Debug)]
+pub struct BodyReader {
+    conn: Conn,
+    state: Reading,
+    keep_alive: bool,
+}
+
+#[derive(Debug)]
+enum Reading {
+    Length(u64),
+    Chunked(chunked::Decoder),
+    UntilClose,
+    Done,
+}
+
+impl BodyReader {
+    /// A reader for the body `head` announces, or the connection back when there is none.
+    pub fn new(conn: Conn, framing: Framing, keep_alive: bool) -> Result<BodyReader, Conn> {
+        let state = match framing {
+            Framing::Empty => return Err(conn),
+            Framing::Length(n) => Reading::Length(n),
+            Framing::Chunked => Reading::Chunked(chunked::Decoder::default()),
+            Framing::UntilClose => Reading::UntilClose,
+        };
+        Ok(BodyReader {
+            conn,
+            state,
+            keep_alive,
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, Reading::Done)
+    }
+
+    /// Bytes still to come, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            Reading::Length(n) => Some(n),
+            Reading::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The connection once the body has been read whole, if it may carry another request
+    /// (kept alive, and nothing unasked followed the body).
+    pub fn into_idle(self) -> Option<Conn> {
+        (self.keep_alive && self.is_done() && self.conn.buf.is_empty()).then_some(self.conn)
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, WireError>>> {
+        loop {
+            let buf = &mut self.conn.buf;
+            match &mut self.state {
+                Reading::Done => return Poll::Ready(None),
+                Reading::Length(left) if !buf.is_empty() => {
+                    let n = (buf.len() as u64).min(*left) as usize;
+                    *left -= n as u64;
+                    if *left == 0 {
+                        self.state = Reading::Done;
+                    }
+                    return Poll::Ready(Some(Ok(buf.split_to(n).freeze())));
+                }
+                Reading::Chunked(d) if !buf.is_empty() => match d.step(buf) {
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                    Ok(chunked::Step::Data(b)) => return Poll::Ready(Some(Ok(b))),
+                    Ok(chunked::Step::End) => {
+                        self.state = Reading::Done;
+                        return Poll::Ready(None);
+                    }
+                    Ok(chunked::Step::NeedMore) => {}
+                },
+                Reading::UntilClose if !buf.is_empty() => {
+                    return Poll::Ready(Some(Ok(buf.split().freeze())));
+                }
+                _ => {}
+            }
+            buf.reserve(READ_CHUNK);
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut self.conn.io), cx, buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Ok(n)) => n,
+            };
+            if n == 0 {
+                if matches!(self.state, Reading::UntilClose) {
+                    self.state = Reading::Done;
+                    return Poll::Ready(None);
+                }
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "server closed mid-body");
+                return Poll::Ready(Some(Err(e.into())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
