@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 const READING: u8 = 0;
 const BUSY: u8 = 1;
@@ -84,19 +85,36 @@ impl Drop for Busy {
     }
 }
 
-/// A stream that reports reads to its [`Activity`].
-pub struct Tracked<S> {
-    inner: S,
+/// A client stream that reports reads to its [`Activity`], and turns Nagle's algorithm off before
+/// its second write (as NGINX does on keep-alive): a first answer written whole never waits for
+/// an ACK, so a connection that carries one exchange saves the system call.
+pub struct Tracked {
+    inner: TcpStream,
     activity: Arc<Activity>,
+    /// Writes so far, counted up to 2 (by then Nagle is off).
+    writes: u8,
 }
 
-impl<S> Tracked<S> {
-    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Tracked { inner, activity }
+impl Tracked {
+    pub fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
+        Tracked {
+            inner,
+            activity,
+            writes: 0,
+        }
+    }
+
+    fn before_write(&mut self) {
+        if self.writes < 2 {
+            if self.writes == 1 {
+                let _ = self.inner.set_nodelay(true);
+            }
+            self.writes += 1;
+        }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+impl AsyncRead for Tracked {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -111,12 +129,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+impl AsyncWrite for Tracked {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.before_write();
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -133,6 +152,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.before_write();
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -16,6 +16,7 @@ pub mod pool;
 pub mod registry;
 pub mod router;
 pub mod server;
+pub mod sniff;
 pub mod sticky;
 pub mod table;
 mod upgrade;

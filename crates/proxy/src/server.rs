@@ -7,14 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::handler::{self, Shared};
 use crate::idle::{Activity, Tracked};
+use crate::sniff::{sniff, Prefixed, Protocol};
 use crate::{ProxyConfig, TableStore};
 
 /// Largest request head accepted (bytes); beyond it the client gets 431.
@@ -39,18 +43,15 @@ pub async fn serve(
     drain: Duration,
 ) {
     let shared = Arc::new(Shared { store, cfg });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
+    let mut h1 = http1::Builder::new();
+    h1.keep_alive(true)
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)
         .header_read_timeout(None);
-    builder
-        .http2()
-        .max_concurrent_streams(256)
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD as u32);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(Builders { h1, h2 });
     let mut tasks = JoinSet::new();
     for (ep, l) in listeners.into_iter().enumerate() {
         tasks.spawn(accept_loop(
@@ -69,7 +70,7 @@ async fn accept_loop(
     ep: usize,
     l: Listener,
     shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Builders>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -99,14 +100,24 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Builders>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let _ = stream.set_nodelay(true);
     let t = shared.cfg.timeouts;
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let mut io = Tracked::new(stream, activity.clone());
+    // The first read tells HTTP/1.1 from h2c; it is under the request-header timeout like the rest.
+    let first = tokio::select! {
+        r = sniff(&mut io) => match r {
+            Ok(Some(first)) => first,
+            _ => return,
+        },
+        _ = activity.expired(t.request_header, t.idle) => return,
+        _ = stopped(&mut shutdown) => return,
+    };
+    let (protocol, first) = first;
+    let io = TokioIo::new(Prefixed::new(first, io));
     let act = activity.clone();
     let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
     let svc = hyper::service::service_fn(move |req| {
@@ -119,14 +130,49 @@ async fn connection(
             Ok::<_, Infallible>(resp)
         }
     });
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = activity.expired(t.request_header, t.idle) => {}
-        _ = stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(drain, conn).await;
+    let watch = Watch {
+        activity: &activity,
+        timeouts: t,
+        shutdown: &mut shutdown,
+        drain,
+    };
+    match protocol {
+        Protocol::Http1 => {
+            let conn = builder.h1.serve_connection(io, svc).with_upgrades();
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+        Protocol::H2 => {
+            let conn = builder.h2.serve_connection(io, svc);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+    }
+}
+
+/// The protocol builders every connection shares.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// What ends a client connection besides its own end: a timeout, or shutdown (after a drain).
+struct Watch<'a> {
+    activity: &'a Activity,
+    timeouts: tether_model::file_config::Timeouts,
+    shutdown: &'a mut watch::Receiver<bool>,
+    drain: Duration,
+}
+
+impl Watch<'_> {
+    async fn drive<C: Future>(self, conn: C, graceful: impl FnOnce(Pin<&mut C>)) {
+        let t = self.timeouts;
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = self.activity.expired(t.request_header, t.idle) => {}
+            _ = stopped(self.shutdown) => {
+                graceful(conn.as_mut());
+                let _ = tokio::time::timeout(self.drain, conn).await;
+            }
         }
     }
 }
