@@ -13,7 +13,7 @@ use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
 use crate::body::ProxyBody;
-use crate::headers::{ForwardedHost, Peer};
+use crate::headers::{ForwardedHost, Forwarding, Peer};
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::wire::{BodyReader, Head, Outgoing};
@@ -144,11 +144,12 @@ async fn route_and_send(
         Err(r) => return refusal(svc, r),
     };
     let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
-    prepare(&mut parts, host, peer, upgrade);
+    let forwarding = prepare(&mut parts, host, peer, upgrade);
     let t = shared.cfg.timeouts;
     let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
     if upgrade {
         let backend = svc.backends[choice.idx].clone();
+        forwarding.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body);
         return match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
             Ok(mut resp) => {
@@ -166,7 +167,7 @@ async fn route_and_send(
             Err(e) => upstream_error(svc, &e),
         };
     }
-    let mut out = Outgoing::new(&parts, body);
+    let mut out = Outgoing::new(&parts, &forwarding, body);
     drop(parts);
     let mut tried = Vec::new();
     loop {
@@ -238,9 +239,9 @@ async fn route_and_send(
     }
 }
 
-/// The request as the server must see it: origin-form HTTP/1.1, no hop-by-hop headers, true
-/// forwarding headers.
-fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: bool) {
+/// The request as the server must see it: origin-form HTTP/1.1, no hop-by-hop headers; and the
+/// true forwarding headers it is to carry.
+fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: bool) -> Forwarding {
     if let Some(authority) = parts.uri.authority().cloned() {
         // h2 or absolute-form: the authority becomes the Host header of an origin-form request.
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
@@ -266,7 +267,7 @@ fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: b
     } else {
         ForwardedHost::Name(host)
     };
-    headers::set_forwarded(&mut parts.headers, peer, fwd_host);
+    Forwarding::new(&parts.headers, peer, fwd_host)
 }
 
 fn hash_key(svc: &Service, h: &http::HeaderMap, ip: std::net::IpAddr) -> Option<Vec<u8>> {

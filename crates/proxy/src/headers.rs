@@ -96,47 +96,104 @@ pub enum ForwardedHost<'a> {
     Name(&'a str),
 }
 
-/// Set the forwarding headers for a request from `peer`.
-pub fn set_forwarded(h: &mut HeaderMap, peer: &Peer, host: ForwardedHost<'_>) {
-    let ip = peer.ip_value.clone();
-    let trusted = peer.trusted;
-    let peer = peer.ip;
-    if trusted {
-        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prior) if !prior.trim().is_empty() => {
-                HeaderValue::from_str(&format!("{prior}, {peer}")).unwrap_or(ip.clone())
-            }
-            _ => ip.clone(),
+/// The client's own forwarding headers that an untrusted client may not pass on.
+const UNTRUSTED_DROPPED: [HeaderName; 5] = [
+    FORWARDED,
+    X_FORWARDED_FOR,
+    X_REAL_IP,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+];
+
+/// The forwarding headers of one request, worked out without editing its header map: which of
+/// the client's own are left out, and which are added. The request encoder applies it as it
+/// writes the head ([`crate::wire::Outgoing`]); [`Forwarding::apply`] edits a map instead.
+#[derive(Debug)]
+pub struct Forwarding {
+    trusted: bool,
+    added: [Option<(HeaderName, HeaderValue)>; 4],
+}
+
+impl Forwarding {
+    /// The forwarding headers for a request with headers `h` from `peer`.
+    pub fn new(h: &HeaderMap, peer: &Peer, host: ForwardedHost<'_>) -> Forwarding {
+        let ip = peer.ip_value.clone();
+        let host_value = || match host {
+            ForwardedHost::HostHeader => h.get(header::HOST).cloned(),
+            ForwardedHost::Name(n) if !n.is_empty() => HeaderValue::from_str(n).ok(),
+            ForwardedHost::Name(_) => None,
         };
-        h.insert(X_FORWARDED_FOR, xff);
-        if !h.contains_key(&X_FORWARDED_PROTO) {
-            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = || (X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if peer.trusted {
+            let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(prior) if !prior.trim().is_empty() => {
+                    HeaderValue::from_str(&format!("{prior}, {}", peer.ip)).unwrap_or(ip.clone())
+                }
+                _ => ip.clone(),
+            };
+            Forwarding {
+                trusted: true,
+                added: [
+                    Some((X_FORWARDED_FOR, xff)),
+                    (!h.contains_key(&X_FORWARDED_PROTO)).then(proto),
+                    (!h.contains_key(&X_REAL_IP)).then_some((X_REAL_IP, ip)),
+                    if h.contains_key(&X_FORWARDED_HOST) {
+                        None
+                    } else {
+                        host_value().map(|v| (X_FORWARDED_HOST, v))
+                    },
+                ],
+            }
+        } else {
+            Forwarding {
+                trusted: false,
+                added: [
+                    Some((X_FORWARDED_FOR, ip.clone())),
+                    Some((X_REAL_IP, ip)),
+                    Some(proto()),
+                    host_value().map(|v| (X_FORWARDED_HOST, v)),
+                ],
+            }
         }
-        if !h.contains_key(&X_REAL_IP) {
-            h.insert(X_REAL_IP, ip);
+    }
+
+    /// Is the client's own header `name` left out?
+    pub fn drops(&self, name: &HeaderName) -> bool {
+        let s = name.as_str();
+        if !(s.starts_with("x-") || s == "forwarded") {
+            return false;
         }
-        if !h.contains_key(&X_FORWARDED_HOST) {
-            set_host(h, host);
+        if self.trusted {
+            *name == X_FORWARDED_FOR
+        } else {
+            UNTRUSTED_DROPPED.contains(name)
         }
-    } else {
-        h.remove(FORWARDED);
-        h.insert(X_FORWARDED_FOR, ip.clone());
-        h.insert(X_REAL_IP, ip);
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        h.remove(&X_FORWARDED_HOST);
-        set_host(h, host);
+    }
+
+    /// The headers added, in order.
+    pub fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.added.iter().flatten().map(|(n, v)| (n, v))
+    }
+
+    /// Edit `h` to match: the dropped headers removed, the added ones set.
+    pub fn apply(self, h: &mut HeaderMap) {
+        let dropped: &[HeaderName] = if self.trusted {
+            &UNTRUSTED_DROPPED[1..2]
+        } else {
+            &UNTRUSTED_DROPPED
+        };
+        for n in dropped {
+            h.remove(n);
+        }
+        for (n, v) in self.added.into_iter().flatten() {
+            h.insert(n, v);
+        }
     }
 }
 
-fn set_host(h: &mut HeaderMap, host: ForwardedHost<'_>) {
-    let v = match host {
-        ForwardedHost::HostHeader => h.get(header::HOST).cloned(),
-        ForwardedHost::Name(n) if !n.is_empty() => HeaderValue::from_str(n).ok(),
-        ForwardedHost::Name(_) => None,
-    };
-    if let Some(v) = v {
-        h.insert(X_FORWARDED_HOST, v);
-    }
+/// Set the forwarding headers for a request from `peer` in its header map.
+pub fn set_forwarded(h: &mut HeaderMap, peer: &Peer, host: ForwardedHost<'_>) {
+    Forwarding::new(h, peer, host).apply(h);
 }
 
 /// Does the request ask to switch protocols (`Connection: upgrade` with an `Upgrade` header)?

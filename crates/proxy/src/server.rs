@@ -47,7 +47,8 @@ pub async fn serve(
     h1.keep_alive(true)
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)
-        .header_read_timeout(None);
+        .header_read_timeout(None)
+        .writev(false);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD as u32);

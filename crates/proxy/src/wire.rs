@@ -22,12 +22,15 @@ use hyper::body::{Body, Incoming};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::headers::Forwarding;
 pub use chunked::ChunkedError;
 
 /// Largest response head accepted from a server (bytes).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in one response head.
 const MAX_HEADERS: usize = 128;
+/// Header fields whose positions are kept on the stack while a head is parsed.
+const INLINE_HEADERS: usize = 24;
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -121,7 +124,7 @@ pub struct Outgoing {
 impl Outgoing {
     /// Encode `parts` (already rewritten for the server: origin-form, hop-by-hop headers gone).
     /// A body of known length keeps its Content-Length; any other body goes chunked.
-    pub fn new(parts: &request::Parts, body: Incoming) -> Outgoing {
+    pub fn new(parts: &request::Parts, forwarding: &Forwarding, body: Incoming) -> Outgoing {
         let framing = match parts.headers.get(header::CONTENT_LENGTH) {
             Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(0) => Framing::Empty,
@@ -142,10 +145,11 @@ impl Outgoing {
             // RFC 9112 §3.2: a request with no authority carries an empty Host.
             head.extend_from_slice(b"host: \r\n");
         }
-        for (name, value) in &parts.headers {
-            if framing == Framing::Chunked && name == header::CONTENT_LENGTH {
-                continue;
-            }
+        let kept = parts.headers.iter().filter(|(name, _)| {
+            !(forwarding.drops(name)
+                || (framing == Framing::Chunked && *name == header::CONTENT_LENGTH))
+        });
+        for (name, value) in kept.chain(forwarding.added()) {
             head.extend_from_slice(name.as_str().as_bytes());
             head.extend_from_slice(b": ");
             head.extend_from_slice(value.as_bytes());
@@ -298,9 +302,10 @@ async fn read_head<R: AsyncRead + Unpin>(
 /// Parse a response head from the front of `buf`, consuming it; `None` if incomplete.
 fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireError> {
     // Offsets of each name and value in `buf`, so that the values can be shared slices of the
-    // head rather than copies.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, code, version, reason, count) = {
+    // head rather than copies: on the stack for a usual head, on the heap for a long one.
+    let mut inline = [(0u32, 0u32, 0u32, 0u32); INLINE_HEADERS];
+    let mut heap = Vec::new();
+    let (len, code, version, reason, spans) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default()
@@ -313,6 +318,12 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
         };
         let base = buf.as_ptr() as usize;
         let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let spans: &mut [_] = if res.headers.len() <= INLINE_HEADERS {
+            &mut inline[..res.headers.len()]
+        } else {
+            heap.resize(res.headers.len(), (0, 0, 0, 0));
+            &mut heap
+        };
         for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
             let (n, v) = (h.name.as_bytes(), h.value);
             *span = (at(n), at(n) + n.len() as u32, at(v), at(v) + v.len() as u32);
@@ -326,18 +337,12 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
         } else {
             Version::HTTP_11
         };
-        (
-            len,
-            res.code.unwrap_or(0),
-            version,
-            reason,
-            res.headers.len(),
-        )
+        (len, res.code.unwrap_or(0), version, reason, spans)
     };
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Invalid("status code"))?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(ns, ne, vs, ve) in spans.iter() {
         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
             .map_err(|_| WireError::Invalid("header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
@@ -413,20 +418,35 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
 
 /// The Content-Length, if any; several fields (or a list) must all agree (RFC 9110 §8.6).
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    // The usual case, one field of plain digits, without splitting.
+    if let Some(n) = digits(first.as_bytes()) {
+        if values.next().is_none() {
+            return Ok(Some(n));
+        }
+    }
     let mut found = None;
     for t in tokens(headers, header::CONTENT_LENGTH) {
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(WireError::Invalid("Content-Length"));
-        }
-        let n: u64 = t
-            .parse()
-            .map_err(|_| WireError::Invalid("Content-Length"))?;
+        let n = digits(t.as_bytes()).ok_or(WireError::Invalid("Content-Length"))?;
         if found.is_some_and(|f| f != n) {
             return Err(WireError::Invalid("Content-Length"));
         }
         found = Some(n);
     }
     Ok(found)
+}
+
+/// A non-empty run of ASCII digits as a number (no sign, no spaces, no overflow).
+fn digits(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
 }
 
 /// Reads a response body off its connection as the client takes it, never more than is there.

@@ -190,7 +190,7 @@ async fn outgoing(parts_of: impl FnOnce(&mut request::Parts), body: &'static [u8
     });
     let mut c = TcpStream::connect(addr).await.unwrap();
     let req = if body.is_empty() {
-        b"GET /p?q=1 HTTP/1.1\r\nHost: a.test\r\n\r\n".to_vec()
+        b"GET /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n".to_vec()
     } else {
         let mut r =
             b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -207,7 +207,13 @@ async fn outgoing(parts_of: impl FnOnce(&mut request::Parts), body: &'static [u8
     });
     parts_of(&mut parts);
     crate::headers::strip_hop_by_hop(&mut parts.headers, false);
-    Outgoing::new(&parts, body)
+    let peer = crate::headers::Peer::new("127.0.0.1:5000".parse().unwrap(), &[]);
+    let fwd = Forwarding::new(
+        &parts.headers,
+        &peer,
+        crate::headers::ForwardedHost::HostHeader,
+    );
+    Outgoing::new(&parts, &fwd, body)
 }
 
 async fn read_all(mut reader: BodyReader) -> (Vec<u8>, Option<Conn>) {
