@@ -14,6 +14,37 @@ pub fn hash64(bytes: &[u8]) -> u64 {
     mix(h)
 }
 
+/// [`hash64`] fed piece by piece (equal to it over the concatenation); as a `fmt::Write`, it
+/// digests formatted text without building the string.
+#[derive(Debug, Clone)]
+pub struct Hasher64(u64);
+
+impl Default for Hasher64 {
+    fn default() -> Self {
+        Hasher64(FNV_OFFSET)
+    }
+}
+
+impl Hasher64 {
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+}
+
+impl std::fmt::Write for Hasher64 {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.write(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// Murmur3's finaliser: spreads FNV's weak low bits over the whole word.
 pub fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
@@ -21,4 +52,19 @@ pub fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn streaming_equals_one_shot() {
+        let mut h = Hasher64::default();
+        h.write(b"hello ");
+        let word = "world";
+        let _ = write!(h, "{word} {:?}", [1, 2]);
+        assert_eq!(h.finish(), hash64(b"hello world [1, 2]"));
+    }
 }

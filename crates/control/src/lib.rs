@@ -39,7 +39,11 @@ pub struct Status {
 
 #[derive(Default)]
 struct State {
-    providers: BTreeMap<String, ProviderUpdate>,
+    /// Shared, so that trying a candidate state copies no declarations.
+    providers: BTreeMap<String, Arc<ProviderUpdate>>,
+    /// The table swapped out last, held until the next swap so that the serving thread never
+    /// pays for dropping a large one (requests in flight finish with it long before).
+    retired: Option<Arc<RoutingTable>>,
     errors: BTreeMap<String, Vec<String>>,
     applied_at: Option<SystemTime>,
     swaps: u64,
@@ -48,7 +52,7 @@ struct State {
 impl State {
     /// Make `candidate` the providers' state; the provider's errors are those of the parts of its
     /// update that it left out (none: its earlier errors are cleared).
-    fn accept(&mut self, provider: &str, candidate: BTreeMap<String, ProviderUpdate>) {
+    fn accept(&mut self, provider: &str, candidate: BTreeMap<String, Arc<ProviderUpdate>>) {
         self.providers = candidate;
         let left_out = self.providers[provider].errors.clone();
         if left_out.is_empty() {
@@ -107,7 +111,7 @@ impl Control {
         let mut state = self.state.lock().expect("control state poisoned");
         let provider = update.provider.clone();
         let mut candidate = state.providers.clone();
-        candidate.insert(provider.clone(), update);
+        candidate.insert(provider.clone(), Arc::new(update));
         let services: Vec<_> = candidate
             .values()
             .flat_map(|u| u.services.iter().cloned())
@@ -116,7 +120,8 @@ impl Control {
             .values()
             .flat_map(|u| u.routes.iter().cloned())
             .collect();
-        if tether_proxy::table::version(&services, &routes) == self.store.load().version {
+        let digest = tether_proxy::table::version(&services, &routes);
+        if digest == self.store.load().version {
             // Nothing the data plane sees changed (a network event, say): no swap.
             let version = self.store.load().version.clone();
             state.accept(&provider, candidate);
@@ -127,16 +132,20 @@ impl Control {
             entrypoints: &self.entrypoints,
             key: &self.key,
             registry: &self.registry,
+            version: Some(digest),
         };
         match compile(&services, &routes, input) {
             Ok(table) => {
                 let version = table.version.clone();
                 let (nr, ns) = (routes.len(), services.len());
-                self.store.store(Arc::new(table));
+                let old = self.store.swap(Arc::new(table));
+                // From the update to the new table serving; what follows is clean-up.
+                let took_ms = started.elapsed().as_secs_f64() * 1e3;
+                // Dropped here, off the serving thread: the one retired at the previous swap.
+                drop(state.retired.replace(old));
                 state.accept(&provider, candidate);
                 state.applied_at = Some(SystemTime::now());
                 state.swaps += 1;
-                let took_ms = started.elapsed().as_secs_f64() * 1e3;
                 tracing::info!(%provider, %version, routes = nr, services = ns, took_ms = format_args!("{took_ms:.1}"), "configuration applied");
                 Ok(version)
             }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::rule::Rule;
@@ -23,7 +24,8 @@ pub struct ProviderUpdate {
 #[derive(Debug, Clone)]
 pub struct RouteDecl {
     pub name: String,
-    pub rule: Rule,
+    /// Shared with every table compiled from it: a reload does not copy rules.
+    pub rule: Arc<Rule>,
     /// The rule's source text, kept for display and default priority.
     pub rule_text: String,
     /// Higher wins. Default: the length of the rule text, so longer (more specific) rules win.

@@ -338,7 +338,7 @@ pub fn route(name: &str, rule_text: String, service: &str) -> Result<RouteDecl, 
     Ok(RouteDecl {
         name: scoped(name),
         priority: rule_text.len() as i64,
-        rule,
+        rule: rule.into(),
         rule_text,
         service: scoped(service),
         entrypoints: Vec::new(),

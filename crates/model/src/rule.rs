@@ -75,9 +75,9 @@ impl Rule {
 
     /// Host patterns that every matching request must satisfy, if the rule implies any.
     /// The router indexes routes by these, so host lookups cost the same for 10 or 10,000 routes.
-    pub fn required_hosts(&self) -> Option<Vec<HostPattern>> {
+    pub fn required_hosts(&self) -> Option<Vec<&HostPattern>> {
         match self {
-            Rule::Host(pats) => Some(pats.clone()),
+            Rule::Host(pats) => Some(pats.iter().collect()),
             Rule::And(a, b) => match (a.required_hosts(), b.required_hosts()) {
                 (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
                 (x, y) => x.or(y),
@@ -248,7 +248,12 @@ mod tests {
 
     #[test]
     fn required_hosts_follow_the_boolean_structure() {
-        let hosts = |s: &str| Rule::parse(s).unwrap().required_hosts();
+        let hosts = |s: &str| {
+            Rule::parse(s)
+                .unwrap()
+                .required_hosts()
+                .map(|h| h.into_iter().cloned().collect::<Vec<_>>())
+        };
         assert_eq!(hosts("PathPrefix(`/`)"), None);
         assert_eq!(hosts("Host(`a.com`) && PathPrefix(`/`)").unwrap().len(), 1);
         assert_eq!(hosts("Host(`a.com`) || Host(`b.com`)").unwrap().len(), 2);

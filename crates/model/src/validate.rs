@@ -105,19 +105,20 @@ pub fn set(services: &[ServiceDecl], routes: &[RouteDecl]) -> Vec<ValidationErro
     }
     let mut route_names = HashSet::new();
     for r in routes {
-        let base = format!("routes.{}", r.name);
+        // Named only when there is something to say: a valid route costs no allocation.
+        let base = || format!("routes.{}", r.name);
         if !route_names.insert(r.name.as_str()) {
-            errs.push(ValidationError::new(&base, "declared twice"));
+            errs.push(ValidationError::new(base(), "declared twice"));
         }
         if !is_name(&r.name) {
             errs.push(ValidationError::new(
-                &base,
+                base(),
                 "a name may hold letters, digits, '-', '_', '.' and '@'",
             ));
         }
         if !svc_names.contains(r.service.as_str()) {
             errs.push(ValidationError::new(
-                format!("{base}.service"),
+                format!("{}.service", base()),
                 format!("no service named {:?}", r.service),
             ));
         }

@@ -1,7 +1,7 @@
 //! Live servers that outlive routing tables: a server declared in two successive tables keeps its
 //! connection pool and state (in-flight count, drain, health), so a reload costs no connections.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 
 use tether_balance::ServerState;
@@ -32,7 +32,7 @@ impl Registry {
     pub fn generation(&self) -> Generation<'_> {
         Generation {
             registry: self,
-            next: HashMap::new(),
+            next: HashMap::default(),
         }
     }
 

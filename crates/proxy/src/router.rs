@@ -5,7 +5,7 @@
 
 mod bucket;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use tether_model::rule::RequestView;
@@ -17,7 +17,7 @@ use bucket::Bucket;
 #[derive(Debug)]
 pub struct RouteEntry {
     pub name: String,
-    pub rule: Rule,
+    pub rule: Arc<Rule>,
     pub rule_text: String,
     pub priority: i64,
     /// Index into the table's services.
@@ -42,8 +42,8 @@ impl Router {
     /// `routes` must be sorted best first (priority descending, then name); `members` are the
     /// indices of the routes served on this entrypoint.
     pub fn new(routes: Arc<[RouteEntry]>, members: impl Iterator<Item = usize>) -> Router {
-        let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
-        let mut wildcard: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::default();
+        let mut wildcard: HashMap<Box<str>, Vec<u32>> = HashMap::default();
         let mut any = Vec::new();
         for i in members {
             match routes[i].rule.required_hosts() {
@@ -54,9 +54,13 @@ impl Router {
                             HostPattern::Exact(h) => (&mut exact, h),
                             HostPattern::Wildcard(s) => (&mut wildcard, s),
                         };
-                        let list = map.entry(key.into()).or_default();
-                        if list.last() != Some(&(i as u32)) {
-                            list.push(i as u32);
+                        // Most routes share their host with others: look up before allocating a key.
+                        match map.get_mut(key.as_str()) {
+                            Some(list) if list.last() == Some(&(i as u32)) => {}
+                            Some(list) => list.push(i as u32),
+                            None => {
+                                map.insert(key.as_str().into(), vec![i as u32]);
+                            }
                         }
                     }
                 }
@@ -85,7 +89,7 @@ impl Router {
             .map(|(r, priority)| {
                 Ok(RouteEntry {
                     name: r.to_string(),
-                    rule: Rule::parse(r)?,
+                    rule: Rule::parse(r)?.into(),
                     rule_text: r.to_string(),
                     priority,
                     service: 0,

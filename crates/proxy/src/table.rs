@@ -2,6 +2,7 @@
 //! backends, compiled once per configuration change and then only read. A request holds one
 //! `Arc<RoutingTable>` from start to end, so a swap never disturbs requests in flight.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -60,11 +61,13 @@ impl Sticky {
 }
 
 /// What compiling needs besides the declarations.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CompileInput<'a> {
     pub entrypoints: &'a [String],
     pub key: &'a AffinityKey,
     pub registry: &'a Registry,
+    /// [`version`] of the declarations, when the caller has worked it out already.
+    pub version: Option<String>,
 }
 
 /// Validate and compile declarations into a table. On success the registry's live backends become
@@ -93,6 +96,11 @@ pub fn compile(
         .iter()
         .map(|s| service(s, input.key, &mut generation))
         .collect();
+    let by_name: HashMap<&str, usize> = compiled
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     let mut entries: Vec<RouteEntry> = routes
         .iter()
         .map(|r| RouteEntry {
@@ -100,10 +108,7 @@ pub fn compile(
             rule: r.rule.clone(),
             rule_text: r.rule_text.clone(),
             priority: r.priority,
-            service: compiled
-                .iter()
-                .position(|s| s.name == r.service)
-                .expect("validated above"),
+            service: by_name[r.service.as_str()],
             entrypoints: r.entrypoints.clone().into(),
         })
         .collect();
@@ -126,7 +131,7 @@ pub fn compile(
         .collect();
     generation.commit();
     Ok(RoutingTable {
-        version: version(services, routes),
+        version: input.version.unwrap_or_else(|| version(services, routes)),
         routers,
         services: compiled,
     })
@@ -179,16 +184,17 @@ fn service(
 
 /// A short stable digest of the declarations, for checking that replicas converged.
 pub fn version(services: &[ServiceDecl], routes: &[RouteDecl]) -> String {
-    let mut s = String::new();
+    // Digested as it is formatted: the same value as hashing the whole text, without the text.
+    let mut h = tether_balance::hash::Hasher64::default();
     for svc in services {
-        let _ = write!(s, "{svc:?}");
+        let _ = write!(h, "{svc:?}");
     }
     for r in routes {
         let _ = write!(
-            s,
+            h,
             "{} {} {} {} {:?}",
             r.name, r.rule_text, r.priority, r.service, r.entrypoints
         );
     }
-    format!("{:016x}", tether_balance::hash::hash64(s.as_bytes()))
+    format!("{:016x}", h.finish())
 }

@@ -94,7 +94,7 @@ pub(super) fn convert(raw: RawConfig, src: &str) -> Result<FileConfig, ConfigErr
             routes.push(RouteDecl {
                 name: name.clone(),
                 priority: r.priority.unwrap_or(r.rule.get_ref().len() as i64),
-                rule,
+                rule: rule.into(),
                 rule_text: r.rule.get_ref().clone(),
                 service: r.service.get_ref().clone(),
                 entrypoints: r.entrypoints.iter().map(|e| e.get_ref().clone()).collect(),

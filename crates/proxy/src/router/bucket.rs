@@ -3,8 +3,7 @@
 //! require, so a lookup costs one hash probe per distinct prefix length instead of a scan of every
 //! route: the same for 10 or 10,000 `PathPrefix` routes.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap as HashMap;
 use tether_model::rule::RequestView;
 
 use super::RouteEntry;
@@ -32,15 +31,18 @@ impl Bucket {
             };
         }
         let mut scan = Vec::new();
-        let mut by_prefix: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut by_prefix: HashMap<Box<str>, Vec<u32>> = HashMap::default();
         for i in members {
             match routes[i as usize].rule.required_path_prefixes() {
                 None => scan.push(i),
                 Some(prefixes) => {
                     for p in prefixes {
-                        let list = by_prefix.entry(p.into()).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
+                        match by_prefix.get_mut(p) {
+                            Some(list) if list.last() == Some(&i) => {}
+                            Some(list) => list.push(i),
+                            None => {
+                                by_prefix.insert(p.into(), vec![i]);
+                            }
                         }
                     }
                 }
