@@ -35,12 +35,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     if h.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        let named: Vec<HeaderName> = tokens(h, header::CONNECTION)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for n in named {
             if !(keep_upgrade && n == header::UPGRADE) {
@@ -96,8 +92,10 @@ pub enum ForwardedHost<'a> {
     Name(&'a str),
 }
 
+/// The client's own forwarding header that a trusted proxy's value is appended to, not kept.
+static TRUSTED_DROPPED: [HeaderName; 1] = [X_FORWARDED_FOR];
 /// The client's own forwarding headers that an untrusted client may not pass on.
-const UNTRUSTED_DROPPED: [HeaderName; 5] = [
+static UNTRUSTED_DROPPED: [HeaderName; 5] = [
     FORWARDED,
     X_FORWARDED_FOR,
     X_REAL_IP,
@@ -163,10 +161,14 @@ impl Forwarding {
         if !(s.starts_with("x-") || s == "forwarded") {
             return false;
         }
+        self.dropped().contains(name)
+    }
+
+    fn dropped(&self) -> &'static [HeaderName] {
         if self.trusted {
-            *name == X_FORWARDED_FOR
+            &TRUSTED_DROPPED
         } else {
-            UNTRUSTED_DROPPED.contains(name)
+            &UNTRUSTED_DROPPED
         }
     }
 
@@ -177,12 +179,7 @@ impl Forwarding {
 
     /// Edit `h` to match: the dropped headers removed, the added ones set.
     pub fn apply(self, h: &mut HeaderMap) {
-        let dropped: &[HeaderName] = if self.trusted {
-            &UNTRUSTED_DROPPED[1..2]
-        } else {
-            &UNTRUSTED_DROPPED
-        };
-        for n in dropped {
+        for n in self.dropped() {
             h.remove(n);
         }
         for (n, v) in self.added.into_iter().flatten() {
@@ -199,11 +196,16 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: &Peer, host: ForwardedHost<'_>) {
 /// Does the request ask to switch protocols (`Connection: upgrade` with an `Upgrade` header)?
 pub fn wants_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        && tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// The comma-separated elements of every `name` field, trimmed (RFC 9110 §5.6.1).
+pub fn tokens(h: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    h.get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Client connection timeouts. A connection is in one of three phases: reading a request head
 //! (from accept, or from the first byte after an idle spell), busy (requests in flight), or idle
 //! (keep-alive, nothing in flight). A watchdog closes it when reading a head takes longer than the
-//! request-header timeout (slowloris) or idling lasts longer than the idle timeout.
+//! request-header timeout (slowloris) or idling lasts longer than the idle timeout. The client
+//! stream ([`Tracked`]) reports its reads to the watchdog, replays the bytes read to tell the
+//! protocol, and turns Nagle off before its second write.
 
 use std::io;
 use std::pin::Pin;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -91,6 +94,8 @@ impl Drop for Busy {
 pub struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// Bytes already read (to tell the protocol) that the next reads hand out first.
+    replayed: Bytes,
     /// Writes so far, counted up to 2 (by then Nagle is off).
     writes: u8,
 }
@@ -100,8 +105,14 @@ impl Tracked {
         Tracked {
             inner,
             activity,
+            replayed: Bytes::new(),
             writes: 0,
         }
+    }
+
+    /// Have the next reads return `first` before anything more from the socket.
+    pub fn replay(&mut self, first: Bytes) {
+        self.replayed = first;
     }
 
     fn before_write(&mut self) {
@@ -120,6 +131,15 @@ impl AsyncRead for Tracked {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.replayed.is_empty() {
+            let n = self.replayed.len().min(buf.remaining());
+            buf.put_slice(&self.replayed[..n]);
+            self.replayed.advance(n);
+            if self.replayed.is_empty() {
+                self.replayed = Bytes::new(); // let the first read's buffer go
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -158,5 +178,25 @@ impl AsyncWrite for Tracked {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn replayed_bytes_come_before_the_socket() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut t = Tracked::new(server, Activity::new());
+        t.replay(Bytes::from_static(b"hello"));
+        let mut got = Vec::new();
+        t.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello world");
     }
 }

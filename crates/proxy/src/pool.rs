@@ -41,12 +41,12 @@ impl Pool {
         }
     }
 
-    /// A connection: a pooled one if any is alive (`true`), else a new one (`false`).
-    pub async fn checkout(&self, connect_timeout: Duration) -> Result<(Conn, bool), ConnectError> {
+    /// A connection: a pooled one if any is alive, else a new one.
+    pub async fn checkout(&self, connect_timeout: Duration) -> Result<Conn, ConnectError> {
         if let Some(c) = self.pop() {
-            return Ok((c, true));
+            return Ok(c);
         }
-        Ok((Conn::new(self.open(connect_timeout).await?), false))
+        Ok(Conn::new(self.open(connect_timeout).await?))
     }
 
     fn pop(&self) -> Option<Conn> {

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::handler::{self, Shared};
 use crate::idle::{Activity, Tracked};
-use crate::sniff::{sniff, Prefixed, Protocol};
+use crate::sniff::{sniff, Protocol};
 use crate::{ProxyConfig, TableStore};
 
 /// Largest request head accepted (bytes); beyond it the client gets 431.
@@ -118,7 +118,8 @@ async fn connection(
         _ = stopped(&mut shutdown) => return,
     };
     let (protocol, first) = first;
-    let io = TokioIo::new(Prefixed::new(first, io));
+    io.replay(first);
+    let io = TokioIo::new(io);
     let act = activity.clone();
     let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
     let svc = hyper::service::service_fn(move |req| {

@@ -1,15 +1,14 @@
 //! Telling HTTP/1.1 from h2c (HTTP/2 with prior knowledge) on a new client connection with a single
-//! read, then replaying the bytes that read took to whichever protocol gets the connection.
+//! read; the connection's stream ([`crate::idle::Tracked::replay`]) then hands the bytes that read
+//! took to whichever protocol gets the connection.
 //!
 //! hyper-util's automatic builder reads exactly the 24 bytes of the HTTP/2 preface first, so that
 //! every HTTP/1.1 connection cost a second `recv` for the rest of its first request.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -40,68 +39,6 @@ pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Option<(Proto
     }
 }
 
-/// A stream whose first bytes were already read: they are read again first.
-#[derive(Debug)]
-pub struct Prefixed<S> {
-    first: Bytes,
-    inner: S,
-}
-
-impl<S> Prefixed<S> {
-    pub fn new(first: Bytes, inner: S) -> Self {
-        Prefixed { first, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.first.is_empty() {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let n = self.first.len().min(buf.remaining());
-        buf.put_slice(&self.first[..n]);
-        self.first.advance(n);
-        if self.first.is_empty() {
-            self.first = Bytes::new(); // let the first read's buffer go
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,9 +46,8 @@ mod tests {
     async fn sniffed(parts: &[&'static [u8]]) -> Option<(Protocol, Vec<u8>)> {
         let mut b = tokio_test_stream(parts);
         let (p, first) = sniff(&mut b).await.unwrap()?;
-        let mut all = Prefixed::new(first, b);
-        let mut out = Vec::new();
-        all.read_to_end(&mut out).await.unwrap();
+        let mut out = first.to_vec();
+        b.read_to_end(&mut out).await.unwrap();
         Some((p, out))
     }
 

@@ -50,7 +50,7 @@ pub async fn send(
 ) -> Result<(Head, Conn), Failure> {
     let mut last = None;
     for _ in 0..STALE_RETRIES {
-        let (mut conn, _reused) = match backend.pool.checkout(connect).await {
+        let mut conn = match backend.pool.checkout(connect).await {
             Ok(c) => c,
             Err(e) => {
                 return Err(Failure {

@@ -22,7 +22,7 @@ use hyper::body::{Body, Incoming};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::headers::Forwarding;
+use crate::headers::{tokens, Forwarding};
 pub use chunked::ChunkedError;
 
 /// Largest response head accepted from a server (bytes).
@@ -390,15 +390,6 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
         framing,
         keep_alive,
     }))
-}
-
-fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
 }
 
 fn connection_allows_reuse(headers: &HeaderMap, version: Version) -> bool {

@@ -74,8 +74,11 @@ async fn docker_stop_under_load_fails_no_request_and_moves_pinned_sessions() {
             None
         });
     }
-    // Pacing: the load runs a while before the stop...
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load is running (a few hundred requests answered) before the stop...
+    wait_state("load answered before the stop", FAST, || {
+        ok.load(Relaxed) >= 200
+    })
+    .await;
     let before = ok.load(Relaxed);
     engine.docker(&["stop", &a.id]).await.expect("docker stop");
     // ...until Tether has seen the container go, and a while after it.
@@ -83,7 +86,12 @@ async fn docker_stop_under_load_fails_no_request_and_moves_pinned_sessions() {
         !tether.servers("app@docker").contains_key(&a.name)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and keeps being answered after Tether dropped the container.
+    let gone = ok.load(Relaxed);
+    wait_state("load answered after the stop", FAST, || {
+        ok.load(Relaxed) >= gone + 200
+    })
+    .await;
     stop.store(true, Relaxed);
     let ends = load.join_all().await;
     let (ok, failed) = (ok.load(Relaxed), failed.load(Relaxed));
