@@ -1,13 +1,15 @@
-//! Response bodies: streamed from the server frame by frame (never buffered whole), or a short
-//! body Tether writes itself. A streamed body returns its connection to the pool once read to the
-//! end and releases the server's in-flight count when dropped.
+//! Bodies on both sides. Response bodies are streamed from the server frame by frame (never
+//! buffered whole), or a short body Tether writes itself; a streamed body returns its connection
+//! to the pool once read to the end and releases the server's in-flight count when dropped.
+//! Request bodies ([`ClientBody`]) are hyper's stream, or a small body Tether's own HTTP/1.1
+//! server ([`crate::front`]) read whole with the head.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tether_balance::state::InFlight;
 
 use crate::registry::Backend;
@@ -127,6 +129,25 @@ impl Body for ProxyBody {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
             },
+        }
+    }
+}
+
+/// A client's request body.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// Streamed by hyper (HTTP/2, and HTTP/1.1 requests Tether's own server hands over).
+    Streamed(Incoming),
+    /// Read whole with the request head (empty for a bodiless request).
+    Whole(Bytes),
+}
+
+impl ClientBody {
+    /// Known to carry no (more) data.
+    pub fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Streamed(b) => b.is_end_stream(),
+            ClientBody::Whole(b) => b.is_empty(),
         }
     }
 }

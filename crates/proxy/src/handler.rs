@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use tether_balance::{hash, PickInput, Pin};
 use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
-use crate::body::ProxyBody;
+use crate::body::{ClientBody, ProxyBody};
 use crate::headers::{ForwardedHost, Forwarding, Peer};
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
@@ -93,7 +92,7 @@ pub async fn handle(
     shared: &Shared,
     ep: usize,
     peer: &Peer,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let table = shared.store.load_full();
     let (parts, body) = req.into_parts();
@@ -116,7 +115,7 @@ async fn route_and_send(
     ep: usize,
     peer: &Peer,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     host: &str,
 ) -> Response<ProxyBody> {
     let view = RequestView {
@@ -148,6 +147,13 @@ async fn route_and_send(
     let t = shared.cfg.timeouts;
     let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
     if upgrade {
+        let ClientBody::Streamed(body) = body else {
+            // Tether's own HTTP/1.1 server hands every upgrade request to hyper.
+            return error(
+                StatusCode::BAD_REQUEST,
+                "upgrade not possible on this connection",
+            );
+        };
         let backend = svc.backends[choice.idx].clone();
         forwarding.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body);

@@ -53,6 +53,11 @@ impl Activity {
         Busy(self.clone())
     }
 
+    /// Nothing in flight and no request begun since (keep-alive idle).
+    pub fn is_idle(&self) -> bool {
+        self.phase.load(Relaxed) == IDLE
+    }
+
     /// Resolves when the connection has overstayed its phase's limit.
     pub async fn expired(&self, header: Duration, idle: Duration) {
         loop {
@@ -113,6 +118,14 @@ impl Tracked {
     /// Have the next reads return `first` before anything more from the socket.
     pub fn replay(&mut self, first: Bytes) {
         self.replayed = first;
+    }
+
+    /// Resolves when a read would find something (replayed bytes, data, or the end).
+    pub async fn readable(&self) -> io::Result<()> {
+        if self.replayed.is_empty() {
+            self.inner.readable().await?;
+        }
+        Ok(())
     }
 
     fn before_write(&mut self) {

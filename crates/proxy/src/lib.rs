@@ -1,13 +1,15 @@
 //! Tether's data plane. It reads one immutable [`RoutingTable`] per request (one `ArcSwap` load,
 //! no lock) and never knows where the configuration came from.
 //!
-//! Request path: [`server`] accepts and speaks HTTP/1.1 or h2c → [`handler`] matches a route
+//! Request path: [`server`] accepts; [`front`] (Tether's own HTTP/1.1 server) takes ordinary
+//! HTTP/1.1 requests and hands the rest, and h2c, to hyper → [`handler`] matches a route
 //! ([`router`]), reads the session pin ([`sticky`]), picks a server ([`tether_balance`]), rewrites
 //! headers ([`headers`]) → [`upstream`] sends it over a pooled connection ([`pool`]), retrying a
 //! refused connect on another server → the response streams back ([`body`]) with the affinity
 //! cookie. WebSocket upgrades take [`upgrade`]. [`host`] reads the request's host in place.
 
 pub mod body;
+pub mod front;
 pub mod handler;
 pub mod headers;
 pub mod host;

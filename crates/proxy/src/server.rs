@@ -1,5 +1,5 @@
-//! Listeners and client connections: HTTP/1.1 with keep-alive and h2c (prior knowledge) on the same
-//! port, request-header and idle timeouts, and graceful shutdown (stop accepting, let requests
+//! Listeners and client connections: HTTP/1.1 with keep-alive (Tether's own server, [`crate::front`],
+//! handing what it does not take to hyper's) and h2c (prior knowledge, hyper) on the same port, request-header and idle timeouts, and graceful shutdown (stop accepting, let requests
 //! in flight finish within the drain period).
 
 use std::convert::Infallible;
@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::front::{Ended, Front};
 use crate::handler::{self, Shared};
 use crate::idle::{Activity, Tracked};
 use crate::sniff::{sniff, Protocol};
@@ -25,6 +26,8 @@ use crate::{ProxyConfig, TableStore};
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in one request.
 const MAX_HEADERS: usize = 128;
+/// How often a draining connection is checked for having gone idle.
+const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
 /// A bound entrypoint.
 #[derive(Debug)]
@@ -118,26 +121,44 @@ async fn connection(
         _ = stopped(&mut shutdown) => return,
     };
     let (protocol, first) = first;
-    io.replay(first);
-    let io = TokioIo::new(io);
-    let act = activity.clone();
     let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
-    let svc = hyper::service::service_fn(move |req| {
-        let busy = act.begin();
-        let shared = shared.clone();
-        let peer = peer.clone();
-        async move {
-            let mut resp = handler::handle(&shared, ep, &peer, req).await;
-            resp.body_mut().attach(Box::new(busy));
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let watch = Watch {
+    let mut watch = Watch {
         activity: &activity,
         timeouts: t,
         shutdown: &mut shutdown,
         drain,
     };
+    let rest = match protocol {
+        Protocol::Http1 => {
+            let stop = watch.shutdown.clone();
+            let front = Front {
+                shared: &shared,
+                ep,
+                peer: &peer,
+                activity: &activity,
+                shutdown: &stop,
+            };
+            match watch.drive_front(front.serve(&mut io, first)).await {
+                Some(Ended::Handoff(rest)) => rest,
+                _ => return,
+            }
+        }
+        Protocol::H2 => first.freeze(),
+    };
+    io.replay(rest);
+    let io = TokioIo::new(io);
+    let act = activity.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let busy = act.begin();
+        let shared = shared.clone();
+        let peer = peer.clone();
+        async move {
+            let req = req.map(crate::body::ClientBody::Streamed);
+            let mut resp = handler::handle(&shared, ep, &peer, req).await;
+            resp.body_mut().attach(Box::new(busy));
+            Ok::<_, Infallible>(resp)
+        }
+    });
     match protocol {
         Protocol::Http1 => {
             let conn = builder.h1.serve_connection(io, svc).with_upgrades();
@@ -165,6 +186,28 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
+    /// Run Tether's own HTTP/1.1 server on the connection. At shutdown an idle connection closes
+    /// at once; one with a request under way finishes it (its response says `connection: close`)
+    /// within the drain period. `None` if the connection was closed from here.
+    async fn drive_front<C: Future>(&mut self, conn: C) -> Option<C::Output> {
+        let t = self.timeouts;
+        tokio::pin!(conn);
+        tokio::select! {
+            out = conn.as_mut() => return Some(out),
+            _ = self.activity.expired(t.request_header, t.idle) => return None,
+            _ = stopped(self.shutdown) => {}
+        }
+        let deadline = tokio::time::Instant::now() + self.drain;
+        while !self.activity.is_idle() {
+            tokio::select! {
+                out = conn.as_mut() => return Some(out),
+                _ = tokio::time::sleep(DRAIN_CHECK) => {}
+                _ = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
+        None
+    }
+
     async fn drive<C: Future>(self, conn: C, graceful: impl FnOnce(Pin<&mut C>)) {
         let t = self.timeouts;
         tokio::pin!(conn);

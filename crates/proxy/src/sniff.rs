@@ -7,7 +7,7 @@
 
 use std::io;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
@@ -23,18 +23,18 @@ pub enum Protocol {
 }
 
 /// Read the first bytes of `io`; `None` if it closed before saying anything.
-pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Option<(Protocol, Bytes)>> {
-    let mut buf = Vec::with_capacity(FIRST_READ);
+pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Option<(Protocol, BytesMut)>> {
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     loop {
         if io.read_buf(&mut buf).await? == 0 {
             return Ok(None);
         }
         let n = buf.len().min(H2_PREFACE.len());
         if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some((Protocol::Http1, buf.into())));
+            return Ok(Some((Protocol::Http1, buf)));
         }
         if buf.len() >= H2_PREFACE.len() {
-            return Ok(Some((Protocol::H2, buf.into())));
+            return Ok(Some((Protocol::H2, buf)));
         }
     }
 }

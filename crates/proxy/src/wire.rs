@@ -18,10 +18,10 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, StatusCode, Version};
-use hyper::body::{Body, Incoming};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::body::ClientBody;
 use crate::headers::{tokens, Forwarding};
 pub use chunked::ChunkedError;
 
@@ -116,7 +116,7 @@ pub enum Framing {
 pub struct Outgoing {
     head: Vec<u8>,
     framing: Framing,
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     is_head: bool,
     idempotent: bool,
 }
@@ -124,7 +124,7 @@ pub struct Outgoing {
 impl Outgoing {
     /// Encode `parts` (already rewritten for the server: origin-form, hop-by-hop headers gone).
     /// A body of known length keeps its Content-Length; any other body goes chunked.
-    pub fn new(parts: &request::Parts, forwarding: &Forwarding, body: Incoming) -> Outgoing {
+    pub fn new(parts: &request::Parts, forwarding: &Forwarding, body: ClientBody) -> Outgoing {
         let framing = match parts.headers.get(header::CONTENT_LENGTH) {
             Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(0) => Framing::Empty,
@@ -225,10 +225,25 @@ pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireE
 
 async fn write_body<W: AsyncWrite + Unpin>(
     w: &mut W,
-    body: &mut Incoming,
+    body: &mut ClientBody,
     framing: Framing,
 ) -> Result<(), WireError> {
     use http_body_util::BodyExt;
+    let body = match body {
+        ClientBody::Whole(data) => {
+            match framing {
+                Framing::Length(n) if data.len() as u64 != n => return Err(WireError::BodyLength),
+                Framing::Chunked => {
+                    let size = format!("{:x}\r\n", data.len());
+                    let chunk = [size.as_bytes(), data, b"\r\n0\r\n\r\n"].concat();
+                    w.write_all(&chunk).await?;
+                }
+                _ => w.write_all(data).await?,
+            }
+            return Ok(());
+        }
+        ClientBody::Streamed(b) => b,
+    };
     let mut sent = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(WireError::ClientBody)?;
@@ -431,7 +446,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
 }
 
 /// A non-empty run of ASCII digits as a number (no sign, no spaces, no overflow).
-fn digits(b: &[u8]) -> Option<u64> {
+pub(crate) fn digits(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 19 {
         return None;
     }

@@ -2,6 +2,7 @@
 //! bytes each test gives it.
 
 use super::*;
+use hyper::body::Incoming;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -213,7 +214,7 @@ async fn outgoing(parts_of: impl FnOnce(&mut request::Parts), body: &'static [u8
         &peer,
         crate::headers::ForwardedHost::HostHeader,
     );
-    Outgoing::new(&parts, &fwd, body)
+    Outgoing::new(&parts, &fwd, crate::body::ClientBody::Streamed(body))
 }
 
 async fn read_all(mut reader: BodyReader) -> (Vec<u8>, Option<Conn>) {

@@ -235,6 +235,49 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Pipelined requests are answered in order, on one connection, through both HTTP/1.1 servers:
+/// Tether's own takes the ordinary ones and hands the connection to hyper at the chunked body,
+/// without losing a byte.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_across_a_handoff() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let req = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+GET /4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let r = raw(p.addr(), req).await;
+    assert_eq!(r.matches("HTTP/1.1 200 OK").count(), 4, "{r}");
+    let at = |needle: &str| r.find(needle).unwrap_or_else(|| panic!("{needle} in {r}"));
+    assert!(at("GET /1 ") < at("POST /2 ") && at("POST /2 ") < at("POST /3 "));
+    assert!(at("POST /3 ") < at("GET /4 "), "{r}");
+    assert!(at("Body-Length: 3") < at("Body-Length: 5"), "{r}");
+    assert_eq!(a.requests(), 4);
+}
+
+/// HTTP/1.0 clients get a delimited answer and keep the connection only when they ask to.
+#[tokio::test]
+async fn http_1_0_keeps_alive_only_when_asked() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let once = raw(p.addr(), b"GET /x HTTP/1.0\r\nHost: a\r\n\r\n").await;
+    assert!(once.starts_with("HTTP/1.1 200"), "{once}");
+    assert!(
+        once.to_ascii_lowercase().contains("connection: close"),
+        "{once}"
+    );
+    let two = raw(
+        p.addr(),
+        b"GET /a HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two}");
+    assert!(
+        two.to_ascii_lowercase().contains("connection: keep-alive"),
+        "{two}"
+    );
+}
+
 #[tokio::test]
 async fn malformed_and_oversized_requests_get_4xx_and_never_reach_a_server() {
     let a = Backend::spawn("a").await;
@@ -255,6 +298,8 @@ async fn malformed_and_oversized_requests_get_4xx_and_never_reach_a_server() {
     )
     .await;
     assert!(smuggle.starts_with("HTTP/1.1 400"), "{smuggle}");
+    let target = raw(p.addr(), b"GET /a<b> HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(target.starts_with("HTTP/1.1 400"), "{target}");
     assert_eq!(a.requests(), 0, "nothing malformed reached the server");
 }
 

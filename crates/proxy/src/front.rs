@@ -1,0 +1,402 @@
+//! Tether's own HTTP/1.1 server for the requests nearly all traffic is made of: a head, and a
+//! body of known length that arrives with it (or none). The head is parsed with `httparse` in the
+//! connection's buffer, the request goes to the [`handler`] in the connection's own task, and the
+//! response is written back in one `write` when its body is at hand (head and body together).
+//! An idle connection holds no buffer at all.
+//!
+//! Anything else is handed, with every byte not answered yet, to hyper's HTTP/1.1 server for the
+//! rest of the connection ([`Ended::Handoff`]): a chunked or large request body, `Expect`, an
+//! upgrade, a request target that is not origin-form, `CONNECT`, more than [`MAX_HEADERS`] header
+//! fields, or a head that `httparse` or the `http` types refuse. Malformed input therefore gets
+//! exactly the answer hyper gives it (400, 431, …) and never reaches a server.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::Write as _;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Body;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use crate::body::{ClientBody, ProxyBody};
+use crate::handler::{self, Shared};
+use crate::headers::Peer;
+use crate::idle::{Activity, Tracked};
+
+/// Largest request body read whole with its head; a larger one is streamed by hyper.
+pub const MAX_WHOLE_BODY: usize = 64 * 1024;
+/// Most header fields in a request served here (hyper takes up to 128).
+pub const MAX_HEADERS: usize = 64;
+/// Largest request head (bytes); hyper answers a longer one with 431.
+const MAX_HEAD: usize = 64 * 1024;
+/// Bytes made room for before each read.
+const READ_CHUNK: usize = 4096;
+/// Response bytes gathered before they are written out.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How a connection left this server.
+#[derive(Debug)]
+pub enum Ended {
+    /// Closed (by the client, an error, `Connection: close` or shutdown).
+    Closed,
+    /// A request this server does not take: these bytes (that request and all after it) and the
+    /// rest of the connection go to hyper.
+    Handoff(Bytes),
+}
+
+/// One client connection's context.
+pub struct Front<'a> {
+    pub shared: &'a Shared,
+    pub ep: usize,
+    pub peer: &'a Peer,
+    pub activity: &'a Arc<Activity>,
+    pub shutdown: &'a watch::Receiver<bool>,
+}
+
+impl Front<'_> {
+    /// Serve requests from `io`, starting with the bytes in `buf`.
+    pub async fn serve(&self, io: &mut Tracked, mut buf: BytesMut) -> Ended {
+        loop {
+            let taken = loop {
+                if !buf.is_empty() {
+                    match take(&mut buf) {
+                        Ok(Some(t)) => break t,
+                        Ok(None) => {}
+                        Err(rest) => return Ended::Handoff(rest),
+                    }
+                } else if *self.shutdown.borrow() {
+                    return Ended::Closed;
+                }
+                if !read_more(io, &mut buf).await {
+                    return Ended::Closed;
+                }
+            };
+            let busy = self.activity.begin();
+            let resp = handler::handle(self.shared, self.ep, self.peer, taken.request).await;
+            let keep_alive = taken.keep_alive && !*self.shutdown.borrow();
+            let kept = respond(io, resp, taken.is_head, taken.version, keep_alive).await;
+            drop(busy);
+            if !kept {
+                return Ended::Closed;
+            }
+            if buf.is_empty() {
+                // Nothing pipelined: let the buffer go while the connection idles.
+                buf = BytesMut::new();
+            }
+        }
+    }
+}
+
+/// A request taken off the connection's buffer, and what its response needs to know.
+struct Taken {
+    request: Request<ClientBody>,
+    keep_alive: bool,
+    is_head: bool,
+    version: Version,
+}
+
+/// Take the request at the front of `buf` if it is all there (`None`: read more). `Err` holds every
+/// byte of `buf` when the request is not for this server.
+fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Bytes> {
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let s = match scan(buf, &mut spans) {
+        Scanned::Request(s) => s,
+        Scanned::Partial if buf.len() < MAX_HEAD => return Ok(None),
+        Scanned::Partial | Scanned::Other => return Err(buf.split().freeze()),
+    };
+    let whole = s.head_len + s.body_len;
+    if buf.len() < whole {
+        return Ok(None);
+    }
+    let message = buf.split_to(whole).freeze();
+    let Some(parts) = s.parts(&message, &spans) else {
+        let mut rest = BytesMut::from(&message[..]);
+        rest.extend_from_slice(buf);
+        buf.clear();
+        return Err(rest.freeze());
+    };
+    let body = ClientBody::Whole(message.slice(s.head_len..));
+    Ok(Some(Taken {
+        request: Request::from_parts(parts, body),
+        keep_alive: s.keep_alive,
+        is_head: s.is_head,
+        version: s.version,
+    }))
+}
+
+/// Read more of the request into `buf`; false at the end of the stream or on an error.
+async fn read_more(io: &mut Tracked, buf: &mut BytesMut) -> bool {
+    if buf.is_empty() && buf.capacity() == 0 && io.readable().await.is_err() {
+        return false;
+    }
+    buf.reserve(READ_CHUNK);
+    matches!(
+        poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)).await,
+        Ok(n) if n > 0
+    )
+}
+
+enum Scanned {
+    Request(Scan),
+    Partial,
+    /// Not for this server (see the module documentation).
+    Other,
+}
+
+/// Positions of a name and its value in the head.
+type Span = (u32, u32, u32, u32);
+
+/// A request head found complete in the buffer, as positions in it.
+struct Scan {
+    head_len: usize,
+    body_len: usize,
+    method: (u32, u32),
+    target: (u32, u32),
+    version: Version,
+    count: usize,
+    keep_alive: bool,
+    is_head: bool,
+}
+
+impl Scan {
+    /// The request head as `http` parts (values share `message`); `None` if they refuse it.
+    fn parts(&self, message: &Bytes, spans: &[Span]) -> Option<http::request::Parts> {
+        let at = |(s, e): (u32, u32)| s as usize..e as usize;
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = Method::from_bytes(&message[at(self.method)]).ok()?;
+        parts.uri = Uri::from_maybe_shared(message.slice(at(self.target))).ok()?;
+        parts.version = self.version;
+        let mut headers = HeaderMap::with_capacity(self.count);
+        for &(ns, ne, vs, ve) in &spans[..self.count] {
+            let name = HeaderName::from_bytes(&message[at((ns, ne))]).ok()?;
+            let value = HeaderValue::from_maybe_shared(message.slice(at((vs, ve)))).ok()?;
+            headers.append(name, value);
+        }
+        parts.headers = headers;
+        Some(parts)
+    }
+}
+
+/// Look for a complete request head at the front of `buf` and decide whether it is served here;
+/// the positions of its header fields go to `spans`.
+fn scan(buf: &[u8], spans: &mut [Span; MAX_HEADERS]) -> Scanned {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Scanned::Partial,
+        Err(_) => return Scanned::Other,
+    };
+    let (Some(method), Some(target), Some(v)) = (req.method, req.path, req.version) else {
+        return Scanned::Other;
+    };
+    if !target.starts_with('/') || method == "CONNECT" {
+        return Scanned::Other;
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let span = |s: &[u8]| (at(s), at(s) + s.len() as u32);
+    let version = if v == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let mut s = Scan {
+        head_len,
+        body_len: 0,
+        method: span(method.as_bytes()),
+        target: span(target.as_bytes()),
+        version,
+        count: req.headers.len(),
+        keep_alive: false,
+        is_head: method == "HEAD",
+    };
+    let mut length = None;
+    let (mut close, mut keep) = (false, false);
+    for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
+        let (n, v) = (h.name.as_bytes(), h.value);
+        *slot = (span(n).0, span(n).1, span(v).0, span(v).1);
+        let is = |name: &str| n.eq_ignore_ascii_case(name.as_bytes());
+        if is("content-length") {
+            match (length, crate::wire::digits(v)) {
+                (None, Some(l)) if l <= MAX_WHOLE_BODY as u64 => length = Some(l as usize),
+                _ => return Scanned::Other,
+            }
+        } else if is("transfer-encoding") || is("expect") || is("upgrade") {
+            return Scanned::Other;
+        } else if is("connection") {
+            for t in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if t.eq_ignore_ascii_case(b"upgrade") {
+                    return Scanned::Other;
+                }
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    // RFC 9112 §9.3: HTTP/1.1 persists unless closed; HTTP/1.0 only when asked to.
+    s.keep_alive = !close && (version == Version::HTTP_11 || keep);
+    s.body_len = length.unwrap_or(0);
+    Scanned::Request(s)
+}
+
+/// Write `resp` to the client; true if the connection may carry another request.
+async fn respond(
+    io: &mut Tracked,
+    resp: Response<ProxyBody>,
+    is_head: bool,
+    version: Version,
+    mut keep_alive: bool,
+) -> bool {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => out.extend_from_slice(r.as_bytes()),
+        None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        http_date(&mut out);
+        out.extend_from_slice(b"\r\n");
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| crate::wire::digits(v.as_bytes()));
+    let framing = if bodiless {
+        Framing::None
+    } else if let Some(n) = declared {
+        Framing::Length(n)
+    } else if let Some(n) = body.size_hint().exact() {
+        let _ = write!(out, "content-length: {n}\r\n");
+        Framing::Length(n)
+    } else if version == Version::HTTP_11 {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    } else {
+        keep_alive = false;
+        Framing::UntilClose
+    };
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if framing == Framing::None {
+        return io.write_all(&out).await.is_ok() && keep_alive;
+    }
+    let mut sent = 0u64;
+    loop {
+        // Take what the body has at hand without waiting, so that a small response leaves in
+        // one write; write what is gathered before waiting for more.
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    if io.write_all(&out).await.is_err() {
+                        return false;
+                    }
+                    out.clear();
+                }
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                // The server broke off: the client gets what came, then the connection closes.
+                tracing::debug!(error = %e, "response body cut off");
+                let _ = io.write_all(&out).await;
+                return false;
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if !data.is_empty() {
+                        sent += data.len() as u64;
+                        if framing == Framing::Chunked {
+                            let _ = write!(out, "{:x}\r\n", data.len());
+                            out.extend_from_slice(&data);
+                            out.extend_from_slice(b"\r\n");
+                        } else {
+                            out.extend_from_slice(&data);
+                        }
+                    }
+                }
+            }
+        }
+        if body.is_end_stream() {
+            break;
+        }
+        if out.len() >= WRITE_BATCH {
+            if io.write_all(&out).await.is_err() {
+                return false;
+            }
+            out.clear();
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if io.write_all(&out).await.is_err() {
+        return false;
+    }
+    match framing {
+        Framing::Length(n) => keep_alive && sent == n,
+        Framing::UntilClose => false,
+        _ => keep_alive,
+    }
+}
+
+/// How a response body is delimited for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Append the current time as an HTTP date, formatted once a second per thread.
+fn http_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(at, text)| {
+        if *at != secs || text.is_empty() {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+use super::*;
+
+fn served(head: &[u8]) -> Scan {
+    served_with(head).0
+}
+
+fn served_with(head: &[u8]) -> (Scan, [Span; MAX_HEADERS]) {
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    match scan(head, &mut spans) {
+        Scanned::Request(s) => (s, spans),
+        Scanned::Partial => panic!("partial: {}", String::from_utf8_lossy(head)),
+        Scanned::Other => panic!("handed over: {}", String::from_utf8_lossy(head)),
+    }
+}
+
+fn handed_over(head: &[u8]) -> bool {
+    matches!(scan(head, &mut [(0, 0, 0, 0); MAX_HEADERS]), Scanned::Other)
+}
+
+#[test]
+fn ordinary_requests_are_served_here_with_the_right_persistence() {
+    let (s, spans) = served_with(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(s.keep_alive && !s.is_head && s.body_len == 0);
+    let msg = Bytes::from_static(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let parts = s.parts(&msg, &spans).unwrap();
+    assert_eq!(parts.uri, "/a?b=1");
+    assert_eq!(parts.headers["host"], "x");
+    assert!(!served(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").keep_alive);
+    assert!(!served(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+    assert!(served(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+    assert!(!served(b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n").keep_alive);
+    assert!(served(b"HEAD / HTTP/1.1\r\n\r\n").is_head);
+    let post = served(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!((post.head_len, post.body_len), (38, 5));
+}
+
+#[test]
+fn anything_unusual_is_handed_to_hyper() {
+    for head in [
+        &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: keep-alive, upgrade\r\n\r\n",
+        b"GET http://x/ HTTP/1.1\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\n\r\n",
+        b"CONNECT x:443 HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+    ] {
+        assert!(handed_over(head), "{}", String::from_utf8_lossy(head));
+    }
+    let many: String = (0..MAX_HEADERS + 1)
+        .map(|i| format!("x-{i}: 1\r\n"))
+        .collect();
+    assert!(handed_over(
+        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()
+    ));
+    let partial = scan(
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+        &mut [(0, 0, 0, 0); MAX_HEADERS],
+    );
+    assert!(matches!(partial, Scanned::Partial));
+}
+
+#[test]
+fn a_target_the_http_types_refuse_hands_the_request_over() {
+    // httparse takes `<` and `>` in a request target; `http::Uri` does not.
+    let head = b"GET /a<b> HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (s, spans) = served_with(head);
+    assert!(s.parts(&Bytes::from_static(head), &spans).is_none());
+    let mut buf = BytesMut::from(&b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
+    let rest = take(&mut buf).err().expect("handed over");
+    assert_eq!(
+        &rest[..],
+        b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+    );
+    assert!(buf.is_empty());
+}
+
+/// What a response looks like on the wire.
+async fn written(
+    resp: Response<ProxyBody>,
+    is_head: bool,
+    version: Version,
+    keep: bool,
+) -> (String, bool) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = l.accept().await.unwrap();
+    let mut io = Tracked::new(server, Activity::new());
+    let kept = respond(&mut io, resp, is_head, version, keep).await;
+    drop(io);
+    let mut out = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut client, &mut out)
+        .await
+        .unwrap();
+    (String::from_utf8(out).unwrap(), kept)
+}
+
+#[tokio::test]
+async fn responses_are_delimited_dated_and_say_when_the_connection_closes() {
+    let ok = || Response::new(ProxyBody::full("hello"));
+    let (w, kept) = written(ok(), false, Version::HTTP_11, true).await;
+    assert!(kept);
+    assert!(w.starts_with("HTTP/1.1 200 OK\r\n"), "{w}");
+    assert!(
+        w.contains("\r\ndate: ") && w.contains("\r\ncontent-length: 5\r\n"),
+        "{w}"
+    );
+    assert!(
+        w.ends_with("\r\n\r\nhello") && !w.contains("connection:"),
+        "{w}"
+    );
+
+    let (w, kept) = written(ok(), true, Version::HTTP_11, true).await;
+    assert!(
+        kept && w.ends_with("\r\n\r\n"),
+        "a HEAD answer has no body: {w}"
+    );
+
+    let (w, kept) = written(ok(), false, Version::HTTP_10, true).await;
+    assert!(kept && w.contains("\r\nconnection: keep-alive\r\n"), "{w}");
+
+    let (w, kept) = written(ok(), false, Version::HTTP_11, false).await;
+    assert!(!kept && w.contains("\r\nconnection: close\r\n"), "{w}");
+
+    let mut odd = Response::new(ProxyBody::empty());
+    *odd.status_mut() = StatusCode::from_u16(299).unwrap();
+    odd.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(b"Fine Enough"));
+    let (w, _) = written(odd, false, Version::HTTP_11, true).await;
+    assert!(w.starts_with("HTTP/1.1 299 Fine Enough\r\n"), "{w}");
+    assert!(w.contains("\r\ncontent-length: 0\r\n"), "{w}");
+}
