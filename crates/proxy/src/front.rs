@@ -80,7 +80,15 @@ impl Front<'_> {
                 }
             };
             let busy = self.activity.begin();
-            let resp = handler::handle(self.shared, self.ep, self.peer, taken.request).await;
+            // Boxed: the request's future (several KiB) exists only while a request does, not in
+            // the state every idle connection keeps.
+            let handling = Box::pin(handler::handle(
+                self.shared,
+                self.ep,
+                self.peer,
+                taken.request,
+            ));
+            let resp = handling.await;
             let keep_alive = taken.keep_alive && !*self.shutdown.borrow();
             let kept = respond(io, resp, taken.is_head, taken.version, keep_alive).await;
             drop(busy);
