@@ -20,16 +20,18 @@ use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::body::{ClientBody, ProxyBody};
+use crate::fields::{self, Fields, Span};
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
 use crate::idle::{Activity, Tracked};
+use crate::wire::chunked;
 
 /// Largest request body read whole with its head; a larger one is streamed by hyper.
 pub const MAX_WHOLE_BODY: usize = 64 * 1024;
@@ -114,18 +116,18 @@ struct Taken {
 /// Take the request at the front of `buf` if it is all there (`None`: read more). `Err` holds every
 /// byte of `buf` when the request is not for this server.
 fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Bytes> {
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let s = match scan(buf, &mut spans) {
-        Scanned::Request(s) => s,
-        Scanned::Partial if buf.len() < MAX_HEAD => return Ok(None),
-        Scanned::Partial | Scanned::Other => return Err(buf.split().freeze()),
+    let mut fields = Fields::new();
+    let s = match scan(buf, &mut fields) {
+        Ok(Some(s)) => s,
+        Ok(None) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(None) | Err(NotHere) => return Err(buf.split().freeze()),
     };
     let whole = s.head_len + s.body_len;
     if buf.len() < whole {
         return Ok(None);
     }
     let message = buf.split_to(whole).freeze();
-    let Some(parts) = s.parts(&message, &spans) else {
+    let Some(parts) = s.parts(&message, &fields) else {
         let mut rest = BytesMut::from(&message[..]);
         rest.extend_from_slice(buf);
         buf.clear();
@@ -152,110 +154,89 @@ async fn read_more(io: &mut Tracked, buf: &mut BytesMut) -> bool {
     )
 }
 
-enum Scanned {
-    Request(Scan),
-    Partial,
-    /// Not for this server (see the module documentation).
-    Other,
-}
-
-/// Positions of a name and its value in the head.
-type Span = (u32, u32, u32, u32);
+/// A request this server does not take (see the module documentation).
+#[derive(Debug)]
+struct NotHere;
 
 /// A request head found complete in the buffer, as positions in it.
 struct Scan {
     head_len: usize,
     body_len: usize,
-    method: (u32, u32),
-    target: (u32, u32),
+    method: Span,
+    target: Span,
     version: Version,
-    count: usize,
     keep_alive: bool,
     is_head: bool,
 }
 
 impl Scan {
     /// The request head as `http` parts (values share `message`); `None` if they refuse it.
-    fn parts(&self, message: &Bytes, spans: &[Span]) -> Option<http::request::Parts> {
-        let at = |(s, e): (u32, u32)| s as usize..e as usize;
+    fn parts(&self, message: &Bytes, fields: &Fields) -> Option<http::request::Parts> {
         let mut parts = Request::new(()).into_parts().0;
-        parts.method = Method::from_bytes(&message[at(self.method)]).ok()?;
-        parts.uri = Uri::from_maybe_shared(message.slice(at(self.target))).ok()?;
+        parts.method = Method::from_bytes(&message[fields::range(self.method)]).ok()?;
+        parts.uri = Uri::from_maybe_shared(message.slice(fields::range(self.target))).ok()?;
         parts.version = self.version;
-        let mut headers = HeaderMap::with_capacity(self.count);
-        for &(ns, ne, vs, ve) in &spans[..self.count] {
-            let name = HeaderName::from_bytes(&message[at((ns, ne))]).ok()?;
-            let value = HeaderValue::from_maybe_shared(message.slice(at((vs, ve)))).ok()?;
-            headers.append(name, value);
-        }
-        parts.headers = headers;
+        parts.headers = fields.to_map(message).ok()?;
         Some(parts)
     }
 }
 
-/// Look for a complete request head at the front of `buf` and decide whether it is served here;
-/// the positions of its header fields go to `spans`.
-fn scan(buf: &[u8], spans: &mut [Span; MAX_HEADERS]) -> Scanned {
+/// Look for a complete request head at the front of `buf` (`None`: not all there yet) and decide
+/// whether it is served here; where its header fields lie goes to `fields`.
+fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match httparse::ParserConfig::default()
         .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
     {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Scanned::Partial,
-        Err(_) => return Scanned::Other,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(NotHere),
     };
     let (Some(method), Some(target), Some(v)) = (req.method, req.path, req.version) else {
-        return Scanned::Other;
+        return Err(NotHere);
     };
     if !target.starts_with('/') || method == "CONNECT" {
-        return Scanned::Other;
+        return Err(NotHere);
     }
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let span = |s: &[u8]| (at(s), at(s) + s.len() as u32);
     let version = if v == 1 {
         Version::HTTP_11
     } else {
         Version::HTTP_10
     };
-    let mut s = Scan {
-        head_len,
-        body_len: 0,
-        method: span(method.as_bytes()),
-        target: span(target.as_bytes()),
-        version,
-        count: req.headers.len(),
-        keep_alive: false,
-        is_head: method == "HEAD",
-    };
     let mut length = None;
     let (mut close, mut keep) = (false, false);
-    for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
+    for h in req.headers.iter() {
         let (n, v) = (h.name.as_bytes(), h.value);
-        *slot = (span(n).0, span(n).1, span(v).0, span(v).1);
         let is = |name: &str| n.eq_ignore_ascii_case(name.as_bytes());
         if is("content-length") {
             match (length, crate::wire::digits(v)) {
                 (None, Some(l)) if l <= MAX_WHOLE_BODY as u64 => length = Some(l as usize),
-                _ => return Scanned::Other,
+                _ => return Err(NotHere),
             }
         } else if is("transfer-encoding") || is("expect") || is("upgrade") {
-            return Scanned::Other;
+            return Err(NotHere);
         } else if is("connection") {
             for t in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if t.eq_ignore_ascii_case(b"upgrade") {
-                    return Scanned::Other;
+                    return Err(NotHere);
                 }
                 close |= t.eq_ignore_ascii_case(b"close");
                 keep |= t.eq_ignore_ascii_case(b"keep-alive");
             }
         }
     }
-    // RFC 9112 §9.3: HTTP/1.1 persists unless closed; HTTP/1.0 only when asked to.
-    s.keep_alive = !close && (version == Version::HTTP_11 || keep);
-    s.body_len = length.unwrap_or(0);
-    Scanned::Request(s)
+    fields.record(buf, req.headers);
+    Ok(Some(Scan {
+        head_len,
+        body_len: length.unwrap_or(0),
+        method: fields::span(buf, method.as_bytes()),
+        target: fields::span(buf, target.as_bytes()),
+        version,
+        // RFC 9112 §9.3: HTTP/1.1 persists unless closed; HTTP/1.0 only when asked to.
+        keep_alive: !close && (version == Version::HTTP_11 || keep),
+        is_head: method == "HEAD",
+    }))
 }
 
 /// Write `resp` to the client; true if the connection may carry another request.
@@ -282,15 +263,10 @@ async fn respond(
     }
     out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        fields::put(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !parts.headers.contains_key(header::DATE) {
-        out.extend_from_slice(b"date: ");
-        http_date(&mut out);
-        out.extend_from_slice(b"\r\n");
+        http_date(|date| fields::put(&mut out, b"date", date));
     }
     let declared = parts
         .headers
@@ -348,9 +324,7 @@ async fn respond(
                     if !data.is_empty() {
                         sent += data.len() as u64;
                         if framing == Framing::Chunked {
-                            let _ = write!(out, "{:x}\r\n", data.len());
-                            out.extend_from_slice(&data);
-                            out.extend_from_slice(b"\r\n");
+                            chunked::put_chunk(&mut out, &data);
                         } else {
                             out.extend_from_slice(&data);
                         }
@@ -369,7 +343,7 @@ async fn respond(
         }
     }
     if framing == Framing::Chunked {
-        out.extend_from_slice(b"0\r\n\r\n");
+        out.extend_from_slice(chunked::LAST_CHUNK);
     }
     if io.write_all(&out).await.is_err() {
         return false;
@@ -390,8 +364,8 @@ enum Framing {
     UntilClose,
 }
 
-/// Append the current time as an HTTP date, formatted once a second per thread.
-fn http_date(out: &mut Vec<u8>) {
+/// Hand the current time as an HTTP date to `with`, formatted once a second per thread.
+fn http_date(with: impl FnOnce(&[u8])) {
     thread_local! {
         static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     }
@@ -402,7 +376,7 @@ fn http_date(out: &mut Vec<u8>) {
             *at = secs;
             *text = httpdate::fmt_http_date(now);
         }
-        out.extend_from_slice(text.as_bytes());
+        with(text.as_bytes());
     });
 }
 

@@ -9,6 +9,7 @@
 //! cookie. WebSocket upgrades take [`upgrade`]. [`host`] reads the request's host in place.
 
 pub mod body;
+pub mod fields;
 pub mod front;
 pub mod handler;
 pub mod headers;

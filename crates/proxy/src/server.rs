@@ -1,6 +1,7 @@
-//! Listeners and client connections: HTTP/1.1 with keep-alive (Tether's own server, [`crate::front`],
-//! handing what it does not take to hyper's) and h2c (prior knowledge, hyper) on the same port, request-header and idle timeouts, and graceful shutdown (stop accepting, let requests
-//! in flight finish within the drain period).
+//! Listeners and client connections: HTTP/1.1 with keep-alive (Tether's own server,
+//! [`crate::front`], handing what it does not take to hyper's) and h2c (prior knowledge, hyper) on
+//! the same port; request-header and idle timeouts; graceful shutdown (stop accepting, let
+//! requests in flight finish within the drain period).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -16,12 +16,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{request, response, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::ClientBody;
+use crate::fields::{self, Fields, Refused};
 use crate::headers::{tokens, Forwarding};
 pub use chunked::ChunkedError;
 
@@ -29,8 +30,6 @@ pub use chunked::ChunkedError;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in one response head.
 const MAX_HEADERS: usize = 128;
-/// Header fields whose positions are kept on the stack while a head is parsed.
-const INLINE_HEADERS: usize = 24;
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -150,10 +149,7 @@ impl Outgoing {
                 || (framing == Framing::Chunked && *name == header::CONTENT_LENGTH))
         });
         for (name, value) in kept.chain(forwarding.added()) {
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
+            fields::put(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
         if framing == Framing::Chunked {
             head.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -234,9 +230,10 @@ async fn write_body<W: AsyncWrite + Unpin>(
             match framing {
                 Framing::Length(n) if data.len() as u64 != n => return Err(WireError::BodyLength),
                 Framing::Chunked => {
-                    let size = format!("{:x}\r\n", data.len());
-                    let chunk = [size.as_bytes(), data, b"\r\n0\r\n\r\n"].concat();
-                    w.write_all(&chunk).await?;
+                    let mut chunked = Vec::with_capacity(data.len() + 16);
+                    chunked::put_chunk(&mut chunked, data);
+                    chunked.extend_from_slice(chunked::LAST_CHUNK);
+                    w.write_all(&chunked).await?;
                 }
                 _ => w.write_all(data).await?,
             }
@@ -266,7 +263,7 @@ async fn write_body<W: AsyncWrite + Unpin>(
         }
     }
     match framing {
-        Framing::Chunked => w.write_all(b"0\r\n\r\n").await?,
+        Framing::Chunked => w.write_all(chunked::LAST_CHUNK).await?,
         Framing::Length(n) if sent != n => return Err(WireError::BodyLength),
         _ => {}
     }
@@ -316,11 +313,8 @@ async fn read_head<R: AsyncRead + Unpin>(
 
 /// Parse a response head from the front of `buf`, consuming it; `None` if incomplete.
 fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireError> {
-    // Offsets of each name and value in `buf`, so that the values can be shared slices of the
-    // head rather than copies: on the stack for a usual head, on the heap for a long one.
-    let mut inline = [(0u32, 0u32, 0u32, 0u32); INLINE_HEADERS];
-    let mut heap = Vec::new();
-    let (len, code, version, reason, spans) = {
+    let mut fields = Fields::new();
+    let (len, code, version, reason) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default()
@@ -331,39 +325,24 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
             Err(httparse::Error::TooManyHeaders) => return Err(WireError::TooLarge),
             Err(e) => return Err(WireError::Parse(e)),
         };
-        let base = buf.as_ptr() as usize;
-        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        let spans: &mut [_] = if res.headers.len() <= INLINE_HEADERS {
-            &mut inline[..res.headers.len()]
-        } else {
-            heap.resize(res.headers.len(), (0, 0, 0, 0));
-            &mut heap
-        };
-        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
-            let (n, v) = (h.name.as_bytes(), h.value);
-            *span = (at(n), at(n) + n.len() as u32, at(v), at(v) + v.len() as u32);
-        }
-        let reason = res.reason.filter(|r| !r.is_empty()).map(|r| {
-            let start = at(r.as_bytes()) as usize;
-            start..start + r.len()
-        });
+        let reason = res
+            .reason
+            .filter(|r| !r.is_empty())
+            .map(|r| fields::span(buf, r.as_bytes()));
         let version = if res.version == Some(0) {
             Version::HTTP_10
         } else {
             Version::HTTP_11
         };
-        (len, res.code.unwrap_or(0), version, reason, spans)
+        fields.record(buf, res.headers);
+        (len, res.code.unwrap_or(0), version, reason)
     };
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Invalid("status code"))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for &(ns, ne, vs, ve) in spans.iter() {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-            .map_err(|_| WireError::Invalid("header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-            .map_err(|_| WireError::Invalid("header value"))?;
-        headers.append(name, value);
-    }
+    let headers = fields.to_map(&head).map_err(|r| match r {
+        Refused::Name => WireError::Invalid("header name"),
+        Refused::Value => WireError::Invalid("header value"),
+    })?;
     let mut keep_alive = connection_allows_reuse(&headers, version);
     let framing = if is_head
         || status.is_informational()
@@ -393,7 +372,7 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
     // Tether answers its clients in its own HTTP version, whatever the server spoke.
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    if let Some(r) = reason {
+    if let Some(r) = reason.map(fields::range) {
         if status.canonical_reason().map(str::as_bytes) != Some(&head[r.clone()]) {
             if let Ok(p) = hyper::ext::ReasonPhrase::try_from(head.slice(r)) {
                 parts.extensions.insert(p);

@@ -1,36 +1,44 @@
 use super::*;
 
-fn served(head: &[u8]) -> Scan {
-    served_with(head).0
-}
-
-fn served_with(head: &[u8]) -> (Scan, [Span; MAX_HEADERS]) {
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-    match scan(head, &mut spans) {
-        Scanned::Request(s) => (s, spans),
-        Scanned::Partial => panic!("partial: {}", String::from_utf8_lossy(head)),
-        Scanned::Other => panic!("handed over: {}", String::from_utf8_lossy(head)),
+fn served(head: &[u8]) -> (Scan, Fields) {
+    let mut fields = Fields::new();
+    match scan(head, &mut fields) {
+        Ok(Some(s)) => (s, fields),
+        Ok(None) => panic!("partial: {}", String::from_utf8_lossy(head)),
+        Err(NotHere) => panic!("handed over: {}", String::from_utf8_lossy(head)),
     }
 }
 
 fn handed_over(head: &[u8]) -> bool {
-    matches!(scan(head, &mut [(0, 0, 0, 0); MAX_HEADERS]), Scanned::Other)
+    scan(head, &mut Fields::new()).is_err()
 }
 
 #[test]
 fn ordinary_requests_are_served_here_with_the_right_persistence() {
-    let (s, spans) = served_with(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (s, fields) = served(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(s.keep_alive && !s.is_head && s.body_len == 0);
     let msg = Bytes::from_static(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
-    let parts = s.parts(&msg, &spans).unwrap();
+    let parts = s.parts(&msg, &fields).unwrap();
     assert_eq!(parts.uri, "/a?b=1");
     assert_eq!(parts.headers["host"], "x");
-    assert!(!served(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").keep_alive);
-    assert!(!served(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
-    assert!(served(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
-    assert!(!served(b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n").keep_alive);
-    assert!(served(b"HEAD / HTTP/1.1\r\n\r\n").is_head);
-    let post = served(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    assert!(
+        !served(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+            .0
+            .keep_alive
+    );
+    assert!(!served(b"GET / HTTP/1.0\r\n\r\n").0.keep_alive);
+    assert!(
+        served(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .0
+            .keep_alive
+    );
+    assert!(
+        !served(b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n")
+            .0
+            .keep_alive
+    );
+    assert!(served(b"HEAD / HTTP/1.1\r\n\r\n").0.is_head);
+    let post = served(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").0;
     assert_eq!((post.head_len, post.body_len), (38, 5));
 }
 
@@ -59,19 +67,16 @@ fn anything_unusual_is_handed_to_hyper() {
     assert!(handed_over(
         format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()
     ));
-    let partial = scan(
-        b"GET / HTTP/1.1\r\nHost: x\r\n",
-        &mut [(0, 0, 0, 0); MAX_HEADERS],
-    );
-    assert!(matches!(partial, Scanned::Partial));
+    let partial = scan(b"GET / HTTP/1.1\r\nHost: x\r\n", &mut Fields::new());
+    assert!(matches!(partial, Ok(None)));
 }
 
 #[test]
 fn a_target_the_http_types_refuse_hands_the_request_over() {
     // httparse takes `<` and `>` in a request target; `http::Uri` does not.
     let head = b"GET /a<b> HTTP/1.1\r\nHost: x\r\n\r\n";
-    let (s, spans) = served_with(head);
-    assert!(s.parts(&Bytes::from_static(head), &spans).is_none());
+    let (s, fields) = served(head);
+    assert!(s.parts(&Bytes::from_static(head), &fields).is_none());
     let mut buf = BytesMut::from(&b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
     let rest = take(&mut buf).err().expect("handed over");
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The chunked transfer coding (RFC 9112 §7.1), decoded incrementally from a read buffer: chunk
 //! sizes and extensions are parsed and dropped, data is handed out as it arrives (never waiting
-//! for a whole chunk), trailers are read and dropped.
+//! for a whole chunk), trailers are read and dropped. Encoding: [`put_chunk`] and [`LAST_CHUNK`].
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -8,6 +8,18 @@ use bytes::{Buf, Bytes, BytesMut};
 const MAX_LINE: usize = 4096;
 /// Most trailer bytes accepted in all.
 const MAX_TRAILERS: usize = 16 * 1024;
+
+/// The last chunk, with no trailers: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Append `data` as one chunk (`data` must not be empty: an empty chunk ends the body).
+pub fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write as _;
+    debug_assert!(!data.is_empty());
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Why a chunked body is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

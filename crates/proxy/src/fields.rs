@@ -1,0 +1,136 @@
+//! Header fields in HTTP/1.1 heads. Read: found by `httparse`, kept as positions in the message head so that the header map
+//! is built once the head is frozen, its values shared slices of it rather than copies. Used for
+//! request heads ([`crate::front`]) and response heads ([`crate::wire`]). The positions of a usual
+//! head's fields are kept on the stack, a long head's on the heap. Written: [`put`].
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Fields whose positions are kept on the stack.
+const INLINE: usize = 24;
+
+/// Start and end of a slice of a head.
+pub type Span = (u32, u32);
+
+/// Where a slice of `head` (a sub-slice of it, as `httparse` hands out) lies in it.
+pub fn span(head: &[u8], part: &[u8]) -> Span {
+    let start = (part.as_ptr() as usize - head.as_ptr() as usize) as u32;
+    (start, start + part.len() as u32)
+}
+
+/// A span as a range for indexing.
+pub fn range((start, end): Span) -> Range<usize> {
+    start as usize..end as usize
+}
+
+/// Append the field `name: value` to a head being written.
+pub fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The positions of each field's name and value in a head.
+#[derive(Debug)]
+pub struct Fields {
+    inline: [(Span, Span); INLINE],
+    heap: Vec<(Span, Span)>,
+    len: usize,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields::new()
+    }
+}
+
+/// A name or value the `http` types refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Name,
+    Value,
+}
+
+impl Fields {
+    /// Room for a head's fields; [`Fields::record`] fills it in place (no copy of the positions).
+    pub fn new() -> Fields {
+        Fields {
+            inline: [((0, 0), (0, 0)); INLINE],
+            heap: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Record where each of `headers` (parsed out of `head`) lies.
+    pub fn record(&mut self, head: &[u8], headers: &[httparse::Header<'_>]) {
+        let at = |h: &httparse::Header<'_>| (span(head, h.name.as_bytes()), span(head, h.value));
+        self.len = headers.len();
+        if headers.len() <= INLINE {
+            for (slot, h) in self.inline.iter_mut().zip(headers) {
+                *slot = at(h);
+            }
+        } else {
+            self.heap = headers.iter().map(at).collect();
+        }
+    }
+
+    fn spans(&self) -> &[(Span, Span)] {
+        if self.len <= INLINE {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// The header map, its values slices of `head` (the bytes the positions were taken in).
+    pub fn to_map(&self, head: &Bytes) -> Result<HeaderMap, Refused> {
+        let mut map = HeaderMap::with_capacity(self.len);
+        for &(name, value) in self.spans() {
+            let name = HeaderName::from_bytes(&head[range(name)]).map_err(|_| Refused::Name)?;
+            let value = HeaderValue::from_maybe_shared(head.slice(range(value)))
+                .map_err(|_| Refused::Value)?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields_of(raw: &'static [u8]) -> (Fields, Bytes) {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut slots);
+        req.parse(raw).unwrap();
+        let mut fields = Fields::new();
+        fields.record(raw, req.headers);
+        (fields, Bytes::from_static(raw))
+    }
+
+    #[test]
+    fn values_are_slices_of_the_head_and_repeated_names_are_kept() {
+        let (f, head) = fields_of(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
+        let map = f.to_map(&head).unwrap();
+        assert_eq!(map["host"], "a");
+        let all: Vec<_> = map.get_all("x-a").iter().collect();
+        assert_eq!(all, ["1", "2"]);
+    }
+
+    #[test]
+    fn long_heads_keep_every_field() {
+        let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..INLINE + 8 {
+            raw.extend_from_slice(format!("x-{i}: {i}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let raw: &'static [u8] = raw.leak();
+        let (f, head) = fields_of(raw);
+        let map = f.to_map(&head).unwrap();
+        assert_eq!(map.len(), INLINE + 8);
+        assert_eq!(map["x-31"], "31");
+    }
+}
