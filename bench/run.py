@@ -4,9 +4,9 @@
 Each proxy gets the same routes (bench/configs/), upstream keep-alive, no logging, and N workers
 pinned to the proxy's cores; wrk and the two fixed-response backends run on the other core(s).
 For every run it records requests/s, p50/p99 latency (wrk --latency), the proxy's own CPU time per
-request (utime + stime of its processes from /proc/PID/stat, not whole-core busy time) and its
-peak RSS (VmHWM). It prints medians with their spread and ratios Tether/HAProxy and Tether/NGINX,
-and writes a JSON file and a PNG chart.
+request (utime + stime of its processes from /proc/PID/stat, not whole-core busy time; the user
+part, time spent in its own code, also apart) and its peak RSS (VmHWM). It prints medians with
+their spread and ratios Tether/HAProxy and Tether/NGINX, and writes a JSON file and a PNG chart.
 
 Run it through bench/run.sh, which installs the tools and builds Tether first.
 """
@@ -122,15 +122,17 @@ def proc_tree(pid):
 
 
 def cpu_seconds(pids):
-    total = 0
+    """(user, user + system) CPU seconds of `pids` so far."""
+    user = system = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            user += int(fields[11])  # utime (field 14)
+            system += int(fields[12])  # stime (field 15)
         except (OSError, IndexError):
             pass
-    return total / TICK
+    return user / TICK, (user + system) / TICK
 
 
 def memory_kib(pids, field="VmHWM"):
@@ -232,8 +234,10 @@ def one_run(name, scen, sc, args, bins, tmp):
         p.pids = proc_tree(p.proc.pid)
         before = cpu_seconds(p.pids)
         r = wrk(port, sc, args.duration, load, cookie)
-        used = cpu_seconds(p.pids) - before
-        r["cpu_us_per_req"] = used / max(r["requests"], 1) * 1e6
+        after = cpu_seconds(p.pids)
+        n = max(r["requests"], 1)
+        r["cpu_us_per_req"] = (after[1] - before[1]) / n * 1e6
+        r["user_us_per_req"] = (after[0] - before[0]) / n * 1e6
         r["peak_rss_kib"] = memory_kib(p.pids)
         if p.proc.poll() is not None:
             raise RuntimeError(f"{name} exited during {scen}")
@@ -243,7 +247,8 @@ def one_run(name, scen, sc, args, bins, tmp):
 
 
 def summarise(runs):
-    keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "peak_rss_kib", "errors"]
+    keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "peak_rss_kib",
+            "errors"]
     out = {}
     for k in keys:
         vals = [r[k] for r in runs if r.get(k) is not None]
@@ -262,7 +267,8 @@ def table(summary, proxies):
     head += "".join(f" | Tether/{p}" for p in cmp) + " |"
     lines = [head, "|" + "---|" * (2 + len(proxies) + len(cmp))]
     fmt = {"rps": "{:,.0f}", "p50_ms": "{:.3f} ms", "p99_ms": "{:.3f} ms",
-           "cpu_us_per_req": "{:.1f} µs", "peak_rss_kib": "{:,.0f} KiB"}
+           "cpu_us_per_req": "{:.1f} µs", "user_us_per_req": "{:.1f} µs",
+           "peak_rss_kib": "{:,.0f} KiB"}
     for scen, per in summary.items():
         for m, f in fmt.items():
             cells = []
@@ -349,7 +355,7 @@ def main():
                     runs[s][p].append(r)
                     log(f"round {rnd + 1}/{args.rounds} {s:17} {p:8} {r['rps']:>9,.0f} req/s "
                         f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
-                        f"cpu {r['cpu_us_per_req']:.1f} µs/req rss {r['peak_rss_kib']:,} KiB "
+                        f"cpu {r['cpu_us_per_req']:.1f} µs/req (user {r['user_us_per_req']:.1f}) rss {r['peak_rss_kib']:,} KiB "
                         f"errors {r['errors']}")
     finally:
         for b in backends:

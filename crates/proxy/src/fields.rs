@@ -1,7 +1,10 @@
-//! Header fields in HTTP/1.1 heads. Read: found by `httparse`, kept as positions in the message head so that the header map
-//! is built once the head is frozen, its values shared slices of it rather than copies. Used for
-//! request heads ([`crate::front`]) and response heads ([`crate::wire`]). The positions of a usual
-//! head's fields are kept on the stack, a long head's on the heap. Written: [`put`].
+//! Header fields in HTTP/1.1 heads. Read: found by `httparse`, kept as positions in the message
+//! head, so that a header map is built only once the head is frozen (its values shared slices of
+//! it rather than copies), or not at all: a server's response fields are written through to an
+//! HTTP/1.1 client from these positions ([`Fields::write`]), leaving out the ones marked dropped
+//! (hop-by-hop). Used for request heads ([`crate::front`]) and response heads ([`crate::wire`]).
+//! The positions of a usual head's fields are kept on the stack, a long head's on the heap.
+//! Written: [`put`].
 
 use std::ops::Range;
 
@@ -10,6 +13,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Fields whose positions are kept on the stack.
 const INLINE: usize = 24;
+/// Fields that can be marked dropped (heads with more are refused before they get here).
+pub const MAX_FIELDS: usize = 128;
 
 /// Start and end of a slice of a head.
 pub type Span = (u32, u32);
@@ -39,6 +44,8 @@ pub struct Fields {
     inline: [(Span, Span); INLINE],
     heap: Vec<(Span, Span)>,
     len: usize,
+    /// Bit `i` set: field `i` is left out of [`Fields::write`] and [`Fields::to_map`].
+    dropped: u128,
 }
 
 impl Default for Fields {
@@ -61,13 +68,16 @@ impl Fields {
             inline: [((0, 0), (0, 0)); INLINE],
             heap: Vec::new(),
             len: 0,
+            dropped: 0,
         }
     }
 
-    /// Record where each of `headers` (parsed out of `head`) lies.
+    /// Record where each of `headers` (parsed out of `head`; at most [`MAX_FIELDS`]) lies.
     pub fn record(&mut self, head: &[u8], headers: &[httparse::Header<'_>]) {
+        debug_assert!(headers.len() <= MAX_FIELDS);
         let at = |h: &httparse::Header<'_>| (span(head, h.name.as_bytes()), span(head, h.value));
         self.len = headers.len();
+        self.dropped = 0;
         if headers.len() <= INLINE {
             for (slot, h) in self.inline.iter_mut().zip(headers) {
                 *slot = at(h);
@@ -85,10 +95,41 @@ impl Fields {
         }
     }
 
-    /// The header map, its values slices of `head` (the bytes the positions were taken in).
+    /// Each field's name and value, as slices of `head` (the bytes the positions were taken in),
+    /// dropped ones included.
+    pub fn iter<'h>(&'h self, head: &'h [u8]) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
+        self.spans()
+            .iter()
+            .map(|&(n, v)| (&head[range(n)], &head[range(v)]))
+    }
+
+    /// Leave the fields whose bits are set in `mask` (bit `i`: field `i`) out of what is written
+    /// or mapped.
+    pub fn drop_fields(&mut self, mask: u128) {
+        self.dropped |= mask;
+    }
+
+    fn kept(&self) -> impl Iterator<Item = &(Span, Span)> {
+        let dropped = self.dropped;
+        self.spans()
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| dropped >> i & 1 == 0)
+            .map(|(_, s)| s)
+    }
+
+    /// Append the fields not dropped to a head being written, as `name: value` lines.
+    pub fn write(&self, head: &[u8], out: &mut Vec<u8>) {
+        for &(name, value) in self.kept() {
+            put(out, &head[range(name)], &head[range(value)]);
+        }
+    }
+
+    /// The header map of the fields not dropped, its values slices of `head` (the bytes the
+    /// positions were taken in).
     pub fn to_map(&self, head: &Bytes) -> Result<HeaderMap, Refused> {
         let mut map = HeaderMap::with_capacity(self.len);
-        for &(name, value) in self.spans() {
+        for &(name, value) in self.kept() {
             let name = HeaderName::from_bytes(&head[range(name)]).map_err(|_| Refused::Name)?;
             let value = HeaderValue::from_maybe_shared(head.slice(range(value)))
                 .map_err(|_| Refused::Value)?;
@@ -132,5 +173,18 @@ mod tests {
         let map = f.to_map(&head).unwrap();
         assert_eq!(map.len(), INLINE + 8);
         assert_eq!(map["x-31"], "31");
+    }
+
+    #[test]
+    fn dropped_fields_are_neither_written_nor_mapped() {
+        let (mut f, head) = fields_of(b"GET / HTTP/1.1\r\nA: 1\r\nB:  2 \r\nC: 3\r\n\r\n");
+        f.drop_fields(1 << 1);
+        let mut out = Vec::new();
+        f.write(&head, &mut out);
+        assert_eq!(out, b"A: 1\r\nC: 3\r\n");
+        let map = f.to_map(&head).unwrap();
+        assert_eq!(map.len(), 2);
+        assert!(!map.contains_key("b"));
+        assert_eq!(f.iter(&head).count(), 3, "iter shows every field");
     }
 }

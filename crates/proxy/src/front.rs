@@ -20,13 +20,13 @@ use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use crate::body::{ClientBody, ProxyBody};
+use crate::answer::Answer;
+use crate::body::ClientBody;
 use crate::fields::{self, Fields, Span};
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
@@ -239,15 +239,22 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     }))
 }
 
-/// Write `resp` to the client; true if the connection may carry another request.
+/// Write `resp` to the client (the server's fields as they came, then Tether's); true if the
+/// connection may carry another request.
 async fn respond(
     io: &mut Tracked,
-    resp: Response<ProxyBody>,
+    resp: Answer,
     is_head: bool,
     version: Version,
     mut keep_alive: bool,
 ) -> bool {
-    let (parts, mut body) = resp.into_parts();
+    let has_date = resp.has_date();
+    let declared = resp.content_length();
+    let Answer {
+        parts,
+        server,
+        mut body,
+    } = resp;
     let status = parts.status;
     let bodiless = is_head
         || status.is_informational()
@@ -262,16 +269,15 @@ async fn respond(
         None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
+    if let Some(server) = &server {
+        server.write(&mut out);
+    }
     for (name, value) in &parts.headers {
         fields::put(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !has_date {
         http_date(|date| fields::put(&mut out, b"date", date));
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| crate::wire::digits(v.as_bytes()));
     let framing = if bodiless {
         Framing::None
     } else if let Some(n) = declared {

@@ -11,6 +11,7 @@ use tether_balance::{hash, PickInput, Pin};
 use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
+use crate::answer::Answer;
 use crate::body::{ClientBody, ProxyBody};
 use crate::headers::{ForwardedHost, Forwarding, Peer};
 use crate::table::{RoutingTable, Service};
@@ -88,12 +89,7 @@ enum Refusal {
 }
 
 /// Handle one request that arrived on entrypoint `ep` from `peer`.
-pub async fn handle(
-    shared: &Shared,
-    ep: usize,
-    peer: &Peer,
-    req: Request<ClientBody>,
-) -> Response<ProxyBody> {
+pub async fn handle(shared: &Shared, ep: usize, peer: &Peer, req: Request<ClientBody>) -> Answer {
     let table = shared.store.load_full();
     let (parts, body) = req.into_parts();
     let source = HostSource::of(&parts);
@@ -104,7 +100,7 @@ pub async fn handle(
         {
             return route_and_send(shared, &table, ep, peer, parts, body, "").await;
         }
-        return error(StatusCode::BAD_REQUEST, "missing or invalid Host header");
+        return error(StatusCode::BAD_REQUEST, "missing or invalid Host header").into();
     };
     route_and_send(shared, &table, ep, peer, parts, body, &host).await
 }
@@ -117,7 +113,7 @@ async fn route_and_send(
     mut parts: http::request::Parts,
     body: ClientBody,
     host: &str,
-) -> Response<ProxyBody> {
+) -> Answer {
     let view = RequestView {
         host,
         path: parts.uri.path(),
@@ -125,7 +121,7 @@ async fn route_and_send(
         headers: &parts.headers,
     };
     let Some(route) = table.routers.get(ep).and_then(|r| r.find(&view)) else {
-        return error(StatusCode::NOT_FOUND, "no route matches this request");
+        return error(StatusCode::NOT_FOUND, "no route matches this request").into();
     };
     let svc = &table.services[route.service];
     let pin = svc
@@ -140,7 +136,7 @@ async fn route_and_send(
         &[],
     ) {
         Ok(c) => c,
-        Err(r) => return refusal(svc, r),
+        Err(r) => return refusal(svc, r).into(),
     };
     let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
     let forwarding = prepare(&mut parts, host, peer, upgrade);
@@ -152,12 +148,13 @@ async fn route_and_send(
             return error(
                 StatusCode::BAD_REQUEST,
                 "upgrade not possible on this connection",
-            );
+            )
+            .into();
         };
         let backend = svc.backends[choice.idx].clone();
         forwarding.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body);
-        return match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
+        let resp = match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
             Ok(mut resp) => {
                 if let Some(s) = &svc.sticky {
                     sticky::write_response(
@@ -172,6 +169,7 @@ async fn route_and_send(
             }
             Err(e) => upstream_error(svc, &e),
         };
+        return resp.into();
     }
     let mut out = Outgoing::new(&parts, &forwarding, body);
     drop(parts);
@@ -184,11 +182,25 @@ async fn route_and_send(
                 backend.state.mark_ok();
                 let Head {
                     parts: mut rp,
+                    fields,
                     framing,
                     keep_alive,
                 } = head;
-                headers::strip_hop_by_hop(&mut rp.headers, false);
+                let mut server = Some(fields);
                 if let Some(s) = &svc.sticky {
+                    let has_cache_control = server.as_ref().is_some_and(|f| f.has_cache_control);
+                    if sticky::edits_server_fields(s, choice.fresh, has_cache_control) {
+                        // The server's own fields are edited: they go into the header map.
+                        if let Some(f) = server.take() {
+                            match f.to_map() {
+                                Ok(map) => rp.headers = map,
+                                Err(e) => {
+                                    tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "upstream failed");
+                                    return upstream_error(svc, &e.into()).into();
+                                }
+                            }
+                        }
+                    }
                     sticky::write_response(&mut rp.headers, s, choice.idx, choice.fresh, app_value);
                 }
                 let body = match BodyReader::new(conn, framing, keep_alive) {
@@ -200,7 +212,11 @@ async fn route_and_send(
                         ProxyBody::finished(in_flight, backend)
                     }
                 };
-                return Response::from_parts(rp, body);
+                return Answer {
+                    parts: rp,
+                    server,
+                    body,
+                };
             }
             Err(Failure {
                 error: e,
@@ -215,7 +231,7 @@ async fn route_and_send(
                 tried.push(choice.idx);
                 let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
                 if !choice.fresh && on_missing == Some(OnMissing::Fail) {
-                    return refusal(svc, Refusal::PinnedGone);
+                    return refusal(svc, Refusal::PinnedGone).into();
                 }
                 let next = if tried.len() >= MAX_ATTEMPTS.min(svc.backends.len()) {
                     None
@@ -234,12 +250,12 @@ async fn route_and_send(
                 };
                 match next {
                     Some(c) => choice = c,
-                    None => return upstream_error(svc, &e),
+                    None => return upstream_error(svc, &e).into(),
                 }
             }
             Err(Failure { error, .. }) => {
                 tracing::warn!(service = %svc.name, server = %backend.name, error = %error, "upstream failed");
-                return upstream_error(svc, &error);
+                return upstream_error(svc, &error).into();
             }
         }
     }

@@ -8,6 +8,7 @@
 //! refused connect on another server → the response streams back ([`body`]) with the affinity
 //! cookie. WebSocket upgrades take [`upgrade`]. [`host`] reads the request's host in place.
 
+pub mod answer;
 pub mod body;
 pub mod fields;
 pub mod front;

@@ -155,7 +155,9 @@ async fn connection(
         let peer = peer.clone();
         async move {
             let req = req.map(crate::body::ClientBody::Streamed);
-            let mut resp = handler::handle(&shared, ep, &peer, req).await;
+            let mut resp = handler::handle(&shared, ep, &peer, req)
+                .await
+                .into_response();
             resp.body_mut().attach(Box::new(busy));
             Ok::<_, Infallible>(resp)
         }

@@ -113,6 +113,16 @@ pub fn read_request(h: &mut HeaderMap, sticky: &Sticky) -> RequestPin {
     }
 }
 
+/// Does [`write_response`] read or change the server's own fields (so they must be in the header
+/// map it is given), or only add its own? It rewrites the server's cookie in prefix mode, and it
+/// merges `nocache` into a `Cache-Control` the server sent.
+pub fn edits_server_fields(sticky: &Sticky, fresh: bool, server_has_cache_control: bool) -> bool {
+    match sticky.policy.mode {
+        AffinityMode::Prefix { .. } => true,
+        AffinityMode::Cookie(_) => fresh && sticky.policy.nocache && server_has_cache_control,
+    }
+}
+
 /// Pin the response to server `idx`. `fresh`: the request was not validly pinned to `idx`.
 pub fn write_response(
     h: &mut HeaderMap,

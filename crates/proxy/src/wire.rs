@@ -23,13 +23,13 @@ use tokio::net::TcpStream;
 
 use crate::body::ClientBody;
 use crate::fields::{self, Fields, Refused};
-use crate::headers::{tokens, Forwarding};
+use crate::headers::Forwarding;
 pub use chunked::ChunkedError;
 
 /// Largest response head accepted from a server (bytes).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in one response head.
-const MAX_HEADERS: usize = 128;
+const MAX_HEADERS: usize = fields::MAX_FIELDS;
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -181,10 +181,41 @@ impl Outgoing {
 /// A response head as the server sent it, and how to read what follows.
 #[derive(Debug)]
 pub struct Head {
+    /// Status (and an unusual reason phrase); no header fields: those are in `fields`.
     pub parts: response::Parts,
+    pub fields: ServerFields,
     pub framing: Framing,
     /// The connection may carry another request once the body has been read.
     pub keep_alive: bool,
+}
+
+/// A server's response header fields as it sent them, the hop-by-hop ones marked dropped: Tether's
+/// own HTTP/1.1 server writes them through ([`ServerFields::write`]); anything else takes them as
+/// a header map ([`ServerFields::to_map`]).
+#[derive(Debug)]
+pub struct ServerFields {
+    head: Bytes,
+    /// Boxed: a response's future moves its head several times, and the positions are large.
+    fields: Box<Fields>,
+    /// The Content-Length passed on, if any.
+    pub content_length: Option<u64>,
+    pub has_date: bool,
+    pub has_cache_control: bool,
+}
+
+impl ServerFields {
+    /// Append the fields passed on to a head being written.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        self.fields.write(&self.head, out);
+    }
+
+    /// The fields passed on, as a header map.
+    pub fn to_map(&self) -> Result<HeaderMap, WireError> {
+        self.fields.to_map(&self.head).map_err(|r| match r {
+            Refused::Name => WireError::Invalid("header name"),
+            Refused::Value => WireError::Invalid("header value"),
+        })
+    }
 }
 
 /// Send `req` on `conn` and read the response head. A server that answers before taking the
@@ -339,25 +370,26 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
     };
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Invalid("status code"))?;
-    let headers = fields.to_map(&head).map_err(|r| match r {
-        Refused::Name => WireError::Invalid("header name"),
-        Refused::Value => WireError::Invalid("header value"),
-    })?;
-    let mut keep_alive = connection_allows_reuse(&headers, version);
+    let said = inspect(&head, &mut fields)?;
+    let mut keep_alive = if version == Version::HTTP_10 {
+        said.keep_alive
+    } else {
+        !said.close
+    };
     let framing = if is_head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Empty
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
-        if last_coding_is_chunked(&headers) {
+    } else if let Some(chunked) = said.chunked {
+        if chunked {
             Framing::Chunked
         } else {
             keep_alive = false;
             Framing::UntilClose
         }
-    } else if let Some(n) = content_length(&headers)? {
+    } else if let Some(n) = said.length {
         if n == 0 {
             Framing::Empty
         } else {
@@ -371,7 +403,6 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
     parts.status = status;
     // Tether answers its clients in its own HTTP version, whatever the server spoke.
     parts.version = Version::HTTP_11;
-    parts.headers = headers;
     if let Some(r) = reason.map(fields::range) {
         if status.canonical_reason().map(str::as_bytes) != Some(&head[r.clone()]) {
             if let Ok(p) = hyper::ext::ReasonPhrase::try_from(head.slice(r)) {
@@ -381,47 +412,100 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
     }
     Ok(Some(Head {
         parts,
+        fields: ServerFields {
+            head,
+            fields: Box::new(fields),
+            content_length: said.passed_length,
+            has_date: said.has_date,
+            has_cache_control: said.has_cache_control,
+        },
         framing,
         keep_alive,
     }))
 }
 
-fn connection_allows_reuse(headers: &HeaderMap, version: Version) -> bool {
-    if version == Version::HTTP_10 {
-        tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("keep-alive"))
-    } else {
-        !tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("close"))
-    }
+/// What a response's header fields say about its framing and its connection.
+#[derive(Debug, Default)]
+struct Said {
+    /// Content-Length (several fields, or a list, must all agree: RFC 9110 §8.6).
+    length: Option<u64>,
+    /// Transfer-Encoding given: is its last coding `chunked`?
+    chunked: Option<bool>,
+    close: bool,
+    keep_alive: bool,
+    /// The Content-Length passed on to the client (none if Transfer-Encoding overrides it).
+    passed_length: Option<u64>,
+    has_date: bool,
+    has_cache_control: bool,
 }
 
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    tokens(headers, header::TRANSFER_ENCODING)
+/// The non-empty elements of a comma-separated field value (RFC 9110 §5.6.1).
+fn list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
 }
 
-/// The Content-Length, if any; several fields (or a list) must all agree (RFC 9110 §8.6).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    // The usual case, one field of plain digits, without splitting.
-    if let Some(n) = digits(first.as_bytes()) {
-        if values.next().is_none() {
-            return Ok(Some(n));
+/// Read the fields that frame the response and mark the ones that must not reach the client
+/// dropped: hop-by-hop fields, those the `Connection` header names, and a Content-Length that
+/// Transfer-Encoding overrides (RFC 9112 §6.3).
+fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
+    let mut said = Said::default();
+    let (mut dropped, mut lengths) = (0u128, 0u128);
+    let mut named: Vec<&[u8]> = Vec::new();
+    for (i, (name, value)) in fields.iter(head).enumerate() {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("content-length") {
+            lengths |= 1 << i;
+            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let n = digits(t).ok_or(WireError::Invalid("Content-Length"))?;
+                if said.length.is_some_and(|l| l != n) {
+                    return Err(WireError::Invalid("Content-Length"));
+                }
+                said.length = Some(n);
+            }
+        } else if is("transfer-encoding") {
+            dropped |= 1 << i;
+            match list(value).last() {
+                Some(last) => said.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
+                None => said.chunked = Some(said.chunked.unwrap_or(false)),
+            }
+        } else if is("connection") {
+            dropped |= 1 << i;
+            for t in list(value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    said.close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    said.keep_alive = true;
+                } else {
+                    named.push(t);
+                }
+            }
+        } else if is("date") {
+            said.has_date = true;
+        } else if is("cache-control") {
+            said.has_cache_control = true;
+        } else if crate::headers::is_hop_by_hop(name) {
+            dropped |= 1 << i;
         }
     }
-    let mut found = None;
-    for t in tokens(headers, header::CONTENT_LENGTH) {
-        let n = digits(t.as_bytes()).ok_or(WireError::Invalid("Content-Length"))?;
-        if found.is_some_and(|f| f != n) {
-            return Err(WireError::Invalid("Content-Length"));
-        }
-        found = Some(n);
+    if said.chunked.is_some() {
+        dropped |= lengths;
     }
-    Ok(found)
+    if !named.is_empty() {
+        for (i, (name, _)) in fields.iter(head).enumerate() {
+            if named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                dropped |= 1 << i;
+                said.has_date &= !name.eq_ignore_ascii_case(b"date");
+                said.has_cache_control &= !name.eq_ignore_ascii_case(b"cache-control");
+            }
+        }
+    }
+    if lengths & !dropped != 0 {
+        said.passed_length = said.length;
+    }
+    fields.drop_fields(dropped);
+    Ok(said)
 }
 
 /// A non-empty run of ASCII digits as a number (no sign, no spaces, no overflow).

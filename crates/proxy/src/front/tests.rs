@@ -88,7 +88,7 @@ fn a_target_the_http_types_refuse_hands_the_request_over() {
 
 /// What a response looks like on the wire.
 async fn written(
-    resp: Response<ProxyBody>,
+    resp: http::Response<crate::body::ProxyBody>,
     is_head: bool,
     version: Version,
     keep: bool,
@@ -99,7 +99,7 @@ async fn written(
         .unwrap();
     let (server, _) = l.accept().await.unwrap();
     let mut io = Tracked::new(server, Activity::new());
-    let kept = respond(&mut io, resp, is_head, version, keep).await;
+    let kept = respond(&mut io, resp.into(), is_head, version, keep).await;
     drop(io);
     let mut out = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut client, &mut out)
@@ -110,6 +110,8 @@ async fn written(
 
 #[tokio::test]
 async fn responses_are_delimited_dated_and_say_when_the_connection_closes() {
+    use crate::body::ProxyBody;
+    use http::Response;
     let ok = || Response::new(ProxyBody::full("hello"));
     let (w, kept) = written(ok(), false, Version::HTTP_11, true).await;
     assert!(kept);

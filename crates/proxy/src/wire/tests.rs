@@ -16,9 +16,41 @@ fn response_heads_parse_with_shared_values_and_framing() {
     assert_eq!(h.parts.status, 200);
     assert_eq!(h.framing, Framing::Length(5));
     assert!(h.keep_alive);
-    let a: Vec<_> = h.parts.headers.get_all("x-a").iter().collect();
+    let map = h.fields.to_map().unwrap();
+    let a: Vec<_> = map.get_all("x-a").iter().collect();
     assert_eq!(a, ["1", "2"]);
+    assert_eq!(h.fields.content_length, Some(5));
     assert_eq!(&buf[..], b"hello", "the body stays in the buffer");
+}
+
+#[test]
+fn hop_by_hop_fields_are_not_passed_on() {
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+           Upgrade: h2c\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX-Kept: 1\r\n\
+           Date: Thu, 26 Nov 2026 00:00:00 GMT\r\n\r\n"[..],
+    );
+    let h = parse_head(&mut buf, false).unwrap().unwrap();
+    assert_eq!(h.framing, Framing::Chunked);
+    assert!(!h.keep_alive);
+    let mut out = Vec::new();
+    h.fields.write(&mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "X-Kept: 1\r\nDate: Thu, 26 Nov 2026 00:00:00 GMT\r\n",
+        "Content-Length is dropped too: Transfer-Encoding overrides it"
+    );
+    assert_eq!(h.fields.content_length, None);
+    assert!(h.fields.has_date);
+    assert_eq!(h.fields.to_map().unwrap().len(), 2);
+    let mut buf = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nConnection: date\r\nDate: x\r\nContent-Length: 0\r\n\r\n"[..],
+    );
+    let h = parse_head(&mut buf, false).unwrap().unwrap();
+    assert!(
+        !h.fields.has_date,
+        "a field the Connection header names is dropped"
+    );
 }
 
 #[test]

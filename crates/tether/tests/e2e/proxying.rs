@@ -30,16 +30,22 @@ async fn websocket_echo_passes_through() {
     ws.close(None).await.unwrap();
 }
 
-#[tokio::test]
-async fn h2c_prior_knowledge_requests_are_served() {
-    let a = Backend::spawn("a").await;
-    let p = Proxy::start(&one_service(&[&a], "")).await;
-    let tcp = TcpStream::connect(p.addr()).await.unwrap();
-    let (mut send, conn) =
+/// An h2c (prior knowledge) client connection.
+async fn h2c(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await
             .unwrap();
     tokio::spawn(conn);
+    send
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_requests_are_served() {
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let mut send = h2c(p.addr()).await;
     for _ in 0..3 {
         let req = Request::get("http://example.com/h2?format=json")
             .body(Full::<Bytes>::default())
@@ -380,4 +386,79 @@ async fn upstream_connections_are_reused() {
         conns <= 2,
         "50 sequential requests opened {conns} upstream connections"
     );
+}
+
+/// A server that answers every request on a connection with `response`, whatever it asked.
+async fn scripted_server(response: &'static [u8]) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if s.write_all(response).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A server's hop-by-hop fields (and those its Connection header names) never reach the client,
+/// nor a Content-Length that its Transfer-Encoding overrides; its other fields do, on Tether's own
+/// HTTP/1.1 server (written through) and on h2c (through a header map) alike.
+#[tokio::test]
+async fn a_servers_hop_by_hop_fields_stop_here() {
+    let server = scripted_server(
+        b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+Upgrade: h2c\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\nX-Kept: yes\r\n\r\n\
+5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let toml = format!(
+        "{WEB}{KEY}\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n\n\
+[services.web]\nservers = [{{ name = \"s\", url = \"http://{server}\" }}]\n"
+    );
+    let p = Proxy::start(&toml).await;
+    let r = raw(
+        p.addr(),
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.matches("HTTP/1.1 200 OK").count(), 2, "{r}");
+    let lower = r.to_ascii_lowercase();
+    for gone in ["x-secret", "keep-alive", "upgrade", "content-length: 100"] {
+        assert!(!lower.contains(gone), "{gone} reached the client: {r}");
+    }
+    assert_eq!(lower.matches("x-kept: yes\r\n").count(), 2, "{r}");
+    assert_eq!(
+        r.matches("\r\n\r\n5\r\nhello\r\n0\r\n\r\n").count(),
+        2,
+        "{r}"
+    );
+
+    let mut send = h2c(p.addr()).await;
+    let req = Request::get("http://a/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["x-kept"], "yes");
+    for gone in ["x-secret", "keep-alive", "upgrade", "content-length"] {
+        assert!(!h.contains_key(gone), "{gone} reached the h2 client: {h:?}");
+    }
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello");
 }

@@ -1,0 +1,87 @@
+//! A response on its way to the client: status and the fields Tether sets in a header map, the
+//! server's own fields as they arrived ([`ServerFields`]), and the body. Tether's HTTP/1.1 server
+//! ([`crate::front`]) writes the server's fields straight through; hyper (h2c, and HTTP/1.1
+//! connections handed over to it) gets a [`Response`] whose map holds both.
+
+use http::{header, Response, StatusCode};
+
+use crate::body::ProxyBody;
+use crate::wire::ServerFields;
+
+/// A response, as the handler hands it to whichever server writes it.
+pub struct Answer {
+    /// Status, and the header fields Tether sets (every field when there is no `server`).
+    pub parts: http::response::Parts,
+    /// The server's own fields, written before `parts.headers`.
+    pub server: Option<ServerFields>,
+    pub body: ProxyBody,
+}
+
+impl From<Response<ProxyBody>> for Answer {
+    fn from(r: Response<ProxyBody>) -> Answer {
+        let (parts, body) = r.into_parts();
+        Answer {
+            parts,
+            server: None,
+            body,
+        }
+    }
+}
+
+impl Answer {
+    /// The response with every field in its header map: the server's first, then Tether's.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let Answer {
+            mut parts,
+            server,
+            body,
+        } = self;
+        if let Some(server) = server {
+            let mut map = match server.to_map() {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "server response refused");
+                    return crate::handler::error(StatusCode::BAD_GATEWAY, &e.to_string());
+                }
+            };
+            let mut name = None;
+            for (n, v) in parts.headers {
+                name = n.or(name);
+                if let Some(n) = &name {
+                    map.append(n.clone(), v);
+                }
+            }
+            parts.headers = map;
+        }
+        Response::from_parts(parts, body)
+    }
+
+    /// Has the response a `Date` field?
+    pub fn has_date(&self) -> bool {
+        self.parts.headers.contains_key(header::DATE)
+            || self.server.as_ref().is_some_and(|s| s.has_date)
+    }
+
+    /// The Content-Length it declares, if any.
+    pub fn content_length(&self) -> Option<u64> {
+        match self.parts.headers.get(header::CONTENT_LENGTH) {
+            Some(v) => crate::wire::digits(v.as_bytes()),
+            None => self.server.as_ref().and_then(|s| s.content_length),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_of_tethers_own_keeps_its_fields() {
+        let r = crate::handler::error(StatusCode::NOT_FOUND, "none");
+        let a = Answer::from(r);
+        assert!(!a.has_date());
+        let r = a.into_response();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    }
+}
