@@ -29,10 +29,42 @@ impl Default for ServerState {
 }
 
 /// Milliseconds on a monotonic clock that starts with the process, never 0 (so 0 can mean
-/// "unset"). Cheap enough for the hot path; shared with the proxy's connection timeouts.
+/// "unset"). Cheap enough for the hot path; shared with the proxy's connection timeouts and its
+/// pool of idle server connections. On Linux it is the kernel's coarse monotonic clock, which
+/// advances once per timer tick (1 to 4 ms) and is read without the time-stamp counter: several
+/// times cheaper than `Instant::now`, and precise enough for limits counted in seconds.
 pub fn now_ms() -> u64 {
+    static START: OnceLock<u64> = OnceLock::new();
+    let now = clock_ms();
+    now.saturating_sub(*START.get_or_init(|| now)) + 1
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn clock_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec` owned by this frame, the only memory
+    // `clock_gettime` writes; CLOCK_MONOTONIC_COARSE exists on every Linux since 2.6.32, and an
+    // error (return value not 0) is handled below without reading anything else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return instant_ms();
+    }
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ms() -> u64 {
+    instant_ms()
+}
+
+/// Milliseconds since the first call, from the precise clock (the fallback).
+fn instant_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl ServerState {

@@ -3,8 +3,9 @@
 //! closed while it was idle is noticed and dropped at checkout (see [`Conn::is_alive`]).
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tether_balance::state::now_ms;
 use tether_model::ServerAddr;
 use tokio::net::TcpStream;
 
@@ -30,7 +31,8 @@ pub enum ConnectError {
 #[derive(Debug)]
 pub struct Pool {
     addr: ServerAddr,
-    idle: Mutex<Vec<(Conn, Instant)>>,
+    /// Idle connections, and when each was released (see [`now_ms`]).
+    idle: Mutex<Vec<(Conn, u64)>>,
 }
 
 impl Pool {
@@ -51,8 +53,9 @@ impl Pool {
 
     fn pop(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().expect("pool poisoned");
+        let now = now_ms();
         while let Some((mut c, since)) = idle.pop() {
-            if since.elapsed() < IDLE_EXPIRY && c.is_alive() {
+            if now.saturating_sub(since) < IDLE_EXPIRY.as_millis() as u64 && c.is_alive() {
                 return Some(c);
             }
         }
@@ -63,7 +66,7 @@ impl Pool {
     pub fn release(&self, c: Conn) {
         let mut idle = self.idle.lock().expect("pool poisoned");
         if idle.len() < MAX_IDLE {
-            idle.push((c, Instant::now()));
+            idle.push((c, now_ms()));
         }
     }
 
