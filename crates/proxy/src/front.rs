@@ -98,8 +98,8 @@ impl Front<'_> {
                 return Ended::Closed;
             }
             if buf.is_empty() {
-                // Nothing pipelined: let the buffer go while the connection idles.
-                buf = BytesMut::new();
+                // Nothing pipelined: the connection idles without a buffer.
+                spare::put_back(std::mem::take(&mut buf));
             }
         }
     }
@@ -144,14 +144,50 @@ fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Bytes> {
 
 /// Read more of the request into `buf`; false at the end of the stream or on an error.
 async fn read_more(io: &mut Tracked, buf: &mut BytesMut) -> bool {
-    if buf.is_empty() && buf.capacity() == 0 && io.readable().await.is_err() {
-        return false;
+    if buf.is_empty() && buf.capacity() == 0 {
+        if io.readable().await.is_err() {
+            return false;
+        }
+        *buf = spare::take();
     }
     buf.reserve(READ_CHUNK);
     matches!(
         poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)).await,
         Ok(n) if n > 0
     )
+}
+
+/// Read buffers of connections gone idle, kept (per thread, a bounded number) for the next
+/// connection that has something to read, instead of a free and an allocation per request.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::READ_CHUNK;
+
+    /// Buffers kept per thread (at most this many times [`READ_CHUNK`] bytes).
+    const KEPT: usize = 64;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Keep `buf` (empty) for another connection if none of its bytes are still in use elsewhere.
+    pub fn put_back(mut buf: BytesMut) {
+        if buf.try_reclaim(READ_CHUNK) {
+            SPARE.with_borrow_mut(|s| {
+                if s.len() < KEPT {
+                    s.push(buf);
+                }
+            });
+        }
+    }
+
+    /// A kept buffer, or a new empty one.
+    pub fn take() -> BytesMut {
+        SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
 }
 
 /// A request this server does not take (see the module documentation).
