@@ -1,18 +1,25 @@
 //! Client connection timeouts. A connection is in one of three phases: reading a request head
 //! (from accept, or from the first byte after an idle spell), busy (requests in flight), or idle
-//! (keep-alive, nothing in flight). A watchdog closes it when reading a head takes longer than the
+//! (keep-alive, nothing in flight). It is closed when reading a head takes longer than the
 //! request-header timeout (slowloris) or idling lasts longer than the idle timeout. The client
-//! stream ([`Tracked`]) reports its reads to the watchdog, replays the bytes read to tell the
-//! protocol, and turns Nagle off before its second write.
+//! stream ([`Tracked`]) reports its reads to the connection's [`Activity`], replays the bytes read
+//! to tell the protocol, and turns Nagle off before its second write.
+//!
+//! No connection arms a timer of its own: one [`Watchdog`] per server lists every connection's
+//! activity and sweeps the list a few times a second, waking only the connections that overstayed.
+//! A timer per connection cost a timer-wheel insertion and removal for each, and when its deadline
+//! came first, a write to the runtime's eventfd (one per new connection, measured).
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -22,12 +29,16 @@ const IDLE: u8 = 2;
 
 use tether_balance::state::now_ms;
 
-/// Shared by a connection's IO, its requests and its watchdog.
+/// Shared by a connection's IO, its requests and the [`Watchdog`].
 #[derive(Debug)]
 pub struct Activity {
     phase: AtomicU8,
     since_ms: AtomicU64,
     in_flight: AtomicU32,
+    /// Set by the watchdog when the connection overstayed its phase.
+    expired: AtomicBool,
+    /// The connection's task, woken when `expired` is set.
+    waker: AtomicWaker,
 }
 
 impl Activity {
@@ -36,6 +47,8 @@ impl Activity {
             phase: AtomicU8::new(READING),
             since_ms: AtomicU64::new(now_ms()),
             in_flight: AtomicU32::new(0),
+            expired: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         })
     }
 
@@ -58,24 +71,106 @@ impl Activity {
         self.phase.load(Relaxed) == IDLE
     }
 
-    /// Resolves when the connection has overstayed its phase's limit.
-    pub async fn expired(&self, header: Duration, idle: Duration) {
-        loop {
-            let limit = match self.phase.load(Relaxed) {
-                READING => header,
-                IDLE => idle,
-                _ => {
-                    tokio::time::sleep(header.min(idle)).await;
-                    continue;
-                }
-            };
-            let since = self.since_ms.load(Relaxed);
-            let deadline = since + limit.as_millis() as u64;
-            let now = now_ms();
-            if now >= deadline {
-                return;
+    /// Resolves when the [`Watchdog`] watching this connection finds that it overstayed its
+    /// phase's limit.
+    pub async fn expired(&self) {
+        poll_fn(|cx| {
+            if self.expired.load(Relaxed) {
+                return Poll::Ready(());
             }
-            tokio::time::sleep(Duration::from_millis(deadline - now)).await;
+            self.waker.register(cx.waker());
+            if self.expired.load(Relaxed) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Has it overstayed its phase at `now` (milliseconds, [`now_ms`])? A busy connection never
+    /// has: its requests have their own timeouts.
+    fn overstayed(&self, now: u64, limits: &Limits) -> bool {
+        let limit = match self.phase.load(Relaxed) {
+            READING => limits.header_ms,
+            IDLE => limits.idle_ms,
+            _ => return false,
+        };
+        now.saturating_sub(self.since_ms.load(Relaxed)) >= limit
+    }
+
+    fn expire(&self) {
+        self.expired.store(true, Relaxed);
+        self.waker.wake();
+    }
+}
+
+/// The phase limits, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_ms: u64,
+    idle_ms: u64,
+}
+
+/// Closes the connections of one server that overstay (see the module documentation).
+#[derive(Debug)]
+pub struct Watchdog {
+    watched: Mutex<Vec<Weak<Activity>>>,
+    limits: Limits,
+    tick: Duration,
+}
+
+impl Watchdog {
+    /// A watchdog for the request-header and idle timeouts `header` and `idle`. It sweeps every
+    /// twentieth of the shorter one (between 5 ms and 500 ms), so a connection is closed at most
+    /// that much after its limit.
+    pub fn new(header: Duration, idle: Duration) -> Arc<Watchdog> {
+        let ms = |d: Duration| d.as_millis().max(1) as u64;
+        Arc::new(Watchdog {
+            watched: Mutex::new(Vec::new()),
+            limits: Limits {
+                header_ms: ms(header),
+                idle_ms: ms(idle),
+            },
+            tick: (header.min(idle) / 20)
+                .clamp(Duration::from_millis(5), Duration::from_millis(500)),
+        })
+    }
+
+    /// Watch a new connection (until it is gone).
+    pub fn watch(&self, a: &Arc<Activity>) {
+        self.watched
+            .lock()
+            .expect("watchdog poisoned")
+            .push(Arc::downgrade(a));
+    }
+
+    /// Sweep until dropped (the server's task aborts it).
+    pub async fn run(self: Arc<Self>) {
+        let mut every = tokio::time::interval(self.tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.sweep(now_ms());
+        }
+    }
+
+    /// Wake the connections that overstayed at `now`; forget them and the closed ones.
+    fn sweep(&self, now: u64) {
+        let mut expired = Vec::new();
+        self.watched.lock().expect("watchdog poisoned").retain(|w| {
+            let Some(a) = w.upgrade() else {
+                return false;
+            };
+            if a.overstayed(now, &self.limits) {
+                expired.push(a);
+                return false;
+            }
+            true
+        });
+        // Woken outside the lock: a waking task may run on another thread and accept at once.
+        for a in expired {
+            a.expire();
         }
     }
 }
@@ -198,6 +293,41 @@ impl AsyncWrite for Tracked {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_watchdog_wakes_only_connections_that_overstayed() {
+        let dog = Watchdog::new(Duration::from_millis(100), Duration::from_millis(300));
+        let (reading, idle, busy) = (Activity::new(), Activity::new(), Activity::new());
+        for a in [&reading, &idle, &busy] {
+            dog.watch(a);
+        }
+        drop(idle.begin()); // a request came and went: idle since now
+        let _busy = busy.begin();
+        let start = reading.since_ms.load(Relaxed);
+        dog.sweep(start + 99);
+        assert!(!reading.expired.load(Relaxed));
+        dog.sweep(start + 150);
+        assert!(reading.expired.load(Relaxed), "header timeout");
+        assert!(!idle.expired.load(Relaxed) && !busy.expired.load(Relaxed));
+        dog.sweep(start + 10_000);
+        assert!(idle.expired.load(Relaxed), "idle timeout");
+        assert!(
+            !busy.expired.load(Relaxed),
+            "a busy connection is never closed here"
+        );
+        let closed = Activity::new();
+        dog.watch(&closed);
+        drop(closed);
+        dog.sweep(start + 10_001);
+        assert_eq!(
+            dog.watched.lock().unwrap().len(),
+            1,
+            "only the busy one stays listed"
+        );
+        // The connection's task is woken.
+        let woken = tokio::time::timeout(Duration::from_secs(5), reading.expired()).await;
+        assert!(woken.is_ok());
+    }
 
     #[tokio::test]
     async fn replayed_bytes_come_before_the_socket() {

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::front::{Ended, Front};
 use crate::handler::{self, Shared};
-use crate::idle::{Activity, Tracked};
+use crate::idle::{Activity, Tracked, Watchdog};
 use crate::sniff::{sniff, Protocol};
 use crate::{ProxyConfig, TableStore};
 
@@ -56,35 +56,43 @@ pub async fn serve(
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD as u32);
-    let builder = Arc::new(Builders { h1, h2 });
+    let t = shared.cfg.timeouts;
+    let dog = Watchdog::new(t.request_header, t.idle);
+    let sweeping = tokio::spawn(dog.clone().run());
+    let conns = Arc::new(Conns {
+        shared,
+        builders: Builders { h1, h2 },
+        dog,
+        drain,
+    });
     let mut tasks = JoinSet::new();
     for (ep, l) in listeners.into_iter().enumerate() {
-        tasks.spawn(accept_loop(
-            ep,
-            l,
-            shared.clone(),
-            builder.clone(),
-            shutdown.clone(),
-            drain,
-        ));
+        tasks.spawn(accept_loop(ep, l, conns.clone(), shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
+    sweeping.abort();
+}
+
+/// What every client connection of a server shares.
+struct Conns {
+    shared: Arc<Shared>,
+    builders: Builders,
+    dog: Arc<Watchdog>,
+    drain: Duration,
 }
 
 async fn accept_loop(
     ep: usize,
     l: Listener,
-    shared: Arc<Shared>,
-    builder: Arc<Builders>,
+    conns_of: Arc<Conns>,
     mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
 ) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = l.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(connection(ep, stream, peer, shared.clone(), builder.clone(), shutdown.clone(), drain));
+                    conns.spawn(connection(ep, stream, peer, conns_of.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
@@ -104,13 +112,12 @@ async fn connection(
     ep: usize,
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    builder: Arc<Builders>,
+    conns: Arc<Conns>,
     mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
 ) {
-    let t = shared.cfg.timeouts;
+    let shared = conns.shared.clone();
     let activity = Activity::new();
+    conns.dog.watch(&activity);
     let mut io = Tracked::new(stream, activity.clone());
     // The first read tells HTTP/1.1 from h2c; it is under the request-header timeout like the rest.
     let first = tokio::select! {
@@ -118,16 +125,15 @@ async fn connection(
             Ok(Some(first)) => first,
             _ => return,
         },
-        _ = activity.expired(t.request_header, t.idle) => return,
+        _ = activity.expired() => return,
         _ = stopped(&mut shutdown) => return,
     };
     let (protocol, first) = first;
     let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
     let mut watch = Watch {
         activity: &activity,
-        timeouts: t,
         shutdown: &mut shutdown,
-        drain,
+        drain: conns.drain,
     };
     let rest = match protocol {
         Protocol::Http1 => {
@@ -164,11 +170,11 @@ async fn connection(
     });
     match protocol {
         Protocol::Http1 => {
-            let conn = builder.h1.serve_connection(io, svc).with_upgrades();
+            let conn = conns.builders.h1.serve_connection(io, svc).with_upgrades();
             watch.drive(conn, |c| c.graceful_shutdown()).await;
         }
         Protocol::H2 => {
-            let conn = builder.h2.serve_connection(io, svc);
+            let conn = conns.builders.h2.serve_connection(io, svc);
             watch.drive(conn, |c| c.graceful_shutdown()).await;
         }
     }
@@ -183,7 +189,6 @@ struct Builders {
 /// What ends a client connection besides its own end: a timeout, or shutdown (after a drain).
 struct Watch<'a> {
     activity: &'a Activity,
-    timeouts: tether_model::file_config::Timeouts,
     shutdown: &'a mut watch::Receiver<bool>,
     drain: Duration,
 }
@@ -193,11 +198,10 @@ impl Watch<'_> {
     /// at once; one with a request under way finishes it (its response says `connection: close`)
     /// within the drain period. `None` if the connection was closed from here.
     async fn drive_front<C: Future>(&mut self, conn: C) -> Option<C::Output> {
-        let t = self.timeouts;
         tokio::pin!(conn);
         tokio::select! {
             out = conn.as_mut() => return Some(out),
-            _ = self.activity.expired(t.request_header, t.idle) => return None,
+            _ = self.activity.expired() => return None,
             _ = stopped(self.shutdown) => {}
         }
         let deadline = tokio::time::Instant::now() + self.drain;
@@ -212,11 +216,10 @@ impl Watch<'_> {
     }
 
     async fn drive<C: Future>(self, conn: C, graceful: impl FnOnce(Pin<&mut C>)) {
-        let t = self.timeouts;
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => {}
-            _ = self.activity.expired(t.request_header, t.idle) => {}
+            _ = self.activity.expired() => {}
             _ = stopped(self.shutdown) => {
                 graceful(conn.as_mut());
                 let _ = tokio::time::timeout(self.drain, conn).await;
