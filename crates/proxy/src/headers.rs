@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tether_model::file_config::Cidr;
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers besides `Upgrade` (RFC 9110 §7.6.1); `Connection` first.
+const HOPS: usize = 8;
+static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -35,29 +37,39 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// Remove hop-by-hop headers, including every header the `Connection` header names, and
 /// `Upgrade` unless `keep_upgrade` (a WebSocket handshake needs it to reach the server).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names instead of a lookup per name.
-    if !h
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(k) || *k == header::UPGRADE)
-    {
-        return;
-    }
-    if h.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = tokens(h, header::CONNECTION)
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for n in named {
-            if !(keep_upgrade && n == header::UPGRADE) {
-                h.remove(n);
-            }
+    // One pass over the names finds which are there: most messages carry none, many only
+    // `Connection: close` or `keep-alive`. Bit `i` stands for `HOP_BY_HOP[i]`, `UPGRADE_BIT` for
+    // `Upgrade`.
+    const UPGRADE_BIT: u16 = 1 << HOPS;
+    let mut present = 0u16;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            present |= 1 << i;
+        } else if *k == header::UPGRADE {
+            present |= UPGRADE_BIT;
         }
     }
-    for n in &HOP_BY_HOP {
-        if h.contains_key(n) {
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // HOP_BY_HOP[0] is `Connection`: the other fields it names go too.
+        let named: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| !HOP_BY_HOP.contains(k) && **k != header::UPGRADE)
+            .filter(|k| tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case(k.as_str())))
+            .cloned()
+            .collect();
+        for n in named {
             h.remove(n);
         }
     }
-    if !keep_upgrade && h.contains_key(header::UPGRADE) {
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
+    }
+    if !keep_upgrade && present & UPGRADE_BIT != 0 {
         h.remove(header::UPGRADE);
     }
 }
@@ -86,11 +98,29 @@ impl Peer {
         Peer {
             addr,
             ip,
-            ip_value: HeaderValue::from_str(&ip.to_string())
-                .expect("an IP address is a valid header value"),
+            ip_value: ip_value(ip),
             trusted: is_trusted(ip, trusted_proxies),
         }
     }
+}
+
+/// `ip` as a header value. The last one made on this thread is kept: connections often come
+/// from the same address (a load balancer, NAT, a busy client), and formatting an address costs
+/// more than the rest of setting up a connection's peer.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((at, v)) if *at == ip => v.clone(),
+        _ => {
+            let v = HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value");
+            *last = Some((ip, v.clone()));
+            v
+        }
+    })
 }
 
 /// Where `X-Forwarded-Host` comes from: the request's `Host` header, or else the host routing saw.
@@ -232,6 +262,41 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_options_go_and_upgrade_stays_only_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Upgrade, X-A".parse().unwrap());
+        h.append(header::CONNECTION, "close".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        h.insert("close", "odd but named".parse().unwrap());
+        h.insert("x-b", "1".parse().unwrap());
+        let names = |h: &HeaderMap| {
+            let mut n: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+            n.sort();
+            n
+        };
+        let mut kept = h.clone();
+        strip_hop_by_hop(&mut kept, true);
+        assert_eq!(names(&kept), ["upgrade", "x-b"]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(names(&h), ["x-b"]);
+        let mut plain = HeaderMap::new();
+        plain.insert("x-c", "1".parse().unwrap());
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn peers_from_one_address_share_its_value() {
+        let a = Peer::new("10.1.2.3:1".parse().unwrap(), &[]);
+        let b = Peer::new("10.1.2.3:2".parse().unwrap(), &[]);
+        let c = Peer::new("[::ffff:10.1.2.4]:3".parse().unwrap(), &[]);
+        assert_eq!(a.ip_value, "10.1.2.3");
+        assert_eq!(b.ip_value, "10.1.2.3");
+        assert_eq!(c.ip_value, "10.1.2.4");
     }
 
     #[test]
