@@ -23,7 +23,6 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
 
 use crate::answer::Answer;
 use crate::body::ClientBody;
@@ -60,7 +59,6 @@ pub struct Front<'a> {
     pub ep: usize,
     pub peer: &'a Peer,
     pub activity: &'a Arc<Activity>,
-    pub shutdown: &'a watch::Receiver<bool>,
 }
 
 impl Front<'_> {
@@ -74,7 +72,7 @@ impl Front<'_> {
                         Ok(None) => {}
                         Err(rest) => return Ended::Handoff(rest),
                     }
-                } else if *self.shutdown.borrow() {
+                } else if self.activity.is_stopping() {
                     return Ended::Closed;
                 }
                 if !read_more(io, &mut buf).await {
@@ -91,7 +89,7 @@ impl Front<'_> {
                 taken.request,
             ));
             let resp = handling.await;
-            let keep_alive = taken.keep_alive && !*self.shutdown.borrow();
+            let keep_alive = taken.keep_alive && !self.activity.is_stopping();
             let kept = respond(io, resp, taken.is_head, taken.version, keep_alive).await;
             drop(busy);
             if !kept {

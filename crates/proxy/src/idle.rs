@@ -35,9 +35,10 @@ pub struct Activity {
     phase: AtomicU8,
     since_ms: AtomicU64,
     in_flight: AtomicU32,
-    /// Set by the watchdog when the connection overstayed its phase.
-    expired: AtomicBool,
-    /// The connection's task, woken when `expired` is set.
+    /// Set by the watchdog: [`EXPIRED`] when the connection overstayed its phase, [`STOP`] at
+    /// shutdown.
+    signals: AtomicU8,
+    /// The connection's task, woken when a signal is set.
     waker: AtomicWaker,
 }
 
@@ -47,7 +48,7 @@ impl Activity {
             phase: AtomicU8::new(READING),
             since_ms: AtomicU64::new(now_ms()),
             in_flight: AtomicU32::new(0),
-            expired: AtomicBool::new(false),
+            signals: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         })
     }
@@ -74,18 +75,38 @@ impl Activity {
     /// Resolves when the [`Watchdog`] watching this connection finds that it overstayed its
     /// phase's limit.
     pub async fn expired(&self) {
+        self.signalled(EXPIRED).await;
+    }
+
+    /// Resolves when the server shuts down.
+    pub async fn stopping(&self) {
+        self.signalled(STOP).await;
+    }
+
+    /// Is the server shutting down?
+    pub fn is_stopping(&self) -> bool {
+        self.signals.load(Relaxed) & STOP != 0
+    }
+
+    async fn signalled(&self, signal: u8) {
         poll_fn(|cx| {
-            if self.expired.load(Relaxed) {
+            if self.signals.load(Relaxed) & signal != 0 {
                 return Poll::Ready(());
             }
+            // Every future of a connection is polled by its one task: one waker serves them all.
             self.waker.register(cx.waker());
-            if self.expired.load(Relaxed) {
+            if self.signals.load(Relaxed) & signal != 0 {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         })
         .await
+    }
+
+    fn signal(&self, signal: u8) {
+        self.signals.fetch_or(signal, Relaxed);
+        self.waker.wake();
     }
 
     /// Has it overstayed its phase at `now` (milliseconds, [`now_ms`])? A busy connection never
@@ -98,12 +119,11 @@ impl Activity {
         };
         now.saturating_sub(self.since_ms.load(Relaxed)) >= limit
     }
-
-    fn expire(&self) {
-        self.expired.store(true, Relaxed);
-        self.waker.wake();
-    }
 }
+
+/// [`Activity`] signals.
+const EXPIRED: u8 = 1;
+const STOP: u8 = 2;
 
 /// The phase limits, in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +136,8 @@ struct Limits {
 #[derive(Debug)]
 pub struct Watchdog {
     watched: Mutex<Vec<Weak<Activity>>>,
+    /// Shutdown began: every connection watched, and any watched from now on, is told.
+    stopping: AtomicBool,
     limits: Limits,
     tick: Duration,
 }
@@ -128,6 +150,7 @@ impl Watchdog {
         let ms = |d: Duration| d.as_millis().max(1) as u64;
         Arc::new(Watchdog {
             watched: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
             limits: Limits {
                 header_ms: ms(header),
                 idle_ms: ms(idle),
@@ -139,10 +162,28 @@ impl Watchdog {
 
     /// Watch a new connection (until it is gone).
     pub fn watch(&self, a: &Arc<Activity>) {
-        self.watched
+        let mut watched = self.watched.lock().expect("watchdog poisoned");
+        watched.push(Arc::downgrade(a));
+        // Read under the lock that `stop` takes after setting it: a connection is either in the
+        // list `stop` goes through, or sees the flag here.
+        if self.stopping.load(Relaxed) {
+            a.signal(STOP);
+        }
+    }
+
+    /// Tell every connection that the server shuts down (they finish what they are doing).
+    pub fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+        let watched: Vec<Arc<Activity>> = self
+            .watched
             .lock()
             .expect("watchdog poisoned")
-            .push(Arc::downgrade(a));
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for a in watched {
+            a.signal(STOP);
+        }
     }
 
     /// Sweep until dropped (the server's task aborts it).
@@ -170,7 +211,7 @@ impl Watchdog {
         });
         // Woken outside the lock: a waking task may run on another thread and accept at once.
         for a in expired {
-            a.expire();
+            a.signal(EXPIRED);
         }
     }
 }
@@ -304,17 +345,15 @@ mod tests {
         drop(idle.begin()); // a request came and went: idle since now
         let _busy = busy.begin();
         let start = reading.since_ms.load(Relaxed);
+        let expired = |a: &Activity| a.signals.load(Relaxed) & EXPIRED != 0;
         dog.sweep(start + 99);
-        assert!(!reading.expired.load(Relaxed));
+        assert!(!expired(&reading));
         dog.sweep(start + 150);
-        assert!(reading.expired.load(Relaxed), "header timeout");
-        assert!(!idle.expired.load(Relaxed) && !busy.expired.load(Relaxed));
+        assert!(expired(&reading), "header timeout");
+        assert!(!expired(&idle) && !expired(&busy));
         dog.sweep(start + 10_000);
-        assert!(idle.expired.load(Relaxed), "idle timeout");
-        assert!(
-            !busy.expired.load(Relaxed),
-            "a busy connection is never closed here"
-        );
+        assert!(expired(&idle), "idle timeout");
+        assert!(!expired(&busy), "a busy connection is never closed here");
         let closed = Activity::new();
         dog.watch(&closed);
         drop(closed);
@@ -327,6 +366,15 @@ mod tests {
         // The connection's task is woken.
         let woken = tokio::time::timeout(Duration::from_secs(5), reading.expired()).await;
         assert!(woken.is_ok());
+        assert!(!busy.is_stopping());
+        dog.stop();
+        assert!(
+            busy.is_stopping(),
+            "shutdown reaches the connections watched"
+        );
+        let late = Activity::new();
+        dog.watch(&late);
+        assert!(late.is_stopping(), "and those watched after it began");
     }
 
     #[tokio::test]

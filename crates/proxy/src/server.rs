@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use crate::front::{Ended, Front};
 use crate::handler::{self, Shared};
@@ -59,17 +60,30 @@ pub async fn serve(
     let t = shared.cfg.timeouts;
     let dog = Watchdog::new(t.request_header, t.idle);
     let sweeping = tokio::spawn(dog.clone().run());
+    // Shutdown reaches every connection through the watchdog: one watch of the channel in all.
+    let stopping = tokio::spawn({
+        let dog = dog.clone();
+        let mut shutdown = shutdown.clone();
+        async move {
+            stopped(&mut shutdown).await;
+            dog.stop();
+        }
+    });
     let conns = Arc::new(Conns {
         shared,
         builders: Builders { h1, h2 },
         dog,
         drain,
+        tracker: TaskTracker::new(),
     });
     let mut tasks = JoinSet::new();
     for (ep, l) in listeners.into_iter().enumerate() {
         tasks.spawn(accept_loop(ep, l, conns.clone(), shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
+    conns.tracker.close();
+    conns.tracker.wait().await;
+    stopping.abort();
     sweeping.abort();
 }
 
@@ -79,20 +93,26 @@ struct Conns {
     builders: Builders,
     dog: Arc<Watchdog>,
     drain: Duration,
+    /// The connections' tasks, waited for at shutdown.
+    tracker: TaskTracker,
 }
 
+/// Accept connections on `l` until shutdown.
 async fn accept_loop(
     ep: usize,
     l: Listener,
-    conns_of: Arc<Conns>,
+    conns: Arc<Conns>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns = JoinSet::new();
+    let stop = stopped(&mut shutdown);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
+            biased;
+            _ = &mut stop => break,
             accepted = l.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(connection(ep, stream, peer, conns_of.clone(), shutdown.clone()));
+                    conns.tracker.spawn(connection(ep, stream, peer, conns.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
@@ -100,21 +120,11 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stopped(&mut shutdown) => break,
         }
     }
-    drop(l);
-    while conns.join_next().await.is_some() {}
 }
 
-async fn connection(
-    ep: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
-    conns: Arc<Conns>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<Conns>) {
     let shared = conns.shared.clone();
     let activity = Activity::new();
     conns.dog.watch(&activity);
@@ -126,24 +136,21 @@ async fn connection(
             _ => return,
         },
         _ = activity.expired() => return,
-        _ = stopped(&mut shutdown) => return,
+        _ = activity.stopping() => return,
     };
     let (protocol, first) = first;
     let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
-    let mut watch = Watch {
+    let watch = Watch {
         activity: &activity,
-        shutdown: &mut shutdown,
         drain: conns.drain,
     };
     let rest = match protocol {
         Protocol::Http1 => {
-            let stop = watch.shutdown.clone();
             let front = Front {
                 shared: &shared,
                 ep,
                 peer: &peer,
                 activity: &activity,
-                shutdown: &stop,
             };
             match watch.drive_front(front.serve(&mut io, first)).await {
                 Some(Ended::Handoff(rest)) => rest,
@@ -189,7 +196,6 @@ struct Builders {
 /// What ends a client connection besides its own end: a timeout, or shutdown (after a drain).
 struct Watch<'a> {
     activity: &'a Activity,
-    shutdown: &'a mut watch::Receiver<bool>,
     drain: Duration,
 }
 
@@ -197,12 +203,12 @@ impl Watch<'_> {
     /// Run Tether's own HTTP/1.1 server on the connection. At shutdown an idle connection closes
     /// at once; one with a request under way finishes it (its response says `connection: close`)
     /// within the drain period. `None` if the connection was closed from here.
-    async fn drive_front<C: Future>(&mut self, conn: C) -> Option<C::Output> {
+    async fn drive_front<C: Future>(&self, conn: C) -> Option<C::Output> {
         tokio::pin!(conn);
         tokio::select! {
             out = conn.as_mut() => return Some(out),
             _ = self.activity.expired() => return None,
-            _ = stopped(self.shutdown) => {}
+            _ = self.activity.stopping() => {}
         }
         let deadline = tokio::time::Instant::now() + self.drain;
         while !self.activity.is_idle() {
@@ -220,7 +226,7 @@ impl Watch<'_> {
         tokio::select! {
             _ = conn.as_mut() => {}
             _ = self.activity.expired() => {}
-            _ = stopped(self.shutdown) => {
+            _ = self.activity.stopping() => {
                 graceful(conn.as_mut());
                 let _ = tokio::time::timeout(self.drain, conn).await;
             }
