@@ -52,8 +52,16 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     if present == 0 {
         return;
     }
-    if present & 1 != 0 {
-        // HOP_BY_HOP[0] is `Connection`: the other fields it names go too.
+    let names_others = || {
+        tokens(h, header::CONNECTION).any(|t| {
+            !(t.eq_ignore_ascii_case("close")
+                || t.eq_ignore_ascii_case("keep-alive")
+                || t.eq_ignore_ascii_case("upgrade"))
+        })
+    };
+    // HOP_BY_HOP[0] is `Connection`: the other fields it names go too (`close`, `keep-alive` and
+    // `upgrade` name none that is not removed anyway).
+    if present & 1 != 0 && names_others() {
         let named: Vec<HeaderName> = h
             .keys()
             .filter(|k| !HOP_BY_HOP.contains(k) && **k != header::UPGRADE)

@@ -160,8 +160,23 @@ async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<C
         Protocol::H2 => first.freeze(),
     };
     io.replay(rest);
+    // Boxed: hyper's connection state is large, and a connection `front` serves never needs it,
+    // so it takes no room in every connection's task.
+    Box::pin(serve_hyper(protocol, io, ep, peer, &conns, watch)).await;
+}
+
+/// Serve the rest of the connection with hyper (h2c, or HTTP/1.1 that `front` handed over).
+async fn serve_hyper(
+    protocol: Protocol,
+    io: Tracked,
+    ep: usize,
+    peer: Arc<crate::headers::Peer>,
+    conns: &Conns,
+    watch: Watch<'_>,
+) {
     let io = TokioIo::new(io);
-    let act = activity.clone();
+    let act = Arc::clone(watch.activity);
+    let shared = conns.shared.clone();
     let svc = hyper::service::service_fn(move |req| {
         let busy = act.begin();
         let shared = shared.clone();
@@ -195,7 +210,7 @@ struct Builders {
 
 /// What ends a client connection besides its own end: a timeout, or shutdown (after a drain).
 struct Watch<'a> {
-    activity: &'a Activity,
+    activity: &'a Arc<Activity>,
     drain: Duration,
 }
 
