@@ -87,6 +87,7 @@ impl Front<'_> {
                 self.ep,
                 self.peer,
                 taken.request,
+                Some(self.activity),
             ));
             let resp = handling.await;
             let keep_alive = taken.keep_alive && !self.activity.is_stopping();

@@ -14,6 +14,7 @@ use tether_model::{HashOn, OnMissing};
 use crate::answer::Answer;
 use crate::body::{ClientBody, ProxyBody};
 use crate::headers::{ForwardedHost, Forwarding, Peer};
+use crate::idle::Activity;
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::wire::{BodyReader, Head, Outgoing};
@@ -88,9 +89,18 @@ enum Refusal {
     NoServer,
 }
 
-/// Handle one request that arrived on entrypoint `ep` from `peer`.
-pub async fn handle(shared: &Shared, ep: usize, peer: &Peer, req: Request<ClientBody>) -> Answer {
+/// Handle one request that arrived on entrypoint `ep` from `peer`. `watched`: the connection's
+/// activity when it carries one request at a time (Tether's own HTTP/1.1 server): its watchdog
+/// keeps the response timeout instead of a timer of the request's own.
+pub async fn handle(
+    shared: &Shared,
+    ep: usize,
+    peer: &Peer,
+    req: Request<ClientBody>,
+    watched: Option<&Activity>,
+) -> Answer {
     let table = shared.store.load_full();
+    let from = Arrival { ep, peer, watched };
     let (parts, body) = req.into_parts();
     let source = HostSource::of(&parts);
     let Some(host) = source.as_ref().and_then(HostSource::host) else {
@@ -98,22 +108,30 @@ pub async fn handle(shared: &Shared, ep: usize, peer: &Peer, req: Request<Client
             && parts.uri.authority().is_none()
             && !parts.headers.contains_key(header::HOST)
         {
-            return route_and_send(shared, &table, ep, peer, parts, body, "").await;
+            return route_and_send(shared, &table, &from, parts, body, "").await;
         }
         return error(StatusCode::BAD_REQUEST, "missing or invalid Host header").into();
     };
-    route_and_send(shared, &table, ep, peer, parts, body, &host).await
+    route_and_send(shared, &table, &from, parts, body, &host).await
+}
+
+/// Where a request came from, and who keeps its response timeout.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    ep: usize,
+    peer: &'a Peer,
+    watched: Option<&'a Activity>,
 }
 
 async fn route_and_send(
     shared: &Shared,
     table: &Arc<RoutingTable>,
-    ep: usize,
-    peer: &Peer,
+    from: &Arrival<'_>,
     mut parts: http::request::Parts,
     body: ClientBody,
     host: &str,
 ) -> Answer {
+    let Arrival { ep, peer, watched } = *from;
     let view = RequestView {
         host,
         path: parts.uri.path(),
@@ -177,7 +195,11 @@ async fn route_and_send(
     loop {
         let backend = svc.backends[choice.idx].clone();
         let in_flight = backend.state.start_request();
-        match upstream::send(&backend, &mut out, t.connect, t.upstream_response).await {
+        let respond = match watched {
+            Some(a) => upstream::Deadline::Watched(a, t.upstream_response),
+            None => upstream::Deadline::Timer(t.upstream_response),
+        };
+        match upstream::send(&backend, &mut out, t.connect, respond).await {
             Ok((head, conn)) => {
                 backend.state.mark_ok();
                 let Head {

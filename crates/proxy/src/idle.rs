@@ -35,8 +35,10 @@ pub struct Activity {
     phase: AtomicU8,
     since_ms: AtomicU64,
     in_flight: AtomicU32,
-    /// Set by the watchdog: [`EXPIRED`] when the connection overstayed its phase, [`STOP`] at
-    /// shutdown.
+    /// When the request in flight must have its response head ([`now_ms`]; 0: no deadline).
+    respond_by_ms: AtomicU64,
+    /// Set by the watchdog: [`EXPIRED`] when the connection overstayed its phase, [`LATE`] when
+    /// its request's server missed `respond_by_ms`, [`STOP`] at shutdown.
     signals: AtomicU8,
     /// The connection's task, woken when a signal is set.
     waker: AtomicWaker,
@@ -48,9 +50,30 @@ impl Activity {
             phase: AtomicU8::new(READING),
             since_ms: AtomicU64::new(now_ms()),
             in_flight: AtomicU32::new(0),
+            respond_by_ms: AtomicU64::new(0),
             signals: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         })
+    }
+
+    /// Run `exchange` (one request's wait for its response head) under the response timeout
+    /// `limit`, kept by the watchdog instead of a timer of its own; `None` if the server missed
+    /// it. Only for a connection that has one request in flight at a time.
+    pub async fn respond_within<F: std::future::Future>(
+        &self,
+        limit: Duration,
+        exchange: F,
+    ) -> Option<F::Output> {
+        self.signals.fetch_and(!LATE, Relaxed);
+        self.respond_by_ms
+            .store(now_ms() + limit.as_millis() as u64, Relaxed);
+        let out = tokio::select! {
+            biased;
+            out = exchange => Some(out),
+            _ = self.signalled(LATE) => None,
+        };
+        self.respond_by_ms.store(0, Relaxed);
+        out
     }
 
     fn on_read(&self) {
@@ -119,11 +142,18 @@ impl Activity {
         };
         now.saturating_sub(self.since_ms.load(Relaxed)) >= limit
     }
+
+    /// Has the server of its request in flight missed the response deadline at `now`?
+    fn is_late(&self, now: u64) -> bool {
+        let by = self.respond_by_ms.load(Relaxed);
+        by != 0 && now >= by && self.signals.load(Relaxed) & LATE == 0
+    }
 }
 
 /// [`Activity`] signals.
 const EXPIRED: u8 = 1;
 const STOP: u8 = 2;
+const LATE: u8 = 4;
 
 /// The phase limits, in milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -143,10 +173,11 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// A watchdog for the request-header and idle timeouts `header` and `idle`. It sweeps every
-    /// twentieth of the shorter one (between 5 ms and 500 ms), so a connection is closed at most
-    /// that much after its limit.
-    pub fn new(header: Duration, idle: Duration) -> Arc<Watchdog> {
+    /// A watchdog for the request-header and idle timeouts `header` and `idle`, and the response
+    /// timeout `respond` of requests run with [`Activity::respond_within`]. It sweeps every
+    /// twentieth of the shortest (between 5 ms and 500 ms), so a limit is enforced at most that
+    /// much late.
+    pub fn new(header: Duration, idle: Duration, respond: Duration) -> Arc<Watchdog> {
         let ms = |d: Duration| d.as_millis().max(1) as u64;
         Arc::new(Watchdog {
             watched: Mutex::new(Vec::new()),
@@ -155,7 +186,7 @@ impl Watchdog {
                 header_ms: ms(header),
                 idle_ms: ms(idle),
             },
-            tick: (header.min(idle) / 20)
+            tick: (header.min(idle).min(respond) / 20)
                 .clamp(Duration::from_millis(5), Duration::from_millis(500)),
         })
     }
@@ -196,22 +227,26 @@ impl Watchdog {
         }
     }
 
-    /// Wake the connections that overstayed at `now`; forget them and the closed ones.
+    /// Wake the connections that overstayed at `now` (and forget them, and the closed ones), and
+    /// those whose request's server is late.
     fn sweep(&self, now: u64) {
-        let mut expired = Vec::new();
+        let mut woken = Vec::new();
         self.watched.lock().expect("watchdog poisoned").retain(|w| {
             let Some(a) = w.upgrade() else {
                 return false;
             };
             if a.overstayed(now, &self.limits) {
-                expired.push(a);
+                woken.push((a, EXPIRED));
                 return false;
+            }
+            if a.is_late(now) {
+                woken.push((a, LATE));
             }
             true
         });
         // Woken outside the lock: a waking task may run on another thread and accept at once.
-        for a in expired {
-            a.signal(EXPIRED);
+        for (a, signal) in woken {
+            a.signal(signal);
         }
     }
 }
@@ -337,7 +372,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_watchdog_wakes_only_connections_that_overstayed() {
-        let dog = Watchdog::new(Duration::from_millis(100), Duration::from_millis(300));
+        let dog = Watchdog::new(
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+            Duration::from_secs(60),
+        );
         let (reading, idle, busy) = (Activity::new(), Activity::new(), Activity::new());
         for a in [&reading, &idle, &busy] {
             dog.watch(a);
@@ -375,6 +414,37 @@ mod tests {
         let late = Activity::new();
         dog.watch(&late);
         assert!(late.is_stopping(), "and those watched after it began");
+    }
+
+    #[tokio::test]
+    async fn a_late_response_is_given_up_on_and_a_timely_one_kept() {
+        let dog = Watchdog::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+        );
+        assert_eq!(dog.tick, Duration::from_millis(5));
+        tokio::spawn(dog.clone().run());
+        let a = Activity::new();
+        dog.watch(&a);
+        let _busy = a.begin();
+        let timely = a
+            .respond_within(Duration::from_millis(100), async { 7 })
+            .await;
+        assert_eq!(timely, Some(7));
+        let started = std::time::Instant::now();
+        let late = a
+            .respond_within(Duration::from_millis(100), std::future::pending::<()>())
+            .await;
+        assert_eq!(late, None);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(90), "{took:?}");
+        // The next request starts afresh.
+        let again = a
+            .respond_within(Duration::from_millis(100), async { 8 })
+            .await;
+        assert_eq!(again, Some(8));
+        assert!(!a.is_stopping());
     }
 
     #[tokio::test]

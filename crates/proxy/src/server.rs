@@ -58,7 +58,7 @@ pub async fn serve(
     h2.max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD as u32);
     let t = shared.cfg.timeouts;
-    let dog = Watchdog::new(t.request_header, t.idle);
+    let dog = Watchdog::new(t.request_header, t.idle, t.upstream_response);
     let sweeping = tokio::spawn(dog.clone().run());
     // Shutdown reaches every connection through the watchdog: one watch of the channel in all.
     let stopping = tokio::spawn({
@@ -183,7 +183,7 @@ async fn serve_hyper(
         let peer = peer.clone();
         async move {
             let req = req.map(crate::body::ClientBody::Streamed);
-            let mut resp = handler::handle(&shared, ep, &peer, req)
+            let mut resp = handler::handle(&shared, ep, &peer, req, None)
                 .await
                 .into_response();
             resp.body_mut().attach(Box::new(busy));

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::idle::Activity;
 use crate::pool::ConnectError;
 use crate::registry::Backend;
 use crate::wire::{self, Conn, Head, Outgoing, WireError};
@@ -37,6 +38,23 @@ pub struct Failure {
     pub retryable: bool,
 }
 
+/// Who keeps the response timeout of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub enum Deadline<'a> {
+    /// A timer of the exchange's own.
+    Timer(Duration),
+    /// The watchdog of the client connection, which carries one request at a time.
+    Watched(&'a Activity, Duration),
+}
+
+impl Deadline<'_> {
+    fn limit(&self) -> Duration {
+        match *self {
+            Deadline::Timer(d) | Deadline::Watched(_, d) => d,
+        }
+    }
+}
+
 /// Attempts on stale pooled connections before giving up on a backend.
 const STALE_RETRIES: usize = 3;
 
@@ -46,7 +64,7 @@ pub async fn send(
     backend: &Backend,
     req: &mut Outgoing,
     connect: Duration,
-    respond: Duration,
+    respond: Deadline<'_>,
 ) -> Result<(Head, Conn), Failure> {
     let mut last = None;
     for _ in 0..STALE_RETRIES {
@@ -59,15 +77,20 @@ pub async fn send(
                 })
             }
         };
-        match tokio::time::timeout(respond, wire::exchange(&mut conn, req)).await {
-            Err(_) => {
+        let exchange = wire::exchange(&mut conn, req);
+        let answered = match respond {
+            Deadline::Timer(d) => tokio::time::timeout(d, exchange).await.ok(),
+            Deadline::Watched(a, d) => a.respond_within(d, exchange).await,
+        };
+        match answered {
+            None => {
                 return Err(Failure {
-                    error: UpstreamError::Timeout(respond),
+                    error: UpstreamError::Timeout(respond.limit()),
                     retryable: false,
                 })
             }
-            Ok(Ok(head)) => return Ok((head, conn)),
-            Ok(Err(e)) => {
+            Some(Ok(head)) => return Ok((head, conn)),
+            Some(Err(e)) => {
                 let again = match e {
                     WireError::Unsent(_) => true,
                     WireError::Closed => req.is_replayable(),
@@ -84,7 +107,10 @@ pub async fn send(
         }
     }
     Err(Failure {
-        error: last.map_or(UpstreamError::Timeout(respond), UpstreamError::Exchange),
+        error: last.map_or(
+            UpstreamError::Timeout(respond.limit()),
+            UpstreamError::Exchange,
+        ),
         retryable: req.is_intact(),
     })
 }
