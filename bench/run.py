@@ -261,6 +261,40 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+PAIRED = ["rps", "p99_ms", "cpu_us_per_req", "user_us_per_req"]
+
+
+def paired(runs, proxies):
+    """Median over the rounds of Tether's figure divided by the other proxy's in the same round.
+
+    The proxies of one round run minutes apart at most, so a ratio within a round cancels most of
+    the drift a VM's neighbours cause across a session; the medians of each proxy's own figures
+    do not."""
+    out = {}
+    for scen, per in runs.items():
+        t = per.get("tether") or []
+        for p in proxies:
+            if p == "tether" or not per.get(p):
+                continue
+            for m in PAIRED:
+                rs = [a[m] / b[m] for a, b in zip(t, per[p]) if a.get(m) and b.get(m)]
+                if rs:
+                    out.setdefault(scen, {}).setdefault(p, {})[m] = dict(
+                        median=statistics.median(rs), min=min(rs), max=max(rs))
+    return out
+
+
+def paired_table(pr):
+    lines = ["| scenario | against | " + " | ".join(PAIRED) + " |",
+             "|" + "---|" * (2 + len(PAIRED))]
+    for scen, per in pr.items():
+        for p, ms in per.items():
+            cells = [f"{ms[m]['median']:.2f}× ({ms[m]['min']:.2f}–{ms[m]['max']:.2f})"
+                     if m in ms else "–" for m in PAIRED]
+            lines.append(f"| {scen} | {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(summary, proxies):
     head = "| scenario | metric | " + " | ".join(proxies)
     cmp = [p for p in proxies if p != "tether"] if "tether" in proxies else []
@@ -368,13 +402,17 @@ def main():
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "tether": subprocess.run([args.tether, "--version"], capture_output=True, text=True).stdout.strip(),
     }
+    pr = paired(runs, proxies)
     result = dict(when=stamp, rounds=args.rounds, duration_s=args.duration, versions=versions,
                   cores=dict(proxy=args.proxy_core, load=args.load_core), runs=runs,
-                  summary=summary)
+                  summary=summary, paired=pr)
     jpath = os.path.join(args.out, "results.json")
     with open(jpath, "w") as f:
         json.dump(result, f, indent=1)
     md = table(summary, proxies)
+    if pr:
+        md += "\n\nTether's figure over the other's in the same round (median of the rounds, min–max):\n\n"
+        md += paired_table(pr)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md + "\n")
     png = chart(summary, proxies, os.path.join(args.out, "chart.png"))
