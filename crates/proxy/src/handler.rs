@@ -59,9 +59,7 @@ impl HostSource {
     fn of(parts: &http::request::Parts) -> Option<HostSource> {
         match parts.uri.authority() {
             Some(a) => Some(HostSource::Authority(a.clone())),
-            None => parts
-                .headers
-                .get(header::HOST)
+            None => headers::first(&parts.headers, &header::HOST)
                 .cloned()
                 .map(HostSource::Header),
         }
@@ -106,7 +104,7 @@ pub async fn handle(
     let Some(host) = source.as_ref().and_then(HostSource::host) else {
         if parts.version == Version::HTTP_10
             && parts.uri.authority().is_none()
-            && !parts.headers.contains_key(header::HOST)
+            && !headers::has(&parts.headers, &header::HOST)
         {
             return route_and_send(shared, &table, &from, parts, body, "").await;
         }
@@ -297,7 +295,7 @@ fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: b
     parts.version = Version::HTTP_11;
     // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); the length is re-derived from the
     // body when the request is written, so a stale Content-Length must never go out with it.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+    if headers::has(&parts.headers, &header::TRANSFER_ENCODING) {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -306,7 +304,7 @@ fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: b
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let fwd_host = if parts.headers.contains_key(header::HOST) {
+    let fwd_host = if headers::has(&parts.headers, &header::HOST) {
         ForwardedHost::HostHeader
     } else {
         ForwardedHost::Name(host)

@@ -82,6 +82,24 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Header maps with at most this many fields are searched by a scan of their names, not a hash.
+const SCANNED: usize = 8;
+
+/// The first value of `name` in `h`. A request usually carries a handful of fields, and comparing
+/// a handful of names costs less than hashing one; a longer map is looked up as usual.
+pub fn first<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    if h.len() <= SCANNED {
+        h.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    } else {
+        h.get(name)
+    }
+}
+
+/// Has `h` a field `name`? (See [`first`].)
+pub fn has(h: &HeaderMap, name: &HeaderName) -> bool {
+    first(h, name).is_some()
+}
+
 /// Is `peer` one of the trusted proxies?
 pub fn is_trusted(peer: IpAddr, trusted: &[Cidr]) -> bool {
     trusted.iter().any(|c| c.contains(peer))
@@ -163,13 +181,13 @@ impl Forwarding {
     pub fn new(h: &HeaderMap, peer: &Peer, host: ForwardedHost<'_>) -> Forwarding {
         let ip = peer.ip_value.clone();
         let host_value = || match host {
-            ForwardedHost::HostHeader => h.get(header::HOST).cloned(),
+            ForwardedHost::HostHeader => first(h, &header::HOST).cloned(),
             ForwardedHost::Name(n) if !n.is_empty() => HeaderValue::from_str(n).ok(),
             ForwardedHost::Name(_) => None,
         };
         let proto = || (X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         if peer.trusted {
-            let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            let xff = match first(h, &X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
                 Some(prior) if !prior.trim().is_empty() => {
                     HeaderValue::from_str(&format!("{prior}, {}", peer.ip)).unwrap_or(ip.clone())
                 }
@@ -179,9 +197,9 @@ impl Forwarding {
                 trusted: true,
                 added: [
                     Some((X_FORWARDED_FOR, xff)),
-                    (!h.contains_key(&X_FORWARDED_PROTO)).then(proto),
-                    (!h.contains_key(&X_REAL_IP)).then_some((X_REAL_IP, ip)),
-                    if h.contains_key(&X_FORWARDED_HOST) {
+                    (!has(h, &X_FORWARDED_PROTO)).then(proto),
+                    (!has(h, &X_REAL_IP)).then_some((X_REAL_IP, ip)),
+                    if has(h, &X_FORWARDED_HOST) {
                         None
                     } else {
                         host_value().map(|v| (X_FORWARDED_HOST, v))
@@ -241,7 +259,7 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: &Peer, host: ForwardedHost<'_>) {
 
 /// Does the request ask to switch protocols (`Connection: upgrade` with an `Upgrade` header)?
 pub fn wants_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
+    has(h, &header::UPGRADE)
         && tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
@@ -295,6 +313,24 @@ mod tests {
         plain.insert("x-c", "1".parse().unwrap());
         strip_hop_by_hop(&mut plain, false);
         assert_eq!(plain.len(), 1);
+    }
+
+    #[test]
+    fn short_and_long_maps_are_searched_alike() {
+        for n in [0, 3, SCANNED, SCANNED + 5] {
+            let mut h = HeaderMap::new();
+            for i in 0..n {
+                h.insert(
+                    HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            h.append(header::HOST, "a".parse().unwrap());
+            h.append(header::HOST, "b".parse().unwrap());
+            assert_eq!(first(&h, &header::HOST).unwrap(), "a", "{n} fields");
+            assert!(!has(&h, &header::UPGRADE));
+            assert_eq!(first(&h, &header::HOST), h.get(header::HOST));
+        }
     }
 
     #[test]

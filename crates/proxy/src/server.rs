@@ -154,7 +154,10 @@ async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<C
             };
             // Boxed: the task's future is then small (it is copied several times as the task is
             // spawned), and this one is made once the first bytes are in.
-            match watch.drive_front(Box::pin(front.serve(&mut io, first))).await {
+            match watch
+                .drive_front(Box::pin(front.serve(&mut io, first)))
+                .await
+            {
                 Some(Ended::Handoff(rest)) => rest,
                 _ => return,
             }

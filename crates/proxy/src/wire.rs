@@ -124,7 +124,7 @@ impl Outgoing {
     /// Encode `parts` (already rewritten for the server: origin-form, hop-by-hop headers gone).
     /// A body of known length keeps its Content-Length; any other body goes chunked.
     pub fn new(parts: &request::Parts, forwarding: &Forwarding, body: ClientBody) -> Outgoing {
-        let framing = match parts.headers.get(header::CONTENT_LENGTH) {
+        let framing = match crate::headers::first(&parts.headers, &header::CONTENT_LENGTH) {
             Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(0) => Framing::Empty,
                 Some(n) => Framing::Length(n),
@@ -140,7 +140,7 @@ impl Outgoing {
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        if !parts.headers.contains_key(header::HOST) {
+        if !crate::headers::has(&parts.headers, &header::HOST) {
             // RFC 9112 §3.2: a request with no authority carries an empty Host.
             head.extend_from_slice(b"host: \r\n");
         }
