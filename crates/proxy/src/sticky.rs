@@ -40,9 +40,16 @@ fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .filter(|(k, _)| !k.is_empty())
 }
 
-/// The value of cookie `name`, if present.
+/// The value of cookie `name`, if present (the first, over all Cookie fields).
 pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    pairs(h).find(|(k, _)| *k == name).map(|(_, v)| v)
+    let name = name.as_bytes();
+    h.get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let value = pair.trim_ascii().strip_prefix(name)?.strip_prefix(b"=")?;
+            std::str::from_utf8(value).ok()
+        })
 }
 
 /// Rebuild the Cookie header with `name` replaced by `value` (or removed when `None`).
@@ -60,13 +67,31 @@ fn rewrite(h: &mut HeaderMap, name: &str, value: Option<&str>) {
         if !out.is_empty() {
             out.push_str("; ");
         }
-        let _ = write!(out, "{k}={v}");
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
     }
-    h.remove(header::COOKIE);
-    if !out.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&out) {
+    match HeaderValue::from_str(&out) {
+        Ok(v) if !out.is_empty() => {
             h.insert(header::COOKIE, v);
         }
+        _ => {
+            h.remove(header::COOKIE);
+        }
+    }
+}
+
+/// Is cookie `name` all the request's Cookie field holds (one field, one pair)? Then taking it
+/// out is removing the field.
+fn is_all_of_cookie(h: &HeaderMap, name: &str) -> bool {
+    let mut fields = h.get_all(header::COOKIE).iter();
+    match (fields.next(), fields.next()) {
+        (Some(v), None) => v
+            .as_bytes()
+            .trim_ascii()
+            .strip_prefix(name.as_bytes())
+            .is_some_and(|rest| rest.first() == Some(&b'=') && !rest.contains(&b';')),
+        _ => false,
     }
 }
 
@@ -81,7 +106,11 @@ pub fn read_request(h: &mut HeaderMap, sticky: &Sticky) -> RequestPin {
                 };
             };
             let pin = sticky.index.pin(v);
-            rewrite(h, &attrs.name, None);
+            if is_all_of_cookie(h, &attrs.name) {
+                h.remove(header::COOKIE);
+            } else {
+                rewrite(h, &attrs.name, None);
+            }
             RequestPin {
                 pin,
                 app_value: None,
@@ -314,6 +343,15 @@ mod tests {
         );
         assert_eq!(read_request(&mut req, &s).pin, Pin::Server(0));
         assert!(!req.contains_key(header::COOKIE));
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::COOKIE,
+            format!("a=1; tether_web={}; tether_webx=2", s.index.value(0))
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(read_request(&mut req, &s).pin, Pin::Server(0));
+        assert_eq!(req[header::COOKIE], "a=1; tether_webx=2", "the others stay");
         let mut resp = HeaderMap::new();
         write_response(&mut resp, &s, 0, false, None);
         assert!(
