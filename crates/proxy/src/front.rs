@@ -30,6 +30,7 @@ use crate::fields::{self, Fields, Span};
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
 use crate::idle::{Activity, Tracked};
+use crate::spare;
 use crate::wire::chunked;
 
 /// Largest request body read whole with its head; a larger one is streamed by hyper.
@@ -39,7 +40,7 @@ pub const MAX_HEADERS: usize = 64;
 /// Largest request head (bytes); hyper answers a longer one with 431.
 const MAX_HEAD: usize = 64 * 1024;
 /// Bytes made room for before each read.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = spare::READ_CHUNK;
 /// Response bytes gathered before they are written out.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -73,9 +74,11 @@ impl Front<'_> {
                         Err(rest) => return Ended::Handoff(rest),
                     }
                 } else if self.activity.is_stopping() {
+                    spare::put_back(buf);
                     return Ended::Closed;
                 }
                 if !read_more(io, &mut buf).await {
+                    spare::put_back(buf);
                     return Ended::Closed;
                 }
             };
@@ -94,6 +97,7 @@ impl Front<'_> {
             let kept = respond(io, resp, taken.is_head, taken.version, keep_alive).await;
             drop(busy);
             if !kept {
+                spare::put_back(buf);
                 return Ended::Closed;
             }
             if buf.is_empty() {
@@ -154,39 +158,6 @@ async fn read_more(io: &mut Tracked, buf: &mut BytesMut) -> bool {
         poll_fn(|cx| tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)).await,
         Ok(n) if n > 0
     )
-}
-
-/// Read buffers of connections gone idle, kept (per thread, a bounded number) for the next
-/// connection that has something to read, instead of a free and an allocation per request.
-mod spare {
-    use std::cell::RefCell;
-
-    use bytes::BytesMut;
-
-    use super::READ_CHUNK;
-
-    /// Buffers kept per thread (at most this many times [`READ_CHUNK`] bytes).
-    const KEPT: usize = 64;
-
-    thread_local! {
-        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Keep `buf` (empty) for another connection if none of its bytes are still in use elsewhere.
-    pub fn put_back(mut buf: BytesMut) {
-        if buf.try_reclaim(READ_CHUNK) {
-            SPARE.with_borrow_mut(|s| {
-                if s.len() < KEPT {
-                    s.push(buf);
-                }
-            });
-        }
-    }
-
-    /// A kept buffer, or a new empty one.
-    pub fn take() -> BytesMut {
-        SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
-    }
 }
 
 /// A request this server does not take (see the module documentation).

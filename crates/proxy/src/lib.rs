@@ -21,6 +21,7 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod sniff;
+mod spare;
 pub mod sticky;
 pub mod table;
 mod upgrade;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Bytes taken by the first read: a whole ordinary request head fits.
-const FIRST_READ: usize = 4096;
+const FIRST_READ: usize = crate::spare::READ_CHUNK;
 
 /// Which protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,8 @@ pub enum Protocol {
 
 /// Read the first bytes of `io`; `None` if it closed before saying anything.
 pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Option<(Protocol, BytesMut)>> {
-    let mut buf = BytesMut::with_capacity(FIRST_READ);
+    let mut buf = crate::spare::take();
+    buf.reserve(FIRST_READ);
     loop {
         if io.read_buf(&mut buf).await? == 0 {
             return Ok(None);
