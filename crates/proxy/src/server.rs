@@ -139,7 +139,7 @@ async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<C
         _ = activity.stopping() => return,
     };
     let (protocol, first) = first;
-    let peer = Arc::new(crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies));
+    let peer = crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies);
     let watch = Watch {
         activity: &activity,
         drain: conns.drain,
@@ -167,7 +167,8 @@ async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<C
     io.replay(rest);
     // Boxed: hyper's connection state is large, and a connection `front` serves never needs it,
     // so it takes no room in every connection's task.
-    Box::pin(serve_hyper(protocol, io, ep, peer, &conns, watch)).await;
+    // Shared only with hyper's service, so only here put behind a reference count.
+    Box::pin(serve_hyper(protocol, io, ep, Arc::new(peer), &conns, watch)).await;
 }
 
 /// Serve the rest of the connection with hyper (h2c, or HTTP/1.1 that `front` handed over).
