@@ -20,20 +20,42 @@ struct Stack {
 
 impl Stack {
     async fn up(engine: &Engine, example: &str) -> Stack {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let stack = Stack {
+        let mut stack = Stack {
             dir: repo_root().join("examples/compose").join(example),
             project: format!("{}{}", example.replace('-', ""), engine.run),
-            port,
+            port: 0,
         };
-        stack.compose(&["up", "-d"]).await;
-        stack
+        // A free port is found by binding to port 0 and letting it go, so another test (or
+        // stack) running at the same time may be handed the same one before Docker binds it:
+        // then the stack goes down and up again on another port.
+        for attempt in 1..=3 {
+            stack.port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            match stack.try_compose(&["up", "-d"]).await {
+                Ok(_) => return stack,
+                Err(e)
+                    if attempt < 3 && (e.contains("already allocated") || e.contains("in use")) =>
+                {
+                    eprintln!("compose up: port {} was taken, trying another", stack.port);
+                    let _ = stack.try_compose(&["down", "-v", "--remove-orphans"]).await;
+                }
+                Err(e) => panic!("compose up: {e}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     async fn compose(&self, args: &[&str]) -> String {
+        match self.try_compose(args).await {
+            Ok(out) => out,
+            Err(e) => panic!("compose {args:?}: {e}"),
+        }
+    }
+
+    /// Run compose for this stack: its standard output, or its standard error if it failed.
+    async fn try_compose(&self, args: &[&str]) -> Result<String, String> {
         let (program, mut all) = compose_command();
         all.extend(["-p".to_string(), self.project.clone()]);
         all.extend(args.iter().map(|a| a.to_string()));
@@ -45,12 +67,11 @@ impl Stack {
             .output()
             .await
             .expect("compose");
-        assert!(
-            out.status.success(),
-            "compose {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Host names of a service's containers (whoami answers with its host name).
