@@ -64,7 +64,10 @@ impl Activity {
         limit: Duration,
         exchange: F,
     ) -> Option<F::Output> {
-        self.signals.fetch_and(!LATE, Relaxed);
+        if self.signals.load(Relaxed) & LATE != 0 {
+            // The request before this one was late: this one starts afresh.
+            self.signals.fetch_and(!LATE, Relaxed);
+        }
         self.respond_by_ms
             .store(now_ms() + limit.as_millis() as u64, Relaxed);
         let out = tokio::select! {

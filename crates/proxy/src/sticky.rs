@@ -27,51 +27,48 @@ pub struct RequestPin {
     pub app_value: Option<String>,
 }
 
-/// Iterate `name=value` pairs over all Cookie headers.
-fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// Iterate `name=value` pairs over all Cookie headers (a pair without `=` has an empty value).
+fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     h.get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .map(|kv| {
-            let kv = kv.trim();
-            kv.split_once('=').unwrap_or((kv, ""))
+            let kv = kv.trim_ascii();
+            match kv.iter().position(|&b| b == b'=') {
+                Some(i) => (&kv[..i], &kv[i + 1..]),
+                None => (kv, &[][..]),
+            }
         })
         .filter(|(k, _)| !k.is_empty())
 }
 
 /// The value of cookie `name`, if present (the first, over all Cookie fields).
 pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let name = name.as_bytes();
-    h.get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            let value = pair.trim_ascii().strip_prefix(name)?.strip_prefix(b"=")?;
-            std::str::from_utf8(value).ok()
-        })
+    pairs(h)
+        .find(|(k, _)| *k == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// Rebuild the Cookie header with `name` replaced by `value` (or removed when `None`).
 fn rewrite(h: &mut HeaderMap, name: &str, value: Option<&str>) {
-    let mut out = String::new();
+    let mut out = Vec::new();
     for (k, v) in pairs(h) {
-        let v = if k == name {
+        let v = if k == name.as_bytes() {
             match value {
-                Some(nv) => nv,
+                Some(nv) => nv.as_bytes(),
                 None => continue,
             }
         } else {
             v
         };
         if !out.is_empty() {
-            out.push_str("; ");
+            out.extend_from_slice(b"; ");
         }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
+        out.extend_from_slice(k);
+        out.push(b'=');
+        out.extend_from_slice(v);
     }
-    match HeaderValue::from_str(&out) {
+    match HeaderValue::from_bytes(&out) {
         Ok(v) if !out.is_empty() => {
             h.insert(header::COOKIE, v);
         }
