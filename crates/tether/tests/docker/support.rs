@@ -172,7 +172,7 @@ pub async fn wait_for_servers(client: &mut Client, path: &str, names: &[&str], d
                 seen.insert(r.server().to_string());
             }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval; bounded by `deadline`
     }
 }
 
@@ -188,7 +188,7 @@ pub async fn wait_status(client: &mut Client, path: &str, status: u16, deadline:
             Instant::now() < end,
             "{path} never answered {status} within {deadline:?} (last: {got:?})"
         );
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await; // poll interval; bounded by `deadline`
     }
 }
 
