@@ -41,12 +41,34 @@ pub enum HostPattern {
 }
 
 /// What a rule looks at. Host is lower case and has no port.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestView<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub method: &'a http::Method,
-    pub headers: &'a http::HeaderMap,
+    pub headers: &'a dyn HeaderLookup,
+}
+
+impl std::fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestView")
+            .field("host", &self.host)
+            .field("path", &self.path)
+            .field("method", self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request's header fields as a rule reads them, however the proxy holds them.
+pub trait HeaderLookup {
+    /// Has some field `name` (lower case) exactly `value`?
+    fn has_value(&self, name: &str, value: &[u8]) -> bool;
+}
+
+impl HeaderLookup for http::HeaderMap {
+    fn has_value(&self, name: &str, value: &[u8]) -> bool {
+        self.get_all(name).iter().any(|v| v.as_bytes() == value)
+    }
 }
 
 impl Rule {
@@ -62,11 +84,7 @@ impl Rule {
             Rule::Path(paths) => paths.iter().any(|p| req.path == p),
             Rule::PathPrefix(prefixes) => prefixes.iter().any(|p| req.path.starts_with(p.as_str())),
             Rule::Method(methods) => methods.iter().any(|m| req.method.as_str() == m),
-            Rule::Header(name, value) => req
-                .headers
-                .get_all(name.as_str())
-                .iter()
-                .any(|v| v.as_bytes() == value.as_bytes()),
+            Rule::Header(name, value) => req.headers.has_value(name, value.as_bytes()),
             Rule::And(a, b) => a.matches(req) && b.matches(req),
             Rule::Or(a, b) => a.matches(req) || b.matches(req),
             Rule::Not(a) => !a.matches(req),

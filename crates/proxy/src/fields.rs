@@ -122,9 +122,15 @@ impl Fields {
     /// CRLF and follow each other in `head` are copied as they are, in one piece (the usual
     /// head: all of it); any other field is written as a `name: value` line.
     pub fn write(&self, head: &[u8], out: &mut Vec<u8>) {
+        self.write_without(head, 0, out);
+    }
+
+    /// [`Fields::write`], leaving out the fields whose bits are set in `also` as well.
+    pub fn write_without(&self, head: &[u8], also: u128, out: &mut Vec<u8>) {
+        let dropped = self.dropped | also;
         let mut run: Option<Range<usize>> = None;
         for (i, &(name, value)) in self.spans().iter().enumerate() {
-            if self.dropped >> i & 1 != 0 {
+            if dropped >> i & 1 != 0 {
                 out.extend_from_slice(&head[run.take().unwrap_or_default()]);
                 continue;
             }

@@ -20,7 +20,8 @@ use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{Method, StatusCode, Version};
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 
@@ -30,6 +31,7 @@ use crate::fields::{self, Fields, Span};
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
 use crate::idle::{Activity, Tracked};
+use crate::request::{self, Kind, Received, RequestHead};
 use crate::spare;
 use crate::wire::chunked;
 
@@ -85,11 +87,13 @@ impl Front<'_> {
             let busy = self.activity.begin();
             // Boxed: the request's future (several KiB) exists only while a request does, not in
             // the state every idle connection keeps.
+            let body = ClientBody::Whole(taken.request.message.slice(taken.request.head_len..));
             let handling = Box::pin(handler::handle(
                 self.shared,
                 self.ep,
                 self.peer,
-                taken.request,
+                RequestHead::Received(taken.request),
+                body,
                 Some(self.activity),
             ));
             let resp = handling.await;
@@ -110,7 +114,7 @@ impl Front<'_> {
 
 /// A request taken off the connection's buffer, and what its response needs to know.
 struct Taken {
-    request: Request<ClientBody>,
+    request: Box<Received>,
     keep_alive: bool,
     is_head: bool,
     version: Version,
@@ -130,15 +134,17 @@ fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Bytes> {
         return Ok(None);
     }
     let message = buf.split_to(whole).freeze();
-    let Some(parts) = s.parts(&message, &fields) else {
-        let mut rest = BytesMut::from(&message[..]);
-        rest.extend_from_slice(buf);
-        buf.clear();
-        return Err(rest.freeze());
+    let request = match s.received(message, fields) {
+        Ok(r) => r,
+        Err(message) => {
+            let mut rest = BytesMut::from(&message[..]);
+            rest.extend_from_slice(buf);
+            buf.clear();
+            return Err(rest.freeze());
+        }
     };
-    let body = ClientBody::Whole(message.slice(s.head_len..));
     Ok(Some(Taken {
-        request: Request::from_parts(parts, body),
+        request,
         keep_alive: s.keep_alive,
         is_head: s.is_head,
         version: s.version,
@@ -173,22 +179,61 @@ struct Scan {
     version: Version,
     keep_alive: bool,
     is_head: bool,
+    sorted: Sorted,
+}
+
+/// The fields Tether acts on, found while the head was scanned (bit `i`: field `i`).
+#[derive(Default)]
+struct Sorted {
+    hop_by_hop: u128,
+    forwarded_for: u128,
+    forwarding: u128,
+    cookies: u128,
+    host: Option<u8>,
+    content_length: Option<u64>,
 }
 
 impl Scan {
-    /// The request head as `http` parts (values share `message`); `None` if they refuse it.
-    fn parts(&self, message: &Bytes, fields: &Fields) -> Option<http::request::Parts> {
-        let mut parts = Request::new(()).into_parts().0;
-        parts.method = Method::from_bytes(&message[fields::range(self.method)]).ok()?;
-        parts.uri = Uri::from_maybe_shared(message.slice(fields::range(self.target))).ok()?;
-        parts.version = self.version;
-        parts.headers = fields.to_map(message).ok()?;
-        Some(parts)
+    /// The request as received (`message`: its head and body); `Err` gives `message` back if the
+    /// `http` types refuse its method or target, as hyper would.
+    fn received(&self, message: Bytes, mut fields: Fields) -> Result<Box<Received>, Bytes> {
+        let Ok(method) = Method::from_bytes(&message[fields::range(self.method)]) else {
+            return Err(message);
+        };
+        let target = message.slice(fields::range(self.target));
+        let Ok(target) = PathAndQuery::from_maybe_shared(target) else {
+            return Err(message);
+        };
+        fields.drop_fields(self.sorted.hop_by_hop);
+        let Sorted {
+            forwarded_for,
+            forwarding,
+            cookies,
+            host,
+            content_length,
+            ..
+        } = self.sorted;
+        Ok(Box::new(Received {
+            message,
+            head_len: self.head_len,
+            method,
+            target,
+            version: self.version,
+            fields,
+            forwarded_for,
+            forwarding,
+            cookies,
+            host,
+            content_length,
+        }))
     }
 }
 
 /// Look for a complete request head at the front of `buf` (`None`: not all there yet) and decide
 /// whether it is served here; where its header fields lie goes to `fields`.
+///
+/// Its fields are valid for the `http` types once `httparse` has taken them (as hyper relies on
+/// too): names are tokens, values hold no control characters but tab.
 fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -210,38 +255,52 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     } else {
         Version::HTTP_10
     };
-    let mut length = None;
+    let mut sorted = Sorted::default();
     let (mut close, mut keep) = (false, false);
-    for h in req.headers.iter() {
-        let (n, v) = (h.name.as_bytes(), h.value);
-        let is = |name: &str| n.eq_ignore_ascii_case(name.as_bytes());
-        if is("content-length") {
-            match (length, crate::wire::digits(v)) {
-                (None, Some(l)) if l <= MAX_WHOLE_BODY as u64 => length = Some(l as usize),
-                _ => return Err(NotHere),
-            }
-        } else if is("transfer-encoding") || is("expect") || is("upgrade") {
-            return Err(NotHere);
-        } else if is("connection") {
-            for t in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if t.eq_ignore_ascii_case(b"upgrade") {
-                    return Err(NotHere);
+    for (i, h) in req.headers.iter().enumerate() {
+        let bit = 1u128 << i;
+        match request::kind(h.name.as_bytes()) {
+            Kind::Other => {}
+            Kind::Host => {
+                if sorted.host.is_none() {
+                    sorted.host = Some(i as u8);
                 }
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep |= t.eq_ignore_ascii_case(b"keep-alive");
             }
+            Kind::Cookie => sorted.cookies |= bit,
+            Kind::ContentLength => match (sorted.content_length, crate::wire::digits(h.value)) {
+                (None, Some(l)) if l <= MAX_WHOLE_BODY as u64 => sorted.content_length = Some(l),
+                _ => return Err(NotHere),
+            },
+            Kind::Connection => {
+                sorted.hop_by_hop |= bit;
+                for t in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    let is = |o: &[u8]| t.eq_ignore_ascii_case(o);
+                    close |= is(b"close");
+                    keep |= is(b"keep-alive");
+                    let named_dropped = matches!(request::kind(t), Kind::HopByHop);
+                    if !(is(b"close") || is(b"keep-alive") || t.is_empty() || named_dropped) {
+                        // An upgrade, or options naming other fields (rare): hyper's way.
+                        return Err(NotHere);
+                    }
+                }
+            }
+            Kind::HopByHop => sorted.hop_by_hop |= bit,
+            Kind::ForwardedFor => sorted.forwarded_for |= bit,
+            Kind::Forwarding => sorted.forwarding |= bit,
+            Kind::NotHere => return Err(NotHere),
         }
     }
     fields.record(buf, req.headers);
     Ok(Some(Scan {
         head_len,
-        body_len: length.unwrap_or(0),
+        body_len: sorted.content_length.unwrap_or(0) as usize,
         method: fields::span(buf, method.as_bytes()),
         target: fields::span(buf, target.as_bytes()),
         version,
         // RFC 9112 §9.3: HTTP/1.1 persists unless closed; HTTP/1.0 only when asked to.
         keep_alive: !close && (version == Version::HTTP_11 || keep),
         is_head: method == "HEAD",
+        sorted,
     }))
 }
 

@@ -13,8 +13,10 @@ use tether_model::{HashOn, OnMissing};
 
 use crate::answer::Answer;
 use crate::body::{ClientBody, ProxyBody};
-use crate::headers::{ForwardedHost, Forwarding, Peer};
+use crate::headers::{ForwardedHost, Forwarding, Peer, ReadFields};
 use crate::idle::Activity;
+use crate::request::RequestHead;
+use crate::sticky::CookieEdit;
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::wire::{BodyReader, Head, Outgoing};
@@ -53,15 +55,19 @@ pub fn error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
 enum HostSource {
     Authority(http::uri::Authority),
     Header(HeaderValue),
+    Received(bytes::Bytes),
 }
 
 impl HostSource {
-    fn of(parts: &http::request::Parts) -> Option<HostSource> {
-        match parts.uri.authority() {
-            Some(a) => Some(HostSource::Authority(a.clone())),
-            None => headers::first(&parts.headers, &header::HOST)
-                .cloned()
-                .map(HostSource::Header),
+    fn of(head: &RequestHead) -> Option<HostSource> {
+        match head {
+            RequestHead::Parts(parts) => match parts.uri.authority() {
+                Some(a) => Some(HostSource::Authority(a.clone())),
+                None => headers::first(&parts.headers, &header::HOST)
+                    .cloned()
+                    .map(HostSource::Header),
+            },
+            RequestHead::Received(r) => r.host_bytes().map(HostSource::Received),
         }
     }
 
@@ -70,6 +76,7 @@ impl HostSource {
         match self {
             HostSource::Authority(a) => crate::host::parse(a.as_str()),
             HostSource::Header(v) => crate::host::parse(v.to_str().ok()?),
+            HostSource::Received(b) => crate::host::parse(std::str::from_utf8(b).ok()?),
         }
     }
 }
@@ -94,23 +101,43 @@ pub async fn handle(
     shared: &Shared,
     ep: usize,
     peer: &Peer,
-    req: Request<ClientBody>,
+    head: RequestHead,
+    body: ClientBody,
     watched: Option<&Activity>,
 ) -> Answer {
     let table = shared.store.load_full();
     let from = Arrival { ep, peer, watched };
-    let (parts, body) = req.into_parts();
-    let source = HostSource::of(&parts);
+    let source = HostSource::of(&head);
     let Some(host) = source.as_ref().and_then(HostSource::host) else {
-        if parts.version == Version::HTTP_10
-            && parts.uri.authority().is_none()
-            && !headers::has(&parts.headers, &header::HOST)
-        {
-            return route_and_send(shared, &table, &from, parts, body, "").await;
+        let (version, authority) = match &head {
+            RequestHead::Parts(p) => (p.version, p.uri.authority().is_some()),
+            RequestHead::Received(r) => (r.version, false),
+        };
+        if version == Version::HTTP_10 && !authority && !head.has_field("host") {
+            return route_and_send(shared, &table, &from, head, body, "").await;
         }
         return error(StatusCode::BAD_REQUEST, "missing or invalid Host header").into();
     };
-    route_and_send(shared, &table, &from, parts, body, &host).await
+    route_and_send(shared, &table, &from, head, body, &host).await
+}
+
+/// [`handle`] for a request hyper parsed.
+pub async fn handle_request(
+    shared: &Shared,
+    ep: usize,
+    peer: &Peer,
+    req: Request<ClientBody>,
+) -> Answer {
+    let (parts, body) = req.into_parts();
+    handle(
+        shared,
+        ep,
+        peer,
+        RequestHead::Parts(Box::new(parts)),
+        body,
+        None,
+    )
+    .await
 }
 
 /// Where a request came from, and who keeps its response timeout.
@@ -125,26 +152,31 @@ async fn route_and_send(
     shared: &Shared,
     table: &Arc<RoutingTable>,
     from: &Arrival<'_>,
-    mut parts: http::request::Parts,
+    head: RequestHead,
     body: ClientBody,
     host: &str,
 ) -> Answer {
     let Arrival { ep, peer, watched } = *from;
-    let view = RequestView {
-        host,
-        path: parts.uri.path(),
-        method: &parts.method,
-        headers: &parts.headers,
-    };
-    let Some(route) = table.routers.get(ep).and_then(|r| r.find(&view)) else {
+    let found = table.routers.get(ep).and_then(|r| {
+        r.find(&RequestView {
+            host,
+            path: head.path(),
+            method: head.method(),
+            headers: &head,
+        })
+    });
+    let Some(route) = found else {
         return error(StatusCode::NOT_FOUND, "no route matches this request").into();
     };
     let svc = &table.services[route.service];
-    let pin = svc
-        .sticky
-        .as_ref()
-        .map(|s| sticky::read_request(&mut parts.headers, s));
-    let key = hash_key(svc, &parts.headers, peer.ip);
+    let (pin, cookie) = match &svc.sticky {
+        Some(s) => {
+            let (pin, edit) = sticky::read_request(&head, s);
+            (Some(pin), edit)
+        }
+        None => (None, CookieEdit::Keep),
+    };
+    let key = hash_key(svc, &head, peer.ip);
     let mut choice = match choose(
         svc,
         pin.as_ref().map_or(Pin::None, |p| p.pin),
@@ -154,41 +186,56 @@ async fn route_and_send(
         Ok(c) => c,
         Err(r) => return refusal(svc, r).into(),
     };
-    let upgrade = parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
-    let forwarding = prepare(&mut parts, host, peer, upgrade);
     let t = shared.cfg.timeouts;
     let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
-    if upgrade {
-        let ClientBody::Streamed(body) = body else {
-            // Tether's own HTTP/1.1 server hands every upgrade request to hyper.
-            return error(
-                StatusCode::BAD_REQUEST,
-                "upgrade not possible on this connection",
-            )
-            .into();
-        };
-        let backend = svc.backends[choice.idx].clone();
-        forwarding.apply(&mut parts.headers);
-        let req = Request::from_parts(parts, body);
-        let resp = match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
-            Ok(mut resp) => {
-                if let Some(s) = &svc.sticky {
-                    sticky::write_response(
-                        resp.headers_mut(),
-                        s,
-                        choice.idx,
-                        choice.fresh,
-                        app_value,
-                    );
-                }
-                resp
+    let mut out = match head {
+        RequestHead::Received(r) => {
+            let fwd_host = if r.host.is_some() {
+                ForwardedHost::HostHeader
+            } else {
+                ForwardedHost::Name(host)
+            };
+            let forwarding = Forwarding::new(&*r, peer, fwd_host);
+            Outgoing::received(&r, &forwarding, &cookie, body)
+        }
+        RequestHead::Parts(mut parts) => {
+            cookie.apply(&mut parts.headers);
+            let upgrade =
+                parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
+            let forwarding = prepare(&mut parts, host, peer, upgrade);
+            if upgrade {
+                let ClientBody::Streamed(body) = body else {
+                    // Tether's own HTTP/1.1 server hands every upgrade request to hyper.
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "upgrade not possible on this connection",
+                    )
+                    .into();
+                };
+                let backend = svc.backends[choice.idx].clone();
+                forwarding.apply(&mut parts.headers);
+                let req = Request::from_parts(*parts, body);
+                let resp =
+                    match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
+                        Ok(mut resp) => {
+                            if let Some(s) = &svc.sticky {
+                                sticky::write_response(
+                                    resp.headers_mut(),
+                                    s,
+                                    choice.idx,
+                                    choice.fresh,
+                                    app_value,
+                                );
+                            }
+                            resp
+                        }
+                        Err(e) => upstream_error(svc, &e),
+                    };
+                return resp.into();
             }
-            Err(e) => upstream_error(svc, &e),
-        };
-        return resp.into();
-    }
-    let mut out = Outgoing::new(&parts, &forwarding, body);
-    drop(parts);
+            Outgoing::new(&parts, &forwarding, body)
+        }
+    };
     let mut tried = Vec::new();
     loop {
         let backend = svc.backends[choice.idx].clone();
@@ -312,13 +359,13 @@ fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: b
     Forwarding::new(&parts.headers, peer, fwd_host)
 }
 
-fn hash_key(svc: &Service, h: &http::HeaderMap, ip: std::net::IpAddr) -> Option<Vec<u8>> {
+fn hash_key(svc: &Service, h: &RequestHead, ip: std::net::IpAddr) -> Option<Vec<u8>> {
     match svc.hash_on.as_ref()? {
         HashOn::ClientIp => Some(match ip {
             std::net::IpAddr::V4(a) => a.octets().to_vec(),
             std::net::IpAddr::V6(a) => a.octets().to_vec(),
         }),
-        HashOn::Header(name) => h.get(name.as_str()).map(|v| v.as_bytes().to_vec()),
+        HashOn::Header(name) => h.first_value(name).map(<[u8]>::to_vec),
         HashOn::Cookie(name) => sticky::cookie(h, name).map(|v| v.as_bytes().to_vec()),
     }
 }

@@ -100,6 +100,56 @@ pub fn has(h: &HeaderMap, name: &HeaderName) -> bool {
     first(h, name).is_some()
 }
 
+/// A request's header fields read alike wherever they are held: in a header map, or where they
+/// lie in a received head ([`crate::request::Received`]).
+pub trait ReadFields {
+    /// The value of every field named `name` (lower case), in order.
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's;
+
+    /// The first value of `name`.
+    fn first_value<'s>(&'s self, name: &'s str) -> Option<&'s [u8]> {
+        self.values(name).next()
+    }
+
+    /// Is there a field `name`?
+    fn has_field(&self, name: &str) -> bool {
+        self.first_value(name).is_some()
+    }
+}
+
+impl ReadFields for HeaderMap {
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+
+    fn first_value<'s>(&'s self, name: &'s str) -> Option<&'s [u8]> {
+        if self.len() <= SCANNED {
+            self.iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.as_bytes())
+        } else {
+            self.get(name).map(HeaderValue::as_bytes)
+        }
+    }
+}
+
+/// One iterator or the other, as one type.
+pub enum Either<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::A(a) => a.next(),
+            Either::B(b) => b.next(),
+        }
+    }
+}
+
 /// Is `peer` one of the trusted proxies?
 pub fn is_trusted(peer: IpAddr, trusted: &[Cidr]) -> bool {
     trusted.iter().any(|c| c.contains(peer))
@@ -167,56 +217,74 @@ static UNTRUSTED_DROPPED: [HeaderName; 5] = [
     X_FORWARDED_HOST,
 ];
 
-/// The forwarding headers of one request, worked out without editing its header map: which of
+/// The forwarding headers of one request, worked out without editing its header fields: which of
 /// the client's own are left out, and which are added. The request encoder applies it as it
 /// writes the head ([`crate::wire::Outgoing`]); [`Forwarding::apply`] edits a map instead.
 #[derive(Debug)]
 pub struct Forwarding {
     trusted: bool,
-    added: [Option<(HeaderName, HeaderValue)>; 4],
+    forwarded_for: HeaderValue,
+    /// `X-Forwarded-Proto` is added.
+    proto: bool,
+    /// `X-Real-IP` is added (the peer's address).
+    real_ip: Option<HeaderValue>,
+    host: AddedHost,
+}
+
+/// The `X-Forwarded-Host` added, if any.
+#[derive(Debug)]
+enum AddedHost {
+    None,
+    /// The value of the request's `Host` field (looked up as the head is written).
+    HostField,
+    Value(HeaderValue),
 }
 
 impl Forwarding {
-    /// The forwarding headers for a request with headers `h` from `peer`.
-    pub fn new(h: &HeaderMap, peer: &Peer, host: ForwardedHost<'_>) -> Forwarding {
-        let ip = peer.ip_value.clone();
-        let host_value = || match host {
-            ForwardedHost::HostHeader => first(h, &header::HOST).cloned(),
-            ForwardedHost::Name(n) if !n.is_empty() => HeaderValue::from_str(n).ok(),
-            ForwardedHost::Name(_) => None,
+    /// The forwarding headers for a request with fields `h` from `peer`.
+    pub fn new<H: ReadFields + ?Sized>(h: &H, peer: &Peer, host: ForwardedHost<'_>) -> Forwarding {
+        let ip = || peer.ip_value.clone();
+        let mut added_host = match host {
+            ForwardedHost::HostHeader => AddedHost::HostField,
+            ForwardedHost::Name(n) if !n.is_empty() => {
+                HeaderValue::from_str(n).map_or(AddedHost::None, AddedHost::Value)
+            }
+            ForwardedHost::Name(_) => AddedHost::None,
         };
-        let proto = || (X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if peer.trusted {
-            let xff = match first(h, &X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prior) if !prior.trim().is_empty() => {
-                    HeaderValue::from_str(&format!("{prior}, {}", peer.ip)).unwrap_or(ip.clone())
-                }
-                _ => ip.clone(),
-            };
-            Forwarding {
-                trusted: true,
-                added: [
-                    Some((X_FORWARDED_FOR, xff)),
-                    (!has(h, &X_FORWARDED_PROTO)).then(proto),
-                    (!has(h, &X_REAL_IP)).then_some((X_REAL_IP, ip)),
-                    if has(h, &X_FORWARDED_HOST) {
-                        None
-                    } else {
-                        host_value().map(|v| (X_FORWARDED_HOST, v))
-                    },
-                ],
-            }
-        } else {
-            Forwarding {
+        if !peer.trusted {
+            return Forwarding {
                 trusted: false,
-                added: [
-                    Some((X_FORWARDED_FOR, ip.clone())),
-                    Some((X_REAL_IP, ip)),
-                    Some(proto()),
-                    host_value().map(|v| (X_FORWARDED_HOST, v)),
-                ],
-            }
+                forwarded_for: ip(),
+                proto: true,
+                real_ip: Some(ip()),
+                host: added_host,
+            };
         }
+        let prior = h
+            .first_value("x-forwarded-for")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|v| !v.trim().is_empty());
+        let forwarded_for = match prior {
+            Some(prior) => {
+                HeaderValue::from_str(&format!("{prior}, {}", peer.ip)).unwrap_or_else(|_| ip())
+            }
+            None => ip(),
+        };
+        if h.has_field("x-forwarded-host") {
+            added_host = AddedHost::None;
+        }
+        Forwarding {
+            trusted: true,
+            forwarded_for,
+            proto: !h.has_field("x-forwarded-proto"),
+            real_ip: (!h.has_field("x-real-ip")).then(ip),
+            host: added_host,
+        }
+    }
+
+    /// Is the client a trusted proxy (its own forwarding fields kept, but `X-Forwarded-For`)?
+    pub fn is_trusted(&self) -> bool {
+        self.trusted
     }
 
     /// Is the client's own header `name` left out?
@@ -236,9 +304,21 @@ impl Forwarding {
         }
     }
 
-    /// The headers added, in order.
-    pub fn added(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.added.iter().flatten().map(|(n, v)| (n, v))
+    /// Append the added fields to a head being written; `host_field`: the request's `Host` value.
+    pub fn write(&self, out: &mut Vec<u8>, host_field: Option<&[u8]>) {
+        let put = crate::fields::put;
+        put(out, b"x-forwarded-for", self.forwarded_for.as_bytes());
+        if let Some(ip) = &self.real_ip {
+            put(out, b"x-real-ip", ip.as_bytes());
+        }
+        if self.proto {
+            put(out, b"x-forwarded-proto", b"http");
+        }
+        match (&self.host, host_field) {
+            (AddedHost::Value(v), _) => put(out, b"x-forwarded-host", v.as_bytes()),
+            (AddedHost::HostField, Some(v)) => put(out, b"x-forwarded-host", v),
+            _ => {}
+        }
     }
 
     /// Edit `h` to match: the dropped headers removed, the added ones set.
@@ -246,8 +326,20 @@ impl Forwarding {
         for n in self.dropped() {
             h.remove(n);
         }
-        for (n, v) in self.added.into_iter().flatten() {
-            h.insert(n, v);
+        let host = match self.host {
+            AddedHost::None => None,
+            AddedHost::HostField => first(h, &header::HOST).cloned(),
+            AddedHost::Value(v) => Some(v),
+        };
+        h.insert(X_FORWARDED_FOR, self.forwarded_for);
+        if let Some(ip) = self.real_ip {
+            h.insert(X_REAL_IP, ip);
+        }
+        if self.proto {
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        if let Some(v) = host {
+            h.insert(X_FORWARDED_HOST, v);
         }
     }
 }

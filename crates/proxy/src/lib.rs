@@ -18,6 +18,7 @@ pub mod host;
 mod idle;
 pub mod pool;
 pub mod registry;
+pub mod request;
 pub mod router;
 pub mod server;
 pub mod sniff;

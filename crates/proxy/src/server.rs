@@ -189,7 +189,7 @@ async fn serve_hyper(
         let peer = peer.clone();
         async move {
             let req = req.map(crate::body::ClientBody::Streamed);
-            let mut resp = handler::handle(&shared, ep, &peer, req, None)
+            let mut resp = handler::handle_request(&shared, ep, &peer, req)
                 .await
                 .into_response();
             resp.body_mut().attach(Box::new(busy));

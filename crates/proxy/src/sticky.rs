@@ -14,6 +14,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use tether_balance::Pin;
 use tether_model::{AffinityMode, CookieAttrs};
 
+use crate::headers::ReadFields;
 use crate::table::Sticky;
 
 /// Separator between the server key and the application's value in prefix mode (as HAProxy).
@@ -27,11 +28,10 @@ pub struct RequestPin {
     pub app_value: Option<String>,
 }
 
-/// Iterate `name=value` pairs over all Cookie headers (a pair without `=` has an empty value).
-fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+/// Iterate `name=value` pairs over all Cookie fields (a pair without `=` has an empty value).
+fn pairs<H: ReadFields + ?Sized>(h: &H) -> impl Iterator<Item = (&[u8], &[u8])> {
+    h.values("cookie")
+        .flat_map(|v| v.split(|&b| b == b';'))
         .map(|kv| {
             let kv = kv.trim_ascii();
             match kv.iter().position(|&b| b == b'=') {
@@ -43,14 +43,40 @@ fn pairs(h: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// The value of cookie `name`, if present (the first, over all Cookie fields).
-pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a, H: ReadFields + ?Sized>(h: &'a H, name: &str) -> Option<&'a str> {
     pairs(h)
         .find(|(k, _)| *k == name.as_bytes())
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// Rebuild the Cookie header with `name` replaced by `value` (or removed when `None`).
-fn rewrite(h: &mut HeaderMap, name: &str, value: Option<&str>) {
+/// What the server is to get instead of the client's Cookie fields, once Tether's part is out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CookieEdit {
+    /// The fields as they came.
+    Keep,
+    /// No Cookie field at all (Tether's cookie was all of it).
+    Remove,
+    /// One Cookie field with this value.
+    Replace(HeaderValue),
+}
+
+impl CookieEdit {
+    /// Apply the edit to a header map.
+    pub fn apply(self, h: &mut HeaderMap) {
+        match self {
+            CookieEdit::Keep => {}
+            CookieEdit::Remove => {
+                h.remove(header::COOKIE);
+            }
+            CookieEdit::Replace(v) => {
+                h.insert(header::COOKIE, v);
+            }
+        }
+    }
+}
+
+/// The Cookie fields with `name` replaced by `value` (or removed when `None`).
+fn rewrite<H: ReadFields + ?Sized>(h: &H, name: &str, value: Option<&str>) -> CookieEdit {
     let mut out = Vec::new();
     for (k, v) in pairs(h) {
         let v = if k == name.as_bytes() {
@@ -69,22 +95,17 @@ fn rewrite(h: &mut HeaderMap, name: &str, value: Option<&str>) {
         out.extend_from_slice(v);
     }
     match HeaderValue::from_bytes(&out) {
-        Ok(v) if !out.is_empty() => {
-            h.insert(header::COOKIE, v);
-        }
-        _ => {
-            h.remove(header::COOKIE);
-        }
+        Ok(v) if !out.is_empty() => CookieEdit::Replace(v),
+        _ => CookieEdit::Remove,
     }
 }
 
 /// Is cookie `name` all the request's Cookie field holds (one field, one pair)? Then taking it
 /// out is removing the field.
-fn is_all_of_cookie(h: &HeaderMap, name: &str) -> bool {
-    let mut fields = h.get_all(header::COOKIE).iter();
+fn is_all_of_cookie<H: ReadFields + ?Sized>(h: &H, name: &str) -> bool {
+    let mut fields = h.values("cookie");
     match (fields.next(), fields.next()) {
         (Some(v), None) => v
-            .as_bytes()
             .trim_ascii()
             .strip_prefix(name.as_bytes())
             .is_some_and(|rest| rest.first() == Some(&b'=') && !rest.contains(&b';')),
@@ -92,48 +113,44 @@ fn is_all_of_cookie(h: &HeaderMap, name: &str) -> bool {
     }
 }
 
-/// Read the pin and strip Tether's part of the cookie from the request.
-pub fn read_request(h: &mut HeaderMap, sticky: &Sticky) -> RequestPin {
+/// Read the pin, and what is left of the request's Cookie fields once Tether's part is out.
+pub fn read_request<H: ReadFields + ?Sized>(h: &H, sticky: &Sticky) -> (RequestPin, CookieEdit) {
+    let none = |app_value| RequestPin {
+        pin: Pin::None,
+        app_value,
+    };
     match &sticky.policy.mode {
         AffinityMode::Cookie(attrs) => {
             let Some(v) = cookie(h, &attrs.name) else {
-                return RequestPin {
-                    pin: Pin::None,
-                    app_value: None,
-                };
+                return (none(None), CookieEdit::Keep);
             };
             let pin = sticky.index.pin(v);
-            if is_all_of_cookie(h, &attrs.name) {
-                h.remove(header::COOKIE);
+            let edit = if is_all_of_cookie(h, &attrs.name) {
+                CookieEdit::Remove
             } else {
-                rewrite(h, &attrs.name, None);
-            }
-            RequestPin {
+                rewrite(h, &attrs.name, None)
+            };
+            let pinned = RequestPin {
                 pin,
                 app_value: None,
-            }
+            };
+            (pinned, edit)
         }
         AffinityMode::Prefix { cookie: name } => {
             let Some(v) = cookie(h, name) else {
-                return RequestPin {
-                    pin: Pin::None,
-                    app_value: None,
-                };
+                return (none(None), CookieEdit::Keep);
             };
             match v.split_once(PREFIX_SEP) {
                 Some((key, app)) => {
                     let pin = sticky.index.pin(key);
-                    let app = app.to_string();
-                    rewrite(h, name, Some(&app));
-                    RequestPin {
+                    let edit = rewrite(h, name, Some(app));
+                    let pinned = RequestPin {
                         pin,
-                        app_value: Some(app),
-                    }
+                        app_value: Some(app.to_string()),
+                    };
+                    (pinned, edit)
                 }
-                None => RequestPin {
-                    pin: Pin::None,
-                    app_value: Some(v.to_string()),
-                },
+                None => (none(Some(v.to_string())), CookieEdit::Keep),
             }
         }
     }
@@ -312,7 +329,8 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let pin = read_request(&mut req, &s);
+        let (pin, edit) = read_request(&req, &s);
+        edit.apply(&mut req);
         assert_eq!(pin.pin, Pin::Server(1));
         assert_eq!(req[header::COOKIE], "a=1; connect.sid=s%3Aabc; b=2");
     }
@@ -338,7 +356,9 @@ mod tests {
             header::COOKIE,
             format!("tether_web={}", s.index.value(0)).parse().unwrap(),
         );
-        assert_eq!(read_request(&mut req, &s).pin, Pin::Server(0));
+        let (pin, edit) = read_request(&req, &s);
+        assert_eq!((pin.pin, &edit), (Pin::Server(0), &CookieEdit::Remove));
+        edit.apply(&mut req);
         assert!(!req.contains_key(header::COOKIE));
         let mut req = HeaderMap::new();
         req.insert(
@@ -347,7 +367,9 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(read_request(&mut req, &s).pin, Pin::Server(0));
+        let (pin, edit) = read_request(&req, &s);
+        assert_eq!(pin.pin, Pin::Server(0));
+        edit.apply(&mut req);
         assert_eq!(req[header::COOKIE], "a=1; tether_webx=2", "the others stay");
         let mut resp = HeaderMap::new();
         write_response(&mut resp, &s, 0, false, None);

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{request, response, Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,6 +24,8 @@ use tokio::net::TcpStream;
 use crate::body::ClientBody;
 use crate::fields::{self, Fields, Refused};
 use crate::headers::Forwarding;
+use crate::request::Received;
+use crate::sticky::CookieEdit;
 pub use chunked::ChunkedError;
 
 /// Largest response head accepted from a server (bytes).
@@ -148,9 +150,11 @@ impl Outgoing {
             !(forwarding.drops(name)
                 || (framing == Framing::Chunked && *name == header::CONTENT_LENGTH))
         });
-        for (name, value) in kept.chain(forwarding.added()) {
+        for (name, value) in kept {
             fields::put(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
+        let host = crate::headers::first(&parts.headers, &header::HOST);
+        forwarding.write(&mut head, host.map(HeaderValue::as_bytes));
         if framing == Framing::Chunked {
             head.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
@@ -163,6 +167,60 @@ impl Outgoing {
             is_head: m == Method::HEAD,
             idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
         }
+    }
+
+    /// Encode a request as Tether's own HTTP/1.1 server received it: its request line and fields
+    /// are copied as they came, less the hop-by-hop ones, the client's forwarding fields that
+    /// `forwarding` leaves out, and its Cookie fields when `cookie` edits them. Its body (none, or
+    /// a Content-Length's worth read whole) follows as it came.
+    pub fn received(
+        req: &Received,
+        forwarding: &Forwarding,
+        cookie: &CookieEdit,
+        body: ClientBody,
+    ) -> Outgoing {
+        let framing = match req.content_length {
+            None | Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        };
+        let head_bytes = req.head();
+        let mut head = Vec::with_capacity(head_bytes.len() + 128);
+        head.extend_from_slice(req.method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(req.target.as_str().as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let host = req.host_value();
+        if host.is_none() {
+            // RFC 9112 §3.2: a request with no authority carries an empty Host.
+            head.extend_from_slice(b"host: \r\n");
+        }
+        let mut left_out = req.forwarded_for;
+        if !forwarding.is_trusted() {
+            left_out |= req.forwarding;
+        }
+        if *cookie != CookieEdit::Keep {
+            left_out |= req.cookies;
+        }
+        req.fields.write_without(head_bytes, left_out, &mut head);
+        if let CookieEdit::Replace(v) = cookie {
+            fields::put(&mut head, b"cookie", v.as_bytes());
+        }
+        forwarding.write(&mut head, host);
+        head.extend_from_slice(b"\r\n");
+        let m = &req.method;
+        Outgoing {
+            head,
+            framing,
+            body: (framing != Framing::Empty).then_some(body),
+            is_head: m == Method::HEAD,
+            idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
+        }
+    }
+
+    /// The encoded head.
+    #[cfg(test)]
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
     }
 
     /// May it go (again) on another connection? True while its body has not been read: it has

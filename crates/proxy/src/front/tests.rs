@@ -1,4 +1,5 @@
 use super::*;
+use crate::headers::ReadFields;
 
 fn served(head: &[u8]) -> (Scan, Fields) {
     let mut fields = Fields::new();
@@ -18,9 +19,9 @@ fn ordinary_requests_are_served_here_with_the_right_persistence() {
     let (s, fields) = served(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(s.keep_alive && !s.is_head && s.body_len == 0);
     let msg = Bytes::from_static(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
-    let parts = s.parts(&msg, &fields).unwrap();
-    assert_eq!(parts.uri, "/a?b=1");
-    assert_eq!(parts.headers["host"], "x");
+    let r = s.received(msg, fields).unwrap();
+    assert_eq!((r.target.as_str(), r.target.path()), ("/a?b=1", "/a"));
+    assert_eq!(r.host_value(), Some(&b"x"[..]));
     assert!(
         !served(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
             .0
@@ -53,6 +54,7 @@ fn anything_unusual_is_handed_to_hyper() {
         b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
         b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         b"GET / HTTP/1.1\r\nConnection: keep-alive, upgrade\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: close, x-secret\r\nX-Secret: 1\r\n\r\n",
         b"GET http://x/ HTTP/1.1\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\n\r\n",
         b"CONNECT x:443 HTTP/1.1\r\n\r\n",
@@ -71,12 +73,96 @@ fn anything_unusual_is_handed_to_hyper() {
     assert!(matches!(partial, Ok(None)));
 }
 
+/// The request `raw` as `front` takes it.
+fn received(raw: &'static [u8]) -> Box<Received> {
+    let (s, fields) = served(raw);
+    s.received(Bytes::from_static(raw), fields).unwrap()
+}
+
+#[test]
+fn fields_are_sorted_by_what_tether_does_with_them() {
+    let r = received(
+        b"GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\nhost: a\r\nConnection: keep-alive, TE\r\n\
+          TE: trailers\r\nCookie: a=1\r\nX-Real-IP: 6\r\nHost: b\r\ncookie: b=2\r\nAccept: */*\r\n\r\n",
+    );
+    assert_eq!(
+        (r.forwarded_for, r.forwarding, r.cookies),
+        (1 << 0, 1 << 5, 1 << 4 | 1 << 7)
+    );
+    assert_eq!((r.host, r.host_value()), (Some(1), Some(&b"a"[..])));
+    let mut kept = Vec::new();
+    r.fields.write(r.head(), &mut kept);
+    assert_eq!(
+        String::from_utf8(kept).unwrap(),
+        "X-Forwarded-For: 6.6.6.6\r\nhost: a\r\nCookie: a=1\r\nX-Real-IP: 6\r\nHost: b\r\n\
+         cookie: b=2\r\nAccept: */*\r\n",
+        "Connection and the TE it names stop here"
+    );
+    let values: Vec<_> = r.values("cookie").collect();
+    assert_eq!(values, [&b"a=1"[..], b"b=2"], "names match in any case");
+    let post = received(b"POST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(
+        (post.content_length, &post.message[post.head_len..]),
+        (Some(2), &b"hi"[..])
+    );
+}
+
+#[test]
+fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
+    use crate::headers::{ForwardedHost, Forwarding, Peer};
+    use crate::sticky::CookieEdit;
+    use crate::wire::Outgoing;
+    let r = received(
+        b"POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 6.6.6.6\r\nKeep-Alive: 5\r\n\
+          Cookie: SRV=x\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\nAccept: */*\r\n\r\nhi",
+    );
+    let body = || ClientBody::Whole(r.message.slice(r.head_len..));
+    let untrusted = Peer::new("127.0.0.1:5000".parse().unwrap(), &[]);
+    let fwd = Forwarding::new(&*r, &untrusted, ForwardedHost::HostHeader);
+    let out = Outgoing::received(&r, &fwd, &CookieEdit::Remove, body());
+    assert_eq!(
+        String::from_utf8_lossy(out.head()),
+        "POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nAccept: */*\r\n\
+         x-forwarded-for: 127.0.0.1\r\nx-real-ip: 127.0.0.1\r\nx-forwarded-proto: http\r\n\
+         x-forwarded-host: a.test\r\n\r\n"
+    );
+    let trusted = Peer::new(
+        "10.0.0.1:5000".parse().unwrap(),
+        &[tether_model::file_config::Cidr::parse("10.0.0.0/8").unwrap()],
+    );
+    let fwd = Forwarding::new(&*r, &trusted, ForwardedHost::HostHeader);
+    let edit = CookieEdit::Replace(http::HeaderValue::from_static("app=1"));
+    let out = Outgoing::received(&r, &fwd, &edit, body());
+    assert_eq!(
+        String::from_utf8_lossy(out.head()),
+        "POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\n\
+         Content-Length: 2\r\nAccept: */*\r\ncookie: app=1\r\n\
+         x-forwarded-for: 6.6.6.6, 10.0.0.1\r\nx-real-ip: 10.0.0.1\r\n\
+         x-forwarded-host: a.test\r\n\r\n",
+        "a trusted proxy's forwarding fields are kept or extended"
+    );
+    let bare = received(b"GET / HTTP/1.0\r\n\r\n");
+    let fwd = Forwarding::new(&*bare, &untrusted, ForwardedHost::Name(""));
+    let out = Outgoing::received(
+        &bare,
+        &fwd,
+        &CookieEdit::Keep,
+        ClientBody::Whole(Bytes::new()),
+    );
+    assert!(
+        String::from_utf8_lossy(out.head())
+            .starts_with("GET / HTTP/1.1\r\nhost: \r\nx-forwarded-for"),
+        "{:?}",
+        String::from_utf8_lossy(out.head())
+    );
+}
+
 #[test]
 fn a_target_the_http_types_refuse_hands_the_request_over() {
     // httparse takes `<` and `>` in a request target; `http::Uri` does not.
     let head = b"GET /a<b> HTTP/1.1\r\nHost: x\r\n\r\n";
     let (s, fields) = served(head);
-    assert!(s.parts(&Bytes::from_static(head), &fields).is_none());
+    assert!(s.received(Bytes::from_static(head), fields).is_err());
     let mut buf = BytesMut::from(&b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
     let rest = take(&mut buf).err().expect("handed over");
     assert_eq!(

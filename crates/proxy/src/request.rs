@@ -1,0 +1,186 @@
+//! A request's head as the handler sees it: `http` parts with a header map (requests hyper
+//! parsed: h2c, and HTTP/1.1 that [`crate::front`] hands over), or the head Tether's own HTTP/1.1
+//! server received, kept as it came ([`Received`]): positions in its bytes, its fields sorted by
+//! what Tether does with them while they were parsed. A received head is never turned into a
+//! header map; routing, affinity and forwarding read it in place ([`ReadFields`]), and the
+//! request encoder copies its fields through ([`crate::wire::Outgoing::received`]).
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{Method, Version};
+use tether_model::rule::HeaderLookup;
+
+use crate::fields::{self, Fields, Span};
+use crate::headers::{Either, ReadFields};
+
+/// A request head, however it arrived. Boxed: a request's future moves its head several times.
+#[derive(Debug)]
+pub enum RequestHead {
+    Parts(Box<http::request::Parts>),
+    Received(Box<Received>),
+}
+
+impl RequestHead {
+    pub fn method(&self) -> &Method {
+        match self {
+            RequestHead::Parts(p) => &p.method,
+            RequestHead::Received(r) => &r.method,
+        }
+    }
+
+    /// The request target's path (no query).
+    pub fn path(&self) -> &str {
+        match self {
+            RequestHead::Parts(p) => p.uri.path(),
+            RequestHead::Received(r) => r.target.path(),
+        }
+    }
+}
+
+impl ReadFields for RequestHead {
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        match self {
+            RequestHead::Parts(p) => Either::A(ReadFields::values(&p.headers, name)),
+            RequestHead::Received(r) => Either::B(r.values(name)),
+        }
+    }
+}
+
+impl HeaderLookup for RequestHead {
+    fn has_value(&self, name: &str, value: &[u8]) -> bool {
+        self.values(name).any(|v| v == value)
+    }
+}
+
+/// What Tether does with a received request field, known from its name alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Other,
+    Host,
+    Cookie,
+    ContentLength,
+    /// `Connection`: hop-by-hop, and its options name more.
+    Connection,
+    /// Hop-by-hop (RFC 9110 §7.6.1), never passed on.
+    HopByHop,
+    /// `X-Forwarded-For`: a trusted proxy's value is extended, anyone else's replaced.
+    ForwardedFor,
+    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`: passed on only from a
+    /// trusted proxy.
+    Forwarding,
+    /// `Transfer-Encoding`, `Expect`, `Upgrade`: such a request is not served by `front`.
+    NotHere,
+}
+
+/// The kind of field `name` (any case). Names are told apart by length first, so most fields
+/// cost one or two comparisons.
+pub fn kind(name: &[u8]) -> Kind {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        4 if is("host") => Kind::Host,
+        6 if is("cookie") => Kind::Cookie,
+        6 if is("expect") => Kind::NotHere,
+        7 if is("upgrade") => Kind::NotHere,
+        7 if is("trailer") => Kind::HopByHop,
+        9 if is("forwarded") || is("x-real-ip") => Kind::Forwarding,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        14 if is("content-length") => Kind::ContentLength,
+        15 if is("x-forwarded-for") => Kind::ForwardedFor,
+        16 if is("x-forwarded-host") => Kind::Forwarding,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        17 if is("x-forwarded-proto") => Kind::Forwarding,
+        17 if is("transfer-encoding") => Kind::NotHere,
+        18 if is("proxy-authenticate") => Kind::HopByHop,
+        19 if is("proxy-authorization") => Kind::HopByHop,
+        _ => Kind::Other,
+    }
+}
+
+/// A request head as Tether's own HTTP/1.1 server received it, and its body (read whole).
+#[derive(Debug)]
+pub struct Received {
+    /// Head and body.
+    pub message: Bytes,
+    pub head_len: usize,
+    pub method: Method,
+    /// Origin-form; validated as `http` validates it, sharing `message`.
+    pub target: PathAndQuery,
+    pub version: Version,
+    /// Hop-by-hop fields (and those `Connection` names) are marked dropped.
+    pub fields: Fields,
+    /// Bit `i`: field `i` is an `X-Forwarded-For`.
+    pub forwarded_for: u128,
+    /// Bit `i`: field `i` is one of the other [`Kind::Forwarding`] fields.
+    pub forwarding: u128,
+    /// Bit `i`: field `i` is a `Cookie`.
+    pub cookies: u128,
+    /// Index of the first `Host` field.
+    pub host: Option<u8>,
+    /// The value of `Content-Length`, if one was sent.
+    pub content_length: Option<u64>,
+}
+
+impl Received {
+    /// The head's bytes.
+    pub fn head(&self) -> &[u8] {
+        &self.message[..self.head_len]
+    }
+
+    /// The value of the first `Host` field.
+    pub fn host_value(&self) -> Option<&[u8]> {
+        let i = usize::from(self.host?);
+        self.fields.iter(self.head()).nth(i).map(|(_, v)| v)
+    }
+
+    /// The first `Host` value as shared bytes (a reference count, no copy).
+    pub fn host_bytes(&self) -> Option<Bytes> {
+        let v = self.host_value()?;
+        let span: Span = fields::span(&self.message, v);
+        Some(self.message.slice(fields::range(span)))
+    }
+}
+
+impl ReadFields for Received {
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.fields
+            .iter(self.head())
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_special_name_is_known_in_any_case() {
+        for (name, k) in [
+            ("Host", Kind::Host),
+            ("COOKIE", Kind::Cookie),
+            ("te", Kind::HopByHop),
+            ("Trailer", Kind::HopByHop),
+            ("Keep-Alive", Kind::HopByHop),
+            ("Proxy-Connection", Kind::HopByHop),
+            ("Proxy-Authenticate", Kind::HopByHop),
+            ("Proxy-Authorization", Kind::HopByHop),
+            ("Connection", Kind::Connection),
+            ("Content-Length", Kind::ContentLength),
+            ("X-Forwarded-For", Kind::ForwardedFor),
+            ("Forwarded", Kind::Forwarding),
+            ("X-Real-IP", Kind::Forwarding),
+            ("X-Forwarded-Host", Kind::Forwarding),
+            ("x-forwarded-proto", Kind::Forwarding),
+            ("Transfer-Encoding", Kind::NotHere),
+            ("Expect", Kind::NotHere),
+            ("Upgrade", Kind::NotHere),
+            ("Accept", Kind::Other),
+            ("x-forwarded-port", Kind::Other),
+            ("hosts", Kind::Other),
+        ] {
+            assert_eq!(kind(name.as_bytes()), k, "{name}");
+        }
+    }
+}
