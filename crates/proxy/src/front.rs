@@ -27,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::answer::Answer;
 use crate::body::ClientBody;
-use crate::fields::{self, Fields, Span};
+use crate::fields::{self, Fields, Mask, Span};
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
 use crate::idle::{Activity, Tracked};
@@ -182,13 +182,13 @@ struct Scan {
     sorted: Sorted,
 }
 
-/// The fields Tether acts on, found while the head was scanned (bit `i`: field `i`).
+/// The fields Tether acts on, found while the head was scanned.
 #[derive(Default)]
 struct Sorted {
-    hop_by_hop: u128,
-    forwarded_for: u128,
-    forwarding: u128,
-    cookies: u128,
+    hop_by_hop: Mask,
+    forwarded_for: Mask,
+    forwarding: Mask,
+    cookies: Mask,
     host: Option<u8>,
     content_length: Option<u64>,
 }
@@ -258,7 +258,7 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     let mut sorted = Sorted::default();
     let (mut close, mut keep) = (false, false);
     for (i, h) in req.headers.iter().enumerate() {
-        let bit = 1u128 << i;
+        let bit = Mask::of(i);
         match request::kind(h.name.as_bytes()) {
             Kind::Other => {}
             Kind::Host => {

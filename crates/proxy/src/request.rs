@@ -10,7 +10,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Version};
 use tether_model::rule::HeaderLookup;
 
-use crate::fields::{self, Fields, Span};
+use crate::fields::{self, Fields, Mask, Span};
 use crate::headers::{Either, ReadFields};
 
 /// A request head, however it arrived. Boxed: a request's future moves its head several times.
@@ -110,12 +110,12 @@ pub struct Received {
     pub version: Version,
     /// Hop-by-hop fields (and those `Connection` names) are marked dropped.
     pub fields: Fields,
-    /// Bit `i`: field `i` is an `X-Forwarded-For`.
-    pub forwarded_for: u128,
-    /// Bit `i`: field `i` is one of the other [`Kind::Forwarding`] fields.
-    pub forwarding: u128,
-    /// Bit `i`: field `i` is a `Cookie`.
-    pub cookies: u128,
+    /// The `X-Forwarded-For` fields.
+    pub forwarded_for: Mask,
+    /// The other [`Kind::Forwarding`] fields.
+    pub forwarding: Mask,
+    /// The `Cookie` fields.
+    pub cookies: Mask,
     /// Index of the first `Host` field.
     pub host: Option<u8>,
     /// The value of `Content-Length`, if one was sent.

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::ClientBody;
-use crate::fields::{self, Fields, Refused};
+use crate::fields::{self, Fields, Mask, Refused};
 use crate::headers::Forwarding;
 use crate::request::Received;
 use crate::sticky::CookieEdit;
@@ -509,12 +509,12 @@ fn list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Transfer-Encoding overrides (RFC 9112 §6.3).
 fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
     let mut said = Said::default();
-    let (mut dropped, mut lengths) = (0u128, 0u128);
+    let (mut dropped, mut lengths) = (Mask::NONE, Mask::NONE);
     let mut named: Vec<&[u8]> = Vec::new();
     for (i, (name, value)) in fields.iter(head).enumerate() {
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if is("content-length") {
-            lengths |= 1 << i;
+            lengths |= Mask::of(i);
             for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 let n = digits(t).ok_or(WireError::Invalid("Content-Length"))?;
                 if said.length.is_some_and(|l| l != n) {
@@ -523,13 +523,13 @@ fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
                 said.length = Some(n);
             }
         } else if is("transfer-encoding") {
-            dropped |= 1 << i;
+            dropped |= Mask::of(i);
             match list(value).last() {
                 Some(last) => said.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
                 None => said.chunked = Some(said.chunked.unwrap_or(false)),
             }
         } else if is("connection") {
-            dropped |= 1 << i;
+            dropped |= Mask::of(i);
             for t in list(value) {
                 if t.eq_ignore_ascii_case(b"close") {
                     said.close = true;
@@ -544,7 +544,7 @@ fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
         } else if is("cache-control") {
             said.has_cache_control = true;
         } else if crate::headers::is_hop_by_hop(name) {
-            dropped |= 1 << i;
+            dropped |= Mask::of(i);
         }
     }
     if said.chunked.is_some() {
@@ -553,13 +553,13 @@ fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
     if !named.is_empty() {
         for (i, (name, _)) in fields.iter(head).enumerate() {
             if named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                dropped |= 1 << i;
+                dropped |= Mask::of(i);
                 said.has_date &= !name.eq_ignore_ascii_case(b"date");
                 said.has_cache_control &= !name.eq_ignore_ascii_case(b"cache-control");
             }
         }
     }
-    if lengths & !dropped != 0 {
+    if lengths.leaves(dropped) {
         said.passed_length = said.length;
     }
     fields.drop_fields(dropped);

@@ -87,7 +87,7 @@ fn fields_are_sorted_by_what_tether_does_with_them() {
     );
     assert_eq!(
         (r.forwarded_for, r.forwarding, r.cookies),
-        (1 << 0, 1 << 5, 1 << 4 | 1 << 7)
+        (Mask::of(0), Mask::of(5), Mask::of(4) | Mask::of(7))
     );
     assert_eq!((r.host, r.host_value()), (Some(1), Some(&b"a"[..])));
     let mut kept = Vec::new();
