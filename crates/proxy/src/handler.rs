@@ -108,16 +108,22 @@ pub async fn handle(
     let table = shared.store.load_full();
     let from = Arrival { ep, peer, watched };
     let source = HostSource::of(&head);
-    let Some(host) = source.as_ref().and_then(HostSource::host) else {
-        let (version, authority) = match &head {
-            RequestHead::Parts(p) => (p.version, p.uri.authority().is_some()),
-            RequestHead::Received(r) => (r.version, false),
-        };
-        if version == Version::HTTP_10 && !authority && !head.has_field("host") {
-            return route_and_send(shared, &table, &from, head, body, "").await;
+    let host = match source.as_ref().and_then(HostSource::host) {
+        Some(host) => host,
+        None => {
+            let (version, authority) = match &head {
+                RequestHead::Parts(p) => (p.version, p.uri.authority().is_some()),
+                RequestHead::Received(r) => (r.version, false),
+            };
+            if !(version == Version::HTTP_10 && !authority && !head.has_field("host")) {
+                return error(StatusCode::BAD_REQUEST, "missing or invalid Host header").into();
+            }
+            // HTTP/1.0 may name no host: only routes without a Host rule match it.
+            Cow::Borrowed("")
         }
-        return error(StatusCode::BAD_REQUEST, "missing or invalid Host header").into();
     };
+    // One await, its future built in place: each await of a future kept in a local, or of the
+    // same future in two places, takes room of its own in this future's state.
     route_and_send(shared, &table, &from, head, body, &host).await
 }
 
@@ -204,34 +210,14 @@ async fn route_and_send(
                 parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
             let forwarding = prepare(&mut parts, host, peer, upgrade);
             if upgrade {
-                let ClientBody::Streamed(body) = body else {
-                    // Tether's own HTTP/1.1 server hands every upgrade request to hyper.
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "upgrade not possible on this connection",
-                    )
-                    .into();
+                // Boxed: rare, and its future would otherwise take room in every request's.
+                let up = Upgrade {
+                    svc,
+                    choice,
+                    app_value,
+                    forwarding,
                 };
-                let backend = svc.backends[choice.idx].clone();
-                forwarding.apply(&mut parts.headers);
-                let req = Request::from_parts(*parts, body);
-                let resp =
-                    match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
-                        Ok(mut resp) => {
-                            if let Some(s) = &svc.sticky {
-                                sticky::write_response(
-                                    resp.headers_mut(),
-                                    s,
-                                    choice.idx,
-                                    choice.fresh,
-                                    app_value,
-                                );
-                            }
-                            resp
-                        }
-                        Err(e) => upstream_error(svc, &e),
-                    };
-                return resp.into();
+                return Box::pin(up.forward(*parts, body, t)).await;
             }
             Outgoing::new(&parts, &forwarding, body)
         }
@@ -325,6 +311,57 @@ async fn route_and_send(
                 return upstream_error(svc, &error).into();
             }
         }
+    }
+}
+
+/// An upgrade request (a WebSocket handshake), on its way to the server picked for it.
+struct Upgrade<'a> {
+    svc: &'a Service,
+    choice: Choice,
+    app_value: Option<&'a str>,
+    forwarding: Forwarding,
+}
+
+impl Upgrade<'_> {
+    async fn forward(
+        self,
+        mut parts: http::request::Parts,
+        body: ClientBody,
+        t: tether_model::file_config::Timeouts,
+    ) -> Answer {
+        let Upgrade {
+            svc,
+            choice,
+            app_value,
+            forwarding,
+        } = self;
+        let ClientBody::Streamed(body) = body else {
+            // Tether's own HTTP/1.1 server hands every upgrade request to hyper.
+            return error(
+                StatusCode::BAD_REQUEST,
+                "upgrade not possible on this connection",
+            )
+            .into();
+        };
+        let backend = svc.backends[choice.idx].clone();
+        forwarding.apply(&mut parts.headers);
+        let req = Request::from_parts(parts, body);
+        let resp = match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
+            Ok(mut resp) => {
+                if let Some(s) = &svc.sticky {
+                    sticky::write_response(
+                        resp.headers_mut(),
+                        s,
+                        choice.idx,
+                        choice.fresh,
+                        app_value,
+                    );
+                }
+                resp
+            }
+            Err(e) => upstream_error(svc, &e),
+        };
+        resp.into()
     }
 }
 

@@ -77,10 +77,13 @@ pub async fn send(
                 })
             }
         };
-        let exchange = wire::exchange(&mut conn, req);
+        // Each exchange future is built where it is awaited: one kept in a local would take room
+        // of its own in this future's state, beside the awaited one.
         let answered = match respond {
-            Deadline::Timer(d) => tokio::time::timeout(d, exchange).await.ok(),
-            Deadline::Watched(a, d) => a.respond_within(d, exchange).await,
+            Deadline::Timer(d) => tokio::time::timeout(d, wire::exchange(&mut conn, req))
+                .await
+                .ok(),
+            Deadline::Watched(a, d) => a.respond_within(d, wire::exchange(&mut conn, req)).await,
         };
         match answered {
             None => {

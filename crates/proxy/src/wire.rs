@@ -281,13 +281,24 @@ impl ServerFields {
 pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireError> {
     let Conn { io, buf } = conn;
     io.write_all(&req.head).await.map_err(WireError::Unsent)?;
-    let Some(mut body) = req.body.take() else {
-        return read_head(io, buf, req.is_head).await;
-    };
+    match req.body.take() {
+        None => read_head(io, buf, req.is_head).await,
+        // Boxed: the two futures side by side would take room in every request's future.
+        Some(body) => Box::pin(exchange_with_body(io, buf, body, req.framing, req.is_head)).await,
+    }
+}
+
+/// [`exchange`] for a request with a body: it is written while the response head is awaited.
+async fn exchange_with_body(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut body: ClientBody,
+    framing: Framing,
+    is_head: bool,
+) -> Result<Head, WireError> {
     let (mut r, mut w) = io.split();
-    let framing = req.framing;
     let write = write_body(&mut w, &mut body, framing);
-    let read = read_head(&mut r, buf, req.is_head);
+    let read = read_head(&mut r, buf, is_head);
     tokio::pin!(write, read);
     let mut sent: Option<Result<(), WireError>> = None;
     loop {
