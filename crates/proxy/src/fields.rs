@@ -57,6 +57,55 @@ impl std::ops::BitOrAssign for Mask {
     }
 }
 
+/// The field names Tether acts on, in requests or responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Host,
+    Cookie,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Expect,
+    Date,
+    CacheControl,
+    /// Hop-by-hop (RFC 9110 §7.6.1) besides the named ones: `TE`, `Trailer`, `Keep-Alive`,
+    /// `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`.
+    HopByHop,
+    ForwardedFor,
+    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Host`, `X-Forwarded-Proto`.
+    Forwarding,
+    Other,
+}
+
+/// Which known field `name` (any case) is. Names are told apart by length first, so most fields
+/// cost one or two comparisons.
+pub fn known(name: &[u8]) -> Known {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    match name.len() {
+        2 if is("te") => Known::HopByHop,
+        4 if is("host") => Known::Host,
+        4 if is("date") => Known::Date,
+        6 if is("cookie") => Known::Cookie,
+        6 if is("expect") => Known::Expect,
+        7 if is("upgrade") => Known::Upgrade,
+        7 if is("trailer") => Known::HopByHop,
+        9 if is("forwarded") || is("x-real-ip") => Known::Forwarding,
+        10 if is("connection") => Known::Connection,
+        10 if is("keep-alive") => Known::HopByHop,
+        13 if is("cache-control") => Known::CacheControl,
+        14 if is("content-length") => Known::ContentLength,
+        15 if is("x-forwarded-for") => Known::ForwardedFor,
+        16 if is("x-forwarded-host") => Known::Forwarding,
+        16 if is("proxy-connection") => Known::HopByHop,
+        17 if is("x-forwarded-proto") => Known::Forwarding,
+        17 if is("transfer-encoding") => Known::TransferEncoding,
+        18 if is("proxy-authenticate") => Known::HopByHop,
+        19 if is("proxy-authorization") => Known::HopByHop,
+        _ => Known::Other,
+    }
+}
+
 /// Start and end of a slice of a head.
 pub type Span = (u32, u32);
 

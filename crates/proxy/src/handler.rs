@@ -74,9 +74,9 @@ impl HostSource {
     /// The host, lower case and without port; `None` if malformed.
     fn host(&self) -> Option<Cow<'_, str>> {
         match self {
-            HostSource::Authority(a) => crate::host::parse(a.as_str()),
-            HostSource::Header(v) => crate::host::parse(v.to_str().ok()?),
-            HostSource::Received(b) => crate::host::parse(std::str::from_utf8(b).ok()?),
+            HostSource::Authority(a) => crate::host::parse(a.as_str().as_bytes()),
+            HostSource::Header(v) => crate::host::parse(v.as_bytes()),
+            HostSource::Received(b) => crate::host::parse(b),
         }
     }
 }

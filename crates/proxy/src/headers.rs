@@ -26,14 +26,6 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// Is `name` (any case) a hop-by-hop header, or `Upgrade` (the [`strip_hop_by_hop`] list)?
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"upgrade")
-        || HOP_BY_HOP
-            .iter()
-            .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name))
-}
-
 /// Remove hop-by-hop headers, including every header the `Connection` header names, and
 /// `Upgrade` unless `keep_upgrade` (a WebSocket handshake needs it to reach the server).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {

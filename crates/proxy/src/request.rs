@@ -10,7 +10,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Version};
 use tether_model::rule::HeaderLookup;
 
-use crate::fields::{self, Fields, Mask, Span};
+use crate::fields::{self, Fields, Known, Mask, Span};
 use crate::headers::{Either, ReadFields};
 
 /// A request head, however it arrived. Boxed: a request's future moves its head several times.
@@ -72,29 +72,18 @@ pub enum Kind {
     NotHere,
 }
 
-/// The kind of field `name` (any case). Names are told apart by length first, so most fields
-/// cost one or two comparisons.
+/// The kind of request field `name` (any case).
 pub fn kind(name: &[u8]) -> Kind {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    match name.len() {
-        2 if is("te") => Kind::HopByHop,
-        4 if is("host") => Kind::Host,
-        6 if is("cookie") => Kind::Cookie,
-        6 if is("expect") => Kind::NotHere,
-        7 if is("upgrade") => Kind::NotHere,
-        7 if is("trailer") => Kind::HopByHop,
-        9 if is("forwarded") || is("x-real-ip") => Kind::Forwarding,
-        10 if is("connection") => Kind::Connection,
-        10 if is("keep-alive") => Kind::HopByHop,
-        14 if is("content-length") => Kind::ContentLength,
-        15 if is("x-forwarded-for") => Kind::ForwardedFor,
-        16 if is("x-forwarded-host") => Kind::Forwarding,
-        16 if is("proxy-connection") => Kind::HopByHop,
-        17 if is("x-forwarded-proto") => Kind::Forwarding,
-        17 if is("transfer-encoding") => Kind::NotHere,
-        18 if is("proxy-authenticate") => Kind::HopByHop,
-        19 if is("proxy-authorization") => Kind::HopByHop,
-        _ => Kind::Other,
+    match fields::known(name) {
+        Known::Host => Kind::Host,
+        Known::Cookie => Kind::Cookie,
+        Known::ContentLength => Kind::ContentLength,
+        Known::Connection => Kind::Connection,
+        Known::HopByHop => Kind::HopByHop,
+        Known::ForwardedFor => Kind::ForwardedFor,
+        Known::Forwarding => Kind::Forwarding,
+        Known::TransferEncoding | Known::Expect | Known::Upgrade => Kind::NotHere,
+        Known::Date | Known::CacheControl | Known::Other => Kind::Other,
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::ClientBody;
-use crate::fields::{self, Fields, Mask, Refused};
+use crate::fields::{self, Fields, Known, Mask, Refused};
 use crate::headers::Forwarding;
 use crate::request::Received;
 use crate::sticky::CookieEdit;
@@ -523,39 +523,40 @@ fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
     let (mut dropped, mut lengths) = (Mask::NONE, Mask::NONE);
     let mut named: Vec<&[u8]> = Vec::new();
     for (i, (name, value)) in fields.iter(head).enumerate() {
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("content-length") {
-            lengths |= Mask::of(i);
-            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let n = digits(t).ok_or(WireError::Invalid("Content-Length"))?;
-                if said.length.is_some_and(|l| l != n) {
-                    return Err(WireError::Invalid("Content-Length"));
-                }
-                said.length = Some(n);
-            }
-        } else if is("transfer-encoding") {
-            dropped |= Mask::of(i);
-            match list(value).last() {
-                Some(last) => said.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
-                None => said.chunked = Some(said.chunked.unwrap_or(false)),
-            }
-        } else if is("connection") {
-            dropped |= Mask::of(i);
-            for t in list(value) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    said.close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    said.keep_alive = true;
-                } else {
-                    named.push(t);
+        match fields::known(name) {
+            Known::ContentLength => {
+                lengths |= Mask::of(i);
+                for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    let n = digits(t).ok_or(WireError::Invalid("Content-Length"))?;
+                    if said.length.is_some_and(|l| l != n) {
+                        return Err(WireError::Invalid("Content-Length"));
+                    }
+                    said.length = Some(n);
                 }
             }
-        } else if is("date") {
-            said.has_date = true;
-        } else if is("cache-control") {
-            said.has_cache_control = true;
-        } else if crate::headers::is_hop_by_hop(name) {
-            dropped |= Mask::of(i);
+            Known::TransferEncoding => {
+                dropped |= Mask::of(i);
+                match list(value).last() {
+                    Some(last) => said.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
+                    None => said.chunked = Some(said.chunked.unwrap_or(false)),
+                }
+            }
+            Known::Connection => {
+                dropped |= Mask::of(i);
+                for t in list(value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        said.close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        said.keep_alive = true;
+                    } else {
+                        named.push(t);
+                    }
+                }
+            }
+            Known::Date => said.has_date = true,
+            Known::CacheControl => said.has_cache_control = true,
+            Known::HopByHop | Known::Upgrade => dropped |= Mask::of(i),
+            _ => {}
         }
     }
     if said.chunked.is_some() {
