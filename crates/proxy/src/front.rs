@@ -26,7 +26,7 @@ use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 
 use crate::answer::Answer;
-use crate::body::ClientBody;
+use crate::body::{ClientBody, ProxyBody};
 use crate::fields::{self, Fields, Mask, Span};
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
@@ -305,20 +305,33 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
 }
 
 /// Write `resp` to the client (the server's fields as they came, then Tether's); true if the
-/// connection may carry another request.
-async fn respond(
+/// connection may carry another request. The head is encoded before the future is made, so the
+/// response (some 300 bytes) takes no room in it.
+fn respond(
     io: &mut Tracked,
     resp: Answer,
     is_head: bool,
     version: Version,
+    keep_alive: bool,
+) -> impl std::future::Future<Output = bool> + '_ {
+    let (out, body, framing, keep_alive) = encode_head(resp, is_head, version, keep_alive);
+    send(io, out, body, framing, keep_alive)
+}
+
+/// The response head as bytes, the body to follow, how it is delimited, and whether the
+/// connection is kept.
+fn encode_head(
+    resp: Answer,
+    is_head: bool,
+    version: Version,
     mut keep_alive: bool,
-) -> bool {
+) -> (Vec<u8>, ProxyBody, Framing, bool) {
     let has_date = resp.has_date();
     let declared = resp.content_length();
     let Answer {
         parts,
         server,
-        mut body,
+        body,
     } = resp;
     let status = parts.status;
     let bodiless = is_head
@@ -363,6 +376,17 @@ async fn respond(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    (out, body, framing, keep_alive)
+}
+
+/// Write the head in `out` and the body after it.
+async fn send(
+    io: &mut Tracked,
+    mut out: Vec<u8>,
+    mut body: ProxyBody,
+    framing: Framing,
+    keep_alive: bool,
+) -> bool {
     if framing == Framing::None {
         return io.write_all(&out).await.is_ok() && keep_alive;
     }

@@ -16,7 +16,7 @@ use crate::body::{ClientBody, ProxyBody};
 use crate::headers::{ForwardedHost, Forwarding, Peer, ReadFields};
 use crate::idle::Activity;
 use crate::request::RequestHead;
-use crate::sticky::CookieEdit;
+use crate::sticky::{CookieEdit, RequestPin};
 use crate::table::{RoutingTable, Service};
 use crate::upstream::{Failure, UpstreamError};
 use crate::wire::{BodyReader, Head, Outgoing};
@@ -154,15 +154,33 @@ struct Arrival<'a> {
     watched: Option<&'a Activity>,
 }
 
-async fn route_and_send(
-    shared: &Shared,
-    table: &Arc<RoutingTable>,
-    from: &Arrival<'_>,
+/// A request routed, its server picked and its head encoded: all the sending loop keeps.
+struct Routed<'t> {
+    svc: &'t Service,
+    choice: Choice,
+    key: Option<Vec<u8>>,
+    /// Prefix mode: the application's own cookie value.
+    app_value: Option<String>,
+    out: Outgoing,
+}
+
+/// Where a request goes once routed.
+enum Next<'t> {
+    Send(Routed<'t>),
+    Upgrade(Upgrade<'t>, Box<http::request::Parts>, ClientBody),
+    Answer(Answer),
+}
+
+/// Route the request, read its pin, pick its server and encode it. Not async: what it needs on
+/// the way takes no room in the request's future.
+fn route<'t>(
+    table: &'t RoutingTable,
+    peer: &Peer,
+    ep: usize,
     head: RequestHead,
     body: ClientBody,
     host: &str,
-) -> Answer {
-    let Arrival { ep, peer, watched } = *from;
+) -> Next<'t> {
     let found = table.routers.get(ep).and_then(|r| {
         r.find(&RequestView {
             host,
@@ -172,29 +190,20 @@ async fn route_and_send(
         })
     });
     let Some(route) = found else {
-        return error(StatusCode::NOT_FOUND, "no route matches this request").into();
+        return Next::Answer(error(StatusCode::NOT_FOUND, "no route matches this request").into());
     };
     let svc = &table.services[route.service];
     let (pin, cookie) = match &svc.sticky {
-        Some(s) => {
-            let (pin, edit) = sticky::read_request(&head, s);
-            (Some(pin), edit)
-        }
-        None => (None, CookieEdit::Keep),
+        Some(s) => sticky::read_request(&head, s),
+        None => (RequestPin::NONE, CookieEdit::Keep),
     };
     let key = hash_key(svc, &head, peer.ip);
-    let mut choice = match choose(
-        svc,
-        pin.as_ref().map_or(Pin::None, |p| p.pin),
-        key.as_deref(),
-        &[],
-    ) {
+    let choice = match choose(svc, pin.pin, key.as_deref(), &[]) {
         Ok(c) => c,
-        Err(r) => return refusal(svc, r).into(),
+        Err(r) => return Next::Answer(refusal(svc, r).into()),
     };
-    let t = shared.cfg.timeouts;
-    let app_value = pin.as_ref().and_then(|p| p.app_value.as_deref());
-    let mut out = match head {
+    let app_value = pin.app_value;
+    let out = match head {
         RequestHead::Received(r) => {
             let fwd_host = if r.host.is_some() {
                 ForwardedHost::HostHeader
@@ -210,18 +219,49 @@ async fn route_and_send(
                 parts.version == Version::HTTP_11 && headers::wants_upgrade(&parts.headers);
             let forwarding = prepare(&mut parts, host, peer, upgrade);
             if upgrade {
-                // Boxed: rare, and its future would otherwise take room in every request's.
                 let up = Upgrade {
                     svc,
                     choice,
                     app_value,
                     forwarding,
                 };
-                return Box::pin(up.forward(*parts, body, t)).await;
+                return Next::Upgrade(up, parts, body);
             }
             Outgoing::new(&parts, &forwarding, body)
         }
     };
+    Next::Send(Routed {
+        svc,
+        choice,
+        key,
+        app_value,
+        out,
+    })
+}
+
+async fn route_and_send(
+    shared: &Shared,
+    table: &Arc<RoutingTable>,
+    from: &Arrival<'_>,
+    head: RequestHead,
+    body: ClientBody,
+    host: &str,
+) -> Answer {
+    let Arrival { ep, peer, watched } = *from;
+    let t = &shared.cfg.timeouts;
+    let Routed {
+        svc,
+        mut choice,
+        key,
+        app_value,
+        mut out,
+    } = match route(table, peer, ep, head, body, host) {
+        Next::Send(r) => r,
+        Next::Answer(a) => return a,
+        // Boxed: rare, and its future would otherwise take room in every request's.
+        Next::Upgrade(up, parts, body) => return Box::pin(up.forward(*parts, body, *t)).await,
+    };
+    let app_value = app_value.as_deref();
     let mut tried = Vec::new();
     loop {
         let backend = svc.backends[choice.idx].clone();
@@ -318,7 +358,7 @@ async fn route_and_send(
 struct Upgrade<'a> {
     svc: &'a Service,
     choice: Choice,
-    app_value: Option<&'a str>,
+    app_value: Option<String>,
     forwarding: Forwarding,
 }
 
@@ -354,7 +394,7 @@ impl Upgrade<'_> {
                         s,
                         choice.idx,
                         choice.fresh,
-                        app_value,
+                        app_value.as_deref(),
                     );
                 }
                 resp

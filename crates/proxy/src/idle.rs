@@ -29,6 +29,32 @@ const IDLE: u8 = 2;
 
 use tether_balance::state::now_ms;
 
+pin_project_lite::pin_project! {
+    /// [`Activity::respond_within`]: the exchange's output, or `None` once the watchdog says the
+    /// response is late (the exchange is polled first, so a response that came in time wins).
+    pub struct Within<'a, F> {
+        #[pin]
+        exchange: F,
+        activity: &'a Activity,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let a = *this.activity;
+        let out = match this.exchange.poll(cx) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending if a.poll_signal(LATE, cx).is_ready() => None,
+            Poll::Pending => return Poll::Pending,
+        };
+        a.respond_by_ms.store(0, Relaxed);
+        Poll::Ready(out)
+    }
+}
+
 /// Shared by a connection's IO, its requests and the [`Watchdog`].
 #[derive(Debug)]
 pub struct Activity {
@@ -58,25 +84,23 @@ impl Activity {
 
     /// Run `exchange` (one request's wait for its response head) under the response timeout
     /// `limit`, kept by the watchdog instead of a timer of its own; `None` if the server missed
-    /// it. Only for a connection that has one request in flight at a time.
-    pub async fn respond_within<F: std::future::Future>(
+    /// it. Only for a connection that has one request in flight at a time. The future is
+    /// `exchange` and a reference: it adds nothing else to the request's future.
+    pub fn respond_within<F: std::future::Future>(
         &self,
         limit: Duration,
         exchange: F,
-    ) -> Option<F::Output> {
+    ) -> Within<'_, F> {
         if self.signals.load(Relaxed) & LATE != 0 {
             // The request before this one was late: this one starts afresh.
             self.signals.fetch_and(!LATE, Relaxed);
         }
         self.respond_by_ms
             .store(now_ms() + limit.as_millis() as u64, Relaxed);
-        let out = tokio::select! {
-            biased;
-            out = exchange => Some(out),
-            _ = self.signalled(LATE) => None,
-        };
-        self.respond_by_ms.store(0, Relaxed);
-        out
+        Within {
+            exchange,
+            activity: self,
+        }
     }
 
     fn on_read(&self) {
@@ -115,19 +139,21 @@ impl Activity {
     }
 
     async fn signalled(&self, signal: u8) {
-        poll_fn(|cx| {
-            if self.signals.load(Relaxed) & signal != 0 {
-                return Poll::Ready(());
-            }
-            // Every future of a connection is polled by its one task: one waker serves them all.
-            self.waker.register(cx.waker());
-            if self.signals.load(Relaxed) & signal != 0 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_signal(signal, cx)).await
+    }
+
+    /// Ready once `signal` is set.
+    fn poll_signal(&self, signal: u8, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signals.load(Relaxed) & signal != 0 {
+            return Poll::Ready(());
+        }
+        // Every future of a connection is polled by its one task: one waker serves them all.
+        self.waker.register(cx.waker());
+        if self.signals.load(Relaxed) & signal != 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     fn signal(&self, signal: u8) {

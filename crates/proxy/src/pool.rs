@@ -48,7 +48,9 @@ impl Pool {
         if let Some(c) = self.pop() {
             return Ok(c);
         }
-        Ok(Conn::new(self.open(connect_timeout).await?))
+        // Boxed: connecting is the rare case, and its future would take room in every
+        // request's.
+        Ok(Conn::new(Box::pin(self.open(connect_timeout)).await?))
     }
 
     fn pop(&self) -> Option<Conn> {

@@ -28,6 +28,14 @@ pub struct RequestPin {
     pub app_value: Option<String>,
 }
 
+impl RequestPin {
+    /// No pin, no application value.
+    pub const NONE: RequestPin = RequestPin {
+        pin: Pin::None,
+        app_value: None,
+    };
+}
+
 /// Iterate `name=value` pairs over all Cookie fields (a pair without `=` has an empty value).
 fn pairs<H: ReadFields + ?Sized>(h: &H) -> impl Iterator<Item = (&[u8], &[u8])> {
     h.values("cookie")

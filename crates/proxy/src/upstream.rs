@@ -80,7 +80,9 @@ pub async fn send(
         // Each exchange future is built where it is awaited: one kept in a local would take room
         // of its own in this future's state, beside the awaited one.
         let answered = match respond {
-            Deadline::Timer(d) => tokio::time::timeout(d, wire::exchange(&mut conn, req))
+            // Boxed: only hyper's requests keep a timer of their own, and it would take room in
+            // every request's future.
+            Deadline::Timer(d) => Box::pin(tokio::time::timeout(d, wire::exchange(&mut conn, req)))
                 .await
                 .ok(),
             Deadline::Watched(a, d) => a.respond_within(d, wire::exchange(&mut conn, req)).await,
