@@ -6,9 +6,11 @@
 //! size whose free list already holds a block. When it does not, a block size that is not a power
 //! of two takes the over-allocating path (size + alignment), which fills *another* size's free
 //! list, so the next request of that size misses again: a request's boxed head and future (600 and
-//! 1,300 bytes) went that way every time, about 250 instructions each. Here only alignments
-//! above a machine word go to the aligned functions; everything else is `mi_malloc`, which serves
-//! every size from its own free list.
+//! 1,300 bytes) went that way every time, about 250 instructions each. Here a word-aligned block
+//! comes from `mi_malloc`, which serves every size from its own free list. A larger alignment is
+//! asked of `mi_malloc` first too, and kept when the block happens to be aligned (mimalloc's
+//! blocks of one size sit at multiples of that size, so e.g. every 896-byte block is 128-aligned:
+//! a task's cell), and only otherwise of the aligned functions.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
@@ -19,26 +21,37 @@ use libmimalloc_sys as mi;
 /// blocks start word-aligned (blocks of 16 bytes or more are even 16-aligned).
 const WORD: usize = std::mem::size_of::<usize>();
 
+/// Is `p` a block (not null) at a multiple of `align`?
+fn aligned(p: *mut u8, align: usize) -> bool {
+    !p.is_null() && (p as usize).is_multiple_of(align)
+}
+
 /// mimalloc, with word-aligned requests on its plain (size-class) functions.
 pub struct Mimalloc;
 
 #[allow(unsafe_code)]
 // SAFETY: every pointer returned comes from mimalloc and is aligned as `layout` asks: a layout
-// aligned to at most a word gets a plain block (word-aligned, see `WORD`), a larger alignment goes
-// to mimalloc's aligned functions, which guarantee it. `dealloc` and `realloc` receive only
+// aligned to at most a word gets a plain block (word-aligned, see `WORD`); for a larger alignment a
+// plain block is returned only after checking its address, else mimalloc's aligned functions
+// (which guarantee it) are used. `dealloc` and `realloc` receive only
 // pointers this allocator returned, which `mi_free`/`mi_realloc*` accept whichever function made
 // them (mimalloc finds a block's page from its address). Null is returned on exhaustion, as
 // `GlobalAlloc` requires.
 unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: plain FFI calls with a size and a power-of-two alignment (a `Layout` invariant).
+        // SAFETY: plain FFI calls with a size and a power-of-two alignment (a `Layout` invariant);
+        // a block from `mi_malloc` is returned only if it is aligned as asked (see `aligned`).
         unsafe {
             if layout.align() <= WORD {
-                mi::mi_malloc(layout.size()).cast()
-            } else {
-                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
+                return mi::mi_malloc(layout.size()).cast();
             }
+            let p = mi::mi_malloc(layout.size()).cast();
+            if aligned(p, layout.align()) {
+                return p;
+            }
+            mi::mi_free(p.cast());
+            mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
         }
     }
 
@@ -47,10 +60,14 @@ unsafe impl GlobalAlloc for Mimalloc {
         // SAFETY: as in `alloc`.
         unsafe {
             if layout.align() <= WORD {
-                mi::mi_zalloc(layout.size()).cast()
-            } else {
-                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+                return mi::mi_zalloc(layout.size()).cast();
             }
+            let p = mi::mi_zalloc(layout.size()).cast();
+            if aligned(p, layout.align()) {
+                return p;
+            }
+            mi::mi_free(p.cast());
+            mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
         }
     }
 
@@ -82,7 +99,7 @@ mod tests {
     fn blocks_are_aligned_as_asked_and_keep_their_bytes() {
         let a = Mimalloc;
         for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
-            for size in [1, 7, 8, 24, 600, 1328, 70_000] {
+            for size in [1, 7, 8, 24, 600, 896, 1328, 70_000] {
                 let layout = Layout::from_size_align(size, align).unwrap();
                 // SAFETY: a non-zero-size layout; the block is written within its size, grown
                 // with the same layout, and freed once.
