@@ -98,7 +98,11 @@ impl Front<'_> {
             ));
             let resp = handling.await;
             let keep_alive = taken.keep_alive && !self.activity.is_stopping();
-            let kept = respond(io, resp, taken.is_head, taken.version, keep_alive).await;
+            // The reply lives here and the writing future only borrows it: an async fn keeps
+            // its arguments for its whole life, beside the copies it works on.
+            let mut reply = encode(resp, taken.is_head, taken.version, keep_alive);
+            let kept = send(io, &mut reply).await;
+            drop(reply);
             drop(busy);
             if !kept {
                 spare::put_back(buf);
@@ -304,28 +308,30 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     }))
 }
 
-/// Write `resp` to the client (the server's fields as they came, then Tether's); true if the
-/// connection may carry another request. The head is encoded before the future is made, so the
-/// response (some 300 bytes) takes no room in it.
-fn respond(
+/// A response on its way to the client: its head encoded, its body to follow.
+struct Reply {
+    /// Bytes gathered and not written yet (the head first).
+    out: Vec<u8>,
+    body: ProxyBody,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Write `resp` to the client; true if the connection may carry another request.
+#[cfg(test)]
+async fn respond(
     io: &mut Tracked,
     resp: Answer,
     is_head: bool,
     version: Version,
     keep_alive: bool,
-) -> impl std::future::Future<Output = bool> + '_ {
-    let (out, body, framing, keep_alive) = encode_head(resp, is_head, version, keep_alive);
-    send(io, out, body, framing, keep_alive)
+) -> bool {
+    let mut reply = encode(resp, is_head, version, keep_alive);
+    send(io, &mut reply).await
 }
 
-/// The response head as bytes, the body to follow, how it is delimited, and whether the
-/// connection is kept.
-fn encode_head(
-    resp: Answer,
-    is_head: bool,
-    version: Version,
-    mut keep_alive: bool,
-) -> (Vec<u8>, ProxyBody, Framing, bool) {
+/// Encode `resp`'s head for the client (the server's fields as they came, then Tether's).
+fn encode(resp: Answer, is_head: bool, version: Version, mut keep_alive: bool) -> Reply {
     let has_date = resp.has_date();
     let declared = resp.content_length();
     let Answer {
@@ -376,77 +382,89 @@ fn encode_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    (out, body, framing, keep_alive)
+    Reply {
+        out,
+        body,
+        framing,
+        keep_alive,
+    }
 }
 
-/// Write the head in `out` and the body after it.
-async fn send(
-    io: &mut Tracked,
-    mut out: Vec<u8>,
-    mut body: ProxyBody,
-    framing: Framing,
-    keep_alive: bool,
-) -> bool {
-    if framing == Framing::None {
-        return io.write_all(&out).await.is_ok() && keep_alive;
-    }
-    let mut sent = 0u64;
+/// What [`gather`] left for its caller to do.
+enum Step {
+    /// Write what is gathered, then gather more.
+    Flush,
+    /// The body is all in `out`.
+    End,
+    /// The server broke off: write what came, then close.
+    Broken,
+}
+
+/// Take what the body has at hand into `reply.out` without waiting; `Pending` only when nothing
+/// is gathered to write meanwhile. Frames never live across an await this way.
+fn gather(reply: &mut Reply, sent: &mut u64, cx: &mut std::task::Context<'_>) -> Poll<Step> {
     loop {
-        // Take what the body has at hand without waiting, so that a small response leaves in
-        // one write; write what is gathered before waiting for more.
-        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
-            Poll::Ready(f) => f,
-            Poll::Pending => {
-                if !out.is_empty() {
-                    if io.write_all(&out).await.is_err() {
-                        return false;
-                    }
-                    out.clear();
-                }
-                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-            }
-        };
-        match frame {
-            None => break,
-            Some(Err(e)) => {
-                // The server broke off: the client gets what came, then the connection closes.
+        if reply.body.is_end_stream() {
+            return Poll::Ready(Step::End);
+        }
+        if reply.out.len() >= WRITE_BATCH {
+            return Poll::Ready(Step::Flush);
+        }
+        match Pin::new(&mut reply.body).poll_frame(cx) {
+            Poll::Pending if reply.out.is_empty() => return Poll::Pending,
+            Poll::Pending => return Poll::Ready(Step::Flush),
+            Poll::Ready(None) => return Poll::Ready(Step::End),
+            Poll::Ready(Some(Err(e))) => {
                 tracing::debug!(error = %e, "response body cut off");
-                let _ = io.write_all(&out).await;
-                return false;
+                return Poll::Ready(Step::Broken);
             }
-            Some(Ok(frame)) => {
+            Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if !data.is_empty() {
-                        sent += data.len() as u64;
-                        if framing == Framing::Chunked {
-                            chunked::put_chunk(&mut out, &data);
+                        *sent += data.len() as u64;
+                        if reply.framing == Framing::Chunked {
+                            chunked::put_chunk(&mut reply.out, &data);
                         } else {
-                            out.extend_from_slice(&data);
+                            reply.out.extend_from_slice(&data);
                         }
                     }
                 }
             }
         }
-        if body.is_end_stream() {
-            break;
-        }
-        if out.len() >= WRITE_BATCH {
-            if io.write_all(&out).await.is_err() {
+    }
+}
+
+/// Write the reply's head and its body; true if the connection may carry another request.
+async fn send(io: &mut Tracked, reply: &mut Reply) -> bool {
+    if reply.framing == Framing::None {
+        return io.write_all(&reply.out).await.is_ok() && reply.keep_alive;
+    }
+    let mut sent = 0u64;
+    loop {
+        match poll_fn(|cx| gather(reply, &mut sent, cx)).await {
+            Step::End => break,
+            Step::Broken => {
+                let _ = io.write_all(&reply.out).await;
                 return false;
             }
-            out.clear();
+            Step::Flush => {
+                if io.write_all(&reply.out).await.is_err() {
+                    return false;
+                }
+                reply.out.clear();
+            }
         }
     }
-    if framing == Framing::Chunked {
-        out.extend_from_slice(chunked::LAST_CHUNK);
+    if reply.framing == Framing::Chunked {
+        reply.out.extend_from_slice(chunked::LAST_CHUNK);
     }
-    if io.write_all(&out).await.is_err() {
+    if io.write_all(&reply.out).await.is_err() {
         return false;
     }
-    match framing {
-        Framing::Length(n) => keep_alive && sent == n,
+    match reply.framing {
+        Framing::Length(n) => reply.keep_alive && sent == n,
         Framing::UntilClose => false,
-        _ => keep_alive,
+        _ => reply.keep_alive,
     }
 }
 

@@ -231,6 +231,12 @@ impl Watch<'_> {
             _ = self.activity.expired() => return None,
             _ = self.activity.stopping() => {}
         }
+        // Boxed: only at shutdown, and its timers would take room in every connection's task.
+        Box::pin(self.drain_front(conn.as_mut())).await
+    }
+
+    /// Let a request under way finish within the drain period, after shutdown was asked for.
+    async fn drain_front<C: Future>(&self, mut conn: Pin<&mut C>) -> Option<C::Output> {
         let deadline = tokio::time::Instant::now() + self.drain;
         while !self.activity.is_idle() {
             tokio::select! {
