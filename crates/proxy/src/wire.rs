@@ -137,15 +137,8 @@ impl Outgoing {
             None => Framing::Chunked,
         };
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(parts.method.as_str().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(target.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\n");
-        if !crate::headers::has(&parts.headers, &header::HOST) {
-            // RFC 9112 §3.2: a request with no authority carries an empty Host.
-            head.extend_from_slice(b"host: \r\n");
-        }
+        let host = crate::headers::first(&parts.headers, &header::HOST);
+        let mut head = request_line(&parts.method, target, host.is_some(), 256);
         let kept = parts.headers.iter().filter(|(name, _)| {
             !(forwarding.drops(name)
                 || (framing == Framing::Chunked && *name == header::CONTENT_LENGTH))
@@ -153,13 +146,16 @@ impl Outgoing {
         for (name, value) in kept {
             fields::put(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
-        let host = crate::headers::first(&parts.headers, &header::HOST);
         forwarding.write(&mut head, host.map(HeaderValue::as_bytes));
         if framing == Framing::Chunked {
             head.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
+        Outgoing::ended(head, framing, body, &parts.method)
+    }
+
+    /// The request whose head `head` holds (all but the blank line that ends it).
+    fn ended(mut head: Vec<u8>, framing: Framing, body: ClientBody, m: &Method) -> Outgoing {
         head.extend_from_slice(b"\r\n");
-        let m = &parts.method;
         Outgoing {
             head,
             framing,
@@ -184,16 +180,9 @@ impl Outgoing {
             Some(n) => Framing::Length(n),
         };
         let head_bytes = req.head();
-        let mut head = Vec::with_capacity(head_bytes.len() + 128);
-        head.extend_from_slice(req.method.as_str().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(req.target.as_str().as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\n");
         let host = req.host_value();
-        if host.is_none() {
-            // RFC 9112 §3.2: a request with no authority carries an empty Host.
-            head.extend_from_slice(b"host: \r\n");
-        }
+        let room = head_bytes.len() + 128;
+        let mut head = request_line(&req.method, req.target.as_str(), host.is_some(), room);
         let mut left_out = req.forwarded_for;
         if !forwarding.is_trusted() {
             left_out |= req.forwarding;
@@ -206,15 +195,7 @@ impl Outgoing {
             fields::put(&mut head, b"cookie", v.as_bytes());
         }
         forwarding.write(&mut head, host);
-        head.extend_from_slice(b"\r\n");
-        let m = &req.method;
-        Outgoing {
-            head,
-            framing,
-            body: (framing != Framing::Empty).then_some(body),
-            is_head: m == Method::HEAD,
-            idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
-        }
+        Outgoing::ended(head, framing, body, &req.method)
     }
 
     /// The encoded head.
@@ -234,6 +215,20 @@ impl Outgoing {
     pub fn is_replayable(&self) -> bool {
         self.idempotent && self.framing == Framing::Empty
     }
+}
+
+/// A request head begun: its request line, and an empty Host when it has none (RFC 9112 §3.2: a
+/// request with no authority carries an empty Host); room for `room` bytes.
+fn request_line(method: &Method, target: &str, has_host: bool, room: usize) -> Vec<u8> {
+    let mut head = Vec::with_capacity(room);
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if !has_host {
+        head.extend_from_slice(b"host: \r\n");
+    }
+    head
 }
 
 /// A response head as the server sent it, and how to read what follows.

@@ -31,6 +31,32 @@ fn aligned(p: *mut u8, align: usize) -> bool {
     !p.is_null() && (p as usize).is_multiple_of(align)
 }
 
+/// A block for `layout` from `plain` (mimalloc's size-class allocation) when it is aligned enough,
+/// else from `aligned`.
+///
+/// # Safety
+/// `plain` and `aligned` must be mimalloc's plain and aligned forms of one allocation function
+/// (`mi_malloc`/`mi_malloc_aligned` or `mi_zalloc`/`mi_zalloc_aligned`).
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn block(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned_fn: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: plain FFI calls with a size and a power-of-two alignment (a `Layout` invariant); a
+    // plain block is returned only if it is aligned as asked (every block is word-aligned, see
+    // `WORD`; a larger alignment is checked), and one that is not goes back to mimalloc at once.
+    unsafe {
+        let p = plain(layout.size()).cast::<u8>();
+        if layout.align() <= WORD || aligned(p, layout.align()) {
+            return p;
+        }
+        mi::mi_free(p.cast());
+        aligned_fn(layout.size(), layout.align()).cast()
+    }
+}
+
 /// mimalloc, with word-aligned requests on its plain (size-class) functions.
 pub struct Mimalloc;
 
@@ -45,35 +71,15 @@ pub struct Mimalloc;
 unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: plain FFI calls with a size and a power-of-two alignment (a `Layout` invariant);
-        // a block from `mi_malloc` is returned only if it is aligned as asked (see `aligned`).
-        unsafe {
-            if layout.align() <= WORD {
-                return mi::mi_malloc(layout.size()).cast();
-            }
-            let p = mi::mi_malloc(layout.size()).cast();
-            if aligned(p, layout.align()) {
-                return p;
-            }
-            mi::mi_free(p.cast());
-            mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
-        }
+        // SAFETY: `mi_malloc` and `mi_malloc_aligned` are the plain and aligned forms of one
+        // allocation, as `block` requires.
+        unsafe { block(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as in `alloc`.
-        unsafe {
-            if layout.align() <= WORD {
-                return mi::mi_zalloc(layout.size()).cast();
-            }
-            let p = mi::mi_zalloc(layout.size()).cast();
-            if aligned(p, layout.align()) {
-                return p;
-            }
-            mi::mi_free(p.cast());
-            mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-        }
+        // SAFETY: as in `alloc`, zeroed.
+        unsafe { block(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
     #[inline]
