@@ -8,8 +8,6 @@
 //! policy) from a forged one (ignore it). A value can only ever select a server of the current
 //! table: there is no path from a cookie to an address.
 
-use std::collections::HashMap;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -109,7 +107,9 @@ pub struct StickyIndex {
     service: String,
     key: AffinityKey,
     values: Vec<String>,
-    by_value: HashMap<String, usize>,
+    /// Fx-hashed: looked up on every request that carries the cookie, and it only ever holds the
+    /// service's own servers' values (a client's value is looked up, never inserted).
+    by_value: rustc_hash::FxHashMap<Vec<u8>, usize>,
     /// Ring over server names, used to move the sessions of a vanished server consistently.
     ring: Ring,
 }
@@ -124,7 +124,7 @@ impl StickyIndex {
         let by_value = values
             .iter()
             .enumerate()
-            .map(|(i, v)| (v.clone(), i))
+            .map(|(i, v)| (v.as_bytes().to_vec(), i))
             .collect();
         StickyIndex {
             service: service.to_string(),
@@ -149,12 +149,17 @@ impl StickyIndex {
         &self.values[idx]
     }
 
-    /// Read a value presented by a client.
-    pub fn pin(&self, value: &str) -> Pin {
+    /// Read a value presented by a client (its bytes as they came: a current value is found
+    /// without decoding them).
+    pub fn pin(&self, value: impl AsRef<[u8]>) -> Pin {
+        let value = value.as_ref();
         if let Some(&i) = self.by_value.get(value) {
             return Pin::Server(i);
         }
-        match self.key.unseal(&self.service, value) {
+        let unsealed = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| self.key.unseal(&self.service, v));
+        match unsealed {
             Some(id) => Pin::Stale(id),
             None => Pin::None,
         }
@@ -210,7 +215,8 @@ mod tests {
         };
         assert_eq!(idx.pin(std::str::from_utf8(&flipped).unwrap()), Pin::None);
         assert_eq!(idx.pin(&good[..SEALED_LEN - 1]), Pin::None);
-        assert_eq!(idx.pin(&"x".repeat(8192)), Pin::None);
+        assert_eq!(idx.pin("x".repeat(8192)), Pin::None);
+        assert_eq!(idx.pin([0xffu8, 0xfe]), Pin::None, "not even UTF-8");
         assert_eq!(idx.pin("http://127.0.0.1:2375"), Pin::None);
         assert_eq!(idx.pin(""), Pin::None);
     }

@@ -14,7 +14,31 @@ pub struct Answer {
     pub parts: http::response::Parts,
     /// The server's own fields, written before `parts.headers`.
     pub server: Option<ServerFields>,
+    /// The affinity cookie's fields, when they go beside the server's untouched ones (written
+    /// last; no header map is made for them).
+    pub pin: Option<PinFields>,
     pub body: ProxyBody,
+}
+
+/// What pins a client to its server in cookie mode: a `Set-Cookie`, and with `nocache` a
+/// `Cache-Control` that keeps shared caches from storing it (the server sent none).
+#[derive(Debug, Clone)]
+pub struct PinFields {
+    pub set_cookie: http::HeaderValue,
+    pub not_cacheable: bool,
+}
+
+impl PinFields {
+    /// The `Cache-Control` of a response that sets the affinity cookie.
+    pub const NOT_SHARED: &'static str = "private, no-cache=\"set-cookie\"";
+
+    /// Each field, name and value.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        let cache = self
+            .not_cacheable
+            .then_some(("cache-control", Self::NOT_SHARED.as_bytes()));
+        std::iter::once(("set-cookie", self.set_cookie.as_bytes())).chain(cache)
+    }
 }
 
 impl From<Response<ProxyBody>> for Answer {
@@ -23,6 +47,7 @@ impl From<Response<ProxyBody>> for Answer {
         Answer {
             parts,
             server: None,
+            pin: None,
             body,
         }
     }
@@ -34,8 +59,18 @@ impl Answer {
         let Answer {
             mut parts,
             server,
+            pin,
             body,
         } = self;
+        if let Some(pin) = pin {
+            parts.headers.append(header::SET_COOKIE, pin.set_cookie);
+            if pin.not_cacheable {
+                parts.headers.insert(
+                    header::CACHE_CONTROL,
+                    http::HeaderValue::from_static(PinFields::NOT_SHARED),
+                );
+            }
+        }
         if let Some(server) = server {
             let mut map = match server.to_map() {
                 Ok(m) => m,
@@ -83,5 +118,26 @@ mod tests {
         let r = a.into_response();
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn pin_fields_reach_a_header_map_and_the_wire_alike() {
+        let pin = PinFields {
+            set_cookie: http::HeaderValue::from_static("SRV=x; Path=/"),
+            not_cacheable: true,
+        };
+        let fields: Vec<_> = pin.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                ("set-cookie", &b"SRV=x; Path=/"[..]),
+                ("cache-control", PinFields::NOT_SHARED.as_bytes())
+            ]
+        );
+        let mut a = Answer::from(Response::new(ProxyBody::empty()));
+        a.pin = Some(pin);
+        let r = a.into_response();
+        assert_eq!(r.headers()[header::SET_COOKIE], "SRV=x; Path=/");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], PinFields::NOT_SHARED);
     }
 }

@@ -25,7 +25,7 @@ use http::{Method, StatusCode, Version};
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 
-use crate::answer::Answer;
+use crate::answer::{Answer, PinFields};
 use crate::body::{ClientBody, ProxyBody};
 use crate::fields::{self, Fields, Mask, Span};
 use crate::handler::{self, Shared};
@@ -337,6 +337,7 @@ fn encode(resp: Answer, is_head: bool, version: Version, mut keep_alive: bool) -
     let Answer {
         parts,
         server,
+        pin,
         body,
     } = resp;
     let status = parts.status;
@@ -358,6 +359,9 @@ fn encode(resp: Answer, is_head: bool, version: Version, mut keep_alive: bool) -
     }
     for (name, value) in &parts.headers {
         fields::put(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    for (name, value) in pin.iter().flat_map(PinFields::fields) {
+        fields::put(&mut out, name.as_bytes(), value);
     }
     if !has_date {
         http_date(|date| fields::put(&mut out, b"date", date));

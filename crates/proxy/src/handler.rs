@@ -280,6 +280,7 @@ async fn route_and_send(
                     keep_alive,
                 } = head;
                 let mut server = Some(fields);
+                let mut pin = None;
                 if let Some(s) = &svc.sticky {
                     let has_cache_control = server.as_ref().is_some_and(|f| f.has_cache_control);
                     if sticky::edits_server_fields(s, choice.fresh, has_cache_control) {
@@ -293,8 +294,16 @@ async fn route_and_send(
                                 }
                             }
                         }
+                        sticky::write_response(
+                            &mut rp.headers,
+                            s,
+                            choice.idx,
+                            choice.fresh,
+                            app_value,
+                        );
+                    } else {
+                        pin = sticky::pin_fields(s, choice.idx, choice.fresh);
                     }
-                    sticky::write_response(&mut rp.headers, s, choice.idx, choice.fresh, app_value);
                 }
                 let body = match BodyReader::new(conn, framing, keep_alive) {
                     Ok(reader) => ProxyBody::upstream(reader, backend, in_flight),
@@ -308,6 +317,7 @@ async fn route_and_send(
                 return Answer {
                     parts: rp,
                     server,
+                    pin,
                     body,
                 };
             }
@@ -443,7 +453,7 @@ fn hash_key(svc: &Service, h: &RequestHead, ip: std::net::IpAddr) -> Option<Vec<
             std::net::IpAddr::V6(a) => a.octets().to_vec(),
         }),
         HashOn::Header(name) => h.first_value(name).map(<[u8]>::to_vec),
-        HashOn::Cookie(name) => sticky::cookie(h, name).map(|v| v.as_bytes().to_vec()),
+        HashOn::Cookie(name) => sticky::cookie(h, name).map(<[u8]>::to_vec),
     }
 }
 

@@ -14,6 +14,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use tether_balance::Pin;
 use tether_model::{AffinityMode, CookieAttrs};
 
+use crate::answer::PinFields;
 use crate::headers::ReadFields;
 use crate::table::Sticky;
 
@@ -37,24 +38,53 @@ impl RequestPin {
 }
 
 /// Iterate `name=value` pairs over all Cookie fields (a pair without `=` has an empty value).
-fn pairs<H: ReadFields + ?Sized>(h: &H) -> impl Iterator<Item = (&[u8], &[u8])> {
-    h.values("cookie")
-        .flat_map(|v| v.split(|&b| b == b';'))
-        .map(|kv| {
-            let kv = kv.trim_ascii();
-            match kv.iter().position(|&b| b == b'=') {
-                Some(i) => (&kv[..i], &kv[i + 1..]),
-                None => (kv, &[][..]),
-            }
-        })
-        .filter(|(k, _)| !k.is_empty())
+fn pairs<H: ReadFields + ?Sized>(h: &H) -> Pairs<'_, impl Iterator<Item = &[u8]>> {
+    Pairs {
+        values: h.values("cookie"),
+        rest: &[],
+    }
 }
 
-/// The value of cookie `name`, if present (the first, over all Cookie fields).
-pub fn cookie<'a, H: ReadFields + ?Sized>(h: &'a H, name: &str) -> Option<&'a str> {
+/// The pairs of Cookie field values, found by one scan of each value (no iterator adapters: a
+/// request carrying the affinity cookie pays for this on every request).
+struct Pairs<'a, I> {
+    values: I,
+    /// What is left of the value being read.
+    rest: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Pairs<'a, I> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                self.rest = self.values.next()?;
+                continue;
+            }
+            let end = self
+                .rest
+                .iter()
+                .position(|&b| b == b';')
+                .unwrap_or(self.rest.len());
+            let kv = self.rest[..end].trim_ascii();
+            self.rest = self.rest.get(end + 1..).unwrap_or(&[]);
+            let (k, v) = match kv.iter().position(|&b| b == b'=') {
+                Some(i) => (&kv[..i], &kv[i + 1..]),
+                None => (kv, &[][..]),
+            };
+            if !k.is_empty() {
+                return Some((k, v));
+            }
+        }
+    }
+}
+
+/// The value of cookie `name`, if present (the first, over all Cookie fields), as it came.
+pub fn cookie<'a, H: ReadFields + ?Sized>(h: &'a H, name: &str) -> Option<&'a [u8]> {
     pairs(h)
         .find(|(k, _)| *k == name.as_bytes())
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .map(|(_, v)| v)
 }
 
 /// What the server is to get instead of the client's Cookie fields, once Tether's part is out.
@@ -145,7 +175,7 @@ pub fn read_request<H: ReadFields + ?Sized>(h: &H, sticky: &Sticky) -> (RequestP
             (pinned, edit)
         }
         AffinityMode::Prefix { cookie: name } => {
-            let Some(v) = cookie(h, name) else {
+            let Some(v) = cookie(h, name).and_then(|v| std::str::from_utf8(v).ok()) else {
                 return (none(None), CookieEdit::Keep);
             };
             match v.split_once(PREFIX_SEP) {
@@ -171,6 +201,18 @@ pub fn edits_server_fields(sticky: &Sticky, fresh: bool, server_has_cache_contro
     match sticky.policy.mode {
         AffinityMode::Prefix { .. } => true,
         AffinityMode::Cookie(_) => fresh && sticky.policy.nocache && server_has_cache_control,
+    }
+}
+
+/// The fields that pin the response to server `idx`, when [`edits_server_fields`] says the
+/// server's own fields are left as they are (cookie mode); `None` when nothing is to be added.
+pub fn pin_fields(sticky: &Sticky, idx: usize, fresh: bool) -> Option<PinFields> {
+    match &sticky.policy.mode {
+        AffinityMode::Cookie(_) if fresh => Some(PinFields {
+            set_cookie: sticky.set_cookie[idx].clone(),
+            not_cacheable: sticky.policy.nocache,
+        }),
+        _ => None,
     }
 }
 
@@ -259,7 +301,7 @@ fn prefix_set_cookies(h: &mut HeaderMap, name: &str, key: &str) -> bool {
 /// `nocache`: a response that sets the affinity cookie must not be stored by shared caches,
 /// or one user's pin would be served to others.
 fn mark_not_cacheable(h: &mut HeaderMap) {
-    const NOT_SHARED: &str = "private, no-cache=\"set-cookie\"";
+    const NOT_SHARED: &str = PinFields::NOT_SHARED;
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NOT_SHARED));
         return;
@@ -308,6 +350,19 @@ mod tests {
             },
             StickyIndex::new(&key, "web", &[("a", 1), ("b", 1)]),
         )
+    }
+
+    #[test]
+    fn cookie_pairs_are_read_across_fields_and_odd_spacing() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1;;  b=2 ; =x; c".parse().unwrap());
+        h.append(header::COOKIE, "".parse().unwrap());
+        h.append(header::COOKIE, "d=4=4".parse().unwrap());
+        let all: Vec<_> = pairs(&h).collect();
+        let want: [(&[u8], &[u8]); 4] = [(b"a", b"1"), (b"b", b"2"), (b"c", b""), (b"d", b"4=4")];
+        assert_eq!(all, want);
+        assert_eq!(cookie(&h, "d"), Some(&b"4=4"[..]));
+        assert_eq!(cookie(&h, "x"), None);
     }
 
     #[test]
