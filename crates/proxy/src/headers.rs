@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tether_model::file_config::Cidr;
 
@@ -156,6 +158,9 @@ pub struct Peer {
     pub ip: IpAddr,
     /// `ip` as a header value (cloning it is a reference-count increment).
     pub ip_value: HeaderValue,
+    /// The forwarding fields every request of an untrusted peer gets, bar `X-Forwarded-Host`,
+    /// as they are written: `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`.
+    pub untrusted_fields: Bytes,
     /// Its own `X-Forwarded-*` are believed.
     pub trusted: bool,
 }
@@ -163,30 +168,37 @@ pub struct Peer {
 impl Peer {
     pub fn new(addr: std::net::SocketAddr, trusted_proxies: &[Cidr]) -> Peer {
         let ip = addr.ip().to_canonical();
+        let (ip_value, untrusted_fields) = ip_values(ip);
         Peer {
             addr,
             ip,
-            ip_value: ip_value(ip),
+            ip_value,
+            untrusted_fields,
             trusted: is_trusted(ip, trusted_proxies),
         }
     }
 }
 
-/// `ip` as a header value. The last one made on this thread is kept: connections often come
-/// from the same address (a load balancer, NAT, a busy client), and formatting an address costs
-/// more than the rest of setting up a connection's peer.
-fn ip_value(ip: IpAddr) -> HeaderValue {
+/// `ip` as a header value, and [`Peer::untrusted_fields`]. The last ones made on this thread are
+/// kept: connections often come from the same address (a load balancer, NAT, a busy client), and
+/// formatting an address costs more than the rest of setting up a connection's peer.
+fn ip_values(ip: IpAddr) -> (HeaderValue, Bytes) {
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue, Bytes)>> =
             const { std::cell::RefCell::new(None) };
     }
     LAST.with_borrow_mut(|last| match last {
-        Some((at, v)) if *at == ip => v.clone(),
+        Some((at, v, f)) if *at == ip => (v.clone(), f.clone()),
         _ => {
-            let v = HeaderValue::from_str(&ip.to_string())
-                .expect("an IP address is a valid header value");
-            *last = Some((ip, v.clone()));
-            v
+            let text = ip.to_string();
+            let v = HeaderValue::from_str(&text).expect("an IP address is a valid header value");
+            let mut f = Vec::with_capacity(64 + 2 * text.len());
+            crate::fields::put(&mut f, b"x-forwarded-for", text.as_bytes());
+            crate::fields::put(&mut f, b"x-real-ip", text.as_bytes());
+            crate::fields::put(&mut f, b"x-forwarded-proto", b"http");
+            let f = Bytes::from(f);
+            *last = Some((ip, v.clone(), f.clone()));
+            (v, f)
         }
     })
 }
@@ -215,6 +227,8 @@ static UNTRUSTED_DROPPED: [HeaderName; 5] = [
 #[derive(Debug)]
 pub struct Forwarding {
     trusted: bool,
+    /// An untrusted peer's fields, written as one piece ([`Peer::untrusted_fields`]).
+    untrusted_fields: Option<Bytes>,
     forwarded_for: HeaderValue,
     /// `X-Forwarded-Proto` is added.
     proto: bool,
@@ -246,6 +260,7 @@ impl Forwarding {
         if !peer.trusted {
             return Forwarding {
                 trusted: false,
+                untrusted_fields: Some(peer.untrusted_fields.clone()),
                 forwarded_for: ip(),
                 proto: true,
                 real_ip: Some(ip()),
@@ -267,6 +282,7 @@ impl Forwarding {
         }
         Forwarding {
             trusted: true,
+            untrusted_fields: None,
             forwarded_for,
             proto: !h.has_field("x-forwarded-proto"),
             real_ip: (!h.has_field("x-real-ip")).then(ip),
@@ -299,12 +315,16 @@ impl Forwarding {
     /// Append the added fields to a head being written; `host_field`: the request's `Host` value.
     pub fn write(&self, out: &mut Vec<u8>, host_field: Option<&[u8]>) {
         let put = crate::fields::put;
-        put(out, b"x-forwarded-for", self.forwarded_for.as_bytes());
-        if let Some(ip) = &self.real_ip {
-            put(out, b"x-real-ip", ip.as_bytes());
-        }
-        if self.proto {
-            put(out, b"x-forwarded-proto", b"http");
+        if let Some(fields) = &self.untrusted_fields {
+            out.extend_from_slice(fields);
+        } else {
+            put(out, b"x-forwarded-for", self.forwarded_for.as_bytes());
+            if let Some(ip) = &self.real_ip {
+                put(out, b"x-real-ip", ip.as_bytes());
+            }
+            if self.proto {
+                put(out, b"x-forwarded-proto", b"http");
+            }
         }
         match (&self.host, host_field) {
             (AddedHost::Value(v), _) => put(out, b"x-forwarded-host", v.as_bytes()),
@@ -425,6 +445,11 @@ mod tests {
         assert_eq!(a.ip_value, "10.1.2.3");
         assert_eq!(b.ip_value, "10.1.2.3");
         assert_eq!(c.ip_value, "10.1.2.4");
+        assert_eq!(
+            &c.untrusted_fields[..],
+            b"x-forwarded-for: 10.1.2.4\r\nx-real-ip: 10.1.2.4\r\nx-forwarded-proto: http\r\n"
+        );
+        assert_eq!(a.untrusted_fields, b.untrusted_fields);
     }
 
     #[test]
