@@ -175,7 +175,7 @@ enum Next<'t> {
 /// the way takes no room in the request's future.
 fn route<'t>(
     table: &'t RoutingTable,
-    peer: &Peer,
+    peer: &'t Peer,
     ep: usize,
     head: RequestHead,
     body: ClientBody,
@@ -369,7 +369,7 @@ struct Upgrade<'a> {
     svc: &'a Service,
     choice: Choice,
     app_value: Option<String>,
-    forwarding: Forwarding,
+    forwarding: Forwarding<'a>,
 }
 
 impl Upgrade<'_> {
@@ -417,7 +417,12 @@ impl Upgrade<'_> {
 
 /// The request as the server must see it: origin-form HTTP/1.1, no hop-by-hop headers; and the
 /// true forwarding headers it is to carry.
-fn prepare(parts: &mut http::request::Parts, host: &str, peer: &Peer, upgrade: bool) -> Forwarding {
+fn prepare<'p>(
+    parts: &mut http::request::Parts,
+    host: &str,
+    peer: &'p Peer,
+    upgrade: bool,
+) -> Forwarding<'p> {
     if let Some(authority) = parts.uri.authority().cloned() {
         // h2 or absolute-form: the authority becomes the Host header of an origin-form request.
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {

@@ -225,15 +225,16 @@ static UNTRUSTED_DROPPED: [HeaderName; 5] = [
 /// the client's own are left out, and which are added. The request encoder applies it as it
 /// writes the head ([`crate::wire::Outgoing`]); [`Forwarding::apply`] edits a map instead.
 #[derive(Debug)]
-pub struct Forwarding {
-    trusted: bool,
-    /// An untrusted peer's fields, written as one piece ([`Peer::untrusted_fields`]).
-    untrusted_fields: Option<Bytes>,
-    forwarded_for: HeaderValue,
+pub struct Forwarding<'p> {
+    /// Whose forwarding fields these are: an untrusted peer's are written from
+    /// [`Peer::untrusted_fields`] in one piece, nothing copied per request.
+    peer: &'p Peer,
+    /// A trusted proxy's `X-Forwarded-For` with the peer appended; `None`: the peer's address.
+    extended_for: Option<HeaderValue>,
     /// `X-Forwarded-Proto` is added.
     proto: bool,
-    /// `X-Real-IP` is added (the peer's address).
-    real_ip: Option<HeaderValue>,
+    /// `X-Real-IP` (the peer's address) is added.
+    real_ip: bool,
     host: AddedHost,
 }
 
@@ -246,10 +247,13 @@ enum AddedHost {
     Value(HeaderValue),
 }
 
-impl Forwarding {
+impl<'p> Forwarding<'p> {
     /// The forwarding headers for a request with fields `h` from `peer`.
-    pub fn new<H: ReadFields + ?Sized>(h: &H, peer: &Peer, host: ForwardedHost<'_>) -> Forwarding {
-        let ip = || peer.ip_value.clone();
+    pub fn new<H: ReadFields + ?Sized>(
+        h: &H,
+        peer: &'p Peer,
+        host: ForwardedHost<'_>,
+    ) -> Forwarding<'p> {
         let mut added_host = match host {
             ForwardedHost::HostHeader => AddedHost::HostField,
             ForwardedHost::Name(n) if !n.is_empty() => {
@@ -259,11 +263,10 @@ impl Forwarding {
         };
         if !peer.trusted {
             return Forwarding {
-                trusted: false,
-                untrusted_fields: Some(peer.untrusted_fields.clone()),
-                forwarded_for: ip(),
+                peer,
+                extended_for: None,
                 proto: true,
-                real_ip: Some(ip()),
+                real_ip: true,
                 host: added_host,
             };
         }
@@ -271,28 +274,23 @@ impl Forwarding {
             .first_value("x-forwarded-for")
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|v| !v.trim().is_empty());
-        let forwarded_for = match prior {
-            Some(prior) => {
-                HeaderValue::from_str(&format!("{prior}, {}", peer.ip)).unwrap_or_else(|_| ip())
-            }
-            None => ip(),
-        };
+        let extended_for =
+            prior.and_then(|prior| HeaderValue::from_str(&format!("{prior}, {}", peer.ip)).ok());
         if h.has_field("x-forwarded-host") {
             added_host = AddedHost::None;
         }
         Forwarding {
-            trusted: true,
-            untrusted_fields: None,
-            forwarded_for,
+            peer,
+            extended_for,
             proto: !h.has_field("x-forwarded-proto"),
-            real_ip: (!h.has_field("x-real-ip")).then(ip),
+            real_ip: !h.has_field("x-real-ip"),
             host: added_host,
         }
     }
 
     /// Is the client a trusted proxy (its own forwarding fields kept, but `X-Forwarded-For`)?
     pub fn is_trusted(&self) -> bool {
-        self.trusted
+        self.peer.trusted
     }
 
     /// Is the client's own header `name` left out?
@@ -305,7 +303,7 @@ impl Forwarding {
     }
 
     fn dropped(&self) -> &'static [HeaderName] {
-        if self.trusted {
+        if self.peer.trusted {
             &TRUSTED_DROPPED
         } else {
             &UNTRUSTED_DROPPED
@@ -315,12 +313,14 @@ impl Forwarding {
     /// Append the added fields to a head being written; `host_field`: the request's `Host` value.
     pub fn write(&self, out: &mut Vec<u8>, host_field: Option<&[u8]>) {
         let put = crate::fields::put;
-        if let Some(fields) = &self.untrusted_fields {
-            out.extend_from_slice(fields);
+        if !self.peer.trusted {
+            out.extend_from_slice(&self.peer.untrusted_fields);
         } else {
-            put(out, b"x-forwarded-for", self.forwarded_for.as_bytes());
-            if let Some(ip) = &self.real_ip {
-                put(out, b"x-real-ip", ip.as_bytes());
+            let ip = self.peer.ip_value.as_bytes();
+            let forwarded_for = self.extended_for.as_ref().map_or(ip, HeaderValue::as_bytes);
+            put(out, b"x-forwarded-for", forwarded_for);
+            if self.real_ip {
+                put(out, b"x-real-ip", ip);
             }
             if self.proto {
                 put(out, b"x-forwarded-proto", b"http");
@@ -343,9 +343,13 @@ impl Forwarding {
             AddedHost::HostField => first(h, &header::HOST).cloned(),
             AddedHost::Value(v) => Some(v),
         };
-        h.insert(X_FORWARDED_FOR, self.forwarded_for);
-        if let Some(ip) = self.real_ip {
-            h.insert(X_REAL_IP, ip);
+        let ip = &self.peer.ip_value;
+        h.insert(
+            X_FORWARDED_FOR,
+            self.extended_for.unwrap_or_else(|| ip.clone()),
+        );
+        if self.real_ip {
+            h.insert(X_REAL_IP, ip.clone());
         }
         if self.proto {
             h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
