@@ -31,13 +31,17 @@ pub enum FileError {
     },
     #[error("{}", .errors.render(.path))]
     Invalid { path: String, errors: ConfigErrors },
+    /// Empty or blank: most likely truncated mid-save (the write that follows brings another
+    /// change). An empty table would drop every route, so it is refused like an invalid file.
+    #[error("{path}: the file is empty (truncated while being saved?); keeping the last good configuration")]
+    Empty { path: String },
 }
 
 impl FileError {
     /// One message per problem, each naming the file and line.
     pub fn messages(&self) -> Vec<String> {
         match self {
-            FileError::Read { .. } => vec![self.to_string()],
+            FileError::Read { .. } | FileError::Empty { .. } => vec![self.to_string()],
             FileError::Invalid { path, errors } => {
                 errors.render(path).lines().map(str::to_string).collect()
             }
@@ -166,9 +170,16 @@ impl FileWatch {
                 .as_ref()
                 .is_some_and(|b| b.iter().all(u8::is_ascii_whitespace))
             {
-                // Truncated mid-save: an empty table would drop every route. The write that
-                // follows brings another event.
-                tracing::warn!(path = %self.path.display(), "configuration file is empty: keeping the last good configuration");
+                // Reported like an invalid file (logged, shown in the status), never applied.
+                // Remembered as read, so that the write that follows is applied even when it
+                // brings back the same content.
+                self.last = now;
+                let empty = FileError::Empty {
+                    path: self.path.display().to_string(),
+                };
+                if tx.send(Err(empty)).await.is_err() {
+                    return;
+                }
                 continue;
             }
             // Parsing a large file takes milliseconds: not on a serving thread.

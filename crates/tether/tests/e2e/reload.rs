@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_testkit::{wait_until, Backend, Client};
+use tether_testkit::{wait_for, wait_until, Backend, Client};
 
 use crate::support::{servers, Proxy, KEY, WEB};
 
@@ -151,19 +151,35 @@ async fn a_file_truncated_mid_save_does_not_empty_the_table() {
     let good_version = p.version();
     let swaps = p.instance.control.status().swaps;
     p.write("");
-    // Absence cannot be awaited: give the watcher several settle windows to (wrongly) apply it.
-    let deadline = Instant::now() + Duration::from_millis(400);
+    // The empty file is refused like an invalid one: reported in the status, never applied.
+    wait_for(
+        "the empty file reported",
+        Duration::from_secs(5),
+        || async {
+            p.instance
+                .control
+                .status()
+                .errors
+                .get("file")
+                .is_some_and(|e| e.iter().any(|m| m.contains("the file is empty")))
+        },
+    )
+    .await;
     let mut c = p.client();
-    while Instant::now() < deadline {
-        assert_eq!(c.get("/stable1").await.unwrap().status, 200);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(c.get("/stable1").await.unwrap().status, 200);
     assert_eq!(p.version(), good_version);
     assert_eq!(
         p.instance.control.status().swaps,
         swaps,
         "nothing was applied"
     );
+    // The save completes with the same content as before: applied again, the report cleared.
+    p.write(&config(&[&a], 1));
+    wait_for("the report cleared", Duration::from_secs(5), || async {
+        p.instance.control.status().errors.is_empty()
+    })
+    .await;
+    assert_eq!(p.version(), good_version);
     p.reload(&config(&[&a], 2)).await;
     assert_eq!(c.get("/extra-1/").await.unwrap().status, 200);
 }
