@@ -3,7 +3,8 @@
 //! it rather than copies), or not at all: a server's response fields are written through to an
 //! HTTP/1.1 client from these positions ([`Fields::write`]), leaving out the ones marked dropped
 //! (hop-by-hop). Used for request heads ([`crate::front`]) and response heads ([`crate::wire`]).
-//! The positions of a usual head's fields are kept on the stack, a long head's on the heap.
+//! The positions are kept in one allocation of exactly the head's field count: nothing is zeroed
+//! or copied for room a head does not use, and moving [`Fields`] moves three words and a mask.
 //! Written: [`put`].
 
 use std::ops::Range;
@@ -11,8 +12,6 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-/// Fields whose positions are kept on the stack.
-const INLINE: usize = 24;
 /// Fields that can be marked dropped (heads with more are refused before they get here).
 pub const MAX_FIELDS: usize = 128;
 
@@ -131,9 +130,7 @@ pub fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// The positions of each field's name and value in a head.
 #[derive(Debug)]
 pub struct Fields {
-    inline: [(Span, Span); INLINE],
-    heap: Vec<(Span, Span)>,
-    len: usize,
+    spans: Vec<(Span, Span)>,
     /// Field `i` in it: left out of [`Fields::write`] and [`Fields::to_map`].
     dropped: Mask,
 }
@@ -152,12 +149,10 @@ pub enum Refused {
 }
 
 impl Fields {
-    /// Room for a head's fields; [`Fields::record`] fills it in place (no copy of the positions).
+    /// No fields (nothing allocated); [`Fields::record`] fills it.
     pub fn new() -> Fields {
         Fields {
-            inline: [((0, 0), (0, 0)); INLINE],
-            heap: Vec::new(),
-            len: 0,
+            spans: Vec::new(),
             dropped: Mask::NONE,
         }
     }
@@ -166,23 +161,14 @@ impl Fields {
     pub fn record(&mut self, head: &[u8], headers: &[httparse::Header<'_>]) {
         debug_assert!(headers.len() <= MAX_FIELDS);
         let at = |h: &httparse::Header<'_>| (span(head, h.name.as_bytes()), span(head, h.value));
-        self.len = headers.len();
         self.dropped = Mask::NONE;
-        if headers.len() <= INLINE {
-            for (slot, h) in self.inline.iter_mut().zip(headers) {
-                *slot = at(h);
-            }
-        } else {
-            self.heap = headers.iter().map(at).collect();
-        }
+        self.spans.clear();
+        self.spans.reserve_exact(headers.len());
+        self.spans.extend(headers.iter().map(at));
     }
 
     fn spans(&self) -> &[(Span, Span)] {
-        if self.len <= INLINE {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
-        }
+        &self.spans
     }
 
     /// Each field's name and value, as slices of `head` (the bytes the positions were taken in),
@@ -244,7 +230,7 @@ impl Fields {
     /// The header map of the fields not dropped, its values slices of `head` (the bytes the
     /// positions were taken in).
     pub fn to_map(&self, head: &Bytes) -> Result<HeaderMap, Refused> {
-        let mut map = HeaderMap::with_capacity(self.len);
+        let mut map = HeaderMap::with_capacity(self.spans.len());
         for &(name, value) in self.kept() {
             let name = HeaderName::from_bytes(&head[range(name)]).map_err(|_| Refused::Name)?;
             let value = HeaderValue::from_maybe_shared(head.slice(range(value)))
@@ -280,15 +266,15 @@ mod tests {
     #[test]
     fn long_heads_keep_every_field() {
         let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..INLINE + 8 {
+        for i in 0..40 {
             raw.extend_from_slice(format!("x-{i}: {i}\r\n").as_bytes());
         }
         raw.extend_from_slice(b"\r\n");
         let raw: &'static [u8] = raw.leak();
         let (f, head) = fields_of(raw);
         let map = f.to_map(&head).unwrap();
-        assert_eq!(map.len(), INLINE + 8);
-        assert_eq!(map["x-31"], "31");
+        assert_eq!(map.len(), 40);
+        assert_eq!(map["x-39"], "39");
     }
 
     #[test]

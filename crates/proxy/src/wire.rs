@@ -248,8 +248,7 @@ pub struct Head {
 #[derive(Debug)]
 pub struct ServerFields {
     head: Bytes,
-    /// Boxed: a response's future moves its head several times, and the positions are large.
-    fields: Box<Fields>,
+    fields: Fields,
     /// The Content-Length passed on, if any.
     pub content_length: Option<u64>,
     pub has_date: bool,
@@ -478,7 +477,7 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireErr
         parts,
         fields: ServerFields {
             head,
-            fields: Box::new(fields),
+            fields,
             content_length: said.passed_length,
             has_date: said.has_date,
             has_cache_control: said.has_cache_control,
