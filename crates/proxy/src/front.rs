@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 use hyper::body::Body;
+use tether_balance::state::now_ms;
 use tokio::io::AsyncWriteExt;
 
 use crate::answer::{Answer, PinFields};
@@ -481,16 +482,22 @@ enum Framing {
     UntilClose,
 }
 
-/// Hand the current time as an HTTP date to `with`, formatted once a second per thread.
+/// Hand the current time as an HTTP date to `with`, formatted once a second per thread. Between
+/// formats only the coarse monotonic clock is read ([`now_ms`]): the text stands until the wall
+/// clock's next second, as that clock counts it (a coarse tick late at most).
 fn http_date(with: impl FnOnce(&[u8])) {
     thread_local! {
+        /// The date's text and the [`now_ms`] at which the wall clock passes to the next second.
         static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with_borrow_mut(|(at, text)| {
-        if *at != secs || text.is_empty() {
-            *at = secs;
+    CACHED.with_borrow_mut(|(until_ms, text)| {
+        let mono = now_ms();
+        if mono >= *until_ms || text.is_empty() {
+            let now = SystemTime::now();
+            let into_second = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_millis()));
+            *until_ms = mono + (1000 - into_second);
             *text = httpdate::fmt_http_date(now);
         }
         with(text.as_bytes());

@@ -231,3 +231,23 @@ async fn responses_are_delimited_dated_and_say_when_the_connection_closes() {
     assert!(w.starts_with("HTTP/1.1 299 Fine Enough\r\n"), "{w}");
     assert!(w.contains("\r\ncontent-length: 0\r\n"), "{w}");
 }
+
+#[test]
+fn the_date_is_the_wall_clocks_to_the_second() {
+    for _ in 0..3 {
+        let mut text = Vec::new();
+        http_date(|d| text.extend_from_slice(d));
+        let date = httpdate::parse_http_date(std::str::from_utf8(&text).unwrap()).unwrap();
+        let now = std::time::SystemTime::now();
+        let behind = now.duration_since(date).unwrap_or_default();
+        // Whole seconds: up to one second behind, plus the coarse clock's tick.
+        assert!(
+            behind < std::time::Duration::from_millis(1100),
+            "{behind:?} behind"
+        );
+        assert!(
+            date <= now + std::time::Duration::from_millis(50),
+            "ahead of the clock"
+        );
+    }
+}
