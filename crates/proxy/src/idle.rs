@@ -320,10 +320,12 @@ impl Tracked {
         self.replayed = first;
     }
 
-    /// Resolves when a read would find something (replayed bytes, data, or the end).
+    /// Resolves when a read would find something (replayed bytes, data, or the end). Waits in
+    /// the stream's single reader slot, as a read does (the connection's task is its only
+    /// reader), rather than in the list `TcpStream::readable` keeps for any number of waiters.
     pub async fn readable(&self) -> io::Result<()> {
         if self.replayed.is_empty() {
-            self.inner.readable().await?;
+            std::future::poll_fn(|cx| self.inner.poll_read_ready(cx)).await?;
         }
         Ok(())
     }
