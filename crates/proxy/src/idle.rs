@@ -122,37 +122,39 @@ impl Activity {
         self.phase.load(Relaxed) == IDLE
     }
 
-    /// Resolves when the [`Watchdog`] watching this connection finds that it overstayed its
-    /// phase's limit.
-    pub async fn expired(&self) {
-        self.signalled(EXPIRED).await;
-    }
-
-    /// Resolves when the server shuts down.
-    pub async fn stopping(&self) {
-        self.signalled(STOP).await;
-    }
-
     /// Is the server shutting down?
     pub fn is_stopping(&self) -> bool {
         self.signals.load(Relaxed) & STOP != 0
     }
 
-    async fn signalled(&self, signal: u8) {
-        poll_fn(|cx| self.poll_signal(signal, cx)).await
+    /// Resolves when the connection overstayed its phase ([`Ending::Expired`]) or the server shuts
+    /// down ([`Ending::Stopping`]; expiry wins if both are set): one future for both, so that a
+    /// connection's task checks its signals once per wake-up.
+    pub async fn ending(&self) -> Ending {
+        let s = self.signalled(EXPIRED | STOP).await;
+        if s & EXPIRED != 0 {
+            Ending::Expired
+        } else {
+            Ending::Stopping
+        }
     }
 
-    /// Ready once `signal` is set.
-    fn poll_signal(&self, signal: u8, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signals.load(Relaxed) & signal != 0 {
-            return Poll::Ready(());
+    /// The signals among `wanted` once any is set.
+    async fn signalled(&self, wanted: u8) -> u8 {
+        poll_fn(|cx| self.poll_signal(wanted, cx)).await
+    }
+
+    /// Ready with the signals among `wanted` once any is set.
+    fn poll_signal(&self, wanted: u8, cx: &mut Context<'_>) -> Poll<u8> {
+        let set = self.signals.load(Relaxed) & wanted;
+        if set != 0 {
+            return Poll::Ready(set);
         }
         // Every future of a connection is polled by its one task: one waker serves them all.
         self.waker.register(cx.waker());
-        if self.signals.load(Relaxed) & signal != 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        match self.signals.load(Relaxed) & wanted {
+            0 => Poll::Pending,
+            set => Poll::Ready(set),
         }
     }
 
@@ -177,6 +179,15 @@ impl Activity {
         let by = self.respond_by_ms.load(Relaxed);
         by != 0 && now >= by && self.signals.load(Relaxed) & LATE == 0
     }
+}
+
+/// Why a connection is to end (see [`Activity::ending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It overstayed its phase's limit: close it now.
+    Expired,
+    /// The server shuts down: close it once its request in flight (if any) is answered.
+    Stopping,
 }
 
 /// [`Activity`] signals.
@@ -434,13 +445,21 @@ mod tests {
             "only the busy one stays listed"
         );
         // The connection's task is woken.
-        let woken = tokio::time::timeout(Duration::from_secs(5), reading.expired()).await;
-        assert!(woken.is_ok());
+        let woken = tokio::time::timeout(Duration::from_secs(5), reading.ending()).await;
+        assert_eq!(woken.ok(), Some(Ending::Expired));
         assert!(!busy.is_stopping());
         dog.stop();
         assert!(
             busy.is_stopping(),
             "shutdown reaches the connections watched"
+        );
+        let told = tokio::time::timeout(Duration::from_secs(5), busy.ending()).await;
+        assert_eq!(told.ok(), Some(Ending::Stopping));
+        let both = tokio::time::timeout(Duration::from_secs(5), reading.ending()).await;
+        assert_eq!(
+            both.ok(),
+            Some(Ending::Expired),
+            "expiry wins over shutdown"
         );
         let late = Activity::new();
         dog.watch(&late);

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::front::{Ended, Front};
 use crate::handler::{self, Shared};
-use crate::idle::{Activity, Tracked, Watchdog};
+use crate::idle::{Activity, Ending, Tracked, Watchdog};
 use crate::sniff::{sniff, Protocol};
 use crate::{ProxyConfig, TableStore};
 
@@ -135,8 +135,7 @@ async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<C
             Ok(Some(first)) => first,
             _ => return,
         },
-        _ = activity.expired() => return,
-        _ = activity.stopping() => return,
+        _ = activity.ending() => return,
     };
     let (protocol, first) = first;
     let peer = crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies);
@@ -226,10 +225,14 @@ impl Watch<'_> {
     /// within the drain period. `None` if the connection was closed from here.
     async fn drive_front<C: Future>(&self, conn: C) -> Option<C::Output> {
         tokio::pin!(conn);
+        // Biased, the connection first: no random draw per wake-up, and a response that is
+        // ready goes out before a signal is looked at.
         tokio::select! {
+            biased;
             out = conn.as_mut() => return Some(out),
-            _ = self.activity.expired() => return None,
-            _ = self.activity.stopping() => {}
+            ending = self.activity.ending() => if ending == Ending::Expired {
+                return None;
+            },
         }
         // Boxed: only at shutdown, and its timers would take room in every connection's task.
         Box::pin(self.drain_front(conn.as_mut())).await
@@ -251,12 +254,12 @@ impl Watch<'_> {
     async fn drive<C: Future>(self, conn: C, graceful: impl FnOnce(Pin<&mut C>)) {
         tokio::pin!(conn);
         tokio::select! {
+            biased;
             _ = conn.as_mut() => {}
-            _ = self.activity.expired() => {}
-            _ = self.activity.stopping() => {
+            ending = self.activity.ending() => if ending == Ending::Stopping {
                 graceful(conn.as_mut());
                 let _ = tokio::time::timeout(self.drain, conn).await;
-            }
+            },
         }
     }
 }
