@@ -78,9 +78,9 @@ pub enum Known {
 }
 
 /// Which known field `name` (any case) is. Names are told apart by length first, so most fields
-/// cost one or two comparisons.
+/// cost one or two comparisons, eight bytes at a time ([`same_name`]).
 pub fn known(name: &[u8]) -> Known {
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let is = |n: &str| same_name(name, n.as_bytes());
     match name.len() {
         2 if is("te") => Known::HopByHop,
         4 if is("host") => Known::Host,
@@ -103,6 +103,27 @@ pub fn known(name: &[u8]) -> Known {
         19 if is("proxy-authorization") => Known::HopByHop,
         _ => Known::Other,
     }
+}
+
+/// Is `name` `lower` in any case? `lower` holds only lowercase letters and `-`; `name` may hold any
+/// byte but CR (a field name, or an element of a field's value: `httparse` lets no CR through).
+/// Setting bit 5 lowercases a letter, and maps no byte but a letter's two cases onto a letter, nor
+/// any but `-` and CR onto `-`: so a word of eight bytes is compared at once.
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = u64::from_ne_bytes([0x20; 8]);
+    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
+    if name.len() != lower.len() {
+        return false;
+    }
+    let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("a chunk of eight"));
+    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
+    if !(&mut a).zip(&mut b).all(|(x, y)| word(x) | CASE == word(y)) {
+        return false;
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(&x, &y)| x | 0x20 == y)
 }
 
 /// Start and end of a slice of a head.
@@ -251,6 +272,31 @@ mod tests {
         let mut fields = Fields::new();
         fields.record(raw, req.headers);
         (fields, Bytes::from_static(raw))
+    }
+
+    #[test]
+    fn names_are_known_in_any_case_and_nothing_else_passes_for_them() {
+        assert_eq!(known(b"Content-Length"), Known::ContentLength);
+        assert_eq!(known(b"X-FORWARDED-PROTO"), Known::Forwarding);
+        assert_eq!(known(b"tE"), Known::HopByHop);
+        assert_eq!(known(b"Content-Lengtx"), Known::Other);
+        assert_eq!(known(b"Content_Length"), Known::Other);
+        // Every byte against every letter and `-`: bit 5 confuses none but a letter's cases
+        // (and CR with `-`, which no name or value holds).
+        for l in (b'a'..=b'z').chain([b'-']) {
+            for c in 0..=255u8 {
+                if c == b'\r' {
+                    continue;
+                }
+                let want = c.eq_ignore_ascii_case(&l);
+                assert_eq!(same_name(&[c], &[l]), want, "{c:#x} against {}", l as char);
+                let long = [c, b'a', b'b', b'c', b'd', b'e', b'f', b'g', b'h'];
+                assert_eq!(
+                    same_name(&long, &[l, b'a', b'b', b'c', b'd', b'e', b'f', b'g', b'h']),
+                    want
+                );
+            }
+        }
     }
 
     #[test]
