@@ -24,7 +24,6 @@ use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 use hyper::body::Body;
 use tether_balance::state::now_ms;
-use tokio::io::AsyncWriteExt;
 
 use crate::answer::{Answer, PinFields};
 use crate::body::{ClientBody, ProxyBody};
@@ -442,18 +441,18 @@ fn gather(reply: &mut Reply, sent: &mut u64, cx: &mut std::task::Context<'_>) ->
 /// Write the reply's head and its body; true if the connection may carry another request.
 async fn send(io: &mut Tracked, reply: &mut Reply) -> bool {
     if reply.framing == Framing::None {
-        return io.write_all(&reply.out).await.is_ok() && reply.keep_alive;
+        return io.write_whole(&reply.out).await.is_ok() && reply.keep_alive;
     }
     let mut sent = 0u64;
     loop {
         match poll_fn(|cx| gather(reply, &mut sent, cx)).await {
             Step::End => break,
             Step::Broken => {
-                let _ = io.write_all(&reply.out).await;
+                let _ = io.write_whole(&reply.out).await;
                 return false;
             }
             Step::Flush => {
-                if io.write_all(&reply.out).await.is_err() {
+                if io.write_whole(&reply.out).await.is_err() {
                     return false;
                 }
                 reply.out.clear();
@@ -463,7 +462,7 @@ async fn send(io: &mut Tracked, reply: &mut Reply) -> bool {
     if reply.framing == Framing::Chunked {
         reply.out.extend_from_slice(chunked::LAST_CHUNK);
     }
-    if io.write_all(&reply.out).await.is_err() {
+    if io.write_whole(&reply.out).await.is_err() {
         return false;
     }
     match reply.framing {

@@ -341,6 +341,12 @@ impl Tracked {
         Ok(())
     }
 
+    /// Write all of `bytes` (see [`crate::wire::write_whole`]).
+    pub async fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.before_write();
+        crate::wire::write_whole(&mut self.inner, bytes).await
+    }
+
     fn before_write(&mut self) {
         if self.writes < 2 {
             if self.writes == 1 {

@@ -82,15 +82,11 @@ impl Conn {
         if !self.buf.is_empty() {
             return false;
         }
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+        // Without a readiness event since the last read came up short, `try_read` answers
+        // WouldBlock without a system call; after one, the read tells an end or stray bytes
+        // from a spurious wake-up (WouldBlock, which clears the readiness).
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// The raw stream, for a connection handed over whole (not pooled).
@@ -270,11 +266,26 @@ impl ServerFields {
     }
 }
 
+/// Write all of `bytes` to `io`: first straight away (`try_write`, a socket's usual state being
+/// writable: no waker, no budget, no readiness poll), then, for what did not fit, as `write_all`
+/// does, waiting for room.
+pub async fn write_whole(io: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+    let rest = match io.try_write(bytes) {
+        Ok(n) if n == bytes.len() => return Ok(()),
+        Ok(n) => &bytes[n..],
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => bytes,
+        Err(e) => return Err(e),
+    };
+    io.write_all(rest).await
+}
+
 /// Send `req` on `conn` and read the response head. A server that answers before taking the
 /// whole request body gets its answer relayed, and the connection is not reused.
 pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireError> {
     let Conn { io, buf } = conn;
-    io.write_all(&req.head).await.map_err(WireError::Unsent)?;
+    write_whole(io, &req.head)
+        .await
+        .map_err(WireError::Unsent)?;
     match req.body.take() {
         None => read_head(io, buf, req.is_head).await,
         // Boxed: the two futures side by side would take room in every request's future.
