@@ -168,7 +168,8 @@ struct Routed<'t> {
 enum Next<'t> {
     Send(Routed<'t>),
     Upgrade(Upgrade<'t>, Box<http::request::Parts>, ClientBody),
-    Answer(Answer),
+    /// Boxed: a refusal is the rare case, and an answer is large.
+    Answer(Box<Answer>),
 }
 
 /// Route the request, read its pin, pick its server and encode it. Not async: what it needs on
@@ -190,7 +191,9 @@ fn route<'t>(
         })
     });
     let Some(route) = found else {
-        return Next::Answer(error(StatusCode::NOT_FOUND, "no route matches this request").into());
+        return Next::Answer(Box::new(
+            error(StatusCode::NOT_FOUND, "no route matches this request").into(),
+        ));
     };
     let svc = &table.services[route.service];
     let (pin, cookie) = match &svc.sticky {
@@ -200,7 +203,7 @@ fn route<'t>(
     let key = hash_key(svc, &head, peer.ip);
     let choice = match choose(svc, pin.pin, key.as_deref(), &[]) {
         Ok(c) => c,
-        Err(r) => return Next::Answer(refusal(svc, r).into()),
+        Err(r) => return Next::Answer(Box::new(refusal(svc, r).into())),
     };
     let app_value = pin.app_value;
     let out = match head {
@@ -257,7 +260,7 @@ async fn route_and_send(
         mut out,
     } = match route(table, peer, ep, head, body, host) {
         Next::Send(r) => r,
-        Next::Answer(a) => return a,
+        Next::Answer(a) => return *a,
         // Boxed: rare, and its future would otherwise take room in every request's.
         Next::Upgrade(up, parts, body) => return Box::pin(up.forward(*parts, body, *t)).await,
     };
