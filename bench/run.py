@@ -7,6 +7,9 @@ For every run it records requests/s, p50/p99 latency (wrk --latency), the proxy'
 request (utime + stime of its processes from /proc/PID/stat, not whole-core busy time; the user
 part, time spent in its own code, also apart) and its peak RSS (VmHWM). It prints medians with
 their spread and ratios Tether/HAProxy and Tether/NGINX, and writes a JSON file and a PNG chart.
+Before each round it measures the machine itself (wrk straight to a backend) and says when that
+baseline drifted by more than 15% during the run: on a shared VM the paired ratios then remain
+the figures to go by.
 
 Run it through bench/run.sh, which installs the tools and builds Tether first.
 """
@@ -221,6 +224,31 @@ def wrk(port, sc, duration, load_cores, cookie=None):
     return parse_wrk(out)
 
 
+def baseline(args):
+    """The machine's own speed this round: wrk (on the proxy's core) straight to backend a (on the
+    load core), the proxies' usual load without a proxy. Its spread across the rounds tells how
+    much the VM itself drifted during the run."""
+    sc = dict(path="/", threads=1, conns=50)
+    return wrk(BACKENDS[0], sc, args.baseline, args.proxy_core)["rps"]
+
+
+NOISY = 1.15
+
+
+def baseline_note(rps):
+    """A line on the machine's drift during the run, from the baseline of each round."""
+    if not rps:
+        return ""
+    lo, hi, med = min(rps), max(rps), statistics.median(rps)
+    spread = hi / lo if lo else float("inf")
+    line = (f"Machine baseline (wrk straight to a backend, each round): median {med:,.0f} req/s "
+            f"({lo:,.0f}–{hi:,.0f}), spread {spread:.2f}×.")
+    if spread > NOISY:
+        line += (f" Over {NOISY:.2f}×: the machine itself drifted during this run; compare the"
+                 " paired ratios, and not these figures with another run's.")
+    return line
+
+
 def one_run(name, scen, sc, args, bins, tmp):
     two = sc["workers"] > 1
     cores = "0,1" if two else args.proxy_core
@@ -359,6 +387,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5, help="seconds measured per run")
     ap.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
+    ap.add_argument("--baseline", type=int, default=2,
+                    help="seconds of wrk straight to a backend before each round (0: none)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--proxies", default=",".join(PROXIES))
     ap.add_argument("--proxy-core", default="0")
@@ -379,10 +409,14 @@ def main():
                                   f"127.0.0.1:{port}", name])
                 for port, name in zip(BACKENDS, "ab")]
     runs = {s: {p: [] for p in proxies} for s in scens}
+    base = []
     try:
         for port in BACKENDS:
             wait_port(port)
         for rnd in range(args.rounds):
+            if args.baseline > 0:
+                base.append(baseline(args))
+                log(f"round {rnd + 1}/{args.rounds} baseline          {base[-1]:>9,.0f} req/s")
             for s in scens:
                 for p in proxies:
                     r = one_run(p, s, SCENARIOS[s], args, bins, tmp)
@@ -405,11 +439,13 @@ def main():
     pr = paired(runs, proxies)
     result = dict(when=stamp, rounds=args.rounds, duration_s=args.duration, versions=versions,
                   cores=dict(proxy=args.proxy_core, load=args.load_core), runs=runs,
-                  summary=summary, paired=pr)
+                  summary=summary, paired=pr, baseline_rps=base)
     jpath = os.path.join(args.out, "results.json")
     with open(jpath, "w") as f:
         json.dump(result, f, indent=1)
     md = table(summary, proxies)
+    if base:
+        md = baseline_note(base) + "\n\n" + md
     if pr:
         md += "\n\nTether's figure over the other's in the same round (median of the rounds, min–max):\n\n"
         md += paired_table(pr)
