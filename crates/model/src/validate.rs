@@ -1,7 +1,7 @@
 //! Checks every provider's declarations go through, whatever their source. Each error names the
 //! field at fault (`services.web.servers[1].weight`) so a provider can point at its own input.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use crate::decl::{AffinityMode, HashOn, RouteDecl, ServiceDecl};
 
@@ -52,7 +52,7 @@ pub fn service(svc: &ServiceDecl) -> Vec<ValidationError> {
             "a name may hold letters, digits, '-', '_', '.' and '@'",
         ));
     }
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for (i, s) in svc.servers.iter().enumerate() {
         if !names.insert(s.name.as_str()) {
             errs.push(ValidationError::new(
@@ -93,7 +93,8 @@ pub fn service(svc: &ServiceDecl) -> Vec<ValidationError> {
 /// Check a whole set: unique names and routes that point at existing services.
 pub fn set(services: &[ServiceDecl], routes: &[RouteDecl]) -> Vec<ValidationError> {
     let mut errs = Vec::new();
-    let mut svc_names = HashSet::new();
+    // Fx-hashed: a table of 10,000 routes checks 11,000 names on every reload.
+    let mut svc_names = HashSet::with_capacity_and_hasher(services.len(), Default::default());
     for s in services {
         if !svc_names.insert(s.name.as_str()) {
             errs.push(ValidationError::new(
@@ -103,7 +104,7 @@ pub fn set(services: &[ServiceDecl], routes: &[RouteDecl]) -> Vec<ValidationErro
         }
         errs.extend(service(s));
     }
-    let mut route_names = HashSet::new();
+    let mut route_names = HashSet::with_capacity_and_hasher(routes.len(), Default::default());
     for r in routes {
         // Named only when there is something to say: a valid route costs no allocation.
         let base = || format!("routes.{}", r.name);

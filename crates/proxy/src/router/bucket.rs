@@ -15,8 +15,8 @@ const SCAN_MAX: usize = 8;
 pub struct Bucket {
     /// Routes whose rules require no path prefix (all routes when not indexed), best first.
     scan: Box<[u32]>,
-    /// Routes by required prefix, each list best first.
-    by_prefix: HashMap<Box<str>, Box<[u32]>>,
+    /// Routes by required prefix, each list best first (kept as built: no second map).
+    by_prefix: HashMap<Box<str>, Vec<u32>>,
     /// The distinct lengths of the keys of `by_prefix`, ascending.
     lengths: Box<[usize]>,
 }
@@ -53,10 +53,7 @@ impl Bucket {
         lengths.dedup();
         Bucket {
             scan: scan.into(),
-            by_prefix: by_prefix
-                .into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect(),
+            by_prefix,
             lengths: lengths.into(),
         }
     }
