@@ -5,15 +5,40 @@
 
 pub mod key;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tether_balance::AffinityKey;
-use tether_model::{ProviderUpdate, ValidationError};
+use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
 use tether_proxy::table::CompileInput;
 use tether_proxy::{compile, Registry, RoutingTable, TableStore};
+
+/// Every provider's services and routes, in provider order. Borrowed when one provider declares
+/// them all (a file, or the engine, alone): a reload of 10,000 routes then copies none of them.
+fn merged(
+    providers: &BTreeMap<String, Arc<ProviderUpdate>>,
+) -> (Cow<'_, [ServiceDecl]>, Cow<'_, [RouteDecl]>) {
+    let mut declaring = providers
+        .values()
+        .filter(|u| !u.services.is_empty() || !u.routes.is_empty());
+    match (declaring.next(), declaring.next()) {
+        (None, _) => (Cow::Borrowed(&[]), Cow::Borrowed(&[])),
+        (Some(one), None) => (Cow::Borrowed(&one.services), Cow::Borrowed(&one.routes)),
+        (Some(_), Some(_)) => (
+            providers
+                .values()
+                .flat_map(|u| u.services.iter().cloned())
+                .collect(),
+            providers
+                .values()
+                .flat_map(|u| u.routes.iter().cloned())
+                .collect(),
+        ),
+    }
+}
 
 /// A configuration change that was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -112,14 +137,7 @@ impl Control {
         let provider = update.provider.clone();
         let mut candidate = state.providers.clone();
         candidate.insert(provider.clone(), Arc::new(update));
-        let services: Vec<_> = candidate
-            .values()
-            .flat_map(|u| u.services.iter().cloned())
-            .collect();
-        let routes: Vec<_> = candidate
-            .values()
-            .flat_map(|u| u.routes.iter().cloned())
-            .collect();
+        let (services, routes) = merged(&candidate);
         let digest = tether_proxy::table::version(&services, &routes);
         if digest == self.store.load().version {
             // Nothing the data plane sees changed (a network event, say): no swap.
@@ -183,5 +201,69 @@ impl Control {
             services: table.services.len(),
             swaps: state.swaps,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_model::{BalanceAlgo, Rule};
+
+    fn update(provider: &str, routes: &[&str]) -> Arc<ProviderUpdate> {
+        let service = ServiceDecl {
+            name: format!("{provider}-svc"),
+            servers: Vec::new(),
+            balance: BalanceAlgo::default(),
+            affinity: None,
+        };
+        let routes = routes
+            .iter()
+            .map(|name| RouteDecl {
+                name: (*name).to_string(),
+                rule: Rule::parse("PathPrefix(`/`)").unwrap().into(),
+                rule_text: "PathPrefix(`/`)".into(),
+                priority: 0,
+                service: service.name.clone(),
+                entrypoints: Vec::new(),
+            })
+            .collect::<Vec<_>>();
+        Arc::new(ProviderUpdate {
+            provider: provider.into(),
+            services: if routes.is_empty() {
+                Vec::new()
+            } else {
+                vec![service]
+            },
+            routes,
+            errors: Vec::new(),
+        })
+    }
+
+    fn names(routes: &[RouteDecl]) -> Vec<&str> {
+        routes.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn one_declaring_provider_is_borrowed_and_several_are_merged_in_order() {
+        let mut providers = BTreeMap::new();
+        providers.insert("docker".to_string(), update("docker", &[]));
+        providers.insert("file".to_string(), update("file", &["f1", "f2"]));
+        let (services, routes) = merged(&providers);
+        assert!(
+            matches!(routes, Cow::Borrowed(_)),
+            "one provider declares all"
+        );
+        assert_eq!(names(&routes), ["f1", "f2"]);
+        assert_eq!(services.len(), 1);
+
+        providers.insert("api".to_string(), update("api", &["a1"]));
+        let (services, routes) = merged(&providers);
+        assert!(matches!(routes, Cow::Owned(_)));
+        assert_eq!(names(&routes), ["a1", "f1", "f2"], "in provider order");
+        assert_eq!(services.len(), 2);
+
+        let empty = BTreeMap::from([("docker".to_string(), update("docker", &[]))]);
+        let (services, routes) = merged(&empty);
+        assert!(services.is_empty() && routes.is_empty());
     }
 }
