@@ -206,14 +206,10 @@ impl Fields {
         self.lines = contiguous_lines(head, &self.spans);
     }
 
-    fn spans(&self) -> &[(Span, Span)] {
-        &self.spans
-    }
-
     /// Each field's name and value, as slices of `head` (the bytes the positions were taken in),
     /// dropped ones included.
     pub fn iter<'h>(&'h self, head: &'h [u8]) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
-        self.spans()
+        self.spans
             .iter()
             .map(|&(n, v)| (&head[range(n)], &head[range(v)]))
     }
@@ -226,7 +222,7 @@ impl Fields {
 
     fn kept(&self) -> impl Iterator<Item = &(Span, Span)> {
         let dropped = self.dropped;
-        self.spans()
+        self.spans
             .iter()
             .enumerate()
             .filter(move |(i, _)| !dropped.contains(*i))
@@ -248,7 +244,7 @@ impl Fields {
             return;
         }
         let mut run: Option<Range<usize>> = None;
-        for (i, &(name, value)) in self.spans().iter().enumerate() {
+        for (i, &(name, value)) in self.spans.iter().enumerate() {
             if dropped.contains(i) {
                 out.extend_from_slice(&head[run.take().unwrap_or_default()]);
                 continue;
