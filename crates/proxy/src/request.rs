@@ -132,11 +132,25 @@ impl Received {
 }
 
 impl ReadFields for Received {
+    /// The fields sorted while the head was scanned (Cookie, X-Forwarded-For) are picked by their
+    /// mask, without a name compared; any other name is looked for.
     fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.fields
-            .iter(self.head())
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let sorted = match kind(name.as_bytes()) {
+            Kind::Cookie => Some(self.cookies),
+            Kind::ForwardedFor => Some(self.forwarded_for),
+            _ => None,
+        };
+        let all = self.fields.iter(self.head()).enumerate();
+        match sorted {
+            Some(mask) => Either::A(
+                all.filter(move |(i, _)| mask.contains(*i))
+                    .map(|(_, (_, v))| v),
+            ),
+            None => Either::B(
+                all.filter(move |(_, (n, _))| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, (_, v))| v),
+            ),
+        }
     }
 }
 
