@@ -101,7 +101,11 @@ fn fields_are_sorted_by_what_tether_does_with_them() {
     let values: Vec<_> = r.values("cookie").collect();
     assert_eq!(values, [&b"a=1"[..], b"b=2"], "names match in any case");
     let xff: Vec<_> = r.values("X-Forwarded-For").collect();
-    assert_eq!(xff, [&b"6.6.6.6"[..]], "sorted fields are read by their mask");
+    assert_eq!(
+        xff,
+        [&b"6.6.6.6"[..]],
+        "sorted fields are read by their mask"
+    );
     let others: Vec<_> = r.values("x-real-ip").chain(r.values("ACCEPT")).collect();
     assert_eq!(others, [&b"6"[..], b"*/*"], "other names are looked for");
     assert_eq!(r.values("referer").count(), 0);
