@@ -1,6 +1,6 @@
-//! Compiling a routing table of 10,000 routes over 1,000 services (the shape `bench/scale.py`
-//! swaps under load): the version digest and the whole compile, which a reload pays before the
-//! swap.
+//! A reload of 10,000 routes over 1,000 services (the shape `bench/scale.py` swaps under load):
+//! parsing the `tether.toml` text, the version digest and the whole compile, which a reload pays
+//! before the swap.
 
 use std::hint::black_box;
 
@@ -47,6 +47,25 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
     (services, routes)
 }
 
+/// The text `bench/scale.py` writes (without its two marker routes).
+fn file_text() -> String {
+    let servers = r#"servers = [{ name = "a", url = "http://127.0.0.1:19101" }, { name = "b", url = "http://127.0.0.1:19102" }]"#;
+    let mut out = String::from(
+        "[entrypoints]\nweb = \"127.0.0.1:18080\"\n\n[affinity]\nkey = \"bench-affinity-key-0123456789abcdef0123456789\"\n",
+    );
+    for i in 0..ROUTES {
+        out += &format!(
+            "\n[routes.r{i}]\nrule = \"Host(`svc-{}.example.com`) && PathPrefix(`/api/v{i}`)\"\nservice = \"s{}\"\n",
+            i % SERVICES,
+            i % SERVICES
+        );
+    }
+    for s in 0..SERVICES {
+        out += &format!("\n[services.s{s}]\n{servers}\n");
+    }
+    out
+}
+
 fn table(c: &mut Criterion) {
     let (services, routes) = decls();
     let key = AffinityKey::from_secret(b"bench-affinity-key-0123456789abcdef0123456789");
@@ -54,6 +73,14 @@ fn table(c: &mut Criterion) {
     let entrypoints = vec!["web".to_string()];
     let mut g = c.benchmark_group("table/10k-routes");
     g.sample_size(10);
+    let text = file_text();
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            let cfg = tether_model::file_config::parse(black_box(&text)).expect("valid file");
+            assert_eq!(cfg.routes.len(), ROUTES);
+            cfg
+        })
+    });
     g.bench_function("version", |b| {
         b.iter(|| version(black_box(&services), black_box(&routes)))
     });
