@@ -15,10 +15,11 @@ const MAX_RULE_LEN: usize = 8192;
 /// Deepest nesting of parentheses and `!` accepted.
 const MAX_DEPTH: usize = 64;
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Ident(String),
-    Str(String),
+/// A token, borrowing its text from the rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tok<'a> {
+    Ident(&'a str),
+    Str(&'a str),
     LParen,
     RParen,
     Comma,
@@ -27,8 +28,9 @@ enum Tok {
     Not,
 }
 
-struct Parser {
-    toks: Vec<(Tok, usize)>,
+struct Parser<'a> {
+    /// Tokens with their 1-based column (in characters).
+    toks: Vec<(Tok<'a>, usize)>,
     pos: usize,
     end: usize,
     depth: usize,
@@ -68,7 +70,7 @@ fn err(column: usize, message: impl Into<String>) -> RuleError {
     }
 }
 
-fn describe(t: &Tok) -> String {
+fn describe(t: &Tok<'_>) -> String {
     match t {
         Tok::Ident(s) => format!("name {s:?}"),
         Tok::Str(s) => format!("string {s:?}"),
@@ -81,72 +83,62 @@ fn describe(t: &Tok) -> String {
     }
 }
 
-fn lex(src: &str) -> Result<Vec<(Tok, usize)>, RuleError> {
-    let chars: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let col = i + 1;
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '(' => {
-                out.push((Tok::LParen, col));
-                i += 1;
-            }
-            ')' => {
-                out.push((Tok::RParen, col));
-                i += 1;
-            }
-            ',' => {
-                out.push((Tok::Comma, col));
-                i += 1;
-            }
-            '!' => {
-                out.push((Tok::Not, col));
-                i += 1;
-            }
+fn lex(src: &str) -> Result<Vec<(Tok<'_>, usize)>, RuleError> {
+    // Byte offsets with 1-based character columns: errors count characters, slices use bytes.
+    let mut chars = src.char_indices().zip(1..).peekable();
+    let mut out = Vec::with_capacity(16);
+    while let Some(((at, c), col)) = chars.next() {
+        let tok = match c {
+            c if c.is_whitespace() => continue,
+            '(' => Tok::LParen,
+            ')' => Tok::RParen,
+            ',' => Tok::Comma,
+            '!' => Tok::Not,
             '&' | '|' => {
-                if chars.get(i + 1) != Some(&c) {
+                if chars.next_if(|&((_, d), _)| d == c).is_none() {
                     return Err(err(col, format!("expected '{c}{c}'")));
                 }
-                out.push((if c == '&' { Tok::And } else { Tok::Or }, col));
-                i += 2;
+                if c == '&' {
+                    Tok::And
+                } else {
+                    Tok::Or
+                }
             }
             '`' | '"' => {
-                let close = chars[i + 1..]
-                    .iter()
-                    .position(|&d| d == c)
-                    .ok_or_else(|| err(col, format!("unterminated string starting with {c}")))?;
-                out.push((Tok::Str(chars[i + 1..i + 1 + close].iter().collect()), col));
-                i += close + 2;
+                let from = at + 1;
+                let Some(((to, _), _)) = chars.find(|&((_, d), _)| d == c) else {
+                    return Err(err(col, format!("unterminated string starting with {c}")));
+                };
+                Tok::Str(&src[from..to])
             }
             c if c.is_ascii_alphabetic() => {
-                let len = chars[i..]
-                    .iter()
-                    .take_while(|d| d.is_ascii_alphanumeric())
-                    .count();
-                out.push((Tok::Ident(chars[i..i + len].iter().collect()), col));
-                i += len;
+                let mut to = at + 1;
+                while let Some(((i, _), _)) =
+                    chars.next_if(|&((_, d), _)| d.is_ascii_alphanumeric())
+                {
+                    to = i + 1;
+                }
+                Tok::Ident(&src[at..to])
             }
             other => return Err(err(col, format!("unexpected character {other:?}"))),
-        }
+        };
+        out.push((tok, col));
     }
     Ok(out)
 }
 
-impl Parser {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos).map(|(t, _)| t)
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<Tok<'a>> {
+        self.toks.get(self.pos).map(|&(t, _)| t)
     }
 
     fn col(&self) -> usize {
-        self.toks.get(self.pos).map_or(self.end, |(_, c)| *c)
+        self.toks.get(self.pos).map_or(self.end, |&(_, c)| c)
     }
 
     fn or(&mut self) -> Result<Rule, RuleError> {
         let mut left = self.and()?;
-        while self.peek() == Some(&Tok::Or) {
+        while self.peek() == Some(Tok::Or) {
             self.pos += 1;
             left = Rule::Or(Box::new(left), Box::new(self.and()?));
         }
@@ -155,7 +147,7 @@ impl Parser {
 
     fn and(&mut self) -> Result<Rule, RuleError> {
         let mut left = self.unary()?;
-        while self.peek() == Some(&Tok::And) {
+        while self.peek() == Some(Tok::And) {
             self.pos += 1;
             left = Rule::And(Box::new(left), Box::new(self.unary()?));
         }
@@ -171,7 +163,7 @@ impl Parser {
             ));
         }
         let col = self.col();
-        let rule = match self.toks.get(self.pos).cloned() {
+        let rule = match self.toks.get(self.pos).copied() {
             Some((Tok::Not, _)) => {
                 self.pos += 1;
                 Rule::Not(Box::new(self.unary()?))
@@ -179,13 +171,13 @@ impl Parser {
             Some((Tok::LParen, _)) => {
                 self.pos += 1;
                 let inner = self.or()?;
-                self.expect(Tok::RParen, "')'")?;
+                self.expect(Tok::RParen, || "')'".into())?;
                 inner
             }
             Some((Tok::Ident(name), _)) => {
                 self.pos += 1;
-                let args = self.args(&name)?;
-                matcher(&name, args, col)?
+                let args = self.args(name)?;
+                matcher(name, args, col)?
             }
             Some((t, c)) => {
                 return Err(err(
@@ -199,32 +191,39 @@ impl Parser {
         Ok(rule)
     }
 
-    fn expect(&mut self, want: Tok, what: &str) -> Result<(), RuleError> {
+    /// Take the token `want`; `what` names it in the error (built only on error).
+    fn expect(&mut self, want: Tok<'_>, what: impl FnOnce() -> String) -> Result<(), RuleError> {
         match self.toks.get(self.pos) {
             Some((t, _)) if *t == want => {
                 self.pos += 1;
                 Ok(())
             }
-            Some((t, c)) => Err(err(*c, format!("expected {what}, found {}", describe(t)))),
-            None => Err(err(self.end, format!("rule ends early: expected {what}"))),
+            Some((t, c)) => Err(err(
+                *c,
+                format!("expected {}, found {}", what(), describe(t)),
+            )),
+            None => Err(err(
+                self.end,
+                format!("rule ends early: expected {}", what()),
+            )),
         }
     }
 
     fn args(&mut self, name: &str) -> Result<Vec<String>, RuleError> {
-        self.expect(Tok::LParen, &format!("'(' after {name}"))?;
-        let mut args = Vec::new();
+        self.expect(Tok::LParen, || format!("'(' after {name}"))?;
+        let mut args = Vec::with_capacity(1);
         loop {
-            match self.toks.get(self.pos).cloned() {
-                Some((Tok::Str(s), _)) => {
+            match self.toks.get(self.pos) {
+                Some(&(Tok::Str(s), _)) => {
                     self.pos += 1;
-                    args.push(s);
+                    args.push(s.to_string());
                 }
                 Some((t, c)) => {
                     return Err(err(
-                        c,
+                        *c,
                         format!(
                             "expected a quoted argument to {name}, found {}",
-                            describe(&t)
+                            describe(t)
                         ),
                     ))
                 }
@@ -235,7 +234,7 @@ impl Parser {
                 _ => break,
             }
         }
-        self.expect(Tok::RParen, &format!("')' to close {name}(...)"))?;
+        self.expect(Tok::RParen, || format!("')' to close {name}(...)"))?;
         Ok(args)
     }
 }
@@ -324,6 +323,30 @@ mod tests {
         assert!(parse("Host(`a`) & Path(`/`)").is_err());
         assert!(parse("").is_err());
         assert!(parse("Host(`a`) Host(`b`)").is_err());
+    }
+
+    #[test]
+    fn columns_count_characters_and_point_past_the_end() {
+        // 'ä' is two bytes but one column.
+        let e = parse("Path(`/ä`) && Pth(`/`)").unwrap_err();
+        assert_eq!(e.column, 15, "{e}");
+        let e = parse("Path(`/ä`) &| Path(`/`)").unwrap_err();
+        assert_eq!((e.column, e.message.as_str()), (12, "expected '&&'"));
+        let e = parse("PathPrefix(`/ä` ").unwrap_err();
+        assert_eq!(e.column, 17, "{e}");
+        assert!(e.message.contains("')' to close PathPrefix(...)"), "{e}");
+        let e = parse("Path(`/a`) && Host(`b.com").unwrap_err();
+        assert_eq!(e.column, 20, "{e}");
+        assert!(e.message.contains("unterminated"), "{e}");
+        let e = parse("Path(`/a`, `/b`,)").unwrap_err();
+        assert_eq!(e.column, 17, "{e}");
+        assert!(
+            e.message
+                .contains("expected a quoted argument to Path, found ')'"),
+            "{e}"
+        );
+        let r = parse("Path(`/a`,\"/b\") && Header(`X-A1`, `v`)").unwrap();
+        assert_eq!(r.to_string(), "(Path(`/a`, `/b`) && Header(`x-a1`, `v`))");
     }
 
     #[test]
