@@ -36,17 +36,18 @@ impl Ctx<'_> {
         });
     }
 
-    /// Apply `f` to a spanned value, recording its error at the value's line.
+    /// Apply `f` to a spanned value, recording its error at the value's line under the field
+    /// name `field` gives (built only on error: a file holds thousands of fields).
     fn check<T, U>(
         &mut self,
         v: &S<T>,
-        field: &str,
+        field: impl FnOnce() -> String,
         f: impl FnOnce(&T) -> Result<U, String>,
     ) -> Option<U> {
         match f(v.get_ref()) {
             Ok(u) => Some(u),
             Err(m) => {
-                self.err(Some(v.span()), field, m);
+                self.err(Some(v.span()), field(), m);
                 None
             }
         }
@@ -70,15 +71,16 @@ pub(super) fn convert(raw: RawConfig, src: &str) -> Result<FileConfig, ConfigErr
     let mut routes = Vec::new();
     for (name, r) in &raw.routes {
         let r = r.get_ref();
-        let base = format!("routes.{name}");
-        let rule = cx.check(&r.rule, &format!("{base}.rule"), |t| {
-            Rule::parse(t).map_err(|e| e.to_string())
-        });
+        let rule = cx.check(
+            &r.rule,
+            || format!("routes.{name}.rule"),
+            |t| Rule::parse(t).map_err(|e| e.to_string()),
+        );
         for ep in &r.entrypoints {
             if !settings.entrypoints.iter().any(|(n, _)| n == ep.get_ref()) {
                 cx.err(
                     Some(ep.span()),
-                    format!("{base}.entrypoints"),
+                    format!("routes.{name}.entrypoints"),
                     format!("no entrypoint named {:?}", ep.get_ref()),
                 );
             }
@@ -86,7 +88,7 @@ pub(super) fn convert(raw: RawConfig, src: &str) -> Result<FileConfig, ConfigErr
         if !raw.services.contains_key(r.service.get_ref()) {
             cx.err(
                 Some(r.service.span()),
-                format!("{base}.service"),
+                format!("routes.{name}.service"),
                 format!("no service named {:?}", r.service.get_ref()),
             );
         }
@@ -151,25 +153,31 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
             KeySource::Generated
         }
         (Some(k), None) => cx
-            .check(k, "affinity.key", |k| {
-                if k.len() < MIN_KEY_LEN {
-                    Err(format!(
-                        "the key has {} bytes; use at least {MIN_KEY_LEN} random bytes",
-                        k.len()
-                    ))
-                } else {
-                    Ok(KeySource::Inline(k.clone()))
-                }
-            })
+            .check(
+                k,
+                || "affinity.key".into(),
+                |k| {
+                    if k.len() < MIN_KEY_LEN {
+                        Err(format!(
+                            "the key has {} bytes; use at least {MIN_KEY_LEN} random bytes",
+                            k.len()
+                        ))
+                    } else {
+                        Ok(KeySource::Inline(k.clone()))
+                    }
+                },
+            )
             .unwrap_or(KeySource::Generated),
         (None, Some(f)) => KeySource::File(PathBuf::from(f.get_ref())),
         (None, None) => KeySource::Generated,
     };
     let mut trusted_proxies = Vec::new();
     for (i, c) in raw.forwarded.trusted_proxies.iter().enumerate() {
-        if let Some(c) = cx.check(c, &format!("forwarded.trusted_proxies[{i}]"), |s| {
-            Cidr::parse(s)
-        }) {
+        if let Some(c) = cx.check(
+            c,
+            || format!("forwarded.trusted_proxies[{i}]"),
+            |s| Cidr::parse(s),
+        ) {
             trusted_proxies.push(c);
         }
     }
@@ -195,15 +203,19 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
     ];
     for (v, name, slot) in fields {
         if let Some(v) = v {
-            let parsed = cx.check(v, &format!("timeouts.{name}"), |s| {
-                duration::parse(s).and_then(|d| {
-                    if d.is_zero() {
-                        Err("must be more than zero".into())
-                    } else {
-                        Ok(d)
-                    }
-                })
-            });
+            let parsed = cx.check(
+                v,
+                || format!("timeouts.{name}"),
+                |s| {
+                    duration::parse(s).and_then(|d| {
+                        if d.is_zero() {
+                            Err("must be more than zero".into())
+                        } else {
+                            Ok(d)
+                        }
+                    })
+                },
+            );
             if let Some(d) = parsed {
                 *slot = d;
             }
@@ -218,11 +230,12 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
     let before = cx.errors.len();
     let mut servers = Vec::new();
     for (i, s) in svc.servers.iter().enumerate() {
-        let field = format!("{base}.servers[{i}]");
         let s = s.get_ref();
-        let addr = cx.check(&s.url, &format!("{field}.url"), |u| ServerAddr::parse(u));
+        let base = &base;
+        let field = |leaf| move || format!("{base}.servers[{i}].{leaf}");
+        let addr = cx.check(&s.url, field("url"), |u| ServerAddr::parse(u));
         let weight = match &s.weight {
-            Some(w) => cx.check(w, &format!("{field}.weight"), |&w| {
+            Some(w) => cx.check(w, field("weight"), |&w| {
                 u32::try_from(w)
                     .map_err(|_| format!("{w} is not a weight (0..={})", validate::MAX_WEIGHT))
             }),
@@ -272,7 +285,7 @@ fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> Option<BalanceAlgo
             None
         }
         ("consistent_hash", Some(h)) => cx
-            .check(h, &format!("{base}.hash_on"), |h| parse_hash_on(h))
+            .check(h, || format!("{base}.hash_on"), |h| parse_hash_on(h))
             .map(BalanceAlgo::ConsistentHash),
         ("round_robin" | "least_requests", Some(h)) => {
             cx.err(
@@ -311,7 +324,7 @@ fn affinity(
 ) -> Option<AffinityPolicy> {
     let base = format!("{base}.affinity");
     let on_missing = match &a.on_missing {
-        Some(o) => cx.check(o, &format!("{base}.on_missing"), |s| OnMissing::parse(s))?,
+        Some(o) => cx.check(o, || format!("{base}.on_missing"), |s| OnMissing::parse(s))?,
         None => OnMissing::Rebalance,
     };
     let mode = match a.mode.get_ref().as_str() {
@@ -328,11 +341,11 @@ fn affinity(
             attrs.http_only = a.http_only.unwrap_or(attrs.http_only);
             if let Some(s) = &a.same_site {
                 attrs.same_site =
-                    Some(cx.check(s, &format!("{base}.same_site"), |s| SameSite::parse(s))?);
+                    Some(cx.check(s, || format!("{base}.same_site"), |s| SameSite::parse(s))?);
             }
             if let Some(m) = &a.max_age {
                 attrs.max_age =
-                    Some(cx.check(m, &format!("{base}.max_age"), |s| duration::parse(s))?);
+                    Some(cx.check(m, || format!("{base}.max_age"), |s| duration::parse(s))?);
             }
             if attrs.same_site == Some(SameSite::None) && !attrs.secure {
                 let span = a.same_site.as_ref().map(|s| s.span());
