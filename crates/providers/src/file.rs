@@ -184,9 +184,11 @@ impl FileWatch {
             }
             // Parsing a large file takes milliseconds: not on a serving thread.
             let (path, bytes) = (self.path.clone(), now.clone().unwrap_or_default());
+            let started = std::time::Instant::now();
             let Ok(loaded) = tokio::task::spawn_blocking(move || parse(&path, &bytes)).await else {
                 return; // the runtime is shutting down
             };
+            tracing::debug!(path = %self.path.display(), rereads, took_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3), "configuration file parsed");
             self.last = now;
             if tx.send(loaded).await.is_err() {
                 return;
