@@ -38,6 +38,17 @@ impl Hasher64 {
     }
 }
 
+/// For `#[derive(Hash)]` values: the bytes they feed, in order, are digested as written.
+impl std::hash::Hasher for Hasher64 {
+    fn write(&mut self, bytes: &[u8]) {
+        Hasher64::write(self, bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        Hasher64::finish(self)
+    }
+}
+
 impl std::fmt::Write for Hasher64 {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.write(s.as_bytes());

@@ -36,7 +36,7 @@ pub struct RouteDecl {
 }
 
 /// A service: a set of servers, how to choose among them, and whether sessions stick.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct ServiceDecl {
     pub name: String,
     pub servers: Vec<ServerDecl>,
@@ -45,7 +45,7 @@ pub struct ServiceDecl {
 }
 
 /// One backend server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerDecl {
     /// Stable identity: the sticky cookie seals this, never the address. Unique within the service.
     pub name: String,
@@ -119,7 +119,7 @@ impl fmt::Display for ServerAddr {
 }
 
 /// How a service picks a server for a request that is not pinned.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
 pub enum BalanceAlgo {
     /// Smooth weighted round robin (as NGINX): weights 3:1 give A A B A, never A A A B bursts.
     #[default]
@@ -131,7 +131,7 @@ pub enum BalanceAlgo {
 }
 
 /// What the consistent hash is computed from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HashOn {
     ClientIp,
     /// Lower-case header name.
@@ -140,7 +140,7 @@ pub enum HashOn {
 }
 
 /// Session affinity for a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AffinityPolicy {
     pub mode: AffinityMode,
     /// Mark responses that set the cookie as not cacheable.
@@ -149,7 +149,7 @@ pub struct AffinityPolicy {
 }
 
 /// Where the server key travels.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AffinityMode {
     /// Tether inserts its own cookie.
     Cookie(CookieAttrs),
@@ -159,7 +159,7 @@ pub enum AffinityMode {
 }
 
 /// Attributes of an inserted cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CookieAttrs {
     pub name: String,
     pub path: String,
@@ -197,7 +197,7 @@ impl CookieAttrs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SameSite {
     Strict,
     Lax,
@@ -224,7 +224,7 @@ impl SameSite {
 }
 
 /// What happens when the pinned server is gone or unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum OnMissing {
     /// Choose a new server by consistent hash of the old key, so every proxy replica agrees.
     #[default]
