@@ -9,6 +9,7 @@
 
 mod parse;
 
+use std::borrow::Cow;
 use std::fmt;
 
 pub use parse::RuleError;
@@ -93,19 +94,20 @@ impl Rule {
 
     /// Host patterns that every matching request must satisfy, if the rule implies any.
     /// The router indexes routes by these, so host lookups cost the same for 10 or 10,000 routes.
-    pub fn required_hosts(&self) -> Option<Vec<&HostPattern>> {
+    /// Borrowed from the rule unless an `||` merges two lists.
+    pub fn required_hosts(&self) -> Option<Cow<'_, [HostPattern]>> {
         match self {
-            Rule::Host(pats) => Some(pats.iter().collect()),
+            Rule::Host(pats) => Some(Cow::Borrowed(pats)),
             Rule::And(a, b) => match (a.required_hosts(), b.required_hosts()) {
                 (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
                 (x, y) => x.or(y),
             },
             Rule::Or(a, b) => {
-                let mut x = a.required_hosts()?;
-                x.extend(b.required_hosts()?);
+                let mut x = a.required_hosts()?.into_owned();
+                x.extend_from_slice(&b.required_hosts()?);
                 x.sort();
                 x.dedup();
-                Some(x)
+                Some(Cow::Owned(x))
             }
             _ => None,
         }
@@ -113,20 +115,20 @@ impl Rule {
 
     /// Path prefixes of which every matching request's path starts with one, if the rule implies
     /// any (`Path(x)` implies the prefix `x`). The router indexes long route lists by these, so
-    /// path lookups do not scan every route.
-    pub fn required_path_prefixes(&self) -> Option<Vec<&str>> {
+    /// path lookups do not scan every route. Borrowed from the rule unless an `||` merges two lists.
+    pub fn required_path_prefixes(&self) -> Option<Cow<'_, [String]>> {
         match self {
-            Rule::PathPrefix(p) | Rule::Path(p) => Some(p.iter().map(String::as_str).collect()),
+            Rule::PathPrefix(p) | Rule::Path(p) => Some(Cow::Borrowed(p)),
             Rule::And(a, b) => match (a.required_path_prefixes(), b.required_path_prefixes()) {
                 (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
                 (x, y) => x.or(y),
             },
             Rule::Or(a, b) => {
-                let mut x = a.required_path_prefixes()?;
-                x.extend(b.required_path_prefixes()?);
+                let mut x = a.required_path_prefixes()?.into_owned();
+                x.extend_from_slice(&b.required_path_prefixes()?);
                 x.sort_unstable();
                 x.dedup();
-                Some(x)
+                Some(Cow::Owned(x))
             }
             _ => None,
         }
@@ -270,12 +272,40 @@ mod tests {
             Rule::parse(s)
                 .unwrap()
                 .required_hosts()
-                .map(|h| h.into_iter().cloned().collect::<Vec<_>>())
+                .map(Cow::into_owned)
         };
         assert_eq!(hosts("PathPrefix(`/`)"), None);
         assert_eq!(hosts("Host(`a.com`) && PathPrefix(`/`)").unwrap().len(), 1);
         assert_eq!(hosts("Host(`a.com`) || Host(`b.com`)").unwrap().len(), 2);
         assert_eq!(hosts("Host(`a.com`) || PathPrefix(`/`)"), None);
         assert_eq!(hosts("!Host(`a.com`)"), None);
+        assert_eq!(
+            hosts("(Host(`b.com`) || Host(`a.com`, `b.com`)) && Host(`c.com`, `d.com`, `e.com`)"),
+            Some(vec![
+                HostPattern::Exact("a.com".into()),
+                HostPattern::Exact("b.com".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn required_path_prefixes_follow_the_boolean_structure() {
+        let prefixes = |s: &str| {
+            Rule::parse(s)
+                .unwrap()
+                .required_path_prefixes()
+                .map(Cow::into_owned)
+        };
+        assert_eq!(prefixes("Host(`a.com`)"), None);
+        assert_eq!(
+            prefixes("Host(`a.com`) && PathPrefix(`/a`, `/b`) && Path(`/a/x`)"),
+            Some(vec!["/a/x".to_string()])
+        );
+        assert_eq!(
+            prefixes("Path(`/b`) || PathPrefix(`/a`, `/b`)"),
+            Some(vec!["/a".to_string(), "/b".to_string()])
+        );
+        assert_eq!(prefixes("Path(`/b`) || Method(`GET`)"), None);
+        assert_eq!(prefixes("!PathPrefix(`/a`)"), None);
     }
 }

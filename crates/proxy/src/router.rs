@@ -49,7 +49,7 @@ impl Router {
             match routes[i].rule.required_hosts() {
                 None => any.push(i as u32),
                 Some(pats) => {
-                    for p in pats {
+                    for p in pats.iter() {
                         let (map, key) = match p {
                             HostPattern::Exact(h) => (&mut exact, h),
                             HostPattern::Wildcard(s) => (&mut wildcard, s),

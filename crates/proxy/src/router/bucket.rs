@@ -60,8 +60,8 @@ impl Bucket {
             match routes[i as usize].rule.required_path_prefixes() {
                 None => scan.push(i),
                 Some(prefixes) => {
-                    for p in prefixes {
-                        keyed.push((key(p), i));
+                    for p in prefixes.iter() {
+                        keyed.push((key(p.as_str()), i));
                         lengths.push(p.len());
                     }
                 }
