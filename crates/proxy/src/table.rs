@@ -102,23 +102,29 @@ pub fn compile(
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
-    let mut entries: Vec<RouteEntry> = routes
-        .iter()
-        .map(|r| RouteEntry {
-            name: r.name.clone(),
-            rule: r.rule.clone(),
-            rule_text: r.rule_text.clone(),
-            priority: r.priority,
-            service: by_name[r.service.as_str()],
-            entrypoints: r.entrypoints.clone().into(),
-        })
-        .collect();
-    entries.sort_by(|a, b| {
+    // Best first: priority descending, then name (unique, so the order is total). Indices are
+    // sorted rather than the entries, which are then built once in place.
+    let mut order: Vec<u32> = (0..routes.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&routes[a as usize], &routes[b as usize]);
         b.priority
             .cmp(&a.priority)
             .then_with(|| a.name.cmp(&b.name))
     });
-    let entries: Arc<[RouteEntry]> = entries.into();
+    let entries: Arc<[RouteEntry]> = order
+        .iter()
+        .map(|&i| {
+            let r = &routes[i as usize];
+            RouteEntry {
+                name: r.name.clone(),
+                rule: r.rule.clone(),
+                rule_text: r.rule_text.clone(),
+                priority: r.priority,
+                service: by_name[r.service.as_str()],
+                entrypoints: r.entrypoints.clone().into(),
+            }
+        })
+        .collect();
     let routers = input
         .entrypoints
         .iter()
