@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tether beside HAProxy and NGINX on this machine: one interleaved session (A B C A B C ...).
+"""Tether beside HAProxy and NGINX on this machine: one interleaved session (A B C B C A C A B ...).
 
 Each proxy gets the same routes (bench/configs/), upstream keep-alive, no logging, and N workers
 pinned to the proxy's cores; wrk and the two fixed-response backends run on the other core(s).
@@ -417,8 +417,12 @@ def main():
             if args.baseline > 0:
                 base.append(baseline(args))
                 log(f"round {rnd + 1}/{args.rounds} baseline          {base[-1]:>9,.0f} req/s")
+            # The order turns by one proxy each round (A B C, B C A, C A B, ...): no proxy always
+            # runs first after the baseline or after another scenario's last run.
+            turn = rnd % len(proxies)
+            order = proxies[turn:] + proxies[:turn]
             for s in scens:
-                for p in proxies:
+                for p in order:
                     r = one_run(p, s, SCENARIOS[s], args, bins, tmp)
                     runs[s][p].append(r)
                     log(f"round {rnd + 1}/{args.rounds} {s:17} {p:8} {r['rps']:>9,.0f} req/s "
