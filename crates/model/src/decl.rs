@@ -21,7 +21,7 @@ pub struct ProviderUpdate {
 }
 
 /// A route: requests matching `rule` on the listed entrypoints go to `service`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub struct RouteDecl {
     pub name: String,
     /// Shared with every table compiled from it: a reload does not copy rules.
