@@ -21,7 +21,7 @@ pub struct ProviderUpdate {
 }
 
 /// A route: requests matching `rule` on the listed entrypoints go to `service`.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone)]
 pub struct RouteDecl {
     pub name: String,
     /// Shared with every table compiled from it: a reload does not copy rules.
@@ -33,6 +33,22 @@ pub struct RouteDecl {
     pub service: String,
     /// Entrypoint names; empty means all.
     pub entrypoints: Vec<String>,
+}
+
+/// Every field but the parsed rule, which the rule text determines. The pattern names every field,
+/// so a field added later must be placed here (or left out on purpose) before this compiles.
+impl std::hash::Hash for RouteDecl {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let RouteDecl {
+            name,
+            rule: _,
+            rule_text,
+            priority,
+            service,
+            entrypoints,
+        } = self;
+        (name, rule_text, priority, service, entrypoints).hash(state);
+    }
 }
 
 /// A service: a set of servers, how to choose among them, and whether sessions stick.

@@ -15,7 +15,7 @@ use std::fmt;
 pub use parse::RuleError;
 
 /// A parsed rule. Evaluate with [`Rule::matches`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
     /// `Host(...)`: any of the patterns.
     Host(Vec<HostPattern>),
