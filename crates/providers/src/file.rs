@@ -73,12 +73,14 @@ fn parse(path: &Path, src: &[u8]) -> Result<FileConfig, FileError> {
     })
 }
 
-/// The dynamic part of a loaded file as a provider update.
-pub fn update(cfg: &FileConfig) -> ProviderUpdate {
+/// The dynamic part of a loaded file as a provider update. Takes the file by value: a table of
+/// 10,000 routes is moved, not copied, and is freed later by the control plane off the serving
+/// thread.
+pub fn update(cfg: FileConfig) -> ProviderUpdate {
     ProviderUpdate {
         provider: PROVIDER.into(),
-        services: cfg.services.clone(),
-        routes: cfg.routes.clone(),
+        services: cfg.services,
+        routes: cfg.routes,
         errors: Vec::new(),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tether_control::Control;
-use tether_model::file_config::{FileConfig, KeySource, Settings, Timeouts};
+use tether_model::file_config::{KeySource, Settings, Timeouts};
 use tether_providers::{docker, file};
 use tether_proxy::{Listener, ProxyConfig};
 use tokio::net::TcpListener;
@@ -169,13 +169,14 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     let control = Control::new(names.clone(), key);
     let mut following = Vec::new();
     if let (Some(watch), Some(cfg), Some(path)) = (watch, cfg, &opts.config) {
+        let initial = cfg.settings.clone();
         control
-            .apply(file::update(&cfg))
+            .apply(file::update(cfg))
             .map_err(|r| anyhow::anyhow!("{}: {}", path.display(), r.errors.join("; ")))?;
         following.push(tokio::spawn(follow(
             watch,
             path.clone(),
-            cfg,
+            initial,
             control.clone(),
         )));
     }
@@ -225,18 +226,21 @@ async fn follow_docker(cfg: docker::DockerConfig, control: Arc<Control>) -> Join
 }
 
 /// Apply each change of the file; refuse invalid ones and keep serving the last good table.
-async fn follow(watch: file::FileWatch, path: PathBuf, initial: FileConfig, control: Arc<Control>) {
+///
+/// Runs on the serving runtime: a loaded file is only moved from here to the control plane's
+/// blocking thread: its routes and services are never copied or freed here.
+async fn follow(watch: file::FileWatch, path: PathBuf, initial: Settings, control: Arc<Control>) {
     let (tx, mut rx) = mpsc::channel(4);
     let watching = tokio::spawn(watch.run(tx));
     let _stop_with_us = AbortOnDrop(watching);
     while let Some(loaded) = rx.recv().await {
         match loaded {
             Ok(cfg) => {
-                if cfg.settings != initial.settings {
+                if cfg.settings != initial {
                     tracing::warn!(path = %path.display(), "entrypoints, timeouts, affinity key and trusted proxies are read at start: restart Tether to apply their changes");
                 }
                 // Errors are logged and recorded by the control plane.
-                apply_off_the_hot_path(&control, file::update(&cfg)).await;
+                apply_off_the_hot_path(&control, file::update(cfg)).await;
             }
             Err(e) => {
                 control.reject(file::PROVIDER, e.messages());
