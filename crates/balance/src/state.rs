@@ -15,6 +15,8 @@ pub struct ServerState {
     healthy: AtomicBool,
     /// Milliseconds since process start until which the server is skipped; 0 means not marked.
     down_until_ms: AtomicU64,
+    /// Requests that arrived pinned to this server by their affinity cookie.
+    pinned: AtomicU64,
 }
 
 impl Default for ServerState {
@@ -24,6 +26,7 @@ impl Default for ServerState {
             draining: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             down_until_ms: AtomicU64::new(0),
+            pinned: AtomicU64::new(0),
         }
     }
 }
@@ -113,6 +116,31 @@ impl ServerState {
 
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Relaxed)
+    }
+
+    /// Count a request that its session's pin brought to this server.
+    pub fn count_pinned(&self) {
+        self.pinned.fetch_add(1, Relaxed);
+    }
+
+    /// Requests that arrived pinned to this server since it was first declared.
+    pub fn pinned(&self) -> u64 {
+        self.pinned.load(Relaxed)
+    }
+
+    /// One word for the server's state: `failed` (refused a connection lately, skipped for a
+    /// few seconds), `unhealthy` (its health check fails), `draining` (takes no new sessions)
+    /// or `serving`.
+    pub fn describe(&self) -> &'static str {
+        if self.passively_down() {
+            "failed"
+        } else if !self.healthy.load(Relaxed) {
+            "unhealthy"
+        } else if self.draining.load(Relaxed) {
+            "draining"
+        } else {
+            "serving"
+        }
     }
 
     /// Count a request until the guard drops.

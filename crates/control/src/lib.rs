@@ -4,6 +4,7 @@
 //! API, and the last good table keeps serving.
 
 pub mod key;
+pub mod report;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,6 +16,9 @@ use tether_balance::AffinityKey;
 use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
 use tether_proxy::table::CompileInput;
 use tether_proxy::{compile, Registry, RoutingTable, TableStore};
+
+use report::History;
+pub use report::{Rejection, SourceStatus};
 
 /// Every provider's services and routes, in provider order. Borrowed when one provider declares
 /// them all (a file, or the engine, alone): a reload of 10,000 routes then copies none of them.
@@ -72,17 +76,27 @@ struct State {
     errors: BTreeMap<String, Vec<String>>,
     applied_at: Option<SystemTime>,
     swaps: u64,
+    /// When each provider's update was last applied, and its reported problem.
+    updated_at: BTreeMap<String, SystemTime>,
+    problems: BTreeMap<String, String>,
+    history: History,
 }
 
 impl State {
     /// Make `candidate` the providers' state; the provider's errors are those of the parts of its
-    /// update that it left out (none: its earlier errors are cleared).
+    /// update that it left out (none: its earlier errors are cleared). Errors it did not report
+    /// last time go into the history.
     fn accept(&mut self, provider: &str, candidate: BTreeMap<String, Arc<ProviderUpdate>>) {
         self.providers = candidate;
+        self.updated_at
+            .insert(provider.to_string(), SystemTime::now());
         let left_out = self.providers[provider].errors.clone();
         if left_out.is_empty() {
             self.errors.remove(provider);
         } else {
+            if self.errors.get(provider) != Some(&left_out) {
+                self.history.record(provider, &left_out);
+            }
             self.errors.insert(provider.to_string(), left_out);
         }
     }
@@ -182,12 +196,124 @@ impl Control {
             errors,
         };
         tracing::error!(provider = %r.provider, "{}; still serving version {}", r, self.store.load().version);
+        let mut state = self.state.lock().expect("control state poisoned");
+        state.history.record(&r.provider, &r.errors);
+        state.errors.insert(r.provider.clone(), r.errors.clone());
+        r
+    }
+
+    /// Record input that a source refused before it reached the table (an API body that does not
+    /// check out): logged and kept in the history; nothing else changes.
+    pub fn note_refused(&self, provider: &str, errors: &[String]) {
+        tracing::warn!(%provider, "input refused: {}", errors.join("; "));
         self.state
             .lock()
             .expect("control state poisoned")
-            .errors
-            .insert(r.provider.clone(), r.errors.clone());
-        r
+            .history
+            .record(provider, errors);
+    }
+
+    /// Would this update be applied? Every reason it would be refused, checked against the other
+    /// providers' current state; nothing changes.
+    pub fn check(&self, update: ProviderUpdate) -> Result<(), Vec<String>> {
+        let mut candidate = self
+            .state
+            .lock()
+            .expect("control state poisoned")
+            .providers
+            .clone();
+        candidate.insert(update.provider.clone(), Arc::new(update));
+        let (services, routes) = merged(&candidate);
+        let errors = tether_proxy::table::check(&services, &routes, &self.entrypoints);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.iter().map(ValidationError::to_string).collect())
+        }
+    }
+
+    /// The provider other than `except` that declares a route (`route`) or service of this name.
+    pub fn owner(&self, route: bool, name: &str, except: &str) -> Option<String> {
+        let state = self.state.lock().expect("control state poisoned");
+        state
+            .providers
+            .iter()
+            .filter(|(p, _)| p.as_str() != except)
+            .find(|(_, u)| {
+                if route {
+                    u.routes.iter().any(|r| r.name == name)
+                } else {
+                    u.services.iter().any(|s| s.name == name)
+                }
+            })
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Each provider's last applied update.
+    pub fn declarations(&self) -> BTreeMap<String, Arc<ProviderUpdate>> {
+        self.state
+            .lock()
+            .expect("control state poisoned")
+            .providers
+            .clone()
+    }
+
+    /// A source cannot reach its input (`Some(problem)`), or can again (`None`). Its last state
+    /// keeps serving either way.
+    pub fn set_problem(&self, provider: &str, problem: Option<String>) {
+        let mut state = self.state.lock().expect("control state poisoned");
+        match problem {
+            Some(p) => {
+                if state.problems.get(provider) != Some(&p) {
+                    tracing::error!(%provider, "{p}; still serving version {}", self.store.load().version);
+                    state.history.record(provider, std::slice::from_ref(&p));
+                }
+                state.problems.insert(provider.to_string(), p);
+            }
+            None => {
+                if state.problems.remove(provider).is_some() {
+                    tracing::info!(%provider, "source reachable again");
+                }
+            }
+        }
+    }
+
+    /// Every source heard of, by name.
+    pub fn sources(&self) -> BTreeMap<String, SourceStatus> {
+        let state = self.state.lock().expect("control state poisoned");
+        let mut out: BTreeMap<String, SourceStatus> = BTreeMap::new();
+        for (name, u) in &state.providers {
+            out.insert(
+                name.clone(),
+                SourceStatus {
+                    version: u.version.clone(),
+                    routes: u.routes.len(),
+                    services: u.services.len(),
+                    updated_at: state.updated_at.get(name).copied(),
+                    ..Default::default()
+                },
+            );
+        }
+        for (name, p) in &state.problems {
+            out.entry(name.clone()).or_default().problem = Some(p.clone());
+        }
+        for (name, e) in &state.errors {
+            out.entry(name.clone()).or_default().errors = e.clone();
+        }
+        out
+    }
+
+    /// The inputs rejected lately, newest last.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.state
+            .lock()
+            .expect("control state poisoned")
+            .history
+            .list()
+    }
+
+    pub fn entrypoints(&self) -> &[String] {
+        &self.entrypoints
     }
 
     pub fn status(&self) -> Status {
@@ -236,6 +362,7 @@ mod tests {
             },
             routes,
             errors: Vec::new(),
+            version: String::new(),
         })
     }
 

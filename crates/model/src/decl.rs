@@ -18,6 +18,9 @@ pub struct ProviderUpdate {
     /// Problems in parts of the input that were left out (e.g. a container with an invalid label).
     /// The rest is applied; these are logged and shown in the status until the next update.
     pub errors: Vec<String>,
+    /// The source's own version of this state, shown beside the table's: a digest of the file,
+    /// the time of the engine's last event, an etcd revision, a count of API changes.
+    pub version: String,
 }
 
 /// A route: requests matching `rule` on the listed entrypoints go to `service`.

@@ -32,6 +32,8 @@ pub struct Settings {
     pub affinity_key: KeySource,
     /// Peers whose `X-Forwarded-*` headers are believed. Empty: nobody's.
     pub trusted_proxies: Vec<Cidr>,
+    /// The admin API's listener (`[admin] address`); off when unset.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Where the affinity sealing key comes from.
@@ -97,6 +99,18 @@ impl ConfigErrors {
 
 /// Parse and validate a configuration file's text.
 pub fn parse(src: &str) -> Result<FileConfig, ConfigErrors> {
+    parse_with(src, true)
+}
+
+/// Parse routes and services whose routes may name services declared elsewhere (another source
+/// of the merged table): the checks of [`parse`] but that one, which the merged table's
+/// validation makes instead. Used for documents that carry only part of the configuration,
+/// such as the admin API's.
+pub fn parse_declarations(src: &str) -> Result<FileConfig, ConfigErrors> {
+    parse_with(src, false)
+}
+
+fn parse_with(src: &str, services_here: bool) -> Result<FileConfig, ConfigErrors> {
     let raw: raw::RawConfig = toml::from_str(src).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             line: e.span().map(|s| line_of(src, s.start)),
@@ -104,7 +118,7 @@ pub fn parse(src: &str) -> Result<FileConfig, ConfigErrors> {
             message: e.message().trim().to_string(),
         }])
     })?;
-    convert::convert(raw, src)
+    convert::convert(raw, src, services_here)
 }
 
 /// 1-based line of a byte offset.

@@ -4,10 +4,12 @@
 //! - [`rule`]: the routing rule language (`Host(`a.com`) && PathPrefix(`/api`)`), parsed and evaluated.
 //! - [`file_config`]: the TOML dialect of `tether.toml`, with errors that name the line and the field.
 //! - [`validate`]: checks shared by all providers (names, references, ranges).
+//! - [`api_doc`]: the admin API's JSON documents, read with the checks of `tether.toml`.
 //!
 //! Nothing here performs I/O, so the same rules apply whether a declaration came from a file, Docker
 //! labels or the HTTP API.
 
+pub mod api_doc;
 pub mod decl;
 pub mod duration;
 pub mod file_config;

@@ -14,11 +14,13 @@ pub mod events;
 pub mod inspect;
 pub mod tracker;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tether_model::ProviderUpdate;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+
+use crate::source::{self, FirstSync, Run, Source};
 
 pub use api::{ApiError, Client, Endpoint};
 use events::{Change, Event};
@@ -39,8 +41,35 @@ pub struct DockerConfig {
     pub settings: Settings,
 }
 
+/// How long start-up waits for the first full read of the engine before serving anyway.
+pub const FIRST_SYNC: Duration = Duration::from_secs(5);
+
+/// The Docker engine as a [`Source`].
+pub struct DockerSource(pub DockerConfig);
+
+impl Source for DockerSource {
+    fn name(&self) -> &str {
+        PROVIDER
+    }
+
+    fn first_sync(&self) -> FirstSync {
+        FirstSync::Wait(FIRST_SYNC)
+    }
+
+    fn run(self: Box<Self>, tx: mpsc::Sender<source::Event>) -> Run {
+        Box::pin(run(self.0, tx))
+    }
+}
+
+/// The tracker's state, its version the time of the last change read from the engine.
+fn update(tracker: &Tracker, at: SystemTime) -> ProviderUpdate {
+    let mut u = tracker.update();
+    u.version = humantime::format_rfc3339_millis(at).to_string();
+    u
+}
+
 /// Follow the engine until `tx` is closed, sending the provider's whole state on every change.
-pub async fn run(cfg: DockerConfig, tx: mpsc::Sender<ProviderUpdate>) {
+pub async fn run(cfg: DockerConfig, tx: mpsc::Sender<source::Event>) {
     let mut tracker = Tracker::new(cfg.settings.clone());
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -49,6 +78,10 @@ pub async fn run(cfg: DockerConfig, tx: mpsc::Sender<ProviderUpdate>) {
             Err(e) => e,
         };
         if tx.is_closed() {
+            return;
+        }
+        let problem = format!("lost the engine at {}: {err}", cfg.endpoint);
+        if tx.send(source::Event::Health(Some(problem))).await.is_err() {
             return;
         }
         // The first failure after a good connection is an error; the retries that follow are not.
@@ -67,14 +100,17 @@ pub async fn run(cfg: DockerConfig, tx: mpsc::Sender<ProviderUpdate>) {
 async fn session(
     cfg: &DockerConfig,
     tracker: &mut Tracker,
-    tx: &mpsc::Sender<ProviderUpdate>,
+    tx: &mpsc::Sender<source::Event>,
     backoff: &mut Duration,
 ) -> Result<(), ApiError> {
     let client = Client::connect(cfg.endpoint.clone()).await?;
     let mut events = client.events().await?;
     read_all(&client, cfg, tracker).await?;
     tracing::info!(endpoint = %cfg.endpoint, api = client.api_version(), containers = tracker.len(), "docker: connected, following events");
-    if tx.send(tracker.update()).await.is_err() {
+    let mut last_read = SystemTime::now();
+    if tx.send(source::Event::Health(None)).await.is_err()
+        || !source::send(tx, update(tracker, last_read)).await
+    {
         return Ok(());
     }
     *backoff = MIN_BACKOFF;
@@ -120,6 +156,7 @@ async fn session(
                 }
                 tracing::debug!(kind = %ev.kind, action = %ev.action, id = %ev.actor.id, "docker: event");
                 last_input = now;
+                last_read = SystemTime::now();
                 coalesced += 1;
                 first_change.get_or_insert(now);
             }
@@ -139,7 +176,7 @@ async fn session(
             }
             _ = tokio::time::sleep_until(publish_at.map_or_else(far, Into::into)), if publish_at.is_some() => {
                 tracing::debug!(events = coalesced, "docker: publishing");
-                if tx.send(tracker.update()).await.is_err() {
+                if !source::send(tx, update(tracker, last_read)).await {
                     return Ok(());
                 }
                 first_change = None;

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tether_model::file_config::{self, ConfigErrors, FileConfig};
+use tether_model::file_config::{self, ConfigErrors, FileConfig, Settings};
 use tether_model::ProviderUpdate;
 use tokio::sync::mpsc;
+
+use crate::source::{self, Event, FirstSync, Run, Source};
 
 /// Provider name used in updates and error reports.
 pub const PROVIDER: &str = "file";
@@ -76,12 +78,56 @@ fn parse(path: &Path, src: &[u8]) -> Result<FileConfig, FileError> {
 /// The dynamic part of a loaded file as a provider update. Takes the file by value: a table of
 /// 10,000 routes is moved, not copied, and is freed later by the control plane off the serving
 /// thread.
-pub fn update(cfg: FileConfig) -> ProviderUpdate {
+pub fn update(cfg: FileConfig, digest: String) -> ProviderUpdate {
     ProviderUpdate {
         provider: PROVIDER.into(),
         services: cfg.services,
         routes: cfg.routes,
         errors: Vec::new(),
+        version: digest,
+    }
+}
+
+/// A short digest of the file's bytes: the file source's version.
+pub fn digest(bytes: &[u8]) -> String {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(bytes);
+    format!("{:016x}", h.finish())
+}
+
+/// The configuration file as a [`Source`]: its first update is the file loaded at start, then
+/// every change of content.
+pub struct FileSource {
+    watch: FileWatch,
+    initial: FileConfig,
+}
+
+impl FileSource {
+    /// `initial` is the file as [`FileWatch::start`] loaded it (start-up reads its settings).
+    pub fn new(watch: FileWatch, initial: FileConfig) -> FileSource {
+        FileSource { watch, initial }
+    }
+}
+
+impl Source for FileSource {
+    fn name(&self) -> &str {
+        PROVIDER
+    }
+
+    fn first_sync(&self) -> FirstSync {
+        FirstSync::Required
+    }
+
+    fn run(self: Box<Self>, tx: mpsc::Sender<Event>) -> Run {
+        Box::pin(async move {
+            let FileSource { watch, initial } = *self;
+            let settings = initial.settings.clone();
+            let version = digest(watch.last.as_deref().unwrap_or_default());
+            if source::send(&tx, update(initial, version)).await {
+                watch.run(settings, tx).await;
+            }
+        })
     }
 }
 
@@ -143,7 +189,8 @@ impl FileWatch {
     }
 
     /// Report every change that produces different content. Runs until the receiver is dropped.
-    pub async fn run(mut self, tx: mpsc::Sender<Result<FileConfig, FileError>>) {
+    /// `settings` are those read at start: a change to them is logged as needing a restart.
+    pub async fn run(mut self, settings: Settings, tx: mpsc::Sender<Event>) {
         loop {
             if self.watcher.is_some() {
                 if self.events.recv().await.is_none() {
@@ -179,7 +226,7 @@ impl FileWatch {
                 let empty = FileError::Empty {
                     path: self.path.display().to_string(),
                 };
-                if tx.send(Err(empty)).await.is_err() {
+                if tx.send(Event::Invalid(empty.messages())).await.is_err() {
                     return;
                 }
                 continue;
@@ -191,8 +238,21 @@ impl FileWatch {
                 return; // the runtime is shutting down
             };
             tracing::debug!(path = %self.path.display(), rereads, took_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3), "configuration file parsed");
+            let version = digest(now.as_deref().unwrap_or_default());
             self.last = now;
-            if tx.send(loaded).await.is_err() {
+            let event = match loaded {
+                Ok(cfg) => {
+                    if cfg.settings != settings {
+                        tracing::warn!(path = %self.path.display(), "entrypoints, timeouts, affinity key and trusted proxies are read at start: restart Tether to apply their changes");
+                    }
+                    Event::Update {
+                        update: update(cfg, version),
+                        applied: None,
+                    }
+                }
+                Err(e) => Event::Invalid(e.messages()),
+            };
+            if tx.send(event).await.is_err() {
                 return;
             }
         }

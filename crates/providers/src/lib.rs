@@ -1,6 +1,11 @@
-//! Configuration providers. Each watches one source and reports its whole desired state on every
-//! change; the control plane decides what to do with it. Today: [`file`] and [`docker`]. Swarm,
-//! etcd and the HTTP API plug in the same way.
+//! Configuration sources. Each is one [`Source`]: it watches its input and reports its whole
+//! desired state on every change; the control plane decides what to do with it. [`file`] (the
+//! TOML file), [`docker`] (the engine's containers) and [`api`] (the admin API's store: a local
+//! state file, or etcd shared by every replica).
 
+pub mod api;
 pub mod docker;
 pub mod file;
+pub mod source;
+
+pub use source::{Applied, Event, FirstSync, Source};

@@ -475,10 +475,11 @@ fn choose(
     let policy = sticky.map(|s| s.policy.on_missing);
     match pin {
         Pin::Server(i) if svc.backends[i].state.takes_pinned() => {
+            svc.backends[i].state.count_pinned();
             return Ok(Choice {
                 idx: i,
                 fresh: false,
-            })
+            });
         }
         Pin::Server(i) => {
             if policy == Some(OnMissing::Fail) {

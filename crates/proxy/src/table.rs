@@ -70,17 +70,16 @@ pub struct CompileInput<'a> {
     pub version: Option<String>,
 }
 
-/// Validate and compile declarations into a table. On success the registry's live backends become
-/// this table's; on error nothing changes.
-pub fn compile(
+/// Every reason [`compile`] would refuse these declarations (none: it would build a table).
+pub fn check(
     services: &[ServiceDecl],
     routes: &[RouteDecl],
-    input: CompileInput<'_>,
-) -> Result<RoutingTable, Vec<ValidationError>> {
+    entrypoints: &[String],
+) -> Vec<ValidationError> {
     let mut errors = validate::set(services, routes);
     for r in routes {
         for ep in &r.entrypoints {
-            if !input.entrypoints.contains(ep) {
+            if !entrypoints.contains(ep) {
                 errors.push(ValidationError::new(
                     format!("routes.{}.entrypoints", r.name),
                     format!("no entrypoint named {ep:?}"),
@@ -88,6 +87,17 @@ pub fn compile(
             }
         }
     }
+    errors
+}
+
+/// Validate and compile declarations into a table. On success the registry's live backends become
+/// this table's; on error nothing changes.
+pub fn compile(
+    services: &[ServiceDecl],
+    routes: &[RouteDecl],
+    input: CompileInput<'_>,
+) -> Result<RoutingTable, Vec<ValidationError>> {
+    let errors = check(services, routes, input.entrypoints);
     if !errors.is_empty() {
         return Err(errors);
     }

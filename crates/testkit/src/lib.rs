@@ -16,8 +16,10 @@ use tether_whoami::{Stats, Whoami};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub mod admin;
 pub mod docker;
 
+pub use admin::Admin;
 pub use client::{Client, Reply};
 
 /// A whoami server on 127.0.0.1. Stopped (listener and connections closed) on drop.

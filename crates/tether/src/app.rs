@@ -1,5 +1,5 @@
-//! A running Tether: its sources (a configuration file, the Docker engine, or both) followed, the
-//! control plane, the listeners.
+//! A running Tether: its sources (the configuration file, the Docker engine, the admin API's
+//! store) followed, the control plane, the listeners, the admin API.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,11 +9,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tether_control::Control;
 use tether_model::file_config::{KeySource, Settings, Timeouts};
-use tether_providers::{docker, file};
+use tether_providers::api::{ApiHandle, ApiSource};
+use tether_providers::{docker, file, Event, FirstSync, Source};
 use tether_proxy::{Listener, ProxyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+pub use crate::store::StoreSpec;
 
 /// How to start.
 #[derive(Debug, Clone)]
@@ -30,6 +33,20 @@ pub struct Options {
     /// How long requests in flight may finish after shutdown is asked for, and how long a stopping
     /// container keeps the sessions pinned to it.
     pub drain: Duration,
+    /// The admin API (its address overrides the file's `[admin] address`).
+    pub admin: AdminOptions,
+    /// The shared store of API changes; without it, they are kept in the state directory.
+    pub store: Option<StoreSpec>,
+}
+
+/// The admin API's settings.
+#[derive(Debug, Clone, Default)]
+pub struct AdminOptions {
+    /// Listen here (else the file's `[admin] address`, else no admin API).
+    pub address: Option<SocketAddr>,
+    pub token: Option<String>,
+    /// Docker Flow Proxy's endpoints.
+    pub dfp: Option<tether_admin::DfpConfig>,
 }
 
 impl Options {
@@ -42,6 +59,8 @@ impl Options {
             docker: None,
             state_dir,
             drain,
+            admin: AdminOptions::default(),
+            store: None,
         }
     }
 }
@@ -72,18 +91,19 @@ impl DockerOptions {
     }
 }
 
-/// How long start-up waits for the first full read of the Docker engine before serving anyway.
-const FIRST_SYNC: Duration = Duration::from_secs(5);
-
 /// A started instance. Dropping it does not stop it; call [`Instance::shutdown`].
 #[derive(Debug)]
 pub struct Instance {
     /// Entrypoint names and the addresses actually bound (port 0 resolved).
     pub entrypoints: Vec<(String, SocketAddr)>,
+    /// The admin API's bound address, when it runs.
+    pub admin: Option<SocketAddr>,
     pub control: Arc<Control>,
+    /// The API source, when there is one.
+    pub api: Option<ApiHandle>,
     shutdown: watch::Sender<bool>,
     serving: JoinHandle<()>,
-    /// Source followers, stopped with the instance.
+    /// Source followers and the admin server, stopped with the instance.
     following: Vec<JoinHandle<()>>,
 }
 
@@ -114,8 +134,13 @@ impl Instance {
 
 /// Load the configuration, bind every entrypoint, start serving and following the sources.
 pub async fn start(opts: Options) -> anyhow::Result<Instance> {
-    if opts.config.is_none() && opts.docker.is_none() {
-        bail!("nothing to serve: give --config FILE, --docker, or both");
+    let admin_addr = opts.admin.address;
+    if opts.config.is_none()
+        && opts.docker.is_none()
+        && admin_addr.is_none()
+        && opts.store.is_none()
+    {
+        bail!("nothing to serve: give --config FILE, --docker, --admin ADDR or --store URL (or several)");
     }
     let (watch, cfg) = match &opts.config {
         Some(path) => {
@@ -141,6 +166,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
                 .clone()
                 .map_or(KeySource::Generated, KeySource::File),
             trusted_proxies: Vec::new(),
+            admin: None,
         },
     };
     let key_source = match (&settings.affinity_key, &opts.config) {
@@ -151,6 +177,91 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         (other, _) => other.clone(),
     };
     let key = tether_control::key::load(&key_source, &opts.state_dir)?;
+    // The admin listener is checked before anything binds: no token beyond loopback is refused.
+    let admin_addr = admin_addr.or(settings.admin);
+    let auth = admin_addr
+        .map(|a| tether_admin::Auth::new(a, opts.admin.token.clone()))
+        .transpose()
+        .context("--admin")?;
+    let (listeners, entrypoints) = bind(&settings).await?;
+    let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
+    let control = Control::new(names.clone(), key);
+
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if let (Some(watch), Some(cfg)) = (watch, cfg) {
+        sources.push(Box::new(file::FileSource::new(watch, cfg)));
+    }
+    if let Some(d) = &opts.docker {
+        sources.push(Box::new(docker::DockerSource(
+            d.config(names.clone(), opts.drain),
+        )));
+    }
+    let mut api = None;
+    if admin_addr.is_some() || opts.store.is_some() {
+        let store = crate::store::open(opts.store.as_ref(), &opts.state_dir).await?;
+        tracing::info!(store = %store.describe(), "API changes are kept in the {}", store.describe());
+        let (source, handle) = ApiSource::new(store, names.clone());
+        sources.push(Box::new(source));
+        api = Some(handle);
+    }
+    let mut following = Vec::new();
+    for source in sources {
+        following.push(follow(source, control.clone()).await?);
+    }
+
+    let (shutdown, rx) = watch::channel(false);
+    let mut admin = None;
+    if let (Some(addr), Some(auth)) = (admin_addr, auth) {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("admin: cannot listen on {addr}"))?;
+        let bound = l.local_addr()?;
+        let read_only = if auth.has_token() {
+            ""
+        } else {
+            " (read-only: no admin token configured)"
+        };
+        tracing::info!(addr = %bound, "admin API listening{read_only}");
+        let cfg = tether_admin::AdminConfig {
+            token: opts.admin.token.clone(),
+            dfp: opts.admin.dfp.clone(),
+        };
+        let router = tether_admin::router(control.clone(), api.clone(), auth, &cfg);
+        let mut stop = rx.clone();
+        following.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = tether_admin::serve(l, router, stopped).await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        }));
+        admin = Some(bound);
+    }
+    let proxy_cfg = ProxyConfig {
+        timeouts: settings.timeouts,
+        trusted_proxies: settings.trusted_proxies.clone(),
+    };
+    let serving = tokio::spawn(tether_proxy::serve(
+        listeners,
+        control.store(),
+        proxy_cfg,
+        rx,
+        opts.drain,
+    ));
+    Ok(Instance {
+        entrypoints,
+        admin,
+        control,
+        api,
+        shutdown,
+        serving,
+        following,
+    })
+}
+
+/// Bind every entrypoint.
+async fn bind(settings: &Settings) -> anyhow::Result<(Vec<Listener>, Vec<(String, SocketAddr)>)> {
     let mut listeners = Vec::new();
     let mut entrypoints = Vec::new();
     for (name, addr) in &settings.entrypoints {
@@ -165,101 +276,90 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
             listener: l,
         });
     }
-    let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
-    let control = Control::new(names.clone(), key);
-    let mut following = Vec::new();
-    if let (Some(watch), Some(cfg), Some(path)) = (watch, cfg, &opts.config) {
-        let initial = cfg.settings.clone();
-        control
-            .apply(file::update(cfg))
-            .map_err(|r| anyhow::anyhow!("{}: {}", path.display(), r.errors.join("; ")))?;
-        following.push(tokio::spawn(follow(
-            watch,
-            path.clone(),
-            initial,
-            control.clone(),
-        )));
-    }
-    if let Some(d) = &opts.docker {
-        following.push(follow_docker(d.config(names, opts.drain), control.clone()).await);
-    }
-    let proxy_cfg = ProxyConfig {
-        timeouts: settings.timeouts,
-        trusted_proxies: settings.trusted_proxies.clone(),
-    };
-    let (shutdown, rx) = watch::channel(false);
-    let serving = tokio::spawn(tether_proxy::serve(
-        listeners,
-        control.store(),
-        proxy_cfg,
-        rx,
-        opts.drain,
-    ));
-    Ok(Instance {
-        entrypoints,
-        control,
-        shutdown,
-        serving,
-        following,
-    })
+    Ok((listeners, entrypoints))
 }
 
-/// Start following the engine; returns once its first full read is applied (or after
-/// [`FIRST_SYNC`], serving what the other sources give while it keeps trying).
-async fn follow_docker(cfg: docker::DockerConfig, control: Arc<Control>) -> JoinHandle<()> {
+/// Start a source and apply its first report as its policy says; then apply every later one.
+async fn follow(source: Box<dyn Source>, control: Arc<Control>) -> anyhow::Result<JoinHandle<()>> {
     let (tx, mut rx) = mpsc::channel(8);
-    let endpoint = cfg.endpoint.clone();
-    let provider = tokio::spawn(docker::run(cfg, tx));
-    match tokio::time::timeout(FIRST_SYNC, rx.recv()).await {
-        Ok(Some(update)) => apply_off_the_hot_path(&control, update).await,
-        _ => {
-            tracing::warn!(%endpoint, "docker: no answer from the engine yet; serving without its containers until it answers")
-        }
-    }
-    tokio::spawn(async move {
-        let _stop_with_us = AbortOnDrop(provider);
-        while let Some(update) = rx.recv().await {
-            // Errors are logged and recorded by the control plane; the last good table stays.
-            apply_off_the_hot_path(&control, update).await;
-        }
-    })
-}
-
-/// Apply each change of the file; refuse invalid ones and keep serving the last good table.
-///
-/// Runs on the serving runtime: a loaded file is only moved from here to the control plane's
-/// blocking thread: its routes and services are never copied or freed here.
-async fn follow(watch: file::FileWatch, path: PathBuf, initial: Settings, control: Arc<Control>) {
-    let (tx, mut rx) = mpsc::channel(4);
-    let watching = tokio::spawn(watch.run(tx));
-    let _stop_with_us = AbortOnDrop(watching);
-    while let Some(loaded) = rx.recv().await {
-        match loaded {
-            Ok(cfg) => {
-                if cfg.settings != initial {
-                    tracing::warn!(path = %path.display(), "entrypoints, timeouts, affinity key and trusted proxies are read at start: restart Tether to apply their changes");
+    let name = source.name().to_string();
+    let policy = source.first_sync();
+    let running = AbortOnDrop(tokio::spawn(source.run(tx)));
+    let first = async {
+        loop {
+            match rx.recv().await {
+                None => return Err(anyhow::anyhow!("{name}: stopped before its first report")),
+                Some(Event::Invalid(errors)) => return Err(anyhow::anyhow!(errors.join("\n"))),
+                Some(Event::Health(problem)) => {
+                    if matches!(policy, FirstSync::Required) {
+                        if let Some(p) = problem {
+                            return Err(anyhow::anyhow!("{name}: {p}"));
+                        }
+                    }
+                    control.set_problem(&name, problem);
                 }
-                // Errors are logged and recorded by the control plane.
-                apply_off_the_hot_path(&control, file::update(cfg)).await;
-            }
-            Err(e) => {
-                control.reject(file::PROVIDER, e.messages());
+                Some(Event::Update { update, applied }) => {
+                    let outcome = apply(&control, update).await;
+                    let result = outcome
+                        .clone()
+                        .map_err(|errors| anyhow::anyhow!("{name}: {}", errors.join("; ")));
+                    if let Some(ack) = applied {
+                        let _ = ack.send(outcome);
+                    }
+                    return result.map(|_| ());
+                }
             }
         }
+    };
+    match policy {
+        FirstSync::Required => first.await?,
+        FirstSync::Wait(d) => match tokio::time::timeout(d, first).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("{e:#}; serving without it until it reports"),
+            Err(_) => {
+                tracing::warn!(source = %name, "no answer from the source after {d:?}; serving without it until it answers")
+            }
+        },
     }
+    Ok(tokio::spawn(async move {
+        let _stop_with_us = running;
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Update { update, applied } => {
+                    // Errors are logged and recorded by the control plane; the last good table stays.
+                    let outcome = apply(&control, update).await;
+                    if let Some(ack) = applied {
+                        let _ = ack.send(outcome);
+                    }
+                }
+                Event::Invalid(errors) => {
+                    control.reject(&name, errors);
+                }
+                Event::Health(problem) => control.set_problem(&name, problem),
+            }
+        }
+    }))
 }
 
 /// Compile and swap on a blocking thread: a table of 10,000 routes takes milliseconds to build,
 /// and with `--workers 1` the serving thread must not wait for it. Errors are logged and
 /// recorded by the control plane; the last good table keeps serving.
-async fn apply_off_the_hot_path(control: &Arc<Control>, update: tether_model::ProviderUpdate) {
+async fn apply(
+    control: &Arc<Control>,
+    update: tether_model::ProviderUpdate,
+) -> tether_providers::Applied {
     let control = control.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || control.apply(update)).await {
-        tracing::error!(error = %e, "applying a configuration change failed");
+    match tokio::task::spawn_blocking(move || control.apply(update)).await {
+        Ok(Ok(version)) => Ok(version),
+        Ok(Err(rejected)) => Err(rejected.errors),
+        Err(e) => {
+            tracing::error!(error = %e, "applying a configuration change failed");
+            Err(vec![format!("applying the change failed: {e}")])
+        }
     }
 }
 
-/// Aborts a task when dropped (the watcher stops with the instance).
+/// Aborts a task when dropped (the source stops with its follower).
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -5,3 +5,4 @@ pub mod app;
 pub mod demo;
 pub mod probe;
 pub mod state_dir;
+pub mod store;

@@ -39,11 +39,15 @@ const EXAMPLES: &str = "Examples:
   tether demo                                  # the sticky-session demo on 127.0.0.1:8080
   tether run --config examples/rules.toml      # serve a configuration, reloading it on change
   tether run --docker --listen 0.0.0.0:80      # route to labelled containers as they come and go
+  tether run --listen 0.0.0.0:80 --admin 127.0.0.1:8081 --store etcd://etcd:2379/tether
+                                               # start empty; routes come from the API (docs/api.md)
   tether check --config tether.toml --docker   # report configuration and label errors, start nothing
   tether whoami --listen 127.0.0.1:9001 --name web-1
 
-Configuration reference: docs/configuration.md; container labels: docs/labels.md";
+Configuration reference: docs/configuration.md; container labels: docs/labels.md; admin API: docs/api.md";
 
+// Parsed once at start: the size of the `run` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the routes and services of a configuration file and/or of Docker containers, applying
@@ -69,6 +73,8 @@ enum Command {
         /// unhealthy container keeps the sessions pinned to it, e.g. 10s.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         drain: Duration,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Check a configuration file and/or the labels of running containers; report every error
     /// (with its line, or its container and label) and start nothing.
@@ -102,6 +108,71 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+}
+
+/// The admin API and where its changes are kept.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// Serve the admin API (docs/api.md) on this address, e.g. 127.0.0.1:8081; never a traffic
+    /// port. Overrides the file's [admin] address. Off by default.
+    #[arg(long, value_name = "ADDR", env = "TETHER_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// A file holding the admin token (a Docker secret, say); wins over $TETHER_ADMIN_TOKEN.
+    /// Every change needs it; so does every read when --admin is beyond loopback. Without a
+    /// token the API is read-only and only starts on loopback.
+    #[arg(long, value_name = "FILE", env = "TETHER_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Keep API changes in etcd, shared by every replica: etcd://HOST:2379[,HOST:2379...]/PREFIX
+    /// (endpoints tried in turn). Default: a state file in the state directory. Needs a build
+    /// with the `etcd` feature (the Docker image has it).
+    #[arg(long, value_name = "URL", env = "TETHER_STORE")]
+    store: Option<String>,
+    /// Serve Docker Flow Proxy's /v1/docker-flow-proxy/reconfigure and /remove on the admin
+    /// listener, translated into API changes (they need the token like every change).
+    #[arg(long, env = "TETHER_DFP_COMPAT")]
+    dfp_compat: bool,
+    /// Admit this source network to the two Docker Flow Proxy endpoints without the token, e.g.
+    /// 10.0.0.0/8 (anyone there can then change routes through them). Repeatable.
+    #[arg(long, value_name = "CIDR", requires = "dfp_compat")]
+    dfp_compat_allow: Vec<String>,
+}
+
+impl AdminArgs {
+    fn options(
+        &self,
+    ) -> anyhow::Result<(tether::app::AdminOptions, Option<tether::app::StoreSpec>)> {
+        let token = match &self.admin_token_file {
+            Some(f) => {
+                let t = std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("--admin-token-file {}: {e}", f.display()))?;
+                Some(t.trim().to_string())
+            }
+            None => std::env::var("TETHER_ADMIN_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        let mut allow = Vec::new();
+        for c in &self.dfp_compat_allow {
+            allow.push(
+                tether_model::file_config::Cidr::parse(c)
+                    .map_err(|e| anyhow::anyhow!("--dfp-compat-allow: {e}"))?,
+            );
+        }
+        let dfp = self.dfp_compat.then_some(tether_admin::DfpConfig { allow });
+        let store = self
+            .store
+            .as_deref()
+            .map(tether::app::StoreSpec::parse)
+            .transpose()?;
+        Ok((
+            tether::app::AdminOptions {
+                address: self.admin,
+                token,
+                dfp,
+            },
+            store,
+        ))
+    }
 }
 
 /// Where the Docker engine is.
@@ -261,8 +332,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             key_file,
             state_dir,
             drain,
+            admin,
         } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
+            let (admin, store) = admin.options()?;
             let instance = tether::app::start(tether::app::Options {
                 config,
                 listen,
@@ -270,6 +343,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 docker: docker.options()?,
                 state_dir,
                 drain,
+                admin,
+                store,
             })
             .await?;
             shutdown_signal().await;

@@ -54,7 +54,12 @@ impl Ctx<'_> {
     }
 }
 
-pub(super) fn convert(raw: RawConfig, src: &str) -> Result<FileConfig, ConfigErrors> {
+/// `services_here`: a route's service must be declared in the same text.
+pub(super) fn convert(
+    raw: RawConfig,
+    src: &str,
+    services_here: bool,
+) -> Result<FileConfig, ConfigErrors> {
     let mut cx = Ctx {
         src,
         errors: Vec::new(),
@@ -85,7 +90,7 @@ pub(super) fn convert(raw: RawConfig, src: &str) -> Result<FileConfig, ConfigErr
                 );
             }
         }
-        if !raw.services.contains_key(r.service.get_ref()) {
+        if services_here && !raw.services.contains_key(r.service.get_ref()) {
             cx.err(
                 Some(r.service.span()),
                 format!("routes.{name}.service"),
@@ -181,11 +186,35 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
             trusted_proxies.push(c);
         }
     }
+    let admin = raw.admin.as_ref().and_then(|a| {
+        cx.check(
+            &a.get_ref().address,
+            || "admin.address".into(),
+            |s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| format!("{s:?}: expected a listen address such as 127.0.0.1:8081"))
+            },
+        )
+    });
+    if let Some(addr) = admin {
+        if let Some((name, _)) = entrypoints
+            .iter()
+            .find(|(_, a)| *a == addr && addr.port() != 0)
+        {
+            let span = raw.admin.as_ref().map(|a| a.span());
+            cx.err(
+                span,
+                "admin.address",
+                format!("{addr} is entrypoint {name}'s address: the admin API never shares a port with traffic"),
+            );
+        }
+    }
     Settings {
         entrypoints,
         timeouts: timeouts(cx, &raw.timeouts),
         affinity_key,
         trusted_proxies,
+        admin,
     }
 }
 

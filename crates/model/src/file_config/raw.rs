@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub forwarded: RawForwarded,
     #[serde(default)]
+    pub admin: Option<S<RawAdmin>>,
+    #[serde(default)]
     pub routes: BTreeMap<String, S<RawRoute>>,
     #[serde(default)]
     pub services: BTreeMap<String, S<RawService>>,
@@ -32,6 +34,13 @@ pub struct RawConfig {
 pub enum RawEntrypoint {
     Address(String),
     Table { address: String },
+}
+
+/// `[admin] address = "127.0.0.1:8081"`: the admin API's listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

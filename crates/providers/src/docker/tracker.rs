@@ -271,6 +271,7 @@ impl Tracker {
             services: services.into_values().map(|(s, _)| s).collect(),
             routes: routes.into_values().map(|(r, _)| r).collect(),
             errors,
+            version: String::new(),
         }
     }
 }

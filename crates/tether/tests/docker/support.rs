@@ -43,6 +43,8 @@ impl Tether {
             }),
             state_dir: dir.path().to_path_buf(),
             drain,
+            admin: Default::default(),
+            store: None,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {

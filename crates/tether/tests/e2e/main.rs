@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod balancing;
 mod cli;
 mod proxying;

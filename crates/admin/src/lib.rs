@@ -1,0 +1,119 @@
+//! Tether's admin API, on a listener of its own (never a traffic port), served by axum on hyper:
+//! the data plane's hand-written HTTP/1 path is not reused here.
+//!
+//! - [`reads`]: `/api/version`, `/api/routes`, `/api/services`, `/api/backends`, `/api/errors`;
+//! - [`changes`]: `PUT`/`DELETE` of one route or service, `POST /api/changes` for several at once,
+//!   committed to the API source's store and answered once this replica serves them;
+//! - [`dfp`]: Docker Flow Proxy's `reconfigure` and `remove`, translated into the same changes;
+//! - [`auth`]: the bearer token every change needs (and every read, beyond loopback).
+//!
+//! The API reads [`Control`] (declarations, versions, errors) and the registry (per-server
+//! state); it writes only through the API source's store. Endpoints and fields: `docs/api.md`.
+
+pub mod auth;
+mod changes;
+mod dfp;
+mod error;
+mod reads;
+mod render;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tether_control::Control;
+use tether_providers::api::ApiHandle;
+use tokio::net::TcpListener;
+
+pub use auth::{Auth, AuthError};
+pub use changes::{APPLY_DEADLINE, MAX_BODY};
+pub use dfp::DfpConfig;
+pub use error::ApiError;
+
+/// How the admin listener behaves.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// The token every change needs; `None`: read-only, and only on loopback.
+    pub token: Option<String>,
+    /// Serve Docker Flow Proxy's endpoints (`--dfp-compat`).
+    pub dfp: Option<DfpConfig>,
+}
+
+/// What every handler reads.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub control: Arc<Control>,
+    /// The API source; `None` when Tether runs without one (then changes answer 503).
+    pub api: Option<ApiHandle>,
+    pub auth: Arc<Auth>,
+    pub dfp: Option<Arc<dfp::DfpConfig>>,
+}
+
+/// The admin API's routes.
+pub fn router(
+    control: Arc<Control>,
+    api: Option<ApiHandle>,
+    auth: Auth,
+    cfg: &AdminConfig,
+) -> Router {
+    let state = AppState {
+        control,
+        api,
+        auth: Arc::new(auth),
+        dfp: cfg.dfp.clone().map(Arc::new),
+    };
+    let api = Router::new()
+        .route("/api/version", get(reads::version))
+        .route("/api/routes", get(reads::routes))
+        .route("/api/services", get(reads::services))
+        .route(
+            "/api/routes/{name}",
+            get(reads::route)
+                .put(changes::put_route)
+                .delete(changes::delete_route),
+        )
+        .route(
+            "/api/services/{name}",
+            get(reads::service)
+                .put(changes::put_service)
+                .delete(changes::delete_service),
+        )
+        .route("/api/changes", post(changes::post_changes))
+        .route("/api/backends", get(reads::backends))
+        .route("/api/errors", get(reads::errors))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ));
+    let mut app = api;
+    if state.dfp.is_some() {
+        app = app
+            .route(
+                "/v1/docker-flow-proxy/reconfigure",
+                get(dfp::reconfigure).put(dfp::reconfigure),
+            )
+            .route(
+                "/v1/docker-flow-proxy/remove",
+                get(dfp::remove).put(dfp::remove),
+            );
+    }
+    app.fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(changes::MAX_BODY))
+        .with_state(state)
+}
+
+/// Serve the admin API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

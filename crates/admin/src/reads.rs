@@ -1,0 +1,195 @@
+//! The reads: what is served and where it came from. Every object carries an ETag: a stored
+//! object's store revision (what `If-Match` compares), a digest for the other sources' objects.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, StatusCode};
+use serde_json::{json, Map, Value};
+use tether_providers::api::Kind;
+
+use crate::render;
+use crate::{ApiError, AppState};
+
+/// `GET /api/version`: the applied table's hash, when it was applied, and each source's version.
+pub async fn version(State(s): State<AppState>) -> Json<Value> {
+    Json(version_body(&s))
+}
+
+pub(crate) fn version_body(s: &AppState) -> Value {
+    let status = s.control.status();
+    let mut sources = Map::new();
+    for (name, src) in s.control.sources() {
+        sources.insert(
+            name,
+            json!({
+                "version": src.version,
+                "routes": src.routes,
+                "services": src.services,
+                "updated_at": render::time(src.updated_at),
+                "problem": src.problem,
+                "errors": src.errors.len(),
+            }),
+        );
+    }
+    let mut body = json!({
+        "hash": status.version,
+        "applied_at": render::time(status.applied_at),
+        "routes": status.routes,
+        "services": status.services,
+        "swaps": status.swaps,
+        "sources": sources,
+    });
+    if let Some(api) = &s.api {
+        let applied = api.applied();
+        let problem = api.store().health().borrow().clone();
+        body["store"] = json!({
+            "provider": api.store().provider(),
+            "location": api.store().describe(),
+            "revision": applied.as_ref().map(|a| a.snapshot.revision),
+            "reachable": problem.is_none(),
+            "problem": problem,
+        });
+    }
+    body
+}
+
+/// Each declared object of a kind, with its source and ETag, best first by name.
+fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
+    let snapshot = s.api.as_ref().and_then(|a| a.applied()).map(|a| a.snapshot);
+    let api_provider = s.api.as_ref().map(|a| a.store().provider());
+    let mut out = Vec::new();
+    for (source, update) in s.control.declarations() {
+        let stored_etag = |name: &str| {
+            (Some(source.as_str()) == api_provider)
+                .then(|| snapshot.as_ref()?.get(kind, name))
+                .flatten()
+                .map(|o| render::revision_etag(o.mod_revision))
+        };
+        let mut push = |name: &str, mut body: Value, digest: String| {
+            let etag = stored_etag(name).unwrap_or(digest);
+            body["name"] = json!(name);
+            body["source"] = json!(source);
+            body["etag"] = json!(etag);
+            out.push((name.to_string(), body));
+        };
+        match kind {
+            Kind::Route => {
+                for r in &update.routes {
+                    push(&r.name, render::route(r), render::digest_etag(r));
+                }
+            }
+            Kind::Service => {
+                for svc in &update.services {
+                    push(&svc.name, render::service(svc), render::digest_etag(svc));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// `GET /api/routes`
+pub async fn routes(State(s): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        objects(&s, Kind::Route).into_iter().map(|o| o.1).collect(),
+    ))
+}
+
+/// `GET /api/services`
+pub async fn services(State(s): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        objects(&s, Kind::Service)
+            .into_iter()
+            .map(|o| o.1)
+            .collect(),
+    ))
+}
+
+fn one(s: &AppState, kind: Kind, name: &str) -> Result<Response, ApiError> {
+    let Some((_, body)) = objects(s, kind).into_iter().find(|o| o.0 == name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no {} named {name:?}",
+                &kind.plural()[..kind.plural().len() - 1]
+            ),
+        ));
+    };
+    let etag = body["etag"].as_str().unwrap_or_default().to_string();
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /api/routes/NAME`
+pub async fn route(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&s, Kind::Route, &name)
+}
+
+/// `GET /api/services/NAME`
+pub async fn service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&s, Kind::Service, &name)
+}
+
+/// `GET /api/backends`: every server of the served table with its live state.
+pub async fn backends(State(s): State<AppState>) -> Json<Value> {
+    let mut rows: Vec<(String, String, Value)> = s
+        .control
+        .registry()
+        .snapshot()
+        .into_iter()
+        .map(|(service, b)| {
+            let row = json!({
+                "service": service,
+                "server": &*b.name,
+                "address": b.addr.to_string(),
+                "state": b.state.describe(),
+                "in_flight": b.state.in_flight(),
+                "pinned_requests": b.state.pinned(),
+            });
+            (service, b.name.to_string(), row)
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    Json(Value::Array(rows.into_iter().map(|r| r.2).collect()))
+}
+
+/// `GET /api/errors`: what each source has refused or left out now, and the rejections of late.
+pub async fn errors(State(s): State<AppState>) -> Json<Value> {
+    let status = s.control.status();
+    let recent: Vec<Value> = s
+        .control
+        .rejections()
+        .into_iter()
+        .rev()
+        .map(|r| {
+            json!({
+                "at": render::time(Some(r.at)),
+                "source": r.source,
+                "field": r.field,
+                "message": r.message,
+            })
+        })
+        .collect();
+    let problems: Map<String, Value> = s
+        .control
+        .sources()
+        .into_iter()
+        .filter_map(|(name, src)| src.problem.map(|p| (name, json!(p))))
+        .collect();
+    Json(json!({
+        "current": status.errors,
+        "unreachable": problems,
+        "recent": recent,
+    }))
+}

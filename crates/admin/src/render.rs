@@ -1,0 +1,100 @@
+//! Declarations as JSON with the field names of `tether.toml`, so that what a read returns can be
+//! sent back in a `PUT`.
+
+use std::hash::{Hash, Hasher};
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+use tether_model::{AffinityMode, BalanceAlgo, HashOn, OnMissing, RouteDecl, ServiceDecl};
+
+/// A route's fields.
+pub fn route(r: &RouteDecl) -> Value {
+    let mut o = Map::new();
+    o.insert("rule".into(), json!(r.rule_text));
+    o.insert("service".into(), json!(r.service));
+    o.insert("priority".into(), json!(r.priority));
+    if !r.entrypoints.is_empty() {
+        o.insert("entrypoints".into(), json!(r.entrypoints));
+    }
+    Value::Object(o)
+}
+
+/// A service's fields.
+pub fn service(s: &ServiceDecl) -> Value {
+    let mut o = Map::new();
+    let servers: Vec<Value> = s
+        .servers
+        .iter()
+        .map(|srv| json!({ "name": srv.name, "url": format!("http://{}", srv.addr), "weight": srv.weight }))
+        .collect();
+    o.insert("servers".into(), Value::Array(servers));
+    match &s.balance {
+        BalanceAlgo::RoundRobin => {
+            o.insert("balance".into(), json!("round_robin"));
+        }
+        BalanceAlgo::LeastRequests => {
+            o.insert("balance".into(), json!("least_requests"));
+        }
+        BalanceAlgo::ConsistentHash(on) => {
+            o.insert("balance".into(), json!("consistent_hash"));
+            let on = match on {
+                HashOn::ClientIp => "client_ip".to_string(),
+                HashOn::Header(h) => format!("header:{h}"),
+                HashOn::Cookie(c) => format!("cookie:{c}"),
+            };
+            o.insert("hash_on".into(), json!(on));
+        }
+    }
+    if let Some(a) = &s.affinity {
+        let mut m = Map::new();
+        match &a.mode {
+            AffinityMode::Cookie(c) => {
+                m.insert("mode".into(), json!("cookie"));
+                m.insert("cookie".into(), json!(c.name));
+                m.insert("path".into(), json!(c.path));
+                if let Some(d) = &c.domain {
+                    m.insert("domain".into(), json!(d));
+                }
+                m.insert("secure".into(), json!(c.secure));
+                m.insert("http_only".into(), json!(c.http_only));
+                if let Some(ss) = c.same_site {
+                    m.insert("same_site".into(), json!(ss.as_str()));
+                }
+                if let Some(age) = c.max_age {
+                    m.insert("max_age".into(), json!(format!("{}ms", age.as_millis())));
+                }
+            }
+            AffinityMode::Prefix { cookie } => {
+                m.insert("mode".into(), json!("prefix"));
+                m.insert("cookie".into(), json!(cookie));
+            }
+        }
+        m.insert("nocache".into(), json!(a.nocache));
+        let on_missing = match a.on_missing {
+            OnMissing::Rebalance => "rebalance",
+            OnMissing::Fail => "fail",
+        };
+        m.insert("on_missing".into(), json!(on_missing));
+        o.insert("affinity".into(), Value::Object(m));
+    }
+    Value::Object(o)
+}
+
+/// An ETag for a declaration no API change can touch: a digest of it.
+pub fn digest_etag(d: &impl Hash) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    d.hash(&mut h);
+    format!("\"d{:016x}\"", h.finish())
+}
+
+/// The ETag of a stored object: its store revision.
+pub fn revision_etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
+
+pub fn time(t: Option<SystemTime>) -> Value {
+    match t {
+        Some(t) => json!(humantime::format_rfc3339_millis(t).to_string()),
+        None => Value::Null,
+    }
+}

@@ -1,0 +1,245 @@
+//! The admin API's documents: a route or a service is a JSON object holding the fields of its
+//! table in `tether.toml` (`{"rule": "PathPrefix(`/`)", "service": "web"}`).
+//!
+//! The documents are rendered as a TOML text of dotted keys, one field per line, and parsed by the
+//! code that reads `tether.toml` ([`file_config::parse_declarations`]): the API has every option
+//! of the file, with the same checks and messages. An error found on a line is reported against
+//! that line's field (`routes.web.priority: invalid type: floating point ...`). A route may name a
+//! service of another source (the file, Docker); the merged table's validation checks that.
+
+use serde_json::Value;
+
+use crate::decl::{RouteDecl, ServiceDecl};
+use crate::file_config::{self, ConfigError};
+use crate::validate::{self, ValidationError};
+
+/// What an API object declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Route,
+    Service,
+}
+
+impl Kind {
+    /// The plural used in paths, store keys and field names: `routes`, `services`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Route => "routes",
+            Kind::Service => "services",
+        }
+    }
+
+    pub fn from_plural(s: &str) -> Option<Kind> {
+        match s {
+            "routes" => Some(Kind::Route),
+            "services" => Some(Kind::Service),
+            _ => None,
+        }
+    }
+}
+
+/// The TOML text under construction, remembering which field each line came from.
+struct Text {
+    text: String,
+    /// Table (`routes.web`) and field (`routes.web.rule`) of each line (1-based line n is
+    /// `origin[n - 1]`).
+    origin: Vec<(String, String)>,
+}
+
+impl Text {
+    fn line(&mut self, line: String, table: &str, field: String) {
+        self.text.push_str(&line);
+        self.text.push('\n');
+        self.origin.push((table.to_string(), field));
+    }
+}
+
+/// The declarations of a set of API documents, checked as `tether.toml` is checked; every
+/// problem is returned, each naming its field. `entrypoints` are the names a route may list.
+pub fn declarations<'a>(
+    docs: impl IntoIterator<Item = (Kind, &'a str, &'a Value)>,
+    entrypoints: &[String],
+) -> Result<(Vec<ServiceDecl>, Vec<RouteDecl>), Vec<ValidationError>> {
+    let mut t = Text {
+        text: String::new(),
+        origin: Vec::new(),
+    };
+    for ep in entrypoints {
+        t.line(
+            format!("entrypoints.{} = \"127.0.0.1:1\"", quote(ep)),
+            "entrypoints",
+            format!("entrypoints.{ep}"),
+        );
+    }
+    let mut errors = Vec::new();
+    for (kind, name, body) in docs {
+        let base = format!("{}.{name}", kind.plural());
+        if !validate::is_name(name) {
+            errors.push(ValidationError::new(
+                &base,
+                "a name may hold letters, digits, '-', '_', '.' and '@'",
+            ));
+            continue;
+        }
+        let Some(fields) = body.as_object() else {
+            errors.push(ValidationError::new(
+                &base,
+                format!(
+                    "expected a JSON object of the {} fields of tether.toml, not {}",
+                    kind.plural(),
+                    type_name(body)
+                ),
+            ));
+            continue;
+        };
+        if fields.is_empty() && kind == Kind::Service {
+            // An empty table still declares the service (no servers yet).
+            t.line(
+                format!("{}.{} = {{}}", kind.plural(), quote(name)),
+                &base,
+                base.clone(),
+            );
+        }
+        for (field, value) in fields {
+            if value.is_null() {
+                continue;
+            }
+            let at = format!("{base}.{field}");
+            match toml::Value::try_from(value) {
+                Ok(v) => t.line(
+                    format!("{}.{}.{} = {v}", kind.plural(), quote(name), quote(field)),
+                    &base,
+                    at,
+                ),
+                Err(e) => errors.push(ValidationError::new(at, e.to_string())),
+            }
+        }
+        if kind == Kind::Route && fields.is_empty() {
+            errors.push(ValidationError::new(
+                &base,
+                "missing: a route needs rule and service",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    match file_config::parse_declarations(&t.text) {
+        Ok(cfg) => Ok((cfg.services, cfg.routes)),
+        Err(errs) => Err(errs.0.iter().map(|e| located(&t, e)).collect()),
+    }
+}
+
+/// A file error told in terms of the document field it came from.
+fn located(t: &Text, e: &ConfigError) -> ValidationError {
+    let origin = e.line.and_then(|l| t.origin.get(l.wrapping_sub(1)));
+    // "missing field `rule`" is found at the table's last line: name the missing field itself.
+    let missing = e
+        .message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next());
+    if let (Some((table, _)), Some(m)) = (origin, missing) {
+        return ValidationError::new(format!("{table}.{m}"), "missing");
+    }
+    let field = match origin {
+        // A syntax or type error is located by its line only.
+        Some((_, o)) if e.field == "syntax" || !e.field.starts_with(o.as_str()) => o.clone(),
+        _ => e.field.clone(),
+    };
+    ValidationError::new(field, e.message.clone())
+}
+
+/// A TOML key segment, quoted so that any text stays one segment.
+fn quote(segment: &str) -> String {
+    toml::Value::String(segment.to_string()).to_string()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eps() -> Vec<String> {
+        vec!["web".into()]
+    }
+
+    #[test]
+    fn documents_become_declarations_with_the_files_defaults() {
+        let route = json!({"rule": "PathPrefix(`/demo`)", "service": "go-demo"});
+        let svc = json!({"servers": [{"url": "http://go-demo:8080", "name": "a"}], "affinity": {"mode": "cookie"}});
+        let (services, routes) = declarations(
+            [
+                (Kind::Route, "demo", &route),
+                (Kind::Service, "go-demo", &svc),
+            ],
+            &eps(),
+        )
+        .unwrap();
+        assert_eq!(routes[0].service, "go-demo");
+        assert_eq!(routes[0].priority, "PathPrefix(`/demo`)".len() as i64);
+        assert_eq!(services[0].servers[0].name, "a");
+        assert!(services[0].affinity.is_some());
+    }
+
+    #[test]
+    fn a_route_may_name_a_service_of_another_source() {
+        let route = json!({"rule": "Host(`a.com`)", "service": "from-the-file"});
+        let (_, routes) = declarations([(Kind::Route, "r", &route)], &eps()).unwrap();
+        assert_eq!(routes[0].service, "from-the-file");
+    }
+
+    fn errors(kind: Kind, body: Value) -> Vec<ValidationError> {
+        declarations([(kind, "x", &body)], &eps()).unwrap_err()
+    }
+
+    #[test]
+    fn each_error_names_its_field() {
+        let e = errors(Kind::Route, json!({"rule": "Pth(`/`)", "service": "s"}));
+        assert_eq!(e[0].field, "routes.x.rule");
+        assert!(e[0].message.contains("column 1"), "{}", e[0].message);
+
+        let e = errors(
+            Kind::Route,
+            json!({"rule": "Path(`/`)", "service": "s", "priority": 1.5}),
+        );
+        assert_eq!(e[0].field, "routes.x.priority", "{e:?}");
+
+        let e = errors(Kind::Service, json!({"servers": [], "balence": "x"}));
+        assert_eq!(e[0].field, "services.x.balence", "{e:?}");
+        assert!(e[0].message.contains("unknown field"), "{}", e[0].message);
+
+        let e = errors(Kind::Service, json!({"servers": [{"url": "ftp://a:1"}]}));
+        assert_eq!(e[0].field, "services.x.servers[0].url", "{e:?}");
+
+        let e = errors(
+            Kind::Route,
+            json!({"rule": "Path(`/`)", "service": "s", "entrypoints": ["nope"]}),
+        );
+        assert_eq!(e[0].field, "routes.x.entrypoints", "{e:?}");
+
+        let e = errors(Kind::Route, json!(["not", "an", "object"]));
+        assert!(e[0].message.contains("not an array"), "{e:?}");
+
+        let e = errors(Kind::Route, json!({"service": "s"}));
+        assert_eq!(e[0].field, "routes.x.rule", "{e:?}");
+        assert_eq!(e[0].message, "missing", "{e:?}");
+    }
+
+    #[test]
+    fn names_are_checked_before_rendering() {
+        let body = json!({});
+        let e = declarations([(Kind::Service, "a\"b", &body)], &eps()).unwrap_err();
+        assert_eq!(e[0].field, "services.a\"b");
+    }
+}

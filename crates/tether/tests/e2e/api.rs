@@ -1,0 +1,333 @@
+//! The admin API with its state file (no etcd): changes checked, committed, served and kept
+//! across a restart; tokens; preconditions; names owned by another source; Docker Flow Proxy's
+//! reconfigure call.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::json;
+use tether::app::{self, AdminOptions, Instance};
+use tether_testkit::{Admin, Backend, Client, TempDir};
+
+use crate::support::{servers, KEY, WEB};
+
+const TOKEN: &str = "t0ken-for-tests";
+
+/// Tether with the admin API on 127.0.0.1:0, its state in `dir`, and an optional file.
+async fn start(dir: &TempDir, toml: Option<&str>, token: Option<&str>, dfp: bool) -> Instance {
+    let config = toml.map(|t| {
+        let p = dir.path().join("tether.toml");
+        std::fs::write(&p, t).unwrap();
+        p
+    });
+    let mut opts = app::Options::file(
+        dir.path().join("unused.toml"),
+        dir.path().to_path_buf(),
+        Duration::from_secs(1),
+    );
+    opts.config = config;
+    opts.listen = "127.0.0.1:0".parse().unwrap();
+    opts.key_file = None;
+    opts.admin = AdminOptions {
+        address: Some("127.0.0.1:0".parse().unwrap()),
+        token: token.map(str::to_string),
+        dfp: dfp.then(Default::default),
+    };
+    app::start(opts).await.expect("start")
+}
+
+fn admin(i: &Instance, token: Option<&str>) -> Admin {
+    Admin::new(i.admin.expect("admin runs"), token)
+}
+
+fn service_body(b: &Backend) -> serde_json::Value {
+    json!({ "servers": [{ "name": b.name, "url": b.url() }] })
+}
+
+#[tokio::test]
+async fn a_route_put_through_the_api_is_served_and_survives_a_restart() {
+    let dir = TempDir::new("tether-api");
+    let b = Backend::spawn("api-1").await;
+    let inst = start(&dir, None, Some(TOKEN), false).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    let empty = a.version().await;
+    assert_eq!(
+        Client::new(inst.addr("web")).get("/").await.unwrap().status,
+        StatusCode::NOT_FOUND,
+        "starts empty"
+    );
+
+    let r = a.put("/api/services/app", service_body(&b)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = a
+        .put(
+            "/api/routes/app",
+            json!({"rule": "PathPrefix(`/`)", "service": "app"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Answered once served: the very next request reaches the backend.
+    let version = r.json()["version"].as_str().unwrap().to_string();
+    assert_ne!(version, empty);
+    assert_eq!(a.version().await, version);
+    let reply = Client::new(inst.addr("web")).get("/hello").await.unwrap();
+    assert_eq!(reply.server(), "api-1");
+
+    let listed = a.get("/api/routes").await.json();
+    assert_eq!(listed[0]["name"], "app");
+    assert_eq!(listed[0]["source"], "api");
+    inst.shutdown().await;
+
+    let again = start(&dir, None, Some(TOKEN), false).await;
+    let mut a = admin(&again, Some(TOKEN));
+    assert_eq!(a.version().await, version, "the same table after a restart");
+    let reply = Client::new(again.addr("web")).get("/").await.unwrap();
+    assert_eq!(reply.server(), "api-1");
+    again.shutdown().await;
+}
+
+#[tokio::test]
+async fn changes_need_the_token_and_without_one_the_api_is_read_only() {
+    let dir = TempDir::new("tether-api-auth");
+    let inst = start(&dir, None, Some(TOKEN), false).await;
+    let body = json!({"servers": []});
+    let r = admin(&inst, None)
+        .put("/api/services/x", body.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("Authorization: Bearer"), "{}", r.body);
+    let r = admin(&inst, Some("wrong"))
+        .put("/api/services/x", body.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Reads on loopback need no token.
+    assert_eq!(
+        admin(&inst, None).get("/api/version").await.status,
+        StatusCode::OK
+    );
+    inst.shutdown().await;
+
+    let dir = TempDir::new("tether-api-notoken");
+    let inst = start(&dir, None, None, false).await;
+    let r = admin(&inst, Some("anything"))
+        .put("/api/services/x", body)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("no admin token configured"), "{}", r.body);
+    inst.shutdown().await;
+
+    // Beyond loopback without a token: refused at start.
+    let mut opts = app::Options::file(dir.path().join("x"), dir.path().into(), Duration::ZERO);
+    opts.config = None;
+    opts.listen = "127.0.0.1:0".parse().unwrap();
+    opts.admin.address = Some("0.0.0.0:0".parse().unwrap());
+    let e = app::start(opts).await.expect_err("refused");
+    assert!(format!("{e:#}").contains("no admin token"), "{e:#}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_field_and_changes_nothing() {
+    let dir = TempDir::new("tether-api-bad");
+    let b = Backend::spawn("bad-1").await;
+    let inst = start(&dir, None, Some(TOKEN), false).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    assert_eq!(
+        a.put("/api/services/app", service_body(&b)).await.status,
+        StatusCode::CREATED
+    );
+    let before = a.version().await;
+
+    let r = a
+        .put(
+            "/api/routes/app",
+            json!({"rule": "PathPrefix(`/`", "service": "app"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["field"], "routes.app.rule", "{}", r.body);
+    assert!(r.body.contains("column"), "{}", r.body);
+    let r = a
+        .put(
+            "/api/routes/app",
+            json!({"rule": "Path(`/`)", "service": "nowhere"}),
+        )
+        .await;
+    assert_eq!(r.json()["field"], "routes.app.service", "{}", r.body);
+    let r = a
+        .put("/api/services/app", json!({"servers": [], "balence": "x"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["field"], "services.app.balence", "{}", r.body);
+    let r = a
+        .call(http::Method::PUT, "/api/services/app", None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(a.version().await, before, "nothing changed");
+
+    // Shown in /api/errors with its field.
+    let errors = a.get("/api/errors").await.json();
+    let fields: Vec<&str> = errors["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"routes.app.rule"), "{errors}");
+
+    // A change of several parts applies whole or not at all.
+    let r = a
+        .call(
+            http::Method::POST,
+            "/api/changes",
+            Some(&json!({"changes": [
+                {"op": "put", "kind": "routes", "name": "ok", "body": {"rule": "Path(`/ok`)", "service": "app"}},
+                {"op": "put", "kind": "routes", "name": "broken", "body": {"rule": "Nope()", "service": "app"}},
+            ]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(a.version().await, before);
+    assert_eq!(a.get("/api/routes/ok").await.status, StatusCode::NOT_FOUND);
+    inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_a_412_and_a_fresh_one_applies() {
+    let dir = TempDir::new("tether-api-etag");
+    let b = Backend::spawn("etag-1").await;
+    let inst = start(&dir, None, Some(TOKEN), false).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    a.put("/api/services/app", service_body(&b)).await;
+    let read = a.get("/api/services/app").await;
+    let etag = read.headers["etag"].to_str().unwrap().to_string();
+    // Another operator changes it first.
+    let r = a
+        .put(
+            "/api/services/app",
+            json!({"servers": [], "balance": "least_requests"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let body = service_body(&b);
+    let stale = a
+        .call(
+            http::Method::PUT,
+            "/api/services/app",
+            Some(&body),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
+    let fresh = a.get("/api/services/app").await.headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let r = a
+        .call(
+            http::Method::PUT,
+            "/api/services/app",
+            Some(&body),
+            &[("if-match", &fresh)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let created = a
+        .call(
+            http::Method::PUT,
+            "/api/services/app",
+            Some(&body),
+            &[("if-none-match", "*")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::PRECONDITION_FAILED);
+    inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_name_the_file_declares_is_a_409() {
+    let dir = TempDir::new("tether-api-409");
+    let b = Backend::spawn("file-1").await;
+    let toml = format!(
+        "{WEB}{KEY}[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\n{}\n",
+        servers(&[&b])
+    );
+    let inst = start(&dir, Some(&toml), Some(TOKEN), false).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    let r = a.put("/api/services/web", json!({"servers": []})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("file"), "{}", r.body);
+    // A route of the API may use the file's service.
+    let r = a
+        .put(
+            "/api/routes/extra",
+            json!({"rule": "PathPrefix(`/extra`)", "service": "web", "priority": 100}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let sources: Vec<String> = a
+        .get("/api/routes")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}@{}",
+                r["name"].as_str().unwrap(),
+                r["source"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(sources, ["extra@api", "web@file"]);
+    let backends = a.get("/api/backends").await.json();
+    assert_eq!(backends[0]["server"], "file-1");
+    assert_eq!(backends[0]["state"], "serving");
+    inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn docker_flow_proxys_reconfigure_call_is_served() {
+    let dir = TempDir::new("tether-api-dfp");
+    let b = Backend::spawn("go-demo").await;
+    let inst = start(&dir, None, Some(TOKEN), true).await;
+    let call = format!(
+        "/v1/docker-flow-proxy/reconfigure?serviceName=localhost&servicePath=/demo&port={}&distribute=true",
+        b.addr.port()
+    );
+    let r = admin(&inst, None).get(&call).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "needs the token like every change"
+    );
+    let r = admin(&inst, Some(TOKEN)).get(&call).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["Status"], "OK");
+    let mut c = Client::new(inst.addr("web"));
+    for _ in 0..50 {
+        let reply = c.get("/demo/hello").await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.server(), "go-demo");
+    }
+    let r = admin(&inst, Some(TOKEN))
+        .get("/v1/docker-flow-proxy/reconfigure?serviceName=a&servicePath=/a&port=80&aclName=x")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("aclName"), "{}", r.body);
+    let r = admin(&inst, Some(TOKEN))
+        .get("/v1/docker-flow-proxy/remove?serviceName=localhost")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        c.get("/demo/hello").await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    inst.shutdown().await;
+}
