@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 tag="tether:dev"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 echo "building a static tether for $host" >&2
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$host" -p tether
+# With the etcd store (--store etcd://...), as the docs show it.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$host" -p tether --features etcd
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-cp "target/$host/release/tether" "$ctx/tether"
+cp "${CARGO_TARGET_DIR:-target}/$host/release/tether" "$ctx/tether"
 strip "$ctx/tether" 2>/dev/null || true
 cp docker/Dockerfile "$ctx/Dockerfile"
 if ! out="$(DOCKER_BUILDKIT=0 docker build --quiet --tag "$tag" "$ctx" 2>&1)"; then

@@ -3,7 +3,9 @@
 //!
 //! A change is checked before anything is written, against the state this replica serves: its
 //! preconditions (`If-Match`), names that another source declares (409), the documents with the
-//! checks of `tether.toml`, and the merged table they would make (400 naming the field). It is
+//! checks of `tether.toml`, and the merged table they would make (400 naming the field); that
+//! state is first brought up to the store's last change, so a change made through another replica
+//! just before is seen (one read of the store's change marker). It is
 //! then committed to the store in one step, which fails if the store moved on since the check;
 //! the check is then made again on the newer state. The answer comes once this replica serves
 //! the change, which it applies from its store (with etcd: from its own watch), and carries the
@@ -136,6 +138,19 @@ pub async fn apply(s: &AppState, parts: Vec<Part>) -> Result<Done, ApiError> {
         ));
     }
     let ops: Vec<Op> = parts.iter().map(|p| p.op.clone()).collect();
+    // Every change made before this one, through any replica, is seen before it is checked.
+    let latest = api.store().latest().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e}; nothing was changed"),
+        )
+    })?;
+    if api.wait_for(latest, APPLY_DEADLINE).await.is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this replica has not caught up with revision {latest} of the store within {APPLY_DEADLINE:?}; nothing was changed"),
+        ));
+    }
     for attempt in 0..ATTEMPTS {
         let base = api
             .applied()

@@ -134,8 +134,12 @@ fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Valu
         json!({ "servers": [{ "name": name, "url": format!("http://{name}:{port}") }] });
     match q.get("sessionType").map(String::as_str) {
         None => {}
+        // One server per task, each found in Swarm's DNS and pinned by Tether's own cookie.
         Some("sticky-server") => {
-            return Err(bad("sessionType", "sticky-server needs one server per task (tasks.<serviceName>), which this build does not resolve yet; declare the tasks' addresses with PUT /api/services/NAME and affinity mode \"cookie\""));
+            service = json!({
+                "resolve": format!("tasks.{name}:{port}"),
+                "affinity": { "mode": "cookie" },
+            });
         }
         Some(other) => {
             return Err(bad(
@@ -167,7 +171,6 @@ fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Valu
         "Port": port.to_string(),
         "Distribute": q.get("distribute").is_some_and(|d| d == "true"),
     });
-    service.as_object_mut().expect("an object");
     Ok((name, service, route, echo))
 }
 
@@ -304,6 +307,15 @@ mod tests {
             route["rule"],
             "Host(`a.com`) && (PathPrefix(`/x`) || PathPrefix(`/y`))"
         );
+        let (_, svc, _, _) = translate(&q(&[
+            ("serviceName", "go-demo"),
+            ("servicePath", "/demo"),
+            ("port", "8080"),
+            ("sessionType", "sticky-server"),
+        ]))
+        .unwrap();
+        assert_eq!(svc["resolve"], "tasks.go-demo:8080");
+        assert_eq!(svc["affinity"]["mode"], "cookie");
     }
 
     #[test]

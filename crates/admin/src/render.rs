@@ -27,7 +27,15 @@ pub fn service(s: &ServiceDecl) -> Value {
         .iter()
         .map(|srv| json!({ "name": srv.name, "url": format!("http://{}", srv.addr), "weight": srv.weight }))
         .collect();
-    o.insert("servers".into(), Value::Array(servers));
+    match &s.resolve {
+        // Its servers are what the name resolved to: `resolve` is the field to send back.
+        Some(r) => {
+            o.insert("resolve".into(), json!(r.to_string()));
+        }
+        None => {
+            o.insert("servers".into(), Value::Array(servers));
+        }
+    }
     match &s.balance {
         BalanceAlgo::RoundRobin => {
             o.insert("balance".into(), json!("round_robin"));

@@ -26,6 +26,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
             servers: vec![server("a", 19101), server("b", 19102)],
             balance: BalanceAlgo::default(),
             affinity: None,
+            resolve: None,
         })
         .collect();
     let routes = (0..ROUTES)

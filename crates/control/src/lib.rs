@@ -341,6 +341,7 @@ mod tests {
             servers: Vec::new(),
             balance: BalanceAlgo::default(),
             affinity: None,
+            resolve: None,
         };
         let routes = routes
             .iter()

@@ -61,6 +61,35 @@ pub struct ServiceDecl {
     pub servers: Vec<ServerDecl>,
     pub balance: BalanceAlgo,
     pub affinity: Option<AffinityPolicy>,
+    /// Servers found in DNS instead of listed: every address of this name is one server. The
+    /// sources resolve it (again every few seconds) and fill `servers` before the control plane
+    /// sees the service.
+    pub resolve: Option<Resolve>,
+}
+
+/// A DNS name whose every address is a server, as Swarm's `tasks.<service>` names each task.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Resolve {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Resolve {
+    /// `tasks.go-demo:8080`
+    pub fn parse(s: &str) -> Result<Resolve, String> {
+        match ServerAddr::parse(s)? {
+            ServerAddr::Host(host, port) if s.contains(':') => Ok(Resolve { host, port }),
+            _ => Err(format!(
+                "{s:?}: expected a DNS name and port such as tasks.web:8080"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Resolve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 /// One backend server.

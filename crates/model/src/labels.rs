@@ -352,6 +352,7 @@ pub fn service(name: &str, server: ServerDecl) -> ServiceDecl {
         servers: vec![server],
         balance: BalanceAlgo::RoundRobin,
         affinity: None,
+        resolve: None,
     }
 }
 

@@ -19,7 +19,7 @@ pub mod validate;
 
 pub use decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, ProviderUpdate,
-    RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
+    Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
 };
 pub use rule::{HostPattern, Rule, RuleError};
 pub use validate::ValidationError;

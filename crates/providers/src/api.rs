@@ -162,6 +162,16 @@ impl Store {
         }
     }
 
+    /// The revision of the last change committed to the store, by any replica: a change is
+    /// checked against a state at least this new, so that it sees every change made before it.
+    pub async fn latest(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Local(l) => Ok(l.subscribe().borrow().as_ref().map_or(0, |s| s.revision)),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(e) => e.latest().await,
+        }
+    }
+
     /// Store `ops` as one change, if the store is still at `base`.
     pub async fn commit(&self, base: &Snapshot, ops: &[Op]) -> Result<Commit, StoreError> {
         match self {

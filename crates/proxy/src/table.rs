@@ -227,6 +227,7 @@ mod tests {
             }],
             balance: BalanceAlgo::default(),
             affinity: None,
+            resolve: None,
         };
         let route = |priority: i64, entrypoints: Vec<String>| RouteDecl {
             name: "r1".into(),

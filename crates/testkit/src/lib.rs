@@ -1,7 +1,8 @@
 //! Test helpers, all on 127.0.0.1 with ports chosen by the kernel:
 //! [`Backend`] (a whoami server you can stop), [`Sink`] (a listener that only counts connections,
 //! to prove nothing reached it), [`Client`] (HTTP/1.1 keep-alive with a cookie jar), [`TempDir`],
-//! and [`wait_until`] to await a condition with a deadline instead of sleeping.
+//! and [`wait_until`] to await a condition with a deadline instead of sleeping. [`Admin`] talks
+//! to the admin API, [`etcd::Etcd`] runs a real etcd, [`relay::Relay`] cuts a TCP path on demand.
 
 mod client;
 
@@ -18,6 +19,8 @@ use tokio::task::JoinHandle;
 
 pub mod admin;
 pub mod docker;
+pub mod etcd;
+pub mod relay;
 
 pub use admin::Admin;
 pub use client::{Client, Reply};

@@ -206,6 +206,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     }
     let mut following = Vec::new();
     for source in sources {
+        let source = Box::new(tether_providers::dns::Resolving(source));
         following.push(follow(source, control.clone()).await?);
     }
 

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use super::raw::{Cidr, RawAffinity, RawConfig, RawEntrypoint, RawService, RawTimeouts, S};
 use super::{line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Settings, Timeouts};
 use crate::decl::{
-    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, RouteDecl, SameSite,
-    ServerAddr, ServerDecl, ServiceDecl,
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, Resolve, RouteDecl,
+    SameSite, ServerAddr, ServerDecl, ServiceDecl,
 };
 use crate::rule::Rule;
 use crate::{duration, validate};
@@ -285,6 +285,17 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         .affinity
         .as_ref()
         .and_then(|a| affinity(cx, &base, name, a.get_ref()));
+    let resolve = svc
+        .resolve
+        .as_ref()
+        .and_then(|r| cx.check(r, || format!("{base}.resolve"), |s| Resolve::parse(s)));
+    if let (Some(r), false) = (&svc.resolve, svc.servers.is_empty()) {
+        cx.err(
+            Some(r.span()),
+            format!("{base}.resolve"),
+            "set either servers or resolve, not both",
+        );
+    }
     if cx.errors.len() > before {
         return None;
     }
@@ -293,6 +304,7 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         servers,
         balance: balance?,
         affinity,
+        resolve,
     })
 }
 

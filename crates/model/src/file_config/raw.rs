@@ -84,6 +84,7 @@ pub struct RawService {
     pub balance: Option<S<String>>,
     pub hash_on: Option<S<String>>,
     pub affinity: Option<S<RawAffinity>>,
+    pub resolve: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

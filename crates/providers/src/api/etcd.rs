@@ -93,6 +93,19 @@ impl EtcdStore {
         self.health.subscribe()
     }
 
+    /// The revision of the last change committed, by any replica (the marker's mod revision).
+    pub async fn latest(&self) -> Result<u64, StoreError> {
+        let mut client = self.client.clone();
+        let resp = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.get(format!("{}change", self.root), None),
+        )
+        .await
+        .map_err(|_| unreachable("reading the change marker timed out"))?
+        .map_err(|e| unreachable(&e.to_string()))?;
+        Ok(resp.kvs().first().map_or(0, |kv| kv.mod_revision() as u64))
+    }
+
     /// One transaction: the documents and the marker, if the marker is where `base` saw it.
     pub async fn commit(&self, base: &Snapshot, ops: &[Op]) -> Result<Commit, StoreError> {
         let marker = format!("{}change", self.root);

@@ -331,3 +331,52 @@ async fn docker_flow_proxys_reconfigure_call_is_served() {
     );
     inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_api_examples_are_accepted_in_the_order_try_sh_sends_them() {
+    let dir = TempDir::new("tether-api-examples");
+    let inst = start(&dir, None, Some(TOKEN), false).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/api");
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(examples.join(f)).unwrap()).unwrap()
+    };
+    let r = a
+        .put("/api/services/go-demo", read("services.go-demo.json"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = a
+        .put("/api/routes/go-demo", read("routes.go-demo.json"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = a
+        .call(
+            http::Method::POST,
+            "/api/changes",
+            Some(&read("changes.json")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let names: Vec<String> = a
+        .get("/api/routes")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["shop"]);
+    // What a read returns can be sent back as it is.
+    let svc = a.get("/api/services/go-demo").await.json();
+    let mut body = svc.clone();
+    for k in ["name", "source", "etag"] {
+        body.as_object_mut().unwrap().remove(k);
+    }
+    let r = a.put("/api/services/go-demo", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let again = a.get("/api/services/go-demo").await.json();
+    assert_eq!(again["affinity"], svc["affinity"]);
+    inst.shutdown().await;
+}

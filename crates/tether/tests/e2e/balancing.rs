@@ -130,3 +130,19 @@ async fn consistent_hash_keeps_keys_in_place_when_a_server_leaves() {
         "{moved} of 300 keys moved (limit 1.5/n)"
     );
 }
+
+#[tokio::test]
+async fn a_service_of_resolved_servers_reaches_every_address_of_the_name() {
+    let b = Backend::spawn("dns-1").await;
+    let toml = format!(
+        "{WEB}{KEY}[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nresolve = \"localhost:{}\"\n",
+        b.addr.port()
+    );
+    let proxy = Proxy::start(&toml).await;
+    let mut c = proxy.client();
+    for _ in 0..20 {
+        let r = c.get("/").await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.server(), "dns-1");
+    }
+}

@@ -1,0 +1,121 @@
+//! Tether replicas as real processes of the built binary, all following one etcd.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tether_testkit::{Admin, TempDir};
+
+pub const TOKEN: &str = "replica-test-token";
+const KEY: &str = "shared-affinity-key-shared-affinity-key";
+
+/// One `tether run` process.
+pub struct Replica {
+    pub name: String,
+    pub web: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: TempDir,
+}
+
+impl Replica {
+    /// Start a replica on `store` (`etcd://...`), with Docker Flow Proxy's endpoints on.
+    pub fn start(name: &str, store: &str) -> Replica {
+        let dir = TempDir::new("tether-replica");
+        let key = dir.path().join("affinity.key");
+        std::fs::write(&key, KEY).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--store", store, "--dfp-compat", "--drain", "1s"])
+            .arg("--key-file")
+            .arg(&key)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .env("TETHER_ADMIN_TOKEN", TOKEN)
+            .env("TETHER_LOG", "info,tether_providers=debug")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tether starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let end = Instant::now() + Duration::from_secs(20);
+        let (web, admin) = loop {
+            let found = {
+                let lines = log.lock().unwrap();
+                let addr = |marker: &str| {
+                    lines.iter().find(|l| l.contains(marker)).and_then(|l| {
+                        l.split("addr=")
+                            .nth(1)?
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                };
+                (
+                    addr("listening entrypoint=web"),
+                    addr("admin API listening"),
+                )
+            };
+            if let (Some(w), Some(a)) = found {
+                break (w, a);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{name} exited with {status}:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{name} did not start:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Replica {
+            name: name.to_string(),
+            web,
+            admin,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn api(&self) -> Admin {
+        Admin::new(self.admin, Some(TOKEN))
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Median and maximum of a set of durations.
+pub fn median_max(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], *v.last().expect("not empty"))
+}
