@@ -87,4 +87,14 @@ mod tests {
         assert!(StoreSpec::parse("consul://c:8500").is_err());
         assert!(StoreSpec::parse("etcd://e/p").is_err());
     }
+
+    #[cfg(not(feature = "etcd"))]
+    #[tokio::test]
+    async fn without_the_feature_a_store_is_refused_with_how_to_build_it() {
+        let spec = StoreSpec::parse("etcd://e:2379/p").unwrap();
+        let e = open(Some(&spec), Path::new("/nonexistent"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("--features etcd"), "{e}");
+    }
 }
