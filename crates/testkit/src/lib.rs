@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 pub mod admin;
 pub mod docker;
 pub mod etcd;
+pub mod raw;
+pub mod recorder;
 pub mod relay;
 
 pub use admin::Admin;
