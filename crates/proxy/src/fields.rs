@@ -93,6 +93,7 @@ pub fn known(name: &[u8]) -> Known {
         10 if is("connection") => Known::Connection,
         10 if is("keep-alive") => Known::HopByHop,
         13 if is("cache-control") => Known::CacheControl,
+        14 if is("http2-settings") => Known::HopByHop,
         14 if is("content-length") => Known::ContentLength,
         15 if is("x-forwarded-for") => Known::ForwardedFor,
         16 if is("x-forwarded-host") => Known::Forwarding,
@@ -105,13 +106,16 @@ pub fn known(name: &[u8]) -> Known {
     }
 }
 
-/// Is `name` `lower` in any case? `lower` holds only lowercase letters and `-`; `name` may hold any
-/// byte but CR (a field name, or an element of a field's value: `httparse` lets no CR through).
-/// Setting bit 5 lowercases a letter, and maps no byte but a letter's two cases onto a letter, nor
-/// any but `-` and CR onto `-`: so a word of eight bytes is compared at once.
+/// Is `name` `lower` in any case? `lower` holds only lowercase letters, digits and `-`; `name` may
+/// hold any byte but CR and the other controls `httparse` lets through neither in names nor in
+/// values (a field name, or an element of a field's value). Setting bit 5 lowercases a letter, and
+/// maps no byte but a letter's two cases onto a letter, none but `-` and CR onto `-`, and none but
+/// a digit and a control (0x10..=0x19) onto a digit: so a word of eight bytes is compared at once.
 fn same_name(name: &[u8], lower: &[u8]) -> bool {
     const CASE: u64 = u64::from_ne_bytes([0x20; 8]);
-    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
+    debug_assert!(lower
+        .iter()
+        .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
     if name.len() != lower.len() {
         return false;
     }

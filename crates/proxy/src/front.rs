@@ -73,7 +73,16 @@ impl Front<'_> {
                     match take(&mut buf) {
                         Ok(Some(t)) => break t,
                         Ok(None) => {}
-                        Err(rest) => return Ended::Handoff(rest),
+                        Err(Out::Handoff(rest)) => return Ended::Handoff(rest),
+                        Err(Out::Refuse(status, detail)) => {
+                            // Answered here, and the connection closed: what follows the bad
+                            // head cannot be framed.
+                            let resp = handler::error(status, detail).into();
+                            let mut reply = encode(resp, false, Version::HTTP_11, false);
+                            let _ = send(io, &mut reply).await;
+                            spare::put_back(buf);
+                            return Ended::Closed;
+                        }
                     }
                 } else if self.activity.is_stopping() {
                     spare::put_back(buf);
@@ -124,14 +133,26 @@ struct Taken {
     version: Version,
 }
 
-/// Take the request at the front of `buf` if it is all there (`None`: read more). `Err` holds every
-/// byte of `buf` when the request is not for this server.
-fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Bytes> {
+/// Why a request at the front of the buffer is not served here.
+enum Out {
+    /// Every byte of the buffer, for hyper.
+    Handoff(Bytes),
+    /// Refused with this status: it never reaches a server.
+    Refuse(StatusCode, &'static str),
+}
+
+/// Take the request at the front of `buf` if it is all there (`None`: read more).
+fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Out> {
     let mut fields = Fields::new();
     let s = match scan(buf, &mut fields) {
+        // However the head arrived (in one read into a large buffer, or in many), its size is
+        // checked: the limit never depends on timing.
+        Ok(Some(s)) if s.head_len > MAX_HEAD => return Err(Out::Refuse(TOO_LARGE, HEAD_TOO_LARGE)),
         Ok(Some(s)) => s,
         Ok(None) if buf.len() < MAX_HEAD => return Ok(None),
-        Ok(None) | Err(NotHere) => return Err(buf.split().freeze()),
+        Ok(None) => return Err(Out::Refuse(TOO_LARGE, HEAD_TOO_LARGE)),
+        Err(NotHere::Hyper) => return Err(Out::Handoff(buf.split().freeze())),
+        Err(NotHere::Refuse(status, detail)) => return Err(Out::Refuse(status, detail)),
     };
     let whole = s.head_len + s.body_len;
     if buf.len() < whole {
@@ -144,7 +165,7 @@ fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Bytes> {
             let mut rest = BytesMut::from(&message[..]);
             rest.extend_from_slice(buf);
             buf.clear();
-            return Err(rest.freeze());
+            return Err(Out::Handoff(rest.freeze()));
         }
     };
     Ok(Some(Taken {
@@ -172,7 +193,17 @@ async fn read_more(io: &mut Tracked, buf: &mut BytesMut) -> bool {
 
 /// A request this server does not take (see the module documentation).
 #[derive(Debug)]
-struct NotHere;
+enum NotHere {
+    /// hyper's to serve.
+    Hyper,
+    /// Nobody's: refused with this status.
+    Refuse(StatusCode, &'static str),
+}
+
+/// The answer to a request with more than one `Host` field.
+pub const TWO_HOSTS: &str = "more than one Host field";
+const TOO_LARGE: StatusCode = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+const HEAD_TOO_LARGE: &str = "the request head is over 64 KiB";
 
 /// A request head found complete in the buffer, as positions in it.
 struct Scan {
@@ -246,13 +277,13 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(NotHere),
+        Err(_) => return Err(NotHere::Hyper),
     };
     let (Some(method), Some(target), Some(v)) = (req.method, req.path, req.version) else {
-        return Err(NotHere);
+        return Err(NotHere::Hyper);
     };
     if !target.starts_with('/') || method == "CONNECT" {
-        return Err(NotHere);
+        return Err(NotHere::Hyper);
     }
     let version = if v == 1 {
         Version::HTTP_11
@@ -266,14 +297,17 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
         match request::kind(h.name.as_bytes()) {
             Kind::Other => {}
             Kind::Host => {
-                if sorted.host.is_none() {
-                    sorted.host = Some(i as u8);
+                if sorted.host.is_some() {
+                    // RFC 9112 §3.2: a server that routes on the first and one that reads the
+                    // last would act for different hosts.
+                    return Err(NotHere::Refuse(StatusCode::BAD_REQUEST, TWO_HOSTS));
                 }
+                sorted.host = Some(i as u8);
             }
             Kind::Cookie => sorted.cookies |= bit,
             Kind::ContentLength => match (sorted.content_length, crate::wire::digits(h.value)) {
                 (None, Some(l)) if l <= MAX_WHOLE_BODY as u64 => sorted.content_length = Some(l),
-                _ => return Err(NotHere),
+                _ => return Err(NotHere::Hyper),
             },
             Kind::Connection => {
                 sorted.hop_by_hop |= bit;
@@ -284,14 +318,14 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
                     let named_dropped = matches!(request::kind(t), Kind::HopByHop);
                     if !(is(b"close") || is(b"keep-alive") || t.is_empty() || named_dropped) {
                         // An upgrade, or options naming other fields (rare): hyper's way.
-                        return Err(NotHere);
+                        return Err(NotHere::Hyper);
                     }
                 }
             }
             Kind::HopByHop => sorted.hop_by_hop |= bit,
             Kind::ForwardedFor => sorted.forwarded_for |= bit,
             Kind::Forwarding => sorted.forwarding |= bit,
-            Kind::NotHere => return Err(NotHere),
+            Kind::NotHere => return Err(NotHere::Hyper),
         }
     }
     fields.record(buf, req.headers);

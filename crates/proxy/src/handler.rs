@@ -105,6 +105,12 @@ pub async fn handle(
     body: ClientBody,
     watched: Option<&Activity>,
 ) -> Answer {
+    if let RequestHead::Parts(p) = &head {
+        // Tether's own server refuses two Host fields while it scans the head.
+        if p.headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return error(StatusCode::BAD_REQUEST, crate::front::TWO_HOSTS).into();
+        }
+    }
     let table = shared.store.load_full();
     let from = Arrival { ep, peer, watched };
     let source = HostSource::of(&head);

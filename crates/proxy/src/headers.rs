@@ -9,8 +9,9 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tether_model::file_config::Cidr;
 
-/// Hop-by-hop headers besides `Upgrade` (RFC 9110 §7.6.1); `Connection` first.
-const HOPS: usize = 8;
+/// Hop-by-hop headers besides `Upgrade` (RFC 9110 §7.6.1, and `HTTP2-Settings` of an h2c
+/// upgrade, RFC 7540 §3.2.1); `Connection` first.
+const HOPS: usize = 9;
 static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -20,6 +21,7 @@ static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
 ];
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -366,9 +368,17 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: &Peer, host: ForwardedHost<'_>) {
 }
 
 /// Does the request ask to switch protocols (`Connection: upgrade` with an `Upgrade` header)?
+///
+/// An upgrade to `h2c` is not one: a proxy that tunnelled it would let every later request on the
+/// connection bypass routing. Its `Upgrade`, `HTTP2-Settings` and `Connection` tokens are then
+/// stripped as hop-by-hop fields and the request goes on as HTTP/1.1 (as NGINX does).
 pub fn wants_upgrade(h: &HeaderMap) -> bool {
     has(h, &header::UPGRADE)
         && tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && tokens(h, header::UPGRADE).any(|t| {
+            let protocol = t.split('/').next().unwrap_or(t).trim();
+            !protocol.eq_ignore_ascii_case("h2c")
+        })
 }
 
 /// The comma-separated elements of every `name` field, trimmed (RFC 9110 §5.6.1).

@@ -113,9 +113,11 @@ async fn serve(mut s: TcpStream, seen: Arc<Mutex<Recording>>) {
             }
         };
         let rest = buf.split_off(whole);
-        seen.lock().expect("recording").requests.push(std::mem::replace(&mut buf, rest));
-        if s
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        seen.lock()
+            .expect("recording")
+            .requests
+            .push(std::mem::replace(&mut buf, rest));
+        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
             .await
             .is_err()
         {

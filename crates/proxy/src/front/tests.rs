@@ -6,7 +6,7 @@ fn served(head: &[u8]) -> (Scan, Fields) {
     match scan(head, &mut fields) {
         Ok(Some(s)) => (s, fields),
         Ok(None) => panic!("partial: {}", String::from_utf8_lossy(head)),
-        Err(NotHere) => panic!("handed over: {}", String::from_utf8_lossy(head)),
+        Err(e) => panic!("not served ({e:?}): {}", String::from_utf8_lossy(head)),
     }
 }
 
@@ -83,7 +83,7 @@ fn received(raw: &'static [u8]) -> Box<Received> {
 fn fields_are_sorted_by_what_tether_does_with_them() {
     let r = received(
         b"GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\nhost: a\r\nConnection: keep-alive, TE\r\n\
-          TE: trailers\r\nCookie: a=1\r\nX-Real-IP: 6\r\nHost: b\r\ncookie: b=2\r\nAccept: */*\r\n\r\n",
+          TE: trailers\r\nCookie: a=1\r\nX-Real-IP: 6\r\nOrigin: b\r\ncookie: b=2\r\nAccept: */*\r\n\r\n",
     );
     assert_eq!(
         (r.forwarded_for, r.forwarding, r.cookies),
@@ -94,7 +94,7 @@ fn fields_are_sorted_by_what_tether_does_with_them() {
     r.fields.write(r.head(), &mut kept);
     assert_eq!(
         String::from_utf8(kept).unwrap(),
-        "X-Forwarded-For: 6.6.6.6\r\nhost: a\r\nCookie: a=1\r\nX-Real-IP: 6\r\nHost: b\r\n\
+        "X-Forwarded-For: 6.6.6.6\r\nhost: a\r\nCookie: a=1\r\nX-Real-IP: 6\r\nOrigin: b\r\n\
          cookie: b=2\r\nAccept: */*\r\n",
         "Connection and the TE it names stop here"
     );
@@ -173,7 +173,9 @@ fn a_target_the_http_types_refuse_hands_the_request_over() {
     let (s, fields) = served(head);
     assert!(s.received(Bytes::from_static(head), fields).is_err());
     let mut buf = BytesMut::from(&b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
-    let rest = take(&mut buf).err().expect("handed over");
+    let Err(Out::Handoff(rest)) = take(&mut buf) else {
+        panic!("not handed over")
+    };
     assert_eq!(
         &rest[..],
         b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
@@ -259,4 +261,24 @@ fn the_date_is_the_wall_clocks_to_the_second() {
             "ahead of the clock"
         );
     }
+}
+
+#[test]
+fn a_complete_head_over_the_limit_is_refused_however_it_arrived() {
+    // All in the buffer at once, as one read into a reused, enlarged buffer leaves it.
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(65 * 1024)
+    );
+    let mut buf = BytesMut::from(head.as_bytes());
+    assert!(matches!(take(&mut buf), Err(Out::Refuse(s, _)) if s == TOO_LARGE));
+    // Incomplete and already over the limit: refused too, not handed to hyper.
+    let mut buf = BytesMut::from(&head.as_bytes()[..head.len() - 4]);
+    assert!(matches!(take(&mut buf), Err(Out::Refuse(s, _)) if s == TOO_LARGE));
+}
+
+#[test]
+fn two_host_fields_are_refused() {
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..]);
+    assert!(matches!(take(&mut buf), Err(Out::Refuse(s, _)) if s == StatusCode::BAD_REQUEST));
 }

@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod balancing;
 mod cli;
+mod hostile;
 mod proxying;
 mod reload;
 mod sticky;
