@@ -6,6 +6,7 @@
 
 mod convert;
 mod raw;
+mod sections;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,14 +112,24 @@ pub fn parse_declarations(src: &str) -> Result<FileConfig, ConfigErrors> {
 }
 
 fn parse_with(src: &str, services_here: bool) -> Result<FileConfig, ConfigErrors> {
-    let raw: raw::RawConfig = toml::from_str(src).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            line: e.span().map(|s| line_of(src, s.start)),
-            field: "syntax".into(),
-            message: e.message().trim().to_string(),
-        }])
-    })?;
-    convert::convert(raw, src, services_here)
+    let read = sections::read(src).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut errors = read.errors;
+    match convert::convert(read.raw, src, services_here) {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            // A route naming a service left out for its own error says nothing new.
+            let left_out = &read.left_out_services;
+            errors.extend(more.0.into_iter().filter(|e| {
+                !(e.field.ends_with(".service")
+                    && left_out
+                        .iter()
+                        .any(|s| e.message == format!("no service named {s:?}")))
+            }));
+            errors.sort_by_key(|e| e.line);
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 /// 1-based line of a byte offset.

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -28,12 +28,49 @@ pub struct RawConfig {
     pub services: BTreeMap<String, S<RawService>>,
 }
 
-/// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "..."`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "..."`. Read by hand rather than as an
+/// untagged enum, so that an unknown key in the table is named instead of "did not match any
+/// variant", and a `tls` table (not supported yet) is refused with a reason.
+#[derive(Debug)]
 pub enum RawEntrypoint {
     Address(String),
     Table { address: String },
+}
+
+impl<'de> Deserialize<'de> for RawEntrypoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawEntrypoint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a listen address such as \"0.0.0.0:80\" or a table { address = \"...\" }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawEntrypoint, E> {
+                Ok(RawEntrypoint::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawEntrypoint, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    address: String,
+                    tls: Option<serde::de::IgnoredAny>,
+                }
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                if t.tls.is_some() {
+                    return Err(serde::de::Error::custom(
+                        "tls: TLS termination is not supported yet; the entrypoint is refused rather than served as plain HTTP",
+                    ));
+                }
+                Ok(RawEntrypoint::Table { address: t.address })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// `[admin] address = "127.0.0.1:8081"`: the admin API's listener.

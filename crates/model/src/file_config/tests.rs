@@ -151,3 +151,50 @@ fn cidrs_contain_addresses() {
     assert!(Cidr::parse("10.0.0.0/33").is_err());
     assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
 }
+
+#[test]
+fn a_tls_table_or_unknown_key_on_an_entrypoint_is_refused() {
+    let e = errors("[entrypoints]\nweb = { address = \"0.0.0.0:443\", tls = true }\n");
+    assert_eq!(e[0].field, "entrypoints.web", "{e:?}");
+    assert!(e[0].message.contains("TLS"), "{e:?}");
+    assert_eq!(e[0].line, Some(2));
+    let e = errors("[entrypoints.web]\naddress = \"0.0.0.0:80\"\nadress = \"x\"\n");
+    assert!(e[0].message.contains("unknown field `adress`"), "{e:?}");
+}
+
+#[test]
+fn one_unknown_key_hides_no_other_error_and_gets_a_suggestion() {
+    let src = r#"
+[timeouts]
+conect = "1s"
+
+[routes.web]
+rule = "Pth(`/`)"
+service = "web"
+
+[routes.api]
+rule = "Path(`/api`)"
+service = "api"
+
+[services.web]
+servers = []
+balence = "round_robin"
+
+[services.api]
+servers = [{ url = "ftp://x" }]
+
+[servcies.x]
+"#;
+    let e = errors(src);
+    let got: Vec<String> = e.iter().map(|e| format!("{:?} {}: {}", e.line, e.field, e.message)).collect();
+    let has = |line: usize, field: &str, text: &str| {
+        e.iter().any(|e| e.line == Some(line) && e.field == field && e.message.contains(text))
+    };
+    assert!(has(3, "timeouts", "did you mean `connect`?"), "{got:#?}");
+    assert!(has(6, "routes.web.rule", "unknown matcher"), "{got:#?}");
+    assert!(has(15, "services.web", "did you mean `balance`?"), "{got:#?}");
+    assert!(has(18, "services.api.servers[0].url", "scheme"), "{got:#?}");
+    assert!(has(20, "servcies", "did you mean `services`?"), "{got:#?}");
+    // The route to the service left out for its unknown key is not blamed for it.
+    assert!(!got.iter().any(|g| g.contains("no service named \"web\"")), "{got:#?}");
+}
