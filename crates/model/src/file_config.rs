@@ -35,6 +35,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     /// The admin API's listener (`[admin] address`); off when unset.
     pub admin: Option<SocketAddr>,
+    /// Merge `//` into `/` in request paths (`[http] merge_slashes`, default false).
+    pub merge_slashes: bool,
 }
 
 /// Where the affinity sealing key comes from.

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use tether_balance::{hash, PickInput, Pin};
 use tether_model::rule::RequestView;
@@ -15,6 +16,7 @@ use crate::answer::Answer;
 use crate::body::{ClientBody, ProxyBody};
 use crate::headers::{ForwardedHost, Forwarding, Peer, ReadFields};
 use crate::idle::Activity;
+use crate::path::PathError;
 use crate::request::RequestHead;
 use crate::sticky::{CookieEdit, RequestPin};
 use crate::table::{RoutingTable, Service};
@@ -111,6 +113,11 @@ pub async fn handle(
             return error(StatusCode::BAD_REQUEST, crate::front::TWO_HOSTS).into();
         }
     }
+    // Routing and the server see the same path.
+    let head = match normalized(head, shared.cfg.merge_slashes) {
+        Ok(head) => head,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.message()).into(),
+    };
     let table = shared.store.load_full();
     let from = Arrival { ep, peer, watched };
     let source = HostSource::of(&head);
@@ -131,6 +138,35 @@ pub async fn handle(
     // One await, its future built in place: each await of a future kept in a local, or of the
     // same future in two places, takes room of its own in this future's state.
     route_and_send(shared, &table, &from, head, body, &host).await
+}
+
+/// The request with its path in normal form ([`crate::path`]); untouched when it is already.
+fn normalized(mut head: RequestHead, merge_slashes: bool) -> Result<RequestHead, PathError> {
+    let path = head.path();
+    if !path.starts_with('/') {
+        return Ok(head); // `*` (OPTIONS), or no path at all
+    }
+    let Some(path) = crate::path::normalize(path, merge_slashes)? else {
+        return Ok(head);
+    };
+    let with_query = |query: Option<&str>| match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    match &mut head {
+        RequestHead::Received(r) => {
+            let target = with_query(r.target.query());
+            r.target = PathAndQuery::from_maybe_shared(bytes::Bytes::from(target))
+                .map_err(|_| PathError::BadEscape)?;
+        }
+        RequestHead::Parts(p) => {
+            let target = with_query(p.uri.query());
+            let mut uri = p.uri.clone().into_parts();
+            uri.path_and_query = Some(target.parse().map_err(|_| PathError::BadEscape)?);
+            p.uri = Uri::from_parts(uri).map_err(|_| PathError::BadEscape)?;
+        }
+    }
+    Ok(head)
 }
 
 /// [`handle`] for a request hyper parsed.

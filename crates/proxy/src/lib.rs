@@ -16,6 +16,7 @@ pub mod handler;
 pub mod headers;
 pub mod host;
 mod idle;
+pub mod path;
 pub mod pool;
 pub mod registry;
 pub mod request;
@@ -46,4 +47,6 @@ pub type TableStore = Arc<ArcSwap<RoutingTable>>;
 pub struct ProxyConfig {
     pub timeouts: Timeouts,
     pub trusted_proxies: Vec<Cidr>,
+    /// Merge `//` into `/` in request paths ([`path`]).
+    pub merge_slashes: bool,
 }

@@ -167,6 +167,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
                 .map_or(KeySource::Generated, KeySource::File),
             trusted_proxies: Vec::new(),
             admin: None,
+            merge_slashes: false,
         },
     };
     let key_source = match (&settings.affinity_key, &opts.config) {
@@ -242,6 +243,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     let proxy_cfg = ProxyConfig {
         timeouts: settings.timeouts,
         trusted_proxies: settings.trusted_proxies.clone(),
+        merge_slashes: settings.merge_slashes,
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,

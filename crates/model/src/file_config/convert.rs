@@ -215,6 +215,7 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         affinity_key,
         trusted_proxies,
         admin,
+        merge_slashes: raw.http.merge_slashes.unwrap_or(false),
     }
 }
 

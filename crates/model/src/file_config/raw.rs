@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: Option<S<RawAdmin>>,
     #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
     pub routes: BTreeMap<String, S<RawRoute>>,
     #[serde(default)]
     pub services: BTreeMap<String, S<RawService>>,
@@ -71,6 +73,13 @@ impl<'de> Deserialize<'de> for RawEntrypoint {
         }
         d.deserialize_any(Visit)
     }
+}
+
+/// `[http]`: how requests are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub merge_slashes: Option<bool>,
 }
 
 /// `[admin] address = "127.0.0.1:8081"`: the admin API's listener.

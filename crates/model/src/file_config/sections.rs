@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "affinity",
     "forwarded",
     "admin",
+    "http",
     "routes",
     "services",
 ];
@@ -67,6 +68,7 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
                     one(src, &mut out.errors, value, "forwarded").unwrap_or_default()
             }
             "admin" => out.raw.admin = one(src, &mut out.errors, value, "admin"),
+            "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
             "routes" => {
                 out.raw.routes = each(src, &mut out.errors, value, "routes", &mut BTreeSet::new())
             }

@@ -186,15 +186,25 @@ servers = [{ url = "ftp://x" }]
 [servcies.x]
 "#;
     let e = errors(src);
-    let got: Vec<String> = e.iter().map(|e| format!("{:?} {}: {}", e.line, e.field, e.message)).collect();
+    let got: Vec<String> = e
+        .iter()
+        .map(|e| format!("{:?} {}: {}", e.line, e.field, e.message))
+        .collect();
     let has = |line: usize, field: &str, text: &str| {
-        e.iter().any(|e| e.line == Some(line) && e.field == field && e.message.contains(text))
+        e.iter()
+            .any(|e| e.line == Some(line) && e.field == field && e.message.contains(text))
     };
     assert!(has(3, "timeouts", "did you mean `connect`?"), "{got:#?}");
     assert!(has(6, "routes.web.rule", "unknown matcher"), "{got:#?}");
-    assert!(has(15, "services.web", "did you mean `balance`?"), "{got:#?}");
+    assert!(
+        has(15, "services.web", "did you mean `balance`?"),
+        "{got:#?}"
+    );
     assert!(has(18, "services.api.servers[0].url", "scheme"), "{got:#?}");
     assert!(has(20, "servcies", "did you mean `services`?"), "{got:#?}");
     // The route to the service left out for its unknown key is not blamed for it.
-    assert!(!got.iter().any(|g| g.contains("no service named \"web\"")), "{got:#?}");
+    assert!(
+        !got.iter().any(|g| g.contains("no service named \"web\"")),
+        "{got:#?}"
+    );
 }

@@ -81,3 +81,91 @@ async fn an_h2c_upgrade_is_stripped_and_the_request_goes_on_as_http_1_1() {
         assert!(!head.contains(gone), "{gone} reached the server: {head}");
     }
 }
+
+/// Tether with `/` to `root` and `/admin` to `admin`.
+async fn two_routes(root: &Recorder, admin: &Recorder, extra: &str) -> Proxy {
+    let toml = format!(
+        "{WEB}{KEY}{extra}\n[routes.root]\nrule = \"PathPrefix(`/`)\"\nservice = \"root\"\n[routes.admin]\nrule = \"PathPrefix(`/admin`)\"\nservice = \"admin\"\n[services.root]\nservers = [{{ url = \"{}\" }}]\n[services.admin]\nservers = [{{ url = \"{}\" }}]\n",
+        root.url(),
+        admin.url()
+    );
+    Proxy::start(&toml).await
+}
+
+#[tokio::test]
+async fn paths_are_routed_and_forwarded_in_one_normal_form() {
+    let (root, admin) = (Recorder::spawn().await, Recorder::spawn().await);
+    let p = two_routes(&root, &admin, "").await;
+    // Routed to /admin, and the server sees the path that was matched.
+    for (path, seen) in [
+        ("/x/../admin/a", "/admin/a"),
+        ("/%61dmin/b?q=%2e", "/admin/b?q=%2e"),
+        ("/./admin/%7Euser", "/admin/~user"),
+        ("/admin/a%2fb", "/admin/a%2Fb"),
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let r = raw::exchange(p.addr(), req.as_bytes(), QUIET).await;
+        assert_eq!(status(&r), 200, "{path}: {r}");
+        let last = admin.requests().pop().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!("GET {seen} HTTP/1.1\r\n")),
+            "{path}: {last}"
+        );
+    }
+    // Refused: they reach neither server.
+    for path in [
+        "/%2e%2e/admin",
+        "/../admin",
+        "/a%00b",
+        "/a\\b",
+        "/a%5Cb",
+        "/a%zz",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let r = raw::exchange(p.addr(), req.as_bytes(), QUIET).await;
+        assert_eq!(status(&r), 400, "{path}: {r}");
+    }
+    assert!(root.requests().is_empty(), "{:?}", root.requests());
+    assert_eq!(admin.requests().len(), 4);
+
+    // The same over h2c.
+    let mut h2 = crate::proxying::h2c(p.addr()).await;
+    for (path, want) in [("/x/../admin/h2", 200), ("/%2e%2e/admin", 400)] {
+        let req = http::Request::get(format!("http://a{path}"))
+            .body(http_body_util::Full::<bytes::Bytes>::default())
+            .unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), want, "{path}");
+    }
+    assert!(admin
+        .requests()
+        .last()
+        .unwrap()
+        .starts_with("GET /admin/h2 "));
+    assert!(root.requests().is_empty());
+}
+
+#[tokio::test]
+async fn merging_slashes_is_an_option_off_by_default() {
+    let (root, admin) = (Recorder::spawn().await, Recorder::spawn().await);
+    let p = two_routes(&root, &admin, "").await;
+    let r = raw::exchange(p.addr(), b"GET //admin HTTP/1.1\r\nHost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status(&r), 200);
+    assert!(
+        root.requests()[0].starts_with("GET //admin "),
+        "kept as sent"
+    );
+    let merged = two_routes(&root, &admin, "[http]\nmerge_slashes = true\n").await;
+    let r = raw::exchange(
+        merged.addr(),
+        b"GET //admin HTTP/1.1\r\nHost: a\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 200);
+    assert!(
+        admin.requests()[0].starts_with("GET /admin "),
+        "{:?}",
+        admin.requests()
+    );
+}
