@@ -59,6 +59,12 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Waiting for a server's response head after sending the request.
     pub upstream_response: Duration,
+    /// A streamed request body must have arrived whole this long after it began (else 408).
+    pub request_body: Duration,
+    /// ...and keep at least this many bytes a second, averaged over each `body_rate_window` of
+    /// time spent waiting for it (time the server takes to read it does not count). 0: no minimum.
+    pub body_min_rate: u64,
+    pub body_rate_window: Duration,
 }
 
 impl Default for Timeouts {
@@ -68,6 +74,9 @@ impl Default for Timeouts {
             request_header: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             upstream_response: Duration::from_secs(60),
+            request_body: Duration::from_secs(300),
+            body_min_rate: 1024,
+            body_rate_window: Duration::from_secs(10),
         }
     }
 }

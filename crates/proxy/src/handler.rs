@@ -307,6 +307,7 @@ async fn route_and_send(
         Next::Upgrade(up, parts, body) => return Box::pin(up.forward(*parts, body, *t)).await,
     };
     let app_value = app_value.as_deref();
+    out.pace(t);
     let mut tried = Vec::new();
     loop {
         let backend = svc.backends[choice.idx].clone();
@@ -401,9 +402,19 @@ async fn route_and_send(
                     None => return upstream_error(svc, &e).into(),
                 }
             }
-            Err(Failure { error, .. }) => {
-                tracing::warn!(service = %svc.name, server = %backend.name, error = %error, "upstream failed");
-                return upstream_error(svc, &error).into();
+            Err(Failure { error: failed, .. }) => {
+                if let UpstreamError::Exchange(e) = &failed {
+                    if let Some(status) = e.client_status() {
+                        // The client's fault: its connection cannot carry another request.
+                        tracing::debug!(service = %svc.name, error = %e, "request body refused");
+                        let mut r = error(status, &e.to_string());
+                        r.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        return r.into();
+                    }
+                }
+                tracing::warn!(service = %svc.name, server = %backend.name, error = %failed, "upstream failed");
+                return upstream_error(svc, &failed).into();
             }
         }
     }

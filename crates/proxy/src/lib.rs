@@ -16,6 +16,7 @@ pub mod handler;
 pub mod headers;
 pub mod host;
 mod idle;
+pub mod pace;
 pub mod path;
 pub mod pool;
 pub mod registry;

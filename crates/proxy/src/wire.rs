@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use crate::body::ClientBody;
 use crate::fields::{self, Fields, Known, Mask, Refused};
 use crate::headers::Forwarding;
+use crate::pace::{Pace, Slow};
 use crate::request::Received;
 use crate::sticky::CookieEdit;
 pub use chunked::ChunkedError;
@@ -59,6 +60,20 @@ pub enum WireError {
     ClientBody(hyper::Error),
     #[error("the client's request body does not match its Content-Length")]
     BodyLength,
+    #[error("{0}")]
+    SlowBody(#[from] Slow),
+}
+
+impl WireError {
+    /// The client's fault, not the server's: the status to answer it with. The exchange ends at
+    /// once and the connection to the server is closed.
+    pub fn client_status(&self) -> Option<StatusCode> {
+        match self {
+            WireError::ClientBody(_) | WireError::BodyLength => Some(StatusCode::BAD_REQUEST),
+            WireError::SlowBody(_) => Some(StatusCode::REQUEST_TIMEOUT),
+            _ => None,
+        }
+    }
 }
 
 /// An open connection to a server, with what has been read from it and not used yet.
@@ -116,6 +131,8 @@ pub struct Outgoing {
     body: Option<ClientBody>,
     is_head: bool,
     idempotent: bool,
+    /// The pace a streamed body must keep (boxed: most requests have none).
+    pace: Option<Box<Pace>>,
 }
 
 impl Outgoing {
@@ -158,6 +175,14 @@ impl Outgoing {
             body: (framing != Framing::Empty).then_some(body),
             is_head: m == Method::HEAD,
             idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
+            pace: None,
+        }
+    }
+
+    /// A streamed body must keep this pace (a body read whole with its head has arrived already).
+    pub fn pace(&mut self, timeouts: &tether_model::file_config::Timeouts) {
+        if matches!(self.body, Some(ClientBody::Streamed(_))) {
+            self.pace = Some(Box::new(Pace::new(timeouts)));
         }
     }
 
@@ -289,7 +314,18 @@ pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireE
     match req.body.take() {
         None => read_head(io, buf, req.is_head).await,
         // Boxed: the two futures side by side would take room in every request's future.
-        Some(body) => Box::pin(exchange_with_body(io, buf, body, req.framing, req.is_head)).await,
+        Some(body) => {
+            let pace = req.pace.take();
+            Box::pin(exchange_with_body(
+                io,
+                buf,
+                body,
+                pace,
+                req.framing,
+                req.is_head,
+            ))
+            .await
+        }
     }
 }
 
@@ -298,11 +334,12 @@ async fn exchange_with_body(
     io: &mut TcpStream,
     buf: &mut BytesMut,
     mut body: ClientBody,
+    pace: Option<Box<Pace>>,
     framing: Framing,
     is_head: bool,
 ) -> Result<Head, WireError> {
     let (mut r, mut w) = io.split();
-    let write = write_body(&mut w, &mut body, framing);
+    let write = write_body(&mut w, &mut body, pace, framing);
     let read = read_head(&mut r, buf, is_head);
     tokio::pin!(write, read);
     let mut sent: Option<Result<(), WireError>> = None;
@@ -319,7 +356,12 @@ async fn exchange_with_body(
                     (Err(e), _) => Err(e),
                 };
             }
-            done = &mut write, if sent.is_none() => sent = Some(done),
+            done = &mut write, if sent.is_none() => match done {
+                // A malformed, short or slow body: the server waits for the rest in vain, so
+                // the exchange ends here (its connection is dropped, never pooled).
+                Err(e) if e.client_status().is_some() => return Err(e),
+                done => sent = Some(done),
+            },
         }
     }
 }
@@ -327,6 +369,7 @@ async fn exchange_with_body(
 async fn write_body<W: AsyncWrite + Unpin>(
     w: &mut W,
     body: &mut ClientBody,
+    pace: Option<Box<Pace>>,
     framing: Framing,
 ) -> Result<(), WireError> {
     use http_body_util::BodyExt;
@@ -347,8 +390,17 @@ async fn write_body<W: AsyncWrite + Unpin>(
         ClientBody::Streamed(b) => b,
     };
     let mut sent = 0u64;
-    while let Some(frame) = body.frame().await {
+    let mut pace = pace;
+    loop {
+        let frame = match pace.as_deref_mut() {
+            Some(p) => p.next(body.frame()).await?,
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(WireError::ClientBody)?;
+        if let (Some(p), Some(d)) = (pace.as_deref_mut(), frame.data_ref()) {
+            p.got(d.len());
+        }
         let Ok(data) = frame.into_data() else {
             continue; // trailers are not forwarded
         };

@@ -230,6 +230,12 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
             "upstream_response",
             &mut t.upstream_response,
         ),
+        (&raw.request_body, "request_body", &mut t.request_body),
+        (
+            &raw.body_rate_window,
+            "body_rate_window",
+            &mut t.body_rate_window,
+        ),
     ];
     for (v, name, slot) in fields {
         if let Some(v) = v {
@@ -249,6 +255,15 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
             if let Some(d) = parsed {
                 *slot = d;
             }
+        }
+    }
+    if let Some(r) = &raw.body_min_rate {
+        if let Some(rate) = cx.check(
+            r,
+            || "timeouts.body_min_rate".into(),
+            |&r| u64::try_from(r).map_err(|_| format!("{r}: expected bytes per second, 0 or more")),
+        ) {
+            t.body_min_rate = rate;
         }
     }
     t

@@ -96,6 +96,9 @@ pub struct RawTimeouts {
     pub request_header: Option<S<String>>,
     pub idle: Option<S<String>>,
     pub upstream_response: Option<S<String>>,
+    pub request_body: Option<S<String>>,
+    pub body_min_rate: Option<S<i64>>,
+    pub body_rate_window: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

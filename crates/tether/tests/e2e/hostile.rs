@@ -169,3 +169,77 @@ async fn merging_slashes_is_an_option_off_by_default() {
         admin.requests()
     );
 }
+
+/// Write `head`, then `body` bytes; the answer, or "" if none came within `wait`.
+async fn send_slowly(
+    addr: std::net::SocketAddr,
+    head: &[u8],
+    body: &[&[u8]],
+    gap: Duration,
+    wait: Duration,
+) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head).await.unwrap();
+    for piece in body {
+        tokio::time::sleep(gap).await; // pacing the attacker, not waiting for a condition
+        if s.write_all(piece).await.is_err() {
+            break;
+        }
+    }
+    raw::read_all(&mut s, wait).await
+}
+
+#[tokio::test]
+async fn an_invalid_chunked_body_is_a_400_and_its_server_connection_is_closed() {
+    let rec = Recorder::spawn().await;
+    let p = proxy(&rec).await;
+    let head = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for bad in [
+        &b"5\r\nhello\r\nzz\r\n"[..], // invalid chunk size
+        b"fffffffffffffffffffff\r\n", // size overflow
+        b"5\r\nhelloXX\r\n0\r\n\r\n", // data longer than its size
+    ] {
+        let mut req = head.to_vec();
+        req.extend_from_slice(bad);
+        // The client keeps its connection open, as the attacker's twenty did.
+        let r = send_slowly(p.addr(), &req, &[], Duration::ZERO, Duration::from_secs(5)).await;
+        assert_eq!(status(&r), 400, "{:?}: {r}", String::from_utf8_lossy(bad));
+    }
+    // No server connection was kept for any of them: each request opened its own, closed.
+    let before = rec.connections();
+    let r = raw::exchange(p.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status(&r), 200);
+    assert_eq!(
+        rec.connections(),
+        before + 1,
+        "a fresh connection, not a pooled one"
+    );
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_is_a_408() {
+    let rec = Recorder::spawn().await;
+    let toml = format!(
+        "{WEB}{KEY}[timeouts]\nbody_min_rate = 100\nbody_rate_window = \"1s\"\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nservers = [{{ url = \"{}\" }}]\n",
+        rec.url()
+    );
+    let p = Proxy::start(&toml).await;
+    // Over 64 KiB, so it is streamed, then a byte at a time.
+    let head = b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n";
+    let first = vec![b'x'; 65 * 1024];
+    let drip: Vec<&[u8]> = std::iter::once(&first[..])
+        .chain(std::iter::repeat_n(&b"x"[..], 20))
+        .collect();
+    let r = send_slowly(
+        p.addr(),
+        head,
+        &drip,
+        Duration::from_millis(200),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status(&r), 408, "{r}");
+    let r = raw::exchange(p.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status(&r), 200, "the proxy goes on serving");
+}
