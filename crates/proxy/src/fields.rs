@@ -102,8 +102,26 @@ pub fn known(name: &[u8]) -> Known {
         17 if is("transfer-encoding") => Known::TransferEncoding,
         18 if is("proxy-authenticate") => Known::HopByHop,
         19 if is("proxy-authorization") => Known::HopByHop,
+        9 | 15..=17 if name.contains(&b'_') && spoofs_forwarding(name) => Known::HopByHop,
         _ => Known::Other,
     }
+}
+
+/// Is `name` a forwarding field spelt with `_` for `-` (`X_Forwarded_For`)? Servers that map
+/// `-` to `_` (CGI, WSGI, Rack) would read it as the real one, so it never reaches them.
+pub fn spoofs_forwarding(name: &[u8]) -> bool {
+    const SPOOFED: [&[u8]; 4] = [
+        b"x-forwarded-for",
+        b"x-real-ip",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+    ];
+    SPOOFED.iter().any(|f| {
+        f.len() == name.len()
+            && f.iter()
+                .zip(name)
+                .all(|(&w, &b)| w == b.to_ascii_lowercase() || (w == b'-' && b == b'_'))
+    })
 }
 
 /// Is `name` `lower` in any case? `lower` holds only lowercase letters, digits and `-`; `name` may

@@ -37,16 +37,29 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // `Connection: close` or `keep-alive`. Bit `i` stands for `HOP_BY_HOP[i]`, `UPGRADE_BIT` for
     // `Upgrade`.
     const UPGRADE_BIT: u16 = 1 << HOPS;
+    const SPOOF_BIT: u16 = 1 << (HOPS + 1);
     let mut present = 0u16;
     for k in h.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
             present |= 1 << i;
         } else if *k == header::UPGRADE {
             present |= UPGRADE_BIT;
+        } else if crate::fields::spoofs_forwarding(k.as_str().as_bytes()) {
+            present |= SPOOF_BIT;
         }
     }
     if present == 0 {
         return;
+    }
+    if present & SPOOF_BIT != 0 {
+        let spoofs: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| crate::fields::spoofs_forwarding(k.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for n in spoofs {
+            h.remove(n);
+        }
     }
     let names_others = || {
         tokens(h, header::CONNECTION).any(|t| {
