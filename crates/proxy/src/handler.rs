@@ -112,6 +112,18 @@ pub async fn handle(
         if p.headers.get_all(header::HOST).iter().nth(1).is_some() {
             return error(StatusCode::BAD_REQUEST, crate::front::TWO_HOSTS).into();
         }
+        // RFC 9113 §8.3.1: a host field naming another entity than :authority is malformed.
+        // (HTTP/1.1's absolute form overrides Host instead, RFC 9112 §3.2.2.)
+        if p.version == Version::HTTP_2 {
+            if let (Some(a), Some(h)) =
+                (p.uri.authority(), headers::first(&p.headers, &header::HOST))
+            {
+                let named = |b: &[u8]| crate::host::parse(b).map(|h| h.into_owned());
+                if named(a.as_str().as_bytes()) != named(h.as_bytes()) {
+                    return error(StatusCode::BAD_REQUEST, "host and :authority differ").into();
+                }
+            }
+        }
     }
     // Routing and the server see the same path.
     let head = match normalized(head, shared.cfg.merge_slashes) {

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 pub mod admin;
 pub mod docker;
 pub mod etcd;
+pub mod h2raw;
 pub mod raw;
 pub mod recorder;
 pub mod relay;

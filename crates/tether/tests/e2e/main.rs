@@ -7,6 +7,7 @@ mod api;
 mod balancing;
 mod cli;
 mod hostile;
+mod hostile_h2;
 mod hostile_table;
 mod proxying;
 mod reload;
