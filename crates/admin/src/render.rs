@@ -53,6 +53,18 @@ pub fn service(s: &ServiceDecl) -> Value {
             o.insert("hash_on".into(), json!(on));
         }
     }
+    if let Some(h) = &s.health {
+        o.insert(
+            "health".into(),
+            json!({
+                "path": h.path,
+                "interval": format!("{}ms", h.interval.as_millis()),
+                "timeout": format!("{}ms", h.timeout.as_millis()),
+                "rise": h.rise,
+                "fall": h.fall,
+            }),
+        );
+    }
     if let Some(a) = &s.affinity {
         let mut m = Map::new();
         match &a.mode {

@@ -114,6 +114,10 @@ impl ServerState {
         self.healthy.store(on, Relaxed);
     }
 
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Relaxed)
     }

@@ -27,6 +27,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
             balance: BalanceAlgo::default(),
             affinity: None,
             resolve: None,
+            health: None,
         })
         .collect();
     let routes = (0..ROUTES)

@@ -342,6 +342,7 @@ mod tests {
             balance: BalanceAlgo::default(),
             affinity: None,
             resolve: None,
+            health: None,
         };
         let routes = routes
             .iter()

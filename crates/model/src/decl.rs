@@ -65,6 +65,33 @@ pub struct ServiceDecl {
     /// sources resolve it (again every few seconds) and fill `servers` before the control plane
     /// sees the service.
     pub resolve: Option<Resolve>,
+    /// Active health checks of each server.
+    pub health: Option<HealthCheck>,
+}
+
+/// An active health check: `GET path` on each server every `interval`; `fall` failures in a row
+/// (no answer within `timeout`, or a status outside 2xx and 3xx) take it out of rotation, `rise`
+/// successes in a row bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl HealthCheck {
+    /// Defaults for a check of `path`: every 5 s, 2 s to answer, 2 to rise, 3 to fall.
+    pub fn of(path: String) -> HealthCheck {
+        HealthCheck {
+            path,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+        }
+    }
 }
 
 /// A DNS name whose every address is a server, as Swarm's `tasks.<service>` names each task.

@@ -353,6 +353,7 @@ pub fn service(name: &str, server: ServerDecl) -> ServiceDecl {
         balance: BalanceAlgo::RoundRobin,
         affinity: None,
         resolve: None,
+        health: None,
     }
 }
 

@@ -18,8 +18,8 @@ pub mod rule;
 pub mod validate;
 
 pub use decl::{
-    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, ProviderUpdate,
-    Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
+    ProviderUpdate, Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
 };
 pub use rule::{HostPattern, Rule, RuleError};
 pub use validate::ValidationError;

@@ -179,6 +179,7 @@ mod tests {
                 balance: BalanceAlgo::RoundRobin,
                 affinity: None,
                 resolve: Some(Resolve::parse(resolve).unwrap()),
+                health: None,
             }],
             ..Default::default()
         }

@@ -320,6 +320,7 @@ async fn route_and_send(
     };
     let app_value = app_value.as_deref();
     out.pace(t);
+    svc.retries.deposit();
     let mut tried = Vec::new();
     loop {
         let backend = svc.backends[choice.idx].clone();
@@ -388,6 +389,10 @@ async fn route_and_send(
                 tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
                 if matches!(e, UpstreamError::Connect(_)) {
                     backend.state.mark_failed();
+                    if svc.health.is_some() {
+                        // Out until its active checks pass again.
+                        backend.state.set_healthy(false);
+                    }
                 }
                 tried.push(choice.idx);
                 let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
@@ -395,6 +400,9 @@ async fn route_and_send(
                     return refusal(svc, Refusal::PinnedGone).into();
                 }
                 let next = if tried.len() >= MAX_ATTEMPTS.min(svc.backends.len()) {
+                    None
+                } else if !svc.retries.withdraw() {
+                    tracing::debug!(service = %svc.name, "retry budget spent: not trying another server");
                     None
                 } else if !choice.fresh && svc.sticky.is_some() {
                     rehome(svc, choice.idx, &tried)

@@ -7,9 +7,12 @@ use std::hash::Hash as _;
 use std::sync::Arc;
 
 use tether_balance::{AffinityKey, Balancer, Candidate, StickyIndex};
-use tether_model::{validate, AffinityPolicy, HashOn, RouteDecl, ServiceDecl, ValidationError};
+use tether_model::{
+    validate, AffinityPolicy, HashOn, HealthCheck, RouteDecl, ServiceDecl, ValidationError,
+};
 
 use crate::registry::{Backend, Registry};
+use crate::retry::RetryBudget;
 use crate::router::{RouteEntry, Router};
 
 /// Immutable table the data plane reads.
@@ -32,6 +35,10 @@ pub struct Service {
     pub sticky: Option<Sticky>,
     /// What consistent hashing reads from the request, if the service hashes.
     pub hash_on: Option<HashOn>,
+    /// Its servers' active health checks ([`crate::health`]).
+    pub health: Option<HealthCheck>,
+    /// Retries to other servers it may still make ([`crate::retry`]).
+    pub retries: RetryBudget,
 }
 
 /// A service's session affinity.
@@ -164,6 +171,10 @@ fn service(
         .map(|srv| {
             let b = generation.backend(&s.name, &srv.name, &srv.addr);
             b.state.set_draining(srv.draining);
+            if s.health.is_none() {
+                // Only active checks take a server out for health: without them, none is.
+                b.state.set_healthy(true);
+            }
             b
         })
         .collect();
@@ -195,6 +206,8 @@ fn service(
         backends,
         sticky,
         hash_on,
+        health: s.health.clone(),
+        retries: RetryBudget::default(),
     }
 }
 
@@ -228,6 +241,7 @@ mod tests {
             balance: BalanceAlgo::default(),
             affinity: None,
             resolve: None,
+            health: None,
         };
         let route = |priority: i64, entrypoints: Vec<String>| RouteDecl {
             name: "r1".into(),

@@ -211,6 +211,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         following.push(follow(source, control.clone()).await?);
     }
 
+    following.push(tokio::spawn(tether_proxy::health::run(control.store())));
     let (shutdown, rx) = watch::channel(false);
     let mut admin = None;
     if let (Some(addr), Some(auth)) = (admin_addr, auth) {

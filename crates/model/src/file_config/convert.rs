@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use super::raw::{Cidr, RawAffinity, RawConfig, RawEntrypoint, RawService, RawTimeouts, S};
+use super::raw::{
+    Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawService, RawTimeouts, S,
+};
 use super::{line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Settings, Timeouts};
 use crate::decl::{
-    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing, Resolve, RouteDecl,
-    SameSite, ServerAddr, ServerDecl, ServiceDecl,
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
+    Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
 };
 use crate::rule::Rule;
 use crate::{duration, validate};
@@ -305,6 +307,10 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         .resolve
         .as_ref()
         .and_then(|r| cx.check(r, || format!("{base}.resolve"), |s| Resolve::parse(s)));
+    let health = svc
+        .health
+        .as_ref()
+        .and_then(|h| health(cx, &base, h.get_ref()));
     if let (Some(r), false) = (&svc.resolve, svc.servers.is_empty()) {
         cx.err(
             Some(r.span()),
@@ -321,7 +327,70 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         balance: balance?,
         affinity,
         resolve,
+        health,
     })
+}
+
+fn health(cx: &mut Ctx<'_>, base: &str, h: &RawHealth) -> Option<HealthCheck> {
+    let base = format!("{base}.health");
+    let path = cx.check(
+        &h.path,
+        || format!("{base}.path"),
+        |p| {
+            if p.starts_with('/') && !p.contains(char::is_whitespace) {
+                Ok(p.clone())
+            } else {
+                Err(format!("{p:?}: a path starts with / and holds no spaces"))
+            }
+        },
+    )?;
+    let mut check = HealthCheck::of(path);
+    for (v, name, slot) in [
+        (&h.interval, "interval", &mut check.interval),
+        (&h.timeout, "timeout", &mut check.timeout),
+    ] {
+        if let Some(v) = v {
+            *slot = cx.check(
+                v,
+                || format!("{base}.{name}"),
+                |s| {
+                    duration::parse(s).and_then(|d| {
+                        if d.is_zero() {
+                            Err("must be more than zero".into())
+                        } else {
+                            Ok(d)
+                        }
+                    })
+                },
+            )?;
+        }
+    }
+    for (v, name, slot) in [
+        (&h.rise, "rise", &mut check.rise),
+        (&h.fall, "fall", &mut check.fall),
+    ] {
+        if let Some(v) = v {
+            *slot = cx.check(
+                v,
+                || format!("{base}.{name}"),
+                |&n| {
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| format!("{n}: expected 1 to 100 checks in a row"))
+                },
+            )?;
+        }
+    }
+    if check.timeout > check.interval {
+        cx.err(
+            h.timeout.as_ref().map(|t| t.span()),
+            format!("{base}.timeout"),
+            "the timeout must not be longer than the interval",
+        );
+        return None;
+    }
+    Some(check)
 }
 
 fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> Option<BalanceAlgo> {

@@ -134,6 +134,18 @@ pub struct RawService {
     pub hash_on: Option<S<String>>,
     pub affinity: Option<S<RawAffinity>>,
     pub resolve: Option<S<String>>,
+    pub health: Option<S<RawHealth>>,
+}
+
+/// `[services.<name>.health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: S<String>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

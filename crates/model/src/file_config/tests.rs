@@ -208,3 +208,22 @@ servers = [{ url = "ftp://x" }]
         "{got:#?}"
     );
 }
+
+#[test]
+fn health_checks_parse_with_defaults_and_each_bad_value_is_named() {
+    let c = parse(
+        "[services.web]\nservers = []\n[services.web.health]\npath = \"/healthz\"\nfall = 5\n",
+    )
+    .unwrap();
+    let h = c.services[0].health.clone().unwrap();
+    assert_eq!((h.path.as_str(), h.rise, h.fall), ("/healthz", 2, 5));
+    assert_eq!(h.interval, std::time::Duration::from_secs(5));
+    let e = errors("[services.web.health]\npath = \"healthz\"\n");
+    assert_eq!(e[0].field, "services.web.health.path", "{e:?}");
+    let e = errors("[services.web.health]\npath = \"/h\"\nrise = 0\n");
+    assert_eq!(e[0].field, "services.web.health.rise", "{e:?}");
+    let e = errors("[services.web.health]\npath = \"/h\"\ninterval = \"1s\"\ntimeout = \"2s\"\n");
+    assert_eq!(e[0].field, "services.web.health.timeout", "{e:?}");
+    let e = errors("[services.web.health]\npath = \"/h\"\nintervall = \"1s\"\n");
+    assert!(e[0].message.contains("did you mean `interval`?"), "{e:?}");
+}

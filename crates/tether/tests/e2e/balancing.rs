@@ -146,3 +146,100 @@ async fn a_service_of_resolved_servers_reaches_every_address_of_the_name() {
         assert_eq!(r.server(), "dns-1");
     }
 }
+
+/// A server named `name` whose `/healthz` answers 503 while `sick` is set; every other path 200.
+async fn checked_server(
+    name: &'static str,
+    sick: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let sick = sick.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_string();
+                        got.drain(..end + 4);
+                        let bad = head.starts_with("GET /healthz ")
+                            && sick.load(std::sync::atomic::Ordering::SeqCst);
+                        let status = if bad {
+                            "503 Service Unavailable"
+                        } else {
+                            "200 OK"
+                        };
+                        let resp = format!("HTTP/1.1 {status}\r\nx-whoami-name: {name}\r\ncontent-length: 0\r\n\r\n");
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_failing_server_out_and_bring_it_back() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    let sick = Arc::new(AtomicBool::new(false));
+    let a = checked_server("hc-a", Arc::new(AtomicBool::new(false))).await;
+    let b = checked_server("hc-b", sick.clone()).await;
+    let toml = format!(
+        "{WEB}{KEY}[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nservers = [{{ name = \"hc-a\", url = \"http://{a}\" }}, {{ name = \"hc-b\", url = \"http://{b}\" }}]\n[services.web.health]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 2\n"
+    );
+    let proxy = Proxy::start(&toml).await;
+    let mut c = proxy.client();
+    let mut both = std::collections::HashSet::new();
+    for _ in 0..10 {
+        both.insert(c.get("/").await.unwrap().server().to_string());
+    }
+    assert_eq!(both.len(), 2, "both serve while healthy: {both:?}");
+
+    sick.store(true, SeqCst);
+    let state = |name: &str| {
+        proxy
+            .instance
+            .control
+            .registry()
+            .snapshot()
+            .into_iter()
+            .find(|(_, b)| &*b.name == name)
+            .map(|(_, b)| b.state.describe())
+    };
+    tether_testkit::wait_for("hc-b out of rotation", Duration::from_secs(3), || async {
+        state("hc-b") == Some("unhealthy")
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            c.get("/").await.unwrap().server(),
+            "hc-a",
+            "no traffic to a failing server"
+        );
+    }
+
+    sick.store(false, SeqCst);
+    tether_testkit::wait_for("hc-b back in rotation", Duration::from_secs(3), || async {
+        state("hc-b") == Some("serving")
+    })
+    .await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        seen.insert(c.get("/").await.unwrap().server().to_string());
+    }
+    assert!(seen.contains("hc-b"), "{seen:?}");
+}
