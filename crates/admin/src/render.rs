@@ -16,6 +16,9 @@ pub fn route(r: &RouteDecl) -> Value {
     if !r.entrypoints.is_empty() {
         o.insert("entrypoints".into(), json!(r.entrypoints));
     }
+    if let Some(max) = r.max_body {
+        o.insert("max_body".into(), json!(max));
+    }
     Value::Object(o)
 }
 

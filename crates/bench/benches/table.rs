@@ -43,6 +43,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
                 rule_text: text,
                 service: format!("s{}", i % SERVICES),
                 entrypoints: Vec::new(),
+                max_body: None,
             }
         })
         .collect();

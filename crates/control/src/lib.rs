@@ -353,6 +353,7 @@ mod tests {
                 priority: 0,
                 service: service.name.clone(),
                 entrypoints: Vec::new(),
+                max_body: None,
             })
             .collect::<Vec<_>>();
         Arc::new(ProviderUpdate {

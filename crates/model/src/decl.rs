@@ -36,6 +36,8 @@ pub struct RouteDecl {
     pub service: String,
     /// Entrypoint names; empty means all.
     pub entrypoints: Vec<String>,
+    /// Largest request body accepted on this route (413 beyond), over the global limit.
+    pub max_body: Option<u64>,
 }
 
 /// Every field but the parsed rule, which the rule text determines. The pattern names every field,
@@ -49,8 +51,9 @@ impl std::hash::Hash for RouteDecl {
             priority,
             service,
             entrypoints,
+            max_body,
         } = self;
-        (name, rule_text, priority, service, entrypoints).hash(state);
+        (name, rule_text, priority, service, entrypoints, max_body).hash(state);
     }
 }
 

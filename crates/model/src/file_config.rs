@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::decl::{RouteDecl, ServiceDecl};
 
-pub use raw::Cidr;
+pub use raw::{parse_size, Cidr};
 
 /// A parsed and validated configuration file.
 #[derive(Debug, Clone)]
@@ -37,6 +37,34 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// Merge `//` into `/` in request paths (`[http] merge_slashes`, default false).
     pub merge_slashes: bool,
+    pub limits: Limits,
+}
+
+/// What one request may hold, and how many connections one client may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Request head, request line and fields (431 beyond).
+    pub head: usize,
+    /// Header fields in a request (431 beyond).
+    pub headers: usize,
+    /// Request target (414 beyond).
+    pub uri: usize,
+    /// Request body, unless a route sets its own `max_body` (413 beyond). `None`: no limit.
+    pub body: Option<u64>,
+    /// Open connections from one client address (refused with 429 beyond); 0: no limit.
+    pub connections_per_client: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            head: 64 * 1024,
+            headers: 128,
+            uri: 8 * 1024,
+            body: None,
+            connections_per_client: 0,
+        }
+    }
 }
 
 /// Where the affinity sealing key comes from.

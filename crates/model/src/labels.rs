@@ -342,6 +342,7 @@ pub fn route(name: &str, rule_text: String, service: &str) -> Result<RouteDecl, 
         rule_text,
         service: scoped(service),
         entrypoints: Vec::new(),
+        max_body: None,
     })
 }
 

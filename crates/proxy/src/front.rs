@@ -24,6 +24,7 @@ use http::uri::PathAndQuery;
 use http::{Method, StatusCode, Version};
 use hyper::body::Body;
 use tether_balance::state::now_ms;
+use tether_model::file_config::Limits;
 
 use crate::answer::{Answer, PinFields};
 use crate::body::{ClientBody, ProxyBody};
@@ -39,8 +40,6 @@ use crate::wire::chunked;
 pub const MAX_WHOLE_BODY: usize = 64 * 1024;
 /// Most header fields in a request served here (hyper takes up to 128).
 pub const MAX_HEADERS: usize = 64;
-/// Largest request head (bytes); hyper answers a longer one with 431.
-const MAX_HEAD: usize = 64 * 1024;
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = spare::READ_CHUNK;
 /// Response bytes gathered before they are written out.
@@ -70,7 +69,7 @@ impl Front<'_> {
         loop {
             let taken = loop {
                 if !buf.is_empty() {
-                    match take(&mut buf) {
+                    match take(&mut buf, &self.shared.cfg.limits) {
                         Ok(Some(t)) => break t,
                         Ok(None) => {}
                         Err(Out::Handoff(rest)) => return Ended::Handoff(rest),
@@ -142,14 +141,16 @@ enum Out {
 }
 
 /// Take the request at the front of `buf` if it is all there (`None`: read more).
-fn take(buf: &mut BytesMut) -> Result<Option<Taken>, Out> {
+fn take(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Taken>, Out> {
     let mut fields = Fields::new();
-    let s = match scan(buf, &mut fields) {
+    let s = match scan(buf, &mut fields, limits) {
         // However the head arrived (in one read into a large buffer, or in many), its size is
         // checked: the limit never depends on timing.
-        Ok(Some(s)) if s.head_len > MAX_HEAD => return Err(Out::Refuse(TOO_LARGE, HEAD_TOO_LARGE)),
+        Ok(Some(s)) if s.head_len > limits.head => {
+            return Err(Out::Refuse(TOO_LARGE, HEAD_TOO_LARGE))
+        }
         Ok(Some(s)) => s,
-        Ok(None) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(None) if buf.len() < limits.head => return Ok(None),
         Ok(None) => return Err(Out::Refuse(TOO_LARGE, HEAD_TOO_LARGE)),
         Err(NotHere::Hyper) => return Err(Out::Handoff(buf.split().freeze())),
         Err(NotHere::Refuse(status, detail)) => return Err(Out::Refuse(status, detail)),
@@ -203,7 +204,7 @@ enum NotHere {
 /// The answer to a request with more than one `Host` field.
 pub const TWO_HOSTS: &str = "more than one Host field";
 const TOO_LARGE: StatusCode = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-const HEAD_TOO_LARGE: &str = "the request head is over 64 KiB";
+const HEAD_TOO_LARGE: &str = "the request head is over limits.head";
 
 /// A request head found complete in the buffer, as positions in it.
 struct Scan {
@@ -269,7 +270,7 @@ impl Scan {
 ///
 /// Its fields are valid for the `http` types once `httparse` has taken them (as hyper relies on
 /// too): names are tokens, values hold no control characters but tab.
-fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
+fn scan(buf: &[u8], fields: &mut Fields, limits: &Limits) -> Result<Option<Scan>, NotHere> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match httparse::ParserConfig::default()
@@ -284,6 +285,9 @@ fn scan(buf: &[u8], fields: &mut Fields) -> Result<Option<Scan>, NotHere> {
     };
     if !target.starts_with('/') || method == "CONNECT" {
         return Err(NotHere::Hyper);
+    }
+    if req.headers.len() > limits.headers {
+        return Err(NotHere::Refuse(TOO_LARGE, "too many header fields"));
     }
     let version = if v == 1 {
         Version::HTTP_11

@@ -125,6 +125,17 @@ pub async fn handle(
             }
         }
     }
+    let target = match &head {
+        RequestHead::Received(r) => r.target.as_str().len(),
+        RequestHead::Parts(p) => p.uri.path_and_query().map_or(0, |t| t.as_str().len()),
+    };
+    if target > shared.cfg.limits.uri {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            "the request target is over limits.uri",
+        )
+        .into();
+    }
     // Routing and the server see the same path.
     let head = match normalized(head, shared.cfg.merge_slashes) {
         Ok(head) => head,
@@ -216,6 +227,8 @@ struct Routed<'t> {
     /// Prefix mode: the application's own cookie value.
     app_value: Option<String>,
     out: Outgoing,
+    /// The route's own body limit.
+    max_body: Option<u64>,
 }
 
 /// Where a request goes once routed.
@@ -293,6 +306,7 @@ fn route<'t>(
         key,
         app_value,
         out,
+        max_body: route.max_body,
     })
 }
 
@@ -312,6 +326,7 @@ async fn route_and_send(
         key,
         app_value,
         mut out,
+        max_body,
     } = match route(table, peer, ep, head, body, host) {
         Next::Send(r) => r,
         Next::Answer(a) => return *a,
@@ -319,6 +334,17 @@ async fn route_and_send(
         Next::Upgrade(up, parts, body) => return Box::pin(up.forward(*parts, body, *t)).await,
     };
     let app_value = app_value.as_deref();
+    if let Some(max) = max_body.or(shared.cfg.limits.body) {
+        if !out.limit_body(max) {
+            let mut r = error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is over its limit",
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r.into();
+        }
+    }
     out.pace(t);
     svc.retries.deposit();
     let mut tried = Vec::new();

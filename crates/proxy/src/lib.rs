@@ -8,6 +8,7 @@
 //! refused connect on another server → the response streams back ([`body`]) with the affinity
 //! cookie. WebSocket upgrades take [`upgrade`]. [`host`] reads the request's host in place.
 
+mod admit;
 pub mod answer;
 pub mod body;
 pub mod fields;
@@ -36,7 +37,7 @@ pub mod wire;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tether_model::file_config::{Cidr, Timeouts};
+use tether_model::file_config::{Cidr, Limits, Timeouts};
 
 pub use registry::Registry;
 pub use server::{serve, Listener};
@@ -52,4 +53,5 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<Cidr>,
     /// Merge `//` into `/` in request paths ([`path`]).
     pub merge_slashes: bool,
+    pub limits: Limits,
 }

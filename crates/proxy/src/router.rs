@@ -24,6 +24,8 @@ pub struct RouteEntry {
     pub service: usize,
     /// Entrypoints it is served on; empty means all.
     pub entrypoints: Box<[String]>,
+    /// Largest request body accepted on it, over `limits.body`.
+    pub max_body: Option<u64>,
 }
 
 /// Routes of one entrypoint, indexed by host.
@@ -94,6 +96,7 @@ impl Router {
                     priority,
                     service: 0,
                     entrypoints: Box::new([]),
+                    max_body: None,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

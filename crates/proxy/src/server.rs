@@ -24,10 +24,6 @@ use crate::idle::{Activity, Ending, Tracked, Watchdog};
 use crate::sniff::{sniff, Protocol};
 use crate::{ProxyConfig, TableStore};
 
-/// Largest request head accepted (bytes); beyond it the client gets 431.
-const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields accepted in one request.
-const MAX_HEADERS: usize = 128;
 /// How often a draining connection is checked for having gone idle.
 const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
@@ -47,16 +43,17 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    let shared_limit = cfg.limits.connections_per_client;
     let shared = Arc::new(Shared { store, cfg });
     let mut h1 = http1::Builder::new();
     h1.keep_alive(true)
-        .max_buf_size(MAX_HEAD)
-        .max_headers(MAX_HEADERS)
+        .max_buf_size(shared.cfg.limits.head.max(8192))
+        .max_headers(shared.cfg.limits.headers)
         .header_read_timeout(None)
         .writev(false);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEAD as u32);
+        .max_header_list_size(shared.cfg.limits.head as u32);
     let t = shared.cfg.timeouts;
     let dog = Watchdog::new(t.request_header, t.idle, t.upstream_response);
     let sweeping = tokio::spawn(dog.clone().run());
@@ -75,6 +72,7 @@ pub async fn serve(
         dog,
         drain,
         tracker: TaskTracker::new(),
+        admit: crate::admit::Admission::new(shared_limit),
     });
     let mut tasks = JoinSet::new();
     for (ep, l) in listeners.into_iter().enumerate() {
@@ -95,6 +93,8 @@ struct Conns {
     drain: Duration,
     /// The connections' tasks, waited for at shutdown.
     tracker: TaskTracker,
+    /// Connections per client address, when they are limited.
+    admit: crate::admit::Admission,
 }
 
 /// Accept connections on `l` until shutdown.
@@ -111,9 +111,14 @@ async fn accept_loop(
             biased;
             _ = &mut stop => break,
             accepted = l.listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    conns.tracker.spawn(connection(ep, stream, peer, conns.clone()));
-                }
+                Ok((stream, peer)) => match conns.admit.admit(peer.ip()) {
+                    Some(admitted) => {
+                        conns.tracker.spawn(connection(ep, stream, peer, conns.clone(), admitted));
+                    }
+                    None => {
+                        conns.tracker.spawn(crate::admit::refuse(stream));
+                    }
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
                     tracing::warn!(entrypoint = %l.name, error = %e, "accept failed");
@@ -124,7 +129,13 @@ async fn accept_loop(
     }
 }
 
-async fn connection(ep: usize, stream: TcpStream, peer: SocketAddr, conns: Arc<Conns>) {
+async fn connection(
+    ep: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conns: Arc<Conns>,
+    _admitted: crate::admit::Admitted,
+) {
     let shared = conns.shared.clone();
     let activity = Activity::new();
     conns.dog.watch(&activity);

@@ -138,6 +138,7 @@ pub fn compile(
                 priority: r.priority,
                 service: by_name[r.service.as_str()],
                 entrypoints: r.entrypoints.clone().into(),
+                max_body: r.max_body,
             }
         })
         .collect();
@@ -250,6 +251,7 @@ mod tests {
             priority,
             service: "api".into(),
             entrypoints,
+            max_body: None,
         };
         let routes = vec![route(-3, vec!["web".into()]), route(12, Vec::new())];
         let services = vec![service];

@@ -62,6 +62,8 @@ pub enum WireError {
     BodyLength,
     #[error("{0}")]
     SlowBody(#[from] Slow),
+    #[error("the request body is over its limit")]
+    BodyTooLarge,
 }
 
 impl WireError {
@@ -71,6 +73,7 @@ impl WireError {
         match self {
             WireError::ClientBody(_) | WireError::BodyLength => Some(StatusCode::BAD_REQUEST),
             WireError::SlowBody(_) => Some(StatusCode::REQUEST_TIMEOUT),
+            WireError::BodyTooLarge => Some(StatusCode::PAYLOAD_TOO_LARGE),
             _ => None,
         }
     }
@@ -133,6 +136,8 @@ pub struct Outgoing {
     idempotent: bool,
     /// The pace a streamed body must keep (boxed: most requests have none).
     pace: Option<Box<Pace>>,
+    /// Largest body allowed (for a streamed body, checked as it is sent).
+    max_body: Option<u64>,
 }
 
 impl Outgoing {
@@ -176,6 +181,20 @@ impl Outgoing {
             is_head: m == Method::HEAD,
             idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
             pace: None,
+            max_body: None,
+        }
+    }
+
+    /// Allow at most `max` body bytes: `false` when the declared length is over it already;
+    /// a body of unknown length is cut with 413 when it goes over.
+    pub fn limit_body(&mut self, max: u64) -> bool {
+        match self.framing {
+            Framing::Length(n) if n > max => false,
+            Framing::Chunked => {
+                self.max_body = Some(max);
+                true
+            }
+            _ => true,
         }
     }
 
@@ -321,6 +340,7 @@ pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireE
                 buf,
                 body,
                 pace,
+                req.max_body,
                 req.framing,
                 req.is_head,
             ))
@@ -335,11 +355,12 @@ async fn exchange_with_body(
     buf: &mut BytesMut,
     mut body: ClientBody,
     pace: Option<Box<Pace>>,
+    limit: Option<u64>,
     framing: Framing,
     is_head: bool,
 ) -> Result<Head, WireError> {
     let (mut r, mut w) = io.split();
-    let write = write_body(&mut w, &mut body, pace, framing);
+    let write = write_body(&mut w, &mut body, pace, limit, framing);
     let read = read_head(&mut r, buf, is_head);
     tokio::pin!(write, read);
     let mut sent: Option<Result<(), WireError>> = None;
@@ -370,6 +391,7 @@ async fn write_body<W: AsyncWrite + Unpin>(
     w: &mut W,
     body: &mut ClientBody,
     pace: Option<Box<Pace>>,
+    limit: Option<u64>,
     framing: Framing,
 ) -> Result<(), WireError> {
     use http_body_util::BodyExt;
@@ -408,6 +430,9 @@ async fn write_body<W: AsyncWrite + Unpin>(
             continue;
         }
         sent += data.len() as u64;
+        if limit.is_some_and(|max| sent > max) {
+            return Err(WireError::BodyTooLarge);
+        }
         match framing {
             Framing::Length(n) if sent > n => return Err(WireError::BodyLength),
             Framing::Chunked => {

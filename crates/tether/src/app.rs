@@ -168,6 +168,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
             trusted_proxies: Vec::new(),
             admin: None,
             merge_slashes: false,
+            limits: Default::default(),
         },
     };
     let key_source = match (&settings.affinity_key, &opts.config) {
@@ -245,6 +246,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         timeouts: settings.timeouts,
         trusted_proxies: settings.trusted_proxies.clone(),
         merge_slashes: settings.merge_slashes,
+        limits: settings.limits,
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,

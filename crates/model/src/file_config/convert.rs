@@ -6,9 +6,12 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use super::raw::{
-    Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawService, RawTimeouts, S,
+    Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawLimits, RawService, RawSize,
+    RawTimeouts, S,
 };
-use super::{line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Settings, Timeouts};
+use super::{
+    line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Limits, Settings, Timeouts,
+};
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
     Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
@@ -99,6 +102,10 @@ pub(super) fn convert(
                 format!("no service named {:?}", r.service.get_ref()),
             );
         }
+        let max_body = r
+            .max_body
+            .as_ref()
+            .and_then(|v| size(&mut cx, v, &format!("routes.{name}.max_body"), 1..=u64::MAX));
         if let Some(rule) = rule {
             routes.push(RouteDecl {
                 name: name.clone(),
@@ -107,6 +114,7 @@ pub(super) fn convert(
                 rule_text: r.rule.get_ref().clone(),
                 service: r.service.get_ref().clone(),
                 entrypoints: r.entrypoints.iter().map(|e| e.get_ref().clone()).collect(),
+                max_body,
             });
         }
     }
@@ -218,7 +226,74 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         trusted_proxies,
         admin,
         merge_slashes: raw.http.merge_slashes.unwrap_or(false),
+        limits: limits(cx, &raw.limits),
     }
+}
+
+fn size(
+    cx: &mut Ctx<'_>,
+    v: &S<RawSize>,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Option<u64> {
+    cx.check(
+        v,
+        || field.to_string(),
+        |s| {
+            let n = s.0.map_err(str::to_string)?;
+            if range.contains(&n) {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "{n} bytes: expected {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }
+        },
+    )
+}
+
+fn limits(cx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
+    let mut l = Limits::default();
+    // The head is parsed in one buffer: at most 1 MiB.
+    if let Some(v) = &raw.head {
+        if let Some(n) = size(cx, v, "limits.head", 1024..=1 << 20) {
+            l.head = n as usize;
+        }
+    }
+    if let Some(v) = &raw.uri {
+        if let Some(n) = size(cx, v, "limits.uri", 64..=1 << 20) {
+            l.uri = n as usize;
+        }
+    }
+    if let Some(v) = &raw.body {
+        l.body = size(cx, v, "limits.body", 0..=u64::MAX).filter(|&n| n > 0);
+    }
+    if let Some(v) = &raw.headers {
+        if let Some(n) = cx.check(
+            v,
+            || "limits.headers".into(),
+            |&n| {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|n| (8..=1024).contains(n))
+                    .ok_or_else(|| format!("{n}: expected 8 to 1024 fields"))
+            },
+        ) {
+            l.headers = n;
+        }
+    }
+    if let Some(v) = &raw.connections_per_client {
+        if let Some(n) = cx.check(
+            v,
+            || "limits.connections_per_client".into(),
+            |&n| u32::try_from(n).map_err(|_| format!("{n}: expected 0 (no limit) or more")),
+        ) {
+            l.connections_per_client = n;
+        }
+    }
+    l
 }
 
 fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {

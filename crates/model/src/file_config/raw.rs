@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
     pub routes: BTreeMap<String, S<RawRoute>>,
     #[serde(default)]
     pub services: BTreeMap<String, S<RawService>>,
@@ -82,6 +84,63 @@ pub struct RawHttp {
     pub merge_slashes: Option<bool>,
 }
 
+/// `[limits]`: what a request may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub head: Option<S<RawSize>>,
+    pub headers: Option<S<i64>>,
+    pub uri: Option<S<RawSize>>,
+    pub body: Option<S<RawSize>>,
+    pub connections_per_client: Option<S<i64>>,
+}
+
+/// A size: bytes as an integer, or a string with a unit (`"64KiB"`, `"10MiB"`, `"1GiB"`).
+#[derive(Debug, Clone, Copy)]
+pub struct RawSize(pub Result<u64, &'static str>);
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: bytes, or a string such as \"64KiB\" or \"10MiB\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize(u64::try_from(v).map_err(|_| "a size is 0 or more")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize(Ok(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize(parse_size(v)))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// `"512"`, `"64KiB"`, `"10MiB"`, `"1GiB"` (also `KB`, `MB`, `GB` for powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, &'static str> {
+    const BAD: &str = "expected bytes, or a size such as \"64KiB\" or \"10MiB\"";
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| BAD)?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(BAD),
+    };
+    n.checked_mul(mult).ok_or("too large")
+}
+
 /// `[admin] address = "127.0.0.1:8081"`: the admin API's listener.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +182,7 @@ pub struct RawRoute {
     pub priority: Option<i64>,
     #[serde(default)]
     pub entrypoints: Vec<S<String>>,
+    pub max_body: Option<S<RawSize>>,
 }
 
 #[derive(Debug, Deserialize)]

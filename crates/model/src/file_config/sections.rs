@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "forwarded",
     "admin",
     "http",
+    "limits",
     "routes",
     "services",
 ];
@@ -69,6 +70,9 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
             }
             "admin" => out.raw.admin = one(src, &mut out.errors, value, "admin"),
             "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
+            "limits" => {
+                out.raw.limits = one(src, &mut out.errors, value, "limits").unwrap_or_default()
+            }
             "routes" => {
                 out.raw.routes = each(src, &mut out.errors, value, "routes", &mut BTreeSet::new())
             }

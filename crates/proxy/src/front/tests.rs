@@ -3,7 +3,7 @@ use crate::headers::ReadFields;
 
 fn served(head: &[u8]) -> (Scan, Fields) {
     let mut fields = Fields::new();
-    match scan(head, &mut fields) {
+    match scan(head, &mut fields, &Limits::default()) {
         Ok(Some(s)) => (s, fields),
         Ok(None) => panic!("partial: {}", String::from_utf8_lossy(head)),
         Err(e) => panic!("not served ({e:?}): {}", String::from_utf8_lossy(head)),
@@ -11,7 +11,7 @@ fn served(head: &[u8]) -> (Scan, Fields) {
 }
 
 fn handed_over(head: &[u8]) -> bool {
-    scan(head, &mut Fields::new()).is_err()
+    scan(head, &mut Fields::new(), &Limits::default()).is_err()
 }
 
 #[test]
@@ -69,7 +69,11 @@ fn anything_unusual_is_handed_to_hyper() {
     assert!(handed_over(
         format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()
     ));
-    let partial = scan(b"GET / HTTP/1.1\r\nHost: x\r\n", &mut Fields::new());
+    let partial = scan(
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+        &mut Fields::new(),
+        &Limits::default(),
+    );
     assert!(matches!(partial, Ok(None)));
 }
 
@@ -173,7 +177,7 @@ fn a_target_the_http_types_refuse_hands_the_request_over() {
     let (s, fields) = served(head);
     assert!(s.received(Bytes::from_static(head), fields).is_err());
     let mut buf = BytesMut::from(&b"GET /a<b> HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..]);
-    let Err(Out::Handoff(rest)) = take(&mut buf) else {
+    let Err(Out::Handoff(rest)) = take(&mut buf, &Limits::default()) else {
         panic!("not handed over")
     };
     assert_eq!(
@@ -271,14 +275,16 @@ fn a_complete_head_over_the_limit_is_refused_however_it_arrived() {
         "a".repeat(65 * 1024)
     );
     let mut buf = BytesMut::from(head.as_bytes());
-    assert!(matches!(take(&mut buf), Err(Out::Refuse(s, _)) if s == TOO_LARGE));
+    assert!(matches!(take(&mut buf, &Limits::default()), Err(Out::Refuse(s, _)) if s == TOO_LARGE));
     // Incomplete and already over the limit: refused too, not handed to hyper.
     let mut buf = BytesMut::from(&head.as_bytes()[..head.len() - 4]);
-    assert!(matches!(take(&mut buf), Err(Out::Refuse(s, _)) if s == TOO_LARGE));
+    assert!(matches!(take(&mut buf, &Limits::default()), Err(Out::Refuse(s, _)) if s == TOO_LARGE));
 }
 
 #[test]
 fn two_host_fields_are_refused() {
     let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..]);
-    assert!(matches!(take(&mut buf), Err(Out::Refuse(s, _)) if s == StatusCode::BAD_REQUEST));
+    assert!(
+        matches!(take(&mut buf, &Limits::default()), Err(Out::Refuse(s, _)) if s == StatusCode::BAD_REQUEST)
+    );
 }

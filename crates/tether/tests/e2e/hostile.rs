@@ -278,3 +278,78 @@ async fn chunk_lines_with_a_bare_cr_or_lf_are_refused_and_extensions_stop_here()
         "{last:?}"
     );
 }
+
+#[tokio::test]
+async fn limits_are_settings_with_their_own_statuses() {
+    let rec = Recorder::spawn().await;
+    let toml = format!(
+        "{WEB}{KEY}[limits]\nhead = \"4KiB\"\nheaders = 16\nuri = \"1KiB\"\nbody = \"1KiB\"\nconnections_per_client = 3\n\
+         [routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n\
+         [routes.upload]\nrule = \"PathPrefix(`/upload`)\"\nservice = \"web\"\nmax_body = \"100KiB\"\n\
+         [services.web]\nservers = [{{ url = \"{}\" }}]\n",
+        rec.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(5000)
+    );
+    let fields: String = (0..20).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+    let uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(2000));
+    let body = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n{}",
+        "b".repeat(2000)
+    );
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{}\r\n400\r\n{}\r\n0\r\n\r\n",
+        "c".repeat(1024),
+        "c".repeat(1024)
+    );
+    for (what, req, want) in [
+        ("head", head.as_bytes(), 431),
+        ("headers", many.as_bytes(), 431),
+        ("uri", uri.as_bytes(), 414),
+        ("body", body.as_bytes(), 413),
+        ("chunked body", chunked.as_bytes(), 413),
+    ] {
+        let r = raw::exchange(p.addr(), req, QUIET).await;
+        assert_eq!(status(&r), want, "{what}: {}", &r[..r.len().min(120)]);
+    }
+    let n = rec
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .count();
+    assert!(
+        n <= 1,
+        "only the streamed body's head may reach the server: {:?}",
+        rec.requests()
+    );
+    // A route's own limit wins over the global one.
+    let upload = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n{}",
+        "b".repeat(2000)
+    );
+    let r = raw::exchange(p.addr(), upload.as_bytes(), QUIET).await;
+    assert_eq!(status(&r), 200, "{r}");
+
+    // Three connections from one address are admitted; the fourth is refused with 429.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(status(&raw::read_all(&mut s, QUIET).await), 200);
+        held.push(s);
+    }
+    let r = raw::exchange(p.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", QUIET).await;
+    assert_eq!(status(&r), 429, "{r}");
+    drop(held);
+    tether_testkit::wait_for("a place is free again", Duration::from_secs(2), || async {
+        status(&raw::exchange(p.addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", QUIET).await) == 200
+    })
+    .await;
+}

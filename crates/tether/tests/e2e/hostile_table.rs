@@ -43,6 +43,7 @@ fn cases() -> Vec<Case> {
         "x".repeat(70 * 1024)
     );
     let big_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(70 * 1024));
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(9 * 1024));
     let many: String = (0..200).map(|i| format!("X-F{i}: v\r\n")).collect();
     let many_fields = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
     vec![
@@ -61,6 +62,7 @@ fn cases() -> Vec<Case> {
         case("a field name with a space", b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400, Nothing),
         case("a head over 64 KiB", big_header.as_bytes(), 431, Nothing),
         case("a request target over 64 KiB", big_uri.as_bytes(), 431, Nothing),
+        case("a request target over limits.uri (8 KiB)", long_uri.as_bytes(), 414, Nothing),
         case("more than 128 header fields", many_fields.as_bytes(), 431, Nothing),
         case("no Host in HTTP/1.1", b"GET / HTTP/1.1\r\n\r\n", 400, Nothing),
         case("two Host fields", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, Nothing),
