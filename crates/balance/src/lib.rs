@@ -7,6 +7,8 @@
 //! - [`hash`]: the stable hash every proxy replica computes identically.
 
 pub mod affinity;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hash;
 mod least_requests;
 mod ring;

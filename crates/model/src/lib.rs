@@ -13,6 +13,8 @@ pub mod api_doc;
 pub mod decl;
 pub mod duration;
 pub mod file_config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod labels;
 pub mod rule;
 pub mod validate;

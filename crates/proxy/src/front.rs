@@ -543,3 +543,34 @@ fn http_date(with: impl FnOnce(&[u8])) {
 
 #[cfg(test)]
 mod tests;
+
+/// For the fuzz target and its corpus: take every request from `data` as this server would,
+/// with the default limits, and check what must hold of any input. Panics on a broken invariant.
+#[doc(hidden)]
+pub fn fuzz_take(data: &[u8]) {
+    let limits = Limits::default();
+    let mut buf = BytesMut::from(data);
+    for _ in 0..64 {
+        let before = buf.len();
+        match take(&mut buf, &limits) {
+            Ok(Some(t)) => {
+                assert!(buf.len() < before, "a request taken consumes bytes");
+                assert!(t.request.head_len <= limits.head);
+                assert!(t.request.head_len <= t.request.message.len());
+                assert!(t.request.target.as_str().starts_with('/'));
+            }
+            Ok(None) => {
+                assert!(buf.len() < limits.head, "more is read only below the limit");
+                return;
+            }
+            Err(Out::Handoff(rest)) => {
+                assert_eq!(rest.len(), before, "a handoff keeps every byte");
+                return;
+            }
+            Err(Out::Refuse(status, _)) => {
+                assert!(status.is_client_error());
+                return;
+            }
+        }
+    }
+}

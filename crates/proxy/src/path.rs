@@ -63,7 +63,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Unreserved escapes decoded, the others kept in upper case.
 fn decode(p: &[u8]) -> Result<String, PathError> {
-    let mut out = String::with_capacity(p.len());
+    let mut out = Vec::with_capacity(p.len());
     let mut i = 0;
     while i < p.len() {
         match p[i] {
@@ -78,23 +78,20 @@ fn decode(p: &[u8]) -> Result<String, PathError> {
                 match v {
                     0 => return Err(PathError::Nul),
                     b'\\' => return Err(PathError::Backslash),
-                    v if is_unreserved(v) => out.push(v as char),
-                    v => {
-                        out.push('%');
-                        out.push_str(&format!("{v:02X}"));
-                    }
+                    v if is_unreserved(v) => out.push(v),
+                    v => out.extend_from_slice(format!("%{v:02X}").as_bytes()),
                 }
                 i += 3;
             }
             b'\\' => return Err(PathError::Backslash),
-            // The path came through `http`'s checks: visible ASCII only.
             b => {
-                out.push(b as char);
+                out.push(b);
                 i += 1;
             }
         }
     }
-    Ok(out)
+    // Only ASCII went in for what was taken out: still UTF-8 if the path was.
+    String::from_utf8(out).map_err(|_| PathError::BadEscape)
 }
 
 /// RFC 3986 §5.2.4 over segments; a trailing `.` or `..` leaves a trailing slash.
@@ -171,5 +168,26 @@ mod tests {
         assert_eq!(normalize("/a%5cb", false), Err(PathError::Backslash));
         assert_eq!(normalize("/a%zz", false), Err(PathError::BadEscape));
         assert_eq!(normalize("/a%4", false), Err(PathError::BadEscape));
+    }
+}
+
+/// For the fuzz target and its corpus: a normal form is normal, and never climbs or keeps a
+/// dot segment. Panics on a broken invariant.
+#[doc(hidden)]
+pub fn fuzz_normalize(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = format!("/{}", text.trim_start_matches('/'));
+    for merge in [false, true] {
+        if let Ok(Some(n)) = normalize(&path, merge) {
+            assert!(n.starts_with('/'), "{n:?}");
+            assert_eq!(
+                normalize(&n, merge),
+                Ok(None),
+                "{path:?} gave {n:?}, which is not normal"
+            );
+            assert!(!n.split('/').any(|s| s == "." || s == ".."), "{n:?}");
+        }
     }
 }

@@ -769,3 +769,27 @@ impl BodyReader {
 
 #[cfg(test)]
 mod tests;
+
+/// For the fuzz target and its corpus: parse a response head, then decode what follows as a
+/// chunked body, as the client side would. Panics on a broken invariant.
+#[doc(hidden)]
+pub fn fuzz_response(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    if let Ok(Some(head)) = parse_head(&mut buf, false) {
+        assert!(buf.len() < data.len(), "a head consumes bytes");
+        let _ = head.fields.to_map();
+    }
+    let mut buf = BytesMut::from(data);
+    let mut decoder = chunked::Decoder::default();
+    let mut out = 0usize;
+    loop {
+        match decoder.step(&mut buf) {
+            Ok(chunked::Step::Data(d)) => {
+                assert!(!d.is_empty());
+                out += d.len();
+            }
+            Ok(chunked::Step::NeedMore | chunked::Step::End) | Err(_) => break,
+        }
+    }
+    assert!(out <= data.len(), "decoding never yields more than came in");
+}
