@@ -541,9 +541,6 @@ fn http_date(with: impl FnOnce(&[u8])) {
     });
 }
 
-#[cfg(test)]
-mod tests;
-
 /// For the fuzz target and its corpus: take every request from `data` as this server would,
 /// with the default limits, and check what must hold of any input. Panics on a broken invariant.
 #[doc(hidden)]
@@ -574,3 +571,6 @@ pub fn fuzz_take(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

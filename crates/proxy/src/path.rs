@@ -127,6 +127,27 @@ fn remove_dots(p: &str, merge_slashes: bool) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// For the fuzz target and its corpus: a normal form is normal, and never climbs or keeps a
+/// dot segment. Panics on a broken invariant.
+#[doc(hidden)]
+pub fn fuzz_normalize(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = format!("/{}", text.trim_start_matches('/'));
+    for merge in [false, true] {
+        if let Ok(Some(n)) = normalize(&path, merge) {
+            assert!(n.starts_with('/'), "{n:?}");
+            assert_eq!(
+                normalize(&n, merge),
+                Ok(None),
+                "{path:?} gave {n:?}, which is not normal"
+            );
+            assert!(!n.split('/').any(|s| s == "." || s == ".."), "{n:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,26 +189,5 @@ mod tests {
         assert_eq!(normalize("/a%5cb", false), Err(PathError::Backslash));
         assert_eq!(normalize("/a%zz", false), Err(PathError::BadEscape));
         assert_eq!(normalize("/a%4", false), Err(PathError::BadEscape));
-    }
-}
-
-/// For the fuzz target and its corpus: a normal form is normal, and never climbs or keeps a
-/// dot segment. Panics on a broken invariant.
-#[doc(hidden)]
-pub fn fuzz_normalize(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let path = format!("/{}", text.trim_start_matches('/'));
-    for merge in [false, true] {
-        if let Ok(Some(n)) = normalize(&path, merge) {
-            assert!(n.starts_with('/'), "{n:?}");
-            assert_eq!(
-                normalize(&n, merge),
-                Ok(None),
-                "{path:?} gave {n:?}, which is not normal"
-            );
-            assert!(!n.split('/').any(|s| s == "." || s == ".."), "{n:?}");
-        }
     }
 }

@@ -767,9 +767,6 @@ impl BodyReader {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// For the fuzz target and its corpus: parse a response head, then decode what follows as a
 /// chunked body, as the client side would. Panics on a broken invariant.
 #[doc(hidden)]
@@ -788,3 +785,6 @@ pub fn fuzz_response(data: &[u8]) {
     }
     assert!(out <= data.len(), "decoding never yields more than came in");
 }
+
+#[cfg(test)]
+mod tests;
