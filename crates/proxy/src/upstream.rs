@@ -4,7 +4,7 @@
 //! A server may close a kept-alive connection just as a request goes out on it (a container that
 //! is stopping closes its idle connections). A request whose head could not be written goes again
 //! on another connection; one the server dropped without a word is sent again only if it is a
-//! bodiless GET, HEAD or OPTIONS, as NGINX and HAProxy do; others fail with 502.
+//! bodiless request of an idempotent method, as NGINX does; others fail with 502.
 
 use std::time::Duration;
 

@@ -179,7 +179,16 @@ impl Outgoing {
             framing,
             body: (framing != Framing::Empty).then_some(body),
             is_head: m == Method::HEAD,
-            idempotent: m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
+            // RFC 9110 §9.2.2; only ever replayed without a body.
+            idempotent: matches!(
+                *m,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            ),
             pace: None,
             max_body: None,
         }
@@ -250,8 +259,9 @@ impl Outgoing {
         self.framing == Framing::Empty || self.body.is_some()
     }
 
-    /// May it be sent again after a server closed the connection without answering? Only bodiless
-    /// GET, HEAD and OPTIONS, as NGINX and HAProxy do.
+    /// May it be sent again after a server closed the connection without answering? Only a
+    /// bodiless request of an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), as
+    /// NGINX does; never a POST or PATCH.
     pub fn is_replayable(&self) -> bool {
         self.idempotent && self.framing == Framing::Empty
     }

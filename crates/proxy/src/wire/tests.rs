@@ -360,3 +360,20 @@ async fn a_server_that_closes_without_a_word_is_told_apart() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn only_bodiless_requests_of_idempotent_methods_may_be_sent_again() {
+    for (method, again) in [
+        (http::Method::GET, true),
+        (http::Method::DELETE, true),
+        (http::Method::PUT, true),
+        (http::Method::POST, false),
+        (http::Method::PATCH, false),
+    ] {
+        let m = method.clone();
+        let req = outgoing(move |p| p.method = m.clone(), b"").await;
+        assert_eq!(req.is_replayable(), again, "{method}");
+    }
+    let put = outgoing(|p| p.method = http::Method::PUT, b"body").await;
+    assert!(!put.is_replayable(), "a body is never sent twice");
+}
