@@ -3,10 +3,12 @@
 //! ([`crate::front`]) writes the server's fields straight through; hyper (h2c, and HTTP/1.1
 //! connections handed over to it) gets a [`Response`] whose map holds both.
 
-use http::{header, Response, StatusCode};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
 
-use crate::body::ProxyBody;
-use crate::wire::ServerFields;
+use crate::http1::response::ServerFields;
+pub use crate::route::sticky::PinFields;
+use crate::upstream::body::ProxyBody;
 
 /// A response, as the handler hands it to whichever server writes it.
 pub struct Answer {
@@ -18,27 +20,6 @@ pub struct Answer {
     /// last; no header map is made for them).
     pub pin: Option<PinFields>,
     pub body: ProxyBody,
-}
-
-/// What pins a client to its server in cookie mode: a `Set-Cookie`, and with `nocache` a
-/// `Cache-Control` that keeps shared caches from storing it (the server sent none).
-#[derive(Debug, Clone)]
-pub struct PinFields {
-    pub set_cookie: http::HeaderValue,
-    pub not_cacheable: bool,
-}
-
-impl PinFields {
-    /// The `Cache-Control` of a response that sets the affinity cookie.
-    pub const NOT_SHARED: &'static str = "private, no-cache=\"set-cookie\"";
-
-    /// Each field, name and value.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
-        let cache = self
-            .not_cacheable
-            .then_some(("cache-control", Self::NOT_SHARED.as_bytes()));
-        std::iter::once(("set-cookie", self.set_cookie.as_bytes())).chain(cache)
-    }
 }
 
 impl From<Response<ProxyBody>> for Answer {
@@ -76,7 +57,7 @@ impl Answer {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "server response refused");
-                    return crate::handler::error(StatusCode::BAD_GATEWAY, &e.to_string());
+                    return error(StatusCode::BAD_GATEWAY, &e.to_string());
                 }
             };
             let mut name = None;
@@ -100,10 +81,27 @@ impl Answer {
     /// The Content-Length it declares, if any.
     pub fn content_length(&self) -> Option<u64> {
         match self.parts.headers.get(header::CONTENT_LENGTH) {
-            Some(v) => crate::wire::digits(v.as_bytes()),
+            Some(v) => crate::http1::response::digits(v.as_bytes()),
             None => self.server.as_ref().and_then(|s| s.content_length),
         }
     }
+}
+
+/// A short plain-text answer from Tether itself.
+pub fn error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut r = Response::new(ProxyBody::full(format!(
+        "{} {reason}: {detail}\n",
+        status.as_u16()
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 #[cfg(test)]
@@ -112,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_response_of_tethers_own_keeps_its_fields() {
-        let r = crate::handler::error(StatusCode::NOT_FOUND, "none");
+        let r = error(StatusCode::NOT_FOUND, "none");
         let a = Answer::from(r);
         assert!(!a.has_date());
         let r = a.into_response();

@@ -13,16 +13,18 @@ use tether_model::rule::RequestView;
 use tether_model::{HashOn, OnMissing};
 
 use crate::answer::Answer;
-use crate::body::{ClientBody, ProxyBody};
 use crate::headers::{ForwardedHost, Forwarding, Peer, ReadFields};
 use crate::idle::Activity;
-use crate::path::PathError;
 use crate::request::RequestHead;
-use crate::sticky::{CookieEdit, RequestPin};
-use crate::table::{RoutingTable, Service};
-use crate::upstream::{Failure, UpstreamError};
-use crate::wire::{BodyReader, Head, Outgoing};
-use crate::{headers, sticky, upgrade, upstream, ProxyConfig, TableStore};
+use crate::route::path::PathError;
+use crate::route::sticky;
+use crate::route::sticky::{CookieEdit, RequestPin};
+use crate::route::table::{RoutingTable, Service};
+use crate::upstream::body::{ClientBody, ProxyBody};
+use crate::upstream::exchange::{BodyReader, Head, Outgoing, WireError};
+use crate::upstream::send::{Failure, UpstreamError};
+use crate::upstream::{self, upgrade};
+use crate::{headers, ProxyConfig, TableStore};
 
 /// Servers tried for one request before answering 502.
 const MAX_ATTEMPTS: usize = 3;
@@ -34,22 +36,7 @@ pub struct Shared {
     pub cfg: ProxyConfig,
 }
 
-/// A short plain-text answer from Tether itself.
-pub fn error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
-    let reason = status.canonical_reason().unwrap_or("");
-    let mut r = Response::new(ProxyBody::full(format!(
-        "{} {reason}: {detail}\n",
-        status.as_u16()
-    )));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
+pub use crate::answer::error;
 
 /// Where the request names its host: the URI's authority (HTTP/2, absolute-form) or the `Host`
 /// header. A cheap handle (a reference count), so the host can be borrowed from it while the
@@ -76,9 +63,9 @@ impl HostSource {
     /// The host, lower case and without port; `None` if malformed.
     fn host(&self) -> Option<Cow<'_, str>> {
         match self {
-            HostSource::Authority(a) => crate::host::parse(a.as_str().as_bytes()),
-            HostSource::Header(v) => crate::host::parse(v.as_bytes()),
-            HostSource::Received(b) => crate::host::parse(b),
+            HostSource::Authority(a) => crate::route::host::parse(a.as_str().as_bytes()),
+            HostSource::Header(v) => crate::route::host::parse(v.as_bytes()),
+            HostSource::Received(b) => crate::route::host::parse(b),
         }
     }
 }
@@ -110,7 +97,7 @@ pub async fn handle(
     if let RequestHead::Parts(p) = &head {
         // Tether's own server refuses two Host fields while it scans the head.
         if p.headers.get_all(header::HOST).iter().nth(1).is_some() {
-            return error(StatusCode::BAD_REQUEST, crate::front::TWO_HOSTS).into();
+            return error(StatusCode::BAD_REQUEST, crate::request::TWO_HOSTS).into();
         }
         // RFC 9113 §8.3.1: a host field naming another entity than :authority is malformed.
         // (HTTP/1.1's absolute form overrides Host instead, RFC 9112 §3.2.2.)
@@ -118,7 +105,7 @@ pub async fn handle(
             if let (Some(a), Some(h)) =
                 (p.uri.authority(), headers::first(&p.headers, &header::HOST))
             {
-                let named = |b: &[u8]| crate::host::parse(b).map(|h| h.into_owned());
+                let named = |b: &[u8]| crate::route::host::parse(b).map(|h| h.into_owned());
                 if named(a.as_str().as_bytes()) != named(h.as_bytes()) {
                     return error(StatusCode::BAD_REQUEST, "host and :authority differ").into();
                 }
@@ -163,13 +150,13 @@ pub async fn handle(
     route_and_send(shared, &table, &from, head, body, &host).await
 }
 
-/// The request with its path in normal form ([`crate::path`]); untouched when it is already.
+/// The request with its path in normal form ([`crate::route::path`]); untouched when it is already.
 fn normalized(mut head: RequestHead, merge_slashes: bool) -> Result<RequestHead, PathError> {
     let path = head.path();
     if !path.starts_with('/') {
         return Ok(head); // `*` (OPTIONS), or no path at all
     }
-    let Some(path) = crate::path::normalize(path, merge_slashes)? else {
+    let Some(path) = crate::route::path::normalize(path, merge_slashes)? else {
         return Ok(head);
     };
     let with_query = |query: Option<&str>| match query {
@@ -352,10 +339,10 @@ async fn route_and_send(
         let backend = svc.backends[choice.idx].clone();
         let in_flight = backend.state.start_request();
         let respond = match watched {
-            Some(a) => upstream::Deadline::Watched(a, t.upstream_response),
-            None => upstream::Deadline::Timer(t.upstream_response),
+            Some(a) => upstream::send::Deadline::Watched(a, t.upstream_response),
+            None => upstream::send::Deadline::Timer(t.upstream_response),
         };
-        match upstream::send(&backend, &mut out, t.connect, respond).await {
+        match upstream::send::send(&backend, &mut out, t.connect, respond).await {
             Ok((head, conn)) => {
                 backend.state.mark_ok();
                 let Head {
@@ -375,7 +362,7 @@ async fn route_and_send(
                                 Ok(map) => rp.headers = map,
                                 Err(e) => {
                                     tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "upstream failed");
-                                    return upstream_error(svc, &e.into()).into();
+                                    return upstream_error(svc, &WireError::from(e).into()).into();
                                 }
                             }
                         }

@@ -44,7 +44,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             present |= 1 << i;
         } else if *k == header::UPGRADE {
             present |= UPGRADE_BIT;
-        } else if crate::fields::spoofs_forwarding(k.as_str().as_bytes()) {
+        } else if crate::http1::fields::spoofs_forwarding(k.as_str().as_bytes()) {
             present |= SPOOF_BIT;
         }
     }
@@ -54,7 +54,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     if present & SPOOF_BIT != 0 {
         let spoofs: Vec<HeaderName> = h
             .keys()
-            .filter(|k| crate::fields::spoofs_forwarding(k.as_str().as_bytes()))
+            .filter(|k| crate::http1::fields::spoofs_forwarding(k.as_str().as_bytes()))
             .cloned()
             .collect();
         for n in spoofs {
@@ -208,9 +208,9 @@ fn ip_values(ip: IpAddr) -> (HeaderValue, Bytes) {
             let text = ip.to_string();
             let v = HeaderValue::from_str(&text).expect("an IP address is a valid header value");
             let mut f = Vec::with_capacity(64 + 2 * text.len());
-            crate::fields::put(&mut f, b"x-forwarded-for", text.as_bytes());
-            crate::fields::put(&mut f, b"x-real-ip", text.as_bytes());
-            crate::fields::put(&mut f, b"x-forwarded-proto", b"http");
+            crate::http1::fields::put(&mut f, b"x-forwarded-for", text.as_bytes());
+            crate::http1::fields::put(&mut f, b"x-real-ip", text.as_bytes());
+            crate::http1::fields::put(&mut f, b"x-forwarded-proto", b"http");
             let f = Bytes::from(f);
             *last = Some((ip, v.clone(), f.clone()));
             (v, f)
@@ -238,7 +238,7 @@ static UNTRUSTED_DROPPED: [HeaderName; 5] = [
 
 /// The forwarding headers of one request, worked out without editing its header fields: which of
 /// the client's own are left out, and which are added. The request encoder applies it as it
-/// writes the head ([`crate::wire::Outgoing`]); [`Forwarding::apply`] edits a map instead.
+/// writes the head ([`crate::upstream::exchange::Outgoing`]); [`Forwarding::apply`] edits a map instead.
 #[derive(Debug)]
 pub struct Forwarding<'p> {
     /// Whose forwarding fields these are: an untrusted peer's are written from
@@ -327,7 +327,7 @@ impl<'p> Forwarding<'p> {
 
     /// Append the added fields to a head being written; `host_field`: the request's `Host` value.
     pub fn write(&self, out: &mut Vec<u8>, host_field: Option<&[u8]>) {
-        let put = crate::fields::put;
+        let put = crate::http1::fields::put;
         if !self.peer.trusted {
             out.extend_from_slice(&self.peer.untrusted_fields);
         } else {
@@ -401,6 +401,32 @@ pub fn tokens(h: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
+}
+
+/// What the server is to get instead of the client's Cookie fields, once Tether's part is out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CookieEdit {
+    /// The fields as they came.
+    Keep,
+    /// No Cookie field at all (Tether's cookie was all of it).
+    Remove,
+    /// One Cookie field with this value.
+    Replace(HeaderValue),
+}
+
+impl CookieEdit {
+    /// Apply the edit to a header map.
+    pub fn apply(self, h: &mut HeaderMap) {
+        match self {
+            CookieEdit::Keep => {}
+            CookieEdit::Remove => {
+                h.remove(header::COOKIE);
+            }
+            CookieEdit::Replace(v) => {
+                h.insert(header::COOKIE, v);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

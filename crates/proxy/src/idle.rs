@@ -11,17 +11,13 @@
 //! came first, a write to the runtime's eventfd (one per new connection, measured).
 
 use std::future::poll_fn;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 const READING: u8 = 0;
 const BUSY: u8 = 1;
@@ -103,7 +99,7 @@ impl Activity {
         }
     }
 
-    fn on_read(&self) {
+    pub(crate) fn on_read(&self) {
         if self.phase.load(Relaxed) == IDLE {
             self.since_ms.store(now_ms(), Relaxed);
             self.phase.store(READING, Relaxed);
@@ -304,119 +300,9 @@ impl Drop for Busy {
     }
 }
 
-/// A client stream that reports reads to its [`Activity`], and turns Nagle's algorithm off before
-/// its second write (as NGINX does on keep-alive): a first answer written whole never waits for
-/// an ACK, so a connection that carries one exchange saves the system call.
-pub struct Tracked {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-    /// Bytes already read (to tell the protocol) that the next reads hand out first.
-    replayed: Bytes,
-    /// Writes so far, counted up to 2 (by then Nagle is off).
-    writes: u8,
-}
-
-impl Tracked {
-    pub fn new(inner: TcpStream, activity: Arc<Activity>) -> Self {
-        Tracked {
-            inner,
-            activity,
-            replayed: Bytes::new(),
-            writes: 0,
-        }
-    }
-
-    /// Have the next reads return `first` before anything more from the socket.
-    pub fn replay(&mut self, first: Bytes) {
-        self.replayed = first;
-    }
-
-    /// Resolves when a read would find something (replayed bytes, data, or the end). Waits in
-    /// the stream's single reader slot, as a read does (the connection's task is its only
-    /// reader), rather than in the list `TcpStream::readable` keeps for any number of waiters.
-    pub async fn readable(&self) -> io::Result<()> {
-        if self.replayed.is_empty() {
-            std::future::poll_fn(|cx| self.inner.poll_read_ready(cx)).await?;
-        }
-        Ok(())
-    }
-
-    /// Write all of `bytes` (see [`crate::wire::write_whole`]).
-    pub async fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.before_write();
-        crate::wire::write_whole(&mut self.inner, bytes).await
-    }
-
-    fn before_write(&mut self) {
-        if self.writes < 2 {
-            if self.writes == 1 {
-                let _ = self.inner.set_nodelay(true);
-            }
-            self.writes += 1;
-        }
-    }
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.replayed.is_empty() {
-            let n = self.replayed.len().min(buf.remaining());
-            buf.put_slice(&self.replayed[..n]);
-            self.replayed.advance(n);
-            if self.replayed.is_empty() {
-                self.replayed = Bytes::new(); // let the first read's buffer go
-            }
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.on_read();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.before_write();
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.before_write();
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn the_watchdog_wakes_only_connections_that_overstayed() {
@@ -501,19 +387,5 @@ mod tests {
             .await;
         assert_eq!(again, Some(8));
         assert!(!a.is_stopping());
-    }
-
-    #[tokio::test]
-    async fn replayed_bytes_come_before_the_socket() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        client.write_all(b" world").await.unwrap();
-        drop(client);
-        let mut t = Tracked::new(server, Activity::new());
-        t.replay(Bytes::from_static(b"hello"));
-        let mut got = Vec::new();
-        t.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"hello world");
     }
 }

@@ -1,47 +1,38 @@
 //! Tether's data plane. It reads one immutable [`RoutingTable`] per request (one `ArcSwap` load,
-//! no lock) and never knows where the configuration came from.
+//! no lock) and never knows where the configuration came from. Its folders follow a request:
 //!
-//! Request path: [`server`] accepts; [`front`] (Tether's own HTTP/1.1 server) takes ordinary
-//! HTTP/1.1 requests and hands the rest, and h2c, to hyper → [`handler`] matches a route
-//! ([`router`]), reads the session pin ([`sticky`]), picks a server ([`tether_balance`]), rewrites
-//! headers ([`headers`]) → [`upstream`] sends it over a pooled connection ([`pool`]), retrying a
-//! refused connect on another server → the response streams back ([`body`]) with the affinity
-//! cookie. WebSocket upgrades take [`upgrade`]. [`host`] reads the request's host in place.
+//! - [`front`]: accept, sniff HTTP/1.1 or h2c, Tether's own HTTP/1.1 server for the client
+//!   connection (hyper takes h2c and what `front` hands over);
+//! - [`handler`]: one request start to end, reading [`route`] (the table, host and path matching,
+//!   the session pin) and sending through [`upstream`] (backends, pools, the exchange with a
+//!   server, bodies, upgrades), the response built by [`answer`];
+//! - [`http1`]: the HTTP/1 codec (fields, response heads, chunked), which imports nothing else here.
+//!
+//! Beside them: [`headers`] (hop-by-hop and forwarding fields), [`request`] (a request's head
+//! wherever it was parsed), `idle` (each client connection's watchdog), [`health`] (active
+//! checks), `admit` (connections per client).
 
 mod admit;
 pub mod answer;
-pub mod body;
-pub mod fields;
 pub mod front;
 pub mod handler;
 pub mod headers;
 pub mod health;
-pub mod host;
+pub mod http1;
 mod idle;
-pub mod pace;
-pub mod path;
-pub mod pool;
-pub mod registry;
 pub mod request;
-pub mod retry;
-pub mod router;
-pub mod server;
-pub mod sniff;
-mod spare;
-pub mod sticky;
-pub mod table;
-mod upgrade;
+pub mod route;
 pub mod upstream;
-pub mod wire;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tether_model::file_config::{Cidr, Limits, Timeouts};
 
-pub use registry::Registry;
-pub use server::{serve, Listener};
-pub use table::{compile, RoutingTable};
+pub use front::server::{serve, Listener};
+pub use route::table::{compile, RoutingTable};
+pub use route::{router, table};
+pub use upstream::registry::{self, Registry};
 
 /// Where the live table is published; the control plane stores, the data plane loads.
 pub type TableStore = Arc<ArcSwap<RoutingTable>>;
@@ -51,7 +42,7 @@ pub type TableStore = Arc<ArcSwap<RoutingTable>>;
 pub struct ProxyConfig {
     pub timeouts: Timeouts,
     pub trusted_proxies: Vec<Cidr>,
-    /// Merge `//` into `/` in request paths ([`path`]).
+    /// Merge `//` into `/` in request paths ([`route::path`]).
     pub merge_slashes: bool,
     pub limits: Limits,
 }

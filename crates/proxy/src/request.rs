@@ -3,15 +3,15 @@
 //! server received, kept as it came ([`Received`]): positions in its bytes, its fields sorted by
 //! what Tether does with them while they were parsed. A received head is never turned into a
 //! header map; routing, affinity and forwarding read it in place ([`ReadFields`]), and the
-//! request encoder copies its fields through ([`crate::wire::Outgoing::received`]).
+//! request encoder copies its fields through ([`crate::upstream::exchange::Outgoing::received`]).
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Method, Version};
 use tether_model::rule::HeaderLookup;
 
-use crate::fields::{self, Fields, Known, Mask, Span};
 use crate::headers::{Either, ReadFields};
+use crate::http1::fields::{self, Fields, Known, Mask, Span};
 
 /// A request head, however it arrived. Boxed: a request's future moves its head several times.
 #[derive(Debug)]
@@ -51,6 +51,9 @@ impl HeaderLookup for RequestHead {
         self.values(name).any(|v| v == value)
     }
 }
+
+/// The answer to a request with more than one `Host` field (RFC 9112 §3.2).
+pub const TWO_HOSTS: &str = "more than one Host field";
 
 /// What Tether does with a received request field, known from its name alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::path::Path;
 type Target = fn(&[u8]);
 
 const TARGETS: &[(&str, Target)] = &[
-    ("request_head", tether_proxy::front::fuzz_take),
-    ("response", tether_proxy::wire::fuzz_response),
-    ("path", tether_proxy::path::fuzz_normalize),
+    ("request_head", tether_proxy::front::conn::fuzz_take),
+    ("response", tether_proxy::http1::response::fuzz_response),
+    ("path", tether_proxy::route::path::fuzz_normalize),
     ("rule", tether_model::fuzz::rule),
     ("config", tether_model::fuzz::config),
     ("labels", tether_model::fuzz::labels),

@@ -14,9 +14,9 @@ use http::header::{self, HeaderMap, HeaderValue};
 use tether_balance::Pin;
 use tether_model::{AffinityMode, CookieAttrs};
 
-use crate::answer::PinFields;
+pub use crate::headers::CookieEdit;
 use crate::headers::ReadFields;
-use crate::table::Sticky;
+use crate::route::table::Sticky;
 
 /// Separator between the server key and the application's value in prefix mode (as HAProxy).
 const PREFIX_SEP: char = '~';
@@ -85,32 +85,6 @@ pub fn cookie<'a, H: ReadFields + ?Sized>(h: &'a H, name: &str) -> Option<&'a [u
     pairs(h)
         .find(|(k, _)| *k == name.as_bytes())
         .map(|(_, v)| v)
-}
-
-/// What the server is to get instead of the client's Cookie fields, once Tether's part is out.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CookieEdit {
-    /// The fields as they came.
-    Keep,
-    /// No Cookie field at all (Tether's cookie was all of it).
-    Remove,
-    /// One Cookie field with this value.
-    Replace(HeaderValue),
-}
-
-impl CookieEdit {
-    /// Apply the edit to a header map.
-    pub fn apply(self, h: &mut HeaderMap) {
-        match self {
-            CookieEdit::Keep => {}
-            CookieEdit::Remove => {
-                h.remove(header::COOKIE);
-            }
-            CookieEdit::Replace(v) => {
-                h.insert(header::COOKIE, v);
-            }
-        }
-    }
 }
 
 /// The Cookie fields with `name` replaced by `value` (or removed when `None`).
@@ -331,6 +305,27 @@ fn mark_not_cacheable(h: &mut HeaderMap) {
     }
     if let Ok(v) = HeaderValue::from_str(&v) {
         h.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+/// What pins a client to its server in cookie mode: a `Set-Cookie`, and with `nocache` a
+/// `Cache-Control` that keeps shared caches from storing it (the server sent none).
+#[derive(Debug, Clone)]
+pub struct PinFields {
+    pub set_cookie: http::HeaderValue,
+    pub not_cacheable: bool,
+}
+
+impl PinFields {
+    /// The `Cache-Control` of a response that sets the affinity cookie.
+    pub const NOT_SHARED: &'static str = "private, no-cache=\"set-cookie\"";
+
+    /// Each field, name and value.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        let cache = self
+            .not_cacheable
+            .then_some(("cache-control", Self::NOT_SHARED.as_bytes()));
+        std::iter::once(("set-cookie", self.set_cookie.as_bytes())).chain(cache)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Upstream HTTP/1.1 connections, kept alive and reused per backend. A connection goes back to the
-//! pool when its response body has been read to the end (see [`crate::body`]); one that the server
+//! pool when its response body has been read to the end (see [`crate::upstream::body`]); one that the server
 //! closed while it was idle is noticed and dropped at checkout (see [`Conn::is_alive`]).
 
 use std::sync::Mutex;
@@ -9,7 +9,7 @@ use tether_balance::state::now_ms;
 use tether_model::ServerAddr;
 use tokio::net::TcpStream;
 
-use crate::wire::Conn;
+use crate::upstream::exchange::Conn;
 
 /// Idle connections kept per backend; more are closed when released.
 const MAX_IDLE: usize = 512;

@@ -11,9 +11,9 @@ use tether_model::{
     validate, AffinityPolicy, HashOn, HealthCheck, RouteDecl, ServiceDecl, ValidationError,
 };
 
-use crate::registry::{Backend, Registry};
-use crate::retry::RetryBudget;
-use crate::router::{RouteEntry, Router};
+use crate::route::retry::RetryBudget;
+use crate::route::router::{RouteEntry, Router};
+use crate::upstream::registry::{Backend, Registry};
 
 /// Immutable table the data plane reads.
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ pub struct Service {
     pub hash_on: Option<HashOn>,
     /// Its servers' active health checks ([`crate::health`]).
     pub health: Option<HealthCheck>,
-    /// Retries to other servers it may still make ([`crate::retry`]).
+    /// Retries to other servers it may still make ([`crate::route::retry`]).
     pub retries: RetryBudget,
 }
 
@@ -55,7 +55,7 @@ impl Sticky {
     pub fn new(policy: AffinityPolicy, index: StickyIndex) -> Sticky {
         let set_cookie = match &policy.mode {
             tether_model::AffinityMode::Cookie(attrs) => (0..index.len())
-                .map(|i| crate::sticky::inserted_cookie(attrs, index.value(i)))
+                .map(|i| crate::route::sticky::inserted_cookie(attrs, index.value(i)))
                 .collect(),
             tether_model::AffinityMode::Prefix { .. } => Box::default(),
         };
@@ -164,7 +164,7 @@ pub fn compile(
 fn service(
     s: &ServiceDecl,
     key: &AffinityKey,
-    generation: &mut crate::registry::Generation<'_>,
+    generation: &mut crate::upstream::registry::Generation<'_>,
 ) -> Service {
     let backends: Vec<Arc<Backend>> = s
         .servers

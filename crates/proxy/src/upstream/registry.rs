@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tether_balance::ServerState;
 use tether_model::ServerAddr;
 
-use crate::pool::Pool;
+use crate::upstream::pool::Pool;
 
 /// A server of a service, as the data plane uses it.
 #[derive(Debug)]

@@ -9,9 +9,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use crate::body::ProxyBody;
-use crate::registry::Backend;
-use crate::upstream::UpstreamError;
+use crate::upstream::body::ProxyBody;
+use crate::upstream::registry::Backend;
+use crate::upstream::send::UpstreamError;
 
 /// Forward an upgrade request and, if the server agrees, splice the two connections.
 pub async fn forward(

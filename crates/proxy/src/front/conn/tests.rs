@@ -123,8 +123,8 @@ fn fields_are_sorted_by_what_tether_does_with_them() {
 #[test]
 fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
     use crate::headers::{ForwardedHost, Forwarding, Peer};
-    use crate::sticky::CookieEdit;
-    use crate::wire::Outgoing;
+    use crate::route::sticky::CookieEdit;
+    use crate::upstream::exchange::Outgoing;
     let r = received(
         b"POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 6.6.6.6\r\nKeep-Alive: 5\r\n\
           Cookie: SRV=x\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\nAccept: */*\r\n\r\nhi",
@@ -189,7 +189,7 @@ fn a_target_the_http_types_refuse_hands_the_request_over() {
 
 /// What a response looks like on the wire.
 async fn written(
-    resp: http::Response<crate::body::ProxyBody>,
+    resp: http::Response<crate::upstream::body::ProxyBody>,
     is_head: bool,
     version: Version,
     keep: bool,
@@ -211,7 +211,7 @@ async fn written(
 
 #[tokio::test]
 async fn responses_are_delimited_dated_and_say_when_the_connection_closes() {
-    use crate::body::ProxyBody;
+    use crate::upstream::body::ProxyBody;
     use http::Response;
     let ok = || Response::new(ProxyBody::full("hello"));
     let (w, kept) = written(ok(), false, Version::HTTP_11, true).await;

@@ -123,7 +123,7 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Router;
+    use crate::route::router::Router;
 
     /// Prefixes whose hashes collide share a list and still answer exactly.
     #[test]

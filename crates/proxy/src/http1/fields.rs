@@ -2,7 +2,7 @@
 //! head, so that a header map is built only once the head is frozen (its values shared slices of
 //! it rather than copies), or not at all: a server's response fields are written through to an
 //! HTTP/1.1 client from these positions ([`Fields::write`]), leaving out the ones marked dropped
-//! (hop-by-hop). Used for request heads ([`crate::front`]) and response heads ([`crate::wire`]).
+//! (hop-by-hop). Used for request heads ([`crate::front`]) and response heads ([`crate::upstream::exchange`]).
 //! The positions are kept in one allocation of exactly the head's field count: nothing is zeroed
 //! or copied for room a head does not use, and moving [`Fields`] moves three words and a mask.
 //! Written: [`put`].

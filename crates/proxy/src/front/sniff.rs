@@ -1,5 +1,5 @@
 //! Telling HTTP/1.1 from h2c (HTTP/2 with prior knowledge) on a new client connection with a single
-//! read; the connection's stream ([`crate::idle::Tracked::replay`]) then hands the bytes that read
+//! read; the connection's stream ([`crate::front::stream::Tracked::replay`]) then hands the bytes that read
 //! took to whichever protocol gets the connection.
 //!
 //! hyper-util's automatic builder reads exactly the 24 bytes of the HTTP/2 preface first, so that
@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Bytes taken by the first read: a whole ordinary request head fits.
-const FIRST_READ: usize = crate::spare::READ_CHUNK;
+const FIRST_READ: usize = crate::front::spare::READ_CHUNK;
 
 /// Which protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum Protocol {
 
 /// Read the first bytes of `io`; `None` if it closed before saying anything.
 pub async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> io::Result<Option<(Protocol, BytesMut)>> {
-    let mut buf = crate::spare::take();
+    let mut buf = crate::front::spare::take();
     buf.reserve(FIRST_READ);
     loop {
         if io.read_buf(&mut buf).await? == 0 {

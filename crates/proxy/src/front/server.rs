@@ -18,10 +18,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
-use crate::front::{Ended, Front};
+use crate::front::conn::{Ended, Front};
+use crate::front::sniff::{sniff, Protocol};
+use crate::front::stream::Tracked;
 use crate::handler::{self, Shared};
-use crate::idle::{Activity, Ending, Tracked, Watchdog};
-use crate::sniff::{sniff, Protocol};
+use crate::idle::{Activity, Ending, Watchdog};
 use crate::{ProxyConfig, TableStore};
 
 /// How often a draining connection is checked for having gone idle.
@@ -198,7 +199,7 @@ async fn serve_hyper(
         let shared = shared.clone();
         let peer = peer.clone();
         async move {
-            let req = req.map(crate::body::ClientBody::Streamed);
+            let req = req.map(crate::upstream::body::ClientBody::Streamed);
             let mut resp = handler::handle_request(&shared, ep, &peer, req)
                 .await
                 .into_response();

@@ -146,13 +146,13 @@ fn bad_heads_are_errors_and_partial_heads_wait() {
     assert!(parse_head(&mut partial, false).unwrap().is_none());
     assert_eq!(partial.len(), 27, "nothing consumed");
     let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
-    for i in 0..=MAX_HEADERS {
+    for i in 0..=crate::http1::fields::MAX_FIELDS {
         many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
     assert!(matches!(
         parse_head(&mut BytesMut::from(&many[..]), false),
-        Err(WireError::TooLarge)
+        Err(crate::http1::response::HeadError::TooLarge)
     ));
 }
 
@@ -246,7 +246,11 @@ async fn outgoing(parts_of: impl FnOnce(&mut request::Parts), body: &'static [u8
         &peer,
         crate::headers::ForwardedHost::HostHeader,
     );
-    Outgoing::new(&parts, &fwd, crate::body::ClientBody::Streamed(body))
+    Outgoing::new(
+        &parts,
+        &fwd,
+        crate::upstream::body::ClientBody::Streamed(body),
+    )
 }
 
 async fn read_all(mut reader: BodyReader) -> (Vec<u8>, Option<Conn>) {

@@ -8,31 +8,26 @@
 //! function of the request's future, and a pooled connection costs no system call to check: its
 //! socket is only read if epoll reported it readable while it sat idle (the server closed it).
 
-pub mod chunked;
-
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{request, response, Method, StatusCode, Version};
+use http::header::{self, HeaderValue};
+use http::{request, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::body::ClientBody;
-use crate::fields::{self, Fields, Known, Mask, Refused};
-use crate::headers::Forwarding;
-use crate::pace::{Pace, Slow};
+use super::body::ClientBody;
+use super::pace::{Pace, Slow};
+use crate::headers::{CookieEdit, Forwarding};
+use crate::http1::chunked::{self, ChunkedError};
+use crate::http1::fields;
+pub use crate::http1::io::write_whole;
+use crate::http1::response::{parse_head, HeadError, MAX_HEAD};
+pub use crate::http1::response::{Framing, Head, ServerFields};
 use crate::request::Received;
-use crate::sticky::CookieEdit;
-pub use chunked::ChunkedError;
 
-/// Largest response head accepted from a server (bytes).
-pub const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields accepted in one response head.
-const MAX_HEADERS: usize = fields::MAX_FIELDS;
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -48,12 +43,8 @@ pub enum WireError {
     Unsent(io::Error),
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("malformed response head: {0}")]
-    Parse(httparse::Error),
-    #[error("response head larger than {MAX_HEAD} bytes")]
-    TooLarge,
-    #[error("invalid response: {0}")]
-    Invalid(&'static str),
+    #[error(transparent)]
+    Head(#[from] HeadError),
     #[error("malformed chunked response body: {0}")]
     Chunked(#[from] ChunkedError),
     #[error("reading the client's request body: {0}")]
@@ -111,19 +102,6 @@ impl Conn {
     pub fn into_stream(self) -> TcpStream {
         self.io
     }
-}
-
-/// How a message's body is delimited (RFC 9112 §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// The chunked coding.
-    Chunked,
-    /// Everything until the server closes the connection (responses only).
-    UntilClose,
 }
 
 /// A request ready for any server: its head encoded once, its body not read yet.
@@ -281,58 +259,6 @@ fn request_line(method: &Method, target: &str, has_host: bool, room: usize) -> V
     head
 }
 
-/// A response head as the server sent it, and how to read what follows.
-#[derive(Debug)]
-pub struct Head {
-    /// Status (and an unusual reason phrase); no header fields: those are in `fields`.
-    pub parts: response::Parts,
-    pub fields: ServerFields,
-    pub framing: Framing,
-    /// The connection may carry another request once the body has been read.
-    pub keep_alive: bool,
-}
-
-/// A server's response header fields as it sent them, the hop-by-hop ones marked dropped: Tether's
-/// own HTTP/1.1 server writes them through ([`ServerFields::write`]); anything else takes them as
-/// a header map ([`ServerFields::to_map`]).
-#[derive(Debug)]
-pub struct ServerFields {
-    head: Bytes,
-    fields: Fields,
-    /// The Content-Length passed on, if any.
-    pub content_length: Option<u64>,
-    pub has_date: bool,
-    pub has_cache_control: bool,
-}
-
-impl ServerFields {
-    /// Append the fields passed on to a head being written.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        self.fields.write(&self.head, out);
-    }
-
-    /// The fields passed on, as a header map.
-    pub fn to_map(&self) -> Result<HeaderMap, WireError> {
-        self.fields.to_map(&self.head).map_err(|r| match r {
-            Refused::Name => WireError::Invalid("header name"),
-            Refused::Value => WireError::Invalid("header value"),
-        })
-    }
-}
-
-/// Write all of `bytes` to `io`: first straight away (`try_write`, a socket's usual state being
-/// writable: no waker, no budget, no readiness poll), then, for what did not fit, as `write_all`
-/// does, waiting for room.
-pub async fn write_whole(io: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
-    let rest = match io.try_write(bytes) {
-        Ok(n) if n == bytes.len() => return Ok(()),
-        Ok(n) => &bytes[n..],
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => bytes,
-        Err(e) => return Err(e),
-    };
-    io.write_all(rest).await
-}
-
 /// Send `req` on `conn` and read the response head. A server that answers before taking the
 /// whole request body gets its answer relayed, and the connection is not reused.
 pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireError> {
@@ -482,12 +408,12 @@ async fn read_head<R: AsyncRead + Unpin>(
                     continue; // 100 Continue, 103 Early Hints: the final answer follows
                 }
                 if s == StatusCode::SWITCHING_PROTOCOLS {
-                    return Err(WireError::Invalid("101 Switching Protocols unasked"));
+                    return Err(HeadError::Invalid("101 Switching Protocols unasked").into());
                 }
                 return Ok(head);
             }
             if buf.len() >= MAX_HEAD {
-                return Err(WireError::TooLarge);
+                return Err(HeadError::TooLarge.into());
             }
         }
         match read_some(r, buf).await {
@@ -501,183 +427,6 @@ async fn read_head<R: AsyncRead + Unpin>(
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Parse a response head from the front of `buf`, consuming it; `None` if incomplete.
-fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, WireError> {
-    let mut fields = Fields::new();
-    let (len, code, version, reason) = {
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut []);
-        let len = match httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
-        {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(WireError::TooLarge),
-            Err(e) => return Err(WireError::Parse(e)),
-        };
-        let reason = res
-            .reason
-            .filter(|r| !r.is_empty())
-            .map(|r| fields::span(buf, r.as_bytes()));
-        let version = if res.version == Some(0) {
-            Version::HTTP_10
-        } else {
-            Version::HTTP_11
-        };
-        fields.record(buf, res.headers);
-        (len, res.code.unwrap_or(0), version, reason)
-    };
-    let head = buf.split_to(len).freeze();
-    let status = StatusCode::from_u16(code).map_err(|_| WireError::Invalid("status code"))?;
-    let said = inspect(&head, &mut fields)?;
-    let mut keep_alive = if version == Version::HTTP_10 {
-        said.keep_alive
-    } else {
-        !said.close
-    };
-    let framing = if is_head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        Framing::Empty
-    } else if let Some(chunked) = said.chunked {
-        if chunked {
-            Framing::Chunked
-        } else {
-            keep_alive = false;
-            Framing::UntilClose
-        }
-    } else if let Some(n) = said.length {
-        if n == 0 {
-            Framing::Empty
-        } else {
-            Framing::Length(n)
-        }
-    } else {
-        keep_alive = false;
-        Framing::UntilClose
-    };
-    let mut parts = response::Response::new(()).into_parts().0;
-    parts.status = status;
-    // Tether answers its clients in its own HTTP version, whatever the server spoke.
-    parts.version = Version::HTTP_11;
-    if let Some(r) = reason.map(fields::range) {
-        if status.canonical_reason().map(str::as_bytes) != Some(&head[r.clone()]) {
-            if let Ok(p) = hyper::ext::ReasonPhrase::try_from(head.slice(r)) {
-                parts.extensions.insert(p);
-            }
-        }
-    }
-    Ok(Some(Head {
-        parts,
-        fields: ServerFields {
-            head,
-            fields,
-            content_length: said.passed_length,
-            has_date: said.has_date,
-            has_cache_control: said.has_cache_control,
-        },
-        framing,
-        keep_alive,
-    }))
-}
-
-/// What a response's header fields say about its framing and its connection.
-#[derive(Debug, Default)]
-struct Said {
-    /// Content-Length (several fields, or a list, must all agree: RFC 9110 §8.6).
-    length: Option<u64>,
-    /// Transfer-Encoding given: is its last coding `chunked`?
-    chunked: Option<bool>,
-    close: bool,
-    keep_alive: bool,
-    /// The Content-Length passed on to the client (none if Transfer-Encoding overrides it).
-    passed_length: Option<u64>,
-    has_date: bool,
-    has_cache_control: bool,
-}
-
-/// The non-empty elements of a comma-separated field value (RFC 9110 §5.6.1).
-fn list(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-/// Read the fields that frame the response and mark the ones that must not reach the client
-/// dropped: hop-by-hop fields, those the `Connection` header names, and a Content-Length that
-/// Transfer-Encoding overrides (RFC 9112 §6.3).
-fn inspect(head: &[u8], fields: &mut Fields) -> Result<Said, WireError> {
-    let mut said = Said::default();
-    let (mut dropped, mut lengths) = (Mask::NONE, Mask::NONE);
-    let mut named: Vec<&[u8]> = Vec::new();
-    for (i, (name, value)) in fields.iter(head).enumerate() {
-        match fields::known(name) {
-            Known::ContentLength => {
-                lengths |= Mask::of(i);
-                for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    let n = digits(t).ok_or(WireError::Invalid("Content-Length"))?;
-                    if said.length.is_some_and(|l| l != n) {
-                        return Err(WireError::Invalid("Content-Length"));
-                    }
-                    said.length = Some(n);
-                }
-            }
-            Known::TransferEncoding => {
-                dropped |= Mask::of(i);
-                match list(value).last() {
-                    Some(last) => said.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
-                    None => said.chunked = Some(said.chunked.unwrap_or(false)),
-                }
-            }
-            Known::Connection => {
-                dropped |= Mask::of(i);
-                for t in list(value) {
-                    if t.eq_ignore_ascii_case(b"close") {
-                        said.close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                        said.keep_alive = true;
-                    } else {
-                        named.push(t);
-                    }
-                }
-            }
-            Known::Date => said.has_date = true,
-            Known::CacheControl => said.has_cache_control = true,
-            Known::HopByHop | Known::Upgrade => dropped |= Mask::of(i),
-            _ => {}
-        }
-    }
-    if said.chunked.is_some() {
-        dropped |= lengths;
-    }
-    if !named.is_empty() {
-        for (i, (name, _)) in fields.iter(head).enumerate() {
-            if named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                dropped |= Mask::of(i);
-                said.has_date &= !name.eq_ignore_ascii_case(b"date");
-                said.has_cache_control &= !name.eq_ignore_ascii_case(b"cache-control");
-            }
-        }
-    }
-    if lengths.leaves(dropped) {
-        said.passed_length = said.length;
-    }
-    fields.drop_fields(dropped);
-    Ok(said)
-}
-
-/// A non-empty run of ASCII digits as a number (no sign, no spaces, no overflow).
-pub(crate) fn digits(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 19 {
-        return None;
-    }
-    b.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
 }
 
 /// Reads a response body off its connection as the client takes it, never more than is there.
@@ -775,25 +524,6 @@ impl BodyReader {
             }
         }
     }
-}
-
-/// For the fuzz target and its corpus: parse a response head, then decode what follows as a
-/// chunked body, as the client side would. Panics on a broken invariant.
-#[doc(hidden)]
-pub fn fuzz_response(data: &[u8]) {
-    let mut buf = BytesMut::from(data);
-    if let Ok(Some(head)) = parse_head(&mut buf, false) {
-        assert!(buf.len() < data.len(), "a head consumes bytes");
-        let _ = head.fields.to_map();
-    }
-    let mut buf = BytesMut::from(data);
-    let mut decoder = chunked::Decoder::default();
-    let mut out = 0usize;
-    while let Ok(chunked::Step::Data(d)) = decoder.step(&mut buf) {
-        assert!(!d.is_empty());
-        out += d.len();
-    }
-    assert!(out <= data.len(), "decoding never yields more than came in");
 }
 
 #[cfg(test)]

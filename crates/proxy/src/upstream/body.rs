@@ -12,8 +12,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tether_balance::state::InFlight;
 
-use crate::registry::Backend;
-use crate::wire::{BodyReader, WireError};
+use crate::upstream::exchange::{BodyReader, WireError};
+use crate::upstream::registry::Backend;
 
 /// Something to hold until the response is done (e.g. the connection's activity marker).
 pub type Guard = Box<dyn Send + Sync + 'static>;
