@@ -11,7 +11,7 @@ use http::{Method, Version};
 use tether_model::rule::HeaderLookup;
 
 use crate::headers::{Either, ReadFields};
-use crate::http1::fields::{self, Fields, Known, Mask, Span};
+use crate::http1::fields::{self, Fields, Mask, Span};
 
 /// A request head, however it arrived. Boxed: a request's future moves its head several times.
 #[derive(Debug)]
@@ -52,43 +52,7 @@ impl HeaderLookup for RequestHead {
     }
 }
 
-/// The answer to a request with more than one `Host` field (RFC 9112 §3.2).
-pub const TWO_HOSTS: &str = "more than one Host field";
-
-/// What Tether does with a received request field, known from its name alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Other,
-    Host,
-    Cookie,
-    ContentLength,
-    /// `Connection`: hop-by-hop, and its options name more.
-    Connection,
-    /// Hop-by-hop (RFC 9110 §7.6.1), never passed on.
-    HopByHop,
-    /// `X-Forwarded-For`: a trusted proxy's value is extended, anyone else's replaced.
-    ForwardedFor,
-    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`: passed on only from a
-    /// trusted proxy.
-    Forwarding,
-    /// `Transfer-Encoding`, `Expect`, `Upgrade`: such a request is not served by `front`.
-    NotHere,
-}
-
-/// The kind of request field `name` (any case).
-pub fn kind(name: &[u8]) -> Kind {
-    match fields::known(name) {
-        Known::Host => Kind::Host,
-        Known::Cookie => Kind::Cookie,
-        Known::ContentLength => Kind::ContentLength,
-        Known::Connection => Kind::Connection,
-        Known::HopByHop => Kind::HopByHop,
-        Known::ForwardedFor => Kind::ForwardedFor,
-        Known::Forwarding => Kind::Forwarding,
-        Known::TransferEncoding | Known::Expect | Known::Upgrade => Kind::NotHere,
-        Known::Date | Known::CacheControl | Known::Other => Kind::Other,
-    }
-}
+pub use crate::http1::request::{kind, Kind, TWO_HOSTS};
 
 /// A request head as Tether's own HTTP/1.1 server received it, and its body (read whole).
 #[derive(Debug)]

@@ -13,7 +13,6 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::Write as _;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -32,15 +31,13 @@ use crate::front::stream::Tracked;
 use crate::handler::{self, Shared};
 use crate::headers::Peer;
 use crate::http1::chunked;
-use crate::http1::fields::{self, Fields, Mask, Span};
+use crate::http1::fields::{self, Fields};
+use crate::http1::request::{scan, NotHere, Scan, Sorted, HEAD_TOO_LARGE, TOO_LARGE};
+pub use crate::http1::request::{MAX_HEADERS, MAX_WHOLE_BODY};
 use crate::idle::Activity;
-use crate::request::{self, Kind, Received, RequestHead};
+use crate::request::{Received, RequestHead};
 use crate::upstream::body::{ClientBody, ProxyBody};
 
-/// Largest request body read whole with its head; a larger one is streamed by hyper.
-pub const MAX_WHOLE_BODY: usize = 64 * 1024;
-/// Most header fields in a request served here (hyper takes up to 128).
-pub const MAX_HEADERS: usize = 64;
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = spare::READ_CHUNK;
 /// Response bytes gathered before they are written out.
@@ -193,41 +190,6 @@ async fn read_more(io: &mut Tracked, buf: &mut BytesMut) -> bool {
     )
 }
 
-/// A request this server does not take (see the module documentation).
-#[derive(Debug)]
-enum NotHere {
-    /// hyper's to serve.
-    Hyper,
-    /// Nobody's: refused with this status.
-    Refuse(StatusCode, &'static str),
-}
-
-const TOO_LARGE: StatusCode = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-const HEAD_TOO_LARGE: &str = "the request head is over limits.head";
-
-/// A request head found complete in the buffer, as positions in it.
-struct Scan {
-    head_len: usize,
-    body_len: usize,
-    method: Span,
-    target: Span,
-    version: Version,
-    keep_alive: bool,
-    is_head: bool,
-    sorted: Sorted,
-}
-
-/// The fields Tether acts on, found while the head was scanned.
-#[derive(Default)]
-struct Sorted {
-    hop_by_hop: Mask,
-    forwarded_for: Mask,
-    forwarding: Mask,
-    cookies: Mask,
-    host: Option<u8>,
-    content_length: Option<u64>,
-}
-
 impl Scan {
     /// The request as received (`message`: its head and body); `Err` gives `message` back if the
     /// `http` types refuse its method or target, as hyper would.
@@ -262,93 +224,6 @@ impl Scan {
             content_length,
         }))
     }
-}
-
-/// Look for a complete request head at the front of `buf` (`None`: not all there yet) and decide
-/// whether it is served here; where its header fields lie goes to `fields`.
-///
-/// Its fields are valid for the `http` types once `httparse` has taken them (as hyper relies on
-/// too): names are tokens, values hold no control characters but tab.
-fn scan(buf: &[u8], fields: &mut Fields, limits: &Limits) -> Result<Option<Scan>, NotHere> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(NotHere::Hyper),
-    };
-    let (Some(method), Some(target), Some(v)) = (req.method, req.path, req.version) else {
-        return Err(NotHere::Hyper);
-    };
-    if !target.starts_with('/') || method == "CONNECT" {
-        return Err(NotHere::Hyper);
-    }
-    if req.headers.len() > limits.headers {
-        return Err(NotHere::Refuse(TOO_LARGE, "too many header fields"));
-    }
-    let version = if v == 1 {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    };
-    let mut sorted = Sorted::default();
-    let (mut close, mut keep) = (false, false);
-    for (i, h) in req.headers.iter().enumerate() {
-        let bit = Mask::of(i);
-        match request::kind(h.name.as_bytes()) {
-            Kind::Other => {}
-            Kind::Host => {
-                if sorted.host.is_some() {
-                    // RFC 9112 §3.2: a server that routes on the first and one that reads the
-                    // last would act for different hosts.
-                    return Err(NotHere::Refuse(
-                        StatusCode::BAD_REQUEST,
-                        crate::request::TWO_HOSTS,
-                    ));
-                }
-                sorted.host = Some(i as u8);
-            }
-            Kind::Cookie => sorted.cookies |= bit,
-            Kind::ContentLength => match (
-                sorted.content_length,
-                crate::http1::response::digits(h.value),
-            ) {
-                (None, Some(l)) if l <= MAX_WHOLE_BODY as u64 => sorted.content_length = Some(l),
-                _ => return Err(NotHere::Hyper),
-            },
-            Kind::Connection => {
-                sorted.hop_by_hop |= bit;
-                for t in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    let is = |o: &[u8]| t.eq_ignore_ascii_case(o);
-                    close |= is(b"close");
-                    keep |= is(b"keep-alive");
-                    let named_dropped = matches!(request::kind(t), Kind::HopByHop);
-                    if !(is(b"close") || is(b"keep-alive") || t.is_empty() || named_dropped) {
-                        // An upgrade, or options naming other fields (rare): hyper's way.
-                        return Err(NotHere::Hyper);
-                    }
-                }
-            }
-            Kind::HopByHop => sorted.hop_by_hop |= bit,
-            Kind::ForwardedFor => sorted.forwarded_for |= bit,
-            Kind::Forwarding => sorted.forwarding |= bit,
-            Kind::NotHere => return Err(NotHere::Hyper),
-        }
-    }
-    fields.record(buf, req.headers);
-    Ok(Some(Scan {
-        head_len,
-        body_len: sorted.content_length.unwrap_or(0) as usize,
-        method: fields::span(buf, method.as_bytes()),
-        target: fields::span(buf, target.as_bytes()),
-        version,
-        // RFC 9112 §9.3: HTTP/1.1 persists unless closed; HTTP/1.0 only when asked to.
-        keep_alive: !close && (version == Version::HTTP_11 || keep),
-        is_head: method == "HEAD",
-        sorted,
-    }))
 }
 
 /// A response on its way to the client: its head encoded, its body to follow.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::headers::ReadFields;
+use crate::http1::fields::Mask;
 
 fn served(head: &[u8]) -> (Scan, Fields) {
     let mut fields = Fields::new();
