@@ -296,6 +296,17 @@ fn limits(cx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
     l
 }
 
+/// A duration that is more than zero.
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    duration::parse(s).and_then(|d| {
+        if d.is_zero() {
+            Err("must be more than zero".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
 fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
     let mut t = Timeouts::default();
     let fields = [
@@ -316,19 +327,7 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
     ];
     for (v, name, slot) in fields {
         if let Some(v) = v {
-            let parsed = cx.check(
-                v,
-                || format!("timeouts.{name}"),
-                |s| {
-                    duration::parse(s).and_then(|d| {
-                        if d.is_zero() {
-                            Err("must be more than zero".into())
-                        } else {
-                            Ok(d)
-                        }
-                    })
-                },
-            );
+            let parsed = cx.check(v, || format!("timeouts.{name}"), |s| positive_duration(s));
             if let Some(d) = parsed {
                 *slot = d;
             }
@@ -425,19 +424,7 @@ fn health(cx: &mut Ctx<'_>, base: &str, h: &RawHealth) -> Option<HealthCheck> {
         (&h.timeout, "timeout", &mut check.timeout),
     ] {
         if let Some(v) = v {
-            *slot = cx.check(
-                v,
-                || format!("{base}.{name}"),
-                |s| {
-                    duration::parse(s).and_then(|d| {
-                        if d.is_zero() {
-                            Err("must be more than zero".into())
-                        } else {
-                            Ok(d)
-                        }
-                    })
-                },
-            )?;
+            *slot = cx.check(v, || format!("{base}.{name}"), |s| positive_duration(s))?;
         }
     }
     for (v, name, slot) in [
