@@ -32,11 +32,9 @@ pub use changes::{APPLY_DEADLINE, MAX_BODY};
 pub use dfp::DfpConfig;
 pub use error::ApiError;
 
-/// How the admin listener behaves.
-#[derive(Debug, Clone)]
+/// How the admin listener behaves beyond its access rules ([`Auth`], which holds the token).
+#[derive(Debug, Clone, Default)]
 pub struct AdminConfig {
-    /// The token every change needs; `None`: read-only, and only on loopback.
-    pub token: Option<String>,
     /// Serve Docker Flow Proxy's endpoints (`--dfp-compat`).
     pub dfp: Option<DfpConfig>,
 }

@@ -227,7 +227,6 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         };
         tracing::info!(addr = %bound, "admin API listening{read_only}");
         let cfg = tether_admin::AdminConfig {
-            token: opts.admin.token.clone(),
             dfp: opts.admin.dfp.clone(),
         };
         let router = tether_admin::router(control.clone(), api.clone(), auth, &cfg);
