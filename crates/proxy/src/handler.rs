@@ -1,12 +1,14 @@
 //! One request, start to end: route, pin or balance, rewrite, send (retrying a refused connect on
 //! another server), and pin the response. Every failure ends in a short, specific status:
 //! 400 malformed, 404 no route, 502 no server reachable, 503 no server available, 504 too slow.
+//! What a request must be to be routed at all is checked first ([`door`]).
+
+mod door;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use tether_balance::{hash, PickInput, Pin};
 use tether_model::rule::RequestView;
@@ -16,7 +18,6 @@ use crate::answer::Answer;
 use crate::headers::{ForwardedHost, Forwarding, Peer, ReadFields};
 use crate::idle::Activity;
 use crate::request::RequestHead;
-use crate::route::path::PathError;
 use crate::route::sticky;
 use crate::route::sticky::{CookieEdit, RequestPin};
 use crate::route::table::{RoutingTable, Service};
@@ -94,39 +95,9 @@ pub async fn handle(
     body: ClientBody,
     watched: Option<&Activity>,
 ) -> Answer {
-    if let RequestHead::Parts(p) = &head {
-        // Tether's own server refuses two Host fields while it scans the head.
-        if p.headers.get_all(header::HOST).iter().nth(1).is_some() {
-            return error(StatusCode::BAD_REQUEST, crate::request::TWO_HOSTS).into();
-        }
-        // RFC 9113 §8.3.1: a host field naming another entity than :authority is malformed.
-        // (HTTP/1.1's absolute form overrides Host instead, RFC 9112 §3.2.2.)
-        if p.version == Version::HTTP_2 {
-            if let (Some(a), Some(h)) =
-                (p.uri.authority(), headers::first(&p.headers, &header::HOST))
-            {
-                let named = |b: &[u8]| crate::route::host::parse(b).map(|h| h.into_owned());
-                if named(a.as_str().as_bytes()) != named(h.as_bytes()) {
-                    return error(StatusCode::BAD_REQUEST, "host and :authority differ").into();
-                }
-            }
-        }
-    }
-    let target = match &head {
-        RequestHead::Received(r) => r.target.as_str().len(),
-        RequestHead::Parts(p) => p.uri.path_and_query().map_or(0, |t| t.as_str().len()),
-    };
-    if target > shared.cfg.limits.uri {
-        return error(
-            StatusCode::URI_TOO_LONG,
-            "the request target is over limits.uri",
-        )
-        .into();
-    }
-    // Routing and the server see the same path.
-    let head = match normalized(head, shared.cfg.merge_slashes) {
+    let head = match door::admit(head, &shared.cfg) {
         Ok(head) => head,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.message()).into(),
+        Err((status, why)) => return error(status, why).into(),
     };
     let table = shared.store.load_full();
     let from = Arrival { ep, peer, watched };
@@ -148,35 +119,6 @@ pub async fn handle(
     // One await, its future built in place: each await of a future kept in a local, or of the
     // same future in two places, takes room of its own in this future's state.
     route_and_send(shared, &table, &from, head, body, &host).await
-}
-
-/// The request with its path in normal form ([`crate::route::path`]); untouched when it is already.
-fn normalized(mut head: RequestHead, merge_slashes: bool) -> Result<RequestHead, PathError> {
-    let path = head.path();
-    if !path.starts_with('/') {
-        return Ok(head); // `*` (OPTIONS), or no path at all
-    }
-    let Some(path) = crate::route::path::normalize(path, merge_slashes)? else {
-        return Ok(head);
-    };
-    let with_query = |query: Option<&str>| match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
-    };
-    match &mut head {
-        RequestHead::Received(r) => {
-            let target = with_query(r.target.query());
-            r.target = PathAndQuery::from_maybe_shared(bytes::Bytes::from(target))
-                .map_err(|_| PathError::BadEscape)?;
-        }
-        RequestHead::Parts(p) => {
-            let target = with_query(p.uri.query());
-            let mut uri = p.uri.clone().into_parts();
-            uri.path_and_query = Some(target.parse().map_err(|_| PathError::BadEscape)?);
-            p.uri = Uri::from_parts(uri).map_err(|_| PathError::BadEscape)?;
-        }
-    }
-    Ok(head)
 }
 
 /// [`handle`] for a request hyper parsed.
