@@ -460,3 +460,26 @@ fn network_choice_prefers_tethers_own_networks() {
         "{e:?}"
     );
 }
+
+#[test]
+fn health_checks_come_from_labels_and_resolve_is_refused() {
+    let c = container(
+        "web-1",
+        &[
+            ("tether.http.services.web.port", "80"),
+            ("tether.http.services.web.health.path", "/healthz"),
+            ("tether.http.services.web.health.fall", "5"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let h = d.services[0].health.clone().expect("a health check");
+    assert_eq!((h.path.as_str(), h.fall), ("/healthz", 5));
+    let c = container(
+        "web-1",
+        &[("tether.http.services.web.resolve", "tasks.web:80")],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(e[0].contains("servers are the containers"), "{e:?}");
+}

@@ -77,7 +77,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             match rest.split_once('.') {
                 Some((name, "port")) => services.entry(name.into()).or_default().0 = Some(value),
                 Some((name, "weight")) => services.entry(name.into()).or_default().1 = Some(value),
-                Some((_, "servers" | "url")) => errors.push(c.label_error(
+                Some((_, "servers" | "url" | "resolve")) => errors.push(c.label_error(
                     key,
                     "servers are the containers themselves; set port (and weight) instead",
                 )),
@@ -221,7 +221,7 @@ fn literal(field: &str, value: &str) -> String {
     let leaf = field.rsplit('.').next().unwrap_or(field);
     let v = value.trim();
     match leaf {
-        "priority" if v.parse::<i64>().is_ok() => v.to_string(),
+        "priority" | "rise" | "fall" if v.parse::<i64>().is_ok() => v.to_string(),
         "nocache" | "secure" | "http_only" => match super::parse_bool(v) {
             Some(b) => b.to_string(),
             None => toml::Value::String(value.to_string()).to_string(),
