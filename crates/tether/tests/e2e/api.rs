@@ -40,6 +40,24 @@ fn admin(i: &Instance, token: Option<&str>) -> Admin {
     Admin::new(i.admin.expect("admin runs"), token)
 }
 
+/// `GET /api/routes` as `name@source`, in the order listed.
+async fn routes(a: &mut Admin) -> Vec<String> {
+    a.get("/api/routes")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}@{}",
+                r["name"].as_str().unwrap(),
+                r["source"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 fn service_body(b: &Backend) -> serde_json::Value {
     json!({ "servers": [{ "name": b.name, "url": b.url() }] })
 }
@@ -270,22 +288,7 @@ async fn a_name_the_file_declares_is_a_409() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let sources: Vec<String> = a
-        .get("/api/routes")
-        .await
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{}@{}",
-                r["name"].as_str().unwrap(),
-                r["source"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(sources, ["extra@api", "web@file"]);
+    assert_eq!(routes(&mut a).await, ["extra@api", "web@file"]);
     let backends = a.get("/api/backends").await.json();
     assert_eq!(backends[0]["server"], "file-1");
     assert_eq!(backends[0]["state"], "serving");
@@ -358,16 +361,7 @@ async fn the_api_examples_are_accepted_in_the_order_try_sh_sends_them() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let names: Vec<String> = a
-        .get("/api/routes")
-        .await
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["shop"]);
+    assert_eq!(routes(&mut a).await, ["shop@api"]);
     // What a read returns can be sent back as it is.
     let svc = a.get("/api/services/go-demo").await.json();
     let mut body = svc.clone();

@@ -8,7 +8,7 @@ use tether_testkit::etcd::Etcd;
 use tether_testkit::relay::Relay;
 use tether_testkit::{wait_for, Backend, Client};
 
-use crate::support::Replica;
+use crate::support::{put_app, Replica};
 
 async fn serves(r: &Replica, path: &str, server: &str) -> bool {
     Client::without_cookies(r.web)
@@ -30,11 +30,7 @@ async fn with_etcd_stopped_replicas_serve_refuse_changes_and_converge_when_it_is
     let url = format!("etcd://{}/down", etcd.endpoint());
     let (a, c) = (Replica::start("a", &url), Replica::start("c", &url));
     let mut api = a.api();
-    api.put(
-        "/api/services/app",
-        json!({"servers": [{"name": b.name, "url": b.url()}]}),
-    )
-    .await;
+    put_app(&mut api, &b).await;
     api.put(
         "/api/routes/app",
         json!({"rule": "PathPrefix(`/`)", "service": "app"}),
@@ -104,11 +100,7 @@ async fn a_replica_cut_off_while_others_change_and_compact_catches_up_in_full() 
     let a = Replica::start("a", &format!("etcd://{}/cut", etcd.endpoint()));
     let c = Replica::start("c", &format!("etcd://{}/cut", relay.addr));
     let mut api = a.api();
-    api.put(
-        "/api/services/app",
-        json!({"servers": [{"name": b.name, "url": b.url()}]}),
-    )
-    .await;
+    put_app(&mut api, &b).await;
     api.put(
         "/api/routes/first",
         json!({"rule": "PathPrefix(`/first`)", "service": "app"}),

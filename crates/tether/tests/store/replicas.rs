@@ -9,7 +9,7 @@ use serde_json::json;
 use tether_testkit::etcd::Etcd;
 use tether_testkit::{wait_for, Backend, Client};
 
-use crate::support::{median_max, Replica};
+use crate::support::{median_max, put_app, Replica};
 
 fn store(etcd: &Etcd, prefix: &str) -> String {
     format!("etcd://{}/{prefix}", etcd.endpoint())
@@ -53,13 +53,7 @@ async fn a_change_through_one_replica_is_served_by_all_within_a_second() {
     let b = Backend::spawn("conv-1").await;
     let replicas = three(&store(&etcd, "conv"));
     let mut a = replicas[0].api();
-    let r = a
-        .put(
-            "/api/services/app",
-            json!({"servers": [{"name": b.name, "url": b.url()}]}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    put_app(&mut a, &b).await;
     let mut lags = Vec::new();
     for i in 0..50 {
         let started = Instant::now();
@@ -126,11 +120,7 @@ async fn fifty_changes_under_steady_load_fail_no_request() {
     let b = Backend::spawn("load-1").await;
     let replicas = three(&store(&etcd, "load"));
     let mut a = replicas[0].api();
-    a.put(
-        "/api/services/app",
-        json!({"servers": [{"name": b.name, "url": b.url()}]}),
-    )
-    .await;
+    put_app(&mut a, &b).await;
     let r = a
         .put(
             "/api/routes/app",
@@ -187,11 +177,7 @@ async fn a_restarted_replica_serves_every_route_it_had_trying_endpoints_in_turn(
     let url = store(&etcd, "restart");
     let mut replicas = three(&url);
     let mut a = replicas[0].api();
-    a.put(
-        "/api/services/app",
-        json!({"servers": [{"name": b.name, "url": b.url()}]}),
-    )
-    .await;
+    put_app(&mut a, &b).await;
     let mut version = String::new();
     for p in ["one", "two", "three"] {
         let r = a

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tether_testkit::{Admin, TempDir};
+use tether_testkit::{Admin, Backend, TempDir};
 
 pub const TOKEN: &str = "replica-test-token";
 const KEY: &str = "shared-affinity-key-shared-affinity-key";
@@ -112,6 +112,17 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Declare service `app` with `backend` as its one server, through `api`.
+pub async fn put_app(api: &mut Admin, backend: &Backend) {
+    let r = api
+        .put(
+            "/api/services/app",
+            serde_json::json!({"servers": [{"name": backend.name, "url": backend.url()}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// Median and maximum of a set of durations.
