@@ -54,7 +54,7 @@ impl HeaderLookup for RequestHead {
 
 pub use crate::http1::request::{kind, Kind, TWO_HOSTS};
 
-/// A request head as Tether's own HTTP/1.1 server received it, and its body (read whole).
+/// A request head as Tether's own HTTP/1.1 server received it, and its body if read whole.
 #[derive(Debug)]
 pub struct Received {
     /// Head and body.
@@ -76,6 +76,9 @@ pub struct Received {
     pub host: Option<u8>,
     /// The value of `Content-Length`, if one was sent.
     pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked`: the body is not in `message` but follows, decoded as it
+    /// arrives.
+    pub chunked: bool,
 }
 
 impl Received {
@@ -143,7 +146,7 @@ mod tests {
             ("X-Real-IP", Kind::Forwarding),
             ("X-Forwarded-Host", Kind::Forwarding),
             ("x-forwarded-proto", Kind::Forwarding),
-            ("Transfer-Encoding", Kind::NotHere),
+            ("Transfer-Encoding", Kind::TransferEncoding),
             ("Expect", Kind::NotHere),
             ("Upgrade", Kind::NotHere),
             ("Accept", Kind::Other),

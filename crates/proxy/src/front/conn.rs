@@ -1,14 +1,20 @@
 //! Tether's own HTTP/1.1 server for the requests nearly all traffic is made of: a head, and a
-//! body of known length that arrives with it (or none). The head is parsed with `httparse` in the
-//! connection's buffer, the request goes to the [`handler`] in the connection's own task, and the
-//! response is written back in one `write` when its body is at hand (head and body together).
-//! An idle connection holds no buffer at all.
+//! body of known length that arrives with it (or none), or a chunked body. The head is parsed with
+//! `httparse` in the connection's buffer, the request goes to the [`handler`] in the connection's
+//! own task, and the response is written back in one `write` when its body is at hand (head and
+//! body together). An idle connection holds no buffer at all.
+//!
+//! A chunked body is decoded here, strictly ([`chunked`]: a chunk line of at most 4 KiB, no bare
+//! CR, LF or NUL in it), as it arrives, while the handler runs: the pieces go to the request
+//! through a [`pipe`], and a malformed body ends the exchange with 400 and the server's
+//! connection closed.
 //!
 //! Anything else is handed, with every byte not answered yet, to hyper's HTTP/1.1 server for the
-//! rest of the connection ([`Ended::Handoff`]): a chunked or large request body, `Expect`, an
-//! upgrade, a request target that is not origin-form, `CONNECT`, more than [`MAX_HEADERS`] header
-//! fields, or a head that `httparse` or the `http` types refuse. Malformed input therefore gets
-//! exactly the answer hyper gives it (400, 431, …) and never reaches a server.
+//! rest of the connection ([`Ended::Handoff`]): a large body of known length, another transfer
+//! coding, `Expect`, an upgrade, a request target that is not origin-form, `CONNECT`, more than
+//! [`MAX_HEADERS`] header fields, or a head that `httparse` or the `http` types refuse. Malformed
+//! input therefore gets exactly the answer hyper gives it (400, 431, …) and never reaches a
+//! server.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -36,7 +42,7 @@ use crate::http1::request::{scan, NotHere, Scan, Sorted, HEAD_TOO_LARGE, TOO_LAR
 pub use crate::http1::request::{MAX_HEADERS, MAX_WHOLE_BODY};
 use crate::idle::Activity;
 use crate::request::{Received, RequestHead};
-use crate::upstream::body::{ClientBody, ProxyBody};
+use crate::upstream::body::{pipe, BodyCut, ClientBody, ProxyBody};
 
 /// Bytes made room for before each read.
 const READ_CHUNK: usize = spare::READ_CHUNK;
@@ -91,9 +97,16 @@ impl Front<'_> {
                 }
             };
             let busy = self.activity.begin();
+            let chunked = taken.request.chunked;
+            let (sender, body) = if chunked {
+                let (tx, body) = pipe();
+                (Some(tx), body)
+            } else {
+                let r = &taken.request;
+                (None, ClientBody::Whole(r.message.slice(r.head_len..)))
+            };
             // Boxed: the request's future (several KiB) exists only while a request does, not in
             // the state every idle connection keeps.
-            let body = ClientBody::Whole(taken.request.message.slice(taken.request.head_len..));
             let handling = Box::pin(handler::handle(
                 self.shared,
                 self.ep,
@@ -102,8 +115,12 @@ impl Front<'_> {
                 body,
                 Some(self.activity),
             ));
-            let resp = handling.await;
-            let keep_alive = taken.keep_alive && !self.activity.is_stopping();
+            let (resp, framed) = match sender {
+                None => (handling.await, true),
+                Some(tx) => Box::pin(beside(handling, pump(io, &mut buf, tx))).await,
+            };
+            // After a body not read to its end, the next request cannot be found.
+            let keep_alive = framed && taken.keep_alive && !self.activity.is_stopping();
             // The reply lives here and the writing future only borrows it: an async fn keeps
             // its arguments for its whole life, beside the copies it works on.
             let mut reply = encode(resp, taken.is_head, taken.version, keep_alive);
@@ -119,6 +136,51 @@ impl Front<'_> {
                 spare::put_back(std::mem::take(&mut buf));
             }
         }
+    }
+}
+
+/// Run `handling` to its answer while `pumping` reads the request's body into it; the answer, and
+/// whether the body was read to its end (the connection still framed). A server may answer before
+/// the body is all sent: the rest is then not read.
+async fn beside(
+    handling: impl std::future::Future<Output = Answer>,
+    pumping: impl std::future::Future<Output = bool>,
+) -> (Answer, bool) {
+    tokio::pin!(handling, pumping);
+    let mut framed = None;
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut pumping, if framed.is_none() => framed = Some(done),
+            resp = &mut handling => return (resp, framed == Some(true)),
+        }
+    }
+}
+
+/// Decode a chunked body from the connection into `tx`, piece by piece as it is read; true once
+/// it has been read to its end (what follows it stays in `buf`). The pace the body must keep is
+/// the request's to enforce, on the receiving end.
+async fn pump(
+    io: &mut Tracked,
+    buf: &mut BytesMut,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, BodyCut>>,
+) -> bool {
+    let mut decoder = chunked::Decoder::default();
+    loop {
+        let cut = match decoder.step(buf) {
+            Ok(chunked::Step::Data(piece)) => {
+                if tx.send(Ok(piece)).await.is_err() {
+                    return false; // the request is over without the rest
+                }
+                continue;
+            }
+            Ok(chunked::Step::End) => return true,
+            Ok(chunked::Step::NeedMore) if read_more(io, buf).await => continue,
+            Ok(chunked::Step::NeedMore) => BodyCut::Gone,
+            Err(e) => BodyCut::Malformed(e),
+        };
+        let _ = tx.send(Err(cut)).await;
+        return false;
     }
 }
 
@@ -153,6 +215,7 @@ fn take(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Taken>, Out> {
         Err(NotHere::Hyper) => return Err(Out::Handoff(buf.split().freeze())),
         Err(NotHere::Refuse(status, detail)) => return Err(Out::Refuse(status, detail)),
     };
+    // A chunked body is not taken with the head: it is decoded as it comes.
     let whole = s.head_len + s.body_len;
     if buf.len() < whole {
         return Ok(None);
@@ -208,6 +271,7 @@ impl Scan {
             cookies,
             host,
             content_length,
+            chunked,
             ..
         } = self.sorted;
         Ok(Box::new(Received {
@@ -222,6 +286,7 @@ impl Scan {
             cookies,
             host,
             content_length,
+            chunked,
         }))
     }
 }
@@ -435,6 +500,17 @@ pub fn fuzz_take(data: &[u8]) {
                 assert!(t.request.head_len <= limits.head);
                 assert!(t.request.head_len <= t.request.message.len());
                 assert!(t.request.target.as_str().starts_with('/'));
+                if t.request.chunked {
+                    // Its body follows, decoded as the connection would.
+                    let mut decoder = chunked::Decoder::default();
+                    loop {
+                        match decoder.step(&mut buf) {
+                            Ok(chunked::Step::Data(d)) => assert!(!d.is_empty()),
+                            Ok(chunked::Step::End) => break,
+                            Ok(chunked::Step::NeedMore) | Err(_) => return,
+                        }
+                    }
+                }
             }
             Ok(None) => {
                 assert!(buf.len() < limits.head, "more is read only below the limit");

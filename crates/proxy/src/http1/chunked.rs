@@ -28,6 +28,8 @@ pub enum ChunkedError {
     BadSize,
     #[error("chunk size line longer than {MAX_LINE} bytes")]
     LongLine,
+    #[error("control character in a chunk extension")]
+    BadExtension,
     #[error("chunk data not followed by CRLF")]
     MissingCrlf,
     #[error("trailers longer than {MAX_TRAILERS} bytes")]
@@ -160,6 +162,11 @@ fn parse_size(line: &[u8]) -> Result<u64, ChunkedError> {
     if !(rest.is_empty() || rest[0] == b';') {
         return Err(ChunkedError::BadSize);
     }
+    // Extensions are dropped, never read: but a bare CR or a NUL in one is where two parsers
+    // part ways about where the line ends (RFC 9112 §7.1.1 allows tokens and quoted strings).
+    if rest.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
+        return Err(ChunkedError::BadExtension);
+    }
     let s = std::str::from_utf8(&line[..digits]).map_err(|_| ChunkedError::BadSize)?;
     u64::from_str_radix(s, 16).map_err(|_| ChunkedError::BadSize)
 }
@@ -188,7 +195,8 @@ mod tests {
 
     #[test]
     fn decodes_whole_and_byte_by_byte() {
-        let body = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+        let body =
+            b"5\r\nhello\r\n1;ext=1;q=\"a\tb\"\r\n \r\nA \r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
         for piece in [1, 2, 3, 7, body.len()] {
             let (data, ended, left) = decode(body, piece).unwrap();
             assert_eq!(data, b"hello 0123456789", "piece {piece}");
@@ -223,6 +231,8 @@ mod tests {
             (b"5\nhello\r\n", ChunkedError::BadSize),
             (b"11111111111111111\r\n", ChunkedError::BadSize),
             (b"5\r\nhelloXX", ChunkedError::MissingCrlf),
+            (b"5;a\rb\r\nhello\r\n", ChunkedError::BadExtension),
+            (b"5;a=\0\r\nhello\r\n", ChunkedError::BadExtension),
         ] {
             assert_eq!(
                 decode(bad, 100).unwrap_err(),

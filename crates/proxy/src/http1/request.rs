@@ -10,7 +10,8 @@ use tether_model::file_config::Limits;
 
 use super::fields::{self, Fields, Known, Mask, Span};
 
-/// Largest request body read whole with its head; a larger one is streamed by hyper.
+/// Largest request body read whole with its head; a larger one is streamed by hyper (a chunked
+/// one is streamed by `front`).
 pub const MAX_WHOLE_BODY: usize = 64 * 1024;
 /// Most header fields in a request served by Tether's own server (hyper takes `limits.headers`).
 pub const MAX_HEADERS: usize = 64;
@@ -34,7 +35,10 @@ pub enum Kind {
     /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`: passed on only from a
     /// trusted proxy.
     Forwarding,
-    /// `Transfer-Encoding`, `Expect`, `Upgrade`: such a request is not served by `front`.
+    /// `Transfer-Encoding`: `chunked` alone, once, in HTTP/1.1, is decoded by `front`; any
+    /// other coding goes to hyper.
+    TransferEncoding,
+    /// `Expect`, `Upgrade`: such a request is not served by `front`.
     NotHere,
 }
 
@@ -48,7 +52,8 @@ pub fn kind(name: &[u8]) -> Kind {
         Known::HopByHop => Kind::HopByHop,
         Known::ForwardedFor => Kind::ForwardedFor,
         Known::Forwarding => Kind::Forwarding,
-        Known::TransferEncoding | Known::Expect | Known::Upgrade => Kind::NotHere,
+        Known::TransferEncoding => Kind::TransferEncoding,
+        Known::Expect | Known::Upgrade => Kind::NotHere,
         Known::Date | Known::CacheControl | Known::Other => Kind::Other,
     }
 }
@@ -86,6 +91,8 @@ pub struct Sorted {
     pub cookies: Mask,
     pub host: Option<u8>,
     pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked`: the body follows the head in chunks.
+    pub chunked: bool,
 }
 
 /// Look for a complete request head at the front of `buf` (`None`: not all there yet) and decide
@@ -156,8 +163,20 @@ pub fn scan(buf: &[u8], fields: &mut Fields, limits: &Limits) -> Result<Option<S
             Kind::HopByHop => sorted.hop_by_hop |= bit,
             Kind::ForwardedFor => sorted.forwarded_for |= bit,
             Kind::Forwarding => sorted.forwarding |= bit,
+            Kind::TransferEncoding => {
+                let chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                if sorted.chunked || !chunked || version != Version::HTTP_11 {
+                    return Err(NotHere::Hyper);
+                }
+                sorted.chunked = true;
+                sorted.hop_by_hop |= bit;
+            }
             Kind::NotHere => return Err(NotHere::Hyper),
         }
+    }
+    if sorted.chunked && sorted.content_length.is_some() {
+        // Both framings (CL.TE): hyper's answer, as for every other ambiguous body.
+        return Err(NotHere::Hyper);
     }
     fields.record(buf, req.headers);
     Ok(Some(Scan {

@@ -1,8 +1,9 @@
 //! Bodies on both sides. Response bodies are streamed from the server frame by frame (never
 //! buffered whole), or a short body Tether writes itself; a streamed body returns its connection
 //! to the pool once read to the end and releases the server's in-flight count when dropped.
-//! Request bodies ([`ClientBody`]) are hyper's stream, or a small body Tether's own HTTP/1.1
-//! server ([`crate::front`]) read whole with the head.
+//! Request bodies ([`ClientBody`]) are hyper's stream, a small body Tether's own HTTP/1.1
+//! server ([`crate::front`]) read whole with the head, or a chunked body that server decodes as
+//! it arrives and hands over through a [`pipe`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tether_balance::state::InFlight;
+use tokio::sync::mpsc;
 
+use crate::http1::chunked::ChunkedError;
 use crate::upstream::exchange::{BodyReader, WireError};
 use crate::upstream::registry::Backend;
 
@@ -140,6 +143,8 @@ pub enum ClientBody {
     Streamed(Incoming),
     /// Read whole with the request head (empty for a bodiless request).
     Whole(Bytes),
+    /// Decoded by Tether's own server as it arrives (a chunked body).
+    Piped(mpsc::Receiver<Result<Bytes, BodyCut>>),
 }
 
 impl ClientBody {
@@ -148,6 +153,27 @@ impl ClientBody {
         match self {
             ClientBody::Streamed(b) => b.is_end_stream(),
             ClientBody::Whole(b) => b.is_empty(),
+            ClientBody::Piped(_) => false,
         }
     }
+}
+
+/// Why a piped body ended before its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyCut {
+    #[error("malformed chunked request body: {0}")]
+    Malformed(#[from] ChunkedError),
+    #[error("the client closed the connection inside the request body")]
+    Gone,
+}
+
+/// How many pieces of a piped body wait for the server at most: the client is read no further
+/// ahead of what the server takes (a piece is at most one read, 16 KiB or so).
+const PIPE_DEPTH: usize = 4;
+
+/// A piped body: the sending end for the connection that reads it, the body for the request.
+/// The body ends (`None`) when the sender is dropped after the last piece.
+pub fn pipe() -> (mpsc::Sender<Result<Bytes, BodyCut>>, ClientBody) {
+    let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+    (tx, ClientBody::Piped(rx))
 }

@@ -18,7 +18,7 @@ use http::{request, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::body::ClientBody;
+use super::body::{BodyCut, ClientBody};
 use super::pace::{Pace, Slow};
 use crate::headers::{CookieEdit, Forwarding};
 use crate::http1::chunked::{self, ChunkedError};
@@ -49,6 +49,8 @@ pub enum WireError {
     Chunked(#[from] ChunkedError),
     #[error("reading the client's request body: {0}")]
     ClientBody(hyper::Error),
+    #[error("{0}")]
+    ClientBodyCut(#[from] BodyCut),
     #[error("the client's request body does not match its Content-Length")]
     BodyLength,
     #[error("{0}")]
@@ -62,7 +64,9 @@ impl WireError {
     /// once and the connection to the server is closed.
     pub fn client_status(&self) -> Option<StatusCode> {
         match self {
-            WireError::ClientBody(_) | WireError::BodyLength => Some(StatusCode::BAD_REQUEST),
+            WireError::ClientBody(_) | WireError::ClientBodyCut(_) | WireError::BodyLength => {
+                Some(StatusCode::BAD_REQUEST)
+            }
             WireError::SlowBody(_) => Some(StatusCode::REQUEST_TIMEOUT),
             WireError::BodyTooLarge => Some(StatusCode::PAYLOAD_TOO_LARGE),
             _ => None,
@@ -187,15 +191,19 @@ impl Outgoing {
 
     /// A streamed body must keep this pace (a body read whole with its head has arrived already).
     pub fn pace(&mut self, timeouts: &tether_model::file_config::Timeouts) {
-        if matches!(self.body, Some(ClientBody::Streamed(_))) {
+        if matches!(
+            self.body,
+            Some(ClientBody::Streamed(_) | ClientBody::Piped(_))
+        ) {
             self.pace = Some(Box::new(Pace::new(timeouts)));
         }
     }
 
     /// Encode a request as Tether's own HTTP/1.1 server received it: its request line and fields
     /// are copied as they came, less the hop-by-hop ones, the client's forwarding fields that
-    /// `forwarding` leaves out, and its Cookie fields when `cookie` edits them. Its body (none, or
-    /// a Content-Length's worth read whole) follows as it came.
+    /// `forwarding` leaves out, and its Cookie fields when `cookie` edits them. Its body (none, a
+    /// Content-Length's worth read whole, or a chunked body as it is decoded) follows; a chunked
+    /// body is chunked afresh, its extensions and trailers left out.
     pub fn received(
         req: &Received,
         forwarding: &Forwarding,
@@ -203,6 +211,7 @@ impl Outgoing {
         body: ClientBody,
     ) -> Outgoing {
         let framing = match req.content_length {
+            _ if req.chunked => Framing::Chunked,
             None | Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
         };
@@ -222,6 +231,9 @@ impl Outgoing {
             fields::put(&mut head, b"cookie", v.as_bytes());
         }
         forwarding.write(&mut head, host);
+        if framing == Framing::Chunked {
+            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
         Outgoing::ended(head, framing, body, &req.method)
     }
 
@@ -330,7 +342,6 @@ async fn write_body<W: AsyncWrite + Unpin>(
     limit: Option<u64>,
     framing: Framing,
 ) -> Result<(), WireError> {
-    use http_body_util::BodyExt;
     let body = match body {
         ClientBody::Whole(data) => {
             match framing {
@@ -345,23 +356,19 @@ async fn write_body<W: AsyncWrite + Unpin>(
             }
             return Ok(());
         }
-        ClientBody::Streamed(b) => b,
+        ClientBody::Streamed(_) | ClientBody::Piped(_) => body,
     };
     let mut sent = 0u64;
     let mut pace = pace;
     loop {
-        let frame = match pace.as_deref_mut() {
-            Some(p) => p.next(body.frame()).await?,
-            None => body.frame().await,
+        let piece = match pace.as_deref_mut() {
+            Some(p) => p.next(next_piece(body)).await?,
+            None => next_piece(body).await,
         };
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(WireError::ClientBody)?;
-        if let (Some(p), Some(d)) = (pace.as_deref_mut(), frame.data_ref()) {
-            p.got(d.len());
+        let Some(data) = piece? else { break };
+        if let Some(p) = pace.as_deref_mut() {
+            p.got(data.len());
         }
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers are not forwarded
-        };
         if data.is_empty() {
             continue;
         }
@@ -386,6 +393,23 @@ async fn write_body<W: AsyncWrite + Unpin>(
         _ => {}
     }
     Ok(())
+}
+
+/// The next piece of a streamed body's data (trailers are not forwarded); `None` at its end.
+async fn next_piece(body: &mut ClientBody) -> Result<Option<Bytes>, WireError> {
+    use http_body_util::BodyExt;
+    match body {
+        ClientBody::Whole(data) => Ok((!data.is_empty()).then(|| std::mem::take(data))),
+        ClientBody::Piped(rx) => Ok(rx.recv().await.transpose()?),
+        ClientBody::Streamed(b) => loop {
+            let Some(frame) = b.frame().await else {
+                return Ok(None);
+            };
+            if let Ok(data) = frame.map_err(WireError::ClientBody)?.into_data() {
+                return Ok(Some(data));
+            }
+        },
+    }
 }
 
 /// Read into `buf` once; `Ok(0)` at the end of the stream.

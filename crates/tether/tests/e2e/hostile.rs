@@ -26,8 +26,9 @@ async fn two_host_fields_are_a_400_and_reach_no_server() {
     for req in [
         &b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: a.example\r\nX-A: 1\r\nhost: a.example\r\n\r\n",
-        // Over the hyper path too (a chunked body hands the connection over).
         b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        // Over the hyper path too (`Expect` hands the connection over).
+        b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
     ] {
         let r = raw::exchange(p.addr(), req, QUIET).await;
         assert_eq!(status(&r), 400, "{r}");
@@ -244,18 +245,17 @@ async fn a_body_slower_than_the_minimum_rate_is_a_408() {
     assert_eq!(status(&r), 200, "the proxy goes on serving");
 }
 
-// Still open (issue 16): hyper's decoder, which reads chunked request bodies today, takes a NUL in
-// a chunk extension and extensions up to 16 KiB; the 4 KiB cap and the NUL refusal need Tether's
-// own decoder on request bodies. Neither reaches a server: bodies are re-chunked, extensions
-// dropped (asserted below).
 #[tokio::test]
-async fn chunk_lines_with_a_bare_cr_or_lf_are_refused_and_extensions_stop_here() {
+async fn chunk_lines_with_a_bare_cr_lf_or_nul_or_over_4_kib_are_refused() {
     let rec = Recorder::spawn().await;
     let p = proxy(&rec).await;
     let head = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let long_ext = format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(5000));
     for bad in [
-        &b"5;a\rb\r\nhello\r\n0\r\n\r\n"[..], // bare CR in an extension
-        b"5\nhello\r\n0\r\n\r\n",             // bare LF ending the size line
+        &b"5;a\rb\r\nhello\r\n0\r\n\r\n"[..],  // bare CR in an extension
+        b"5\nhello\r\n0\r\n\r\n",              // bare LF ending the size line
+        b"5;ext=1;a\0b\r\nhello\r\n0\r\n\r\n", // NUL in an extension
+        long_ext.as_bytes(),                   // a chunk line over 4 KiB
     ] {
         let mut req = head.to_vec();
         req.extend_from_slice(bad);
@@ -267,9 +267,15 @@ async fn chunk_lines_with_a_bare_cr_or_lf_are_refused_and_extensions_stop_here()
             String::from_utf8_lossy(&bad[..bad.len().min(20)])
         );
     }
-    // A good one goes through, re-chunked: extensions never reach the server.
+    // None of those bodies reached a server whole: the body (if it started) was cut.
+    assert!(
+        rec.requests().iter().all(|r| !r.ends_with("0\r\n\r\n")),
+        "{:?}",
+        rec.requests()
+    );
+    // A good one goes through, re-chunked: extensions and trailers never reach the server.
     let mut req = head.to_vec();
-    req.extend_from_slice(b"5;ext=1;a\0b\r\nhello\r\n0\r\n\r\n");
+    req.extend_from_slice(b"5;ext=1;q=\"a b\"\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n");
     let r = raw::exchange(p.addr(), &req, QUIET).await;
     assert_eq!(status(&r), 200, "{r}");
     let last = rec.requests().pop().unwrap();
@@ -277,6 +283,69 @@ async fn chunk_lines_with_a_bare_cr_or_lf_are_refused_and_extensions_stop_here()
         last.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
         "{last:?}"
     );
+    assert_eq!(last.matches("transfer-encoding").count(), 1, "{last:?}");
+}
+
+#[tokio::test]
+async fn chunked_requests_keep_their_connection_and_their_bytes() {
+    let rec = Recorder::spawn().await;
+    let p = proxy(&rec).await;
+    // Two chunked requests, pipelined, then a plain one, on one connection: each is framed, so
+    // all three are answered on it.
+    let big: String = (0..100_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut req = Vec::new();
+    req.extend_from_slice(b"POST /one HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in big.as_bytes().chunks(30_000) {
+        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        req.extend_from_slice(piece);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req.extend_from_slice(
+        b"POST /two HTTP/1.1\r\nhost: a\r\ntransfer-encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    req.extend_from_slice(b"GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let r = raw::exchange(p.addr(), &req, Duration::from_secs(5)).await;
+    assert_eq!(r.matches("HTTP/1.1 200").count(), 3, "{r}");
+    let seen = rec.requests();
+    let one = seen.iter().find(|r| r.starts_with("POST /one")).unwrap();
+    let body: String = one
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .split("\r\n")
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(body.len(), big.len());
+    assert!(body == big, "the body reached the server unchanged");
+    assert!(seen
+        .iter()
+        .any(|r| r.starts_with("POST /two") && r.ends_with("3\r\nabc\r\n0\r\n\r\n")));
+}
+
+#[tokio::test]
+async fn a_chunked_body_slower_than_the_minimum_rate_is_a_408() {
+    let rec = Recorder::spawn().await;
+    let toml = format!(
+        "{WEB}{KEY}[timeouts]\nbody_min_rate = 100\nbody_rate_window = \"1s\"\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nservers = [{{ url = \"{}\" }}]\n",
+        rec.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let head = b"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let drip: Vec<&[u8]> = std::iter::repeat_n(&b"1\r\nx\r\n"[..], 20).collect();
+    let r = send_slowly(
+        p.addr(),
+        head,
+        &drip,
+        Duration::from_millis(200),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(status(&r), 408, "{r}");
 }
 
 #[tokio::test]

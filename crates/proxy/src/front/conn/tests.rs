@@ -47,8 +47,11 @@ fn ordinary_requests_are_served_here_with_the_right_persistence() {
 #[test]
 fn anything_unusual_is_handed_to_hyper() {
     for head in [
-        &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        &b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
@@ -76,6 +79,23 @@ fn anything_unusual_is_handed_to_hyper() {
         &Limits::default(),
     );
     assert!(matches!(partial, Ok(None)));
+}
+
+#[test]
+fn a_chunked_request_is_taken_with_its_head_alone() {
+    let raw = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n5\r\nhello\r\n";
+    assert!(!handed_over(raw));
+    let mut buf = BytesMut::from(&raw[..]);
+    let Ok(Some(t)) = take(&mut buf, &Limits::default()) else {
+        panic!("taken")
+    };
+    assert!(t.request.chunked);
+    assert_eq!(t.request.message.len(), t.request.head_len, "no body in it");
+    assert_eq!(&buf[..], b"5\r\nhello\r\n", "the body is left to decode");
+    let mut out = Vec::new();
+    t.request.fields.write_without(t.request.head(), Mask::default(), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.to_ascii_lowercase().contains("transfer-encoding"), "{out}");
 }
 
 /// The request `raw` as `front` takes it.
