@@ -60,6 +60,7 @@ pub fn labels(data: &[u8]) {
         networks: BTreeMap::from([("net".to_string(), [10, 0, 0, 2].into())]),
         exposed_ports: vec![80],
         host_network: false,
+        kind: Default::default(),
     };
     let entrypoints = vec!["web".to_string()];
     let cx = Context {

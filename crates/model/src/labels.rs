@@ -50,6 +50,27 @@ pub struct Container {
     pub exposed_ports: Vec<u16>,
     /// `network_mode: host`: reachable on the host's loopback.
     pub host_network: bool,
+    /// What `name` names, for messages: a container, or a Swarm service (whose labels every task
+    /// shares).
+    pub kind: Kind,
+}
+
+/// What a [`Container`] stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    #[default]
+    Container,
+    /// A Swarm service: its labels and environment, one of its tasks' addresses.
+    Service,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Container => "container",
+            Kind::Service => "service",
+        })
+    }
 }
 
 /// What the translation needs to know about Tether itself.
@@ -107,6 +128,8 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LabelError {
     pub container: String,
+    /// What `container` names.
+    pub kind: Kind,
     pub origin: Source,
     /// Label key or variable name; empty when the problem is the container as a whole.
     pub key: String,
@@ -125,7 +148,7 @@ impl fmt::Display for LabelError {
             (Some(v), false) => write!(f, "{kind} {}={v:?}: {}", self.key, self.message)?,
             (None, false) => write!(f, "{kind} {}: {}", self.key, self.message)?,
         }
-        write!(f, " (container {})", self.container)
+        write!(f, " ({} {})", self.kind, self.container)
     }
 }
 
@@ -134,6 +157,7 @@ impl Container {
     pub fn label_error(&self, key: &str, message: impl Into<String>) -> LabelError {
         LabelError {
             container: self.name.clone(),
+            kind: self.kind,
             origin: Source::Label,
             key: key.to_string(),
             value: self.labels.get(key).cloned(),
@@ -145,6 +169,7 @@ impl Container {
     pub fn env_error(&self, key: &str, message: impl Into<String>) -> LabelError {
         LabelError {
             container: self.name.clone(),
+            kind: self.kind,
             origin: Source::Env,
             key: key.to_string(),
             value: self.env.get(key).cloned(),
@@ -253,6 +278,7 @@ pub fn address(
     if !cx.own_networks.is_empty() {
         return Err(LabelError {
             container: c.name.clone(),
+            kind: c.kind,
             origin: Source::Label,
             key: String::new(),
             value: None,
@@ -272,6 +298,7 @@ pub fn address(
         .copied()
         .ok_or_else(|| LabelError {
             container: c.name.clone(),
+            kind: c.kind,
             origin: Source::Label,
             key: String::new(),
             value: None,

@@ -233,20 +233,21 @@ async fn inspect_all(client: &Client) -> Result<Vec<Inspection>, ApiError> {
 /// When Tether runs in a container, the networks of that container (found through the id in
 /// `/proc/self/mountinfo`); empty on the host.
 async fn own_networks(client: &Client) -> Vec<String> {
-    let Some(id) = own_container_id() else {
+    let Some(i) = own_container(client).await else {
         return Vec::new();
     };
-    match client
+    let nets = i.network_names();
+    tracing::info!(networks = %nets.join(","), "docker: Tether runs in a container; routing over its networks");
+    nets
+}
+
+/// The inspection of the container this process runs in; `None` on a host.
+pub async fn own_container(client: &Client) -> Option<Inspection> {
+    let id = own_container_id()?;
+    client
         .get::<Inspection>(&format!("/containers/{id}/json"))
         .await
-    {
-        Ok(i) => {
-            let nets = i.network_names();
-            tracing::info!(networks = %nets.join(","), "docker: Tether runs in a container; routing over its networks");
-            nets
-        }
-        Err(_) => Vec::new(),
-    }
+        .ok()
 }
 
 /// The id of the container this process runs in, read from the engine's bind mounts

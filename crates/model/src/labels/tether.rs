@@ -198,6 +198,7 @@ fn located(c: &Container, doc: &Doc, e: &ConfigError) -> LabelError {
     });
     LabelError {
         container: c.name.clone(),
+        kind: c.kind,
         origin: Source::Label,
         value: c.labels.get(&key).cloned(),
         key,

@@ -4,7 +4,7 @@
 //! - `traefik.http.services.<s>.loadbalancer.server.port` (and `.scheme`, `http` only);
 //! - `traefik.http.services.<s>.loadbalancer.sticky.cookie` (`true`) and its `.name`, `.secure`,
 //!   `.httponly`, `.samesite`, `.maxage`, `.path`;
-//! - `traefik.docker.network`, `traefik.enable`.
+//! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`.
 //!
 //! Router entrypoints, middlewares and TLS options name Traefik's own configuration and are not
 //! read: routes attach to every Tether entrypoint. Defaults as in Traefik: without a service label
@@ -23,6 +23,13 @@ use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing, SameSite
 const ROUTERS: &str = "traefik.http.routers.";
 const SERVICES: &str = "traefik.http.services.";
 pub(crate) const NETWORK: &str = "traefik.docker.network";
+/// Traefik v3's Swarm provider spells it so.
+pub(crate) const SWARM_NETWORK: &str = "traefik.swarm.network";
+
+/// The network a Traefik label names, in either provider's spelling.
+pub(crate) fn network_label(c: &Container) -> Option<(&str, &str)> {
+    label_ci(c, NETWORK).or_else(|| label_ci(c, SWARM_NETWORK))
+}
 
 #[derive(Default)]
 struct Svc<'a> {
@@ -56,7 +63,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     if services.is_empty() {
         services.insert(c.group.clone(), Svc::default());
     }
-    let network = label_ci(c, NETWORK);
+    let network = network_label(c);
     let ip = match address(c, cx, network) {
         Ok(ip) => Some(ip),
         Err(e) => {

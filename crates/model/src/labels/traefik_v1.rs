@@ -7,12 +7,12 @@
 //! - `traefik.backend.loadbalancer.stickiness=true` and `...stickiness.cookieName` (also the older
 //!   `traefik.backend.loadbalancer.sticky=true`); `traefik.backend.loadbalancer.method` `wrr` or
 //!   `drr` (read as least requests);
-//! - `traefik.docker.network`, `traefik.enable`.
+//! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`.
 //!
 //! Unlike Traefik v1, whose cookie holds `http://10.0.0.5:8000`, the sticky cookie is sealed: it
 //! names the server without revealing its address and cannot be forged to reach another one.
 
-use super::traefik::{label_ci, NETWORK};
+use super::traefik::{label_ci, network_label};
 use super::{
     address, any_of, lit, parse_bool, port, route, scoped, server, service, Container, Context,
     Translation,
@@ -37,7 +37,7 @@ pub(crate) fn applies(c: &Container) -> bool {
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
     let name = label_ci(c, "traefik.backend").map_or(c.group.clone(), |(_, v)| v.to_string());
-    let ip = address(c, cx, label_ci(c, NETWORK))
+    let ip = address(c, cx, network_label(c))
         .map_err(|e| errors.push(e))
         .ok();
     let port_label = label_ci(c, "traefik.port");

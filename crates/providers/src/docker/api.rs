@@ -1,7 +1,7 @@
 //! A read-only client for the Docker Engine API over its Unix socket (or `tcp://`).
 //!
-//! It can only send `GET`: ping, version, the container list, one container's inspection and the
-//! event stream. There is no method to start, stop or change anything, so Tether cannot alter the
+//! It can only send `GET`: ping, version, the container list, one container's inspection, the
+//! Swarm's lists (services, tasks, nodes, networks) and the event stream. There is no method to start, stop or change anything, so Tether cannot alter the
 //! engine even by mistake, and the socket can be mounted read-only.
 
 use std::path::PathBuf;
@@ -173,7 +173,13 @@ impl Client {
     /// `GET /events` filtered to container and network events: a stream that lasts until the
     /// engine closes it.
     pub async fn events(&self) -> Result<EventStream, ApiError> {
-        let filters = r#"{"type":["container","network"]}"#;
+        self.events_of(&["container", "network"]).await
+    }
+
+    /// `GET /events` filtered to events of these types (`container`, `service`, `node`, ...).
+    pub async fn events_of(&self, types: &[&str]) -> Result<EventStream, ApiError> {
+        let filters = serde_json::json!({ "type": types }).to_string();
+        let filters = filters.as_str();
         let path = format!("{}/events?filters={}", self.prefix, encode(filters));
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.send(&path))
             .await

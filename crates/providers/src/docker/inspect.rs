@@ -153,6 +153,7 @@ impl Inspection {
             networks,
             exposed_ports,
             host_network: self.host_config.network_mode == "host",
+            kind: Default::default(),
         }
     }
 

@@ -42,7 +42,12 @@ pub struct Settings {
     pub drain: Duration,
     /// Only containers carrying this label with this value are read (`--docker-constraint`).
     pub constraint: Option<(String, String)>,
+    /// Leave out Swarm task containers: the Swarm provider declares their services.
+    pub skip_tasks: bool,
 }
+
+/// The label Swarm puts on every task's container.
+pub const TASK_LABEL: &str = "com.docker.swarm.service.id";
 
 /// All known containers by id.
 #[derive(Debug, Default)]
@@ -104,7 +109,8 @@ impl Tracker {
             .settings
             .constraint
             .as_ref()
-            .is_none_or(|(k, v)| container.labels.get(k) == Some(v));
+            .is_none_or(|(k, v)| container.labels.get(k) == Some(v))
+            && !(self.settings.skip_tasks && container.labels.contains_key(TASK_LABEL));
         let declared = if wanted {
             labels::declare(&container, &cx)
         } else {

@@ -93,9 +93,14 @@ fn a_chunked_request_is_taken_with_its_head_alone() {
     assert_eq!(t.request.message.len(), t.request.head_len, "no body in it");
     assert_eq!(&buf[..], b"5\r\nhello\r\n", "the body is left to decode");
     let mut out = Vec::new();
-    t.request.fields.write_without(t.request.head(), Mask::default(), &mut out);
+    t.request
+        .fields
+        .write_without(t.request.head(), Mask::default(), &mut out);
     let out = String::from_utf8(out).unwrap();
-    assert!(!out.to_ascii_lowercase().contains("transfer-encoding"), "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("transfer-encoding"),
+        "{out}"
+    );
 }
 
 /// The request `raw` as `front` takes it.
