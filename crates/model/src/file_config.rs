@@ -38,7 +38,28 @@ pub struct Settings {
     /// Merge `//` into `/` in request paths (`[http] merge_slashes`, default false).
     pub merge_slashes: bool,
     pub limits: Limits,
+    /// `[swarm]`: follow a Swarm manager.
+    pub swarm: Option<SwarmSettings>,
 }
+
+/// `[swarm]`: the manager to follow and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmSettings {
+    /// `unix:///var/run/docker.sock` or `tcp://host:port`; `None`: `$DOCKER_HOST`, else the
+    /// default socket.
+    pub endpoint: Option<String>,
+    /// The steady task poll (default 500 ms).
+    pub poll: Duration,
+    /// The network to reach tasks on when a service names none and Tether shares none.
+    pub network: Option<String>,
+    /// Only services with this label and value are read.
+    pub constraint: Option<(String, String)>,
+}
+
+/// The steady task poll's default, and its bounds.
+pub const SWARM_POLL: Duration = Duration::from_millis(500);
+pub const SWARM_POLL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(50)..=Duration::from_secs(60);
 
 /// What one request may hold, and how many connections one client may open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -397,7 +397,10 @@ pub async fn snapshot(cfg: &SwarmConfig) -> Result<(Outcome, usize), SwarmError>
 
 /// For `tether check --docker` on a manager: the services whose own labels (`deploy.labels`)
 /// would declare routes, which only `--swarm` reads. Empty when the engine is no manager.
-pub async fn labelled_services(endpoint: &Endpoint) -> Vec<String> {
+pub async fn labelled_services(
+    endpoint: &Endpoint,
+    constraint: Option<&(String, String)>,
+) -> Vec<String> {
     let Ok(client) = manager(endpoint).await else {
         return Vec::new();
     };
@@ -406,6 +409,7 @@ pub async fn labelled_services(endpoint: &Endpoint) -> Vec<String> {
     };
     services
         .iter()
+        .filter(|s| constraint.is_none_or(|(k, v)| s.spec.labels.get(k) == Some(v)))
         .filter(|s| {
             s.spec.labels.keys().any(|k| {
                 k.starts_with("tether.") || k.starts_with("traefik.") || k.starts_with("com.df.")

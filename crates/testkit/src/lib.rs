@@ -24,6 +24,7 @@ pub mod h2raw;
 pub mod raw;
 pub mod recorder;
 pub mod relay;
+pub mod swarm;
 
 pub use admin::Admin;
 pub use client::{Client, Reply};

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use tether_control::Control;
 use tether_model::file_config::{KeySource, Settings, Timeouts};
 use tether_providers::api::{ApiHandle, ApiSource};
-use tether_providers::{docker, file, Event, FirstSync, Source};
+use tether_providers::{docker, file, swarm, Event, FirstSync, Source};
 use tether_proxy::{Listener, ProxyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -29,6 +29,8 @@ pub struct Options {
     pub key_file: Option<PathBuf>,
     /// Follow this Docker engine.
     pub docker: Option<DockerOptions>,
+    /// Follow this Swarm manager (else the file's `[swarm]`, if any).
+    pub swarm: Option<SwarmOptions>,
     pub state_dir: PathBuf,
     /// How long requests in flight may finish after shutdown is asked for, and how long a stopping
     /// container keeps the sessions pinned to it.
@@ -57,6 +59,7 @@ impl Options {
             listen: ([0, 0, 0, 0], 80).into(),
             key_file: None,
             docker: None,
+            swarm: None,
             state_dir,
             drain,
             admin: AdminOptions::default(),
@@ -76,8 +79,14 @@ pub struct DockerOptions {
 }
 
 impl DockerOptions {
-    /// The provider's configuration, for Tether's entrypoints and drain period.
-    pub fn config(&self, entrypoints: Vec<String>, drain: Duration) -> docker::DockerConfig {
+    /// The provider's configuration, for Tether's entrypoints and drain period. With a Swarm
+    /// provider beside it, task containers are left to that one.
+    pub fn config(
+        &self,
+        entrypoints: Vec<String>,
+        drain: Duration,
+        with_swarm: bool,
+    ) -> docker::DockerConfig {
         docker::DockerConfig {
             endpoint: self.endpoint.clone(),
             settings: docker::Settings {
@@ -86,7 +95,58 @@ impl DockerOptions {
                 default_network: self.network.clone(),
                 drain,
                 constraint: self.constraint.clone(),
+                skip_tasks: with_swarm,
             },
+        }
+    }
+}
+
+/// The Swarm source.
+#[derive(Debug, Clone)]
+pub struct SwarmOptions {
+    pub endpoint: docker::Endpoint,
+    /// Network to reach tasks on when a service names none and Tether shares none.
+    pub network: Option<String>,
+    /// Only services with this label and value are read.
+    pub constraint: Option<(String, String)>,
+    /// The steady task poll.
+    pub poll: Duration,
+}
+
+impl SwarmOptions {
+    /// From the file's `[swarm]`.
+    pub fn from_file(s: &tether_model::file_config::SwarmSettings) -> anyhow::Result<SwarmOptions> {
+        let endpoint = match &s.endpoint {
+            Some(e) => docker::Endpoint::parse(e),
+            None => docker::Endpoint::from_env(),
+        }
+        .map_err(|e| anyhow::anyhow!("swarm.endpoint: {e}"))?;
+        Ok(SwarmOptions {
+            endpoint,
+            network: s.network.clone(),
+            constraint: s.constraint.clone(),
+            poll: s.poll,
+        })
+    }
+
+    /// The provider's configuration.
+    pub fn config(
+        &self,
+        entrypoints: Vec<String>,
+        drain: Duration,
+        key_configured: bool,
+    ) -> swarm::SwarmConfig {
+        swarm::SwarmConfig {
+            endpoint: self.endpoint.clone(),
+            settings: swarm::Settings {
+                entrypoints,
+                own_networks: Vec::new(),
+                default_network: self.network.clone(),
+                drain,
+                constraint: self.constraint.clone(),
+            },
+            poll: self.poll,
+            key_configured,
         }
     }
 }
@@ -137,10 +197,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     let admin_addr = opts.admin.address;
     if opts.config.is_none()
         && opts.docker.is_none()
+        && opts.swarm.is_none()
         && admin_addr.is_none()
         && opts.store.is_none()
     {
-        bail!("nothing to serve: give --config FILE, --docker, --admin ADDR or --store URL (or several)");
+        bail!("nothing to serve: give --config FILE, --docker, --swarm, --admin ADDR or --store URL (or several)");
     }
     let (watch, cfg) = match &opts.config {
         Some(path) => {
@@ -169,6 +230,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
             admin: None,
             merge_slashes: false,
             limits: Default::default(),
+            swarm: None,
         },
     };
     let key_source = match (&settings.affinity_key, &opts.config) {
@@ -189,14 +251,29 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
     let control = Control::new(names.clone(), key);
 
+    let swarm = match (&opts.swarm, &settings.swarm) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(f)) => Some(SwarmOptions::from_file(f)?),
+        (None, None) => None,
+    };
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if let (Some(watch), Some(cfg)) = (watch, cfg) {
         sources.push(Box::new(file::FileSource::new(watch, cfg)));
     }
     if let Some(d) = &opts.docker {
-        sources.push(Box::new(docker::DockerSource(
-            d.config(names.clone(), opts.drain),
-        )));
+        sources.push(Box::new(docker::DockerSource(d.config(
+            names.clone(),
+            opts.drain,
+            swarm.is_some(),
+        ))));
+    }
+    if let Some(s) = &swarm {
+        let key_configured = !matches!(key_source, KeySource::Generated);
+        sources.push(Box::new(swarm::SwarmSource(s.config(
+            names.clone(),
+            opts.drain,
+            key_configured,
+        ))));
     }
     let mut api = None;
     if admin_addr.is_some() || opts.store.is_some() {

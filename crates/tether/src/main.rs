@@ -16,8 +16,9 @@ static ALLOC: alloc::Mimalloc = alloc::Mimalloc;
 ///
 /// Routes by host and path, balances across replicas (round robin, weights, least requests,
 /// consistent hashing) and keeps each user's session on the replica that holds it. Routes come
-/// from a TOML file that Tether watches, and from the labels of Docker containers as they start
-/// and stop; every change applies without dropping a connection.
+/// from a TOML file that Tether watches, from the labels of Docker containers as they start and
+/// stop, from a Swarm's services and tasks, and from the admin API (shared through etcd); every
+/// change applies without dropping a connection.
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
@@ -39,9 +40,12 @@ const EXAMPLES: &str = "Examples:
   tether demo                                  # the sticky-session demo on 127.0.0.1:8080
   tether run --config examples/rules.toml      # serve a configuration, reloading it on change
   tether run --docker --listen 0.0.0.0:80      # route to labelled containers as they come and go
+  tether run --swarm --listen 0.0.0.0:80 --key-file /run/secrets/tether_key
+                                               # route to a Swarm's services (on a manager)
   tether run --listen 0.0.0.0:80 --admin 127.0.0.1:8081 --store etcd://etcd:2379/tether
                                                # start empty; routes come from the API (docs/api.md)
   tether check --config tether.toml --docker   # report configuration and label errors, start nothing
+  tether check --swarm                         # what every Swarm service declares, and why not
   tether whoami --listen 127.0.0.1:9001 --name web-1
 
 Configuration reference: docs/configuration.md; container labels: docs/labels.md; admin API: docs/api.md";
@@ -99,6 +103,9 @@ enum Command {
         url: String,
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         timeout: Duration,
+        /// Print the answer's body to stdout (read an admin API from inside a container).
+        #[arg(long)]
+        print: bool,
     },
     /// Start Tether on 127.0.0.1:8080 with four whoami backends: /service1 sticky, /service2 round
     /// robin, two replicas each, and print the commands that show the difference.
@@ -186,10 +193,19 @@ struct DockerArgs {
     /// with them.
     #[arg(long, value_name = "NAME", env = "TETHER_DOCKER_NETWORK")]
     docker_network: Option<String>,
-    /// Read only the containers carrying this label with this value, e.g.
+    /// Read only the containers (and Swarm services) carrying this label with this value, e.g.
     /// com.docker.compose.project=shop (several Tethers on one engine, each its own stack).
     #[arg(long, value_name = "LABEL=VALUE", env = "TETHER_DOCKER_CONSTRAINT")]
     docker_constraint: Option<String>,
+    /// Follow a Swarm manager: its services' labels (deploy.labels) and their containers'
+    /// become routes, its tasks the servers (docs/swarm.md). Same endpoint rules as --docker;
+    /// run Tether on a manager. With --docker too, task containers are left to this one.
+    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, default_missing_value = "")]
+    swarm: Option<String>,
+    /// How often tasks are read when nothing is converging (service events and updates are
+    /// followed faster, every 250 ms).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_poll, env = "TETHER_SWARM_POLL")]
+    swarm_poll: Duration,
 }
 
 impl DockerArgs {
@@ -197,24 +213,52 @@ impl DockerArgs {
         let Some(ep) = &self.docker else {
             return Ok(None);
         };
-        let endpoint = if ep.is_empty() {
-            tether_providers::docker::Endpoint::from_env()
-        } else {
-            tether_providers::docker::Endpoint::parse(ep)
-        }
-        .map_err(|e| anyhow::anyhow!("--docker: {e}"))?;
-        let constraint = match self.docker_constraint.as_deref() {
+        Ok(Some(tether::app::DockerOptions {
+            endpoint: endpoint("--docker", ep)?,
+            network: self.docker_network.clone(),
+            constraint: self.constraint()?,
+        }))
+    }
+
+    fn swarm_options(&self) -> anyhow::Result<Option<tether::app::SwarmOptions>> {
+        let Some(ep) = &self.swarm else {
+            return Ok(None);
+        };
+        Ok(Some(tether::app::SwarmOptions {
+            endpoint: endpoint("--swarm", ep)?,
+            network: self.docker_network.clone(),
+            constraint: self.constraint()?,
+            poll: self.swarm_poll,
+        }))
+    }
+
+    fn constraint(&self) -> anyhow::Result<Option<(String, String)>> {
+        Ok(match self.docker_constraint.as_deref() {
             None | Some("") => None,
             Some(c) => match c.split_once('=') {
                 Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
                 _ => anyhow::bail!("--docker-constraint {c:?}: expected LABEL=VALUE"),
             },
-        };
-        Ok(Some(tether::app::DockerOptions {
-            endpoint,
-            network: self.docker_network.clone(),
-            constraint,
-        }))
+        })
+    }
+}
+
+/// An engine endpoint given to `flag` (empty: `$DOCKER_HOST`, else the default socket).
+fn endpoint(flag: &str, ep: &str) -> anyhow::Result<tether_providers::docker::Endpoint> {
+    if ep.is_empty() {
+        tether_providers::docker::Endpoint::from_env()
+    } else {
+        tether_providers::docker::Endpoint::parse(ep)
+    }
+    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+fn parse_poll(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if tether_model::file_config::SWARM_POLL_RANGE.contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!("{s:?}: expected between 50ms and 60s"))
     }
 }
 
@@ -269,14 +313,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// `tether check`: every error in the file and in the containers' labels; fails if there is one.
+/// `tether check`: every error in the file, the containers' labels and the Swarm services'; fails
+/// if there is one. "0 routes" always comes with the reasons.
 async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()> {
-    let docker = docker.options()?;
-    if config.is_none() && docker.is_none() {
-        anyhow::bail!("nothing to check: give --config FILE, --docker, or both");
+    let swarm = docker.swarm_options()?;
+    let docker_opts = docker.options()?;
+    if config.is_none() && docker_opts.is_none() && swarm.is_none() {
+        anyhow::bail!("nothing to check: give --config FILE, --docker, --swarm, or several");
     }
     let mut failed = false;
     let mut entrypoints = vec!["web".to_string()];
+    let mut key_configured = false;
+    let mut file_swarm = None;
     if let Some(config) = &config {
         match tether_providers::file::load(config) {
             Ok(cfg) => {
@@ -293,6 +341,11 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
                     .iter()
                     .map(|e| e.0.clone())
                     .collect();
+                key_configured = !matches!(
+                    cfg.settings.affinity_key,
+                    tether_model::file_config::KeySource::Generated
+                );
+                file_swarm = cfg.settings.swarm.clone();
             }
             Err(e) => {
                 for m in e.messages() {
@@ -302,25 +355,83 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
             }
         }
     }
-    if let Some(d) = docker {
-        let cfg = d.config(entrypoints, Duration::ZERO);
-        let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
-        for e in &update.errors {
-            eprintln!("docker: {e}");
-        }
-        failed |= !update.errors.is_empty();
-        println!(
-            "docker {}: {running} containers running, {} routes and {} services from their labels{}",
-            d.endpoint,
-            update.routes.len(),
-            update.services.len(),
-            if update.errors.is_empty() { String::new() } else { format!(", {} errors", update.errors.len()) }
-        );
+    key_configured |= std::env::var_os("TETHER_KEY_FILE").is_some();
+    let swarm = match (swarm, file_swarm) {
+        (Some(s), _) => Some(s),
+        (None, Some(f)) => Some(tether::app::SwarmOptions::from_file(&f)?),
+        (None, None) => None,
+    };
+    if let Some(d) = &docker_opts {
+        failed |= check_docker(d, entrypoints.clone(), swarm.is_some()).await?;
+    }
+    if let Some(s) = &swarm {
+        failed |= check_swarm(s, entrypoints, key_configured).await?;
     }
     if failed {
         anyhow::bail!("configuration has errors");
     }
     Ok(())
+}
+
+/// The Docker provider's part of `tether check`; true if it found errors.
+async fn check_docker(
+    d: &tether::app::DockerOptions,
+    entrypoints: Vec<String>,
+    with_swarm: bool,
+) -> anyhow::Result<bool> {
+    let cfg = d.config(entrypoints, Duration::ZERO, with_swarm);
+    let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
+    for e in &update.errors {
+        eprintln!("docker: {e}");
+    }
+    println!(
+        "docker {}: {running} containers running, {} routes and {} services from their labels{}",
+        d.endpoint,
+        update.routes.len(),
+        update.services.len(),
+        if update.errors.is_empty() {
+            String::new()
+        } else {
+            format!(", {} errors", update.errors.len())
+        }
+    );
+    if !with_swarm {
+        let labelled =
+            tether_providers::swarm::labelled_services(&d.endpoint, d.constraint.as_ref()).await;
+        if !labelled.is_empty() {
+            println!(
+                "docker: note: {} Swarm services carry routing labels on the service itself (deploy.labels, --label-add): {}. The Docker provider reads containers only; add --swarm to read them",
+                labelled.len(),
+                labelled.join(", ")
+            );
+        }
+    }
+    Ok(!update.errors.is_empty())
+}
+
+/// The Swarm provider's part of `tether check`; true if it found errors.
+async fn check_swarm(
+    s: &tether::app::SwarmOptions,
+    entrypoints: Vec<String>,
+    key_configured: bool,
+) -> anyhow::Result<bool> {
+    let cfg = s.config(entrypoints, Duration::ZERO, key_configured);
+    let (outcome, services) = tether_providers::swarm::snapshot(&cfg).await?;
+    for e in &outcome.update.errors {
+        eprintln!("swarm: {e}");
+    }
+    for n in &outcome.notes {
+        println!("swarm: note: {n}");
+    }
+    println!(
+        "swarm {}: {services} services, {} tasks in rotation, {} routes and {} services from their labels{}",
+        s.endpoint,
+        outcome.tasks,
+        outcome.update.routes.len(),
+        outcome.update.services.len(),
+        if outcome.update.errors.is_empty() { String::new() } else { format!(", {} errors", outcome.update.errors.len()) }
+    );
+    Ok(!outcome.update.errors.is_empty())
 }
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
@@ -340,6 +451,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 config,
                 listen,
                 key_file,
+                swarm: docker.swarm_options()?,
                 docker: docker.options()?,
                 state_dir,
                 drain,
@@ -371,8 +483,19 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             tether_whoami::run(listen, id, shutdown_signal()).await?;
             Ok(())
         }
-        Command::Probe { url, timeout } => {
-            let status = tether::probe::get(&url, timeout).await?;
+        Command::Probe {
+            url,
+            timeout,
+            print,
+        } => {
+            let status = if print {
+                let (status, body) = tether::probe::get_body(&url, timeout).await?;
+                use std::io::Write as _;
+                std::io::stdout().write_all(&body)?;
+                status
+            } else {
+                tether::probe::get(&url, timeout).await?
+            };
             if !status.is_success() {
                 anyhow::bail!("{url}: answered {status}");
             }

@@ -1,16 +1,33 @@
 //! `tether probe URL`: one GET, success on a 2xx answer. The HEALTHCHECK of images that have no
-//! shell and no curl (`FROM scratch`).
+//! shell and no curl (`FROM scratch`), and with `--print` a way to read an admin API from inside
+//! such a container (`docker exec proxy /tether probe --print http://127.0.0.1:8081/api/version`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// Largest body `--print` reads.
+const MAX_PRINT: usize = 16 << 20;
+
 /// GET `url` (`http://host:port/path`) and return the status, within `timeout`.
 pub async fn get(url: &str, timeout: Duration) -> anyhow::Result<http::StatusCode> {
+    Ok(fetch(url, timeout, false).await?.0)
+}
+
+/// GET `url` and return the status and the body, within `timeout`.
+pub async fn get_body(url: &str, timeout: Duration) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    fetch(url, timeout, true).await
+}
+
+async fn fetch(
+    url: &str,
+    timeout: Duration,
+    read_body: bool,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
@@ -31,7 +48,17 @@ pub async fn get(url: &str, timeout: Duration) -> anyhow::Result<http::StatusCod
             .header(http::header::HOST, authority.as_str())
             .body(Empty::<Bytes>::new())?;
         let resp = sender.send_request(req).await?;
-        anyhow::Ok(resp.status())
+        let status = resp.status();
+        let body = if read_body {
+            Limited::new(resp.into_body(), MAX_PRINT)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the body: {e}"))?
+                .to_bytes()
+        } else {
+            Bytes::new()
+        };
+        anyhow::Ok((status, body))
     };
     tokio::time::timeout(timeout, work)
         .await

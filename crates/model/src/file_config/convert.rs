@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use super::raw::{
     Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawLimits, RawService, RawSize,
-    RawTimeouts, S,
+    RawSwarm, RawTimeouts, S,
 };
 use super::{
-    line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Limits, Settings, Timeouts,
+    line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Limits, Settings, SwarmSettings,
+    Timeouts, SWARM_POLL, SWARM_POLL_RANGE,
 };
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
@@ -227,6 +228,57 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         admin,
         merge_slashes: raw.http.merge_slashes.unwrap_or(false),
         limits: limits(cx, &raw.limits),
+        swarm: raw.swarm.as_ref().map(|s| swarm(cx, s.get_ref())),
+    }
+}
+
+/// `[swarm]`.
+fn swarm(cx: &mut Ctx<'_>, raw: &RawSwarm) -> SwarmSettings {
+    let endpoint = raw.endpoint.as_ref().and_then(|e| {
+        cx.check(
+            e,
+            || "swarm.endpoint".into(),
+            |s| {
+                let ok = s.starts_with("unix://") || s.starts_with('/') || s.starts_with("tcp://");
+                ok.then(|| s.clone()).ok_or_else(|| {
+                    format!("{s:?}: expected unix:///var/run/docker.sock or tcp://host:port")
+                })
+            },
+        )
+    });
+    let poll = raw
+        .poll
+        .as_ref()
+        .and_then(|p| {
+            cx.check(
+                p,
+                || "swarm.poll".into(),
+                |s| {
+                    let d = positive_duration(s)?;
+                    if SWARM_POLL_RANGE.contains(&d) {
+                        Ok(d)
+                    } else {
+                        Err(format!("{s:?}: expected between 50ms and 60s"))
+                    }
+                },
+            )
+        })
+        .unwrap_or(SWARM_POLL);
+    let constraint = raw.constraint.as_ref().and_then(|c| {
+        cx.check(
+            c,
+            || "swarm.constraint".into(),
+            |s| match s.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(format!("{s:?}: expected LABEL=VALUE")),
+            },
+        )
+    });
+    SwarmSettings {
+        endpoint,
+        poll,
+        network: raw.network.as_ref().map(|n| n.get_ref().clone()),
+        constraint,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: Option<S<RawAdmin>>,
     #[serde(default)]
+    pub swarm: Option<S<RawSwarm>>,
+    #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
     pub limits: RawLimits,
@@ -146,6 +148,16 @@ pub fn parse_size(s: &str) -> Result<u64, &'static str> {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub address: S<String>,
+}
+
+/// `[swarm]`: follow a Swarm manager (as `--swarm` does).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSwarm {
+    pub endpoint: Option<S<String>>,
+    pub poll: Option<S<String>>,
+    pub network: Option<S<String>>,
+    pub constraint: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "affinity",
     "forwarded",
     "admin",
+    "swarm",
     "http",
     "limits",
     "routes",
@@ -69,6 +70,7 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
                     one(src, &mut out.errors, value, "forwarded").unwrap_or_default()
             }
             "admin" => out.raw.admin = one(src, &mut out.errors, value, "admin"),
+            "swarm" => out.raw.swarm = one(src, &mut out.errors, value, "swarm"),
             "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
             "limits" => {
                 out.raw.limits = one(src, &mut out.errors, value, "limits").unwrap_or_default()

@@ -20,6 +20,7 @@ fn container(name: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> Conta
             .collect(),
         exposed_ports: vec![8080],
         host_network: false,
+        kind: Kind::Container,
     }
 }
 

@@ -186,21 +186,20 @@ impl Tracker {
         };
         // Does it declare anything at all? Asked of the service alone, so that a service with
         // no task running still explains itself.
-        let probe = labels::declare(&base, &cx);
-        let Some(probe) = probe else {
+        if labels::declare(&base, &cx).is_none() {
             out.notes.push(format!(
                 "service {name}: no routing labels (tether.*, traefik.*, com.df.*) on the service or its containers, nor SERVICE_PORTS / VIRTUAL_HOST / INTERLOCK_DATA in its environment"
             ));
             return;
         };
-        let reads = probe.as_ref().map(|d| d.dialect.to_string()).ok();
         if tasks.is_empty() {
+            let why = match svc.replicas() {
+                Some(0) => " (scaled to 0)".to_string(),
+                Some(r) => format!(" (0 of {r} replicas)"),
+                None => String::new(),
+            };
             out.notes.push(format!(
-                "service {name}: declares routes ({}) but has no task running{}",
-                reads.unwrap_or_else(|| "with errors".into()),
-                svc.replicas()
-                    .map(|r| format!(" (0 of {r} replicas)"))
-                    .unwrap_or_default()
+                "service {name}: has routing labels but no task running{why}"
             ));
         }
         if endpoint == Endpoint::Vip {

@@ -41,6 +41,7 @@ impl Tether {
                 network: None,
                 constraint: Some((k, v)),
             }),
+            swarm: None,
             state_dir: dir.path().to_path_buf(),
             drain,
             admin: Default::default(),

@@ -218,7 +218,7 @@ fn every_reason_for_nothing_is_said() {
         "{all}"
     );
     assert!(all.contains("service plain: no routing labels"), "{all}");
-    assert!(all.contains("service idle: declares routes"), "{all}");
+    assert!(all.contains("service idle: has routing labels"), "{all}");
     assert!(all.contains("no task running (0 of 2 replicas)"), "{all}");
     assert!(
         all.contains("tether.swarm.endpoint=\"anycast\": expected tasks or vip"),

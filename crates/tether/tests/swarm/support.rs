@@ -1,0 +1,80 @@
+//! Reading a Tether container's state through its admin API, and timing what it does.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tether_testkit::admin::Admin;
+use tether_testkit::swarm::{Swarm, TetherContainer};
+use tether_testkit::TempDir;
+
+pub const KEY: &str = "swarm-test-key-swarm-test-key-0123456789";
+
+/// A key file for Tether's container (a stand-in for the Docker secret).
+pub fn key_file() -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("tether-swarm");
+    let path = dir.path().join("key");
+    std::fs::write(&path, KEY).unwrap();
+    (dir, path)
+}
+
+/// A server as `/api/backends` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub address: String,
+    pub state: String,
+}
+
+/// The servers of `service` (a `...@swarm` name), by name.
+pub async fn servers(t: &TetherContainer, service: &str) -> BTreeMap<String, Server> {
+    let mut admin = Admin::new(t.admin, Some("test-token"));
+    let Ok(rows) = tokio::time::timeout(Duration::from_secs(2), admin.get("/api/backends")).await
+    else {
+        return BTreeMap::new();
+    };
+    let rows = rows.json();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["service"] == service)
+        .map(|r| {
+            let s = Server {
+                name: r["server"].as_str().unwrap_or_default().to_string(),
+                address: r["address"].as_str().unwrap_or_default().to_string(),
+                state: r["state"].as_str().unwrap_or_default().to_string(),
+            };
+            (s.name.clone(), s)
+        })
+        .collect()
+}
+
+/// Wait until `cond` holds of the servers of `service`; the servers then.
+pub async fn wait_servers(
+    t: &TetherContainer,
+    service: &str,
+    deadline: Duration,
+    what: &str,
+    cond: impl Fn(&BTreeMap<String, Server>) -> bool,
+) -> BTreeMap<String, Server> {
+    let end = Instant::now() + deadline;
+    loop {
+        let s = servers(t, service).await;
+        if cond(&s) {
+            return s;
+        }
+        if Instant::now() >= end {
+            panic!(
+                "{what}: not within {deadline:?}; servers: {s:?}\n--- tether's log ---\n{}",
+                Swarm::logs(&t.name).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by `deadline`
+    }
+}
+
+/// Median and max of some durations, in milliseconds.
+pub fn median_max(mut v: Vec<Duration>) -> (u128, u128) {
+    v.sort();
+    let ms = |d: &Duration| d.as_millis();
+    (v.get(v.len() / 2).map_or(0, ms), v.last().map_or(0, ms))
+}
