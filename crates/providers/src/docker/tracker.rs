@@ -446,4 +446,32 @@ mod tests {
             u.errors
         );
     }
+
+    #[test]
+    fn with_a_swarm_provider_task_containers_are_left_to_it() {
+        let task = [
+            ("tether.http.routers.web.rule", "Host(`web`)"),
+            ("com.docker.compose.service", "web"),
+            (TASK_LABEL, "abc123"),
+        ];
+        let now = Instant::now();
+        let mut alone = tracker();
+        alone.upsert(&inspection("a", "web.1.xyz", None, &task), now);
+        assert_eq!(
+            servers(&alone).len(),
+            1,
+            "without --swarm, read as a container"
+        );
+        let mut beside = Tracker::new(Settings {
+            skip_tasks: true,
+            ..Default::default()
+        });
+        beside.upsert(&inspection("a", "web.1.xyz", None, &task), now);
+        beside.upsert(&inspection("b", "plain", None, WEB), now);
+        assert_eq!(
+            servers(&beside),
+            [("plain".into(), false)],
+            "the task is the Swarm provider's; the plain container is still read"
+        );
+    }
 }
