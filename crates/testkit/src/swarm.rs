@@ -86,6 +86,11 @@ impl Swarm {
         if !args.contains(&"--network") {
             all.extend_from_slice(&["--network", &self.network]);
         }
+        // On the manager unless the test places it: a second node may be up (two-node tests),
+        // and a test that does not ask for one should not depend on it.
+        if !args.contains(&"--constraint") {
+            all.extend_from_slice(&["--constraint", "node.role==manager"]);
+        }
         all.extend_from_slice(args);
         all.push(&image);
         all.extend_from_slice(cmd);
@@ -299,4 +304,52 @@ async fn ensure_swarm() {
         .await
         .expect("flock");
     assert!(status.success(), "docker swarm init failed");
+}
+
+/// The second node of `two-node-swarm.sh` (a worker engine in a network namespace), brought up
+/// if it is not.
+#[derive(Debug)]
+pub struct SecondNode {
+    /// `unix:///tmp/node2/docker.sock`: the worker's own engine.
+    pub socket: String,
+}
+
+impl SecondNode {
+    /// Up, or `None` (after a loud message) without the script; under `CI=true` that fails.
+    pub async fn up(test: &str) -> Option<SecondNode> {
+        let script = std::env::var_os("TETHER_TWO_NODE_SWARM")
+            .map(std::path::PathBuf::from)
+            .into_iter()
+            .chain([
+                crate::docker::repo_root().join("../shared/two-node-swarm.sh"),
+                "/work/shared/two-node-swarm.sh".into(),
+            ])
+            .find(|p| p.exists());
+        let Some(script) = script else {
+            let msg =
+                format!("two-node-swarm.sh not found (set TETHER_TWO_NODE_SWARM): {test} needs it");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}; under CI=true this is a failure");
+            }
+            eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+            return None;
+        };
+        let out = tokio::process::Command::new("flock")
+            .arg("/tmp/tether-two-node.lock")
+            .arg(&script)
+            .arg("up")
+            .output()
+            .await
+            .expect("two-node-swarm.sh");
+        assert!(
+            out.status.success(),
+            "two-node-swarm.sh up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = std::env::var("NODE2_DIR").unwrap_or_else(|_| "/tmp/node2".into());
+        Some(SecondNode {
+            socket: format!("unix://{dir}/docker.sock"),
+        })
+    }
 }
