@@ -324,7 +324,6 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
     let mut failed = false;
     let mut entrypoints = vec!["web".to_string()];
     let mut key_configured = false;
-    let mut file_swarm = None;
     if let Some(config) = &config {
         match tether_providers::file::load(config) {
             Ok(cfg) => {
@@ -345,7 +344,6 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
                     cfg.settings.affinity_key,
                     tether_model::file_config::KeySource::Generated
                 );
-                file_swarm = cfg.settings.swarm.clone();
             }
             Err(e) => {
                 for m in e.messages() {
@@ -355,12 +353,8 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
             }
         }
     }
+    // The engine is only asked with --docker or --swarm: a file's [swarm] is checked as text.
     key_configured |= std::env::var_os("TETHER_KEY_FILE").is_some();
-    let swarm = match (swarm, file_swarm) {
-        (Some(s), _) => Some(s),
-        (None, Some(f)) => Some(tether::app::SwarmOptions::from_file(&f)?),
-        (None, None) => None,
-    };
     if let Some(d) = &docker_opts {
         failed |= check_docker(d, entrypoints.clone(), swarm.is_some()).await?;
     }

@@ -227,3 +227,30 @@ fn health_checks_parse_with_defaults_and_each_bad_value_is_named() {
     let e = errors("[services.web.health]\npath = \"/h\"\nintervall = \"1s\"\n");
     assert!(e[0].message.contains("did you mean `interval`?"), "{e:?}");
 }
+
+#[test]
+fn the_swarm_table_turns_the_provider_on_and_checks_its_keys() {
+    let cfg = parse("[entrypoints]\nweb = \"127.0.0.1:80\"\n[swarm]\n").unwrap();
+    let s = cfg.settings.swarm.expect("an empty [swarm] turns it on");
+    assert_eq!(s.poll, SWARM_POLL);
+    assert_eq!(s.endpoint, None);
+    let cfg = parse(
+        "[swarm]\nendpoint = \"tcp://10.0.0.2:2375\"\npoll = \"1s\"\nnetwork = \"web\"\nconstraint = \"a=b\"\n",
+    )
+    .unwrap();
+    let s = cfg.settings.swarm.unwrap();
+    assert_eq!(s.endpoint.as_deref(), Some("tcp://10.0.0.2:2375"));
+    assert_eq!(s.poll, Duration::from_secs(1));
+    assert_eq!(s.constraint, Some(("a".into(), "b".into())));
+    let e = errors("[swarm]\npoll = \"10ms\"\nendpoint = \"ssh://x\"\nconstraint = \"x\"\n");
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"swarm.poll"), "{e:?}");
+    assert!(fields.contains(&"swarm.endpoint"), "{e:?}");
+    assert!(fields.contains(&"swarm.constraint"), "{e:?}");
+    let e = errors("[swarm]\nnetwrok = \"a\"\n");
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("netwrok") && e.message.contains("did you mean `network`")),
+        "an unknown key, with a suggestion: {e:?}"
+    );
+}

@@ -270,3 +270,40 @@ fn a_named_network_and_the_vip_endpoint() {
         [("web".into(), "Socket(10.0.1.2:8000)".into(), false)]
     );
 }
+
+#[test]
+fn docker_flow_proxy_labels_on_a_service_and_a_port_that_cannot_be_found() {
+    let mut t = tracker();
+    let mut flow = service(
+        "s1",
+        "go-demo",
+        json!({ "com.df.notify": "true", "com.df.servicePath": "/demo", "com.df.port": "8080" }),
+        &[],
+    );
+    flow.spec.task_template.container_spec.labels.clear();
+    let mut portless = service(
+        "s2",
+        "api",
+        json!({ "traefik.frontend.rule": "PathPrefix:/api" }),
+        &[],
+    );
+    portless.spec.task_template.container_spec.labels.clear();
+    let view = View {
+        services: vec![flow, portless],
+        tasks: vec![
+            task("t1", "s1", 1, "running", "running", "10.0.1.3"),
+            task("t2", "s2", 1, "running", "running", "10.0.1.4"),
+        ],
+        ..Default::default()
+    };
+    let o = t.translate(&view, Instant::now());
+    assert_eq!(o.update.services.len(), 1, "{:?}", o.update.errors);
+    assert!(o.update.routes[0].rule_text.contains("/demo"));
+    assert_eq!(o.update.errors.len(), 1, "{:?}", o.update.errors);
+    assert!(
+        o.update.errors[0].contains("exposes no port")
+            && o.update.errors[0].contains("(service api)"),
+        "{:?}",
+        o.update.errors
+    );
+}
