@@ -5,6 +5,7 @@
 //! - [`changes`]: `PUT`/`DELETE` of one route or service, `POST /api/changes` for several at once,
 //!   committed to the API source's store and answered once this replica serves them;
 //! - [`dfp`]: Docker Flow Proxy's `reconfigure` and `remove`, translated into the same changes;
+//! - `metrics`: `/metrics`, the data plane's counters in the Prometheus format;
 //! - [`auth`]: the bearer token every change needs (and every read, beyond loopback).
 //!
 //! The API reads [`Control`] (declarations, versions, errors) and the registry (per-server
@@ -14,6 +15,7 @@ pub mod auth;
 mod changes;
 mod dfp;
 mod error;
+mod metrics;
 mod reads;
 mod render;
 
@@ -37,6 +39,8 @@ pub use error::ApiError;
 pub struct AdminConfig {
     /// Serve Docker Flow Proxy's endpoints (`--dfp-compat`).
     pub dfp: Option<DfpConfig>,
+    /// The data plane's per-entrypoint connection counts (the listeners' order).
+    pub entrypoints: Arc<[tether_proxy::stats::EntrypointStats]>,
 }
 
 /// What every handler reads.
@@ -47,6 +51,7 @@ pub(crate) struct AppState {
     pub api: Option<ApiHandle>,
     pub auth: Arc<Auth>,
     pub dfp: Option<Arc<dfp::DfpConfig>>,
+    pub entrypoints: Arc<[tether_proxy::stats::EntrypointStats]>,
 }
 
 /// The admin API's routes.
@@ -61,6 +66,7 @@ pub fn router(
         api,
         auth: Arc::new(auth),
         dfp: cfg.dfp.clone().map(Arc::new),
+        entrypoints: cfg.entrypoints.clone(),
     };
     let api = Router::new()
         .route("/api/version", get(reads::version))
@@ -81,6 +87,7 @@ pub fn router(
         .route("/api/changes", post(changes::post_changes))
         .route("/api/backends", get(reads::backends))
         .route("/api/errors", get(reads::errors))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

@@ -304,6 +304,15 @@ impl Control {
     }
 
     /// The inputs rejected lately, newest last.
+    /// Rejected inputs per source since start (`tether_config_rejected_total`).
+    pub fn rejected_totals(&self) -> BTreeMap<String, u64> {
+        self.state
+            .lock()
+            .expect("control state poisoned")
+            .history
+            .totals()
+    }
+
     pub fn rejections(&self) -> Vec<Rejection> {
         self.state
             .lock()

@@ -1,7 +1,7 @@
 //! What the control plane tells about its sources: each one's version and state, and the inputs
 //! rejected lately, each with its source and, where the message names one, the field at fault.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::SystemTime;
 
 /// How many rejected inputs are kept.
@@ -34,12 +34,13 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// The last [`HISTORY`] rejections, newest last.
+/// The last [`HISTORY`] rejections, newest last, and how many each source has had in all.
 #[derive(Debug, Default)]
-pub(crate) struct History(VecDeque<Rejection>);
+pub(crate) struct History(VecDeque<Rejection>, BTreeMap<String, u64>);
 
 impl History {
     pub(crate) fn record(&mut self, source: &str, messages: &[String]) {
+        *self.1.entry(source.to_string()).or_default() += messages.len() as u64;
         let at = SystemTime::now();
         for m in messages {
             if self.0.len() == HISTORY {
@@ -56,6 +57,11 @@ impl History {
 
     pub(crate) fn list(&self) -> Vec<Rejection> {
         self.0.iter().cloned().collect()
+    }
+
+    /// Rejected inputs per source since start.
+    pub(crate) fn totals(&self) -> BTreeMap<String, u64> {
+        self.1.clone()
     }
 }
 

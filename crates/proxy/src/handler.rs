@@ -7,6 +7,7 @@ mod door;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -21,6 +22,8 @@ use crate::request::RequestHead;
 use crate::route::sticky;
 use crate::route::sticky::{CookieEdit, RequestPin};
 use crate::route::table::{RoutingTable, Service};
+use crate::stats::meter::LogFields;
+use crate::stats::{self, Affinity, Meter};
 use crate::upstream::body::{ClientBody, ProxyBody};
 use crate::upstream::exchange::{BodyReader, Head, Outgoing, WireError};
 use crate::upstream::send::{Failure, UpstreamError};
@@ -95,6 +98,43 @@ pub async fn handle(
     body: ClientBody,
     watched: Option<&Activity>,
 ) -> Answer {
+    let mut meter = Meter::new(Instant::now(), stats::method_index(head.method()));
+    meter.bytes_in = match &body {
+        ClientBody::Whole(b) => b.len() as u64,
+        ClientBody::Streamed(b) => hyper::body::Body::size_hint(b).exact().unwrap_or(0),
+        ClientBody::Piped(_) => 0,
+    };
+    if let Some(log) = &shared.cfg.access_log {
+        meter.log = Some(Box::new(LogFields {
+            log: log.clone(),
+            client: peer.ip,
+            method: head.method().clone(),
+            target: head.target().to_string(),
+            version: head.version(),
+            host: String::new(),
+            route: None,
+        }));
+    }
+    // Boxed: the request's own future stays the size it was; the meter's fields live beside it.
+    let mut answer = Box::pin(admit_and_send(
+        shared, ep, peer, head, body, watched, &mut meter,
+    ))
+    .await;
+    meter.status = answer.parts.status.as_u16();
+    answer.body.meter = Some(meter);
+    answer
+}
+
+/// [`handle`] less the counting.
+async fn admit_and_send(
+    shared: &Shared,
+    ep: usize,
+    peer: &Peer,
+    head: RequestHead,
+    body: ClientBody,
+    watched: Option<&Activity>,
+    meter: &mut Meter,
+) -> Answer {
     let head = match door::admit(head, &shared.cfg) {
         Ok(head) => head,
         Err((status, why)) => return error(status, why).into(),
@@ -116,9 +156,12 @@ pub async fn handle(
             Cow::Borrowed("")
         }
     };
+    if let Some(l) = &mut meter.log {
+        l.host = host.to_string();
+    }
     // One await, its future built in place: each await of a future kept in a local, or of the
     // same future in two places, takes room of its own in this future's state.
-    route_and_send(shared, &table, &from, head, body, &host).await
+    route_and_send(shared, &table, &from, head, body, &host, meter).await
 }
 
 /// [`handle`] for a request hyper parsed.
@@ -158,6 +201,8 @@ struct Routed<'t> {
     out: Outgoing,
     /// The route's own body limit.
     max_body: Option<u64>,
+    /// What affinity made of it.
+    affinity: Affinity,
 }
 
 /// Where a request goes once routed.
@@ -177,6 +222,7 @@ fn route<'t>(
     head: RequestHead,
     body: ClientBody,
     host: &str,
+    meter: &mut Meter,
 ) -> Next<'t> {
     let found = table.routers.get(ep).and_then(|r| {
         r.find(&RequestView {
@@ -192,6 +238,10 @@ fn route<'t>(
         ));
     };
     let svc = &table.services[route.service];
+    meter.service = Some(svc.stats.clone());
+    if let Some(l) = &mut meter.log {
+        l.route = Some(route.name.clone());
+    }
     let (pin, cookie) = match &svc.sticky {
         Some(s) => sticky::read_request(&head, s),
         None => (RequestPin::NONE, CookieEdit::Keep),
@@ -201,6 +251,7 @@ fn route<'t>(
         Ok(c) => c,
         Err(r) => return Next::Answer(Box::new(refusal(svc, r).into())),
     };
+    let affinity = affinity_of(svc, &pin, &choice);
     let app_value = pin.app_value;
     let out = match head {
         RequestHead::Received(r) => {
@@ -236,7 +287,21 @@ fn route<'t>(
         app_value,
         out,
         max_body: route.max_body,
+        affinity,
     })
+}
+
+/// What affinity made of a request: its pin as read, and the server chosen.
+fn affinity_of(svc: &Service, pin: &RequestPin, choice: &Choice) -> Affinity {
+    if svc.sticky.is_none() {
+        return Affinity::None;
+    }
+    match pin.pin {
+        Pin::Server(i) if i == choice.idx && !choice.fresh => Affinity::Pinned,
+        Pin::Server(_) | Pin::Stale(_) => Affinity::Rebalanced,
+        Pin::None if pin.presented => Affinity::Forged,
+        Pin::None => Affinity::New,
+    }
 }
 
 async fn route_and_send(
@@ -246,6 +311,7 @@ async fn route_and_send(
     head: RequestHead,
     body: ClientBody,
     host: &str,
+    meter: &mut Meter,
 ) -> Answer {
     let Arrival { ep, peer, watched } = *from;
     let t = &shared.cfg.timeouts;
@@ -256,7 +322,8 @@ async fn route_and_send(
         app_value,
         mut out,
         max_body,
-    } = match route(table, peer, ep, head, body, host) {
+        affinity,
+    } = match route(table, peer, ep, head, body, host, meter) {
         Next::Send(r) => r,
         Next::Answer(a) => return *a,
         // Boxed: rare, and its future would otherwise take room in every request's.
@@ -287,6 +354,12 @@ async fn route_and_send(
         match upstream::send::send(&backend, &mut out, t.connect, respond).await {
             Ok((head, conn)) => {
                 backend.state.mark_ok();
+                meter.affinity = if choice.fresh && affinity == Affinity::Pinned {
+                    Affinity::Rebalanced // its server failed it: moved
+                } else {
+                    affinity
+                };
+                meter.server = Some(backend.clone());
                 let Head {
                     parts: mut rp,
                     fields,
@@ -350,6 +423,10 @@ async fn route_and_send(
                     }
                 }
                 tried.push(choice.idx);
+                backend
+                    .stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
                 if !choice.fresh && on_missing == Some(OnMissing::Fail) {
                     return refusal(svc, Refusal::PinnedGone).into();

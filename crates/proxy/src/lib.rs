@@ -10,7 +10,8 @@
 //!
 //! Beside them: [`headers`] (hop-by-hop and forwarding fields), [`request`] (a request's head
 //! wherever it was parsed), `idle` (each client connection's watchdog), [`health`] (active
-//! checks), `admit` (connections per client).
+//! checks), `admit` (connections per client), [`stats`] (counters and the access log, bumped
+//! once at each request's end).
 
 mod admit;
 pub mod answer;
@@ -22,6 +23,7 @@ pub mod http1;
 mod idle;
 pub mod request;
 pub mod route;
+pub mod stats;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -45,4 +47,8 @@ pub struct ProxyConfig {
     /// Merge `//` into `/` in request paths ([`route::path`]).
     pub merge_slashes: bool,
     pub limits: Limits,
+    /// The access log, when one is on.
+    pub access_log: Option<Arc<stats::AccessLog>>,
+    /// Open connections per entrypoint, in the listeners' order (read by `/metrics`).
+    pub entrypoints: Arc<[stats::EntrypointStats]>,
 }

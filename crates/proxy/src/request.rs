@@ -28,6 +28,21 @@ impl RequestHead {
         }
     }
 
+    /// The request target as sent (origin-form path and query, or an absolute URI).
+    pub fn target(&self) -> &str {
+        match self {
+            RequestHead::Parts(p) => p.uri.path_and_query().map_or("/", |p| p.as_str()),
+            RequestHead::Received(r) => r.target.as_str(),
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        match self {
+            RequestHead::Parts(p) => p.version,
+            RequestHead::Received(r) => r.version,
+        }
+    }
+
     /// The request target's path (no query).
     pub fn path(&self) -> &str {
         match self {

@@ -39,6 +39,11 @@ pub struct Options {
     pub admin: AdminOptions,
     /// The shared store of API changes; without it, they are kept in the state directory.
     pub store: Option<StoreSpec>,
+    /// The access log: off (`None`), or a format and a target.
+    pub access_log: Option<(
+        tether_proxy::stats::meter::Format,
+        tether_proxy::stats::meter::Target,
+    )>,
 }
 
 /// The admin API's settings.
@@ -64,6 +69,7 @@ impl Options {
             drain,
             admin: AdminOptions::default(),
             store: None,
+            access_log: None,
         }
     }
 }
@@ -161,6 +167,8 @@ pub struct Instance {
     pub control: Arc<Control>,
     /// The API source, when there is one.
     pub api: Option<ApiHandle>,
+    /// The access log, when one is on (SIGHUP reopens its file).
+    pub access_log: Option<Arc<tether_proxy::stats::AccessLog>>,
     shutdown: watch::Sender<bool>,
     serving: JoinHandle<()>,
     /// Source followers and the admin server, stopped with the instance.
@@ -291,6 +299,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
 
     following.push(tokio::spawn(tether_proxy::health::run(control.store())));
     let (shutdown, rx) = watch::channel(false);
+    let counters: Arc<[tether_proxy::stats::EntrypointStats]> =
+        names.iter().map(|_| Default::default()).collect();
+    let access_log = match &opts.access_log {
+        Some((format, target)) => Some(
+            tether_proxy::stats::AccessLog::start(*format, target.clone())
+                .context("--access-log-file")?,
+        ),
+        None => None,
+    };
     let mut admin = None;
     if let (Some(addr), Some(auth)) = (admin_addr, auth) {
         let l = TcpListener::bind(addr)
@@ -305,6 +322,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         tracing::info!(addr = %bound, "admin API listening{read_only}");
         let cfg = tether_admin::AdminConfig {
             dfp: opts.admin.dfp.clone(),
+            entrypoints: counters.clone(),
         };
         let router = tether_admin::router(control.clone(), api.clone(), auth, &cfg);
         let mut stop = rx.clone();
@@ -323,6 +341,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         trusted_proxies: settings.trusted_proxies.clone(),
         merge_slashes: settings.merge_slashes,
         limits: settings.limits,
+        access_log: access_log.clone(),
+        entrypoints: counters,
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,
@@ -334,6 +354,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     Ok(Instance {
         entrypoints,
         admin,
+        access_log,
         control,
         api,
         shutdown,

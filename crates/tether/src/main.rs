@@ -27,6 +27,16 @@ struct Cli {
     #[arg(long, global = true, default_value = "info", env = "TETHER_LOG")]
     log: String,
 
+    /// Operational log lines as text (default) or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TETHER_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+
     /// Threads serving connections. Default: one per CPU core. With 1, everything runs on one
     /// thread (no work stealing), the cheapest setting per request when a core is dedicated.
     #[arg(long, global = true, env = "TETHER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -79,6 +89,14 @@ enum Command {
         drain: Duration,
         #[command(flatten)]
         admin: AdminArgs,
+        /// The access log: one line per request with its route, service, server, status,
+        /// duration, bytes and affinity outcome. Off by default.
+        #[arg(long, value_enum, default_value = "off", env = "TETHER_ACCESS_LOG")]
+        access_log: AccessLogFormat,
+        /// Write the access log to this file (appended to, reopened on SIGHUP for log
+        /// rotation) instead of stdout.
+        #[arg(long, value_name = "PATH", env = "TETHER_ACCESS_LOG_FILE")]
+        access_log_file: Option<PathBuf>,
     },
     /// Check a configuration file and/or the labels of running containers; report every error
     /// (with its line, or its container and label) and start nothing.
@@ -115,6 +133,22 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+}
+
+/// Operational log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Access-log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AccessLogFormat {
+    Off,
+    /// NCSA common log format, then Tether's fields as key=value.
+    Common,
+    Json,
 }
 
 /// The admin API and where its changes are kept.
@@ -266,7 +300,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     tether_model::duration::parse(s)
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
     let targets: tracing_subscriber::filter::Targets = spec.parse().unwrap_or_else(|e| {
         eprintln!("tether: ignoring log filter {spec:?}: {e}");
@@ -274,19 +308,26 @@ fn init_logging(filter: &str) {
     });
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    });
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
+        .with(text)
+        .with(json)
         .with(targets)
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, cli.log_format);
     let workers = cli.workers.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -438,9 +479,22 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             state_dir,
             drain,
             admin,
+            access_log,
+            access_log_file,
         } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let (admin, store) = admin.options()?;
+            use tether_proxy::stats::meter::{Format, Target};
+            let format = match access_log {
+                AccessLogFormat::Off if access_log_file.is_some() => {
+                    anyhow::bail!("--access-log-file needs --access-log common or json")
+                }
+                AccessLogFormat::Off => None,
+                AccessLogFormat::Common => Some(Format::Common),
+                AccessLogFormat::Json => Some(Format::Json),
+            };
+            let access_log =
+                format.map(|f| (f, access_log_file.map_or(Target::Stdout, Target::File)));
             let instance = tether::app::start(tether::app::Options {
                 config,
                 listen,
@@ -451,8 +505,20 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 drain,
                 admin,
                 store,
+                access_log,
             })
             .await?;
+            #[cfg(unix)]
+            if let Some(log) = instance.access_log.clone() {
+                let mut hup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reopening the access log");
+                        log.reopen();
+                    }
+                });
+            }
             shutdown_signal().await;
             tracing::info!("shutting down: draining requests in flight for up to {drain:?}");
             instance.shutdown().await;

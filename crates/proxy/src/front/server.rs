@@ -138,6 +138,7 @@ async fn connection(
     _admitted: crate::admit::Admitted,
 ) {
     let shared = conns.shared.clone();
+    let _open = shared.cfg.entrypoints.get(ep).map(|e| e.opened());
     let activity = Activity::new();
     conns.dog.watch(&activity);
     let mut io = Tracked::new(stream, activity.clone());

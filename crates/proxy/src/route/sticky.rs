@@ -25,6 +25,8 @@ const PREFIX_SEP: char = '~';
 #[derive(Debug)]
 pub struct RequestPin {
     pub pin: Pin,
+    /// The request carried an affinity value (valid or not): with `Pin::None`, a forged one.
+    pub presented: bool,
     /// Prefix mode: the application's own cookie value, to re-pin it if the server does not set it.
     pub app_value: Option<String>,
 }
@@ -33,6 +35,7 @@ impl RequestPin {
     /// No pin, no application value.
     pub const NONE: RequestPin = RequestPin {
         pin: Pin::None,
+        presented: false,
         app_value: None,
     };
 }
@@ -129,6 +132,7 @@ fn is_all_of_cookie<H: ReadFields + ?Sized>(h: &H, name: &str) -> bool {
 pub fn read_request<H: ReadFields + ?Sized>(h: &H, sticky: &Sticky) -> (RequestPin, CookieEdit) {
     let none = |app_value| RequestPin {
         pin: Pin::None,
+        presented: false,
         app_value,
     };
     match &sticky.policy.mode {
@@ -144,6 +148,7 @@ pub fn read_request<H: ReadFields + ?Sized>(h: &H, sticky: &Sticky) -> (RequestP
             };
             let pinned = RequestPin {
                 pin,
+                presented: true,
                 app_value: None,
             };
             (pinned, edit)
@@ -158,6 +163,7 @@ pub fn read_request<H: ReadFields + ?Sized>(h: &H, sticky: &Sticky) -> (RequestP
                     let edit = rewrite(h, name, Some(app));
                     let pinned = RequestPin {
                         pin,
+                        presented: true,
                         app_value: Some(app.to_string()),
                     };
                     (pinned, edit)

@@ -39,6 +39,8 @@ pub struct Service {
     pub health: Option<HealthCheck>,
     /// Retries to other servers it may still make ([`crate::route::retry`]).
     pub retries: RetryBudget,
+    /// Its counters ([`crate::stats`]), kept across reloads.
+    pub stats: Arc<crate::stats::ServiceStats>,
 }
 
 /// A service's session affinity.
@@ -209,6 +211,7 @@ fn service(
         hash_on,
         health: s.health.clone(),
         retries: RetryBudget::default(),
+        stats: generation.service_stats(&s.name),
     }
 }
 

@@ -15,6 +15,7 @@ use tether_balance::state::InFlight;
 use tokio::sync::mpsc;
 
 use crate::http1::chunked::ChunkedError;
+use crate::stats::Meter;
 use crate::upstream::exchange::{BodyReader, WireError};
 use crate::upstream::registry::Backend;
 
@@ -25,6 +26,9 @@ pub type Guard = Box<dyn Send + Sync + 'static>;
 pub struct ProxyBody {
     kind: Kind,
     guard: Option<Guard>,
+    /// Counts the request when the body is done ([`crate::stats`]); `None` for bodies not sent
+    /// to a client (tests).
+    pub meter: Option<Meter>,
 }
 
 enum Kind {
@@ -44,6 +48,7 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Full((!b.is_empty()).then_some(b)),
             guard: None,
+            meter: None,
         }
     }
 
@@ -51,6 +56,7 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Full(None),
             guard: None,
+            meter: None,
         }
     }
 
@@ -63,6 +69,7 @@ impl ProxyBody {
                 _in_flight: in_flight,
             }),
             guard: None,
+            meter: None,
         }
     }
 
@@ -75,6 +82,7 @@ impl ProxyBody {
                 _in_flight: in_flight,
             }),
             guard: None,
+            meter: None,
         }
     }
 
@@ -103,7 +111,8 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let r = match &mut this.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(s) => {
                 let Some(reader) = s.reader.as_mut() else {
@@ -115,7 +124,13 @@ impl Body for ProxyBody {
                 s.release();
                 r.map(|o| o.map(|d| d.map(Frame::data)))
             }
+        };
+        if let (Some(m), Poll::Ready(Some(Ok(f)))) = (&mut this.meter, &r) {
+            if let Some(d) = f.data_ref() {
+                m.bytes_out += d.len() as u64;
+            }
         }
+        r
     }
 
     fn is_end_stream(&self) -> bool {

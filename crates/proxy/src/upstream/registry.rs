@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tether_balance::ServerState;
 use tether_model::ServerAddr;
 
+use crate::stats::{ServerStats, ServiceStats};
 use crate::upstream::pool::Pool;
 
 /// A server of a service, as the data plane uses it.
@@ -16,6 +17,8 @@ pub struct Backend {
     pub addr: ServerAddr,
     pub state: Arc<ServerState>,
     pub pool: Pool,
+    /// Its counters ([`crate::stats`]).
+    pub stats: ServerStats,
 }
 
 type Key = (String, String, ServerAddr);
@@ -24,6 +27,8 @@ type Key = (String, String, ServerAddr);
 #[derive(Debug, Default)]
 pub struct Registry {
     live: Mutex<HashMap<Key, Arc<Backend>>>,
+    /// Each service's counters, kept while the service is in the table.
+    services: Mutex<HashMap<String, Arc<ServiceStats>>>,
 }
 
 impl Registry {
@@ -33,6 +38,7 @@ impl Registry {
         Generation {
             registry: self,
             next: HashMap::default(),
+            services: HashMap::default(),
         }
     }
 
@@ -47,6 +53,7 @@ impl Registry {
 pub struct Generation<'a> {
     registry: &'a Registry,
     next: HashMap<Key, Arc<Backend>>,
+    services: HashMap<String, Arc<ServiceStats>>,
 }
 
 impl Generation<'_> {
@@ -68,14 +75,33 @@ impl Generation<'_> {
                 addr: addr.clone(),
                 state: Arc::default(),
                 pool: Pool::new(addr.clone()),
+                stats: ServerStats::default(),
             })
         });
         self.next.insert(key, b.clone());
         b
     }
 
+    /// The counters of service `name`: the live ones if it was in the last table.
+    pub fn service_stats(&mut self, name: &str) -> Arc<ServiceStats> {
+        if let Some(s) = self.services.get(name) {
+            return s.clone();
+        }
+        let existing = self
+            .registry
+            .services
+            .lock()
+            .expect("registry poisoned")
+            .get(name)
+            .cloned();
+        let s = existing.unwrap_or_else(|| Arc::new(ServiceStats::new(name)));
+        self.services.insert(name.to_string(), s.clone());
+        s
+    }
+
     /// Make this generation the live one.
     pub fn commit(self) {
         *self.registry.live.lock().expect("registry poisoned") = self.next;
+        *self.registry.services.lock().expect("registry poisoned") = self.services;
     }
 }

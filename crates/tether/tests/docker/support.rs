@@ -46,6 +46,7 @@ impl Tether {
             drain,
             admin: Default::default(),
             store: None,
+            access_log: None,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {
