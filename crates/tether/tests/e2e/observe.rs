@@ -1,0 +1,208 @@
+//! What Tether shows of what it does: `/metrics` counts a known traffic mix exactly (per
+//! service, code and method, per server, affinity outcomes), passes `promtool check metrics`, and
+//! drops the series of a removed server; the access log has one line per request with its
+//! route, service, server, status and affinity outcome, and moves to a new file on reopen.
+
+use std::time::Duration;
+
+use tether::app::{self, AdminOptions, Instance};
+use tether_proxy::stats::meter::{Format, Target};
+use tether_testkit::{wait_until, Admin, Backend, Client, TempDir};
+
+use crate::support::{KEY, WEB};
+
+fn config(a: &Backend, b: &Backend) -> String {
+    format!(
+        "{WEB}{KEY}[routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+         [services.app]\nservers = [{{ name = \"a\", url = \"{}\" }}, {{ name = \"b\", url = \"{}\" }}]\n\
+         [services.app.affinity]\nmode = \"cookie\"\ncookie = \"tid\"\n",
+        a.url(),
+        b.url()
+    )
+}
+
+async fn start(dir: &TempDir, toml: &str, log: Option<(Format, Target)>) -> Instance {
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.admin = AdminOptions {
+        address: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        dfp: None,
+    };
+    opts.access_log = log;
+    app::start(opts).await.expect("start")
+}
+
+/// The value of the sample `name{labels}` (labels in the order Tether writes them).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_a_known_mix_and_forget_a_removed_server() {
+    let (a, b) = (Backend::spawn("a").await, Backend::spawn("b").await);
+    let dir = TempDir::new("tether-metrics");
+    let i = start(&dir, &config(&a, &b), None).await;
+    let web = i.addr("web");
+    // 10 new visitors (round robin: 5 each), one of them back 4 times with its cookie,
+    // 2 forged cookies, 3 POSTs.
+    let mut regular = Client::new(web);
+    regular.get("/").await.unwrap();
+    for _ in 0..9 {
+        Client::without_cookies(web).get("/").await.unwrap();
+    }
+    for _ in 0..4 {
+        assert_eq!(regular.get("/").await.unwrap().status, 200);
+    }
+    for _ in 0..2 {
+        let mut c = Client::without_cookies(web);
+        c.jar.insert("tid".into(), "forged-value".into());
+        c.get("/").await.unwrap();
+    }
+    for _ in 0..3 {
+        let post = http::Request::post("/form")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x=1")))
+            .unwrap();
+        Client::without_cookies(web).send(post).await.unwrap();
+    }
+    let mut admin = Admin::new(i.admin.unwrap(), None);
+    let m = admin.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    let body = m.body;
+    let get = |s: &str| sample(&body, s).unwrap_or_else(|| panic!("no {s} in\n{body}"));
+    assert_eq!(
+        get(r#"tether_service_requests_total{service="app",code="200",method="GET"}"#),
+        16.0
+    );
+    assert_eq!(
+        get(r#"tether_service_requests_total{service="app",code="200",method="POST"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"tether_service_request_duration_seconds_count{service="app"}"#),
+        19.0
+    );
+    assert_eq!(get(r#"tether_sticky_hits_total{service="app"}"#), 4.0);
+    assert_eq!(get(r#"tether_sticky_misses_total{service="app"}"#), 13.0);
+    assert_eq!(get(r#"tether_sticky_forged_total{service="app"}"#), 2.0);
+    let per_server =
+        get(r#"tether_server_requests_total{service="app",server="a",code_class="2xx"}"#)
+            + get(r#"tether_server_requests_total{service="app",server="b",code_class="2xx"}"#);
+    assert_eq!(per_server, 19.0);
+    assert_eq!(
+        a.requests() + b.requests(),
+        19,
+        "what the servers saw is what was counted"
+    );
+    assert_eq!(get(r#"tether_server_up{service="app",server="a"}"#), 1.0);
+    assert!(get(r#"tether_open_connections{entrypoint="web"}"#) <= 20.0);
+    assert!(body.contains(&format!(
+        "tether_config_info{{version=\"{}\"}} 1",
+        i.control.status().version
+    )));
+    promtool(&body).await;
+
+    // A server removed from the file: its series go with it.
+    let c = Backend::spawn("c").await;
+    let next = config(&a, &c).replace("name = \"b\"", "name = \"c\"");
+    let before = i.control.status().version;
+    std::fs::write(dir.path().join("tether.toml.tmp"), next).unwrap();
+    std::fs::rename(
+        dir.path().join("tether.toml.tmp"),
+        dir.path().join("tether.toml"),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(5), || async {
+        i.control.status().version != before
+    })
+    .await;
+    let body = admin.get("/metrics").await.body;
+    assert!(!body.contains(r#"server="b""#), "{body}");
+    assert!(
+        body.contains(r#"tether_server_up{service="app",server="c"} 1"#),
+        "{body}"
+    );
+    i.shutdown().await;
+}
+
+/// `promtool check metrics` accepts the exposition (Debian's `prometheus` package; `.ci/run`
+/// installs it). Skipped loudly without it, a failure under `CI=true`.
+async fn promtool(body: &str) {
+    use tokio::io::AsyncWriteExt;
+    let child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        let msg = "promtool not found (apt-get install prometheus)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}; under CI=true this is a failure");
+        }
+        eprintln!("\n!!!!!!!! SKIPPED promtool check: {msg} !!!!!!!!\n");
+        return;
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request_and_moves_on_reopen() {
+    let (a, b) = (Backend::spawn("a").await, Backend::spawn("b").await);
+    let dir = TempDir::new("tether-access");
+    let file = dir.path().join("access.log");
+    let i = start(
+        &dir,
+        &config(&a, &b),
+        Some((Format::Json, Target::File(file.clone()))),
+    )
+    .await;
+    let web = i.addr("web");
+    let mut c = Client::new(web);
+    c.get("/first?q=1").await.unwrap();
+    c.get("/second").await.unwrap();
+    let lines = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    wait_until(Duration::from_secs(5), || async { lines(&file).len() == 2 }).await;
+    let l = lines(&file);
+    assert_eq!(l[0]["path"], "/first?q=1");
+    assert_eq!(l[0]["status"], 200);
+    assert_eq!(l[0]["route"], "app");
+    assert_eq!(l[0]["service"], "app");
+    assert_eq!(l[0]["affinity"], "new");
+    assert_eq!(l[1]["affinity"], "pinned");
+    assert_eq!(l[0]["server"], l[1]["server"], "pinned to the same server");
+    assert!(l[0]["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(l[0]["bytes_out"].as_u64().unwrap() > 0);
+
+    // logrotate: the file is moved away, Tether is told (SIGHUP does this), new lines go to a
+    // new file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&file, &rotated).unwrap();
+    i.access_log.as_ref().unwrap().reopen();
+    wait_until(Duration::from_secs(5), || async { file.exists() }).await;
+    Client::without_cookies(web).get("/third").await.unwrap();
+    wait_until(Duration::from_secs(5), || async { lines(&file).len() == 1 }).await;
+    assert_eq!(lines(&file)[0]["path"], "/third");
+    assert_eq!(lines(&rotated).len(), 2);
+    i.shutdown().await;
+}
