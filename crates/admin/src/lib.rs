@@ -6,6 +6,7 @@
 //!   committed to the API source's store and answered once this replica serves them;
 //! - [`dfp`]: Docker Flow Proxy's `reconfigure` and `remove`, translated into the same changes;
 //! - `metrics`: `/metrics`, the data plane's counters in the Prometheus format;
+//! - `stats`: the live stats page at `/`, its figures at `/api/stats`;
 //! - [`auth`]: the bearer token every change needs (and every read, beyond loopback).
 //!
 //! The API reads [`Control`] (declarations, versions, errors) and the registry (per-server
@@ -18,6 +19,7 @@ mod error;
 mod metrics;
 mod reads;
 mod render;
+mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +54,8 @@ pub(crate) struct AppState {
     pub auth: Arc<Auth>,
     pub dfp: Option<Arc<dfp::DfpConfig>>,
     pub entrypoints: Arc<[tether_proxy::stats::EntrypointStats]>,
+    /// The stats page's readings of the counters.
+    pub sampler: Arc<stats::Sampler>,
 }
 
 /// The admin API's routes.
@@ -62,11 +66,12 @@ pub fn router(
     cfg: &AdminConfig,
 ) -> Router {
     let state = AppState {
-        control,
+        control: control.clone(),
         api,
         auth: Arc::new(auth),
         dfp: cfg.dfp.clone().map(Arc::new),
         entrypoints: cfg.entrypoints.clone(),
+        sampler: stats::Sampler::start(control.clone()),
     };
     let api = Router::new()
         .route("/api/version", get(reads::version))
@@ -88,6 +93,8 @@ pub fn router(
         .route("/api/backends", get(reads::backends))
         .route("/api/errors", get(reads::errors))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(stats::page))
+        .route("/api/stats", get(stats::json))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

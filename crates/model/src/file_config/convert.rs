@@ -420,7 +420,7 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
                 name,
                 addr,
                 weight,
-                draining: false,
+                draining: s.draining,
             });
         }
     }

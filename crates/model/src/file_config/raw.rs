@@ -226,6 +226,9 @@ pub struct RawServer {
     pub url: S<String>,
     pub name: Option<String>,
     pub weight: Option<S<i64>>,
+    /// Drained by hand: no new sessions, pinned ones still served.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 #[derive(Debug, Deserialize)]

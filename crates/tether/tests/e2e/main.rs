@@ -12,4 +12,5 @@ mod hostile_table;
 mod observe;
 mod proxying;
 mod reload;
+mod stats_page;
 mod sticky;
