@@ -239,7 +239,7 @@ mod tests {
         );
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(rate(0.25), "0.3");
+        assert_eq!(rate(0.5), "0.5");
         assert_eq!(ms(None), "–");
     }
 }
