@@ -80,6 +80,16 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, message)
 }
 
+/// Does this `Authorization` value present `token` (bearer, or basic auth's password)?
+/// Compared in constant time.
+pub(crate) fn presents(authorization: Option<&[u8]>, token: &str) -> bool {
+    let mut h = HeaderMap::new();
+    if let Some(v) = authorization.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
+        h.insert(header::AUTHORIZATION, v);
+    }
+    presented(&h).is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
 /// The token a request presents: a bearer token, or the password of basic auth.
 fn presented(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();

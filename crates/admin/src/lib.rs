@@ -35,6 +35,7 @@ pub use auth::{Auth, AuthError};
 pub use changes::{APPLY_DEADLINE, MAX_BODY};
 pub use dfp::DfpConfig;
 pub use error::ApiError;
+pub use stats::Mounted as MountedStats;
 
 /// How the admin listener behaves beyond its access rules ([`Auth`], which holds the token).
 #[derive(Debug, Clone, Default)]

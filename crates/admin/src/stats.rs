@@ -301,6 +301,95 @@ pub async fn page(State(s): State<AppState>, Query(v): Query<View>) -> Response 
     Html(html::page(&p, &v.filter)).into_response()
 }
 
+/// The page on a traffic entrypoint: read-only, behind basic auth with the admin token as
+/// password (a browser asks for it; any user name).
+#[derive(Debug)]
+pub struct Mounted {
+    control: Arc<Control>,
+    sampler: Arc<Sampler>,
+    token: String,
+}
+
+impl Mounted {
+    pub fn new(control: Arc<Control>, token: String) -> Mounted {
+        Mounted {
+            sampler: Sampler::start(control.clone()),
+            control,
+            token,
+        }
+    }
+}
+
+impl tether_proxy::stats::StatsPage for Mounted {
+    fn answer(
+        &self,
+        query: Option<&str>,
+        authorization: Option<&[u8]>,
+    ) -> http::Response<bytes::Bytes> {
+        use http::{header, HeaderValue, StatusCode};
+        if !crate::auth::presents(authorization, &self.token) {
+            let mut r = http::Response::new(bytes::Bytes::from_static(
+                b"401 Unauthorized: the stats page needs the admin token as the password\n",
+            ));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Tether stats\", charset=\"UTF-8\""),
+            );
+            return r;
+        }
+        let mut filter = String::new();
+        let mut fragment = false;
+        for pair in query.unwrap_or_default().split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "filter" => filter = decode(v),
+                "fragment" => fragment = true,
+                _ => {}
+            }
+        }
+        let p = gather(&self.control, &self.sampler, &filter);
+        let body = if fragment {
+            html::live(&p)
+        } else {
+            html::page(&p, &filter)
+        };
+        let mut r = http::Response::new(bytes::Bytes::from(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+}
+
+/// A query value, `+` and `%XX` decoded.
+fn decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `GET /api/stats`: the page's figures as JSON.
 pub async fn json(State(s): State<AppState>, Query(v): Query<View>) -> Json<Value> {
     let p = gather(&s.control, &s.sampler, &v.filter);

@@ -40,6 +40,17 @@ pub struct Settings {
     pub limits: Limits,
     /// `[swarm]`: follow a Swarm manager.
     pub swarm: Option<SwarmSettings>,
+    /// `[stats]`: the stats page on traffic entrypoints.
+    pub stats: Option<StatsMount>,
+}
+
+/// `[stats] path = "/haproxy?stats"`: the stats page, read-only, behind basic auth with the
+/// admin token as password, on the traffic entrypoints listed (all when none are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsMount {
+    /// The path part (`/haproxy`): it matches with any query, or none, as HAProxy's does.
+    pub path: String,
+    pub entrypoints: Vec<String>,
 }
 
 /// `[swarm]`: the manager to follow and how.

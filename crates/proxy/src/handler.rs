@@ -139,6 +139,11 @@ async fn admit_and_send(
         Ok(head) => head,
         Err((status, why)) => return error(status, why).into(),
     };
+    if let Some(m) = &shared.cfg.stats_page {
+        if let Some(answer) = stats_page(m, ep, &head) {
+            return answer;
+        }
+    }
     let table = shared.store.load_full();
     let from = Arrival { ep, peer, watched };
     let source = HostSource::of(&head);
@@ -162,6 +167,25 @@ async fn admit_and_send(
     // One await, its future built in place: each await of a future kept in a local, or of the
     // same future in two places, takes room of its own in this future's state.
     route_and_send(shared, &table, &from, head, body, &host, meter).await
+}
+
+/// The stats page, when `head` asks for it on an entrypoint it is mounted on.
+fn stats_page(m: &stats::StatsMount, ep: usize, head: &RequestHead) -> Option<Answer> {
+    if head.path() != m.path || !(m.entrypoints.is_empty() || m.entrypoints.contains(&ep)) {
+        return None;
+    }
+    if !matches!(*head.method(), http::Method::GET | http::Method::HEAD) {
+        return Some(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the stats page is read-only",
+            )
+            .into(),
+        );
+    }
+    let query = head.target().split_once('?').map(|(_, q)| q);
+    let auth = head.values("authorization").next();
+    Some(m.page.answer(query, auth).map(ProxyBody::full).into())
 }
 
 /// [`handle`] for a request hyper parsed.

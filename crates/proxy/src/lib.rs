@@ -51,4 +51,6 @@ pub struct ProxyConfig {
     pub access_log: Option<Arc<stats::AccessLog>>,
     /// Open connections per entrypoint, in the listeners' order (read by `/metrics`).
     pub entrypoints: Arc<[stats::EntrypointStats]>,
+    /// The stats page on traffic entrypoints (`[stats] path`), when mounted.
+    pub stats_page: Option<stats::StatsMount>,
 }

@@ -179,6 +179,28 @@ impl ServiceStats {
     }
 }
 
+/// The stats page, answered on a traffic entrypoint (`[stats] path`); its renderer is the admin
+/// crate's, which the data plane does not depend on.
+pub trait StatsPage: Send + Sync + std::fmt::Debug {
+    /// Answer a `GET` of the page with this query and `Authorization` value (the page checks
+    /// the token itself).
+    fn answer(
+        &self,
+        query: Option<&str>,
+        authorization: Option<&[u8]>,
+    ) -> http::Response<bytes::Bytes>;
+}
+
+/// Where the stats page is mounted on the traffic entrypoints.
+#[derive(Debug, Clone)]
+pub struct StatsMount {
+    /// The path (any query, or none, matches).
+    pub path: String,
+    /// Entrypoint indexes it is served on; empty: all.
+    pub entrypoints: Vec<usize>,
+    pub page: std::sync::Arc<dyn StatsPage>,
+}
+
 /// Open client connections per entrypoint.
 #[derive(Debug, Default)]
 pub struct EntrypointStats {

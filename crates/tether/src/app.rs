@@ -239,6 +239,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
             merge_slashes: false,
             limits: Default::default(),
             swarm: None,
+            stats: None,
         },
     };
     let key_source = match (&settings.affinity_key, &opts.config) {
@@ -336,6 +337,25 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         }));
         admin = Some(bound);
     }
+    let stats_page = match &settings.stats {
+        None => None,
+        Some(m) => {
+            let Some(token) = opts.admin.token.clone() else {
+                bail!("[stats] path = {:?}: the stats page on a traffic entrypoint is behind basic auth with the admin token as password: set --admin-token-file FILE or TETHER_ADMIN_TOKEN", m.path);
+            };
+            let indexes = m
+                .entrypoints
+                .iter()
+                .filter_map(|n| names.iter().position(|e| e == n))
+                .collect();
+            tracing::info!(path = %m.path, entrypoints = ?m.entrypoints, "the stats page is served on traffic entrypoints (basic auth, the admin token as password)");
+            Some(tether_proxy::stats::StatsMount {
+                path: m.path.clone(),
+                entrypoints: indexes,
+                page: Arc::new(tether_admin::MountedStats::new(control.clone(), token)),
+            })
+        }
+    };
     let proxy_cfg = ProxyConfig {
         timeouts: settings.timeouts,
         trusted_proxies: settings.trusted_proxies.clone(),
@@ -343,6 +363,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         limits: settings.limits,
         access_log: access_log.clone(),
         entrypoints: counters,
+        stats_page,
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use super::raw::{
     Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawLimits, RawService, RawSize,
-    RawSwarm, RawTimeouts, S,
+    RawStats, RawSwarm, RawTimeouts, S,
 };
 use super::{
-    line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Limits, Settings, SwarmSettings,
-    Timeouts, SWARM_POLL, SWARM_POLL_RANGE,
+    line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Limits, Settings, StatsMount,
+    SwarmSettings, Timeouts, SWARM_POLL, SWARM_POLL_RANGE,
 };
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
@@ -220,6 +220,10 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
             );
         }
     }
+    let stats = raw
+        .stats
+        .as_ref()
+        .and_then(|s| stats(cx, s.get_ref(), &entrypoints));
     Settings {
         entrypoints,
         timeouts: timeouts(cx, &raw.timeouts),
@@ -229,7 +233,42 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         merge_slashes: raw.http.merge_slashes.unwrap_or(false),
         limits: limits(cx, &raw.limits),
         swarm: raw.swarm.as_ref().map(|s| swarm(cx, s.get_ref())),
+        stats,
     }
+}
+
+/// `[stats]`.
+fn stats(
+    cx: &mut Ctx<'_>,
+    raw: &RawStats,
+    entrypoints: &[(String, SocketAddr)],
+) -> Option<StatsMount> {
+    let path = cx.check(
+        &raw.path,
+        || "stats.path".into(),
+        |p| {
+            let path = p.split('?').next().unwrap_or_default();
+            if !path.starts_with('/') || path.contains(['#', ' ']) {
+                return Err(format!(
+                    "{p:?}: expected a path such as \"/haproxy?stats\" or \"/stats\""
+                ));
+            }
+            Ok(path.to_string())
+        },
+    )?;
+    for ep in &raw.entrypoints {
+        if !entrypoints.iter().any(|(n, _)| n == ep) {
+            cx.err(
+                Some(raw.path.span()),
+                "stats.entrypoints",
+                format!("no entrypoint named {ep:?}"),
+            );
+        }
+    }
+    Some(StatsMount {
+        path,
+        entrypoints: raw.entrypoints.clone(),
+    })
 }
 
 /// `[swarm]`.

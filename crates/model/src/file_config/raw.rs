@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub swarm: Option<S<RawSwarm>>,
     #[serde(default)]
+    pub stats: Option<S<RawStats>>,
+    #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
     pub limits: RawLimits,
@@ -148,6 +150,15 @@ pub fn parse_size(s: &str) -> Result<u64, &'static str> {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub address: S<String>,
+}
+
+/// `[stats]`: the stats page, read-only, on traffic entrypoints (HAProxy's `stats uri`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStats {
+    pub path: S<String>,
+    #[serde(default)]
+    pub entrypoints: Vec<String>,
 }
 
 /// `[swarm]`: follow a Swarm manager (as `--swarm` does).

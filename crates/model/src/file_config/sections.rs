@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "forwarded",
     "admin",
     "swarm",
+    "stats",
     "http",
     "limits",
     "routes",
@@ -71,6 +72,7 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
             }
             "admin" => out.raw.admin = one(src, &mut out.errors, value, "admin"),
             "swarm" => out.raw.swarm = one(src, &mut out.errors, value, "swarm"),
+            "stats" => out.raw.stats = one(src, &mut out.errors, value, "stats"),
             "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
             "limits" => {
                 out.raw.limits = one(src, &mut out.errors, value, "limits").unwrap_or_default()

@@ -206,3 +206,54 @@ async fn the_access_log_has_a_line_per_request_and_moves_on_reopen() {
     assert_eq!(lines(&rotated).len(), 2);
     i.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_stats_page_on_a_traffic_entrypoint_needs_the_token_and_matches_any_query() {
+    let (a, b) = (Backend::spawn("a").await, Backend::spawn("b").await);
+    let dir = TempDir::new("tether-stats-uri");
+    let toml = format!("{}[stats]\npath = \"/haproxy?stats\"\n", config(&a, &b));
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let mut opts = app::Options::file(
+        path.clone(),
+        dir.path().to_path_buf(),
+        Duration::from_secs(1),
+    );
+    // Without a token it does not start: the page would be open to every client.
+    let refused = app::start(opts.clone()).await.unwrap_err().to_string();
+    assert!(refused.contains("admin token"), "{refused}");
+    opts.admin.token = Some("s3cret".into());
+    let i = app::start(opts).await.expect("start");
+    let mut c = Client::without_cookies(i.addr("web"));
+    let r = c.get("/haproxy?stats").await.unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:s3cret")
+    );
+    for target in ["/haproxy?stats", "/haproxy", "/haproxy?stats;csv"] {
+        let req = http::Request::get(target)
+            .header("authorization", &basic)
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let r = c.send(req).await.unwrap();
+        assert_eq!(r.status, 200, "{target}");
+        assert!(
+            r.body.contains("data-server=\"a\"") && r.body.contains("Tether"),
+            "{target}"
+        );
+    }
+    assert_eq!(
+        a.requests() + b.requests(),
+        0,
+        "the page never reaches a server"
+    );
+    // Everything else is routed as before.
+    assert_eq!(c.get("/haproxy/other").await.unwrap().status, 200);
+    i.shutdown().await;
+}
