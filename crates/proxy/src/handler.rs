@@ -115,11 +115,8 @@ pub async fn handle(
             route: None,
         }));
     }
-    // Boxed: the request's own future stays the size it was; the meter's fields live beside it.
-    let mut answer = Box::pin(admit_and_send(
-        shared, ep, peer, head, body, watched, &mut meter,
-    ))
-    .await;
+    // Not boxed: the caller boxes the request's future once (`front::conn`), the meter in it.
+    let mut answer = admit_and_send(shared, ep, peer, head, body, watched, &mut meter).await;
     meter.status = answer.parts.status.as_u16();
     answer.body.meter = Some(meter);
     answer
