@@ -11,6 +11,7 @@ Variants of Tether, all with the same routes as bench/configs/tether.toml:
   tether      this build, its counters on, /metrics scraped every second
   tether-log  this build, as above, plus JSON access logs to a file
   tether-base another build (--base PATH: the commit before the counters), no scrape
+  tether-quiet this build, no admin listener and no scrape (what the counters alone cost)
 beside HAProxy and NGINX. Rounds interleave the proxies (the order turns each round), and the
 paired ratios (one proxy over another in the same round) are what to go by on a VM whose speed
 drifts.
@@ -59,7 +60,7 @@ class Limited(run.Proxy):
             return super().command()
         cfg = run.render("tether.toml", 1, self.tmp)
         binary = self.bins["tether-base"] if self.variant == "tether-base" else self.bins["tether"]
-        if self.variant != "tether-base":
+        if self.variant in ("tether", "tether-log"):
             with open(cfg, "a") as f:
                 f.write(f'\n[admin]\naddress = "127.0.0.1:{ADMIN_PORT}"\n')
         cmd = [binary, "--log", "warn", "--workers", "1", "run", "--config", cfg,

@@ -98,7 +98,12 @@ pub async fn handle(
     body: ClientBody,
     watched: Option<&Activity>,
 ) -> Answer {
-    let mut meter = Meter::new(Instant::now(), stats::method_index(head.method()));
+    // Boxed: it rides in the response, which is moved several times on its way out; a pointer
+    // moves for less than the meter would (measured in instructions per request).
+    let mut meter = Box::new(Meter::new(
+        Instant::now(),
+        stats::method_index(head.method()),
+    ));
     meter.bytes_in = match &body {
         ClientBody::Whole(b) => b.len() as u64,
         ClientBody::Streamed(b) => hyper::body::Body::size_hint(b).exact().unwrap_or(0),
@@ -115,7 +120,7 @@ pub async fn handle(
             route: None,
         }));
     }
-    // Not boxed: the caller boxes the request's future once (`front::conn`), the meter in it.
+    // Not boxed: the caller boxes the request's future once (`front::conn`).
     let mut answer = admit_and_send(shared, ep, peer, head, body, watched, &mut meter).await;
     meter.status = answer.parts.status.as_u16();
     answer.body.meter = Some(meter);

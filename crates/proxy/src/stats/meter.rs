@@ -1,16 +1,17 @@
 //! The request-end hook: a [`Meter`] rides in the response body and, when the body is done (sent
 //! whole, cut off, or dropped), counts the request once on its server and its service and writes
 //! its access-log line. Counting is a few relaxed atomic increments; the log line is formatted on
-//! the request's thread and handed to a writer thread over a channel, so no request waits for a
-//! disk.
+//! the request's thread, in a buffer of that thread's, and queued for a writer thread that writes
+//! whole batches, so no request waits for a disk.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{mpsc, Arc};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Affinity, ServiceStats};
 use crate::upstream::registry::Backend;
@@ -32,77 +33,130 @@ pub enum Target {
     File(PathBuf),
 }
 
-enum Msg {
-    Line(String),
-    Reopen,
+/// Lines waiting for the writer, and what it is asked to do.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    reopen: bool,
+    closed: bool,
+    /// Lines dropped because the writer fell [`MAX_PENDING`] behind.
+    dropped: u64,
 }
 
-/// The access log: a format and a writer thread.
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+/// The writer writes at least this often...
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// ...and at once when this much is waiting.
+const WRITE_AT: usize = 256 * 1024;
+/// Beyond this much waiting (a disk that cannot keep up), lines are dropped and counted.
+const MAX_PENDING: usize = 16 << 20;
+
+/// The access log: a format, a queue of formatted lines and a writer thread. A request appends
+/// its line to the queue under a short lock (a copy of a few hundred bytes); the writer takes
+/// the whole queue at once, at most every 200 ms, so the log costs one write system call per
+/// batch, never one per request, and no request waits for a disk.
 #[derive(Debug)]
 pub struct AccessLog {
     format: Format,
-    tx: mpsc::Sender<Msg>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
-    }
+    queue: Arc<Queue>,
 }
 
 impl AccessLog {
     /// Start the writer. A file that cannot be opened is an error now, not a silent loss later.
     pub fn start(format: Format, target: Target) -> std::io::Result<Arc<AccessLog>> {
         let mut out = open(&target)?;
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let queue: Arc<Queue> = Arc::default();
+        let q = queue.clone();
         std::thread::Builder::new()
             .name("tether-access-log".into())
-            .spawn(move || {
-                while let Ok(msg) = rx.recv() {
-                    let mut reopen = false;
-                    let mut write = |m: Msg, out: &mut Box<dyn std::io::Write + Send>| match m {
-                        Msg::Line(l) => {
-                            let _ = out.write_all(l.as_bytes());
-                        }
-                        Msg::Reopen => reopen = true,
-                    };
-                    write(msg, &mut out);
-                    // Whatever queued meanwhile goes out in the same write.
-                    while let Ok(m) = rx.try_recv() {
-                        write(m, &mut out);
+            .spawn(move || loop {
+                let (bytes, reopen, closed, dropped) = {
+                    let mut p = q.pending.lock().expect("access log queue poisoned");
+                    if p.bytes.len() < WRITE_AT && !p.reopen && !p.closed {
+                        p = q
+                            .wake
+                            .wait_timeout(p, FLUSH_EVERY)
+                            .expect("access log queue poisoned")
+                            .0;
                     }
+                    let bytes = std::mem::take(&mut p.bytes);
+                    (bytes, std::mem::take(&mut p.reopen), p.closed, std::mem::take(&mut p.dropped))
+                };
+                if dropped > 0 {
+                    tracing::warn!(lines = dropped, "access log: the disk fell behind; lines dropped");
+                }
+                if !bytes.is_empty() {
+                    let _ = out.write_all(&bytes);
                     let _ = out.flush();
-                    if reopen {
-                        match open(&target) {
-                            Ok(o) => out = o,
-                            Err(e) => tracing::error!(error = %e, "access log: cannot reopen; still writing to the old file"),
-                        }
+                }
+                if reopen {
+                    match open(&target) {
+                        Ok(o) => out = o,
+                        Err(e) => tracing::error!(error = %e, "access log: cannot reopen; still writing to the old file"),
                     }
                 }
+                if closed {
+                    return;
+                }
             })?;
-        Ok(Arc::new(AccessLog { format, tx }))
+        Ok(Arc::new(AccessLog { format, queue }))
     }
 
     /// Reopen the file (after `logrotate` moved it away).
     pub fn reopen(&self) {
-        let _ = self.tx.send(Msg::Reopen);
+        self.queue
+            .pending
+            .lock()
+            .expect("access log queue poisoned")
+            .reopen = true;
+        self.queue.wake.notify_one();
     }
 
-    fn write(&self, line: String) {
-        let _ = self.tx.send(Msg::Line(line));
+    fn write(&self, line: &str) {
+        let mut p = self
+            .queue
+            .pending
+            .lock()
+            .expect("access log queue poisoned");
+        if p.bytes.len() + line.len() > MAX_PENDING {
+            p.dropped += 1;
+            return;
+        }
+        p.bytes.extend_from_slice(line.as_bytes());
+        let full = p.bytes.len() >= WRITE_AT;
+        drop(p);
+        if full {
+            self.queue.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.queue
+            .pending
+            .lock()
+            .expect("access log queue poisoned")
+            .closed = true;
+        self.queue.wake.notify_one();
     }
 }
 
 fn open(target: &Target) -> std::io::Result<Box<dyn std::io::Write + Send>> {
     Ok(match target {
-        Target::Stdout => Box::new(std::io::BufWriter::new(std::io::stdout())),
-        Target::File(p) => Box::new(std::io::BufWriter::new(
+        Target::Stdout => Box::new(std::io::stdout()),
+        Target::File(p) => Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(p)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
-        )),
+        ),
     })
 }
 
@@ -176,11 +230,18 @@ impl Drop for Meter {
             svc.bytes_out.fetch_add(self.bytes_out, Relaxed);
         }
         if let Some(f) = self.log.take() {
-            let line = match f.log.format {
-                Format::Common => common(self, &f, us),
-                Format::Json => json(self, &f, us),
-            };
-            f.log.write(line);
+            thread_local! {
+                /// Each thread formats its lines in one buffer, kept between requests.
+                static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+            }
+            LINE.with_borrow_mut(|l| {
+                l.clear();
+                match f.log.format {
+                    Format::Common => common(self, &f, us, l),
+                    Format::Json => json(self, &f, us, l),
+                }
+                f.log.write(l);
+            });
         }
     }
 }
@@ -195,15 +256,14 @@ fn version(v: http::Version) -> &'static str {
 
 /// `client - - [date] "GET /path HTTP/1.1" 200 123 route=... service=... server=...
 /// duration_ms=... affinity=... host=... bytes_in=...`.
-fn common(m: &Meter, f: &LogFields, us: u64) -> String {
-    let mut l = String::with_capacity(192);
+fn common(m: &Meter, f: &LogFields, us: u64, l: &mut String) {
     let _ = writeln!(
         l,
         "{} - - [{}] \"{} {} {}\" {} {} route={} service={} server={} duration_ms={:.3} affinity={} host={} bytes_in={}",
         f.client,
-        clf_date(SystemTime::now()),
+        Clf(SystemTime::now()),
         f.method,
-        f.target.replace('"', "%22"),
+        Escaped(&f.target),
         version(f.version),
         m.status,
         m.bytes_out,
@@ -215,21 +275,19 @@ fn common(m: &Meter, f: &LogFields, us: u64) -> String {
         if f.host.is_empty() { "-" } else { f.host.as_str() },
         m.bytes_in,
     );
-    l
 }
 
-fn json(m: &Meter, f: &LogFields, us: u64) -> String {
-    let mut l = String::with_capacity(256);
+fn json(m: &Meter, f: &LogFields, us: u64, l: &mut String) {
     l.push_str("{\"time\":\"");
-    l.push_str(&humantime_rfc3339(SystemTime::now()));
+    rfc3339(SystemTime::now(), l);
     l.push_str("\",\"client\":\"");
     let _ = write!(l, "{}", f.client);
     l.push_str("\",\"method\":");
-    quote(&mut l, f.method.as_str());
+    quote(l, f.method.as_str());
     l.push_str(",\"path\":");
-    quote(&mut l, &f.target);
+    quote(l, &f.target);
     l.push_str(",\"host\":");
-    quote(&mut l, &f.host);
+    quote(l, &f.host);
     let _ = write!(
         l,
         ",\"protocol\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"route\":",
@@ -239,18 +297,17 @@ fn json(m: &Meter, f: &LogFields, us: u64) -> String {
         m.bytes_out,
         us as f64 / 1000.0
     );
-    opt(&mut l, f.route.as_deref());
+    opt(l, f.route.as_deref());
     l.push_str(",\"service\":");
-    opt(&mut l, m.service.as_ref().map(|s| &*s.name));
+    opt(l, m.service.as_ref().map(|s| &*s.name));
     l.push_str(",\"server\":");
-    opt(&mut l, m.server.as_ref().map(|s| &*s.name));
+    opt(l, m.server.as_ref().map(|s| &*s.name));
     l.push_str(",\"affinity\":");
     match m.affinity {
         Affinity::None => l.push_str("null"),
-        a => quote(&mut l, a.as_str()),
+        a => quote(l, a.as_str()),
     }
     l.push_str("}\n");
-    l
 }
 
 fn opt(l: &mut String, v: Option<&str>) {
@@ -276,22 +333,42 @@ fn quote(l: &mut String, s: &str) {
     l.push('"');
 }
 
-/// `2026-12-02T01:02:03.456Z`.
-fn humantime_rfc3339(t: SystemTime) -> String {
+/// `2026-12-02T01:02:03.456Z`, appended.
+fn rfc3339(t: SystemTime, l: &mut String) {
     let (y, mo, d, h, mi, s, ms) = civil(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    let _ = write!(l, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
 }
 
-/// `02/Dec/2026:01:02:03 +0000`.
-fn clf_date(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, mo, d, h, mi, s, _) = civil(t);
-    format!(
-        "{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000",
-        MONTHS[(mo - 1) as usize]
-    )
+/// `02/Dec/2026:01:02:03 +0000` when displayed.
+struct Clf(SystemTime);
+
+impl std::fmt::Display for Clf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let (y, mo, d, h, mi, s, _) = civil(self.0);
+        write!(
+            f,
+            "{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000",
+            MONTHS[(mo - 1) as usize]
+        )
+    }
+}
+
+/// A request target with `"` written as `%22` (the common format quotes it).
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.0.split('"').enumerate() {
+            if i > 0 {
+                f.write_str("%22")?;
+            }
+            f.write_str(part)?;
+        }
+        Ok(())
+    }
 }
 
 /// UTC calendar fields of `t` (days-from-civil inverted, Howard Hinnant's algorithm).
@@ -328,10 +405,14 @@ mod tests {
     #[test]
     fn dates_are_utc_calendar_dates() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_173_323_456);
-        assert_eq!(humantime_rfc3339(t), "2026-12-02T01:02:03.456Z");
-        assert_eq!(clf_date(t), "02/Dec/2026:01:02:03 +0000");
+        let mut s = String::new();
+        rfc3339(t, &mut s);
+        assert_eq!(s, "2026-12-02T01:02:03.456Z");
+        assert_eq!(Clf(t).to_string(), "02/Dec/2026:01:02:03 +0000");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(humantime_rfc3339(leap), "2000-02-29T00:00:00.000Z");
+        let mut s = String::new();
+        rfc3339(leap, &mut s);
+        assert_eq!(s, "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct ProxyBody {
     guard: Option<Guard>,
     /// Counts the request when the body is done ([`crate::stats`]); `None` for bodies not sent
     /// to a client (tests).
-    pub meter: Option<Meter>,
+    pub meter: Option<Box<Meter>>,
 }
 
 enum Kind {
