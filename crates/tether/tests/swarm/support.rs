@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tether_testkit::admin::Admin;
 use tether_testkit::swarm::{Swarm, TetherContainer};
-use tether_testkit::TempDir;
+use tether_testkit::{Client, TempDir};
 
 pub const KEY: &str = "swarm-test-key-swarm-test-key-0123456789";
 
@@ -25,14 +24,23 @@ pub struct Server {
     pub state: String,
 }
 
-/// The servers of `service` (a `...@swarm` name), by name.
+/// The servers of `service` (a `...@swarm` name), by name; none while Tether's container is not
+/// listening yet (its port is published before the process inside binds it).
 pub async fn servers(t: &TetherContainer, service: &str) -> BTreeMap<String, Server> {
-    let mut admin = Admin::new(t.admin, Some("test-token"));
-    let Ok(rows) = tokio::time::timeout(Duration::from_secs(2), admin.get("/api/backends")).await
-    else {
+    let req = http::Request::get("/api/backends")
+        .header("authorization", "Bearer test-token")
+        .body(http_body_util::Full::default())
+        .expect("valid request");
+    let mut client = Client::without_cookies(t.admin);
+    let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), client.send(req)).await else {
         return BTreeMap::new();
     };
-    let rows = rows.json();
+    if reply.status != 200 {
+        return BTreeMap::new();
+    }
+    let Ok(rows) = serde_json::from_str::<serde_json::Value>(&reply.body) else {
+        return BTreeMap::new();
+    };
     rows.as_array()
         .into_iter()
         .flatten()
