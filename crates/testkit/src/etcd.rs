@@ -41,10 +41,7 @@ impl Etcd {
             .is_ok_and(|s| s.success());
         if !found {
             let msg = format!("no etcd binary (Debian's etcd-server package): {test} needs one");
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}; under CI=true this is a failure");
-            }
-            eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+            crate::missing(&msg);
             return None;
         }
         let mut etcd = Etcd {

@@ -183,3 +183,12 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A part a test needs is missing (`what`: why, and what to install): a loud SKIPPED line, or,
+/// under `CI=true`, a failure, since CI installs every part.
+pub fn missing(what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what}; under CI=true this is a failure");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {what} !!!!!!!!\n");
+}

@@ -78,6 +78,20 @@ pub struct Endpoint {
     pub ipv6_address: String,
 }
 
+/// The TCP ports among `ExposedPorts` keys (`8080/tcp`, `53/udp`, `8080`), sorted, once each.
+pub fn tcp_ports<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<u16> {
+    let mut ports: Vec<u16> = keys
+        .filter_map(|k| match k.split_once('/') {
+            Some((port, "tcp")) | Some((port, "")) => port.parse().ok(),
+            None => k.parse().ok(),
+            Some(_) => None,
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// Health as Tether acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
@@ -120,19 +134,7 @@ impl Inspection {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut exposed_ports: Vec<u16> = self
-            .config
-            .exposed_ports
-            .iter()
-            .flatten()
-            .filter_map(|(k, _)| match k.split_once('/') {
-                Some((port, "tcp")) | Some((port, "")) => port.parse().ok(),
-                None => k.parse().ok(),
-                Some(_) => None,
-            })
-            .collect();
-        exposed_ports.sort_unstable();
-        exposed_ports.dedup();
+        let exposed_ports = tcp_ports(self.config.exposed_ports.iter().flatten().map(|(k, _)| k));
         let networks = self
             .network_settings
             .networks

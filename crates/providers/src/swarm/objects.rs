@@ -232,20 +232,9 @@ pub struct ImageConfig {
 impl Image {
     /// The TCP ports the image exposes, sorted.
     pub fn tcp_ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = self
-            .config
-            .exposed_ports
-            .iter()
-            .flatten()
-            .filter_map(|(k, _)| match k.split_once('/') {
-                Some((p, "tcp")) => p.parse().ok(),
-                None => k.parse().ok(),
-                Some(_) => None,
-            })
-            .collect();
-        ports.sort_unstable();
-        ports.dedup();
-        ports
+        crate::docker::inspect::tcp_ports(
+            self.config.exposed_ports.iter().flatten().map(|(k, _)| k),
+        )
     }
 }
 

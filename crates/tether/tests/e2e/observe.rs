@@ -142,10 +142,7 @@ async fn promtool(body: &str) {
         .spawn();
     let Ok(mut child) = child else {
         let msg = "promtool not found (apt-get install prometheus)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}; under CI=true this is a failure");
-        }
-        eprintln!("\n!!!!!!!! SKIPPED promtool check: {msg} !!!!!!!!\n");
+        tether_testkit::missing(msg);
         return;
     };
     let mut stdin = child.stdin.take().unwrap();

@@ -108,18 +108,7 @@ async fn replicas_of_tether_without_a_shared_key_report_an_error() {
         .await;
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        let logs = tokio::process::Command::new("docker")
-            .args(["service", "logs", "--raw", &proxy])
-            .output()
-            .await
-            .map(|o| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )
-            })
-            .unwrap_or_default();
+        let logs = tether_testkit::docker::output(&["service", "logs", "--raw", &proxy]).await;
         let found = logs
             .lines()
             .filter(|l| l.contains("ERROR") && l.contains("no affinity key configured"))
