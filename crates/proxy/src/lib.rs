@@ -48,7 +48,7 @@ pub struct ProxyConfig {
     pub merge_slashes: bool,
     pub limits: Limits,
     /// The access log, when one is on.
-    pub access_log: Option<Arc<stats::AccessLog>>,
+    pub access_log: Option<Arc<upstream::meter::AccessLog>>,
     /// Open connections per entrypoint, in the listeners' order (read by `/metrics`).
     pub entrypoints: Arc<[stats::EntrypointStats]>,
     /// The stats page on traffic entrypoints (`[stats] path`), when mounted.

@@ -1,21 +1,20 @@
 //! What the data plane counts, for the stats page, `/metrics` and the access log: relaxed
 //! atomics beside each server's state ([`ServerStats`], in its [`Backend`]) and each service's
 //! ([`ServiceStats`], kept by the registry so that a reload keeps the counts), bumped once at the
-//! end of each request by its [`Meter`]. No lock is taken on the request path; a scrape reads the
+//! end of each request by its meter ([`crate::upstream::meter`]). This module imports nothing
+//! else of the crate: the counters are plain types the rest holds. No lock is taken on the request path; a scrape reads the
 //! atomics of the servers and services of the table it is served from, so the series of a
 //! removed service or server disappear with it.
 //!
 //! [`Backend`]: crate::upstream::registry::Backend
 
 pub mod histogram;
-pub mod meter;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use http::Method;
 
 pub use histogram::{Histogram, Snapshot, BOUNDS_US};
-pub use meter::{AccessLog, Meter};
 
 /// What affinity made of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

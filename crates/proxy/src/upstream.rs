@@ -1,9 +1,11 @@
 //! Who answers it: the live backends and their pools ([`registry`], [`pool`]), sending a request
 //! to one ([`send`]) over Tether's own HTTP/1.1 client ([`exchange`]), the bodies both ways
-//! ([`body`]), the pace a client's body must keep ([`pace`]) and protocol upgrades ([`upgrade`]).
+//! ([`body`]), the pace a client's body must keep ([`pace`]), protocol upgrades ([`upgrade`]), and
+//! the request-end point that counts and logs each request ([`meter`]).
 
 pub mod body;
 pub mod exchange;
+pub mod meter;
 pub mod pace;
 pub mod pool;
 pub mod registry;

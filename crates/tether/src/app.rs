@@ -41,8 +41,8 @@ pub struct Options {
     pub store: Option<StoreSpec>,
     /// The access log: off (`None`), or a format and a target.
     pub access_log: Option<(
-        tether_proxy::stats::meter::Format,
-        tether_proxy::stats::meter::Target,
+        tether_proxy::upstream::meter::Format,
+        tether_proxy::upstream::meter::Target,
     )>,
 }
 
@@ -168,7 +168,7 @@ pub struct Instance {
     /// The API source, when there is one.
     pub api: Option<ApiHandle>,
     /// The access log, when one is on (SIGHUP reopens its file).
-    pub access_log: Option<Arc<tether_proxy::stats::AccessLog>>,
+    pub access_log: Option<Arc<tether_proxy::upstream::meter::AccessLog>>,
     shutdown: watch::Sender<bool>,
     serving: JoinHandle<()>,
     /// Source followers and the admin server, stopped with the instance.
@@ -304,7 +304,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         names.iter().map(|_| Default::default()).collect();
     let access_log = match &opts.access_log {
         Some((format, target)) => Some(
-            tether_proxy::stats::AccessLog::start(*format, target.clone())
+            tether_proxy::upstream::meter::AccessLog::start(*format, target.clone())
                 .context("--access-log-file")?,
         ),
         None => None,

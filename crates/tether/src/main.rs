@@ -484,7 +484,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let (admin, store) = admin.options()?;
-            use tether_proxy::stats::meter::{Format, Target};
+            use tether_proxy::upstream::meter::{Format, Target};
             let format = match access_log {
                 AccessLogFormat::Off if access_log_file.is_some() => {
                     anyhow::bail!("--access-log-file needs --access-log common or json")

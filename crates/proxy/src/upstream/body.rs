@@ -15,8 +15,8 @@ use tether_balance::state::InFlight;
 use tokio::sync::mpsc;
 
 use crate::http1::chunked::ChunkedError;
-use crate::stats::Meter;
 use crate::upstream::exchange::{BodyReader, WireError};
+use crate::upstream::meter::Meter;
 use crate::upstream::registry::Backend;
 
 /// Something to hold until the response is done (e.g. the connection's activity marker).

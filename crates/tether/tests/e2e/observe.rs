@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tether::app::{self, AdminOptions, Instance};
-use tether_proxy::stats::meter::{Format, Target};
+use tether_proxy::upstream::meter::{Format, Target};
 use tether_testkit::{wait_until, Admin, Backend, Client, TempDir};
 
 use crate::support::{KEY, WEB};

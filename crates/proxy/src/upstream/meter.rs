@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Affinity, ServiceStats};
+use crate::stats::{Affinity, ServiceStats};
 use crate::upstream::registry::Backend;
 
 /// Access-log format.
