@@ -218,14 +218,19 @@ async fn an_invalid_chunked_body_is_a_400_and_its_server_connection_is_closed() 
     );
 }
 
-#[tokio::test]
-async fn a_body_slower_than_the_minimum_rate_is_a_408() {
-    let rec = Recorder::spawn().await;
+/// Tether in front of `rec`, asking request bodies for 100 bytes a second over 1 s windows.
+async fn slow_body_proxy(rec: &Recorder) -> Proxy {
     let toml = format!(
         "{WEB}{KEY}[timeouts]\nbody_min_rate = 100\nbody_rate_window = \"1s\"\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nservers = [{{ url = \"{}\" }}]\n",
         rec.url()
     );
-    let p = Proxy::start(&toml).await;
+    Proxy::start(&toml).await
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_is_a_408() {
+    let rec = Recorder::spawn().await;
+    let p = slow_body_proxy(&rec).await;
     // Over 64 KiB, so it is streamed, then a byte at a time.
     let head = b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n";
     let first = vec![b'x'; 65 * 1024];
@@ -330,11 +335,7 @@ async fn chunked_requests_keep_their_connection_and_their_bytes() {
 #[tokio::test]
 async fn a_chunked_body_slower_than_the_minimum_rate_is_a_408() {
     let rec = Recorder::spawn().await;
-    let toml = format!(
-        "{WEB}{KEY}[timeouts]\nbody_min_rate = 100\nbody_rate_window = \"1s\"\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\nservers = [{{ url = \"{}\" }}]\n",
-        rec.url()
-    );
-    let p = Proxy::start(&toml).await;
+    let p = slow_body_proxy(&rec).await;
     let head = b"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     let drip: Vec<&[u8]> = std::iter::repeat_n(&b"1\r\nx\r\n"[..], 20).collect();
     let r = send_slowly(
