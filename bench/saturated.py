@@ -16,6 +16,11 @@ beside HAProxy and NGINX. Rounds interleave the proxies (the order turns each ro
 paired ratios (one proxy over another in the same round) are what to go by on a VM whose speed
 drifts.
 
+With --together, the Tether variants of a round run at the same time instead, each in its own
+group with the same quota, on its own ports, each under its own wrk: the VM's drift then hits
+them alike, which sequential rounds cannot promise (the speed of this VM moves by 10% within a
+minute). The proxy core must hold all of their quotas (two variants at 0.45 of a core each, say).
+
   bench/saturated.py --base /path/to/old/tether --rounds 5
 Results: bench/out/saturated.{md,json}.
 """
@@ -41,10 +46,13 @@ ADMIN_PORT = 18091
 class Limited(run.Proxy):
     """A proxy whose processes live in a CPU-limited cgroup of their own."""
 
-    def __init__(self, variant, quota_us, period_us, bins, tmp, cores):
+    def __init__(self, variant, quota_us, period_us, bins, tmp, cores, slot=0):
         base = "tether" if variant.startswith("tether") else variant
         super().__init__(base, 1, cores, bins, tmp)
         self.variant = variant
+        # Variants that run together each take ports of their own.
+        self.port = run.PORTS[base] + 100 * slot
+        self.admin_port = ADMIN_PORT + slot
         self.group = os.path.join(CGROUP, f"tether-bench-{variant}")
         os.makedirs(self.group, exist_ok=True)
         with open(os.path.join(self.group, "cpu.cfs_period_us"), "w") as f:
@@ -60,9 +68,14 @@ class Limited(run.Proxy):
             return super().command()
         cfg = run.render("tether.toml", 1, self.tmp)
         binary = self.bins["tether-base"] if self.variant == "tether-base" else self.bins["tether"]
+        if self.port != run.PORTS["tether"]:
+            with open(cfg) as f:
+                text = f.read().replace(f"127.0.0.1:{run.PORTS['tether']}", f"127.0.0.1:{self.port}")
+            with open(cfg, "w") as f:
+                f.write(text)
         if self.variant in ("tether", "tether-log"):
             with open(cfg, "a") as f:
-                f.write(f'\n[admin]\naddress = "127.0.0.1:{ADMIN_PORT}"\n')
+                f.write(f'\n[admin]\naddress = "127.0.0.1:{self.admin_port}"\n')
         cmd = [binary, "--log", "warn", "--workers", "1", "run", "--config", cfg,
                "--state-dir", self.tmp]
         if self.variant == "tether-log":
@@ -70,7 +83,15 @@ class Limited(run.Proxy):
         return cmd
 
     def start(self, path):
-        super().start(path)
+        if self.port == run.PORTS[self.name]:
+            super().start(path)
+        else:
+            saved = run.PORTS[self.name]
+            run.PORTS[self.name] = self.port
+            try:
+                super().start(path)
+            finally:
+                run.PORTS[self.name] = saved
         for pid in self.pids:
             with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
                 f.write(str(pid))
@@ -82,7 +103,7 @@ class Limited(run.Proxy):
         """GET /metrics once a second, as Prometheus would."""
         while not self.stop_scrape.wait(1.0):
             try:
-                c = http.client.HTTPConnection("127.0.0.1", ADMIN_PORT, timeout=2)
+                c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=2)
                 c.request("GET", "/metrics")
                 body = c.getresponse().read()
                 c.close()
@@ -122,6 +143,39 @@ def one(variant, sc, args, bins, tmp):
     return r
 
 
+def together(variants, sc, args, bins, tmp):
+    """One round of `variants` at the same time: each started in its group, then one wrk each,
+    all at once; the results in the order of `variants`."""
+    ps = [Limited(v, args.quota_us, args.period_us, bins, tmp, args.proxy_core, slot=i)
+          for i, v in enumerate(variants)]
+    started = []
+    try:
+        for p in ps:
+            p.start(sc["path"])
+            started.append(p)
+        results = [None] * len(ps)
+
+        def load(i, p):
+            run.wrk(p.port, sc, args.warmup, args.load_core)
+            results[i] = run.wrk(p.port, sc, args.duration, args.load_core)
+
+        threads = [threading.Thread(target=load, args=(i, p)) for i, p in enumerate(ps)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for p, r in zip(ps, results):
+            if p.proc.poll() is not None or r is None:
+                raise RuntimeError(f"{p.variant} exited or its load failed")
+            r["scrapes"] = p.scrapes
+    finally:
+        for p in started:
+            p.stop()
+    for p, r in zip(ps, results):
+        r["throttled_periods"] = p.throttled
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -137,6 +191,8 @@ def main():
     ap.add_argument("--base", help="the Tether build to compare with (the commit before the counters)")
     ap.add_argument("--backend", default=os.path.join(run.ROOT, "target", "release", "tether-bench-backend"))
     ap.add_argument("--out", default=os.path.join(run.ROOT, "bench", "out"))
+    ap.add_argument("--together", action="store_true",
+                    help="run the Tether variants of a round at the same time (see above)")
     args = ap.parse_args()
     if not os.path.isdir(CGROUP):
         sys.exit(f"no {CGROUP}: this scenario needs the cgroup v1 cpu controller (and root)")
@@ -160,8 +216,13 @@ def main():
             base.append(run.wrk(run.BACKENDS[0], dict(path="/", threads=1, conns=50), 2, args.proxy_core)["rps"])
             run.log(f"round {rnd + 1}/{args.rounds} baseline {base[-1]:>9,.0f} req/s")
             turn = rnd % len(proxies)
-            for p in proxies[turn:] + proxies[:turn]:
-                r = one(p, sc, args, bins, tmp)
+            order = proxies[turn:] + proxies[:turn]
+            if args.together:
+                jointly = [p for p in order if p.startswith("tether")]
+                done = dict(zip(jointly, together(jointly, sc, args, bins, tmp)))
+                order = jointly + [p for p in order if p not in jointly]
+            for p in order:
+                r = done[p] if args.together and p in done else one(p, sc, args, bins, tmp)
                 runs[p].append(r)
                 run.log(f"round {rnd + 1}/{args.rounds} {p:12} {r['rps']:>9,.0f} req/s "
                         f"p99 {r['p99_ms']:.2f} ms errors {r['errors']} scrapes {r['scrapes']}")
@@ -183,7 +244,8 @@ def main():
     quota = args.quota_us / args.period_us
     lines = [f"Saturated: each proxy held to {quota:.2f} of a core (cfs quota {args.quota_us} µs per "
              f"{args.period_us} µs), 1 worker, wrk -c{args.conns} on another core, /rr (round robin, "
-             f"keep-alive), {args.rounds} rounds of {args.duration} s.",
+             f"keep-alive), {args.rounds} rounds of {args.duration} s"
+             + (", the Tether variants of each round at the same time." if args.together else "."),
              run.baseline_note(base), "",
              "| proxy | req/s at the quota, median (min–max) |", "|---|---|"]
     for p in proxies:
@@ -200,6 +262,7 @@ def main():
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     with open(os.path.join(args.out, "saturated.json"), "w") as f:
         json.dump(dict(when=stamp, quota_us=args.quota_us, period_us=args.period_us, runs=runs,
+                       together=args.together,
                        baseline_rps=base), f, indent=1)
     with open(os.path.join(args.out, "saturated.md"), "w") as f:
         f.write(md + "\n")

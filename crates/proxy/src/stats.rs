@@ -109,10 +109,27 @@ pub fn method_index(m: &Method) -> u8 {
     }
 }
 
+/// Each status code's slot (one load per request instead of a search of [`CODES`]).
+const SLOTS: [u8; 600] = {
+    let mut t = [0u8; 600];
+    let mut code = 0;
+    while code < 600 {
+        let class = if code < 100 { 1 } else { code / 100 };
+        t[code] = (CODES.len() + class - 1) as u8;
+        code += 1;
+    }
+    let mut i = 0;
+    while i < CODES.len() {
+        t[CODES[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn code_slot(code: u16) -> usize {
-    match CODES.iter().position(|&c| c == code) {
-        Some(i) => i,
-        None => CODES.len() + usize::from((code / 100).clamp(1, 5) - 1),
+    match SLOTS.get(usize::from(code)) {
+        Some(&s) => usize::from(s),
+        None => CODES.len() + 4, // over 599: counted as 5xx
     }
 }
 
@@ -248,5 +265,16 @@ mod tests {
             ]
         );
         assert_eq!(s.by_class(), [0, 2, 0, 1, 1]);
+    }
+
+    #[test]
+    fn the_slot_table_agrees_with_the_list_of_codes() {
+        for code in 0..1000u16 {
+            let searched = match CODES.iter().position(|&c| c == code) {
+                Some(i) => i,
+                None => CODES.len() + usize::from((code / 100).clamp(1, 5) - 1),
+            };
+            assert_eq!(code_slot(code), searched, "code {code}");
+        }
     }
 }
