@@ -5,7 +5,8 @@
 //! Names follow Traefik v3's where one exists (`tether_service_requests_total{service,code,
 //! method}`, `tether_service_request_duration_seconds`, `tether_open_connections{entrypoint}`,
 //! `tether_config_reloads_total`), and add what Traefik does not export: per-server requests and
-//! in-flight, affinity outcomes, and the applied version as an info metric.
+//! in-flight, affinity outcomes, the discovery lag (`tether_discovery_lag_seconds{source}`, from a
+//! container's or task's event to its table serving), and the applied version as an info metric.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -348,6 +349,20 @@ impl Collector for Tether {
             None,
             MetricType::Counter,
             counters(rejected),
+        )?;
+        let lag = self
+            .control
+            .discovery_lag()
+            .into_iter()
+            .map(|(source, s)| (vec![("source", source)], Hist(s)))
+            .collect();
+        family(
+            &mut enc,
+            "tether_discovery_lag",
+            "From a change at a source (a container's or task's event, by the engine's clock) to the table that holds it serving, by source.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+            lag,
         )?;
         family(
             &mut enc,

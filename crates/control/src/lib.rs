@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tether_balance::AffinityKey;
 use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
+use tether_proxy::stats::{Histogram, Snapshot};
 use tether_proxy::table::CompileInput;
 use tether_proxy::{compile, Registry, RoutingTable, TableStore};
 
@@ -80,6 +81,9 @@ struct State {
     updated_at: BTreeMap<String, SystemTime>,
     problems: BTreeMap<String, String>,
     history: History,
+    /// Per provider, from a change at the source ([`ProviderUpdate::observed`]) to its table
+    /// serving.
+    lag: BTreeMap<String, Histogram>,
 }
 
 impl State {
@@ -147,6 +151,7 @@ impl Control {
     /// Replace one provider's state and swap in the merged table. Returns the new version.
     pub fn apply(&self, update: ProviderUpdate) -> Result<String, Rejected> {
         let started = std::time::Instant::now();
+        let observed = update.observed;
         let mut state = self.state.lock().expect("control state poisoned");
         let provider = update.provider.clone();
         let mut candidate = state.providers.clone();
@@ -176,8 +181,16 @@ impl Control {
                 // Dropped here, off the serving thread: the one retired at the previous swap.
                 drop(state.retired.replace(old));
                 state.accept(&provider, candidate);
-                state.applied_at = Some(SystemTime::now());
+                let now = SystemTime::now();
+                state.applied_at = Some(now);
                 state.swaps += 1;
+                if let Some(lag) = observed.and_then(|t| now.duration_since(t).ok()) {
+                    state
+                        .lag
+                        .entry(provider.clone())
+                        .or_default()
+                        .observe(lag.as_micros() as u64);
+                }
                 tracing::info!(%provider, %version, routes = nr, services = ns, took_ms = format_args!("{took_ms:.1}"), "configuration applied");
                 Ok(version)
             }
@@ -303,7 +316,6 @@ impl Control {
         out
     }
 
-    /// The inputs rejected lately, newest last.
     /// Rejected inputs per source since start (`tether_config_rejected_total`).
     pub fn rejected_totals(&self) -> BTreeMap<String, u64> {
         self.state
@@ -313,6 +325,18 @@ impl Control {
             .totals()
     }
 
+    /// Per provider, the discovery lag of the changes applied so far: from the change at the
+    /// source (a container's or task's event, by the engine's clock) to its table serving.
+    pub fn discovery_lag(&self) -> Vec<(String, Snapshot)> {
+        let state = self.state.lock().expect("control state poisoned");
+        state
+            .lag
+            .iter()
+            .map(|(p, h)| (p.clone(), h.snapshot()))
+            .collect()
+    }
+
+    /// The inputs rejected lately, newest last.
     pub fn rejections(&self) -> Vec<Rejection> {
         self.state
             .lock()
@@ -375,6 +399,7 @@ mod tests {
             routes,
             errors: Vec::new(),
             version: String::new(),
+            observed: None,
         })
     }
 
@@ -404,5 +429,25 @@ mod tests {
         let empty = BTreeMap::from([("docker".to_string(), update("docker", &[]))]);
         let (services, routes) = merged(&empty);
         assert!(services.is_empty() && routes.is_empty());
+    }
+
+    #[test]
+    fn the_discovery_lag_is_counted_from_the_change_at_the_source_when_a_table_swaps() {
+        let control = Control::new(
+            vec!["web".into()],
+            AffinityKey::from_secret(b"a test key of more than 32 bytes, for sealing"),
+        );
+        let mut u = (*update("docker", &["r1"])).clone();
+        u.observed = Some(SystemTime::now() - std::time::Duration::from_millis(40));
+        control.apply(u.clone()).unwrap();
+        // The same state again swaps nothing, so counts nothing; a file's update (no time) neither.
+        control.apply(u).unwrap();
+        control.apply((*update("file", &["f1"])).clone()).unwrap();
+        let lag = control.discovery_lag();
+        assert_eq!(lag.len(), 1, "{lag:?}");
+        let (source, s) = &lag[0];
+        assert_eq!(source, "docker");
+        assert_eq!(s.count(), 1);
+        assert!(s.sum_us >= 40_000 && s.sum_us < 5_000_000, "{}", s.sum_us);
     }
 }

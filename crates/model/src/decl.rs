@@ -21,6 +21,10 @@ pub struct ProviderUpdate {
     /// The source's own version of this state, shown beside the table's: a digest of the file,
     /// the time of the engine's last event, an etcd revision, a count of API changes.
     pub version: String,
+    /// When the earliest change this update carries happened at its source, by the source's
+    /// clock (a Docker event's time, a Swarm task's status time); `None` when the source cannot
+    /// tell (a file, the API). From it to the table serving is the discovery lag.
+    pub observed: Option<std::time::SystemTime>,
 }
 
 /// A route: requests matching `rule` on the listed entrypoints go to `service`.

@@ -61,11 +61,19 @@ impl Source for DockerSource {
     }
 }
 
-/// The tracker's state, its version the time of the last change read from the engine.
-fn update(tracker: &Tracker, at: SystemTime) -> ProviderUpdate {
+/// The tracker's state, its version the time of the last change read from the engine;
+/// `observed`: the engine's time of the first event it carries.
+fn update(tracker: &Tracker, at: SystemTime, observed: Option<SystemTime>) -> ProviderUpdate {
     let mut u = tracker.update();
     u.version = humantime::format_rfc3339_millis(at).to_string();
+    u.observed = observed;
     u
+}
+
+/// An event's time by the engine's clock.
+fn event_time(ev: &Event) -> Option<SystemTime> {
+    let nanos = u64::try_from(ev.time_nano).ok().filter(|n| *n > 0)?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
 }
 
 /// Follow the engine until `tx` is closed, sending the provider's whole state on every change.
@@ -109,7 +117,7 @@ async fn session(
     tracing::info!(endpoint = %cfg.endpoint, api = client.api_version(), containers = tracker.len(), "docker: connected, following events");
     let mut last_read = SystemTime::now();
     if tx.send(source::Event::Health(None)).await.is_err()
-        || !source::send(tx, update(tracker, last_read)).await
+        || !source::send(tx, update(tracker, last_read, None)).await
     {
         return Ok(());
     }
@@ -118,6 +126,8 @@ async fn session(
     let mut first_change: Option<Instant> = None;
     let mut last_input = Instant::now();
     let mut coalesced = 0u32;
+    // The engine's time of the first event since the last publish.
+    let mut first_event: Option<SystemTime> = None;
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
         let publish_at = first_change.map(|first| {
@@ -157,6 +167,9 @@ async fn session(
                 tracing::debug!(kind = %ev.kind, action = %ev.action, id = %ev.actor.id, "docker: event");
                 last_input = now;
                 last_read = SystemTime::now();
+                if first_event.is_none() {
+                    first_event = event_time(&ev);
+                }
                 coalesced += 1;
                 first_change.get_or_insert(now);
             }
@@ -176,7 +189,7 @@ async fn session(
             }
             _ = tokio::time::sleep_until(publish_at.map_or_else(far, Into::into)), if publish_at.is_some() => {
                 tracing::debug!(events = coalesced, "docker: publishing");
-                if !source::send(tx, update(tracker, last_read)).await {
+                if !source::send(tx, update(tracker, last_read, first_event.take())).await {
                     return Ok(());
                 }
                 first_change = None;

@@ -85,6 +85,7 @@ pub fn update(cfg: FileConfig, digest: String) -> ProviderUpdate {
         routes: cfg.routes,
         errors: Vec::new(),
         version: digest,
+        observed: None,
     }
 }
 

@@ -22,7 +22,7 @@ pub mod state;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -119,6 +119,8 @@ struct Reader {
     sent: Option<u64>,
     said: Vec<String>,
     full_at: Instant,
+    /// The newest task status time in what was sent.
+    newest_task: Option<SystemTime>,
 }
 
 impl Reader {
@@ -130,6 +132,7 @@ impl Reader {
             own_service: None,
             sent: None,
             said: Vec::new(),
+            newest_task: None,
             full_at: Instant::now(),
         }
     }
@@ -254,12 +257,20 @@ impl Reader {
             return true;
         }
         self.sent = Some(digest);
+        let mut update = o.update;
+        // The discovery lag is counted from the newest task change this update is the first to
+        // carry (a node's change, or a service's, has no task time: none is counted).
+        let newest = self.view.tasks.iter().filter_map(|t| t.status.at()).max();
+        if newest > self.newest_task {
+            update.observed = newest.filter(|_| self.newest_task.is_some());
+            self.newest_task = newest;
+        }
         tracing::debug!(
-            services = o.update.services.len(),
+            services = update.services.len(),
             tasks = o.tasks,
             "swarm: publishing"
         );
-        source::send(tx, o.update).await
+        source::send(tx, update).await
     }
 }
 

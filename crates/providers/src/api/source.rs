@@ -147,6 +147,7 @@ fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> Provid
         routes,
         errors,
         version: snapshot.revision.to_string(),
+        observed: None,
     }
 }
 
@@ -189,6 +190,7 @@ impl ApiHandle {
             routes,
             errors: Vec::new(),
             version: String::new(),
+            observed: None,
         })
     }
 

@@ -278,6 +278,7 @@ impl Tracker {
             routes: routes.into_values().map(|(r, _)| r).collect(),
             errors,
             version: String::new(),
+            observed: None,
         }
     }
 }

@@ -154,6 +154,14 @@ pub struct Task {
 #[serde(default, rename_all = "PascalCase")]
 pub struct TaskStatus {
     pub state: String,
+    /// When the task reached its state (RFC 3339, the manager's clock).
+    pub timestamp: String,
+}
+
+impl TaskStatus {
+    pub fn at(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339(&self.timestamp).ok()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -266,6 +274,19 @@ pub struct Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_status_time_is_read_as_the_engine_writes_it() {
+        let s: TaskStatus = serde_json::from_str(
+            r#"{"State":"running","Timestamp":"2026-12-02T13:45:12.123456789Z"}"#,
+        )
+        .unwrap();
+        let t = s.at().expect("a time");
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(d.as_secs(), 1_796_219_112);
+        assert_eq!(d.subsec_nanos(), 123_456_789);
+        assert_eq!(TaskStatus::default().at(), None);
+    }
 
     #[test]
     fn a_task_reads_its_addresses_without_the_routing_mesh() {

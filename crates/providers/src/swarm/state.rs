@@ -493,6 +493,7 @@ impl Merged {
                 routes: self.routes.into_values().map(|(r, _)| r).collect(),
                 errors: self.errors,
                 version: String::new(),
+                observed: None,
             },
             notes: self.notes,
             tasks: self.tasks,

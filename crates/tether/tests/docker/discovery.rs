@@ -84,6 +84,29 @@ async fn labelled_containers_become_routable_within_milliseconds_of_their_start(
         max < Duration::from_secs(2),
         "a container took {max:?} to become routable"
     );
+
+    // What `tether_discovery_lag_seconds{source="docker"}` exports: one observation per table
+    // that a start brought (each container here came alone), each no longer than the time to
+    // the first routed request measured above.
+    let lag = tether.instance.control.discovery_lag();
+    let (_, docker) = lag
+        .iter()
+        .find(|(source, _)| source == "docker")
+        .expect("the docker source's discovery lag is counted");
+    assert!(
+        docker.count() >= 20,
+        "every container's table counted: {}",
+        docker.count()
+    );
+    let mean = Duration::from_micros(docker.sum_us / docker.count());
+    println!(
+        "discovery: tether_discovery_lag_seconds{{source=\"docker\"}}: {} changes, mean {mean:?}",
+        docker.count()
+    );
+    assert!(
+        mean <= max,
+        "the lag counted ({mean:?} on average) fits the measured one (max {max:?})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
