@@ -295,6 +295,39 @@ impl Collector for Tether {
             MetricType::Counter,
             counters(server_requests),
         )?;
+        // Per route: a service's routes beyond its first eight share one series, route="(other)".
+        let mut route_requests = Vec::new();
+        let mut shared_seen = std::collections::HashSet::new();
+        for r in table.routers.first().map_or(&[][..], |r| r.routes()) {
+            let svc = &table.services[r.service];
+            let (by_class, shared) = svc.stats.routes.of(&r.name);
+            let route = if shared {
+                if !shared_seen.insert(r.service) {
+                    continue;
+                }
+                "(other)".to_string()
+            } else {
+                r.name.clone()
+            };
+            for (i, n) in by_class.iter().enumerate() {
+                if *n > 0 {
+                    let l = vec![
+                        ("route", route.clone()),
+                        ("service", svc.name.clone()),
+                        ("code_class", format!("{}xx", i + 1)),
+                    ];
+                    route_requests.push((l, *n));
+                }
+            }
+        }
+        family(
+            &mut enc,
+            "tether_route_requests",
+            "Responses to the requests a route matched, by status class.",
+            None,
+            MetricType::Counter,
+            counters(route_requests),
+        )?;
         family(
             &mut enc,
             "tether_server_retries",

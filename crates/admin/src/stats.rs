@@ -39,7 +39,12 @@ struct Counts {
     latency: Snapshot,
 }
 
-type Key = (String, String);
+/// What the sampler reads: a server of a service, or a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Server(String, String),
+    Route(String),
+}
 
 /// The last [`WINDOW`] readings of every server's counters.
 #[derive(Debug, Default)]
@@ -74,7 +79,7 @@ impl Sampler {
             for b in &s.backends {
                 let by_class: [u64; 5] = std::array::from_fn(|i| b.stats.by_class[i].load(Relaxed));
                 now.insert(
-                    (s.name.clone(), b.name.to_string()),
+                    Key::Server(s.name.clone(), b.name.to_string()),
                     Counts {
                         requests: by_class.iter().sum(),
                         by_class,
@@ -82,6 +87,17 @@ impl Sampler {
                     },
                 );
             }
+        }
+        for r in table.routers.first().map_or(&[][..], |r| r.routes()) {
+            let (by_class, _) = table.services[r.service].stats.routes.of(&r.name);
+            now.insert(
+                Key::Route(r.name.clone()),
+                Counts {
+                    requests: by_class.iter().sum(),
+                    by_class,
+                    latency: Snapshot::default(),
+                },
+            );
         }
         let mut ticks = self.ticks.lock().expect("sampler poisoned");
         if ticks.len() > WINDOW {
@@ -155,6 +171,21 @@ pub(crate) struct ServerRow {
     pub rebalanced: u64,
 }
 
+/// One route's row: its declaration and its traffic (by status class).
+#[derive(Debug, Clone)]
+pub(crate) struct RouteRow {
+    pub name: String,
+    pub rule: String,
+    pub service: String,
+    pub source: String,
+    pub requests: u64,
+    pub rps: f64,
+    pub r4xx: f64,
+    pub r5xx: f64,
+    /// Counted together with the service's other routes beyond its first eight.
+    pub shared: bool,
+}
+
 /// One service's rows.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceRow {
@@ -173,7 +204,7 @@ pub(crate) struct Page {
     pub applied_at: Option<SystemTime>,
     pub sources: Vec<(String, String, Option<String>)>,
     pub rejections: Vec<(SystemTime, String, Option<String>, String)>,
-    pub routes: Vec<(String, String, String, String)>,
+    pub routes: Vec<RouteRow>,
     pub services: Vec<ServiceRow>,
 }
 
@@ -203,15 +234,26 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
             owner.insert(s.name.as_str(), (provider.as_str(), weights));
         }
         for r in &u.routes {
-            routes.push((
-                r.name.clone(),
-                r.rule_text.clone(),
-                r.service.clone(),
-                provider.clone(),
-            ));
+            let (by_class, shared) = table
+                .services
+                .iter()
+                .find(|s| s.name == r.service)
+                .map_or(([0; 5], false), |s| s.stats.routes.of(&r.name));
+            let rates = sampler.rates(&Key::Route(r.name.clone()));
+            routes.push(RouteRow {
+                name: r.name.clone(),
+                rule: r.rule_text.clone(),
+                service: r.service.clone(),
+                source: provider.clone(),
+                requests: by_class.iter().sum(),
+                rps: rates.rps,
+                r4xx: rates.r4xx,
+                r5xx: rates.r5xx,
+                shared,
+            });
         }
     }
-    routes.sort();
+    routes.sort_by(|a, b| a.name.cmp(&b.name));
     let f = filter.trim().to_lowercase();
     let mut services = Vec::new();
     for s in &table.services {
@@ -222,7 +264,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
         let service_matches = f.is_empty() || s.name.to_lowercase().contains(&f);
         let mut servers = Vec::new();
         for b in &s.backends {
-            let key = (s.name.clone(), b.name.to_string());
+            let key = Key::Server(s.name.clone(), b.name.to_string());
             let matches = service_matches
                 || b.name.to_lowercase().contains(&f)
                 || b.addr.to_string().contains(&f);
@@ -425,7 +467,7 @@ fn to_json(p: &Page) -> Value {
         "rejected": p.rejections.iter().map(|(at, src, field, m)| json!({
             "at": crate::render::time(Some(*at)), "source": src, "field": field, "message": m,
         })).collect::<Vec<_>>(),
-        "routes": p.routes.iter().map(|(n, rule, svc, src)| json!({"name": n, "rule": rule, "service": svc, "source": src})).collect::<Vec<_>>(),
+        "routes": p.routes.iter().map(|r| json!({"name": r.name, "rule": r.rule, "service": r.service, "source": r.source, "requests": r.requests, "requests_per_second": r.rps, "4xx_per_second": r.r4xx, "5xx_per_second": r.r5xx, "shared": r.shared})).collect::<Vec<_>>(),
         "services": services,
     })
 }

@@ -265,6 +265,7 @@ fn route<'t>(
     };
     let svc = &table.services[route.service];
     meter.service = Some(svc.stats.clone());
+    meter.route_slot = route.stats_slot;
     if let Some(l) = &mut meter.log {
         l.route = Some(route.name.clone());
     }

@@ -11,6 +11,7 @@
 pub mod histogram;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use http::Method;
 
@@ -93,6 +94,91 @@ pub struct ServiceStats {
     pub sticky_forged: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Responses by route of this service and status class.
+    pub routes: RouteCounts,
+}
+
+/// Routes of one service counted one by one; a service's further routes share one more slot.
+pub const ROUTE_SLOTS: usize = 8;
+/// The slot that the routes beyond [`ROUTE_SLOTS`] share.
+pub const SHARED_ROUTE_SLOT: u8 = ROUTE_SLOTS as u8;
+/// No route (a request that matched none is counted on no service either).
+pub const NO_ROUTE: u8 = u8::MAX;
+
+/// Responses per route of a service, by status class. Which route a slot counts is decided when
+/// a table is compiled ([`RouteCounts::plan`]) and takes effect when it is committed
+/// ([`RouteCounts::commit`]): a route keeps its slot while it exists, and a freed slot starts
+/// from zero for the route that takes it next.
+#[derive(Debug, Default)]
+pub struct RouteCounts {
+    names: Mutex<[Option<String>; ROUTE_SLOTS]>,
+    by_class: [[AtomicU64; 5]; ROUTE_SLOTS + 1],
+}
+
+/// Slot names as a compiled table wants them.
+pub type RoutePlan = [Option<String>; ROUTE_SLOTS];
+
+impl RouteCounts {
+    /// The slots for `routes` (this service's, in the new table): each route that has one keeps
+    /// it, the others take free ones, and beyond [`ROUTE_SLOTS`] they share
+    /// [`SHARED_ROUTE_SLOT`]. Nothing changes until [`RouteCounts::commit`].
+    pub fn plan(&self, routes: &[&str]) -> (RoutePlan, Vec<u8>) {
+        let now = self.names.lock().expect("route counts poisoned").clone();
+        let mut next: RoutePlan = Default::default();
+        for (i, n) in now.iter().enumerate() {
+            if n.as_deref().is_some_and(|n| routes.contains(&n)) {
+                next[i] = n.clone();
+            }
+        }
+        let slots = routes
+            .iter()
+            .map(|r| {
+                if let Some(i) = next.iter().position(|n| n.as_deref() == Some(*r)) {
+                    return i as u8;
+                }
+                match next.iter().position(Option::is_none) {
+                    Some(i) => {
+                        next[i] = Some((*r).to_string());
+                        i as u8
+                    }
+                    None => SHARED_ROUTE_SLOT,
+                }
+            })
+            .collect();
+        (next, slots)
+    }
+
+    /// Make `plan` the slots' names; a slot whose route changed starts from zero.
+    pub fn commit(&self, plan: RoutePlan) {
+        let mut names = self.names.lock().expect("route counts poisoned");
+        for (i, (old, new)) in names.iter().zip(&plan).enumerate() {
+            if old != new {
+                for c in &self.by_class[i] {
+                    c.store(0, Relaxed);
+                }
+            }
+        }
+        *names = plan;
+    }
+
+    pub fn count(&self, slot: u8, class: usize) {
+        if let Some(row) = self.by_class.get(usize::from(slot)) {
+            row[class].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The counts by class of the slot `route` has, or of the shared slot when it has none.
+    pub fn of(&self, route: &str) -> ([u64; 5], bool) {
+        let names = self.names.lock().expect("route counts poisoned");
+        let (slot, shared) = match names.iter().position(|n| n.as_deref() == Some(route)) {
+            Some(i) => (i, false),
+            None => (ROUTE_SLOTS, true),
+        };
+        (
+            std::array::from_fn(|c| self.by_class[slot][c].load(Relaxed)),
+            shared,
+        )
+    }
 }
 
 /// A method's slot in [`METHODS`].
@@ -265,6 +351,31 @@ mod tests {
             ]
         );
         assert_eq!(s.by_class(), [0, 2, 0, 1, 1]);
+    }
+
+    #[test]
+    fn a_route_keeps_its_slot_and_a_freed_slot_starts_from_zero() {
+        let r = RouteCounts::default();
+        let (plan, slots) = r.plan(&["a", "b"]);
+        assert_eq!(slots, [0, 1]);
+        r.commit(plan);
+        r.count(1, 1);
+        r.count(1, 1);
+        // "a" goes, "c" comes: "b" keeps slot 1 and its count; "c" takes slot 0 from zero.
+        r.count(0, 4);
+        let (plan, slots) = r.plan(&["b", "c"]);
+        assert_eq!(slots, [1, 0]);
+        r.commit(plan);
+        assert_eq!(r.of("b"), ([0, 2, 0, 0, 0], false));
+        assert_eq!(r.of("c"), ([0; 5], false));
+        // Beyond the slots, routes share one.
+        let many: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (plan, slots) = r.plan(&names);
+        assert_eq!(slots.iter().filter(|&&s| s == SHARED_ROUTE_SLOT).count(), 2);
+        r.commit(plan);
+        r.count(SHARED_ROUTE_SLOT, 1);
+        assert_eq!(r.of("r9"), ([0, 1, 0, 0, 0], true));
     }
 
     #[test]

@@ -152,17 +152,27 @@ pub(crate) fn live(p: &Page) -> String {
     if !p.routes.is_empty() {
         let _ = write!(
             h,
-            "<details><summary>{} routes</summary><div class=\"scroll\"><table><thead><tr><th class=\"l\">route</th><th class=\"l\">rule</th><th class=\"l\">service</th><th class=\"l\">source</th></tr></thead><tbody>",
+            "<details open><summary>{} routes</summary><div class=\"scroll\"><table><thead><tr><th class=\"l\">route</th><th class=\"l\">rule</th><th class=\"l\">service</th><th class=\"l\">source</th><th>req/s</th><th>4xx/s</th><th>5xx/s</th><th>requests</th></tr></thead><tbody>",
             p.routes.len()
         );
-        for (name, rule, svc, src) in &p.routes {
+        for r in &p.routes {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
-                esc(name),
-                esc(rule),
-                esc(svc),
-                esc(src)
+                "<tr class=\"route\" data-route=\"{}\"><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"requests\">{}{}</td></tr>",
+                esc(&r.name),
+                esc(&r.name),
+                esc(&r.rule),
+                esc(&r.service),
+                esc(&r.source),
+                rate(r.rps),
+                rate(r.r4xx),
+                rate(r.r5xx),
+                r.requests,
+                if r.shared {
+                    " <small title=\"counted with this service's routes beyond its first eight\">(shared)</small>"
+                } else {
+                    ""
+                }
             );
         }
         h.push_str("</tbody></table></div></details>");

@@ -26,6 +26,8 @@ pub struct RouteEntry {
     pub entrypoints: Box<[String]>,
     /// Largest request body accepted on it, over `limits.body`.
     pub max_body: Option<u64>,
+    /// Its counters' slot in its service's ([`crate::stats::RouteCounts`]).
+    pub stats_slot: u8,
 }
 
 /// Routes of one entrypoint, indexed by host.
@@ -97,6 +99,7 @@ impl Router {
                     service: 0,
                     entrypoints: Box::new([]),
                     max_body: None,
+                    stats_slot: crate::stats::NO_ROUTE,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

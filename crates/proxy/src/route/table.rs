@@ -129,11 +129,25 @@ pub fn compile(
             .cmp(&a.priority)
             .then_with(|| a.name.cmp(&b.name))
     });
+    // Each service's routes get their counters' slots, by name (a route keeps its slot while it
+    // exists).
+    let mut per_service: Vec<Vec<&str>> = vec![Vec::new(); compiled.len()];
+    for r in routes {
+        per_service[by_name[r.service.as_str()]].push(r.name.as_str());
+    }
+    let mut slots: HashMap<&str, u8> = HashMap::default();
+    for (s, names) in compiled.iter().zip(per_service) {
+        if !names.is_empty() {
+            let got = generation.route_slots(&s.stats, &names);
+            slots.extend(names.into_iter().zip(got));
+        }
+    }
     let entries: Arc<[RouteEntry]> = order
         .iter()
         .map(|&i| {
             let r = &routes[i as usize];
             RouteEntry {
+                stats_slot: slots[r.name.as_str()],
                 name: r.name.clone(),
                 rule: r.rule.clone(),
                 rule_text: r.rule_text.clone(),

@@ -177,6 +177,8 @@ pub struct LogFields {
 pub struct Meter {
     started: Instant,
     method: u8,
+    /// The route's counter slot in its service's ([`crate::stats::RouteCounts`]).
+    pub route_slot: u8,
     pub status: u16,
     pub service: Option<Arc<ServiceStats>>,
     pub server: Option<Arc<Backend>>,
@@ -191,6 +193,7 @@ impl Meter {
         Meter {
             started,
             method,
+            route_slot: crate::stats::NO_ROUTE,
             status: 0,
             service: None,
             server: None,
@@ -224,6 +227,7 @@ impl Drop for Meter {
         }
         if let Some(svc) = &self.service {
             svc.count(self.method, self.status);
+            svc.routes.count(self.route_slot, class);
             svc.latency.observe(us);
             svc.note_affinity(self.affinity);
             svc.bytes_in.fetch_add(self.bytes_in, Relaxed);

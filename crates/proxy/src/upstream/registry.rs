@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tether_balance::ServerState;
 use tether_model::ServerAddr;
 
-use crate::stats::{ServerStats, ServiceStats};
+use crate::stats::{RoutePlan, ServerStats, ServiceStats};
 use crate::upstream::pool::Pool;
 
 /// A server of a service, as the data plane uses it.
@@ -39,6 +39,7 @@ impl Registry {
             registry: self,
             next: HashMap::default(),
             services: HashMap::default(),
+            routes: Vec::new(),
         }
     }
 
@@ -54,6 +55,8 @@ pub struct Generation<'a> {
     registry: &'a Registry,
     next: HashMap<Key, Arc<Backend>>,
     services: HashMap<String, Arc<ServiceStats>>,
+    /// Route slots per service, applied at commit.
+    routes: Vec<(Arc<ServiceStats>, RoutePlan)>,
 }
 
 impl Generation<'_> {
@@ -99,8 +102,18 @@ impl Generation<'_> {
         s
     }
 
+    /// The counter slots of `routes`, the routes of the service whose counters are `stats`.
+    pub fn route_slots(&mut self, stats: &Arc<ServiceStats>, routes: &[&str]) -> Vec<u8> {
+        let (plan, slots) = stats.routes.plan(routes);
+        self.routes.push((stats.clone(), plan));
+        slots
+    }
+
     /// Make this generation the live one.
     pub fn commit(self) {
+        for (stats, plan) in self.routes {
+            stats.routes.commit(plan);
+        }
         *self.registry.live.lock().expect("registry poisoned") = self.next;
         *self.registry.services.lock().expect("registry poisoned") = self.services;
     }

@@ -95,6 +95,10 @@ async fn metrics_count_a_known_mix_and_forget_a_removed_server() {
             + get(r#"tether_server_requests_total{service="app",server="b",code_class="2xx"}"#);
     assert_eq!(per_server, 19.0);
     assert_eq!(
+        get(r#"tether_route_requests_total{route="app",service="app",code_class="2xx"}"#),
+        19.0
+    );
+    assert_eq!(
         a.requests() + b.requests(),
         19,
         "what the servers saw is what was counted"

@@ -1,6 +1,7 @@
 //! The stats page in a real headless Chromium (Debian's `chromium`): while a known mix of
 //! requests has flowed, the page shows the requests each server answered, a draining server as
-//! draining, affinity outcomes, and a rejected input with its field. A screenshot is saved under
+//! draining, the requests each route matched (two routes to one service counted apart), affinity
+//! outcomes, and a rejected input with its field. A screenshot is saved under
 //! `target/` (`docs/stats-page.png` is one taken this way).
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ fn config(a: &Backend, b: &Backend) -> String {
     format!(
         "{WEB}{KEY}[routes.api]\nrule = \"PathPrefix(`/api`)\"\nservice = \"api\"\n\
          [routes.shop]\nrule = \"PathPrefix(`/shop`)\"\nservice = \"shop\"\n\
+         [routes.legacy]\nrule = \"PathPrefix(`/legacy`)\"\nservice = \"shop\"\n\
          [services.api]\nservers = [{{ name = \"api-1\", url = \"{a}\", weight = 3 }}, {{ name = \"api-2\", url = \"{b}\" }}]\n\
          [services.shop]\nservers = [{{ name = \"shop-1\", url = \"{a}\" }}, {{ name = \"shop-2\", url = \"{b}\", draining = true }}]\n\
          [services.shop.affinity]\nmode = \"cookie\"\ncookie = \"tid\"\n",
@@ -70,8 +72,13 @@ async fn headless(browser: &str, url: &str, args: &[&str]) -> String {
 
 /// The text of the cell with `class` in the row of server `name`.
 fn cell(dom: &str, name: &str, class: &str) -> String {
+    cell_of(dom, "data-server", name, class)
+}
+
+/// The text of the cell with `class` in the row whose attribute `attr` is `name`.
+fn cell_of(dom: &str, attr: &str, name: &str, class: &str) -> String {
     let row_at = dom
-        .find(&format!("data-server=\"{name}\""))
+        .find(&format!("{attr}=\"{name}\""))
         .unwrap_or_else(|| panic!("no row for {name} in the page"));
     let row = &dom[row_at
         ..dom[row_at..]
@@ -107,7 +114,11 @@ async fn the_stats_page_shows_what_was_sent_in_a_real_browser() {
     let web = i.addr("web");
 
     // 8 to /api (weights 3:1: 6 and 2); one visitor 5 times to /shop (1 new, then 4 pinned, all
-    // to shop-1: shop-2 is draining); one forged cookie.
+    // to shop-1: shop-2 is draining); one forged cookie; 3 without a cookie to /legacy, another
+    // route to the same service (3 new, to shop-1).
+    for _ in 0..3 {
+        Client::without_cookies(web).get("/legacy").await.unwrap();
+    }
     for _ in 0..8 {
         assert_eq!(
             Client::without_cookies(web)
@@ -143,14 +154,21 @@ async fn the_stats_page_shows_what_was_sent_in_a_real_browser() {
     let dom = headless(browser, &url, &["--dump-dom"]).await;
     assert_eq!(cell(&dom, "api-1", "requests"), "6", "api-1 answered 6");
     assert_eq!(cell(&dom, "api-2", "requests"), "2", "api-2 answered 2");
-    assert_eq!(cell(&dom, "shop-1", "requests"), "6");
+    assert_eq!(cell(&dom, "shop-1", "requests"), "9");
+    assert_eq!(cell_of(&dom, "data-route", "api", "requests"), "8");
+    assert_eq!(
+        cell_of(&dom, "data-route", "shop", "requests"),
+        "6",
+        "the route counts its own requests, not its service's"
+    );
+    assert_eq!(cell_of(&dom, "data-route", "legacy", "requests"), "3");
     assert_eq!(cell(&dom, "shop-2", "requests"), "0");
     assert!(
         cell(&dom, "shop-2", "l draining").starts_with("draining"),
         "shop-2 is shown draining"
     );
     assert!(
-        dom.contains("sticky (cookie tid): 4 hits, 1 new, 0 rebalanced, <span class=\"forged\">1 forged</span>"),
+        dom.contains("sticky (cookie tid): 4 hits, 4 new, 0 rebalanced, <span class=\"forged\">1 forged</span>"),
         "affinity outcomes"
     );
     assert!(
