@@ -205,8 +205,15 @@ impl Meter {
     }
 }
 
+/// The status of a request whose client went away before its response began (an h2 stream
+/// cancelled, a connection torn down): NGINX's 499, which operators' dashboards already know.
+pub const CLIENT_CLOSED: u16 = 499;
+
 impl Drop for Meter {
     fn drop(&mut self) {
+        if self.status == 0 {
+            self.status = CLIENT_CLOSED;
+        }
         let us = self.started.elapsed().as_micros() as u64;
         let class = usize::from((self.status / 100).clamp(1, 5) - 1);
         if let Some(b) = &self.server {

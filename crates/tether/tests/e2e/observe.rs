@@ -162,6 +162,70 @@ async fn promtool(body: &str) {
 }
 
 #[tokio::test]
+async fn a_request_its_client_cancelled_is_counted_and_logged_as_499() {
+    let slow = Backend::spawn_slow("slow", Duration::from_secs(3)).await;
+    let dir = TempDir::new("tether-abandoned");
+    let file = dir.path().join("access.log");
+    let toml = format!(
+        "{WEB}{KEY}[routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+         [services.app]\nservers = [{{ name = \"slow\", url = \"{}\" }}]\n",
+        slow.url()
+    );
+    let i = start(
+        &dir,
+        &toml,
+        Some((Format::Json, Target::File(file.clone()))),
+    )
+    .await;
+    // An h2 client asks, then cancels its stream (RST_STREAM, CANCEL) before the slow server
+    // answers, as a browser does when the user leaves the page.
+    use tether_testkit::h2raw;
+    let mut s = h2raw::connect(i.addr("web")).await;
+    let get = h2raw::frame(
+        h2raw::HEADERS,
+        h2raw::END_STREAM | h2raw::END_HEADERS,
+        1,
+        &h2raw::get("x", "/wait"),
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut s, &get)
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), || async { slow.requests() == 1 }).await;
+    let cancel = h2raw::frame(h2raw::RST_STREAM, 0, 1, &8u32.to_be_bytes());
+    tokio::io::AsyncWriteExt::write_all(&mut s, &cancel)
+        .await
+        .unwrap();
+    let line = || -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&file).ok()?;
+        serde_json::from_str(text.lines().next()?).ok()
+    };
+    wait_until(Duration::from_secs(5), || async { line().is_some() }).await;
+    let l = line().unwrap();
+    assert_eq!(
+        l["status"], 499,
+        "NGINX's code for a client that closed first: {l}"
+    );
+    assert_eq!(l["path"], "/wait");
+    let body = Admin::new(i.admin.unwrap(), None)
+        .get("/metrics")
+        .await
+        .body;
+    assert_eq!(
+        sample(
+            &body,
+            r#"tether_service_requests_total{service="app",code="4xx",method="GET"}"#
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        !body.contains("1xx"),
+        "not counted as an informational response: {body}"
+    );
+    i.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_access_log_has_a_line_per_request_and_moves_on_reopen() {
     let (a, b) = (Backend::spawn("a").await, Backend::spawn("b").await);
     let dir = TempDir::new("tether-access");
