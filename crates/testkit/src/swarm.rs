@@ -319,7 +319,10 @@ impl SecondNode {
             crate::missing(&msg);
             return None;
         };
+        // `-o`: the lock's descriptor is closed in the script, so node2's dockerd, which the
+        // script leaves running, does not hold the lock for ever (the next `up` would wait on it).
         let out = tokio::process::Command::new("flock")
+            .arg("-o")
             .arg("/tmp/tether-two-node.lock")
             .arg(&script)
             .arg("up")
