@@ -42,6 +42,66 @@ pub struct Settings {
     pub swarm: Option<SwarmSettings>,
     /// `[stats]`: the stats page on traffic entrypoints.
     pub stats: Option<StatsMount>,
+    /// Which entrypoints terminate TLS, and the certificates they serve.
+    pub tls: TlsSettings,
+}
+
+/// TLS termination: `tls = true` (or a table) on an entrypoint, `[[tls.certificates]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The entrypoints that terminate TLS, by name.
+    pub entrypoints: std::collections::BTreeMap<String, EntrypointTls>,
+    pub certificates: Vec<CertificateFiles>,
+}
+
+impl TlsSettings {
+    /// Make relative certificate paths relative to `dir` (the configuration file's).
+    pub fn resolve_relative(&mut self, dir: &std::path::Path) {
+        for c in &mut self.certificates {
+            for p in [&mut c.cert_file, &mut c.key_file] {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+        }
+    }
+}
+
+/// One TLS entrypoint's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrypointTls {
+    /// Fail the handshake of a client naming a host no certificate has (default: serve it the
+    /// default certificate).
+    pub strict_sni: bool,
+    pub min_version: TlsVersion,
+    /// Protocols offered by ALPN, in order of preference (default `h2`, `http/1.1`).
+    pub alpn: Vec<String>,
+}
+
+impl Default for EntrypointTls {
+    fn default() -> Self {
+        EntrypointTls {
+            strict_sni: false,
+            min_version: TlsVersion::V1_2,
+            alpn: vec!["h2".into(), "http/1.1".into()],
+        }
+    }
+}
+
+/// The oldest TLS version an entrypoint accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// A certificate chain and its key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Served to a client that sends no name, or one no certificate has (default: the first).
+    pub default: bool,
 }
 
 /// `[stats] path = "/haproxy?stats"`: the stats page, read-only, behind basic auth with the

@@ -69,10 +69,15 @@ fn parse(path: &Path, src: &[u8]) -> Result<FileConfig, FileError> {
         path: display.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })?;
-    file_config::parse(text).map_err(|errors| FileError::Invalid {
+    let mut cfg = file_config::parse(text).map_err(|errors| FileError::Invalid {
         path: display,
         errors,
-    })
+    })?;
+    // Certificate paths written relative are relative to the file's directory.
+    if let Some(dir) = path.parent() {
+        cfg.settings.tls.resolve_relative(dir);
+    }
+    Ok(cfg)
 }
 
 /// The dynamic part of a loaded file as a provider update. Takes the file by value: a table of

@@ -178,18 +178,36 @@ pub struct Peer {
     pub untrusted_fields: Bytes,
     /// Its own `X-Forwarded-*` are believed.
     pub trusted: bool,
+    /// It came over TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
 }
 
 impl Peer {
+    /// A client over plain TCP.
     pub fn new(addr: std::net::SocketAddr, trusted_proxies: &[Cidr]) -> Peer {
+        Peer::on(addr, trusted_proxies, false)
+    }
+
+    /// A client over TLS (`https`) or plain TCP.
+    pub fn on(addr: std::net::SocketAddr, trusted_proxies: &[Cidr], https: bool) -> Peer {
         let ip = addr.ip().to_canonical();
-        let (ip_value, untrusted_fields) = ip_values(ip);
+        let (ip_value, untrusted_fields) = ip_values(ip, https);
         Peer {
             addr,
             ip,
             ip_value,
             untrusted_fields,
             trusted: is_trusted(ip, trusted_proxies),
+            https,
+        }
+    }
+
+    /// The scheme the client used, as `X-Forwarded-Proto` says it.
+    pub fn proto(&self) -> &'static [u8] {
+        if self.https {
+            b"https"
+        } else {
+            b"http"
         }
     }
 }
@@ -197,22 +215,23 @@ impl Peer {
 /// `ip` as a header value, and [`Peer::untrusted_fields`]. The last ones made on this thread are
 /// kept: connections often come from the same address (a load balancer, NAT, a busy client), and
 /// formatting an address costs more than the rest of setting up a connection's peer.
-fn ip_values(ip: IpAddr) -> (HeaderValue, Bytes) {
+fn ip_values(ip: IpAddr, https: bool) -> (HeaderValue, Bytes) {
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue, Bytes)>> =
+        static LAST: std::cell::RefCell<Option<(IpAddr, bool, HeaderValue, Bytes)>> =
             const { std::cell::RefCell::new(None) };
     }
     LAST.with_borrow_mut(|last| match last {
-        Some((at, v, f)) if *at == ip => (v.clone(), f.clone()),
+        Some((at, tls, v, f)) if *at == ip && *tls == https => (v.clone(), f.clone()),
         _ => {
             let text = ip.to_string();
             let v = HeaderValue::from_str(&text).expect("an IP address is a valid header value");
             let mut f = Vec::with_capacity(64 + 2 * text.len());
             crate::http1::fields::put(&mut f, b"x-forwarded-for", text.as_bytes());
             crate::http1::fields::put(&mut f, b"x-real-ip", text.as_bytes());
-            crate::http1::fields::put(&mut f, b"x-forwarded-proto", b"http");
+            let proto: &[u8] = if https { b"https" } else { b"http" };
+            crate::http1::fields::put(&mut f, b"x-forwarded-proto", proto);
             let f = Bytes::from(f);
-            *last = Some((ip, v.clone(), f.clone()));
+            *last = Some((ip, https, v.clone(), f.clone()));
             (v, f)
         }
     })
@@ -338,7 +357,7 @@ impl<'p> Forwarding<'p> {
                 put(out, b"x-real-ip", ip);
             }
             if self.proto {
-                put(out, b"x-forwarded-proto", b"http");
+                put(out, b"x-forwarded-proto", self.peer.proto());
             }
         }
         match (&self.host, host_field) {
@@ -367,7 +386,8 @@ impl<'p> Forwarding<'p> {
             h.insert(X_REAL_IP, ip.clone());
         }
         if self.proto {
-            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            let proto = if self.peer.https { "https" } else { "http" };
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
         if let Some(v) = host {
             h.insert(X_FORWARDED_HOST, v);

@@ -25,6 +25,7 @@ pub mod raw;
 pub mod recorder;
 pub mod relay;
 pub mod swarm;
+pub mod tls;
 
 pub use admin::Admin;
 pub use client::{Client, Reply};

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tether_control::Control;
-use tether_model::file_config::{KeySource, Settings, Timeouts};
+use tether_model::file_config::{KeySource, Settings, Timeouts, TlsSettings};
 use tether_providers::api::{ApiHandle, ApiSource};
 use tether_providers::{docker, file, swarm, Event, FirstSync, Source};
+use tether_proxy::front::tls::{self, certs, certs::CertStore};
 use tether_proxy::{Listener, ProxyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -240,6 +241,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
             limits: Default::default(),
             swarm: None,
             stats: None,
+            tls: Default::default(),
         },
     };
     let key_source = match (&settings.affinity_key, &opts.config) {
@@ -256,7 +258,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         .map(|a| tether_admin::Auth::new(a, opts.admin.token.clone()))
         .transpose()
         .context("--admin")?;
-    let (listeners, entrypoints) = bind(&settings).await?;
+    let certificates = certificates(&settings.tls)?;
+    let (listeners, entrypoints) = bind(&settings, certificates.as_ref()).await?;
     let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
     let control = Control::new(names.clone(), key);
 
@@ -384,20 +387,50 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     })
 }
 
-/// Bind every entrypoint.
-async fn bind(settings: &Settings) -> anyhow::Result<(Vec<Listener>, Vec<(String, SocketAddr)>)> {
+/// How often certificate files are looked at for a change.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(1);
+
+/// The certificates of the TLS entrypoints, loaded and checked (start fails, naming the file, if
+/// one cannot serve), then followed for changes; `None` without a TLS entrypoint.
+fn certificates(tls: &TlsSettings) -> anyhow::Result<Option<Arc<CertStore>>> {
+    if tls.entrypoints.is_empty() {
+        return Ok(None);
+    }
+    let loaded = certs::load_all(&tls.certificates).context("tls.certificates")?;
+    for l in &loaded {
+        tracing::info!(certificate = %l.source, names = %l.names.join(","), serial = %l.serial, default = l.default, "TLS: certificate loaded");
+    }
+    let store = CertStore::new(loaded);
+    tokio::spawn(certs::follow(
+        store.clone(),
+        tls.certificates.clone(),
+        CERTIFICATE_CHECK,
+    ));
+    Ok(Some(store))
+}
+
+/// Bind every entrypoint; those with TLS options terminate TLS with the certificates of `store`.
+async fn bind(
+    settings: &Settings,
+    store: Option<&Arc<CertStore>>,
+) -> anyhow::Result<(Vec<Listener>, Vec<(String, SocketAddr)>)> {
     let mut listeners = Vec::new();
     let mut entrypoints = Vec::new();
     for (name, addr) in &settings.entrypoints {
+        let tls = match (settings.tls.entrypoints.get(name), store) {
+            (Some(opts), Some(store)) => Some(tls::acceptor(name, opts, store.clone())?),
+            _ => None,
+        };
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("entrypoint {name}: cannot listen on {addr}"))?;
         let bound = l.local_addr()?;
-        tracing::info!(entrypoint = %name, addr = %bound, "listening");
+        tracing::info!(entrypoint = %name, addr = %bound, tls = tls.is_some(), "listening");
         entrypoints.push((name.clone(), bound));
         listeners.push(Listener {
             name: name.clone(),
             listener: l,
+            tls,
         });
     }
     Ok((listeners, entrypoints))

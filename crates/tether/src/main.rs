@@ -385,6 +385,7 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
                     cfg.settings.affinity_key,
                     tether_model::file_config::KeySource::Generated
                 );
+                failed |= !check_certificates(&cfg.settings.tls);
             }
             Err(e) => {
                 for m in e.messages() {
@@ -406,6 +407,31 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
         anyhow::bail!("configuration has errors");
     }
     Ok(())
+}
+
+/// Load every certificate a TLS entrypoint would serve, as start-up does; false if one cannot.
+fn check_certificates(tls: &tether_model::file_config::TlsSettings) -> bool {
+    let mut ok = true;
+    for (i, files) in tls.certificates.iter().enumerate() {
+        match tether_proxy::front::tls::certs::load(files) {
+            Ok(l) => {
+                let days = l
+                    .not_after
+                    .duration_since(std::time::SystemTime::now())
+                    .map_or(0, |d| d.as_secs() / 86_400);
+                println!(
+                    "tls.certificates[{i}]: OK ({}; {}; expires in {days} days)",
+                    l.names.join(", "),
+                    files.cert_file.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("tls.certificates[{i}]: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// The Docker provider's part of `tether check`; true if it found errors.

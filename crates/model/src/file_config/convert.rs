@@ -10,8 +10,9 @@ use super::raw::{
     RawStats, RawSwarm, RawTimeouts, S,
 };
 use super::{
-    line_of, ConfigError, ConfigErrors, FileConfig, KeySource, Limits, Settings, StatsMount,
-    SwarmSettings, Timeouts, SWARM_POLL, SWARM_POLL_RANGE,
+    line_of, CertificateFiles, ConfigError, ConfigErrors, EntrypointTls, FileConfig, KeySource,
+    Limits, Settings, StatsMount, SwarmSettings, Timeouts, TlsSettings, TlsVersion, SWARM_POLL,
+    SWARM_POLL_RANGE,
 };
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
@@ -148,7 +149,7 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
             );
         }
         let addr = match ep.get_ref() {
-            RawEntrypoint::Address(a) | RawEntrypoint::Table { address: a } => a,
+            RawEntrypoint::Address(a) | RawEntrypoint::Table { address: a, .. } => a,
         };
         match addr.parse::<SocketAddr>() {
             Ok(sa) => entrypoints.push((name.clone(), sa)),
@@ -224,6 +225,7 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         .stats
         .as_ref()
         .and_then(|s| stats(cx, s.get_ref(), &entrypoints));
+    let tls = tls(cx, raw);
     Settings {
         entrypoints,
         timeouts: timeouts(cx, &raw.timeouts),
@@ -234,6 +236,96 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         limits: limits(cx, &raw.limits),
         swarm: raw.swarm.as_ref().map(|s| swarm(cx, s.get_ref())),
         stats,
+        tls,
+    }
+}
+
+/// The entrypoints' `tls` and `[[tls.certificates]]`.
+fn tls(cx: &mut Ctx<'_>, raw: &RawConfig) -> TlsSettings {
+    let mut certificates = Vec::new();
+    let mut default_at: Option<usize> = None;
+    for (i, c) in raw.tls.certificates.iter().enumerate() {
+        let field = format!("tls.certificates[{i}]");
+        let r = c.get_ref();
+        for (key, v) in [("cert_file", &r.cert_file), ("key_file", &r.key_file)] {
+            if v.trim().is_empty() {
+                cx.err(
+                    Some(c.span()),
+                    format!("{field}.{key}"),
+                    "a file path is needed",
+                );
+            }
+        }
+        let default = r.default.unwrap_or(false);
+        if default {
+            if let Some(first) = default_at {
+                cx.err(
+                    Some(c.span()),
+                    format!("{field}.default"),
+                    format!("tls.certificates[{first}] is the default already: only one may be"),
+                );
+            }
+            default_at.get_or_insert(i);
+        }
+        certificates.push(CertificateFiles {
+            cert_file: PathBuf::from(&r.cert_file),
+            key_file: PathBuf::from(&r.key_file),
+            default,
+        });
+    }
+    let mut entrypoints = std::collections::BTreeMap::new();
+    for (name, ep) in &raw.entrypoints {
+        let RawEntrypoint::Table { tls: Some(t), .. } = ep.get_ref() else {
+            continue;
+        };
+        if !t.on {
+            continue;
+        }
+        let field = format!("entrypoints.{name}.tls");
+        let mut opts = EntrypointTls {
+            strict_sni: t.strict_sni.unwrap_or(false),
+            ..Default::default()
+        };
+        match t.min_version.as_deref() {
+            None | Some("1.2") => {}
+            Some("1.3") => opts.min_version = TlsVersion::V1_3,
+            Some(v) => cx.err(
+                Some(ep.span()),
+                format!("{field}.min_version"),
+                format!("{v:?}: Tether speaks TLS 1.2 and 1.3 only; use \"1.2\" or \"1.3\""),
+            ),
+        }
+        if let Some(alpn) = &t.alpn {
+            if alpn.is_empty() {
+                cx.err(
+                    Some(ep.span()),
+                    format!("{field}.alpn"),
+                    "name at least one protocol: \"h2\", \"http/1.1\"",
+                );
+            }
+            for p in alpn {
+                if p != "h2" && p != "http/1.1" {
+                    cx.err(
+                        Some(ep.span()),
+                        format!("{field}.alpn"),
+                        format!("{p:?}: Tether serves \"h2\" and \"http/1.1\""),
+                    );
+                }
+            }
+            opts.alpn = alpn.clone();
+        }
+        if certificates.is_empty() {
+            cx.err(
+                Some(ep.span()),
+                field,
+                "a TLS entrypoint needs a certificate: add [[tls.certificates]] with cert_file and key_file",
+            );
+        }
+        entrypoints.insert(name.clone(), opts);
+    }
+    TlsSettings {
+        entrypoints,
+        certificates,
     }
 }
 

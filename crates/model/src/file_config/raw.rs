@@ -27,6 +27,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub stats: Option<S<RawStats>>,
     #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
     pub http: RawHttp,
     #[serde(default)]
     pub limits: RawLimits,
@@ -36,13 +38,80 @@ pub struct RawConfig {
     pub services: BTreeMap<String, S<RawService>>,
 }
 
-/// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "..."`. Read by hand rather than as an
-/// untagged enum, so that an unknown key in the table is named instead of "did not match any
-/// variant", and a `tls` table (not supported yet) is refused with a reason.
+/// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "...", tls = ...`. Read by hand rather
+/// than as an untagged enum, so that an unknown key in the table is named instead of "did not
+/// match any variant".
 #[derive(Debug)]
 pub enum RawEntrypoint {
     Address(String),
-    Table { address: String },
+    Table {
+        address: String,
+        tls: Option<RawEntrypointTls>,
+    },
+}
+
+/// An entrypoint's `tls`: `true`, `false`, or a table of options.
+#[derive(Debug, Clone, Default)]
+pub struct RawEntrypointTls {
+    pub on: bool,
+    pub strict_sni: Option<bool>,
+    pub min_version: Option<String>,
+    pub alpn: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawEntrypointTls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawEntrypointTls;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, or a table { strict_sni, min_version, alpn }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawEntrypointTls, E> {
+                Ok(RawEntrypointTls {
+                    on: v,
+                    ..Default::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawEntrypointTls, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Table {
+                    strict_sni: Option<bool>,
+                    min_version: Option<String>,
+                    alpn: Option<Vec<String>>,
+                }
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawEntrypointTls {
+                    on: true,
+                    strict_sni: t.strict_sni,
+                    min_version: t.min_version,
+                    alpn: t.alpn,
+                })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// `[tls]`: the certificates TLS entrypoints serve.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(default)]
+    pub certificates: Vec<S<RawCertificate>>,
+}
+
+/// `[[tls.certificates]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert_file: String,
+    pub key_file: String,
+    pub default: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for RawEntrypoint {
@@ -66,15 +135,13 @@ impl<'de> Deserialize<'de> for RawEntrypoint {
                 #[serde(deny_unknown_fields)]
                 struct Table {
                     address: String,
-                    tls: Option<serde::de::IgnoredAny>,
+                    tls: Option<RawEntrypointTls>,
                 }
                 let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                if t.tls.is_some() {
-                    return Err(serde::de::Error::custom(
-                        "tls: TLS termination is not supported yet; the entrypoint is refused rather than served as plain HTTP",
-                    ));
-                }
-                Ok(RawEntrypoint::Table { address: t.address })
+                Ok(RawEntrypoint::Table {
+                    address: t.address,
+                    tls: t.tls,
+                })
             }
         }
         d.deserialize_any(Visit)

@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "swarm",
     "stats",
+    "tls",
     "http",
     "limits",
     "routes",
@@ -73,6 +74,7 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
             "admin" => out.raw.admin = one(src, &mut out.errors, value, "admin"),
             "swarm" => out.raw.swarm = one(src, &mut out.errors, value, "swarm"),
             "stats" => out.raw.stats = one(src, &mut out.errors, value, "stats"),
+            "tls" => out.raw.tls = one(src, &mut out.errors, value, "tls").unwrap_or_default(),
             "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
             "limits" => {
                 out.raw.limits = one(src, &mut out.errors, value, "limits").unwrap_or_default()
@@ -225,6 +227,7 @@ mod tests {
             "unknown field `zzz`, expected `address`"
         );
         assert_eq!(closest("servcies", SECTIONS), Some("services"));
-        assert_eq!(closest("tls", SECTIONS), None);
+        assert!(SECTIONS.contains(&"tls"));
+        assert_eq!(closest("qqq", SECTIONS), None);
     }
 }

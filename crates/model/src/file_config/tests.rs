@@ -153,13 +153,65 @@ fn cidrs_contain_addresses() {
 }
 
 #[test]
-fn a_tls_table_or_unknown_key_on_an_entrypoint_is_refused() {
+fn a_tls_entrypoint_without_a_certificate_or_an_unknown_key_on_an_entrypoint_is_refused() {
     let e = errors("[entrypoints]\nweb = { address = \"0.0.0.0:443\", tls = true }\n");
-    assert_eq!(e[0].field, "entrypoints.web", "{e:?}");
-    assert!(e[0].message.contains("TLS"), "{e:?}");
+    assert_eq!(e[0].field, "entrypoints.web.tls", "{e:?}");
+    assert!(e[0].message.contains("[[tls.certificates]]"), "{e:?}");
     assert_eq!(e[0].line, Some(2));
     let e = errors("[entrypoints.web]\naddress = \"0.0.0.0:80\"\nadress = \"x\"\n");
     assert!(e[0].message.contains("unknown field `adress`"), "{e:?}");
+    let e = errors("[entrypoints]\nweb = { address = \"0.0.0.0:443\", tls = { strict = true } }\n");
+    assert!(e[0].message.contains("unknown field `strict`"), "{e:?}");
+}
+
+#[test]
+fn tls_entrypoints_and_certificates_in_the_documented_shape() {
+    let cfg = parse(
+        r#"
+[entrypoints]
+web = "0.0.0.0:80"
+websecure = { address = "0.0.0.0:443", tls = true }
+strict = { address = "0.0.0.0:8443", tls = { strict_sni = true, min_version = "1.3", alpn = ["http/1.1"] } }
+off = { address = "0.0.0.0:8080", tls = false }
+
+[[tls.certificates]]
+cert_file = "/run/secrets/app.crt"
+key_file = "/run/secrets/app.key"
+
+[[tls.certificates]]
+cert_file = "/run/secrets/other.crt"
+key_file = "/run/secrets/other.key"
+default = true
+"#,
+    )
+    .unwrap();
+    let t = &cfg.settings.tls;
+    assert_eq!(
+        t.entrypoints.keys().collect::<Vec<_>>(),
+        ["strict", "websecure"]
+    );
+    assert_eq!(t.entrypoints["websecure"], EntrypointTls::default());
+    let s = &t.entrypoints["strict"];
+    assert!(s.strict_sni);
+    assert_eq!(s.min_version, TlsVersion::V1_3);
+    assert_eq!(s.alpn, ["http/1.1"]);
+    assert_eq!(t.certificates.len(), 2);
+    assert_eq!(
+        t.certificates[0].cert_file,
+        PathBuf::from("/run/secrets/app.crt")
+    );
+    assert!(!t.certificates[0].default && t.certificates[1].default);
+
+    let e = errors(
+        "[entrypoints]\nweb = { address = \"0.0.0.0:443\", tls = { min_version = \"1.0\", alpn = [\"spdy\"] } }\n\
+         [[tls.certificates]]\ncert_file = \"a\"\nkey_file = \"b\"\ndefault = true\n\
+         [[tls.certificates]]\ncert_file = \"c\"\nkey_file = \"\"\ndefault = true\n",
+    );
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"entrypoints.web.tls.min_version"), "{e:?}");
+    assert!(fields.contains(&"entrypoints.web.tls.alpn"), "{e:?}");
+    assert!(fields.contains(&"tls.certificates[1].key_file"), "{e:?}");
+    assert!(fields.contains(&"tls.certificates[1].default"), "{e:?}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Listeners and client connections: HTTP/1.1 with keep-alive (Tether's own server,
 //! [`crate::front`], handing what it does not take to hyper's) and h2c (prior knowledge, hyper) on
-//! the same port; request-header and idle timeouts; graceful shutdown (stop accepting, let
-//! requests in flight finish within the drain period).
+//! the same port, or over TLS ([`crate::front::tls`]) with ALPN choosing h2 or HTTP/1.1;
+//! request-header and idle timeouts (the TLS handshake is under the first); graceful shutdown
+//! (stop accepting, let requests in flight finish within the drain period).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::front::conn::{Ended, Front};
 use crate::front::sniff::{sniff, Protocol};
-use crate::front::stream::Tracked;
+use crate::front::stream::{ClientStream, Tracked};
 use crate::handler::{self, Shared};
 use crate::idle::{Activity, Ending, Watchdog};
 use crate::{ProxyConfig, TableStore};
@@ -29,10 +30,21 @@ use crate::{ProxyConfig, TableStore};
 const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
 /// A bound entrypoint.
-#[derive(Debug)]
 pub struct Listener {
     pub name: String,
     pub listener: TcpListener,
+    /// Terminate TLS on it ([`crate::front::tls::acceptor`]).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("name", &self.name)
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// Serve every listener until `shutdown` turns true, then drain for at most `drain`.
@@ -114,7 +126,8 @@ async fn accept_loop(
             accepted = l.listener.accept() => match accepted {
                 Ok((stream, peer)) => match conns.admit.admit(peer.ip()) {
                     Some(admitted) => {
-                        conns.tracker.spawn(connection(ep, stream, peer, conns.clone(), admitted));
+                        let tls = l.tls.clone();
+                        conns.tracker.spawn(connection(ep, stream, tls, peer, conns.clone(), admitted));
                     }
                     None => {
                         conns.tracker.spawn(crate::admit::refuse(stream));
@@ -133,6 +146,7 @@ async fn accept_loop(
 async fn connection(
     ep: usize,
     stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     peer: SocketAddr,
     conns: Arc<Conns>,
     _admitted: crate::admit::Admitted,
@@ -141,17 +155,31 @@ async fn connection(
     let _open = shared.cfg.entrypoints.get(ep).map(|e| e.opened());
     let activity = Activity::new();
     conns.dog.watch(&activity);
-    let mut io = Tracked::new(stream, activity.clone());
-    // The first read tells HTTP/1.1 from h2c; it is under the request-header timeout like the rest.
-    let first = tokio::select! {
-        r = sniff(&mut io) => match r {
-            Ok(Some(first)) => first,
-            _ => return,
+    let https = tls.is_some();
+    let (stream, alpn_h2) = match tls {
+        None => (ClientStream::Plain(stream), false),
+        // Boxed: only TLS connections pay for the handshake's state.
+        Some(acceptor) => match Box::pin(handshake(acceptor, stream, &activity)).await {
+            Some(s) => s,
+            None => return,
         },
-        _ = activity.ending() => return,
+    };
+    let mut io = Tracked::new(stream, activity.clone());
+    // The first read tells HTTP/1.1 from h2c (unless ALPN said h2); it is under the
+    // request-header timeout like the rest.
+    let first = if alpn_h2 {
+        (Protocol::H2, bytes::BytesMut::new())
+    } else {
+        tokio::select! {
+            r = sniff(&mut io) => match r {
+                Ok(Some(first)) => first,
+                _ => return,
+            },
+            _ = activity.ending() => return,
+        }
     };
     let (protocol, first) = first;
-    let peer = crate::headers::Peer::new(peer, &shared.cfg.trusted_proxies);
+    let peer = crate::headers::Peer::on(peer, &shared.cfg.trusted_proxies, https);
     let watch = Watch {
         activity: &activity,
         drain: conns.drain,
@@ -166,12 +194,15 @@ async fn connection(
             };
             // Boxed: the task's future is then small (it is copied several times as the task is
             // spawned), and this one is made once the first bytes are in.
-            match watch
+            let ended = watch
                 .drive_front(Box::pin(front.serve(&mut io, first)))
-                .await
-            {
+                .await;
+            match ended {
                 Some(Ended::Handoff(rest)) => rest,
-                _ => return,
+                _ => {
+                    io.close().await;
+                    return;
+                }
             }
         }
         Protocol::H2 => first.freeze(),
@@ -181,6 +212,28 @@ async fn connection(
     // so it takes no room in every connection's task.
     // Shared only with hyper's service, so only here put behind a reference count.
     Box::pin(serve_hyper(protocol, io, ep, Arc::new(peer), &conns, watch)).await;
+}
+
+/// The TLS handshake, under the request-header timeout; the stream and whether ALPN chose h2,
+/// or `None` if it failed (logged at debug: a scanner's or an old client's failures are routine).
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    activity: &Activity,
+) -> Option<(ClientStream, bool)> {
+    let peer = stream.peer_addr().ok();
+    let tls = tokio::select! {
+        r = acceptor.accept(stream) => match r {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+        },
+        _ = activity.ending() => return None,
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    Some((ClientStream::Tls(Box::new(tls)), h2))
 }
 
 /// Serve the rest of the connection with hyper (h2c, or HTTP/1.1 that `front` handed over).

@@ -1,6 +1,6 @@
-//! The client's stream. [`ClientStream`] is plain TCP today and will hold TLS next; everything
-//! above it asks readiness of the stream, never of the socket, since under TLS decrypted bytes
-//! can wait in the TLS buffer while the socket is quiet. [`Tracked`] wraps it for a connection:
+//! The client's stream. [`ClientStream`] is plain TCP or TLS; everything above it asks readiness
+//! of the stream, never of the socket, since under TLS decrypted bytes can wait in the TLS buffer
+//! while the socket is quiet. [`Tracked`] wraps it for a connection:
 //! reads are reported to the connection's [`Activity`], bytes already read to tell the protocol
 //! are replayed first, and Nagle's algorithm goes off before the second write.
 
@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use crate::idle::Activity;
 
@@ -20,6 +21,8 @@ use crate::idle::Activity;
 #[derive(Debug)]
 pub enum ClientStream {
     Plain(TcpStream),
+    /// Boxed: the TLS session is large, and most connections of a server are of one kind.
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl ClientStream {
@@ -28,6 +31,15 @@ impl ClientStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             ClientStream::Plain(s) => s.poll_read_ready(cx),
+            ClientStream::Tls(s) => {
+                let (tcp, session) = s.get_ref();
+                if session.wants_read() {
+                    tcp.poll_read_ready(cx)
+                } else {
+                    // Decrypted bytes wait in the session: a read finds them.
+                    Poll::Ready(Ok(()))
+                }
+            }
         }
     }
 
@@ -36,12 +48,19 @@ impl ClientStream {
             ClientStream::Plain(s) => {
                 let _ = s.set_nodelay(on);
             }
+            ClientStream::Tls(s) => {
+                let _ = s.get_ref().0.set_nodelay(on);
+            }
         }
     }
 
     async fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             ClientStream::Plain(s) => crate::http1::io::write_whole(s, bytes).await,
+            ClientStream::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
         }
     }
 }
@@ -90,6 +109,15 @@ impl Tracked {
         Ok(())
     }
 
+    /// End a TLS session with its `close_notify` alert (a client reading to the end takes a
+    /// close without one for a truncation attack), waiting at most a second for the socket to
+    /// take it. A plain stream needs nothing: dropping it closes it.
+    pub async fn close(&mut self) {
+        if let ClientStream::Tls(s) = &mut self.inner {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), s.shutdown()).await;
+        }
+    }
+
     /// Write all of `bytes` (see [`crate::http1::io::write_whole`]).
     pub async fn write_whole(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.before_write();
@@ -124,6 +152,7 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let r = match &mut self.inner {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         };
         if buf.filled().len() > before {
             self.activity.on_read();
@@ -141,18 +170,21 @@ impl AsyncWrite for Tracked {
         self.before_write();
         match &mut self.inner {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.inner {
             ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.inner {
             ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 
@@ -164,12 +196,14 @@ impl AsyncWrite for Tracked {
         self.before_write();
         match &mut self.inner {
             ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match &self.inner {
             ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
         }
     }
 }

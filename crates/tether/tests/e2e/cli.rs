@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tether_testkit::tls::TestCert;
 use tether_testkit::{Client, TempDir};
 use tokio::io::AsyncBufReadExt;
 
@@ -42,9 +43,30 @@ fn check_accepts_every_example() {
     for e in std::fs::read_dir(examples).unwrap() {
         let path = e.unwrap().path();
         if path.extension().is_some_and(|x| x == "toml") {
+            // An example with certificates is checked beside certificates made for it (no key
+            // is committed): the same file, in a directory that has them.
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scratch = TempDir::new("tether-example");
+            let checked = if text.contains("[[tls.certificates]]") {
+                for line in text.lines() {
+                    let Some(cert) = line.strip_prefix("cert_file = \"") else {
+                        continue;
+                    };
+                    let cert = std::path::Path::new(cert.trim_end_matches('"'));
+                    let dir = scratch.path().join(cert.parent().unwrap());
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let stem = cert.file_stem().unwrap().to_str().unwrap();
+                    TestCert::write(&dir, stem, &[&format!("{stem}.example.com")]);
+                }
+                let copy = scratch.path().join(path.file_name().unwrap());
+                std::fs::write(&copy, &text).unwrap();
+                copy
+            } else {
+                path.clone()
+            };
             let out = Command::new(BIN)
                 .args(["check", "--config"])
-                .arg(&path)
+                .arg(&checked)
                 .output()
                 .unwrap();
             assert!(
@@ -57,6 +79,52 @@ fn check_accepts_every_example() {
         }
     }
     assert!(n >= 3, "found only {n} examples");
+}
+
+#[test]
+fn check_names_a_certificate_that_cannot_serve() {
+    let dir = TempDir::new("tether-check-tls");
+    let good = TestCert::write(dir.path(), "good", &["a.test"]);
+    let other = TestCert::write(dir.path(), "other", &["b.test"]);
+    let cfg = dir.path().join("tether.toml");
+    std::fs::write(
+        &cfg,
+        "[entrypoints]\nwebsecure = { address = \"127.0.0.1:0\", tls = true }\n\
+         [[tls.certificates]]\ncert_file = \"good.crt\"\nkey_file = \"good.key\"\n\
+         [[tls.certificates]]\ncert_file = \"good.crt\"\nkey_file = \"other.key\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("tls.certificates[0]: OK (a.test;"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "tls.certificates[1]: {} is not the key of {}",
+            other.key_file.display(),
+            good.cert_file.display()
+        )),
+        "{stderr}"
+    );
+    // Start refuses it the same way, before anything listens.
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not the key of"), "{stderr}");
 }
 
 #[test]

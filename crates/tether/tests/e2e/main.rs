@@ -14,3 +14,4 @@ mod proxying;
 mod reload;
 mod stats_page;
 mod sticky;
+mod tls;

@@ -1,0 +1,142 @@
+//! TLS for tests: certificates made on the spot (`rcgen`, never a committed key) and a client
+//! that shows what the server presented (its certificate, the protocol ALPN chose) instead of
+//! judging it: the tests check the choice themselves.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// A self-signed certificate for `names`, written as `<stem>.crt` and `<stem>.key` under `dir`.
+#[derive(Debug, Clone)]
+pub struct TestCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The certificate, DER (what a client is presented).
+    pub der: Vec<u8>,
+}
+
+impl TestCert {
+    pub fn write(dir: &Path, stem: &str, names: &[&str]) -> TestCert {
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("rcgen");
+        let cert_file = dir.join(format!("{stem}.crt"));
+        let key_file = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert_file, c.cert.pem()).unwrap();
+        std::fs::write(&key_file, c.signing_key.serialize_pem()).unwrap();
+        TestCert {
+            cert_file,
+            key_file,
+            der: c.cert.der().to_vec(),
+        }
+    }
+
+    /// `[[tls.certificates]]` for it.
+    pub fn toml(&self, default: bool) -> String {
+        format!(
+            "[[tls.certificates]]\ncert_file = {:?}\nkey_file = {:?}\ndefault = {default}\n",
+            self.cert_file.display().to_string(),
+            self.key_file.display().to_string()
+        )
+    }
+}
+
+/// Accepts any certificate: the tests look at which one was presented.
+#[derive(Debug)]
+struct Shown(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Shown {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A finished handshake: the stream, the server's certificate (DER), the protocol ALPN chose.
+pub struct Handshake {
+    pub stream: TlsStream<TcpStream>,
+    pub cert: Vec<u8>,
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// Connect to `addr` over TLS naming `sni` (none: the client sends no name) and offering
+/// `alpn`; the error is the handshake's.
+pub async fn connect(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    alpn: &[&str],
+) -> std::io::Result<Handshake> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Shown(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // An IP address as the server name: rustls sends no SNI then.
+    let name = match sni {
+        Some(n) => ServerName::try_from(n.to_string()).expect("a DNS name"),
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let tcp = TcpStream::connect(addr).await?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await?;
+    let (_, session) = stream.get_ref();
+    let cert = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    Ok(Handshake { stream, cert, alpn })
+}
