@@ -99,7 +99,7 @@ pub fn from_pem(
     if not_after <= SystemTime::now() {
         return Err(CertError::Expired {
             path: cert_path.to_path_buf(),
-            not_after: humantime_like(not_after),
+            not_after: humantime::format_rfc3339_seconds(not_after).to_string(),
         });
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::NoKey {
@@ -170,31 +170,6 @@ fn inspect(
         not_after,
         cert.raw_serial_as_string().replace(':', ""),
     ))
-}
-
-/// `2026-12-02T13:45:12Z`.
-fn humantime_like(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 /// Load every certificate of `files`, in order; the first that fails its checks stops.
