@@ -19,6 +19,23 @@ pub fn route(r: &RouteDecl) -> Value {
     if let Some(max) = r.max_body {
         o.insert("max_body".into(), json!(max));
     }
+    if let Some(redirect) = r.redirect_https {
+        let v = match redirect.port {
+            Some(port) => json!({ "port": port }),
+            None => json!(true),
+        };
+        o.insert("redirect_https".into(), v);
+    }
+    if let Some(h) = r.hsts {
+        o.insert(
+            "hsts".into(),
+            json!({
+                "max_age": format!("{}s", h.max_age),
+                "include_subdomains": h.include_subdomains,
+                "preload": h.preload,
+            }),
+        );
+    }
     Value::Object(o)
 }
 

@@ -44,6 +44,8 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
                 service: format!("s{}", i % SERVICES),
                 entrypoints: Vec::new(),
                 max_body: None,
+                redirect_https: None,
+                hsts: None,
             }
         })
         .collect();
@@ -91,6 +93,7 @@ fn table(c: &mut Criterion) {
         b.iter(|| {
             let input = CompileInput {
                 entrypoints: &entrypoints,
+                tls_ports: &[],
                 key: &key,
                 registry: &registry,
                 version: None,

@@ -112,6 +112,8 @@ pub struct Control {
     registry: Registry,
     key: AffinityKey,
     entrypoints: Vec<String>,
+    /// The TLS entrypoints and their ports (see [`CompileInput::tls_ports`]).
+    tls_ports: Vec<(String, u16)>,
     state: Mutex<State>,
 }
 
@@ -124,8 +126,13 @@ impl std::fmt::Debug for Control {
 }
 
 impl Control {
-    /// Start with an empty table (every request gets 404 until a provider reports).
-    pub fn new(entrypoints: Vec<String>, key: AffinityKey) -> Arc<Control> {
+    /// Start with an empty table (every request gets 404 until a provider reports). `tls_ports`:
+    /// the entrypoints of `entrypoints` that terminate TLS, with the ports they listen on.
+    pub fn new(
+        entrypoints: Vec<String>,
+        tls_ports: Vec<(String, u16)>,
+        key: AffinityKey,
+    ) -> Arc<Control> {
         let empty = RoutingTable {
             routers: entrypoints.iter().map(|_| Default::default()).collect(),
             ..Default::default()
@@ -135,6 +142,7 @@ impl Control {
             registry: Registry::default(),
             key,
             entrypoints,
+            tls_ports,
             state: Mutex::new(State::default()),
         })
     }
@@ -167,6 +175,7 @@ impl Control {
         }
         let input = CompileInput {
             entrypoints: &self.entrypoints,
+            tls_ports: &self.tls_ports,
             key: &self.key,
             registry: &self.registry,
             version: Some(digest),
@@ -387,6 +396,8 @@ mod tests {
                 service: service.name.clone(),
                 entrypoints: Vec::new(),
                 max_body: None,
+                redirect_https: None,
+                hsts: None,
             })
             .collect::<Vec<_>>();
         Arc::new(ProviderUpdate {
@@ -435,6 +446,7 @@ mod tests {
     fn the_discovery_lag_is_counted_from_the_change_at_the_source_when_a_table_swaps() {
         let control = Control::new(
             vec!["web".into()],
+            Vec::new(),
             AffinityKey::from_secret(b"a test key of more than 32 bytes, for sealing"),
         );
         let mut u = (*update("docker", &["r1"])).clone();

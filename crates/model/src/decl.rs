@@ -42,6 +42,51 @@ pub struct RouteDecl {
     pub entrypoints: Vec<String>,
     /// Largest request body accepted on this route (413 beyond), over the global limit.
     pub max_body: Option<u64>,
+    /// A request that arrives over plain HTTP is answered 308 with its `https://` URL.
+    pub redirect_https: Option<HttpsRedirect>,
+    /// Responses to requests over TLS carry `Strict-Transport-Security`.
+    pub hsts: Option<Hsts>,
+}
+
+/// `redirect_https`: where the `https://` URL points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct HttpsRedirect {
+    /// The URL's port; `None`: the port of the route's TLS entrypoint (left out when it is 443).
+    pub port: Option<u16>,
+}
+
+/// `hsts`: HTTP Strict Transport Security (RFC 6797).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hsts {
+    /// Seconds a browser keeps to HTTPS (default: a year, 31536000).
+    pub max_age: u64,
+    pub include_subdomains: bool,
+    /// Asks to be on the browsers' preload list (needs `include_subdomains` and a year or more).
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// A year: what the browsers' preload list requires, and the common default.
+    pub const YEAR: u64 = 31_536_000;
+
+    /// The field's value: `max-age=31536000; includeSubDomains; preload`.
+    pub fn value(&self) -> String {
+        let mut v = format!("max-age={}", self.max_age);
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        v
+    }
+
+    /// Why these settings cannot be preloaded, when `preload` is asked.
+    pub fn preload_problem(&self) -> Option<&'static str> {
+        (self.preload && !(self.include_subdomains && self.max_age >= Self::YEAR)).then_some(
+            "preload needs include_subdomains = true and a max_age of a year (365d) or more",
+        )
+    }
 }
 
 /// Every field but the parsed rule, which the rule text determines. The pattern names every field,
@@ -56,8 +101,20 @@ impl std::hash::Hash for RouteDecl {
             service,
             entrypoints,
             max_body,
+            redirect_https,
+            hsts,
         } = self;
-        (name, rule_text, priority, service, entrypoints, max_body).hash(state);
+        (
+            name,
+            rule_text,
+            priority,
+            service,
+            entrypoints,
+            max_body,
+            redirect_https,
+            hsts,
+        )
+            .hash(state);
     }
 }
 

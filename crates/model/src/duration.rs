@@ -1,10 +1,11 @@
-//! Human durations in configuration: `250ms`, `5s`, `2m`, `1h`, or a combination such as `1m30s`.
+//! Human durations in configuration: `250ms`, `5s`, `2m`, `1h`, `365d`, or a combination such as
+//! `1m30s`.
 
 use std::time::Duration;
 
 /// Parse a duration; the error says what is accepted.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?}: expected a duration such as 250ms, 5s, 2m or 1h");
+    let bad = || format!("{s:?}: expected a duration such as 250ms, 5s, 2m, 1h or 365d");
     let s = s.trim();
     if s.is_empty() {
         return Err(bad());
@@ -24,6 +25,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86_400),
             _ => return Err(bad()),
         };
         total += d;
@@ -41,7 +43,8 @@ mod tests {
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse("5").is_err());
-        assert!(parse("5d").is_err());
+        assert_eq!(parse("365d").unwrap(), Duration::from_secs(31_536_000));
+        assert!(parse("5w").is_err());
         assert!(parse("").is_err());
     }
 }

@@ -370,6 +370,8 @@ pub fn route(name: &str, rule_text: String, service: &str) -> Result<RouteDecl, 
         service: scoped(service),
         entrypoints: Vec::new(),
         max_body: None,
+        redirect_https: None,
+        hsts: None,
     })
 }
 

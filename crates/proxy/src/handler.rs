@@ -229,6 +229,8 @@ struct Routed<'t> {
     max_body: Option<u64>,
     /// What affinity made of it.
     affinity: Affinity,
+    /// The route's `Strict-Transport-Security`, when the request came over TLS.
+    hsts: Option<&'t HeaderValue>,
 }
 
 /// Where a request goes once routed.
@@ -268,6 +270,9 @@ fn route<'t>(
     meter.route_slot = route.stats_slot;
     if let Some(l) = &mut meter.log {
         l.route = Some(route.name.clone());
+    }
+    if let (Some(port), false) = (&route.redirect_https, peer.https) {
+        return Next::Answer(Box::new(https_redirect(host, port, head.target())));
     }
     let (pin, cookie) = match &svc.sticky {
         Some(s) => sticky::read_request(&head, s),
@@ -315,7 +320,42 @@ fn route<'t>(
         out,
         max_body: route.max_body,
         affinity,
+        hsts: route.hsts.as_ref().filter(|_| peer.https),
     })
+}
+
+/// `redirect_https`: 308 (the method and body kept, RFC 9110 §15.4.9) to the request's URL with
+/// the `https` scheme, `port` (`:8443`, or empty) and the same path and query.
+fn https_redirect(host: &str, port: &str, target: &str) -> Answer {
+    if host.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "this route redirects to https, which needs the request's Host",
+        )
+        .into();
+    }
+    let bracket = host.contains(':') && !host.starts_with('[');
+    let url = if bracket {
+        format!("https://[{host}]{port}{target}")
+    } else {
+        format!("https://{host}{port}{target}")
+    };
+    let Ok(location) = HeaderValue::from_str(&url) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the request's URL cannot be redirected",
+        )
+        .into();
+    };
+    let mut r = Response::new(ProxyBody::full(format!("308 Permanent Redirect: {url}\n")));
+    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.into()
 }
 
 /// What affinity made of a request: its pin as read, and the server chosen.
@@ -350,6 +390,7 @@ async fn route_and_send(
         mut out,
         max_body,
         affinity,
+        hsts,
     } = match route(table, peer, ep, head, body, host, meter) {
         Next::Send(r) => r,
         Next::Answer(a) => return *a,
@@ -418,6 +459,11 @@ async fn route_and_send(
                     } else {
                         pin = sticky::pin_fields(s, choice.idx, choice.fresh);
                     }
+                }
+                if let Some(v) = hsts {
+                    // After the server's own fields (above) may have become the map.
+                    rp.headers
+                        .insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
                 }
                 let body = match BodyReader::new(conn, framing, keep_alive) {
                     Ok(reader) => ProxyBody::upstream(reader, backend, in_flight),

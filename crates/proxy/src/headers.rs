@@ -1,6 +1,6 @@
 //! Header hygiene between client and server: hop-by-hop headers (RFC 9110 §7.6.1) never cross
-//! the proxy, and `X-Forwarded-*` describe the real peer; a client's own values are only believed
-//! when it is a trusted proxy.
+//! the proxy, and `X-Forwarded-*` and `Forwarded` (RFC 7239: `for=` and `proto=`) describe the real
+//! peer; a client's own values are only believed when it is a trusted proxy.
 
 use std::net::IpAddr;
 
@@ -173,8 +173,10 @@ pub struct Peer {
     pub ip: IpAddr,
     /// `ip` as a header value (cloning it is a reference-count increment).
     pub ip_value: HeaderValue,
+    /// This hop's `Forwarded` element: `for=192.0.2.1;proto=https`.
+    pub forwarded: HeaderValue,
     /// The forwarding fields every request of an untrusted peer gets, bar `X-Forwarded-Host`,
-    /// as they are written: `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`.
+    /// as they are written: `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`, `Forwarded`.
     pub untrusted_fields: Bytes,
     /// Its own `X-Forwarded-*` are believed.
     pub trusted: bool,
@@ -191,11 +193,12 @@ impl Peer {
     /// A client over TLS (`https`) or plain TCP.
     pub fn on(addr: std::net::SocketAddr, trusted_proxies: &[Cidr], https: bool) -> Peer {
         let ip = addr.ip().to_canonical();
-        let (ip_value, untrusted_fields) = ip_values(ip, https);
+        let (ip_value, forwarded, untrusted_fields) = ip_values(ip, https);
         Peer {
             addr,
             ip,
             ip_value,
+            forwarded,
             untrusted_fields,
             trusted: is_trusted(ip, trusted_proxies),
             https,
@@ -212,16 +215,27 @@ impl Peer {
     }
 }
 
-/// `ip` as a header value, and [`Peer::untrusted_fields`]. The last ones made on this thread are
+/// `for=192.0.2.1;proto=http`, an IPv6 address quoted in brackets (RFC 7239 §6).
+fn forwarded_element(ip: IpAddr, https: bool) -> String {
+    let proto = if https { "https" } else { "http" };
+    match ip {
+        IpAddr::V4(v4) => format!("for={v4};proto={proto}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={proto}"),
+    }
+}
+
+/// `ip` as a header value, [`Peer::forwarded`] and [`Peer::untrusted_fields`]. The last ones made on this thread are
 /// kept: connections often come from the same address (a load balancer, NAT, a busy client), and
 /// formatting an address costs more than the rest of setting up a connection's peer.
-fn ip_values(ip: IpAddr, https: bool) -> (HeaderValue, Bytes) {
+fn ip_values(ip: IpAddr, https: bool) -> (HeaderValue, HeaderValue, Bytes) {
+    type Values = (IpAddr, bool, HeaderValue, HeaderValue, Bytes);
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(IpAddr, bool, HeaderValue, Bytes)>> =
-            const { std::cell::RefCell::new(None) };
+        static LAST: std::cell::RefCell<Option<Values>> = const { std::cell::RefCell::new(None) };
     }
     LAST.with_borrow_mut(|last| match last {
-        Some((at, tls, v, f)) if *at == ip && *tls == https => (v.clone(), f.clone()),
+        Some((at, tls, v, fwd, f)) if *at == ip && *tls == https => {
+            (v.clone(), fwd.clone(), f.clone())
+        }
         _ => {
             let text = ip.to_string();
             let v = HeaderValue::from_str(&text).expect("an IP address is a valid header value");
@@ -230,9 +244,12 @@ fn ip_values(ip: IpAddr, https: bool) -> (HeaderValue, Bytes) {
             crate::http1::fields::put(&mut f, b"x-real-ip", text.as_bytes());
             let proto: &[u8] = if https { b"https" } else { b"http" };
             crate::http1::fields::put(&mut f, b"x-forwarded-proto", proto);
+            let element = forwarded_element(ip, https);
+            crate::http1::fields::put(&mut f, b"forwarded", element.as_bytes());
+            let fwd = HeaderValue::from_str(&element).expect("an address and a scheme");
             let f = Bytes::from(f);
-            *last = Some((ip, https, v.clone(), f.clone()));
-            (v, f)
+            *last = Some((ip, https, v.clone(), fwd.clone(), f.clone()));
+            (v, fwd, f)
         }
     })
 }
@@ -244,8 +261,8 @@ pub enum ForwardedHost<'a> {
     Name(&'a str),
 }
 
-/// The client's own forwarding header that a trusted proxy's value is appended to, not kept.
-static TRUSTED_DROPPED: [HeaderName; 1] = [X_FORWARDED_FOR];
+/// The client's own forwarding headers that a trusted proxy's value is appended to, not kept.
+static TRUSTED_DROPPED: [HeaderName; 2] = [X_FORWARDED_FOR, FORWARDED];
 /// The client's own forwarding headers that an untrusted client may not pass on.
 static UNTRUSTED_DROPPED: [HeaderName; 5] = [
     FORWARDED,
@@ -265,6 +282,9 @@ pub struct Forwarding<'p> {
     peer: &'p Peer,
     /// A trusted proxy's `X-Forwarded-For` with the peer appended; `None`: the peer's address.
     extended_for: Option<HeaderValue>,
+    /// A trusted proxy's `Forwarded`, this hop's element appended to its own when it sent one
+    /// (`None` for an untrusted peer, whose field is in [`Peer::untrusted_fields`]).
+    forwarded: Option<HeaderValue>,
     /// `X-Forwarded-Proto` is added.
     proto: bool,
     /// `X-Real-IP` (the peer's address) is added.
@@ -299,6 +319,7 @@ impl<'p> Forwarding<'p> {
             return Forwarding {
                 peer,
                 extended_for: None,
+                forwarded: None,
                 proto: true,
                 real_ip: true,
                 host: added_host,
@@ -313,9 +334,22 @@ impl<'p> Forwarding<'p> {
         if h.has_field("x-forwarded-host") {
             added_host = AddedHost::None;
         }
+        let prior: Vec<&str> = h
+            .values("forwarded")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        let forwarded = if prior.is_empty() {
+            Some(peer.forwarded.clone())
+        } else {
+            let element = String::from_utf8_lossy(peer.forwarded.as_bytes());
+            HeaderValue::from_str(&format!("{}, {element}", prior.join(", "))).ok()
+        };
         Forwarding {
             peer,
             extended_for,
+            forwarded,
             proto: !h.has_field("x-forwarded-proto"),
             real_ip: !h.has_field("x-real-ip"),
             host: added_host,
@@ -359,6 +393,9 @@ impl<'p> Forwarding<'p> {
             if self.proto {
                 put(out, b"x-forwarded-proto", self.peer.proto());
             }
+            if let Some(v) = &self.forwarded {
+                put(out, b"forwarded", v.as_bytes());
+            }
         }
         match (&self.host, host_field) {
             (AddedHost::Value(v), _) => put(out, b"x-forwarded-host", v.as_bytes()),
@@ -389,6 +426,11 @@ impl<'p> Forwarding<'p> {
             let proto = if self.peer.https { "https" } else { "http" };
             h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
+        h.insert(
+            FORWARDED,
+            self.forwarded
+                .unwrap_or_else(|| self.peer.forwarded.clone()),
+        );
         if let Some(v) = host {
             h.insert(X_FORWARDED_HOST, v);
         }
@@ -520,7 +562,13 @@ mod tests {
         assert_eq!(c.ip_value, "10.1.2.4");
         assert_eq!(
             &c.untrusted_fields[..],
-            b"x-forwarded-for: 10.1.2.4\r\nx-real-ip: 10.1.2.4\r\nx-forwarded-proto: http\r\n"
+            b"x-forwarded-for: 10.1.2.4\r\nx-real-ip: 10.1.2.4\r\nx-forwarded-proto: http\r\n\
+              forwarded: for=10.1.2.4;proto=http\r\n"
+        );
+        let v6 = Peer::on("[2001:db8::1]:4".parse().unwrap(), &[], true);
+        assert_eq!(
+            v6.forwarded, "for=\"[2001:db8::1]\";proto=https",
+            "RFC 7239 §6"
         );
         assert_eq!(a.untrusted_fields, b.untrusted_fields);
     }

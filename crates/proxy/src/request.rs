@@ -81,7 +81,7 @@ pub struct Received {
     pub version: Version,
     /// Hop-by-hop fields (and those `Connection` names) are marked dropped.
     pub fields: Fields,
-    /// The `X-Forwarded-For` fields.
+    /// The `X-Forwarded-For` and `Forwarded` fields.
     pub forwarded_for: Mask,
     /// The other [`Kind::Forwarding`] fields.
     pub forwarding: Mask,
@@ -127,8 +127,9 @@ impl ReadFields for Received {
         };
         let all = self.fields.iter(self.head()).enumerate();
         match sorted {
+            // The forwarded-for mask holds `Forwarded` too, a name of another length.
             Some(mask) => Either::A(
-                all.filter(move |(i, _)| mask.contains(*i))
+                all.filter(move |(i, (n, _))| mask.contains(*i) && n.len() == name.len())
                     .map(|(_, (_, v))| v),
             ),
             None => Either::B(
@@ -157,7 +158,7 @@ mod tests {
             ("Connection", Kind::Connection),
             ("Content-Length", Kind::ContentLength),
             ("X-Forwarded-For", Kind::ForwardedFor),
-            ("Forwarded", Kind::Forwarding),
+            ("Forwarded", Kind::ForwardedFor),
             ("X-Real-IP", Kind::Forwarding),
             ("X-Forwarded-Host", Kind::Forwarding),
             ("x-forwarded-proto", Kind::Forwarding),

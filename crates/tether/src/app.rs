@@ -261,7 +261,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     let certificates = certificates(&settings.tls)?;
     let (listeners, entrypoints) = bind(&settings, certificates.as_ref()).await?;
     let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
-    let control = Control::new(names.clone(), key);
+    let tls_ports = entrypoints
+        .iter()
+        .filter(|(name, _)| settings.tls.entrypoints.contains_key(name))
+        .map(|(name, addr)| (name.clone(), addr.port()))
+        .collect();
+    let control = Control::new(names.clone(), tls_ports, key);
 
     let swarm = match (&opts.swarm, &settings.swarm) {
         (Some(s), _) => Some(s.clone()),

@@ -6,8 +6,8 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use super::raw::{
-    Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawLimits, RawService, RawSize,
-    RawStats, RawSwarm, RawTimeouts, S,
+    Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawHsts, RawLimits, RawRedirect,
+    RawService, RawSize, RawStats, RawSwarm, RawTimeouts, Toggle, S,
 };
 use super::{
     line_of, CertificateFiles, ConfigError, ConfigErrors, EntrypointTls, FileConfig, KeySource,
@@ -15,8 +15,8 @@ use super::{
     SWARM_POLL_RANGE,
 };
 use crate::decl::{
-    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, OnMissing,
-    Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, Hsts,
+    HttpsRedirect, OnMissing, Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
 };
 use crate::rule::Rule;
 use crate::{duration, validate};
@@ -108,6 +108,14 @@ pub(super) fn convert(
             .max_body
             .as_ref()
             .and_then(|v| size(&mut cx, v, &format!("routes.{name}.max_body"), 1..=u64::MAX));
+        let redirect_https = r
+            .redirect_https
+            .as_ref()
+            .and_then(|v| redirect(&mut cx, v, &format!("routes.{name}.redirect_https")));
+        let hsts = r
+            .hsts
+            .as_ref()
+            .and_then(|v| hsts(&mut cx, v, &format!("routes.{name}.hsts")));
         if let Some(rule) = rule {
             routes.push(RouteDecl {
                 name: name.clone(),
@@ -117,6 +125,8 @@ pub(super) fn convert(
                 service: r.service.get_ref().clone(),
                 entrypoints: r.entrypoints.iter().map(|e| e.get_ref().clone()).collect(),
                 max_body,
+                redirect_https,
+                hsts,
             });
         }
     }
@@ -278,9 +288,9 @@ fn tls(cx: &mut Ctx<'_>, raw: &RawConfig) -> TlsSettings {
         let RawEntrypoint::Table { tls: Some(t), .. } = ep.get_ref() else {
             continue;
         };
-        if !t.on {
+        let Some(t) = t.on() else {
             continue;
-        }
+        };
         let field = format!("entrypoints.{name}.tls");
         let mut opts = EntrypointTls {
             strict_sni: t.strict_sni.unwrap_or(false),
@@ -411,6 +421,46 @@ fn swarm(cx: &mut Ctx<'_>, raw: &RawSwarm) -> SwarmSettings {
         network: raw.network.as_ref().map(|n| n.get_ref().clone()),
         constraint,
     }
+}
+
+/// A route's `redirect_https`: `true` or `{ port = 8443 }`.
+fn redirect(cx: &mut Ctx<'_>, v: &S<Toggle<RawRedirect>>, field: &str) -> Option<HttpsRedirect> {
+    let t = v.get_ref().on()?;
+    let port = match &t.port {
+        None => None,
+        Some(p) => Some(cx.check(
+            p,
+            || format!("{field}.port"),
+            |&n| {
+                u16::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("{n}: a port is 1 to 65535"))
+            },
+        )?),
+    };
+    Some(HttpsRedirect { port })
+}
+
+/// A route's `hsts`: `true` (a year) or `{ max_age = "365d", include_subdomains, preload }`.
+fn hsts(cx: &mut Ctx<'_>, v: &S<Toggle<RawHsts>>, field: &str) -> Option<Hsts> {
+    let t = v.get_ref().on()?;
+    let max_age = match &t.max_age {
+        None => Hsts::YEAR,
+        Some(m) => cx
+            .check(m, || format!("{field}.max_age"), |s| duration::parse(s))?
+            .as_secs(),
+    };
+    let h = Hsts {
+        max_age,
+        include_subdomains: t.include_subdomains.unwrap_or(false),
+        preload: t.preload.unwrap_or(false),
+    };
+    if let Some(problem) = h.preload_problem() {
+        cx.err(Some(v.span()), format!("{field}.preload"), problem);
+        return None;
+    }
+    Some(h)
 }
 
 fn size(

@@ -46,55 +46,80 @@ pub enum RawEntrypoint {
     Address(String),
     Table {
         address: String,
-        tls: Option<RawEntrypointTls>,
+        tls: Option<Toggle<RawEntrypointTls>>,
     },
 }
 
-/// An entrypoint's `tls`: `true`, `false`, or a table of options.
-#[derive(Debug, Clone, Default)]
-pub struct RawEntrypointTls {
-    pub on: bool,
-    pub strict_sni: Option<bool>,
-    pub min_version: Option<String>,
-    pub alpn: Option<Vec<String>>,
+/// `true`, `false`, or a table of options (which means on, the options left out at their
+/// defaults): an entrypoint's `tls`, a route's `redirect_https` and `hsts`. Read by hand rather
+/// than as an untagged enum, so that an unknown key in the table is named instead of "did not
+/// match any variant".
+#[derive(Debug, Clone)]
+pub enum Toggle<T> {
+    Off,
+    On(T),
 }
 
-impl<'de> Deserialize<'de> for RawEntrypointTls {
+impl<T: Default> Toggle<T> {
+    /// The options when on.
+    pub fn on(&self) -> Option<&T> {
+        match self {
+            Toggle::Off => None,
+            Toggle::On(t) => Some(t),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Toggle<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = RawEntrypointTls;
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Default> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Toggle<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false, or a table { strict_sni, min_version, alpn }")
+                f.write_str("true, false, or a table of options")
             }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawEntrypointTls, E> {
-                Ok(RawEntrypointTls {
-                    on: v,
-                    ..Default::default()
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Toggle<T>, E> {
+                Ok(if v {
+                    Toggle::On(T::default())
+                } else {
+                    Toggle::Off
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
-            ) -> Result<RawEntrypointTls, A::Error> {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Table {
-                    strict_sni: Option<bool>,
-                    min_version: Option<String>,
-                    alpn: Option<Vec<String>>,
-                }
-                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawEntrypointTls {
-                    on: true,
-                    strict_sni: t.strict_sni,
-                    min_version: t.min_version,
-                    alpn: t.alpn,
-                })
+            ) -> Result<Toggle<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Toggle::On)
             }
         }
-        d.deserialize_any(Visit)
+        d.deserialize_any(Visit(std::marker::PhantomData))
     }
+}
+
+/// An entrypoint's `tls` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntrypointTls {
+    pub strict_sni: Option<bool>,
+    pub min_version: Option<String>,
+    pub alpn: Option<Vec<String>>,
+}
+
+/// A route's `redirect_https` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    /// The port the `https://` URL names (default: the TLS entrypoint's).
+    pub port: Option<S<i64>>,
+}
+
+/// A route's `hsts` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHsts {
+    pub max_age: Option<S<String>>,
+    pub include_subdomains: Option<bool>,
+    pub preload: Option<bool>,
 }
 
 /// `[tls]`: the certificates TLS entrypoints serve.
@@ -135,7 +160,7 @@ impl<'de> Deserialize<'de> for RawEntrypoint {
                 #[serde(deny_unknown_fields)]
                 struct Table {
                     address: String,
-                    tls: Option<RawEntrypointTls>,
+                    tls: Option<Toggle<RawEntrypointTls>>,
                 }
                 let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawEntrypoint::Table {
@@ -273,6 +298,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub entrypoints: Vec<S<String>>,
     pub max_body: Option<S<RawSize>>,
+    pub redirect_https: Option<S<Toggle<RawRedirect>>>,
+    pub hsts: Option<S<Toggle<RawHsts>>>,
 }
 
 #[derive(Debug, Deserialize)]

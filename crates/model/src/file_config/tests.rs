@@ -1,7 +1,7 @@
 //! Tests of the TOML dialect: a full file parses, and each kind of mistake names its line and field.
 
 use super::*;
-use crate::decl::{AffinityMode, BalanceAlgo, HashOn, OnMissing};
+use crate::decl::{AffinityMode, BalanceAlgo, HashOn, HttpsRedirect, OnMissing};
 
 const FULL: &str = r#"
 [entrypoints]
@@ -212,6 +212,51 @@ default = true
     assert!(fields.contains(&"entrypoints.web.tls.alpn"), "{e:?}");
     assert!(fields.contains(&"tls.certificates[1].key_file"), "{e:?}");
     assert!(fields.contains(&"tls.certificates[1].default"), "{e:?}");
+}
+
+#[test]
+fn a_routes_https_policy_parses_and_each_bad_value_is_named() {
+    let svc = "[services.s]\nservers = [{ name = \"a\", url = \"http://127.0.0.1:1\" }]\n";
+    let cfg = parse(&format!(
+        "[routes.a]\nrule = \"Host(`a`)\"\nservice = \"s\"\nredirect_https = true\nhsts = true\n\
+         [routes.b]\nrule = \"Host(`b`)\"\nservice = \"s\"\nredirect_https = {{ port = 8443 }}\n\
+         hsts = {{ max_age = \"400d\", include_subdomains = true, preload = true }}\n\
+         [routes.c]\nrule = \"Host(`c`)\"\nservice = \"s\"\nredirect_https = false\nhsts = false\n{svc}"
+    ))
+    .unwrap();
+    let by = |n: &str| cfg.routes.iter().find(|r| r.name == n).unwrap();
+    assert_eq!(by("a").redirect_https, Some(HttpsRedirect { port: None }));
+    assert_eq!(by("a").hsts.unwrap().value(), "max-age=31536000");
+    assert_eq!(
+        by("b").redirect_https,
+        Some(HttpsRedirect { port: Some(8443) })
+    );
+    assert_eq!(
+        by("b").hsts.unwrap().value(),
+        "max-age=34560000; includeSubDomains; preload"
+    );
+    assert_eq!((by("c").redirect_https, by("c").hsts), (None, None));
+
+    let e = errors(&format!(
+        "[routes.a]\nrule = \"Host(`a`)\"\nservice = \"s\"\nredirect_https = {{ port = 70000 }}\n\
+         hsts = {{ max_age = \"1h\", preload = true }}\n\
+         [routes.b]\nrule = \"Host(`b`)\"\nservice = \"s\"\nhsts = {{ max_age = \"soon\" }}\n{svc}"
+    ));
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "routes.a.redirect_https.port",
+            "routes.a.hsts.preload",
+            "routes.b.hsts.max_age"
+        ],
+        "{e:?}"
+    );
+    assert!(e[1].message.contains("include_subdomains"), "{e:?}");
+    let e = errors(&format!(
+        "[routes.a]\nrule = \"Host(`a`)\"\nservice = \"s\"\nredirect_https = {{ scheme = \"https\" }}\n{svc}"
+    ));
+    assert!(e[0].message.contains("unknown field `scheme`"), "{e:?}");
 }
 
 #[test]

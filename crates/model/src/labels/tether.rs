@@ -222,8 +222,9 @@ fn literal(field: &str, value: &str) -> String {
     let leaf = field.rsplit('.').next().unwrap_or(field);
     let v = value.trim();
     match leaf {
-        "priority" | "rise" | "fall" if v.parse::<i64>().is_ok() => v.to_string(),
-        "nocache" | "secure" | "http_only" => match super::parse_bool(v) {
+        "priority" | "rise" | "fall" | "port" if v.parse::<i64>().is_ok() => v.to_string(),
+        "nocache" | "secure" | "http_only" | "redirect_https" | "hsts" | "include_subdomains"
+        | "preload" => match super::parse_bool(v) {
             Some(b) => b.to_string(),
             None => toml::Value::String(value.to_string()).to_string(),
         },

@@ -71,8 +71,9 @@ pub enum Known {
     /// Hop-by-hop (RFC 9110 §7.6.1) besides the named ones: `TE`, `Trailer`, `Keep-Alive`,
     /// `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`.
     HopByHop,
+    /// `X-Forwarded-For` and `Forwarded`: lists a trusted proxy's value is extended.
     ForwardedFor,
-    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Host`, `X-Forwarded-Proto`.
+    /// `X-Real-IP`, `X-Forwarded-Host`, `X-Forwarded-Proto`.
     Forwarding,
     Other,
 }
@@ -89,7 +90,8 @@ pub fn known(name: &[u8]) -> Known {
         6 if is("expect") => Known::Expect,
         7 if is("upgrade") => Known::Upgrade,
         7 if is("trailer") => Known::HopByHop,
-        9 if is("forwarded") || is("x-real-ip") => Known::Forwarding,
+        9 if is("forwarded") => Known::ForwardedFor,
+        9 if is("x-real-ip") => Known::Forwarding,
         10 if is("connection") => Known::Connection,
         10 if is("keep-alive") => Known::HopByHop,
         13 if is("cache-control") => Known::CacheControl,

@@ -30,10 +30,10 @@ pub enum Kind {
     Connection,
     /// Hop-by-hop (RFC 9110 §7.6.1), never passed on.
     HopByHop,
-    /// `X-Forwarded-For`: a trusted proxy's value is extended, anyone else's replaced.
+    /// `X-Forwarded-For`, `Forwarded`: a trusted proxy's value is extended, anyone else's
+    /// replaced.
     ForwardedFor,
-    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`: passed on only from a
-    /// trusted proxy.
+    /// `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`: passed on only from a trusted proxy.
     Forwarding,
     /// `Transfer-Encoding`: `chunked` alone, once, in HTTP/1.1, is decoded by `front`; any
     /// other coding goes to hyper.

@@ -28,6 +28,11 @@ pub struct RouteEntry {
     pub max_body: Option<u64>,
     /// Its counters' slot in its service's ([`crate::stats::RouteCounts`]).
     pub stats_slot: u8,
+    /// `redirect_https`: a plain-HTTP request is answered 308 to `https://<host><this><target>`,
+    /// this being the port part (`:8443`, or empty for 443).
+    pub redirect_https: Option<Box<str>>,
+    /// `hsts`: the `Strict-Transport-Security` value its responses over TLS carry.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// Routes of one entrypoint, indexed by host.
@@ -100,6 +105,8 @@ impl Router {
                     entrypoints: Box::new([]),
                     max_body: None,
                     stats_slot: crate::stats::NO_ROUTE,
+                    redirect_https: None,
+                    hsts: None,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

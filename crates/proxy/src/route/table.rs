@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use tether_balance::{AffinityKey, Balancer, Candidate, StickyIndex};
 use tether_model::{
-    validate, AffinityPolicy, HashOn, HealthCheck, RouteDecl, ServiceDecl, ValidationError,
+    validate, AffinityPolicy, HashOn, HealthCheck, HttpsRedirect, RouteDecl, ServiceDecl,
+    ValidationError,
 };
 
 use crate::route::retry::RetryBudget;
@@ -73,6 +74,9 @@ impl Sticky {
 #[derive(Debug, Clone)]
 pub struct CompileInput<'a> {
     pub entrypoints: &'a [String],
+    /// The entrypoints that terminate TLS and the ports they listen on: where `redirect_https`
+    /// points when a route names no port.
+    pub tls_ports: &'a [(String, u16)],
     pub key: &'a AffinityKey,
     pub registry: &'a Registry,
     /// [`version`] of the declarations, when the caller has worked it out already.
@@ -97,6 +101,21 @@ pub fn check(
         }
     }
     errors
+}
+
+/// The port part of a route's `https://` URL: the one it names, else that of its TLS entrypoint
+/// (the first of its own, else the first of all), left out when it is 443 or there is none.
+fn https_port(h: HttpsRedirect, r: &RouteDecl, tls_ports: &[(String, u16)]) -> Box<str> {
+    let own = tls_ports
+        .iter()
+        .find(|(name, _)| r.entrypoints.contains(name));
+    let port = h
+        .port
+        .or_else(|| own.or(tls_ports.first()).map(|&(_, p)| p));
+    match port {
+        None | Some(443) => "".into(),
+        Some(p) => format!(":{p}").into(),
+    }
 }
 
 /// Validate and compile declarations into a table. On success the registry's live backends become
@@ -155,6 +174,10 @@ pub fn compile(
                 service: by_name[r.service.as_str()],
                 entrypoints: r.entrypoints.clone().into(),
                 max_body: r.max_body,
+                redirect_https: r.redirect_https.map(|h| https_port(h, r, input.tls_ports)),
+                hsts: r.hsts.map(|h| {
+                    http::HeaderValue::try_from(h.value()).expect("digits and letters only")
+                }),
             }
         })
         .collect();
@@ -269,6 +292,8 @@ mod tests {
             service: "api".into(),
             entrypoints,
             max_body: None,
+            redirect_https: None,
+            hsts: None,
         };
         let routes = vec![route(-3, vec!["web".into()]), route(12, Vec::new())];
         let services = vec![service];

@@ -9,6 +9,7 @@ mod cli;
 mod hostile;
 mod hostile_h2;
 mod hostile_table;
+mod https_routes;
 mod observe;
 mod proxying;
 mod reload;

@@ -153,7 +153,8 @@ fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
     use crate::upstream::exchange::Outgoing;
     let r = received(
         b"POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 6.6.6.6\r\nKeep-Alive: 5\r\n\
-          Cookie: SRV=x\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\nAccept: */*\r\n\r\nhi",
+          Cookie: SRV=x\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6;proto=https\r\n\
+          Content-Length: 2\r\nAccept: */*\r\n\r\nhi",
     );
     let body = || ClientBody::Whole(r.message.slice(r.head_len..));
     let untrusted = Peer::new("127.0.0.1:5000".parse().unwrap(), &[]);
@@ -163,7 +164,8 @@ fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
         String::from_utf8_lossy(out.head()),
         "POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nAccept: */*\r\n\
          x-forwarded-for: 127.0.0.1\r\nx-real-ip: 127.0.0.1\r\nx-forwarded-proto: http\r\n\
-         x-forwarded-host: a.test\r\n\r\n"
+         forwarded: for=127.0.0.1;proto=http\r\nx-forwarded-host: a.test\r\n\r\n",
+        "an untrusted client's forwarding fields are replaced by the connection's"
     );
     let trusted = Peer::new(
         "10.0.0.1:5000".parse().unwrap(),
@@ -177,6 +179,7 @@ fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
         "POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\n\
          Content-Length: 2\r\nAccept: */*\r\ncookie: app=1\r\n\
          x-forwarded-for: 6.6.6.6, 10.0.0.1\r\nx-real-ip: 10.0.0.1\r\n\
+         forwarded: for=6.6.6.6;proto=https, for=10.0.0.1;proto=http\r\n\
          x-forwarded-host: a.test\r\n\r\n",
         "a trusted proxy's forwarding fields are kept or extended"
     );
