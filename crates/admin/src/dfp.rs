@@ -39,6 +39,7 @@ const RECONFIGURE: &[&str] = &[
     "distribute",
     "sessionType",
     "reqMode",
+    "httpsOnly",
 ];
 
 /// DFP's answer shape: `{"Status": "OK" | "NOK", "Message": ...}` plus the service's fields.
@@ -163,7 +164,18 @@ fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Valu
     if !paths.is_empty() {
         rule.push(any_of("PathPrefix", &paths));
     }
-    let route = json!({ "rule": rule.join(" && "), "service": name });
+    let mut route = json!({ "rule": rule.join(" && "), "service": name });
+    match q.get("httpsOnly").map(String::as_str) {
+        None | Some("false") => {}
+        // Plain HTTP answered with the https:// URL (DFP's `redirect scheme https`).
+        Some("true") => route["redirect_https"] = json!(true),
+        Some(other) => {
+            return Err(bad(
+                "httpsOnly",
+                format!("{other:?}: expected true or false"),
+            ))
+        }
+    }
     let echo = json!({
         "ServiceName": name,
         "ServicePath": paths,
@@ -282,6 +294,25 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn https_only_redirects_plain_http() {
+        let base = [
+            ("serviceName", "go-demo"),
+            ("servicePath", "/demo"),
+            ("port", "8080"),
+        ];
+        let (_, _, route, _) =
+            translate(&q(&[base.as_slice(), &[("httpsOnly", "true")]].concat())).unwrap();
+        assert_eq!(route["redirect_https"], json!(true));
+        let (_, _, route, _) = translate(&q(&base)).unwrap();
+        assert!(route.get("redirect_https").is_none());
+        let e = translate(&q(
+            &[base.as_slice(), &[("httpsOnly", "yes please")]].concat()
+        ))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("httpsOnly"));
     }
 
     #[test]

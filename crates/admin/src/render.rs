@@ -19,10 +19,21 @@ pub fn route(r: &RouteDecl) -> Value {
     if let Some(max) = r.max_body {
         o.insert("max_body".into(), json!(max));
     }
-    if let Some(redirect) = r.redirect_https {
-        let v = match redirect.port {
-            Some(port) => json!({ "port": port }),
-            None => json!(true),
+    if let Some(redirect) = &r.redirect_https {
+        let mut v = Map::new();
+        if let Some(port) = redirect.port {
+            v.insert("port".into(), json!(port));
+        }
+        if let Some(e) = &redirect.entrypoint {
+            v.insert("entrypoint".into(), json!(e));
+        }
+        if !redirect.permanent {
+            v.insert("permanent".into(), json!(false));
+        }
+        let v = if v.is_empty() {
+            json!(true)
+        } else {
+            Value::Object(v)
         };
         o.insert("redirect_https".into(), v);
     }

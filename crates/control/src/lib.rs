@@ -246,7 +246,8 @@ impl Control {
             .clone();
         candidate.insert(update.provider.clone(), Arc::new(update));
         let (services, routes) = merged(&candidate);
-        let errors = tether_proxy::table::check(&services, &routes, &self.entrypoints);
+        let errors =
+            tether_proxy::table::check(&services, &routes, &self.entrypoints, &self.tls_ports);
         if errors.is_empty() {
             Ok(())
         } else {

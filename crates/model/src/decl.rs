@@ -49,10 +49,25 @@ pub struct RouteDecl {
 }
 
 /// `redirect_https`: where the `https://` URL points.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpsRedirect {
-    /// The URL's port; `None`: the port of the route's TLS entrypoint (left out when it is 443).
+    /// 308 Permanent Redirect (the default), else 307 Temporary Redirect: both keep the method.
+    pub permanent: bool,
+    /// The URL's port; `None`: the port of `entrypoint`, else of the route's TLS entrypoint
+    /// (left out when it is 443).
     pub port: Option<u16>,
+    /// The TLS entrypoint the URL points to (Traefik v1's `frontend.redirect.entryPoint`).
+    pub entrypoint: Option<String>,
+}
+
+impl Default for HttpsRedirect {
+    fn default() -> Self {
+        HttpsRedirect {
+            permanent: true,
+            port: None,
+            entrypoint: None,
+        }
+    }
 }
 
 /// `hsts`: HTTP Strict Transport Security (RFC 6797).

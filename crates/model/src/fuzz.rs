@@ -62,9 +62,10 @@ pub fn labels(data: &[u8]) {
         host_network: false,
         kind: Default::default(),
     };
-    let entrypoints = vec!["web".to_string()];
+    let entrypoints = vec!["web".to_string(), "websecure".to_string()];
     let cx = Context {
         entrypoints: &entrypoints,
+        tls_entrypoints: &entrypoints[1..],
         own_networks: &[],
         default_network: None,
     };

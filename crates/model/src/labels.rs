@@ -78,10 +78,92 @@ impl fmt::Display for Kind {
 pub struct Context<'a> {
     /// Tether's entrypoint names (routes may name them).
     pub entrypoints: &'a [String],
+    /// Those of `entrypoints` that terminate TLS.
+    pub tls_entrypoints: &'a [String],
     /// Networks Tether is attached to when it runs in a container; empty on the host.
     pub own_networks: &'a [String],
     /// Network to use when a container names none (`--docker-network`).
     pub default_network: Option<&'a str>,
+}
+
+/// Dialects' names for the plain and the TLS entrypoint (Traefik's defaults and the common ones).
+const PLAIN_NAMES: [&str; 2] = ["http", "web"];
+const TLS_NAMES: [&str; 3] = ["https", "websecure", "web-secure"];
+
+impl Context<'_> {
+    /// The Tether entrypoint a dialect's entrypoint name means: the one of that name; else, for
+    /// `http`/`web` and `https`/`websecure`, the plain or the TLS entrypoint when Tether has
+    /// exactly one of that kind.
+    pub fn entrypoint(&self, name: &str) -> Result<String, String> {
+        if let Some(e) = self
+            .entrypoints
+            .iter()
+            .find(|e| e.eq_ignore_ascii_case(name))
+        {
+            return Ok(e.clone());
+        }
+        let lower = name.to_ascii_lowercase();
+        let kind: Vec<&String> = if PLAIN_NAMES.contains(&lower.as_str()) {
+            self.plain().collect()
+        } else if TLS_NAMES.contains(&lower.as_str()) {
+            self.tls_entrypoints.iter().collect()
+        } else {
+            Vec::new()
+        };
+        match kind.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(format!(
+                "no entrypoint {name:?}: Tether's are {} (http and web name the plain one, https and websecure the TLS one, when there is one of each)",
+                self.listed()
+            )),
+        }
+    }
+
+    /// The TLS entrypoints, for a route that is served over TLS only.
+    pub fn tls_only(&self) -> Result<Vec<String>, String> {
+        if self.tls_entrypoints.is_empty() {
+            return Err(format!(
+                "needs a TLS entrypoint, and Tether has none ({}): add tls = true to one",
+                self.listed()
+            ));
+        }
+        Ok(self.tls_entrypoints.to_vec())
+    }
+
+    /// The plain entrypoints, for a route that is served over plain HTTP only.
+    pub fn plain_only(&self) -> Result<Vec<String>, String> {
+        let plain: Vec<String> = self.plain().cloned().collect();
+        if plain.is_empty() {
+            return Err(format!(
+                "needs a plain HTTP entrypoint, and Tether has none ({})",
+                self.listed()
+            ));
+        }
+        Ok(plain)
+    }
+
+    fn plain(&self) -> impl Iterator<Item = &String> {
+        self.entrypoints
+            .iter()
+            .filter(|e| !self.tls_entrypoints.contains(e))
+    }
+
+    fn listed(&self) -> String {
+        if self.entrypoints.is_empty() {
+            return "none".into();
+        }
+        self.entrypoints
+            .iter()
+            .map(|e| {
+                if self.tls_entrypoints.contains(e) {
+                    format!("{e} (TLS)")
+                } else {
+                    e.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The dialect a container was read in.

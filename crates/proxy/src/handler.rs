@@ -271,8 +271,8 @@ fn route<'t>(
     if let Some(l) = &mut meter.log {
         l.route = Some(route.name.clone());
     }
-    if let (Some(port), false) = (&route.redirect_https, peer.https) {
-        return Next::Answer(Box::new(https_redirect(host, port, head.target())));
+    if let (Some(to), false) = (&route.redirect_https, peer.https) {
+        return Next::Answer(Box::new(https_redirect(host, to, head.target())));
     }
     let (pin, cookie) = match &svc.sticky {
         Some(s) => sticky::read_request(&head, s),
@@ -324,9 +324,10 @@ fn route<'t>(
     })
 }
 
-/// `redirect_https`: 308 (the method and body kept, RFC 9110 §15.4.9) to the request's URL with
-/// the `https` scheme, `port` (`:8443`, or empty) and the same path and query.
-fn https_redirect(host: &str, port: &str, target: &str) -> Answer {
+/// `redirect_https`: 308 or 307 (both keep the method and body, RFC 9110 §15.4.8-9) to the
+/// request's URL with the `https` scheme, the route's port and the same path and query.
+fn https_redirect(host: &str, to: &crate::route::router::Redirect, target: &str) -> Answer {
+    let port = &to.port;
     if host.is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -347,8 +348,12 @@ fn https_redirect(host: &str, port: &str, target: &str) -> Answer {
         )
         .into();
     };
-    let mut r = Response::new(ProxyBody::full(format!("308 Permanent Redirect: {url}\n")));
-    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let reason = to.status.canonical_reason().unwrap_or("");
+    let mut r = Response::new(ProxyBody::full(format!(
+        "{} {reason}: {url}\n",
+        to.status.as_u16()
+    )));
+    *r.status_mut() = to.status;
     let h = r.headers_mut();
     h.insert(header::LOCATION, location);
     h.insert(

@@ -91,6 +91,7 @@ impl DockerOptions {
     pub fn config(
         &self,
         entrypoints: Vec<String>,
+        tls_entrypoints: Vec<String>,
         drain: Duration,
         with_swarm: bool,
     ) -> docker::DockerConfig {
@@ -98,6 +99,7 @@ impl DockerOptions {
             endpoint: self.endpoint.clone(),
             settings: docker::Settings {
                 entrypoints,
+                tls_entrypoints,
                 own_networks: Vec::new(),
                 default_network: self.network.clone(),
                 drain,
@@ -140,6 +142,7 @@ impl SwarmOptions {
     pub fn config(
         &self,
         entrypoints: Vec<String>,
+        tls_entrypoints: Vec<String>,
         drain: Duration,
         key_configured: bool,
     ) -> swarm::SwarmConfig {
@@ -147,6 +150,7 @@ impl SwarmOptions {
             endpoint: self.endpoint.clone(),
             settings: swarm::Settings {
                 entrypoints,
+                tls_entrypoints,
                 own_networks: Vec::new(),
                 default_network: self.network.clone(),
                 drain,
@@ -261,11 +265,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     let certificates = certificates(&settings.tls)?;
     let (listeners, entrypoints) = bind(&settings, certificates.as_ref()).await?;
     let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
-    let tls_ports = entrypoints
+    let tls_ports: Vec<(String, u16)> = entrypoints
         .iter()
         .filter(|(name, _)| settings.tls.entrypoints.contains_key(name))
         .map(|(name, addr)| (name.clone(), addr.port()))
         .collect();
+    let tls_names: Vec<String> = tls_ports.iter().map(|(n, _)| n.clone()).collect();
     let control = Control::new(names.clone(), tls_ports, key);
 
     let swarm = match (&opts.swarm, &settings.swarm) {
@@ -280,6 +285,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     if let Some(d) = &opts.docker {
         sources.push(Box::new(docker::DockerSource(d.config(
             names.clone(),
+            tls_names.clone(),
             opts.drain,
             swarm.is_some(),
         ))));
@@ -288,6 +294,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         let key_configured = !matches!(key_source, KeySource::Generated);
         sources.push(Box::new(swarm::SwarmSource(s.config(
             names.clone(),
+            tls_names.clone(),
             opts.drain,
             key_configured,
         ))));

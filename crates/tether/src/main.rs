@@ -364,6 +364,7 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
     }
     let mut failed = false;
     let mut entrypoints = vec!["web".to_string()];
+    let mut tls_entrypoints = Vec::new();
     let mut key_configured = false;
     if let Some(config) = &config {
         match tether_providers::file::load(config) {
@@ -381,6 +382,7 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
                     .iter()
                     .map(|e| e.0.clone())
                     .collect();
+                tls_entrypoints = cfg.settings.tls.entrypoints.keys().cloned().collect();
                 key_configured = !matches!(
                     cfg.settings.affinity_key,
                     tether_model::file_config::KeySource::Generated
@@ -398,10 +400,15 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
     // The engine is only asked with --docker or --swarm: a file's [swarm] is checked as text.
     key_configured |= std::env::var_os("TETHER_KEY_FILE").is_some();
     if let Some(d) = &docker_opts {
-        failed |= check_docker(d, entrypoints.clone(), swarm.is_some()).await?;
+        failed |= check_docker(
+            d,
+            (entrypoints.clone(), tls_entrypoints.clone()),
+            swarm.is_some(),
+        )
+        .await?;
     }
     if let Some(s) = &swarm {
-        failed |= check_swarm(s, entrypoints, key_configured).await?;
+        failed |= check_swarm(s, (entrypoints, tls_entrypoints), key_configured).await?;
     }
     if failed {
         anyhow::bail!("configuration has errors");
@@ -437,10 +444,10 @@ fn check_certificates(tls: &tether_model::file_config::TlsSettings) -> bool {
 /// The Docker provider's part of `tether check`; true if it found errors.
 async fn check_docker(
     d: &tether::app::DockerOptions,
-    entrypoints: Vec<String>,
+    (entrypoints, tls): (Vec<String>, Vec<String>),
     with_swarm: bool,
 ) -> anyhow::Result<bool> {
-    let cfg = d.config(entrypoints, Duration::ZERO, with_swarm);
+    let cfg = d.config(entrypoints, tls, Duration::ZERO, with_swarm);
     let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
     for e in &update.errors {
         eprintln!("docker: {e}");
@@ -473,10 +480,10 @@ async fn check_docker(
 /// The Swarm provider's part of `tether check`; true if it found errors.
 async fn check_swarm(
     s: &tether::app::SwarmOptions,
-    entrypoints: Vec<String>,
+    (entrypoints, tls): (Vec<String>, Vec<String>),
     key_configured: bool,
 ) -> anyhow::Result<bool> {
-    let cfg = s.config(entrypoints, Duration::ZERO, key_configured);
+    let cfg = s.config(entrypoints, tls, Duration::ZERO, key_configured);
     let (outcome, services) = tether_providers::swarm::snapshot(&cfg).await?;
     for e in &outcome.update.errors {
         eprintln!("swarm: {e}");

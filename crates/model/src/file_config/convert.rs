@@ -439,7 +439,12 @@ fn redirect(cx: &mut Ctx<'_>, v: &S<Toggle<RawRedirect>>, field: &str) -> Option
             },
         )?),
     };
-    Some(HttpsRedirect { port })
+    let entrypoint = t.entrypoint.as_ref().map(|e| e.get_ref().clone());
+    Some(HttpsRedirect {
+        permanent: t.permanent.unwrap_or(true),
+        port,
+        entrypoint,
+    })
 }
 
 /// A route's `hsts`: `true` (a year) or `{ max_age = "365d", include_subdomains, preload }`.

@@ -111,6 +111,10 @@ pub struct RawEntrypointTls {
 pub struct RawRedirect {
     /// The port the `https://` URL names (default: the TLS entrypoint's).
     pub port: Option<S<i64>>,
+    /// The TLS entrypoint whose port it names.
+    pub entrypoint: Option<S<String>>,
+    /// `false`: 307 rather than 308.
+    pub permanent: Option<bool>,
 }
 
 /// A route's `hsts` options.

@@ -225,17 +225,20 @@ fn a_routes_https_policy_parses_and_each_bad_value_is_named() {
     ))
     .unwrap();
     let by = |n: &str| cfg.routes.iter().find(|r| r.name == n).unwrap();
-    assert_eq!(by("a").redirect_https, Some(HttpsRedirect { port: None }));
+    assert_eq!(by("a").redirect_https, Some(HttpsRedirect::default()));
     assert_eq!(by("a").hsts.unwrap().value(), "max-age=31536000");
     assert_eq!(
         by("b").redirect_https,
-        Some(HttpsRedirect { port: Some(8443) })
+        Some(HttpsRedirect {
+            port: Some(8443),
+            ..HttpsRedirect::default()
+        })
     );
     assert_eq!(
         by("b").hsts.unwrap().value(),
         "max-age=34560000; includeSubDomains; preload"
     );
-    assert_eq!((by("c").redirect_https, by("c").hsts), (None, None));
+    assert_eq!((&by("c").redirect_https, by("c").hsts), (&None, None));
 
     let e = errors(&format!(
         "[routes.a]\nrule = \"Host(`a`)\"\nservice = \"s\"\nredirect_https = {{ port = 70000 }}\n\

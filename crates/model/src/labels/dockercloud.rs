@@ -7,12 +7,20 @@
 //! - `VIRTUAL_HOST_WEIGHT`: route priority (higher wins);
 //! - `COOKIE=connect.sid prefix nocache` (HAProxy's `prefix` mode on the application's cookie) or
 //!   `COOKIE=SRV insert indirect nocache [httponly] [secure]` (Tether's own cookie named SRV);
-//! - `BALANCE`: `roundrobin`, `static-rr`, `leastconn`, `source` or `hdr(<name>)`.
+//! - `BALANCE`: `roundrobin`, `static-rr`, `leastconn`, `source` or `hdr(<name>)`;
+//! - `VIRTUAL_HOST=https://a.com`: served on the TLS entrypoints only (`http://` on the plain
+//!   ones, no scheme on every one); a list mixing schemes gives a route per scheme;
+//! - `FORCE_SSL` (any value): plain HTTP is answered 308 with the `https://` URL;
+//!   `HSTS_MAX_AGE=31536000`: HSTS on HTTPS responses. The certificate is Tether's
+//!   (`[[tls.certificates]]`, picked by SNI): `SSL_CERT` is refused, and `DEFAULT_SSL_CERT`
+//!   belongs on the proxy, where Tether's is the certificate marked `default = true`.
 
 use super::{
     address, group, port, route, server, service, Container, Context, LabelError, Translation,
 };
-use crate::decl::{AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, OnMissing};
+use crate::decl::{
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, Hsts, HttpsRedirect, OnMissing,
+};
 use crate::validate::is_cookie_name;
 
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
@@ -30,12 +38,12 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     .map_err(|e| errors.push(e))
     .ok();
     let ip = address(c, cx, None).map_err(|e| errors.push(e)).ok();
-    let rule = match c.env.get("VIRTUAL_HOST") {
+    let rules = match c.env.get("VIRTUAL_HOST") {
         Some(v) => virtual_host(v).map_err(|m| c.env_error("VIRTUAL_HOST", m)),
-        None => Ok("PathPrefix(`/`)".to_string()),
+        None => Ok(vec![(Scheme::Any, "PathPrefix(`/`)".to_string())]),
     }
     .map_err(|e| errors.push(e))
-    .ok();
+    .unwrap_or_default();
     let balance = c
         .env
         .get("BALANCE")
@@ -52,15 +60,32 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
-    let mut r = match rule.map(|text| route(&name, text, &name)) {
-        Some(Ok(r)) => Some(r),
-        Some(Err(m)) => {
-            errors.push(c.env_error("VIRTUAL_HOST", m));
-            None
+    let https = https(c).map_err(|e| errors.push(e)).unwrap_or_default();
+    let mut routes = Vec::new();
+    let several = rules.len() > 1;
+    for (scheme, text) in rules {
+        let route_name = match (several, scheme) {
+            (false, _) | (true, Scheme::Any) => name.clone(),
+            (true, Scheme::Plain) => format!("{name}-http"),
+            (true, Scheme::Tls) => format!("{name}-https"),
+        };
+        let mut r = match route(&route_name, text, &name) {
+            Ok(r) => r,
+            Err(m) => {
+                errors.push(c.env_error("VIRTUAL_HOST", m));
+                continue;
+            }
+        };
+        let entrypoints = match scheme {
+            Scheme::Any => Ok(Vec::new()),
+            Scheme::Plain => cx.plain_only(),
+            Scheme::Tls => cx.tls_only(),
+        };
+        match entrypoints {
+            Ok(e) => r.entrypoints = e,
+            Err(m) => errors.push(c.env_error("VIRTUAL_HOST", m)),
         }
-        None => None,
-    };
-    if let Some(r) = &mut r {
+        (r.redirect_https, r.hsts) = https.clone();
         match c.env.get("VIRTUAL_HOST_WEIGHT") {
             Some(w) => match w.trim().parse::<i64>() {
                 Ok(w) => r.priority = w,
@@ -70,77 +95,135 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             None if !c.env.contains_key("VIRTUAL_HOST") => r.priority = 1,
             None => {}
         }
+        routes.push(r);
     }
-    match (ip, port, r, errors.is_empty()) {
-        (Some(ip), Some(port), Some(r), true) => {
+    match (ip, port, routes.is_empty(), errors.is_empty()) {
+        (Some(ip), Some(port), false, true) => {
             let mut svc = service(&name, server(c, ip, port));
             svc.balance = balance.unwrap_or_default();
             svc.affinity = affinity;
-            Ok((vec![svc], vec![r]))
+            Ok((vec![svc], routes))
         }
         _ => Err(errors),
     }
 }
 
-/// `*/service1, example.com/api/*` → Tether rule text.
-pub fn virtual_host(v: &str) -> Result<String, String> {
-    let mut alternatives = Vec::new();
-    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let rest = match item.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("ws") => rest,
-            Some((scheme, _)) => {
-                return Err(format!("{item:?}: scheme {scheme} needs TLS, which Tether leaves to the layer in front of it; use http://"))
-            }
-            None => item,
-        };
-        let (host, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], Some(&rest[i..])),
-            None => (rest, None),
-        };
-        if host.contains(':') {
-            return Err(format!("{item:?}: a port selects an HAProxy frontend; Tether routes on its entrypoints, so leave the port out"));
-        }
-        let mut parts = Vec::new();
-        match host {
-            "*" | "" => {}
-            h if h.starts_with("*.") && !h[2..].contains('*') => parts.push(format!("Host(`{h}`)")),
-            h if !h.contains('*') => parts.push(format!("Host(`{h}`)")),
-            h => {
-                return Err(format!(
-                "{item:?}: host pattern {h:?} is not supported: use *, *.domain or an exact host"
-            ))
-            }
-        }
-        match path {
-            None => {}
-            Some(p) if !p.contains('*') => parts.push(format!("Path(`{p}`)")),
-            Some(p) if p.ends_with("/*") && !p[..p.len() - 1].contains('*') => {
-                parts.push(format!("PathPrefix(`{}`)", &p[..p.len() - 1]))
-            }
-            Some(p) => return Err(format!("{item:?}: path pattern {p:?} is not supported: use an exact path or a prefix ending in /*")),
-        }
-        alternatives.push(match parts.len() {
-            0 => "PathPrefix(`/`)".to_string(),
-            1 => parts.remove(0),
-            _ => parts.join(" && "),
-        });
+/// `FORCE_SSL` (any value, as in dockercloud/haproxy): plain HTTP redirected to https;
+/// `HSTS_MAX_AGE=<seconds>`: HSTS on HTTPS responses. `SSL_CERT` is refused: Tether does not
+/// take certificates from a container's environment.
+fn https(c: &Container) -> Result<(Option<HttpsRedirect>, Option<Hsts>), LabelError> {
+    if c.env.contains_key("SSL_CERT") {
+        return Err(c.env_error(
+            "SSL_CERT",
+            "Tether does not read certificates from a container's environment: give it to Tether as a file ([[tls.certificates]] cert_file and key_file, e.g. a Docker secret); it is picked by SNI",
+        ));
     }
-    if alternatives.is_empty() {
+    let redirect = c.env.contains_key("FORCE_SSL").then(HttpsRedirect::default);
+    let hsts = match c.env.get("HSTS_MAX_AGE") {
+        None => None,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(max_age) => Some(Hsts {
+                max_age,
+                include_subdomains: false,
+                preload: false,
+            }),
+            Err(_) => return Err(c.env_error("HSTS_MAX_AGE", "expected a number of seconds")),
+        },
+    };
+    Ok((redirect, hsts))
+}
+
+/// Which entrypoints a `VIRTUAL_HOST` item is served on: its scheme's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scheme {
+    /// No scheme: every entrypoint.
+    Any,
+    /// `http://`, `ws://`: the plain entrypoints.
+    Plain,
+    /// `https://`, `wss://`: the TLS entrypoints.
+    Tls,
+}
+
+/// `*/service1, https://example.com/api/*` → Tether rule text per scheme, in scheme order.
+pub fn virtual_host(v: &str) -> Result<Vec<(Scheme, String)>, String> {
+    let mut by_scheme: std::collections::BTreeMap<Scheme, Vec<String>> = Default::default();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (scheme, rest) = match item.split_once("://") {
+            Some((s, rest)) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("ws") => {
+                (Scheme::Plain, rest)
+            }
+            Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
+                (Scheme::Tls, rest)
+            }
+            Some((s, _)) => {
+                return Err(format!(
+                    "{item:?}: scheme {s} is not one of http, https, ws, wss"
+                ))
+            }
+            None => (Scheme::Any, item),
+        };
+        by_scheme
+            .entry(scheme)
+            .or_default()
+            .push(item_rule(item, rest)?);
+    }
+    if by_scheme.is_empty() {
         return Err("empty".into());
     }
-    if alternatives.len() > 1 {
-        alternatives = alternatives
-            .into_iter()
-            .map(|a| {
-                if a.contains("&&") {
-                    format!("({a})")
-                } else {
-                    a
-                }
-            })
-            .collect();
+    Ok(by_scheme
+        .into_iter()
+        .map(|(scheme, mut alternatives)| {
+            if alternatives.len() > 1 {
+                alternatives = alternatives
+                    .into_iter()
+                    .map(|a| {
+                        if a.contains("&&") {
+                            format!("({a})")
+                        } else {
+                            a
+                        }
+                    })
+                    .collect();
+            }
+            (scheme, group(alternatives))
+        })
+        .collect())
+}
+
+/// One `host[/path]` item (its scheme taken off) as a rule.
+fn item_rule(item: &str, rest: &str) -> Result<String, String> {
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    if host.contains(':') {
+        return Err(format!("{item:?}: a port selects an HAProxy frontend; Tether routes on its entrypoints, so leave the port out"));
     }
-    Ok(group(alternatives))
+    let mut parts = Vec::new();
+    match host {
+        "*" | "" => {}
+        h if h.starts_with("*.") && !h[2..].contains('*') => parts.push(format!("Host(`{h}`)")),
+        h if !h.contains('*') => parts.push(format!("Host(`{h}`)")),
+        h => {
+            return Err(format!(
+                "{item:?}: host pattern {h:?} is not supported: use *, *.domain or an exact host"
+            ))
+        }
+    }
+    match path {
+        None => {}
+        Some(p) if !p.contains('*') => parts.push(format!("Path(`{p}`)")),
+        Some(p) if p.ends_with("/*") && !p[..p.len() - 1].contains('*') => {
+            parts.push(format!("PathPrefix(`{}`)", &p[..p.len() - 1]))
+        }
+        Some(p) => return Err(format!("{item:?}: path pattern {p:?} is not supported: use an exact path or a prefix ending in /*")),
+    }
+    Ok(match parts.len() {
+        0 => "PathPrefix(`/`)".to_string(),
+        1 => parts.remove(0),
+        _ => parts.join(" && "),
+    })
 }
 
 fn balance(v: &str) -> Result<BalanceAlgo, String> {

@@ -5,21 +5,24 @@
 //! - `com.df.servicePath=/demo,/api`: path prefixes;
 //! - `com.df.serviceDomain=a.com,*.b.com`: hosts;
 //! - `com.df.port`: the container's port;
-//! - `com.df.sessionType=sticky-server`: sticky sessions in a cookie Tether inserts.
+//! - `com.df.sessionType=sticky-server`: sticky sessions in a cookie Tether inserts;
+//! - `com.df.httpsOnly=true`: plain HTTP is answered 308 with the `https://` URL.
 //!
 //! Docker Flow Proxy needed Consul to give every proxy replica the same routes; Tether replicas
 //! each read the same labels from the engine (or Swarm) and agree without talking to each other.
 
 use super::{
-    address, any_of, list, port, route, scoped, server, service, Container, Context, Translation,
+    address, any_of, list, parse_bool, port, route, scoped, server, service, Container, Context,
+    Translation,
 };
-use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing};
+use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, HttpsRedirect, OnMissing};
 
 const PATH: &str = "com.df.servicePath";
 const DOMAIN: &str = "com.df.serviceDomain";
 const PORT: &str = "com.df.port";
 const SESSION: &str = "com.df.sessionType";
 const REQ_MODE: &str = "com.df.reqMode";
+const HTTPS_ONLY: &str = "com.df.httpsOnly";
 
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
@@ -67,8 +70,16 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             None
         }
     };
+    let https_only = match c.label(HTTPS_ONLY).map(parse_bool) {
+        None | Some(Some(false)) => false,
+        Some(Some(true)) => true,
+        Some(None) => {
+            errors.push(c.label_error(HTTPS_ONLY, "expected true or false"));
+            false
+        }
+    };
     let rule = route(&name, parts.join(" && "), &name);
-    let rule = match rule {
+    let mut rule = match rule {
         Ok(r) if errors.is_empty() => r,
         Ok(_) => return Err(errors),
         Err(m) => {
@@ -76,6 +87,9 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             return Err(errors);
         }
     };
+    if https_only {
+        rule.redirect_https = Some(HttpsRedirect::default());
+    }
     let (Some(ip), Some(port)) = (ip, port) else {
         return Err(errors);
     };

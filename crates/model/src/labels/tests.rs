@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::decl::{AffinityMode, BalanceAlgo, HashOn, SameSite};
+use crate::decl::{AffinityMode, BalanceAlgo, HashOn, HttpsRedirect, SameSite};
 
 fn container(name: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> Container {
     Container {
@@ -57,6 +57,237 @@ fn route_matches(d: &Declared, host: &str, path: &str) -> bool {
         headers: &headers,
     };
     d.routes.iter().any(|r| r.rule.matches(&req))
+}
+
+const TLS_EPS: &[String] = &[];
+
+fn with_tls() -> (Vec<String>, Vec<String>) {
+    (
+        vec!["web".into(), "websecure".into()],
+        vec!["websecure".into()],
+    )
+}
+
+fn declare_on(c: &Container, eps: &(Vec<String>, Vec<String>)) -> Result<Declared, Vec<String>> {
+    let cx = Context {
+        entrypoints: &eps.0,
+        tls_entrypoints: &eps.1,
+        ..Default::default()
+    };
+    match declare(c, &cx) {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(e.iter().map(ToString::to_string).collect()),
+        None => panic!("container ignored"),
+    }
+}
+
+#[test]
+fn dialect_entrypoint_names_map_to_the_plain_and_the_tls_entrypoint() {
+    let eps = with_tls();
+    let cx = Context {
+        entrypoints: &eps.0,
+        tls_entrypoints: &eps.1,
+        ..Default::default()
+    };
+    assert_eq!(cx.entrypoint("web").unwrap(), "web");
+    assert_eq!(cx.entrypoint("http").unwrap(), "web");
+    assert_eq!(cx.entrypoint("https").unwrap(), "websecure");
+    assert_eq!(cx.entrypoint("WebSecure").unwrap(), "websecure");
+    let e = cx.entrypoint("admin").unwrap_err();
+    assert!(e.contains("web, websecure (TLS)"), "{e}");
+    let none = Context {
+        entrypoints: &eps.0,
+        tls_entrypoints: TLS_EPS,
+        ..Default::default()
+    };
+    assert!(none.entrypoint("http").unwrap_err().contains("no entrypoint"));
+    assert!(none.tls_only().unwrap_err().contains("add tls = true"));
+}
+
+#[test]
+fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_https_policy() {
+    let eps = with_tls();
+    let c = container(
+        "app.1",
+        &[
+            ("traefik.http.routers.app.rule", "Host(`app.test`)"),
+            ("traefik.http.routers.app.entrypoints", "web"),
+            ("traefik.http.routers.app.middlewares", "to-https"),
+            (
+                "traefik.http.middlewares.to-https.redirectscheme.scheme",
+                "https",
+            ),
+            (
+                "traefik.http.middlewares.to-https.redirectscheme.permanent",
+                "true",
+            ),
+            ("traefik.http.routers.app-secure.rule", "Host(`app.test`)"),
+            ("traefik.http.routers.app-secure.tls.certresolver", "le"),
+            ("traefik.http.routers.app-secure.middlewares", "sts"),
+            (
+                "traefik.http.middlewares.sts.headers.stsseconds",
+                "63072000",
+            ),
+            (
+                "traefik.http.middlewares.sts.headers.stsincludesubdomains",
+                "true",
+            ),
+            ("traefik.http.middlewares.sts.headers.stspreload", "true"),
+            ("traefik.http.services.app.loadbalancer.server.port", "8080"),
+        ],
+        &[],
+    );
+    let d = declare_on(&c, &eps).unwrap();
+    let by = |n: &str| d.routes.iter().find(|r| r.name == n).unwrap();
+    let plain = by("app@docker");
+    assert_eq!(plain.entrypoints, ["web"]);
+    assert_eq!(
+        plain.redirect_https,
+        Some(HttpsRedirect::default()),
+        "permanent: 308"
+    );
+    let secure = by("app-secure@docker");
+    assert_eq!(
+        secure.entrypoints,
+        ["websecure"],
+        "tls: the TLS entrypoints only"
+    );
+    assert_eq!(
+        secure.hsts.unwrap().value(),
+        "max-age=63072000; includeSubDomains; preload"
+    );
+
+    // What Tether cannot honour is refused, naming the label.
+    let bad = container(
+        "bad.1",
+        &[
+            ("traefik.http.routers.a.rule", "Host(`a`)"),
+            ("traefik.http.routers.a.entrypoints", "internal"),
+            ("traefik.http.routers.a.middlewares", "strip,auth@file"),
+            (
+                "traefik.http.middlewares.strip.stripprefix.prefixes",
+                "/api",
+            ),
+            ("traefik.http.routers.b.rule", "Host(`b`)"),
+            ("traefik.http.routers.b.tls.options", "modern@file"),
+            ("traefik.http.services.a.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    );
+    let e = declare_on(&bad, &eps).unwrap_err();
+    let all = e.join("\n");
+    assert!(
+        all.contains("traefik.http.routers.a.entrypoints")
+            && all.contains("no entrypoint \"internal\""),
+        "{all}"
+    );
+    assert!(all.contains("type stripprefix is not supported"), "{all}");
+    assert!(
+        all.contains("auth@file: a middleware of another provider"),
+        "{all}"
+    );
+    assert!(all.contains("traefik.http.routers.b.tls.options"), "{all}");
+    // tls on a Tether without a TLS entrypoint.
+    let plain_only = (vec!["web".to_string()], Vec::new());
+    let tls = container(
+        "t.1",
+        &[
+            ("traefik.http.routers.t.rule", "Host(`t`)"),
+            ("traefik.http.routers.t.tls", "true"),
+            ("traefik.http.services.t.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    );
+    let e = declare_on(&tls, &plain_only).unwrap_err();
+    assert!(e[0].contains("needs a TLS entrypoint"), "{e:?}");
+}
+
+#[test]
+fn traefik_v1_frontend_entrypoints_redirect_and_sts_headers() {
+    let eps = with_tls();
+    let c = container(
+        "app.1",
+        &[
+            ("traefik.port", "8080"),
+            ("traefik.frontend.rule", "Host:app.test"),
+            ("traefik.frontend.entryPoints", "http,https"),
+            ("traefik.frontend.redirect.entryPoint", "https"),
+            ("traefik.frontend.headers.STSSeconds", "31536000"),
+        ],
+        &[],
+    );
+    let d = declare_on(&c, &eps).unwrap();
+    let r = &d.routes[0];
+    assert_eq!(r.entrypoints, ["web", "websecure"]);
+    assert_eq!(
+        r.redirect_https,
+        Some(HttpsRedirect {
+            permanent: false,
+            port: None,
+            entrypoint: Some("websecure".into())
+        }),
+        "v1's redirect is temporary unless redirect.permanent=true: 307"
+    );
+    assert_eq!(r.hsts.unwrap().value(), "max-age=31536000");
+    let to_plain = container(
+        "b.1",
+        &[
+            ("traefik.port", "8080"),
+            ("traefik.frontend.redirect.entryPoint", "http"),
+        ],
+        &[],
+    );
+    let e = declare_on(&to_plain, &eps).unwrap_err();
+    assert!(e[0].contains("web does not terminate TLS"), "{e:?}");
+}
+
+#[test]
+fn flow_https_only_and_dockercloud_force_ssl_redirect_and_https_hosts_are_tls_only() {
+    let eps = with_tls();
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.httpsOnly", "true"),
+        ],
+        &[],
+    );
+    let d = declare_on(&c, &eps).unwrap();
+    assert_eq!(d.routes[0].redirect_https, Some(HttpsRedirect::default()));
+
+    let c = container(
+        "web.1",
+        &[],
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("VIRTUAL_HOST", "a.test, https://secure.test"),
+            ("FORCE_SSL", "yes"),
+            ("HSTS_MAX_AGE", "31536000"),
+        ],
+    );
+    let d = declare_on(&c, &eps).unwrap();
+    let by = |n: &str| d.routes.iter().find(|r| r.name == n).unwrap();
+    assert!(
+        by("web@docker").entrypoints.is_empty(),
+        "no scheme: every entrypoint"
+    );
+    assert_eq!(by("web-https@docker").entrypoints, ["websecure"]);
+    for r in &d.routes {
+        assert_eq!(r.redirect_https, Some(HttpsRedirect::default()));
+        assert_eq!(r.hsts.unwrap().max_age, 31_536_000);
+    }
+    let c = container(
+        "web.1",
+        &[],
+        &[("SERVICE_PORTS", "8080"), ("SSL_CERT", "-----BEGIN...")],
+    );
+    let e = declare_on(&c, &eps).unwrap_err();
+    assert!(
+        e[0].contains("SSL_CERT") && e[0].contains("[[tls.certificates]]"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -224,19 +455,30 @@ fn dockercloud_seed_prefix_cookie_on_a_path() {
 
 #[test]
 fn dockercloud_virtual_host_forms() {
-    assert_eq!(dockercloud::virtual_host("a.com").unwrap(), "Host(`a.com`)");
+    use dockercloud::Scheme;
+    let one = |v: &str| {
+        let got = dockercloud::virtual_host(v).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        got[0].1.clone()
+    };
+    assert_eq!(one("a.com"), "Host(`a.com`)");
+    assert_eq!(one("a.com/api/*"), "Host(`a.com`) && PathPrefix(`/api/`)");
     assert_eq!(
-        dockercloud::virtual_host("a.com/api/*").unwrap(),
-        "Host(`a.com`) && PathPrefix(`/api/`)"
-    );
-    assert_eq!(
-        dockercloud::virtual_host("*.a.com, http://b.com/x").unwrap(),
+        one("*.a.com, b.com/x"),
         "(Host(`*.a.com`) || (Host(`b.com`) && Path(`/x`)))"
     );
-    assert_eq!(dockercloud::virtual_host("*").unwrap(), "PathPrefix(`/`)");
-    assert!(dockercloud::virtual_host("https://a.com")
+    assert_eq!(one("*"), "PathPrefix(`/`)");
+    assert_eq!(
+        dockercloud::virtual_host("*.a.com, http://b.com/x, https://c.com, wss://d.com").unwrap(),
+        [
+            (Scheme::Any, "Host(`*.a.com`)".to_string()),
+            (Scheme::Plain, "Host(`b.com`) && Path(`/x`)".to_string()),
+            (Scheme::Tls, "(Host(`c.com`) || Host(`d.com`))".to_string()),
+        ]
+    );
+    assert!(dockercloud::virtual_host("ftp://a.com")
         .unwrap_err()
-        .contains("TLS"));
+        .contains("http, https"));
     assert!(dockercloud::virtual_host("*/a*b")
         .unwrap_err()
         .contains("not supported"));

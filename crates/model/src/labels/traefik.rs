@@ -6,8 +6,10 @@
 //!   `.httponly`, `.samesite`, `.maxage`, `.path`;
 //! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`.
 //!
-//! Router entrypoints, middlewares and TLS options name Traefik's own configuration and are not
-//! read: routes attach to every Tether entrypoint. Defaults as in Traefik: without a service label
+//! - a router's `entrypoints`, `tls` and `middlewares` (`redirectscheme`, `headers` sts*), see
+//!   [`https`].
+//!
+//! A router without `entrypoints` is served on every Tether entrypoint. Defaults as in Traefik: without a service label
 //! the container's group is the service, without a router the rule is ``Host(`<service>`)``.
 //! Tether's sticky cookie is `HttpOnly` and `SameSite=Lax` unless the labels say otherwise.
 
@@ -19,6 +21,8 @@ use super::{
     Translation,
 };
 use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing, SameSite};
+
+pub(crate) mod https;
 
 const ROUTERS: &str = "traefik.http.routers.";
 const SERVICES: &str = "traefik.http.services.";
@@ -40,10 +44,18 @@ struct Svc<'a> {
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
     let mut services: BTreeMap<String, Svc> = BTreeMap::new();
-    let mut routers: BTreeMap<String, BTreeMap<String, (&str, &str)>> = BTreeMap::new();
+    let mut routers: BTreeMap<String, https::Fields> = BTreeMap::new();
+    let mut middlewares: BTreeMap<String, https::Fields> = BTreeMap::new();
     for (key, value) in &c.labels {
         let lower = key.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix(ROUTERS) {
+        if let Some(rest) = lower.strip_prefix(https::MIDDLEWARES) {
+            if let Some((name, field)) = original_name(key, https::MIDDLEWARES, rest) {
+                middlewares
+                    .entry(name)
+                    .or_default()
+                    .insert(field, (key.as_str(), value.as_str()));
+            }
+        } else if let Some(rest) = lower.strip_prefix(ROUTERS) {
             if let Some((name, field)) = original_name(key, ROUTERS, rest) {
                 routers
                     .entry(name)
@@ -117,6 +129,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 Err(_) => errors.push(c.label_error(k, "not an integer")),
             }
         }
+        errors.extend(https::apply(c, cx, fields, &middlewares, &mut r));
         routes.push(r);
     }
     if errors.is_empty() {

@@ -7,17 +7,27 @@
 //! - `traefik.backend.loadbalancer.stickiness=true` and `...stickiness.cookieName` (also the older
 //!   `traefik.backend.loadbalancer.sticky=true`); `traefik.backend.loadbalancer.method` `wrr` or
 //!   `drr` (read as least requests);
-//! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`.
+//! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`;
+//! - `traefik.frontend.entryPoints=http,https`: Tether's entrypoints of those names, or its plain
+//!   and its TLS entrypoint for `http` and `https` ([`Context::entrypoint`]);
+//! - `traefik.frontend.redirect.entryPoint=https`: plain HTTP is redirected to that (TLS)
+//!   entrypoint, 307 or, with `traefik.frontend.redirect.permanent=true`, 308 (Traefik v1 sent
+//!   302 and 301, which let clients turn a POST into a GET);
+//!   `traefik.frontend.headers.SSLRedirect` / `SSLTemporaryRedirect` likewise;
+//! - `traefik.frontend.headers.STSSeconds`, `STSIncludeSubdomains`, `STSPreload`: HSTS.
 //!
 //! Unlike Traefik v1, whose cookie holds `http://10.0.0.5:8000`, the sticky cookie is sealed: it
 //! names the server without revealing its address and cannot be forged to reach another one.
 
+use super::traefik::https::{middleware, Fields};
 use super::traefik::{label_ci, network_label};
 use super::{
-    address, any_of, lit, parse_bool, port, route, scoped, server, service, Container, Context,
-    Translation,
+    address, any_of, list, lit, parse_bool, port, route, scoped, server, service, Container,
+    Context, LabelError, Translation,
 };
-use crate::decl::{AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, OnMissing};
+use crate::decl::{
+    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HttpsRedirect, OnMissing, RouteDecl,
+};
 use crate::validate::{is_cookie_name, MAX_WEIGHT};
 
 const RULE: &str = "traefik.frontend.rule";
@@ -106,6 +116,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                         Err(_) => errors.push(c.label_error(k, "not an integer")),
                     }
                 }
+                errors.extend(https(c, cx, &mut r));
                 routes.push(r);
             }
             Err(m) => errors.push(c.label_error(label_ci(c, RULE).map_or(RULE, |l| l.0), m)),
@@ -124,6 +135,79 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         on_missing: OnMissing::Rebalance,
     });
     Ok((vec![svc], routes))
+}
+
+/// The frontend's entrypoints, redirect and HSTS, given to route `r`.
+fn https(c: &Container, cx: &Context<'_>, r: &mut RouteDecl) -> Vec<LabelError> {
+    let mut errors = Vec::new();
+    if let Some((k, v)) = label_ci(c, "traefik.frontend.entryPoints") {
+        for name in list(v) {
+            match cx.entrypoint(&name) {
+                Ok(e) => r.entrypoints.push(e),
+                Err(m) => errors.push(c.label_error(k, m)),
+            }
+        }
+    }
+    for key in [
+        "traefik.frontend.redirect.regex",
+        "traefik.frontend.redirect.replacement",
+    ] {
+        if let Some((k, _)) = label_ci(c, key) {
+            errors.push(c.label_error(
+                k,
+                "redirects by regex are not supported: Tether redirects to an https entrypoint (traefik.frontend.redirect.entryPoint)",
+            ));
+        }
+    }
+    let permanent = match label_ci(c, "traefik.frontend.redirect.permanent") {
+        None => false,
+        Some((k, v)) => parse_bool(v).unwrap_or_else(|| {
+            errors.push(c.label_error(k, "expected true or false"));
+            false
+        }),
+    };
+    if let Some((k, v)) = label_ci(c, "traefik.frontend.redirect.entryPoint") {
+        match cx.entrypoint(v.trim()) {
+            Ok(e) if cx.tls_entrypoints.contains(&e) => {
+                r.redirect_https = Some(HttpsRedirect {
+                    permanent,
+                    port: None,
+                    entrypoint: Some(e),
+                })
+            }
+            Ok(e) => errors.push(c.label_error(
+                k,
+                format!("{e} does not terminate TLS: Tether redirects plain HTTP to a TLS entrypoint only"),
+            )),
+            Err(m) => errors.push(c.label_error(k, m)),
+        }
+    }
+    // The headers options, in the words of Traefik v2's middlewares.
+    let mut fields = Fields::new();
+    for (v1, v2) in [
+        ("STSSeconds", "headers.stsseconds"),
+        ("STSIncludeSubdomains", "headers.stsincludesubdomains"),
+        ("STSPreload", "headers.stspreload"),
+        ("forceSTSHeader", "headers.forcestsheader"),
+    ] {
+        if let Some(kv) = label_ci(c, &format!("traefik.frontend.headers.{v1}")) {
+            fields.insert(v2.to_string(), kv);
+        }
+    }
+    for (v1, permanent) in [("SSLRedirect", "true"), ("SSLTemporaryRedirect", "false")] {
+        if let Some((k, v)) = label_ci(c, &format!("traefik.frontend.headers.{v1}")) {
+            match parse_bool(v) {
+                Some(true) => {
+                    fields.insert("redirectscheme.scheme".into(), (k, "https"));
+                    fields.insert("redirectscheme.permanent".into(), (k, permanent));
+                }
+                Some(false) => {}
+                None => errors.push(c.label_error(k, "expected true or false")),
+            }
+        }
+    }
+    errors.extend(middleware(c, "frontend", &fields, r));
+    errors
 }
 
 /// `Host:a.com,b.com;PathPrefix:/api` → ``Host(`a.com`) || ... && PathPrefix(`/api`)``.

@@ -36,6 +36,8 @@ struct Tracked {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub entrypoints: Vec<String>,
+    /// Those of `entrypoints` that terminate TLS.
+    pub tls_entrypoints: Vec<String>,
     pub own_networks: Vec<String>,
     pub default_network: Option<String>,
     /// How long a stopping or unhealthy container keeps its pinned sessions.
@@ -102,6 +104,7 @@ impl Tracker {
         let prev = self.containers.remove(&insp.id);
         let cx = Context {
             entrypoints: &self.settings.entrypoints,
+            tls_entrypoints: &self.settings.tls_entrypoints,
             own_networks: &self.settings.own_networks,
             default_network: self.settings.default_network.as_deref(),
         };
@@ -306,10 +309,18 @@ fn conflict(
                 have.priority,
                 &have.service,
                 &have.entrypoints,
-            ) != (&r.rule_text, r.priority, &r.service, &r.entrypoints)
-            {
+                &have.redirect_https,
+                &have.hsts,
+            ) != (
+                &r.rule_text,
+                r.priority,
+                &r.service,
+                &r.entrypoints,
+                &r.redirect_https,
+                &r.hsts,
+            ) {
                 return Some(format!(
-                    "route {} is declared with another rule than on container {owner}",
+                    "route {} is declared with another rule or HTTPS policy than on container {owner}",
                     r.name
                 ));
             }

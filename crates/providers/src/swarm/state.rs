@@ -37,6 +37,8 @@ pub const NETWORK: &str = "tether.swarm.network";
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub entrypoints: Vec<String>,
+    /// Those of `entrypoints` that terminate TLS.
+    pub tls_entrypoints: Vec<String>,
     /// The networks of Tether's own container (empty when it runs on a host).
     pub own_networks: Vec<String>,
     /// Network to use when a service names none and Tether shares none (`--docker-network`).
@@ -181,6 +183,7 @@ impl Tracker {
         };
         let cx = Context {
             entrypoints: &self.settings.entrypoints,
+            tls_entrypoints: &self.settings.tls_entrypoints,
             own_networks: &self.settings.own_networks,
             default_network: self.settings.default_network.as_deref(),
         };

@@ -28,11 +28,19 @@ pub struct RouteEntry {
     pub max_body: Option<u64>,
     /// Its counters' slot in its service's ([`crate::stats::RouteCounts`]).
     pub stats_slot: u8,
-    /// `redirect_https`: a plain-HTTP request is answered 308 to `https://<host><this><target>`,
-    /// this being the port part (`:8443`, or empty for 443).
-    pub redirect_https: Option<Box<str>>,
+    /// `redirect_https`: a plain-HTTP request is answered 308 (or 307) to its `https://` URL.
+    pub redirect_https: Option<Redirect>,
     /// `hsts`: the `Strict-Transport-Security` value its responses over TLS carry.
     pub hsts: Option<http::HeaderValue>,
+}
+
+/// Where a route's plain-HTTP requests are sent: `https://<host><port><target>`.
+#[derive(Debug)]
+pub struct Redirect {
+    /// `:8443`, or empty for 443.
+    pub port: Box<str>,
+    /// 308 or 307.
+    pub status: http::StatusCode,
 }
 
 /// Routes of one entrypoint, indexed by host.

@@ -13,7 +13,7 @@ use tether_model::{
 };
 
 use crate::route::retry::RetryBudget;
-use crate::route::router::{RouteEntry, Router};
+use crate::route::router::{Redirect, RouteEntry, Router};
 use crate::upstream::registry::{Backend, Registry};
 
 /// Immutable table the data plane reads.
@@ -88,9 +88,22 @@ pub fn check(
     services: &[ServiceDecl],
     routes: &[RouteDecl],
     entrypoints: &[String],
+    tls_ports: &[(String, u16)],
 ) -> Vec<ValidationError> {
     let mut errors = validate::set(services, routes);
     for r in routes {
+        let target = r
+            .redirect_https
+            .as_ref()
+            .and_then(|h| h.entrypoint.as_ref());
+        if let Some(e) = target {
+            if !tls_ports.iter().any(|(name, _)| name == e) {
+                errors.push(ValidationError::new(
+                    format!("routes.{}.redirect_https.entrypoint", r.name),
+                    format!("no TLS entrypoint named {e:?}"),
+                ));
+            }
+        }
         for ep in &r.entrypoints {
             if !entrypoints.contains(ep) {
                 errors.push(ValidationError::new(
@@ -103,12 +116,14 @@ pub fn check(
     errors
 }
 
-/// The port part of a route's `https://` URL: the one it names, else that of its TLS entrypoint
-/// (the first of its own, else the first of all), left out when it is 443 or there is none.
-fn https_port(h: HttpsRedirect, r: &RouteDecl, tls_ports: &[(String, u16)]) -> Box<str> {
-    let own = tls_ports
-        .iter()
-        .find(|(name, _)| r.entrypoints.contains(name));
+/// The port part of a route's `https://` URL: the one it names, else that of the entrypoint it
+/// names, else of its TLS entrypoint (the first of its own, else the first of all), left out when
+/// it is 443 or there is none.
+fn https_port(h: &HttpsRedirect, r: &RouteDecl, tls_ports: &[(String, u16)]) -> Box<str> {
+    let own = tls_ports.iter().find(|(name, _)| match &h.entrypoint {
+        Some(e) => e == name,
+        None => r.entrypoints.contains(name),
+    });
     let port = h
         .port
         .or_else(|| own.or(tls_ports.first()).map(|&(_, p)| p));
@@ -125,7 +140,7 @@ pub fn compile(
     routes: &[RouteDecl],
     input: CompileInput<'_>,
 ) -> Result<RoutingTable, Vec<ValidationError>> {
-    let errors = check(services, routes, input.entrypoints);
+    let errors = check(services, routes, input.entrypoints, input.tls_ports);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -174,7 +189,14 @@ pub fn compile(
                 service: by_name[r.service.as_str()],
                 entrypoints: r.entrypoints.clone().into(),
                 max_body: r.max_body,
-                redirect_https: r.redirect_https.map(|h| https_port(h, r, input.tls_ports)),
+                redirect_https: r.redirect_https.as_ref().map(|h| Redirect {
+                    port: https_port(h, r, input.tls_ports),
+                    status: if h.permanent {
+                        http::StatusCode::PERMANENT_REDIRECT
+                    } else {
+                        http::StatusCode::TEMPORARY_REDIRECT
+                    },
+                }),
                 hsts: r.hsts.map(|h| {
                     http::HeaderValue::try_from(h.value()).expect("digits and letters only")
                 }),

@@ -1,0 +1,215 @@
+//! A Traefik v2/v3 router's entrypoints, `tls` and middlewares, as Tether routes them:
+//!
+//! - `traefik.http.routers.<r>.entrypoints=web,websecure`: Tether's entrypoints of those names,
+//!   or its plain and its TLS entrypoint for `web`/`http` and `websecure`/`https`;
+//! - `traefik.http.routers.<r>.tls=true` (or any `tls.*`): served on the TLS entrypoints only.
+//!   `tls.certresolver` and `tls.domains` are accepted: the certificate comes from Tether's
+//!   store, picked by SNI (Tether has no ACME client yet); `tls.options` other than `default` is
+//!   refused (TLS options are set per entrypoint in Tether);
+//! - `traefik.http.routers.<r>.middlewares=a,b`, each defined on the same container:
+//!   `redirectscheme` (`scheme=https`, `permanent`, `port`) becomes the route's
+//!   `redirect_https`; `headers` with `stsseconds`, `stsincludesubdomains`, `stspreload` its
+//!   `hsts`. Any other middleware, or one defined elsewhere (`name@file`), is refused.
+
+use std::collections::BTreeMap;
+
+use super::super::{list, parse_bool, Container, Context, LabelError};
+use crate::decl::{Hsts, HttpsRedirect, RouteDecl};
+
+/// Fields by lower-case name: (original key, value).
+pub(crate) type Fields<'a> = BTreeMap<String, (&'a str, &'a str)>;
+
+pub(super) const MIDDLEWARES: &str = "traefik.http.middlewares.";
+
+/// Give route `r` its router's entrypoints, TLS and middlewares.
+pub(super) fn apply(
+    c: &Container,
+    cx: &Context<'_>,
+    fields: &Fields<'_>,
+    middlewares: &BTreeMap<String, Fields<'_>>,
+    r: &mut RouteDecl,
+) -> Vec<LabelError> {
+    let mut errors = Vec::new();
+    if let Some((k, v)) = fields.get("entrypoints") {
+        for name in list(v) {
+            match cx.entrypoint(&name) {
+                Ok(e) => r.entrypoints.push(e),
+                Err(m) => errors.push(c.label_error(k, m)),
+            }
+        }
+    }
+    if let Err(e) = tls(c, cx, fields, r) {
+        errors.push(e);
+    }
+    if let Some((k, v)) = fields.get("middlewares") {
+        for name in list(v) {
+            if name.contains('@') {
+                errors.push(c.label_error(
+                    k,
+                    format!("{name}: a middleware of another provider is not visible to Tether; define it on this container's labels"),
+                ));
+                continue;
+            }
+            match middlewares.get(&name) {
+                Some(m) => errors.extend(middleware(c, &name, m, r)),
+                None => errors.push(c.label_error(
+                    k,
+                    format!("{name}: no such middleware on this container (expected {MIDDLEWARES}{name}.<type>.<option> labels)"),
+                )),
+            }
+        }
+    }
+    errors
+}
+
+/// `tls=true` or any `tls.*`: the route is served over TLS only.
+fn tls(
+    c: &Container,
+    cx: &Context<'_>,
+    fields: &Fields<'_>,
+    r: &mut RouteDecl,
+) -> Result<(), LabelError> {
+    let mut on = false;
+    let mut key = None;
+    for (field, (k, v)) in fields.range("tls".to_string()..) {
+        if field != "tls" && !field.starts_with("tls.") {
+            break;
+        }
+        key.get_or_insert(*k);
+        if field == "tls" {
+            on |= parse_bool(v).ok_or_else(|| c.label_error(k, "expected true or false"))?;
+        } else if field == "tls.options" {
+            if !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("default") {
+                return Err(c.label_error(k, "Traefik's TLS options are not read: Tether sets TLS options on its entrypoint (tls = { min_version, alpn, strict_sni })"));
+            }
+            on = true;
+        } else if field == "tls.certresolver" || field.starts_with("tls.domains") {
+            // The certificate is Tether's, picked by SNI.
+            on = true;
+        } else {
+            return Err(c.label_error(
+                k,
+                "unknown tls option: expected tls, tls.certresolver, tls.domains or tls.options",
+            ));
+        }
+    }
+    let (true, Some(k)) = (on, key) else {
+        return Ok(());
+    };
+    let tls = cx.tls_only().map_err(|m| c.label_error(k, m))?;
+    if r.entrypoints.is_empty() {
+        r.entrypoints = tls;
+        return Ok(());
+    }
+    r.entrypoints.retain(|e| tls.contains(e));
+    if r.entrypoints.is_empty() {
+        return Err(c.label_error(
+            k,
+            format!(
+                "none of the router's entrypoints terminates TLS (Tether's TLS entrypoints: {})",
+                tls.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One middleware's options (`<type>.<option>`, lower case) applied to the route; Traefik v1's
+/// frontend labels come here translated.
+pub(crate) fn middleware(
+    c: &Container,
+    name: &str,
+    m: &Fields<'_>,
+    r: &mut RouteDecl,
+) -> Vec<LabelError> {
+    let mut errors = Vec::new();
+    let mut redirect: Option<HttpsRedirect> = None;
+    let mut hsts: Option<Hsts> = None;
+    let mut sts_seconds = None;
+    for (field, (k, v)) in m {
+        let bad = |msg: &str| c.label_error(k, msg);
+        let flag = || parse_bool(v).ok_or_else(|| bad("expected true or false"));
+        let (kind, option) = field.split_once('.').unwrap_or((field, ""));
+        match (kind, option) {
+            ("redirectscheme", "scheme") => {
+                if !v.trim().eq_ignore_ascii_case("https") {
+                    errors.push(bad("Tether redirects to https only"));
+                }
+                redirect.get_or_insert_with(temporary);
+            }
+            ("redirectscheme", "permanent") => match flag() {
+                Ok(p) => redirect.get_or_insert_with(temporary).permanent = p,
+                Err(e) => errors.push(e),
+            },
+            ("redirectscheme", "port") => match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => redirect.get_or_insert_with(temporary).port = Some(p),
+                _ => errors.push(bad("not a port number")),
+            },
+            ("headers", "stsseconds") => match v.trim().parse::<u64>() {
+                Ok(s) => sts_seconds = Some(s),
+                Err(_) => errors.push(bad("expected a number of seconds")),
+            },
+            ("headers", "stsincludesubdomains") => match flag() {
+                Ok(b) => hsts.get_or_insert_with(no_hsts).include_subdomains = b,
+                Err(e) => errors.push(e),
+            },
+            ("headers", "stspreload") => match flag() {
+                Ok(b) => hsts.get_or_insert_with(no_hsts).preload = b,
+                Err(e) => errors.push(e),
+            },
+            ("headers", "forcestsheader") => {
+                if flag() == Ok(true) {
+                    errors.push(bad("Tether sends Strict-Transport-Security over TLS only, as RFC 6797 asks"));
+                }
+            }
+            ("redirectscheme" | "headers", _) => errors.push(bad(&format!(
+                "{kind}.{option} is not supported: Tether reads redirectscheme.scheme, .permanent and .port, and headers.stsseconds, .stsincludesubdomains and .stspreload"
+            ))),
+            _ => errors.push(bad(&format!(
+                "middleware {name}: type {kind} is not supported (Tether reads redirectscheme and the headers sts* options)"
+            ))),
+        }
+    }
+    if redirect.is_some() {
+        r.redirect_https = redirect;
+    }
+    match (sts_seconds, hsts) {
+        (Some(0), _) => {}
+        (Some(max_age), h) => {
+            let h = Hsts {
+                max_age,
+                ..h.unwrap_or_else(no_hsts)
+            };
+            let key = m.get("headers.stspreload").map_or_else(
+                || format!("{MIDDLEWARES}{name}.headers.stspreload"),
+                |(k, _)| k.to_string(),
+            );
+            match h.preload_problem() {
+                Some(p) => errors.push(c.label_error(&key, p)),
+                None => r.hsts = Some(h),
+            }
+        }
+        (None, Some(_)) => errors.push(c.label_error(
+            &format!("{MIDDLEWARES}{name}.headers.stsseconds"),
+            "missing: the other sts options need stsseconds",
+        )),
+        (None, None) => {}
+    }
+    errors
+}
+
+/// Traefik's `redirectscheme` default: not permanent.
+fn temporary() -> HttpsRedirect {
+    HttpsRedirect {
+        permanent: false,
+        ..HttpsRedirect::default()
+    }
+}
+
+fn no_hsts() -> Hsts {
+    Hsts {
+        max_age: 0,
+        include_subdomains: false,
+        preload: false,
+    }
+}
