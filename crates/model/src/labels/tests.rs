@@ -100,7 +100,10 @@ fn dialect_entrypoint_names_map_to_the_plain_and_the_tls_entrypoint() {
         tls_entrypoints: TLS_EPS,
         ..Default::default()
     };
-    assert!(none.entrypoint("http").unwrap_err().contains("no entrypoint"));
+    assert!(none
+        .entrypoint("http")
+        .unwrap_err()
+        .contains("no entrypoint"));
     assert!(none.tls_only().unwrap_err().contains("add tls = true"));
 }
 

@@ -7,5 +7,6 @@ mod compose;
 mod dialects;
 mod discovery;
 mod engine;
+mod https;
 mod lifecycle;
 mod support;

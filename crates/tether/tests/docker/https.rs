@@ -1,0 +1,210 @@
+//! The dialects' HTTPS settings on real containers: each seed's way of asking for "redirect
+//! plain HTTP, serve over TLS" (Traefik v2 routers with a `redirectscheme` middleware and
+//! `tls=true`, Traefik v1's `frontend.redirect.entryPoint`, Docker Flow Proxy's `httpsOnly`,
+//! dockercloud/haproxy's `FORCE_SSL`) gives a redirect on Tether's plain entrypoint to its TLS
+//! entrypoint, where the container answers.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tether::app::{self, DockerOptions, Instance};
+use tether_providers::docker::Endpoint;
+use tether_testkit::docker::Engine;
+use tether_testkit::tls::{connect, TestCert};
+use tether_testkit::TempDir;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::support::{labels, strs};
+
+const FAST: Duration = Duration::from_secs(10);
+const KEY: &str = "a docker https test key of more than thirty-two bytes";
+
+/// Tether with a plain and a TLS entrypoint, following the engine.
+async fn start(engine: &Engine, dir: &TempDir) -> Instance {
+    let cert = TestCert::write(
+        dir.path(),
+        "site",
+        &["v2.test", "v1.test", "dfp.test", "cloud.test"],
+    );
+    let key_file = dir.path().join("affinity.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[entrypoints]\nweb = \"127.0.0.1:0\"\n\
+             websecure = {{ address = \"127.0.0.1:0\", tls = true }}\n\
+             [affinity]\nkey_file = \"{}\"\n{}",
+            key_file.display(),
+            cert.toml(true)
+        ),
+    )
+    .unwrap();
+    let (k, v) = engine
+        .constraint()
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .unwrap();
+    let mut opts = app::Options::file(config, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.docker = Some(DockerOptions {
+        endpoint: Endpoint::from_env().expect("DOCKER_HOST"),
+        network: None,
+        constraint: Some((k, v)),
+    });
+    app::start(opts).await.expect("tether starts")
+}
+
+/// One request that asks to close; the status and the response's text.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    host: &str,
+    path: &str,
+) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+async fn plain(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    match tokio::net::TcpStream::connect(addr).await {
+        Ok(s) => exchange(s, host, path).await,
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn https(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    match connect(addr, Some(host), &["http/1.1"]).await {
+        Ok(h) => exchange(h.stream, host, path).await,
+        Err(_) => (0, String::new()),
+    }
+}
+
+fn location(response: &str) -> Option<&str> {
+    response.split("\r\n\r\n").next()?.lines().find_map(|l| {
+        l.strip_prefix("location: ")
+            .or_else(|| l.strip_prefix("Location: "))
+    })
+}
+
+/// Wait until plain HTTP to `host``path` is redirected (the container is routed), then check
+/// the redirect and the answer over TLS.
+async fn redirected_then_served(i: &Instance, host: &str, path: &str, status: u16, server: &str) {
+    let web = i.addr("web");
+    let tls_port = i.addr("websecure").port();
+    let end = Instant::now() + FAST;
+    let response = loop {
+        let (got, text) = plain(web, host, path).await;
+        if got == status {
+            break text;
+        }
+        assert!(
+            Instant::now() < end,
+            "{host}{path}: no {status} within {FAST:?}, last {got}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by FAST
+    };
+    assert_eq!(
+        location(&response),
+        Some(format!("https://{host}:{tls_port}{path}").as_str()),
+        "{response}"
+    );
+    let (got, text) = https(i.addr("websecure"), host, path).await;
+    assert_eq!(got, 200, "{host}{path} over TLS: {text}");
+    assert!(
+        text.contains(server),
+        "{host}{path} answered by {server}: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_dialects_https_labels_redirect_plain_http_and_serve_over_tls() {
+    let Some(engine) = Engine::get("https-dialects").await else {
+        return;
+    };
+    let net = engine.network("net").await;
+    let dir = TempDir::new("tether-docker-https");
+    let i = start(&engine, &dir).await;
+    let run = |hint: &'static str, args: Vec<String>| {
+        let name = format!("{}-{hint}", engine.run);
+        let engine = &engine;
+        async move {
+            engine
+                .run(
+                    hint,
+                    &strs(&args),
+                    &["whoami", "--name", &name, "--listen", "0.0.0.0:8080"],
+                )
+                .await
+        }
+    };
+    let v2 = run(
+        "v2",
+        labels(
+            &engine,
+            &net,
+            &[
+                "traefik.http.routers.web.rule=Host(`v2.test`)".into(),
+                "traefik.http.routers.web.entrypoints=web".into(),
+                "traefik.http.routers.web.middlewares=to-https".into(),
+                "traefik.http.middlewares.to-https.redirectscheme.scheme=https".into(),
+                "traefik.http.middlewares.to-https.redirectscheme.permanent=true".into(),
+                "traefik.http.routers.secure.rule=Host(`v2.test`)".into(),
+                "traefik.http.routers.secure.entrypoints=websecure".into(),
+                "traefik.http.routers.secure.tls=true".into(),
+                "traefik.http.services.v2.loadbalancer.server.port=8080".into(),
+            ],
+        ),
+    )
+    .await;
+    let v1 = run(
+        "v1",
+        labels(
+            &engine,
+            &net,
+            &[
+                "traefik.port=8080".into(),
+                "traefik.frontend.rule=Host:v1.test".into(),
+                "traefik.frontend.entryPoints=http,https".into(),
+                "traefik.frontend.redirect.entryPoint=https".into(),
+            ],
+        ),
+    )
+    .await;
+    let dfp = run(
+        "dfp",
+        labels(
+            &engine,
+            &net,
+            &[
+                "com.df.notify=true".into(),
+                "com.df.serviceDomain=dfp.test".into(),
+                "com.df.port=8080".into(),
+                "com.df.httpsOnly=true".into(),
+            ],
+        ),
+    )
+    .await;
+    let mut cloud_args = labels(&engine, &net, &[]);
+    cloud_args.extend(
+        [
+            "SERVICE_PORTS=8080",
+            "VIRTUAL_HOST=cloud.test",
+            "FORCE_SSL=yes",
+        ]
+        .iter()
+        .flat_map(|e| ["--env".to_string(), e.to_string()]),
+    );
+    let cloud = run("cloud", cloud_args).await;
+
+    redirected_then_served(&i, "v2.test", "/a?b=c", 308, &v2.name).await;
+    redirected_then_served(&i, "v1.test", "/", 307, &v1.name).await;
+    redirected_then_served(&i, "dfp.test", "/x", 308, &dfp.name).await;
+    redirected_then_served(&i, "cloud.test", "/y?z=1", 308, &cloud.name).await;
+    i.shutdown().await;
+}
