@@ -1,4 +1,4 @@
-//! The `tether` binary itself: `check`, `demo` and `--help`.
+//! The `tether` binary itself: `check`, `demo`, `--help`, and `run` ending on SIGTERM.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -193,4 +193,106 @@ async fn the_demo_shows_sticky_and_round_robin_side_by_side() {
         "service2 alternates: {names:?}"
     );
     child.kill().await.unwrap();
+}
+
+/// `tether run` on SIGTERM (what `docker stop` sends): it stops accepting at once, lets the
+/// request in flight finish, then exits cleanly.
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_new_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("tether-sigterm");
+    let slow = tether_testkit::Backend::spawn_slow("slow", Duration::from_secs(3)).await;
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
+             [routes.slow]\nrule = \"PathPrefix(`/`)\"\nservice = \"slow\"\n\
+             [services.slow]\nservers = [{{ name = \"slow\", url = \"{}\" }}]\n",
+            "k".repeat(40),
+            slow.url()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["run", "--drain", "10s", "--state-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let find = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(rest) = l
+                .contains("listening")
+                .then(|| l.split("addr=").nth(1))
+                .flatten()
+            {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("tether ended without listening");
+    };
+    let addr: std::net::SocketAddr = tokio::time::timeout(Duration::from_secs(20), find)
+        .await
+        .expect("tether did not start")
+        .parse()
+        .unwrap();
+    // The rest of its log is read (and dropped) so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn(async move {
+        let mut out = Vec::new();
+        conn.read_to_end(&mut out).await.unwrap();
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            std::time::Instant::now(),
+        )
+    });
+    tether_testkit::wait_for("the request at its server", Duration::from_secs(5), || {
+        std::future::ready(slow.requests() == 1)
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    // New connections are refused while the request is still being served.
+    let mut refused = None;
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    while refused.is_none() && std::time::Instant::now() < end {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = Some(std::time::Instant::now());
+        } else {
+            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval; bounded by `end`
+        }
+    }
+    let refused = refused.expect("still accepting connections 2 s after SIGTERM");
+    let (response, answered) = in_flight.await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "the request in flight finished: {response}"
+    );
+    assert!(
+        refused < answered,
+        "refused new connections before the slow answer came"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("tether exits once drained")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(slow.requests(), 1, "no other request reached the server");
 }
