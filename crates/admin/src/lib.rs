@@ -44,6 +44,8 @@ pub struct AdminConfig {
     pub dfp: Option<DfpConfig>,
     /// The data plane's per-entrypoint connection counts (the listeners' order).
     pub entrypoints: Arc<[tether_proxy::stats::EntrypointStats]>,
+    /// The certificates the TLS entrypoints serve, when there are any.
+    pub certificates: Option<Arc<tether_proxy::front::tls::certs::CertStore>>,
 }
 
 /// What every handler reads.
@@ -55,6 +57,7 @@ pub(crate) struct AppState {
     pub auth: Arc<Auth>,
     pub dfp: Option<Arc<dfp::DfpConfig>>,
     pub entrypoints: Arc<[tether_proxy::stats::EntrypointStats]>,
+    pub certificates: Option<Arc<tether_proxy::front::tls::certs::CertStore>>,
     /// The stats page's readings of the counters.
     pub sampler: Arc<stats::Sampler>,
 }
@@ -72,6 +75,7 @@ pub fn router(
         auth: Arc::new(auth),
         dfp: cfg.dfp.clone().map(Arc::new),
         entrypoints: cfg.entrypoints.clone(),
+        certificates: cfg.certificates.clone(),
         sampler: stats::Sampler::start(control.clone()),
     };
     let api = Router::new()

@@ -6,7 +6,8 @@
 //! method}`, `tether_service_request_duration_seconds`, `tether_open_connections{entrypoint}`,
 //! `tether_config_reloads_total`), and add what Traefik does not export: per-server requests and
 //! in-flight, affinity outcomes, the discovery lag (`tether_discovery_lag_seconds{source}`, from a
-//! container's or task's event to its table serving), and the applied version as an info metric.
+//! container's or task's event to its table serving), the applied version as an info metric, and
+//! each served certificate's expiry (`tether_tls_certs_not_after`, as Traefik's).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use tether_control::Control;
+use tether_proxy::front::tls::certs::CertStore;
 use tether_proxy::stats::{EntrypointStats, Snapshot, BOUNDS_US};
 
 use crate::AppState;
@@ -30,6 +32,7 @@ use crate::AppState;
 struct Tether {
     control: Arc<Control>,
     entrypoints: Arc<[EntrypointStats]>,
+    certificates: Option<Arc<CertStore>>,
 }
 
 /// `GET /metrics`: OpenMetrics to a scraper that asks for it (Prometheus does), else the
@@ -39,6 +42,7 @@ pub async fn metrics(State(s): State<AppState>, headers: http::HeaderMap) -> Res
     registry.register_collector(Box::new(Tether {
         control: s.control.clone(),
         entrypoints: s.entrypoints.clone(),
+        certificates: s.certificates.clone(),
     }));
     let mut body = String::with_capacity(16 * 1024);
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
@@ -405,6 +409,33 @@ impl Collector for Tether {
             MetricType::Gauge,
             gauges(vec![(vec![("version", status.version.clone())], 1)]),
         )?;
+        if let Some(store) = &self.certificates {
+            let rows = store
+                .loaded()
+                .into_iter()
+                .map(|c| {
+                    let until = c
+                        .not_after
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    let labels = vec![
+                        ("cn", c.names.first().cloned().unwrap_or_default()),
+                        ("sans", c.names.join(",")),
+                        ("serial", c.serial),
+                        ("source", c.source),
+                    ];
+                    (labels, until)
+                })
+                .collect();
+            family(
+                &mut enc,
+                "tether_tls_certs_not_after",
+                "When each certificate being served expires, in seconds since the Unix epoch (Traefik's traefik_tls_certs_not_after): alert on it minus time() below a few days.",
+                None,
+                MetricType::Gauge,
+                gauges(rows),
+            )?;
+        }
         Ok(())
     }
 }

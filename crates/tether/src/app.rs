@@ -339,6 +339,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         let cfg = tether_admin::AdminConfig {
             dfp: opts.admin.dfp.clone(),
             entrypoints: counters.clone(),
+            certificates: certificates.clone(),
         };
         let router = tether_admin::router(control.clone(), api.clone(), auth, &cfg);
         let mut stop = rx.clone();

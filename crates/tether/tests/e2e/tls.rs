@@ -203,3 +203,45 @@ fn serial(der: &[u8]) -> String {
     let (_, c) = x509_parser::parse_x509_certificate(der).expect("a certificate");
     c.raw_serial_as_string()
 }
+
+#[tokio::test]
+async fn metrics_tell_when_each_served_certificate_expires() {
+    let dir = TempDir::new("tether-tls-metrics");
+    let c = certs(&dir);
+    let backend = Backend::spawn("one").await;
+    let toml = format!(
+        "[entrypoints]\nwebsecure = {{ address = \"127.0.0.1:0\", tls = true }}\n\
+         {KEY}{}{}\
+         [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+         [services.app]\nservers = [{{ name = \"one\", url = \"{}\" }}]\n",
+        c.a.toml(false),
+        c.wild.toml(true),
+        backend.url()
+    );
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.admin.address = Some("127.0.0.1:0".parse().unwrap());
+    let i = app::start(opts).await.expect("start");
+    let mut admin = tether_testkit::Admin::new(i.admin.unwrap(), None);
+    let m = admin.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    let expiry = |der: &[u8]| {
+        let (_, x) = x509_parser::parse_x509_certificate(der).unwrap();
+        x.validity().not_after.timestamp()
+    };
+    for (cert, cn) in [(&c.a, "a.test"), (&c.wild, "*.wild.test")] {
+        let series = format!(
+            "tether_tls_certs_not_after{{cn=\"{cn}\",sans=\"{cn}\",serial=\"{}\",source=\"{}\"}} {}",
+            serial(&cert.der).replace(':', ""),
+            cert.cert_file.display(),
+            expiry(&cert.der)
+        );
+        assert!(
+            m.body.lines().any(|l| l == series),
+            "no {series} in\n{}",
+            m.body
+        );
+    }
+    i.shutdown().await;
+}
