@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -51,7 +51,11 @@ pub fn get(authority: &str, path: &str) -> Vec<u8> {
 
 /// A connection that has sent the preface and an empty SETTINGS frame.
 pub async fn connect(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    hello(TcpStream::connect(addr).await.expect("connect")).await
+}
+
+/// Send the preface and an empty SETTINGS frame on `s` (a TLS stream whose ALPN chose h2, say).
+pub async fn hello<S: AsyncWrite + Unpin>(mut s: S) -> S {
     let mut hello = PREFACE.to_vec();
     hello.extend(frame(SETTINGS, 0, 0, &[]));
     s.write_all(&hello).await.expect("write");
@@ -59,7 +63,10 @@ pub async fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// The frames read until the peer closes or is quiet for `quiet`: (type, flags, stream, payload).
-pub async fn read_frames(s: &mut TcpStream, quiet: Duration) -> Vec<(u8, u8, u32, Vec<u8>)> {
+pub async fn read_frames<S: AsyncRead + Unpin>(
+    s: &mut S,
+    quiet: Duration,
+) -> Vec<(u8, u8, u32, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
