@@ -34,6 +34,9 @@ CONFIGS = os.path.join(ROOT, "bench", "configs")
 TICK = os.sysconf("SC_CLK_TCK")
 PROXIES = ["tether", "haproxy", "nginx"]
 PORTS = {"tether": 18080, "haproxy": 18081, "nginx": 18082}
+# Each proxy's TLS listener: the same ECDSA P-256 certificate, made by openssl for the run.
+TLS_PORTS = {"tether": 18443, "haproxy": 18444, "nginx": 18445}
+CERT = {}
 BACKENDS = (19101, 19102)
 
 # name -> (path, wrk extra args, workers, connections, wrk threads, needs a cookie)
@@ -43,7 +46,25 @@ SCENARIOS = {
     "sticky-no-cookie": dict(path="/sticky", workers=1, conns=50, threads=1),
     "new-connection": dict(path="/rr", workers=1, conns=50, threads=1, close=True),
     "rr-2-workers": dict(path="/rr", workers=2, conns=100, threads=2),
+    # HTTPS (TLS 1.3, X25519, the cipher the client prefers: AES-256-GCM from wrk's OpenSSL):
+    # kept-alive connections, and a new connection with a full handshake per request.
+    "https-keepalive": dict(path="/rr", workers=1, conns=50, threads=1, tls=True),
+    "https-new-connection": dict(path="/rr", workers=1, conns=50, threads=1, close=True, tls=True),
 }
+
+
+def make_certificate(tmp):
+    """One ECDSA P-256 certificate for 127.0.0.1 and bench.test, for every proxy."""
+    cert, key, pem = (os.path.join(tmp, n) for n in ("bench.crt", "bench.key", "bench.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    with open(pem, "w") as out:
+        for part in (cert, key):
+            with open(part) as f:
+                out.write(f.read())
+    CERT.update(cert=cert, key=key, pem=pem)
 
 
 def log(*a):
@@ -102,6 +123,10 @@ def render(name, workers, tmp):
         backend_b=BACKENDS[1],
         workers=workers,
         dir=tmp,
+        tls_port=TLS_PORTS[name.split(".")[0]],
+        cert=CERT.get("cert", ""),
+        key=CERT.get("key", ""),
+        pem=CERT.get("pem", ""),
     )
     # Only the known placeholders: the configs also contain literal braces.
     for k, v in values.items():
@@ -219,7 +244,8 @@ def wrk(port, sc, duration, load_cores, cookie=None):
         cmd += ["-H", f"Cookie: {cookie}"]
     if sc.get("close"):
         cmd += ["-H", "Connection: close"]
-    cmd.append(f"http://127.0.0.1:{port}{sc['path']}")
+    scheme = "https" if sc.get("tls") else "http"
+    cmd.append(f"{scheme}://127.0.0.1:{port}{sc['path']}")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return parse_wrk(out)
 
@@ -256,7 +282,7 @@ def one_run(name, scen, sc, args, bins, tmp):
     p = Proxy(name, sc["workers"], cores, bins, tmp)
     p.start(sc["path"])
     try:
-        port = PORTS[name]
+        port = TLS_PORTS[name] if sc.get("tls") else PORTS[name]
         cookie = fetch_cookie(port, sc["path"]) if sc.get("cookie") else None
         wrk(port, sc, args.warmup, load, cookie)
         p.pids = proc_tree(p.proc.pid)
@@ -405,6 +431,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     bins = {"tether": args.tether}
     tmp = tempfile.mkdtemp(prefix="tether-bench-")
+    make_certificate(tmp)
     backends = [subprocess.Popen(["taskset", "-c", args.load_core, args.backend,
                                   f"127.0.0.1:{port}", name])
                 for port, name in zip(BACKENDS, "ab")]

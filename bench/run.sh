@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tether beside HAProxy and NGINX, interleaved, on this machine. Installs what is missing
 # (haproxy, nginx, wrk, matplotlib), builds Tether and the fixed-response backend in release mode,
-# then runs bench/run.py with the arguments given (see `bench/run.sh --help`), or with `--scale`
+# then runs bench/run.py (plain and HTTPS scenarios, one ECDSA P-256 certificate for all) with the arguments given (see `bench/run.sh --help`), or with `--scale`
 # bench/scale.py (10,000-route swaps under load, idle connections, startup, binary size).
 # Results: bench/out/results.{md,json}, bench/out/chart.png, bench/out/scale.json.
 set -euo pipefail
