@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
-for t in haproxy nginx wrk taskset; do
+for t in haproxy nginx wrk taskset openssl; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 if ((${#missing[@]})); then
