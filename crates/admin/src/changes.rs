@@ -51,7 +51,7 @@ pub struct Part {
 }
 
 /// Read `If-Match` / `If-None-Match`.
-fn precondition(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
+pub(crate) fn precondition(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
         return match v.to_str().map(str::trim) {
             Ok("*") => Ok(Some(Precondition::Absent)),
@@ -232,7 +232,19 @@ fn check(s: &AppState, api: &ApiHandle, parts: &[Part], base: &Snapshot) -> Resu
         if let Some(pre) = &p.precondition {
             check_precondition(kind, name, pre, base)?;
         }
-        if let Some(owner) = s.control.owner(kind == Kind::Route, name, provider) {
+        if let Op::Put {
+            kind: Kind::Certificate,
+            name,
+            body,
+        } = &p.op
+        {
+            crate::certificates::check(s, name, body)?;
+        }
+        let declares = matches!(kind, Kind::Route | Kind::Service);
+        if let Some(owner) = declares
+            .then(|| s.control.owner(kind == Kind::Route, name, provider))
+            .flatten()
+        {
             return Err(ApiError {
                 status: StatusCode::CONFLICT,
                 message: format!(
@@ -303,12 +315,12 @@ fn answer(done: Done) -> Response {
     resp
 }
 
-fn body(bytes: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")))
 }
 
-async fn put(
+pub(crate) async fn put(
     s: AppState,
     kind: Kind,
     name: String,
@@ -326,7 +338,7 @@ async fn put(
     apply(&s, vec![part]).await.map(answer)
 }
 
-async fn delete(
+pub(crate) async fn delete(
     s: AppState,
     kind: Kind,
     name: String,

@@ -4,6 +4,8 @@
 //! - [`reads`]: `/api/version`, `/api/routes`, `/api/services`, `/api/backends`, `/api/errors`;
 //! - [`changes`]: `PUT`/`DELETE` of one route or service, `POST /api/changes` for several at once,
 //!   committed to the API source's store and answered once this replica serves them;
+//! - [`certificates`]: `GET /api/certificates`, and `PUT`/`DELETE /api/certificates/NAME` kept in
+//!   the same store (etcd's: every replica serves the same certificate);
 //! - [`dfp`]: Docker Flow Proxy's `reconfigure` and `remove`, translated into the same changes;
 //! - `metrics`: `/metrics`, the data plane's counters in the Prometheus format;
 //! - `stats`: the live stats page at `/`, its figures at `/api/stats`;
@@ -13,6 +15,7 @@
 //! state); it writes only through the API source's store. Endpoints and fields: `docs/api.md`.
 
 pub mod auth;
+mod certificates;
 mod changes;
 mod dfp;
 mod error;
@@ -95,6 +98,13 @@ pub fn router(
                 .delete(changes::delete_service),
         )
         .route("/api/changes", post(changes::post_changes))
+        .route("/api/certificates", get(certificates::list))
+        .route(
+            "/api/certificates/{name}",
+            get(certificates::get)
+                .put(certificates::put)
+                .delete(certificates::delete),
+        )
         .route("/api/backends", get(reads::backends))
         .route("/api/errors", get(reads::errors))
         .route("/metrics", get(metrics::metrics))

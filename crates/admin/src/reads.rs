@@ -84,6 +84,8 @@ fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
                     push(&svc.name, render::service(svc), render::digest_etag(svc));
                 }
             }
+            // Listed from the certificate store (`certificates`).
+            Kind::Certificate => {}
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

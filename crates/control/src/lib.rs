@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use tether_balance::AffinityKey;
 use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
+use tether_proxy::front::tls::certs::CertStore;
 use tether_proxy::stats::{Histogram, Snapshot};
 use tether_proxy::table::CompileInput;
 use tether_proxy::{compile, Registry, RoutingTable, TableStore};
@@ -114,6 +115,8 @@ pub struct Control {
     entrypoints: Vec<String>,
     /// The TLS entrypoints and their ports (see [`CompileInput::tls_ports`]).
     tls_ports: Vec<(String, u16)>,
+    /// Where the providers' certificates go, when Tether has a TLS entrypoint.
+    certificates: std::sync::OnceLock<Arc<CertStore>>,
     state: Mutex<State>,
 }
 
@@ -143,6 +146,7 @@ impl Control {
             key,
             entrypoints,
             tls_ports,
+            certificates: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         })
     }
@@ -156,8 +160,34 @@ impl Control {
         &self.registry
     }
 
+    /// Serve the certificates that providers declare from `store` (the TLS entrypoints'). Set
+    /// once, before the providers start.
+    pub fn serve_certificates(&self, store: Arc<CertStore>) {
+        let _ = self.certificates.set(store);
+    }
+
+    /// Hand `update`'s certificates to the store; their problems join the update's errors.
+    fn take_certificates(&self, update: &mut ProviderUpdate) {
+        let decls = std::mem::take(&mut update.certificates);
+        match self.certificates.get() {
+            Some(store) => {
+                let problems = store.set_source(&update.provider, decls.clone());
+                update.errors.extend(problems);
+            }
+            None => update.errors.extend(decls.iter().map(|d| {
+                format!(
+                    "certificate {} ({}): Tether has no TLS entrypoint to serve it on; add `tls = true` to one",
+                    d.name, d.origin
+                )
+            })),
+        }
+        update.certificates = decls;
+    }
+
     /// Replace one provider's state and swap in the merged table. Returns the new version.
-    pub fn apply(&self, update: ProviderUpdate) -> Result<String, Rejected> {
+    /// Its certificates serve from the next handshake on, whatever becomes of its routes.
+    pub fn apply(&self, mut update: ProviderUpdate) -> Result<String, Rejected> {
+        self.take_certificates(&mut update);
         let started = std::time::Instant::now();
         let observed = update.observed;
         let mut state = self.state.lock().expect("control state poisoned");
@@ -409,9 +439,7 @@ mod tests {
                 vec![service]
             },
             routes,
-            errors: Vec::new(),
-            version: String::new(),
-            observed: None,
+            ..ProviderUpdate::default()
         })
     }
 

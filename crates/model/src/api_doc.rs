@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::decl::{RouteDecl, ServiceDecl};
+use crate::decl::{CertificateDecl, CertificatePem, RouteDecl, ServiceDecl};
 use crate::file_config::{self, ConfigError};
 use crate::validate::{self, ValidationError};
 
@@ -18,6 +18,9 @@ use crate::validate::{self, ValidationError};
 pub enum Kind {
     Route,
     Service,
+    /// A certificate for the TLS entrypoints (`{"cert": PEM, "key": PEM}`), not a declaration of
+    /// the routing table: see [`certificate`].
+    Certificate,
 }
 
 impl Kind {
@@ -26,6 +29,7 @@ impl Kind {
         match self {
             Kind::Route => "routes",
             Kind::Service => "services",
+            Kind::Certificate => "certificates",
         }
     }
 
@@ -33,6 +37,7 @@ impl Kind {
         match s {
             "routes" => Some(Kind::Route),
             "services" => Some(Kind::Service),
+            "certificates" => Some(Kind::Certificate),
             _ => None,
         }
     }
@@ -73,6 +78,9 @@ pub fn declarations<'a>(
     }
     let mut errors = Vec::new();
     for (kind, name, body) in docs {
+        if kind == Kind::Certificate {
+            continue;
+        }
         let base = format!("{}.{name}", kind.plural());
         if !validate::is_name(name) {
             errors.push(ValidationError::new(
@@ -128,6 +136,71 @@ pub fn declarations<'a>(
         Ok(cfg) => Ok((cfg.services, cfg.routes)),
         Err(errs) => Err(errs.0.iter().map(|e| located(&t, e)).collect()),
     }
+}
+
+/// A certificate document: `{"cert": "-----BEGIN CERTIFICATE-----...", "key": "-----BEGIN
+/// PRIVATE KEY-----...", "default": false}`; `cert` is the chain, leaf first, and `key` may be
+/// left out when `cert` holds the key too (one PEM file holding both, as HAProxy's `crt`).
+/// Only its shape is checked here; the certificate itself is checked where it is loaded.
+pub fn certificate(name: &str, body: &Value) -> Result<CertificateDecl, ValidationError> {
+    let base = format!("certificates.{name}");
+    if !validate::is_name(name) {
+        return Err(ValidationError::new(
+            &base,
+            "a name may hold letters, digits, '-', '_', '.' and '@'",
+        ));
+    }
+    let Some(fields) = body.as_object() else {
+        return Err(ValidationError::new(
+            &base,
+            format!(
+                "expected a JSON object with cert and key (PEM text), not {}",
+                type_name(body)
+            ),
+        ));
+    };
+    if let Some(f) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cert" | "key" | "default"))
+    {
+        return Err(ValidationError::new(
+            format!("{base}.{f}"),
+            "unknown field: a certificate has cert, key and default",
+        ));
+    }
+    let text = |field: &str| -> Result<Option<String>, ValidationError> {
+        match fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(ValidationError::new(
+                format!("{base}.{field}"),
+                format!("expected PEM text (a string), not {}", type_name(v)),
+            )),
+        }
+    };
+    let Some(cert) = text("cert")? else {
+        return Err(ValidationError::new(
+            format!("{base}.cert"),
+            "missing: the certificate chain as PEM text",
+        ));
+    };
+    let key = text("key")?.unwrap_or_else(|| cert.clone());
+    let default = match fields.get("default") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(ValidationError::new(
+                format!("{base}.default"),
+                format!("expected true or false, not {}", type_name(v)),
+            ))
+        }
+    };
+    Ok(CertificateDecl {
+        name: name.to_string(),
+        origin: format!("certificates/{name}"),
+        pem: CertificatePem::Text { cert, key },
+        default,
+    })
 }
 
 /// A file error told in terms of the document field it came from.

@@ -25,6 +25,49 @@ pub struct ProviderUpdate {
     /// clock (a Docker event's time, a Swarm task's status time); `None` when the source cannot
     /// tell (a file, the API). From it to the table serving is the discovery lag.
     pub observed: Option<std::time::SystemTime>,
+    /// Certificates for the TLS entrypoints (from the API, a label, a Docker secret); served
+    /// by SNI beside those of `tether.toml`, which win a name both have.
+    pub certificates: Vec<CertificateDecl>,
+}
+
+/// A certificate a provider asks Tether to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateDecl {
+    /// Its name in its provider (the API's name, `web@docker`).
+    pub name: String,
+    /// Where it came from, for messages: `label tether.tls.secret=app (container web-1)`.
+    pub origin: String,
+    pub pem: CertificatePem,
+    /// Served to a client that sends no name or one no certificate has, unless `tether.toml`
+    /// marks a default.
+    pub default: bool,
+}
+
+/// A certificate chain and its private key, as PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CertificatePem {
+    /// The PEM text itself (the chain and the key in one text, or each in its own).
+    Text { cert: String, key: String },
+    /// Files, read when declared and again whenever they change (a Docker secret under
+    /// `/run/secrets`); the same path twice for one file holding both.
+    Files {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+}
+
+impl fmt::Debug for CertificatePem {
+    /// Never prints the text: it holds a private key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificatePem::Text { cert, key } => {
+                write!(f, "Text({} + {} bytes of PEM)", cert.len(), key.len())
+            }
+            CertificatePem::Files { cert, key } => {
+                write!(f, "Files({}, {})", cert.display(), key.display())
+            }
+        }
+    }
 }
 
 /// A route: requests matching `rule` on the listed entrypoints go to `service`.

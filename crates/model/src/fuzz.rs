@@ -68,6 +68,7 @@ pub fn labels(data: &[u8]) {
         tls_entrypoints: &entrypoints[1..],
         own_networks: &[],
         default_network: None,
+        secrets_dir: None,
     };
     if let Some(Err(errors)) = labels::declare(&c, &cx) {
         assert!(!errors.is_empty());

@@ -16,6 +16,7 @@
 //! Names are given the suffix `@docker` (as Traefik does), so a Docker service can never collide
 //! with one from the configuration file.
 
+pub mod certs;
 pub mod dockercloud;
 pub mod flow;
 pub mod interlock;
@@ -27,7 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::decl::{BalanceAlgo, RouteDecl, ServerAddr, ServerDecl, ServiceDecl};
+use crate::decl::{BalanceAlgo, CertificateDecl, RouteDecl, ServerAddr, ServerDecl, ServiceDecl};
 use crate::rule::Rule;
 
 /// Suffix of every name the Docker provider declares.
@@ -84,6 +85,8 @@ pub struct Context<'a> {
     pub own_networks: &'a [String],
     /// Network to use when a container names none (`--docker-network`).
     pub default_network: Option<&'a str>,
+    /// Where Tether's Docker secrets are (default [`certs::SECRETS_DIR`]).
+    pub secrets_dir: Option<&'a std::path::Path>,
 }
 
 /// Dialects' names for the plain and the TLS entrypoint (Traefik's defaults and the common ones).
@@ -196,6 +199,8 @@ pub struct Declared {
     pub dialect: Dialect,
     pub services: Vec<ServiceDecl>,
     pub routes: Vec<RouteDecl>,
+    /// Certificates for the TLS entrypoints (a Docker secret named by a label, `SSL_CERT`).
+    pub certificates: Vec<CertificateDecl>,
 }
 
 /// Where a bad value came from.
@@ -314,11 +319,23 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
     } else {
         return None;
     };
-    Some(result.map(|(services, routes)| Declared {
-        dialect,
-        services,
-        routes,
-    }))
+    let secrets = cx
+        .secrets_dir
+        .unwrap_or(std::path::Path::new(certs::SECRETS_DIR));
+    let certificates = certs::declare(c, dialect, secrets);
+    Some(match (result, certificates) {
+        (Ok((services, routes)), Ok(certificates)) => Ok(Declared {
+            dialect,
+            services,
+            routes,
+            certificates,
+        }),
+        (Err(mut a), Err(b)) => {
+            a.extend(b);
+            Err(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    })
 }
 
 /// What a dialect returns before it is labelled with its name.

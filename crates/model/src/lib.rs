@@ -20,9 +20,9 @@ pub mod rule;
 pub mod validate;
 
 pub use decl::{
-    AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, Hsts,
-    HttpsRedirect, OnMissing, ProviderUpdate, Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl,
-    ServiceDecl,
+    AffinityMode, AffinityPolicy, BalanceAlgo, CertificateDecl, CertificatePem, CookieAttrs,
+    HashOn, HealthCheck, Hsts, HttpsRedirect, OnMissing, ProviderUpdate, Resolve, RouteDecl,
+    SameSite, ServerAddr, ServerDecl, ServiceDecl,
 };
 pub use rule::{HostPattern, Rule, RuleError};
 pub use validate::ValidationError;

@@ -91,6 +91,7 @@ pub fn update(cfg: FileConfig, digest: String) -> ProviderUpdate {
         errors: Vec::new(),
         version: digest,
         observed: None,
+        certificates: Vec::new(),
     }
 }
 

@@ -59,6 +59,24 @@ impl Admin {
         self.call(Method::PUT, path, Some(&body), &[]).await
     }
 
+    /// `PUT` a text body (PEM, say) of `content_type`.
+    pub async fn put_text(&mut self, path: &str, content_type: &str, text: &str) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::PUT)
+            .uri(path)
+            .header(header::CONTENT_TYPE, content_type);
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        self.client
+            .send(
+                req.body(Full::new(Bytes::from(text.to_string())))
+                    .expect("valid request"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+    }
+
     pub async fn delete(&mut self, path: &str) -> Reply {
         self.call(Method::DELETE, path, None, &[]).await
     }

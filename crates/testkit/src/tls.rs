@@ -41,6 +41,41 @@ impl TestCert {
         }
     }
 
+    /// A certificate for `names` that expired in 2021, written as `write` does.
+    pub fn write_expired(dir: &Path, stem: &str, names: &[&str]) -> TestCert {
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("rcgen");
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let key = rcgen::KeyPair::generate().expect("rcgen");
+        let c = p.self_signed(&key).expect("rcgen");
+        let cert_file = dir.join(format!("{stem}.crt"));
+        let key_file = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert_file, c.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        TestCert {
+            cert_file,
+            key_file,
+            der: c.der().to_vec(),
+        }
+    }
+
+    /// The certificate's PEM text.
+    pub fn cert_pem(&self) -> String {
+        std::fs::read_to_string(&self.cert_file).unwrap()
+    }
+
+    /// The key's PEM text.
+    pub fn key_pem(&self) -> String {
+        std::fs::read_to_string(&self.key_file).unwrap()
+    }
+
+    /// `{"cert": ..., "key": ...}`, an admin API certificate document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "cert": self.cert_pem(), "key": self.key_pem() })
+    }
+
     /// `[[tls.certificates]]` for it.
     pub fn toml(&self, default: bool) -> String {
         format!(

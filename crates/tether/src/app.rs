@@ -83,6 +83,8 @@ pub struct DockerOptions {
     pub network: Option<String>,
     /// Only containers with this label and value are read.
     pub constraint: Option<(String, String)>,
+    /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl DockerOptions {
@@ -105,6 +107,7 @@ impl DockerOptions {
                 drain,
                 constraint: self.constraint.clone(),
                 skip_tasks: with_swarm,
+                secrets_dir: self.secrets_dir.clone(),
             },
         }
     }
@@ -120,6 +123,8 @@ pub struct SwarmOptions {
     pub constraint: Option<(String, String)>,
     /// The steady task poll.
     pub poll: Duration,
+    /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl SwarmOptions {
@@ -135,6 +140,7 @@ impl SwarmOptions {
             network: s.network.clone(),
             constraint: s.constraint.clone(),
             poll: s.poll,
+            secrets_dir: None,
         })
     }
 
@@ -155,6 +161,7 @@ impl SwarmOptions {
                 default_network: self.network.clone(),
                 drain,
                 constraint: self.constraint.clone(),
+                secrets_dir: self.secrets_dir.clone(),
             },
             poll: self.poll,
             key_configured,
@@ -272,6 +279,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         .collect();
     let tls_names: Vec<String> = tls_ports.iter().map(|(n, _)| n.clone()).collect();
     let control = Control::new(names.clone(), tls_ports, key);
+    if let Some(store) = &certificates {
+        control.serve_certificates(store.clone());
+    }
 
     let swarm = match (&opts.swarm, &settings.swarm) {
         (Some(s), _) => Some(s.clone()),
@@ -409,16 +419,17 @@ fn certificates(tls: &TlsSettings) -> anyhow::Result<Option<Arc<CertStore>>> {
     if tls.entrypoints.is_empty() {
         return Ok(None);
     }
-    let loaded = certs::load_all(&tls.certificates).context("tls.certificates")?;
-    for l in &loaded {
-        tracing::info!(certificate = %l.source, names = %l.names.join(","), serial = %l.serial, default = l.default, "TLS: certificate loaded");
+    // Every file must serve at start: a typo stops Tether here, not at a client's handshake.
+    certs::load_all(&tls.certificates).context("tls.certificates")?;
+    let store = Arc::new(CertStore::default());
+    store.set_source(
+        certs::FILE_SOURCE,
+        certs::file_declarations(&tls.certificates),
+    );
+    if tls.certificates.is_empty() {
+        tracing::warn!("TLS: no [[tls.certificates]] in the configuration: handshakes fail until a certificate comes through the admin API (PUT /api/certificates/NAME) or a provider's label");
     }
-    let store = CertStore::new(loaded);
-    tokio::spawn(certs::follow(
-        store.clone(),
-        tls.certificates.clone(),
-        CERTIFICATE_CHECK,
-    ));
+    tokio::spawn(certs::follow(store.clone(), CERTIFICATE_CHECK));
     Ok(Some(store))
 }
 

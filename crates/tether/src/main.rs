@@ -231,6 +231,15 @@ struct DockerArgs {
     /// com.docker.compose.project=shop (several Tethers on one engine, each its own stack).
     #[arg(long, value_name = "LABEL=VALUE", env = "TETHER_DOCKER_CONSTRAINT")]
     docker_constraint: Option<String>,
+    /// Where Tether's own Docker secrets are mounted: a container's `tether.tls.secret=NAME`
+    /// label serves the certificate and key in DIR/NAME (docs/labels.md).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/run/secrets",
+        env = "TETHER_SECRETS_DIR"
+    )]
+    secrets_dir: PathBuf,
     /// Follow a Swarm manager: its services' labels (deploy.labels) and their containers'
     /// become routes, its tasks the servers (docs/swarm.md). Same endpoint rules as --docker;
     /// run Tether on a manager. With --docker too, task containers are left to this one.
@@ -251,6 +260,7 @@ impl DockerArgs {
             endpoint: endpoint("--docker", ep)?,
             network: self.docker_network.clone(),
             constraint: self.constraint()?,
+            secrets_dir: Some(self.secrets_dir.clone()),
         }))
     }
 
@@ -263,6 +273,7 @@ impl DockerArgs {
             network: self.docker_network.clone(),
             constraint: self.constraint()?,
             poll: self.swarm_poll,
+            secrets_dir: Some(self.secrets_dir.clone()),
         }))
     }
 
@@ -419,6 +430,9 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
 /// Load every certificate a TLS entrypoint would serve, as start-up does; false if one cannot.
 fn check_certificates(tls: &tether_model::file_config::TlsSettings) -> bool {
     let mut ok = true;
+    if !tls.entrypoints.is_empty() && tls.certificates.is_empty() {
+        println!("warning: TLS entrypoints without [[tls.certificates]]: handshakes fail until a certificate comes through the admin API (PUT /api/certificates/NAME) or a label (tether.tls.secret, SSL_CERT)");
+    }
     for (i, files) in tls.certificates.iter().enumerate() {
         match tether_proxy::front::tls::certs::load(files) {
             Ok(l) => {

@@ -324,13 +324,6 @@ fn tls(cx: &mut Ctx<'_>, raw: &RawConfig) -> TlsSettings {
             }
             opts.alpn = alpn.clone();
         }
-        if certificates.is_empty() {
-            cx.err(
-                Some(ep.span()),
-                field,
-                "a TLS entrypoint needs a certificate: add [[tls.certificates]] with cert_file and key_file",
-            );
-        }
         entrypoints.insert(name.clone(), opts);
     }
     TlsSettings {

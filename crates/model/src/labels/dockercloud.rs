@@ -11,9 +11,10 @@
 //! - `VIRTUAL_HOST=https://a.com`: served on the TLS entrypoints only (`http://` on the plain
 //!   ones, no scheme on every one); a list mixing schemes gives a route per scheme;
 //! - `FORCE_SSL` (any value): plain HTTP is answered 308 with the `https://` URL;
-//!   `HSTS_MAX_AGE=31536000`: HSTS on HTTPS responses. The certificate is Tether's
-//!   (`[[tls.certificates]]`, picked by SNI): `SSL_CERT` is refused, and `DEFAULT_SSL_CERT`
-//!   belongs on the proxy, where Tether's is the certificate marked `default = true`.
+//!   `HSTS_MAX_AGE=31536000`: HSTS on HTTPS responses;
+//! - `SSL_CERT`: the service's certificate and key as PEM text ([`super::certs`]), picked by SNI.
+//!   `DEFAULT_SSL_CERT` belongs on the proxy, where Tether's is the certificate marked
+//!   `default = true` in `tether.toml`.
 
 use super::{
     address, group, port, route, server, service, Container, Context, LabelError, Translation,
@@ -109,15 +110,8 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
 }
 
 /// `FORCE_SSL` (any value, as in dockercloud/haproxy): plain HTTP redirected to https;
-/// `HSTS_MAX_AGE=<seconds>`: HSTS on HTTPS responses. `SSL_CERT` is refused: Tether does not
-/// take certificates from a container's environment.
+/// `HSTS_MAX_AGE=<seconds>`: HSTS on HTTPS responses.
 fn https(c: &Container) -> Result<(Option<HttpsRedirect>, Option<Hsts>), LabelError> {
-    if c.env.contains_key("SSL_CERT") {
-        return Err(c.env_error(
-            "SSL_CERT",
-            "Tether does not read certificates from a container's environment: give it to Tether as a file ([[tls.certificates]] cert_file and key_file, e.g. a Docker secret); it is picked by SNI",
-        ));
-    }
     let redirect = c.env.contains_key("FORCE_SSL").then(HttpsRedirect::default);
     let hsts = match c.env.get("HSTS_MAX_AGE") {
         None => None,

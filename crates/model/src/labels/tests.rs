@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::decl::{AffinityMode, BalanceAlgo, HashOn, HttpsRedirect, SameSite};
+use crate::decl::{AffinityMode, BalanceAlgo, CertificatePem, HashOn, HttpsRedirect, SameSite};
 
 fn container(name: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> Container {
     Container {
@@ -281,15 +281,124 @@ fn flow_https_only_and_dockercloud_force_ssl_redirect_and_https_hosts_are_tls_on
         assert_eq!(r.redirect_https, Some(HttpsRedirect::default()));
         assert_eq!(r.hsts.unwrap().max_age, 31_536_000);
     }
+}
+
+#[test]
+fn certificates_come_from_a_named_secret_or_dockercloud_ssl_cert_and_never_show_the_key() {
+    let eps = (
+        vec!["web".to_string(), "websecure".to_string()],
+        vec!["websecure".to_string()],
+    );
+    // dockercloud: the PEM text, `\n` as two characters.
+    let pem = "-----BEGIN PRIVATE KEY-----\\nAAA\\n-----END PRIVATE KEY-----\\n";
     let c = container(
         "web.1",
         &[],
-        &[("SERVICE_PORTS", "8080"), ("SSL_CERT", "-----BEGIN...")],
+        &[("SERVICE_PORTS", "8080"), ("SSL_CERT", pem)],
+    );
+    let d = declare_on(&c, &eps).unwrap();
+    assert_eq!(d.certificates.len(), 1);
+    let cert = &d.certificates[0];
+    assert_eq!(cert.name, "web@docker");
+    assert_eq!(cert.origin, "env SSL_CERT (container web.1)");
+    match &cert.pem {
+        CertificatePem::Text { cert, key } => {
+            assert_eq!(cert, key);
+            assert!(
+                cert.starts_with("-----BEGIN PRIVATE KEY-----\nAAA\n"),
+                "{cert}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{cert:?}").contains("AAA"), "Debug hides the PEM");
+    let c = container(
+        "web.1",
+        &[],
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("SSL_CERT", "secret-key-material"),
+        ],
     );
     let e = declare_on(&c, &eps).unwrap_err();
+    assert!(e[0].contains("env SSL_CERT: expected PEM text"), "{e:?}");
     assert!(
-        e[0].contains("SSL_CERT") && e[0].contains("[[tls.certificates]]"),
-        "{e:?}"
+        !e[0].contains("secret-key-material"),
+        "the value is never shown: {e:?}"
+    );
+
+    // Tether labels: one secret, or two; under the secrets directory.
+    let route = [
+        ("tether.http.routers.shop.rule", "Host(`shop.test`)"),
+        ("tether.http.services.shop.port", "8080"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = route.to_vec();
+        l.extend_from_slice(extra);
+        container("web.1", &l, &[])
+    };
+    let d = declare_on(&with(&[("tether.tls.secret", "shop_pem")]), &eps).unwrap();
+    assert_eq!(
+        d.certificates[0].pem,
+        CertificatePem::Files {
+            cert: "/run/secrets/shop_pem".into(),
+            key: "/run/secrets/shop_pem".into()
+        }
+    );
+    assert_eq!(
+        d.certificates[0].origin,
+        "label tether.tls.secret=shop_pem (container web.1)"
+    );
+    let d = declare_on(
+        &with(&[
+            ("tether.tls.cert_secret", "shop.crt"),
+            ("tether.tls.key_secret", "shop.key"),
+        ]),
+        &eps,
+    )
+    .unwrap();
+    assert_eq!(
+        d.certificates[0].pem,
+        CertificatePem::Files {
+            cert: "/run/secrets/shop.crt".into(),
+            key: "/run/secrets/shop.key".into()
+        }
+    );
+    for (labels, says) in [
+        (
+            vec![("tether.tls.secret", "../../etc/shadow")],
+            "label tether.tls.secret=\"../../etc/shadow\": expected the name of a Docker secret",
+        ),
+        (
+            vec![("tether.tls.secret", "/etc/ssl/key.pem")],
+            "not a path",
+        ),
+        (
+            vec![("tether.tls.cert_secret", "a")],
+            "tether.tls.key_secret is missing",
+        ),
+        (
+            vec![("tether.tls.secret", "a"), ("tether.tls.key_secret", "b")],
+            "not both",
+        ),
+        (vec![("tether.tls.sekret", "a")], "unknown label"),
+    ] {
+        let e = declare_on(&with(&labels), &eps).unwrap_err();
+        assert!(e.iter().any(|e| e.contains(says)), "{labels:?}: {e:?}");
+    }
+    // Another secrets directory (--secrets-dir).
+    let dir = std::path::Path::new("/srv/secrets");
+    let cx = Context {
+        entrypoints: &eps.0,
+        tls_entrypoints: &eps.1,
+        secrets_dir: Some(dir),
+        ..Default::default()
+    };
+    let d = declare(&with(&[("tether.tls.secret", "s")]), &cx)
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&d.certificates[0].pem, CertificatePem::Files { cert, .. } if cert == &dir.join("s"))
     );
 }
 

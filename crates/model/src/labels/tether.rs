@@ -8,6 +8,7 @@
 //! | `tether.http.services.<s>.weight` | this container's weight in the service |
 //! | `tether.docker.network` | the network to reach the container on |
 //! | `tether.enable` | `false` leaves the container out |
+//! | `tether.tls.secret` | a certificate and key from a Docker secret of Tether's ([`super::certs`]) |
 //!
 //! The labels are rendered as a TOML document of dotted keys, one label per line, and parsed by
 //! the very code that reads `tether.toml`: every option of the file is a label, with the same
@@ -51,7 +52,12 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut services: BTreeMap<String, (Option<&str>, Option<&str>)> = BTreeMap::new();
     let mut routers: BTreeMap<String, bool> = BTreeMap::new();
     for (key, value) in &c.labels {
-        if !key.starts_with("tether.") || key == ENABLE || key == NETWORK {
+        // tether.tls.*: the certificate, read by `certs`.
+        if !key.starts_with("tether.")
+            || key == ENABLE
+            || key == NETWORK
+            || key.starts_with("tether.tls.")
+        {
             continue;
         }
         if let Some(rest) = key.strip_prefix(ROUTERS) {

@@ -117,7 +117,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
     let mut objects = BTreeMap::new();
     for o in state.objects {
         let kind = Kind::from_plural(&o.kind)
-            .ok_or_else(|| format!("{:?}: expected routes or services", o.kind))?;
+            .ok_or_else(|| format!("{:?}: expected routes, services or certificates", o.kind))?;
         objects.insert(
             (kind, o.name),
             Object {
@@ -151,13 +151,21 @@ fn render(s: &Snapshot) -> Vec<u8> {
     serde_json::to_vec_pretty(&state).expect("JSON values serialise")
 }
 
-/// Write beside, flush to disk, rename over, flush the directory.
+/// Write beside (mode 0600), flush to disk, rename over, flush the directory.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Readable by Tether's user only: it may hold certificates' private keys.
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

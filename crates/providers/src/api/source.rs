@@ -141,6 +141,7 @@ fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> Provid
             .iter()
             .map(|k| format!("{k}: not a route or service holding a JSON object; left out")),
     );
+    let certificates = certificates(provider, &snapshot.objects, &mut errors);
     ProviderUpdate {
         provider: provider.to_string(),
         services,
@@ -148,7 +149,33 @@ fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> Provid
         errors,
         version: snapshot.revision.to_string(),
         observed: None,
+        certificates,
     }
+}
+
+/// The stored certificates; one whose document does not check out is left out and reported.
+fn certificates(
+    provider: &str,
+    objects: &BTreeMap<(Kind, String), Object>,
+    errors: &mut Vec<String>,
+) -> Vec<tether_model::CertificateDecl> {
+    let mut out = Vec::new();
+    for ((kind, name), o) in objects {
+        if *kind != Kind::Certificate {
+            continue;
+        }
+        match api_doc::certificate(name, &o.body) {
+            Ok(mut c) => {
+                c.origin = format!("{} ({provider})", c.origin);
+                out.push(c);
+            }
+            Err(e) => errors.push(format!(
+                "{e} (stored at revision {}, left out)",
+                o.mod_revision
+            )),
+        }
+    }
+    out
 }
 
 /// The declarations of a set of stored objects, with every error naming its field.
@@ -189,8 +216,7 @@ impl ApiHandle {
             services,
             routes,
             errors: Vec::new(),
-            version: String::new(),
-            observed: None,
+            ..ProviderUpdate::default()
         })
     }
 

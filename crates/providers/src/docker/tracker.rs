@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Declared, LabelError};
-use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl};
+use tether_model::{CertificateDecl, ProviderUpdate, RouteDecl, ServiceDecl};
 
 use super::inspect::{HealthState, Inspection};
 
@@ -46,6 +46,8 @@ pub struct Settings {
     pub constraint: Option<(String, String)>,
     /// Leave out Swarm task containers: the Swarm provider declares their services.
     pub skip_tasks: bool,
+    /// Where Tether's Docker secrets are (default `/run/secrets`).
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 /// The label Swarm puts on every task's container.
@@ -107,6 +109,7 @@ impl Tracker {
             tls_entrypoints: &self.settings.tls_entrypoints,
             own_networks: &self.settings.own_networks,
             default_network: self.settings.default_network.as_deref(),
+            secrets_dir: self.settings.secrets_dir.as_deref(),
         };
         let wanted = self
             .settings
@@ -235,6 +238,7 @@ impl Tracker {
         tracked.sort_by(|a, b| a.container.name.cmp(&b.container.name));
         let mut services: BTreeMap<String, (ServiceDecl, &str)> = BTreeMap::new();
         let mut routes: BTreeMap<String, (RouteDecl, &str)> = BTreeMap::new();
+        let mut certificates: BTreeMap<String, (CertificateDecl, &str)> = BTreeMap::new();
         let mut errors = Vec::new();
         for t in tracked {
             let name = t.container.name.as_str();
@@ -274,6 +278,18 @@ impl Tracker {
             for r in &d.routes {
                 routes.entry(r.name.clone()).or_insert((r.clone(), name));
             }
+            for c in &d.certificates {
+                match certificates.get(&c.name) {
+                    None => {
+                        certificates.insert(c.name.clone(), (c.clone(), name));
+                    }
+                    Some((have, _)) if have.pem == c.pem && have.default == c.default => {}
+                    Some((_, owner)) => errors.push(format!(
+                        "container {name}: certificate {} differs from the one on container {owner}, which serves",
+                        c.name
+                    )),
+                }
+            }
         }
         ProviderUpdate {
             provider: PROVIDER.into(),
@@ -282,6 +298,7 @@ impl Tracker {
             errors,
             version: String::new(),
             observed: None,
+            certificates: certificates.into_values().map(|(c, _)| c).collect(),
         }
     }
 }

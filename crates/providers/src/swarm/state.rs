@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Kind};
-use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl};
+use tether_model::{CertificateDecl, ProviderUpdate, RouteDecl, ServiceDecl};
 
 use super::objects::{ip_of, Network, Node, Service, Task};
 
@@ -47,6 +47,8 @@ pub struct Settings {
     pub drain: Duration,
     /// Only services carrying this label with this value are read.
     pub constraint: Option<(String, String)>,
+    /// Where Tether's Docker secrets are (default `/run/secrets`).
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 /// One refresh's lists.
@@ -186,6 +188,7 @@ impl Tracker {
             tls_entrypoints: &self.settings.tls_entrypoints,
             own_networks: &self.settings.own_networks,
             default_network: self.settings.default_network.as_deref(),
+            secrets_dir: self.settings.secrets_dir.as_deref(),
         };
         // Does it declare anything at all? Asked of the service alone, so that a service with
         // no task running still explains itself.
@@ -320,6 +323,14 @@ impl Tracker {
         Declared {
             services: decls.into_iter().map(rescope_service).collect(),
             routes: first.routes.into_iter().map(rescope_route).collect(),
+            certificates: first
+                .certificates
+                .into_iter()
+                .map(|mut c| {
+                    c.name = rescope(&c.name);
+                    c
+                })
+                .collect(),
             errors,
         }
     }
@@ -443,6 +454,7 @@ fn rescope_route(mut r: RouteDecl) -> RouteDecl {
 struct Declared {
     services: Vec<ServiceDecl>,
     routes: Vec<RouteDecl>,
+    certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
 }
 
@@ -451,6 +463,7 @@ struct Declared {
 struct Merged {
     services: BTreeMap<String, (ServiceDecl, String)>,
     routes: BTreeMap<String, (RouteDecl, String)>,
+    certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
     notes: Vec<String>,
     tasks: usize,
@@ -461,6 +474,7 @@ impl Merged {
         let Declared {
             services,
             routes,
+            certificates,
             errors,
         } = declared;
         self.errors.extend(errors);
@@ -486,6 +500,8 @@ impl Merged {
         for r in routes {
             self.routes.insert(r.name.clone(), (r, by.to_string()));
         }
+        // Named after the service: no two services share one.
+        self.certificates.extend(certificates);
     }
 
     fn finish(self) -> Outcome {
@@ -497,6 +513,7 @@ impl Merged {
                 errors: self.errors,
                 version: String::new(),
                 observed: None,
+                certificates: self.certificates,
             },
             notes: self.notes,
             tasks: self.tasks,

@@ -2,7 +2,8 @@
 //! plain HTTP, serve over TLS" (Traefik v2 routers with a `redirectscheme` middleware and
 //! `tls=true`, Traefik v1's `frontend.redirect.entryPoint`, Docker Flow Proxy's `httpsOnly`,
 //! dockercloud/haproxy's `FORCE_SSL`) gives a redirect on Tether's plain entrypoint to its TLS
-//! entrypoint, where the container answers.
+//! entrypoint, where the container answers. And the certificates that labels give: a Docker
+//! secret named by `tether.tls.secret`, dockercloud/haproxy's `SSL_CERT`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use tether_testkit::docker::Engine;
 use tether_testkit::tls::{connect, TestCert};
 use tether_testkit::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 use crate::support::{labels, strs};
 
@@ -50,6 +52,7 @@ async fn start(engine: &Engine, dir: &TempDir) -> Instance {
         endpoint: Endpoint::from_env().expect("DOCKER_HOST"),
         network: None,
         constraint: Some((k, v)),
+        secrets_dir: Some(dir.path().to_path_buf()),
     });
     app::start(opts).await.expect("tether starts")
 }
@@ -206,5 +209,118 @@ async fn each_dialects_https_labels_redirect_plain_http_and_serve_over_tls() {
     redirected_then_served(&i, "v1.test", "/", 307, &v1.name).await;
     redirected_then_served(&i, "dfp.test", "/x", 308, &dfp.name).await;
     redirected_then_served(&i, "cloud.test", "/y?z=1", 308, &cloud.name).await;
+    i.shutdown().await;
+}
+
+/// Wait until a handshake naming `sni` is presented `der`.
+async fn presented_within(i: &Instance, sni: &str, der: &[u8], what: &str) {
+    let end = Instant::now() + FAST;
+    loop {
+        let got = connect(i.addr("websecure"), Some(sni), &["http/1.1"])
+            .await
+            .ok()
+            .map(|h| h.cert);
+        if got.as_deref() == Some(der) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{what}: not presented for {sni} within {FAST:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by FAST
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_named_by_a_label_and_dockercloud_ssl_cert_serve_by_sni() {
+    let Some(engine) = Engine::get("https-label-certs").await else {
+        return;
+    };
+    let net = engine.network("net").await;
+    let dir = TempDir::new("tether-docker-label-certs");
+    // Tether's secrets (as Docker mounts them in /run/secrets): one PEM holding both.
+    let secret = TestCert::write(dir.path(), "shop-src", &["secret.test"]);
+    let secret_file = dir.path().join("shop_pem");
+    std::fs::write(
+        &secret_file,
+        format!("{}{}", secret.cert_pem(), secret.key_pem()),
+    )
+    .unwrap();
+    let i = start(&engine, &dir).await;
+    let run = |hint: &'static str, args: Vec<String>| {
+        let name = format!("{}-{hint}", engine.run);
+        let engine = &engine;
+        async move {
+            engine
+                .run(
+                    hint,
+                    &strs(&args),
+                    &["whoami", "--name", &name, "--listen", "0.0.0.0:8080"],
+                )
+                .await
+        }
+    };
+    let shop = run(
+        "secret",
+        labels(
+            &engine,
+            &net,
+            &[
+                "tether.tls.secret=shop_pem".into(),
+                "tether.http.routers.shop.rule=Host(`secret.test`)".into(),
+                "tether.http.routers.shop.entrypoints=websecure".into(),
+                "tether.http.services.shop.port=8080".into(),
+            ],
+        ),
+    )
+    .await;
+    // dockercloud's SSL_CERT: the key and the chain, `\n` as two characters.
+    let cloud_cert = TestCert::write(dir.path(), "cloud", &["cloudcert.test"]);
+    let env = format!("{}{}", cloud_cert.key_pem(), cloud_cert.cert_pem()).replace('\n', "\\n");
+    let mut cloud_args = labels(&engine, &net, &[]);
+    cloud_args.extend(
+        [
+            "SERVICE_PORTS=8080".to_string(),
+            "VIRTUAL_HOST=https://cloudcert.test".to_string(),
+            format!("SSL_CERT={env}"),
+        ]
+        .iter()
+        .flat_map(|e| ["--env".to_string(), e.to_string()]),
+    );
+    let cloud = run("cloud", cloud_args).await;
+
+    presented_within(&i, "secret.test", &secret.der, "the secret").await;
+    let (status, text) = https(i.addr("websecure"), "secret.test", "/").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&shop.name), "{text}");
+    presented_within(&i, "cloudcert.test", &cloud_cert.der, "SSL_CERT").await;
+    let (status, text) = https(i.addr("websecure"), "cloudcert.test", "/").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&cloud.name), "{text}");
+
+    // The secret's file replaced: the new certificate serves, no restart.
+    let renewed = TestCert::write(dir.path(), "shop-renewed", &["secret.test"]);
+    std::fs::write(
+        &secret_file,
+        format!("{}{}", renewed.cert_pem(), renewed.key_pem()),
+    )
+    .unwrap();
+    presented_within(&i, "secret.test", &renewed.der, "the renewed secret").await;
+
+    // The container gone, its certificate goes: the name gets the default.
+    engine
+        .docker(&["rm", "-f", &shop.id])
+        .await
+        .expect("container removed");
+    let default = std::fs::read(dir.path().join("site.crt")).unwrap();
+    let default =
+        tokio_rustls::rustls::pki_types::CertificateDer::from_pem_slice(&default).unwrap();
+    presented_within(
+        &i,
+        "secret.test",
+        default.as_ref(),
+        "the default after removal",
+    )
+    .await;
     i.shutdown().await;
 }

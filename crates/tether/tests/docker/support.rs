@@ -40,6 +40,7 @@ impl Tether {
                 endpoint,
                 network: None,
                 constraint: Some((k, v)),
+                secrets_dir: None,
             }),
             swarm: None,
             state_dir: dir.path().to_path_buf(),

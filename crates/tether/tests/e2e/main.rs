@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod balancing;
+mod certificates;
 mod cli;
 mod hostile;
 mod hostile_h2;

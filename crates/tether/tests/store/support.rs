@@ -16,6 +16,8 @@ pub struct Replica {
     pub name: String,
     pub web: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS entrypoint `websecure`, when started with [`Replica::start_tls`].
+    pub websecure: Option<SocketAddr>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
@@ -24,14 +26,35 @@ pub struct Replica {
 impl Replica {
     /// Start a replica on `store` (`etcd://...`), with Docker Flow Proxy's endpoints on.
     pub fn start(name: &str, store: &str) -> Replica {
+        Replica::spawn(name, store, false)
+    }
+
+    /// Start a replica on `store` with a plain entrypoint `web` and a TLS one, `websecure`,
+    /// holding no certificate of its own: those come from the store.
+    pub fn start_tls(name: &str, store: &str) -> Replica {
+        Replica::spawn(name, store, true)
+    }
+
+    fn spawn(name: &str, store: &str, tls: bool) -> Replica {
         let dir = TempDir::new("tether-replica");
         let key = dir.path().join("affinity.key");
         std::fs::write(&key, KEY).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+        if tls {
+            let config = dir.path().join("tether.toml");
+            std::fs::write(
+                &config,
+                format!("[entrypoints]\nweb = \"127.0.0.1:0\"\nwebsecure = {{ address = \"127.0.0.1:0\", tls = true }}\n[affinity]\nkey = \"{KEY}\"\n"),
+            )
+            .unwrap();
+            cmd.arg("run").arg("--config").arg(&config);
+        } else {
+            cmd.args(["run", "--listen", "127.0.0.1:0"]);
+            cmd.arg("--key-file").arg(&key);
+        }
+        let mut child = cmd
+            .args(["--admin", "127.0.0.1:0"])
             .args(["--store", store, "--dfp-compat", "--drain", "1s"])
-            .arg("--key-file")
-            .arg(&key)
             .arg("--state-dir")
             .arg(dir.path())
             .env("TETHER_ADMIN_TOKEN", TOKEN)
@@ -50,7 +73,7 @@ impl Replica {
             }
         });
         let end = Instant::now() + Duration::from_secs(20);
-        let (web, admin) = loop {
+        let (web, admin, websecure) = loop {
             let found = {
                 let lines = log.lock().unwrap();
                 let addr = |marker: &str| {
@@ -64,12 +87,15 @@ impl Replica {
                     })
                 };
                 (
-                    addr("listening entrypoint=web"),
+                    addr("listening entrypoint=web "),
                     addr("admin API listening"),
+                    addr("listening entrypoint=websecure "),
                 )
             };
-            if let (Some(w), Some(a)) = found {
-                break (w, a);
+            if let (Some(w), Some(a), s) = found {
+                if s.is_some() || !tls {
+                    break (w, a, s);
+                }
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -88,6 +114,7 @@ impl Replica {
             name: name.to_string(),
             web,
             admin,
+            websecure,
             child,
             log,
             _dir: dir,

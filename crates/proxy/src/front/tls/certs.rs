@@ -2,15 +2,22 @@
 //! certificate's, it has not expired), and chosen for each handshake by the name the client
 //! asks for (SNI): the exact name, then a wildcard one label up, then the default certificate
 //! (the one marked `default`, else the first listed). A client that sends no name gets the
-//! default. The set is swapped whole ([`CertStore::set`]), so a handshake sees the old set or
-//! the new one, never a mix; a set that fails its checks is never swapped in.
+//! default.
+//!
+//! Certificates come from sources: `tether.toml`'s files, the admin API (kept in its store,
+//! etcd's shared by every replica), and providers (a Docker secret named by a label, a
+//! dockercloud/haproxy `SSL_CERT`). When two claim a name, the file's wins, then the API's,
+//! then the providers'. The served set is swapped whole ([`CertStore::set_source`],
+//! [`CertStore::refresh`]), so a handshake sees the old set or the new one, never a mix; a
+//! certificate that fails its checks never serves, and the version of it before keeps serving.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use tether_model::decl::{CertificateDecl, CertificatePem};
 use tether_model::file_config::CertificateFiles;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -55,9 +62,13 @@ pub struct Loaded {
     pub not_after: SystemTime,
     /// Its serial number, hex.
     pub serial: String,
-    /// Where it came from (the certificate file).
+    /// Where it came from (the certificate file, or what declared its text).
     pub source: String,
     pub default: bool,
+    /// Its name in its provider (`tls.certificates[0]`, the API's name).
+    pub name: String,
+    /// The source that declared it ([`FILE_SOURCE`], `api`, `etcd`, `docker`, `swarm`).
+    pub provider: String,
 }
 
 /// Read and check one certificate and its key.
@@ -128,6 +139,8 @@ pub fn from_pem(
         serial,
         source: cert_path.display().to_string(),
         default: false,
+        name: String::new(),
+        provider: String::new(),
     })
 }
 
@@ -177,6 +190,43 @@ pub fn load_all(files: &[CertificateFiles]) -> Result<Vec<Loaded>, CertError> {
     files.iter().map(load).collect()
 }
 
+/// The certificates of `tether.toml` as one source's declarations.
+pub fn file_declarations(files: &[CertificateFiles]) -> Vec<CertificateDecl> {
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| CertificateDecl {
+            name: format!("tls.certificates[{i}]"),
+            origin: f.cert_file.display().to_string(),
+            pem: CertificatePem::Files {
+                cert: f.cert_file.clone(),
+                key: f.key_file.clone(),
+            },
+            default: f.default,
+        })
+        .collect()
+}
+
+/// Read and check a declared certificate.
+pub fn load_declared(d: &CertificateDecl) -> Result<Loaded, CertError> {
+    let mut l = match &d.pem {
+        CertificatePem::Files { cert, key } => {
+            let (c, k) = (read(cert)?, read(key)?);
+            from_pem(&c, &k, cert, key)?
+        }
+        CertificatePem::Text { cert, key } => {
+            let origin = Path::new(&d.origin);
+            from_pem(cert.as_bytes(), key.as_bytes(), origin, origin)?
+        }
+    };
+    l.default = d.default;
+    l.name = d.name.clone();
+    if let CertificatePem::Text { .. } = d.pem {
+        l.source = d.origin.clone();
+    }
+    Ok(l)
+}
+
 /// What a file looked like when last read: its modification time and length.
 type Stamp = Option<(SystemTime, u64)>;
 
@@ -185,45 +235,67 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
-fn stamps(files: &[CertificateFiles]) -> Vec<Stamp> {
-    files
-        .iter()
-        .flat_map(|f| [stamp(&f.cert_file), stamp(&f.key_file)])
-        .collect()
+fn stamps(d: &CertificateDecl) -> Vec<Stamp> {
+    match &d.pem {
+        CertificatePem::Files { cert, key } => vec![stamp(cert), stamp(key)],
+        CertificatePem::Text { .. } => Vec::new(),
+    }
 }
 
-/// Follow `files` for `store` until the task is dropped: every `every`, when a file changed (its
-/// modification time or length), read them all again and serve the new set if every one passes
-/// its checks; else log why, naming the file, and keep serving the set before. A file written in
-/// place may be read half-written: it fails its checks and is read again at the next look.
-pub async fn follow(store: Arc<CertStore>, files: Vec<CertificateFiles>, every: Duration) {
-    let mut served = stamps(&files);
-    let mut last_error = String::new();
+/// Follow the store's certificate files until the task is dropped: every `every`, those that
+/// changed (modification time or length) are read again ([`CertStore::refresh`]).
+pub async fn follow(store: Arc<CertStore>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = stamps(&files);
-        if now == served {
-            continue;
+        store.refresh();
+    }
+}
+
+/// One declared certificate and what became of it.
+struct Entry {
+    decl: CertificateDecl,
+    /// Its files when last read.
+    stamps: Vec<Stamp>,
+    /// What serves: the declaration as last read successfully (perhaps an older version of it).
+    loaded: Option<Loaded>,
+    /// Why its latest version does not serve.
+    problem: Option<String>,
+}
+
+impl Entry {
+    /// Read `decl`; `before`, the entry of the same name until now, keeps serving if it fails.
+    fn read(decl: CertificateDecl, before: Option<Entry>) -> Entry {
+        let stamps = stamps(&decl);
+        match load_declared(&decl) {
+            Ok(l) => Entry {
+                decl,
+                stamps,
+                loaded: Some(l),
+                problem: None,
+            },
+            Err(e) => Entry {
+                decl,
+                stamps,
+                loaded: before.and_then(|b| b.loaded),
+                problem: Some(e.to_string()),
+            },
         }
-        match load_all(&files) {
-            Ok(loaded) => {
-                for l in &loaded {
-                    tracing::info!(certificate = %l.source, names = %l.names.join(","), serial = %l.serial, "TLS: certificate loaded");
-                }
-                store.set(loaded);
-                served = now;
-                last_error.clear();
-            }
-            Err(e) => {
-                let e = e.to_string();
-                if e != last_error {
-                    tracing::error!("TLS: {e}; still serving the certificates loaded before");
-                    last_error = e;
-                }
-            }
-        }
+    }
+}
+
+/// The source name of `tether.toml`'s `[[tls.certificates]]` (not the file provider's: those
+/// are read at start and followed as files, not declared by its updates).
+pub const FILE_SOURCE: &str = "tls.certificates";
+
+/// Sources in the order their certificates claim names: `tether.toml`'s first, then the API's,
+/// then the providers' (Docker labels).
+fn rank(provider: &str) -> u8 {
+    match provider {
+        FILE_SOURCE => 0,
+        "api" | "etcd" => 1,
+        _ => 2,
     }
 }
 
@@ -285,24 +357,133 @@ impl Set {
     }
 }
 
-/// The certificates every TLS entrypoint serves from, swapped whole when they change.
-#[derive(Debug, Default)]
+/// The certificates every TLS entrypoint serves from, by source; the served set is swapped whole
+/// when one changes.
+#[derive(Default)]
 pub struct CertStore {
     set: ArcSwap<Set>,
+    sources: Mutex<BTreeMap<(u8, String), Vec<Entry>>>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("served", &self.set.load().loaded.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CertStore {
     /// A store serving `loaded` (in the order listed: the first is the default unless one is
-    /// marked).
+    /// marked), followed by nothing.
     pub fn new(loaded: Vec<Loaded>) -> Arc<CertStore> {
         let s = CertStore::default();
-        s.set(loaded);
+        s.set.store(Arc::new(Set::of(loaded)));
         Arc::new(s)
     }
 
-    /// Serve `loaded` from the next handshake on.
-    pub fn set(&self, loaded: Vec<Loaded>) {
+    /// Serve what `provider` declares from the next handshake on, in place of what it declared
+    /// before. A certificate that fails its checks does not serve; when `provider` declared one
+    /// of that name before, that one keeps serving. Returns every problem, naming the
+    /// certificate.
+    pub fn set_source(&self, provider: &str, decls: Vec<CertificateDecl>) -> Vec<String> {
+        let mut sources = self.sources.lock().expect("certificate sources poisoned");
+        let key = (rank(provider), provider.to_string());
+        let mut before: HashMap<String, Entry> = sources
+            .remove(&key)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.decl.name.clone(), e))
+            .collect();
+        let mut entries = Vec::with_capacity(decls.len());
+        for d in decls {
+            let old = before.remove(&d.name);
+            let entry = match old {
+                // Unchanged: kept as read (its files are followed by `refresh`).
+                Some(old) if old.decl == d && old.problem.is_none() => old,
+                old => Entry::read(d, old),
+            };
+            if let (Some(l), None) = (&entry.loaded, &entry.problem) {
+                tracing::info!(%provider, certificate = %l.source, names = %l.names.join(","), serial = %l.serial, "TLS: certificate loaded");
+            }
+            entries.push(entry);
+        }
+        let problems = problems(&entries);
+        for p in &problems {
+            tracing::error!(%provider, "TLS: {p}");
+        }
+        if entries.is_empty() {
+            if !before.is_empty() {
+                tracing::info!(%provider, "TLS: the source's certificates are withdrawn");
+            }
+        } else {
+            sources.insert(key, entries);
+        }
+        self.publish(&sources);
+        problems
+    }
+
+    /// Read again every certificate file that changed since it was read; serve those that pass
+    /// their checks, and keep serving the version before of those that do not (logged once per
+    /// problem, naming the file). A file written in place may be read half-written: it fails
+    /// its checks and is read again at the next look.
+    pub fn refresh(&self) {
+        let mut sources = self.sources.lock().expect("certificate sources poisoned");
+        let mut changed = false;
+        for entries in sources.values_mut() {
+            for e in entries.iter_mut() {
+                let now = stamps(&e.decl);
+                if now == e.stamps {
+                    continue;
+                }
+                e.stamps = now;
+                match load_declared(&e.decl) {
+                    Ok(l) => {
+                        tracing::info!(certificate = %l.source, names = %l.names.join(","), serial = %l.serial, "TLS: certificate loaded");
+                        e.loaded = Some(l);
+                        e.problem = None;
+                        changed = true;
+                    }
+                    Err(err) => {
+                        let err = err.to_string();
+                        if e.problem.as_ref() != Some(&err) {
+                            tracing::error!(
+                                "TLS: {err}; still serving the certificate loaded before"
+                            );
+                            e.problem = Some(err);
+                        }
+                    }
+                }
+            }
+        }
+        if changed {
+            self.publish(&sources);
+        }
+    }
+
+    fn publish(&self, sources: &BTreeMap<(u8, String), Vec<Entry>>) {
+        let loaded = sources
+            .iter()
+            .flat_map(|((_, provider), es)| {
+                es.iter().filter_map(move |e| {
+                    e.loaded.clone().map(|mut l| {
+                        l.provider = provider.clone();
+                        l
+                    })
+                })
+            })
+            .collect();
         self.set.store(Arc::new(Set::of(loaded)));
+    }
+
+    /// The problems of the certificates declared now, by source (those left out or serving an
+    /// older version).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let sources = self.sources.lock().expect("certificate sources poisoned");
+        sources
+            .iter()
+            .flat_map(|((_, p), es)| problems(es).into_iter().map(|m| (p.clone(), m)))
+            .collect()
     }
 
     /// What is served now.
@@ -310,10 +491,28 @@ impl CertStore {
         self.set.load().loaded.clone()
     }
 
+    /// Is there no certificate to serve?
+    pub fn is_empty(&self) -> bool {
+        self.set.load().loaded.is_empty()
+    }
+
     /// The certificate for a handshake naming `sni`; `None` fails the handshake.
     pub fn pick(&self, sni: Option<&str>, strict: bool) -> Option<Arc<CertifiedKey>> {
         self.set.load().pick(sni, strict)
     }
+}
+
+fn problems(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let p = e.problem.as_ref()?;
+            Some(match &e.loaded {
+                Some(_) => format!("{p}; still serving the version loaded before"),
+                None => format!("{p}; it is not served"),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -365,6 +564,69 @@ mod tests {
         // Without a marked default, the first listed.
         let store = CertStore::new(vec![a.clone(), w]);
         assert!(is(store.pick(None, false), &a));
+    }
+
+    fn declared(name: &str, names: &[&str]) -> CertificateDecl {
+        let (cert, key) = cert(names);
+        CertificateDecl {
+            name: name.to_string(),
+            origin: format!("certificates/{name}"),
+            pem: CertificatePem::Text { cert, key },
+            default: false,
+        }
+    }
+
+    fn serial_for(store: &CertStore, sni: &str) -> Option<String> {
+        let k = store.pick(Some(sni), true)?;
+        store
+            .loaded()
+            .into_iter()
+            .find(|l| Arc::ptr_eq(&l.key, &k))
+            .map(|l| l.serial)
+    }
+
+    #[test]
+    fn sources_claim_names_in_order_and_a_bad_version_keeps_the_one_before() {
+        let store = CertStore::default();
+        let file = declared("f", &["shared.test"]);
+        assert!(store.set_source(FILE_SOURCE, vec![file]).is_empty());
+        let api = declared("a", &["shared.test", "api.test"]);
+        assert!(store.set_source("etcd", vec![api.clone()]).is_empty());
+        let label = declared("l@docker", &["api.test", "label.test"]);
+        assert!(store.set_source("docker", vec![label]).is_empty());
+        let by_source = |sni: &str| {
+            let s = serial_for(&store, sni)?;
+            store
+                .loaded()
+                .into_iter()
+                .find(|l| l.serial == s)
+                .map(|l| l.provider)
+        };
+        assert_eq!(by_source("shared.test").as_deref(), Some(FILE_SOURCE));
+        assert_eq!(by_source("api.test").as_deref(), Some("etcd"));
+        assert_eq!(by_source("label.test").as_deref(), Some("docker"));
+
+        // A new version that does not check out: the one before keeps serving, and says so.
+        let before = serial_for(&store, "api.test");
+        let mut broken = declared("a", &["api.test"]);
+        broken.pem = CertificatePem::Text {
+            cert: "garbage".into(),
+            key: "garbage".into(),
+        };
+        let problems = store.set_source("etcd", vec![broken]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("certificates/a: no certificate")
+                && problems[0].ends_with("still serving the version loaded before"),
+            "{problems:?}"
+        );
+        assert_eq!(serial_for(&store, "api.test"), before);
+        assert_eq!(store.problems().len(), 1);
+        // Fixed: served, problem gone; withdrawn: gone, the label's serves the name.
+        assert!(store.set_source("etcd", vec![api]).is_empty());
+        assert!(store.problems().is_empty());
+        store.set_source("etcd", Vec::new());
+        assert_eq!(by_source("api.test").as_deref(), Some("docker"));
     }
 
     #[test]
