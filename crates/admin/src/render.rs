@@ -56,8 +56,35 @@ pub fn service(s: &ServiceDecl) -> Value {
     let servers: Vec<Value> = s
         .servers
         .iter()
-        .map(|srv| json!({ "name": srv.name, "url": format!("http://{}", srv.addr), "weight": srv.weight }))
+        .map(|srv| {
+            let scheme = if srv.tls.is_some() { "https" } else { "http" };
+            json!({ "name": srv.name, "url": format!("{scheme}://{}", srv.addr), "weight": srv.weight })
+        })
         .collect();
+    // The `tls` table the https:// servers were declared with (one per service).
+    if let Some((srv, t)) = s
+        .servers
+        .iter()
+        .find_map(|srv| Some((srv, srv.tls.as_ref()?)))
+    {
+        let mut m = Map::new();
+        let host = match &srv.addr {
+            tether_model::ServerAddr::Socket(sa) => sa.ip().to_string(),
+            tether_model::ServerAddr::Host(h, _) => h.clone(),
+        };
+        if t.server_name != host {
+            m.insert("server_name".into(), json!(t.server_name));
+        }
+        if let Some(ca) = &t.ca_file {
+            m.insert("ca_file".into(), json!(ca.display().to_string()));
+        }
+        if t.insecure_skip_verify {
+            m.insert("insecure_skip_verify".into(), json!(true));
+        }
+        if !m.is_empty() {
+            o.insert("tls".into(), Value::Object(m));
+        }
+    }
     match &s.resolve {
         // Its servers are what the name resolved to: `resolve` is the field to send back.
         Some(r) => {

@@ -19,6 +19,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
         addr: ServerAddr::parse(&format!("http://127.0.0.1:{port}")).expect("valid address"),
         weight: 1,
         draining: false,
+        tls: None,
     };
     let services = (0..SERVICES)
         .map(|s| ServiceDecl {

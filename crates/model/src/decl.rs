@@ -251,6 +251,22 @@ pub struct ServerDecl {
     pub weight: u32,
     /// Takes no new sessions; requests pinned to it are still served (a stopping container).
     pub draining: bool,
+    /// `https://`: TLS to the server, and how its certificate is checked.
+    pub tls: Option<ServerTls>,
+}
+
+/// TLS to a server (`url = "https://..."`, with the service's `tls` table).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerTls {
+    /// The name sent as SNI and that the certificate must hold: the URL's host, or the
+    /// service's `tls.server_name`. An IP address is checked against the certificate's IP names.
+    pub server_name: String,
+    /// Check the server's certificate against the CA certificates of this PEM file instead of
+    /// the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Do not check the server's certificate at all (a self-signed test backend). Logged as a
+    /// warning whenever such a server is set up.
+    pub insecure_skip_verify: bool,
 }
 
 /// Where a server listens.
@@ -264,29 +280,63 @@ pub enum ServerAddr {
 impl ServerAddr {
     /// Parse `http://host:port`, `host:port` or `http://host` (port 80).
     pub fn parse(s: &str) -> Result<ServerAddr, String> {
-        let rest = match s.split_once("://") {
-            Some(("http", rest)) => rest,
+        match s.split_once("://") {
+            Some(("https", _)) => Err(format!(
+                "{s:?}: https:// is for a service's servers (url = \"https://...\"), use http:// here"
+            )),
+            _ => ServerAddr::parse_url(s).map(|(a, _)| a),
+        }
+    }
+
+    /// Parse a server URL: `http://host[:port]` (port 80), `host:port`, or `https://host[:port]`
+    /// (port 443), which also gives the host to name in TLS (SNI, the certificate check).
+    pub fn parse_url(s: &str) -> Result<(ServerAddr, Option<String>), String> {
+        let (rest, tls, default_port) = match s.split_once("://") {
+            Some(("http", rest)) => (rest, false, 80),
+            Some(("https", rest)) => (rest, true, 443),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "{s:?}: scheme {scheme:?} is not supported, use http://"
+                    "{s:?}: scheme {scheme:?} is not supported, use http:// or https://"
                 ))
             }
-            None => s,
+            None => (s, false, 80),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-            return Err(format!("{s:?}: expected http://host:port"));
+            return Err(format!(
+                "{s:?}: expected http://host:port or https://host:port"
+            ));
         }
+        let addr = ServerAddr::parse_authority(s, rest, default_port)?;
+        let name = tls.then(|| {
+            let host = match rest.parse::<SocketAddr>() {
+                Ok(sa) => sa.ip().to_string(),
+                Err(_) => rest
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.parse::<u16>().is_ok())
+                    .map_or(rest, |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            };
+            host.to_ascii_lowercase()
+        });
+        Ok((addr, name))
+    }
+
+    fn parse_authority(s: &str, rest: &str, default_port: u16) -> Result<ServerAddr, String> {
         if let Ok(sa) = rest.parse::<SocketAddr>() {
             return Ok(ServerAddr::Socket(sa));
         }
         let (host, port) = match rest.rsplit_once(':') {
+            // `[::1]`: an IPv6 address without a port.
+            _ if rest.starts_with('[') && rest.ends_with(']') => (rest, default_port),
             Some((h, p)) => (
                 h,
                 p.parse::<u16>()
                     .map_err(|_| format!("{s:?}: {p:?} is not a port number"))?,
             ),
-            None => (rest, 80),
+            None => (rest, default_port),
         };
         if let Ok(ip) = host
             .trim_start_matches('[')
@@ -465,6 +515,28 @@ mod tests {
             ServerAddr::Host("web".into(), 80)
         );
         assert!(ServerAddr::parse("https://a:1").is_err());
+        assert_eq!(
+            ServerAddr::parse_url("https://API.example.com").unwrap(),
+            (
+                ServerAddr::Host("api.example.com".into(), 443),
+                Some("api.example.com".to_string())
+            )
+        );
+        assert_eq!(
+            ServerAddr::parse_url("https://10.0.0.5:8443/").unwrap(),
+            (
+                ServerAddr::Socket("10.0.0.5:8443".parse().unwrap()),
+                Some("10.0.0.5".to_string())
+            )
+        );
+        assert_eq!(
+            ServerAddr::parse_url("https://[::1]").unwrap().1.as_deref(),
+            Some("::1")
+        );
+        assert_eq!(ServerAddr::parse_url("http://a:1").unwrap().1, None);
+        assert!(ServerAddr::parse_url("ftp://a:1")
+            .unwrap_err()
+            .contains("use http:// or https://"));
         assert!(ServerAddr::parse("http://a:99999").is_err());
         assert!(ServerAddr::parse("http://a/b").is_err());
     }

@@ -455,6 +455,7 @@ pub fn server(c: &Container, ip: IpAddr, port: u16) -> ServerDecl {
         addr: ServerAddr::Socket(SocketAddr::new(ip, port)),
         weight: 1,
         draining: false,
+        tls: None,
     }
 }
 

@@ -152,6 +152,7 @@ fn expand(mut u: ProviderUpdate, found: &Found) -> ProviderUpdate {
                         addr: ServerAddr::Socket(*a),
                         weight: 1,
                         draining: false,
+                        tls: None,
                     })
                     .collect();
             }

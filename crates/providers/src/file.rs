@@ -76,6 +76,15 @@ fn parse(path: &Path, src: &[u8]) -> Result<FileConfig, FileError> {
     // Certificate paths written relative are relative to the file's directory.
     if let Some(dir) = path.parent() {
         cfg.settings.tls.resolve_relative(dir);
+        for s in &mut cfg.services {
+            for srv in &mut s.servers {
+                if let Some(ca) = srv.tls.as_mut().and_then(|t| t.ca_file.as_mut()) {
+                    if ca.is_relative() {
+                        *ca = dir.join(&*ca);
+                    }
+                }
+            }
+        }
     }
     Ok(cfg)
 }

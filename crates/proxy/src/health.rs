@@ -18,11 +18,11 @@ use http::{header, Request};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tether_balance::ServerState;
-use tether_model::{HealthCheck, ServerAddr};
-use tokio::net::TcpStream;
+use tether_model::HealthCheck;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::upstream::registry::Backend;
 use crate::TableStore;
 
 /// How often the table is looked at for checks that are due.
@@ -84,8 +84,8 @@ pub async fn run(store: TableStore) {
                 }
                 t.running = true;
                 t.due = now + check.interval;
-                let (addr, check) = (b.addr.clone(), check.clone());
-                probes.spawn(async move { (key, probe(&addr, &check).await) });
+                let (backend, check) = (b.clone(), check.clone());
+                probes.spawn(async move { (key, probe(&backend, &check).await) });
             }
         }
         // Servers no longer declared, or no longer checked, are forgotten.
@@ -121,16 +121,16 @@ fn record(t: &mut Tracked, outcome: Result<(), String>) {
     }
 }
 
-/// One `GET` of the check's path on a fresh connection.
-async fn probe(addr: &ServerAddr, check: &HealthCheck) -> Result<(), String> {
+/// One `GET` of the check's path on a fresh connection (over TLS to an `https://` server).
+async fn probe(backend: &Backend, check: &HealthCheck) -> Result<(), String> {
+    let addr = &backend.addr;
     let attempt = async {
-        let tcp = match addr {
-            ServerAddr::Socket(sa) => TcpStream::connect(sa).await,
-            ServerAddr::Host(h, p) => TcpStream::connect((h.as_str(), *p)).await,
-        }
-        .map_err(|e| format!("connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let stream = backend
+            .pool
+            .open(check.timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);

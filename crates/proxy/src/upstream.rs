@@ -1,6 +1,7 @@
 //! Who answers it: the live backends and their pools ([`registry`], [`pool`]), sending a request
 //! to one ([`send`]) over Tether's own HTTP/1.1 client ([`exchange`]), the bodies both ways
-//! ([`body`]), the pace a client's body must keep ([`pace`]), protocol upgrades ([`upgrade`]), and
+//! ([`body`]) over plain TCP or TLS ([`stream`], [`tls`] for `https://` servers), the pace a
+//! client's body must keep ([`pace`]), protocol upgrades ([`upgrade`]), and
 //! the request-end point that counts and logs each request ([`meter`]).
 
 pub mod body;
@@ -10,4 +11,6 @@ pub mod pace;
 pub mod pool;
 pub mod registry;
 pub mod send;
+pub mod stream;
+pub mod tls;
 pub mod upgrade;

@@ -175,3 +175,109 @@ pub async fn connect(
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
     Ok(Handshake { stream, cert, alpn })
 }
+
+/// A certificate authority of the test's own, written as `<stem>.crt` (a server's `ca_file`).
+pub struct TestCa {
+    pub cert_file: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn write(dir: &Path, stem: &str) -> TestCa {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("rcgen");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("Tether test CA {stem}"));
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("rcgen");
+        let cert = p.self_signed(&key).expect("rcgen");
+        let cert_file = dir.join(format!("{stem}.crt"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        TestCa {
+            cert_file,
+            issuer: rcgen::Issuer::new(p, key),
+        }
+    }
+
+    /// A certificate for `names` signed by this authority, written as [`TestCert::write`] does.
+    pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> TestCert {
+        let p =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("rcgen");
+        let key = rcgen::KeyPair::generate().expect("rcgen");
+        let c = p.signed_by(&key, &self.issuer).expect("rcgen");
+        let cert_file = dir.join(format!("{stem}.crt"));
+        let key_file = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert_file, c.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        TestCert {
+            cert_file,
+            key_file,
+            der: c.der().to_vec(),
+        }
+    }
+}
+
+/// A TLS server in front of a plain one (a test backend): it presents `cert`, records the name
+/// each client sent (SNI), and relays the bytes to `to`.
+pub struct TlsFront {
+    pub addr: SocketAddr,
+    names: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    pub async fn spawn(cert: &TestCert, to: SocketAddr) -> TlsFront {
+        use rustls::pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_file_iter(&cert.cert_file)
+            .expect("cert file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("PEM");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&cert.key_file).expect("key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("certificate and key");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = names.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let sni = tls.get_ref().1.server_name().map(str::to_string);
+                    seen.lock().unwrap().push(sni);
+                    let Ok(mut plain) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        TlsFront { addr, names, task }
+    }
+
+    /// The name each TLS connection sent, in order (`None`: no SNI).
+    pub fn names(&self) -> Vec<Option<String>> {
+        self.names.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

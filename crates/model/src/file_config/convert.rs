@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::raw::{
     Cidr, RawAffinity, RawConfig, RawEntrypoint, RawHealth, RawHsts, RawLimits, RawRedirect,
-    RawService, RawSize, RawStats, RawSwarm, RawTimeouts, Toggle, S,
+    RawService, RawServiceTls, RawSize, RawStats, RawSwarm, RawTimeouts, Toggle, S,
 };
 use super::{
     line_of, CertificateFiles, ConfigError, ConfigErrors, EntrypointTls, FileConfig, KeySource,
@@ -16,7 +16,8 @@ use super::{
 };
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, Hsts,
-    HttpsRedirect, OnMissing, Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServiceDecl,
+    HttpsRedirect, OnMissing, Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServerTls,
+    ServiceDecl,
 };
 use crate::rule::Rule;
 use crate::{duration, validate};
@@ -585,7 +586,7 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         let s = s.get_ref();
         let base = &base;
         let field = |leaf| move || format!("{base}.servers[{i}].{leaf}");
-        let addr = cx.check(&s.url, field("url"), |u| ServerAddr::parse(u));
+        let addr = cx.check(&s.url, field("url"), |u| ServerAddr::parse_url(u));
         let weight = match &s.weight {
             Some(w) => cx.check(w, field("weight"), |&w| {
                 u32::try_from(w)
@@ -593,14 +594,57 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
             }),
             None => Some(1),
         };
-        if let (Some(addr), Some(weight)) = (addr, weight) {
+        if let (Some((addr, tls_name)), Some(weight)) = (addr, weight) {
             let name = s.name.clone().unwrap_or_else(|| addr.to_string());
+            let tls = tls_name.map(|n| server_tls(n, svc.tls.as_ref().map(|t| t.get_ref())));
             servers.push(ServerDecl {
                 name,
                 addr,
                 weight,
                 draining: s.draining,
+                tls,
             });
+        }
+    }
+    if let Some(t) = &svc.tls {
+        let field = format!("{base}.tls");
+        if svc.resolve.is_some() {
+            cx.err(
+                Some(t.span()),
+                field,
+                "TLS to servers found by resolve is not supported: list the servers with https:// URLs",
+            );
+        } else if !servers.iter().any(|s| s.tls.is_some()) && !svc.servers.is_empty() {
+            cx.err(
+                Some(t.span()),
+                field,
+                "no server of this service is https://: the tls table says how https:// servers are checked",
+            );
+        } else {
+            let t = t.get_ref();
+            if let (Some(ca), true) = (&t.ca_file, t.insecure_skip_verify) {
+                cx.err(
+                    Some(ca.span()),
+                    format!("{base}.tls.ca_file"),
+                    "set ca_file or insecure_skip_verify, not both",
+                );
+            }
+            if let Some(n) = &t.server_name {
+                cx.check(
+                    n,
+                    || format!("{base}.tls.server_name"),
+                    |n| {
+                        if !n.is_empty()
+                            && n.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+                        {
+                            Ok(())
+                        } else {
+                            Err(format!("{n:?} is not a host name"))
+                        }
+                    },
+                );
+            }
         }
     }
     let balance = balance(cx, &base, svc);
@@ -634,6 +678,19 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         resolve,
         health,
     })
+}
+
+/// TLS to a server whose URL names `host`, as the service's `tls` table says.
+fn server_tls(host: String, t: Option<&RawServiceTls>) -> ServerTls {
+    ServerTls {
+        server_name: t
+            .and_then(|t| t.server_name.as_ref())
+            .map_or(host, |n| n.get_ref().to_ascii_lowercase()),
+        ca_file: t
+            .and_then(|t| t.ca_file.as_ref())
+            .map(|c| std::path::PathBuf::from(c.get_ref())),
+        insecure_skip_verify: t.is_some_and(|t| t.insecure_skip_verify),
+    }
 }
 
 fn health(cx: &mut Ctx<'_>, base: &str, h: &RawHealth) -> Option<HealthCheck> {

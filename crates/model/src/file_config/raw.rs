@@ -316,6 +316,17 @@ pub struct RawService {
     pub affinity: Option<S<RawAffinity>>,
     pub resolve: Option<S<String>>,
     pub health: Option<S<RawHealth>>,
+    pub tls: Option<S<RawServiceTls>>,
+}
+
+/// `[services.<name>.tls]`: how the service's `https://` servers are checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceTls {
+    pub ca_file: Option<S<String>>,
+    pub server_name: Option<S<String>>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// `[services.<name>.health]`

@@ -113,7 +113,25 @@ pub fn check(
             }
         }
     }
+    // TLS to servers: the CA file reads, the name is one. Said once per service.
+    for s in services {
+        let mut seen = Vec::new();
+        for tls in s.servers.iter().filter_map(|srv| srv.tls.as_ref()) {
+            if seen.contains(&tls) {
+                continue;
+            }
+            seen.push(tls);
+            if let Err(e) = crate::upstream::tls::Connector::new(tls) {
+                errors.push(tls_error(&s.name, &e));
+                break;
+            }
+        }
+    }
     errors
+}
+
+fn tls_error(service: &str, e: &crate::upstream::tls::TlsConfigError) -> ValidationError {
+    ValidationError::new(format!("services.{service}.tls"), e.to_string())
 }
 
 /// The port part of a route's `https://` URL: the one it names, else that of the entrypoint it
@@ -148,7 +166,8 @@ pub fn compile(
     let compiled: Vec<Service> = services
         .iter()
         .map(|s| service(s, input.key, &mut generation))
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|e| vec![e])?;
     let by_name: HashMap<&str, usize> = compiled
         .iter()
         .enumerate()
@@ -226,20 +245,22 @@ fn service(
     s: &ServiceDecl,
     key: &AffinityKey,
     generation: &mut crate::upstream::registry::Generation<'_>,
-) -> Service {
+) -> Result<Service, ValidationError> {
     let backends: Vec<Arc<Backend>> = s
         .servers
         .iter()
         .map(|srv| {
-            let b = generation.backend(&s.name, &srv.name, &srv.addr);
+            let b = generation
+                .backend(&s.name, &srv.name, &srv.addr, srv.tls.as_ref())
+                .map_err(|e| tls_error(&s.name, &e))?;
             b.state.set_draining(srv.draining);
             if s.health.is_none() {
                 // Only active checks take a server out for health: without them, none is.
                 b.state.set_healthy(true);
             }
-            b
+            Ok(b)
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let candidates = s
         .servers
         .iter()
@@ -262,7 +283,7 @@ fn service(
         tether_model::BalanceAlgo::ConsistentHash(h) => Some(h.clone()),
         _ => None,
     };
-    Service {
+    Ok(Service {
         name: s.name.clone(),
         balancer: Balancer::new(&s.balance, candidates),
         backends,
@@ -271,7 +292,7 @@ fn service(
         health: s.health.clone(),
         retries: RetryBudget::default(),
         stats: generation.service_stats(&s.name),
-    }
+    })
 }
 
 /// A short digest of the declarations, for checking that replicas converged: equal for equal
@@ -300,6 +321,7 @@ mod tests {
                 addr: ServerAddr::parse("http://10.0.0.1:8080").unwrap(),
                 weight: 1,
                 draining: false,
+                tls: None,
             }],
             balance: BalanceAlgo::default(),
             affinity: None,

@@ -16,10 +16,10 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{request, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::body::{BodyCut, ClientBody};
 use super::pace::{Pace, Slow};
+use super::stream::Stream;
 use crate::headers::{CookieEdit, Forwarding};
 use crate::http1::chunked::{self, ChunkedError};
 use crate::http1::fields;
@@ -77,14 +77,14 @@ impl WireError {
 /// An open connection to a server, with what has been read from it and not used yet.
 #[derive(Debug)]
 pub struct Conn {
-    io: TcpStream,
+    io: Stream,
     buf: BytesMut,
 }
 
 impl Conn {
-    pub fn new(io: TcpStream) -> Conn {
+    pub fn new(io: impl Into<Stream>) -> Conn {
         Conn {
-            io,
+            io: io.into(),
             buf: BytesMut::new(),
         }
     }
@@ -92,18 +92,11 @@ impl Conn {
     /// Can this idle connection carry another request? A server that closed it (or, wrongly, sent
     /// something unasked) made its socket readable; a quiet one is used without a system call.
     pub fn is_alive(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        // Without a readiness event since the last read came up short, `try_read` answers
-        // WouldBlock without a system call; after one, the read tells an end or stray bytes
-        // from a spurious wake-up (WouldBlock, which clears the readiness).
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        self.buf.is_empty() && self.io.is_alive()
     }
 
     /// The raw stream, for a connection handed over whole (not pooled).
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> Stream {
         self.io
     }
 }
@@ -275,9 +268,7 @@ fn request_line(method: &Method, target: &str, has_host: bool, room: usize) -> V
 /// whole request body gets its answer relayed, and the connection is not reused.
 pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireError> {
     let Conn { io, buf } = conn;
-    write_whole(io, &req.head)
-        .await
-        .map_err(WireError::Unsent)?;
+    io.write_whole(&req.head).await.map_err(WireError::Unsent)?;
     match req.body.take() {
         None => read_head(io, buf, req.is_head).await,
         // Boxed: the two futures side by side would take room in every request's future.
@@ -299,7 +290,31 @@ pub async fn exchange(conn: &mut Conn, req: &mut Outgoing) -> Result<Head, WireE
 
 /// [`exchange`] for a request with a body: it is written while the response head is awaited.
 async fn exchange_with_body(
-    io: &mut TcpStream,
+    io: &mut Stream,
+    buf: &mut BytesMut,
+    body: ClientBody,
+    pace: Option<Box<Pace>>,
+    limit: Option<u64>,
+    framing: Framing,
+    is_head: bool,
+) -> Result<Head, WireError> {
+    match io {
+        // The plain case splits the socket for free; TLS shares one state for both ways.
+        Stream::Plain(tcp) => {
+            let (r, w) = tcp.split();
+            write_while_reading(r, w, buf, body, pace, limit, framing, is_head).await
+        }
+        Stream::Tls(tls) => {
+            let (r, w) = tokio::io::split(&mut **tls);
+            write_while_reading(r, w, buf, body, pace, limit, framing, is_head).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_while_reading<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut r: R,
+    mut w: W,
     buf: &mut BytesMut,
     mut body: ClientBody,
     pace: Option<Box<Pace>>,
@@ -307,7 +322,6 @@ async fn exchange_with_body(
     framing: Framing,
     is_head: bool,
 ) -> Result<Head, WireError> {
-    let (mut r, mut w) = io.split();
     let write = write_body(&mut w, &mut body, pace, limit, framing);
     let read = read_head(&mut r, buf, is_head);
     tokio::pin!(write, read);
@@ -354,6 +368,8 @@ async fn write_body<W: AsyncWrite + Unpin>(
                 }
                 _ => w.write_all(data).await?,
             }
+            // TLS holds what the socket did not take yet; for TCP this is nothing.
+            w.flush().await?;
             return Ok(());
         }
         ClientBody::Streamed(_) | ClientBody::Piped(_) => body,
@@ -386,12 +402,15 @@ async fn write_body<W: AsyncWrite + Unpin>(
             }
             _ => w.write_all(&data).await?,
         }
+        // Each piece reaches the server before the next is awaited (a no-op for TCP).
+        w.flush().await?;
     }
     match framing {
         Framing::Chunked => w.write_all(chunked::LAST_CHUNK).await?,
         Framing::Length(n) if sent != n => return Err(WireError::BodyLength),
         _ => {}
     }
+    w.flush().await?;
     Ok(())
 }
 

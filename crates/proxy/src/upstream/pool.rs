@@ -10,6 +10,8 @@ use tether_model::ServerAddr;
 use tokio::net::TcpStream;
 
 use crate::upstream::exchange::Conn;
+use crate::upstream::stream::Stream;
+use crate::upstream::tls::Connector;
 
 /// Idle connections kept per backend; more are closed when released.
 const MAX_IDLE: usize = 512;
@@ -26,19 +28,27 @@ pub enum ConnectError {
         addr: ServerAddr,
         source: std::io::Error,
     },
+    #[error("TLS to {addr}: {source}")]
+    Tls {
+        addr: ServerAddr,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug)]
 pub struct Pool {
     addr: ServerAddr,
+    /// TLS to the server (`https://`).
+    tls: Option<Connector>,
     /// Idle connections, and when each was released (see [`now_ms`]).
     idle: Mutex<Vec<(Conn, u64)>>,
 }
 
 impl Pool {
-    pub fn new(addr: ServerAddr) -> Pool {
+    pub fn new(addr: ServerAddr, tls: Option<Connector>) -> Pool {
         Pool {
             addr,
+            tls,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -77,26 +87,35 @@ impl Pool {
         self.idle.lock().expect("pool poisoned").len()
     }
 
-    /// Open a new TCP connection (Nagle off), within `timeout`.
-    pub async fn open(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    /// Open a new connection (Nagle off), with its TLS handshake for an `https://` server, all
+    /// within `timeout`.
+    pub async fn open(&self, timeout: Duration) -> Result<Stream, ConnectError> {
         let addr = &self.addr;
         let connecting = async {
-            match addr {
+            let tcp = match addr {
                 ServerAddr::Socket(sa) => TcpStream::connect(sa).await,
                 ServerAddr::Host(h, p) => TcpStream::connect((h.as_str(), *p)).await,
             }
-        };
-        let stream = match tokio::time::timeout(timeout, connecting).await {
-            Err(_) => return Err(ConnectError::Timeout(addr.clone())),
-            Ok(Err(e)) => {
-                return Err(ConnectError::Io {
-                    addr: addr.clone(),
-                    source: e,
-                })
+            .map_err(|source| ConnectError::Io {
+                addr: addr.clone(),
+                source,
+            })?;
+            let _ = tcp.set_nodelay(true);
+            match &self.tls {
+                None => Ok(Stream::Plain(tcp)),
+                Some(c) => c
+                    .connect(tcp)
+                    .await
+                    .map(|s| Stream::Tls(Box::new(s)))
+                    .map_err(|source| ConnectError::Tls {
+                        addr: addr.clone(),
+                        source,
+                    }),
             }
-            Ok(Ok(s)) => s,
         };
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+        match tokio::time::timeout(timeout, connecting).await {
+            Err(_) => Err(ConnectError::Timeout(addr.clone())),
+            Ok(r) => r,
+        }
     }
 }

@@ -5,10 +5,11 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 
 use tether_balance::ServerState;
-use tether_model::ServerAddr;
+use tether_model::{ServerAddr, ServerTls};
 
 use crate::stats::{RoutePlan, ServerStats, ServiceStats};
 use crate::upstream::pool::Pool;
+use crate::upstream::tls::{Connector, TlsConfigError};
 
 /// A server of a service, as the data plane uses it.
 #[derive(Debug)]
@@ -21,7 +22,7 @@ pub struct Backend {
     pub stats: ServerStats,
 }
 
-type Key = (String, String, ServerAddr);
+type Key = (String, String, ServerAddr, Option<ServerTls>);
 
 /// Backends by (service, server name, address).
 #[derive(Debug, Default)]
@@ -60,10 +61,23 @@ pub struct Generation<'a> {
 }
 
 impl Generation<'_> {
-    pub fn backend(&mut self, service: &str, name: &str, addr: &ServerAddr) -> Arc<Backend> {
-        let key = (service.to_string(), name.to_string(), addr.clone());
+    /// The backend of server `name` of `service` at `addr` (over TLS as `tls` says): the live
+    /// one if the last table had it, else a new one. Fails only when its TLS cannot be set up.
+    pub fn backend(
+        &mut self,
+        service: &str,
+        name: &str,
+        addr: &ServerAddr,
+        tls: Option<&ServerTls>,
+    ) -> Result<Arc<Backend>, TlsConfigError> {
+        let key = (
+            service.to_string(),
+            name.to_string(),
+            addr.clone(),
+            tls.cloned(),
+        );
         if let Some(b) = self.next.get(&key) {
-            return b.clone();
+            return Ok(b.clone());
         }
         let existing = self
             .registry
@@ -72,17 +86,24 @@ impl Generation<'_> {
             .expect("registry poisoned")
             .get(&key)
             .cloned();
-        let b = existing.unwrap_or_else(|| {
-            Arc::new(Backend {
-                name: name.into(),
-                addr: addr.clone(),
-                state: Arc::default(),
-                pool: Pool::new(addr.clone()),
-                stats: ServerStats::default(),
-            })
-        });
+        let b = match existing {
+            Some(b) => b,
+            None => {
+                let connector = tls.map(Connector::new).transpose()?;
+                if tls.is_some_and(|t| t.insecure_skip_verify) {
+                    tracing::warn!(%service, server = %name, %addr, "TLS to this server is not verified (insecure_skip_verify): any certificate is taken");
+                }
+                Arc::new(Backend {
+                    name: name.into(),
+                    addr: addr.clone(),
+                    state: Arc::default(),
+                    pool: Pool::new(addr.clone(), connector),
+                    stats: ServerStats::default(),
+                })
+            }
+        };
         self.next.insert(key, b.clone());
-        b
+        Ok(b)
     }
 
     /// The counters of service `name`: the live ones if it was in the last table.

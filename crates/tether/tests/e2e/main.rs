@@ -17,3 +17,4 @@ mod reload;
 mod stats_page;
 mod sticky;
 mod tls;
+mod tls_servers;

@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 
 #[test]
 fn response_heads_parse_with_shared_values_and_framing() {
