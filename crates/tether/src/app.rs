@@ -2,6 +2,7 @@
 //! store) followed, the control plane, the listeners, the admin API.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use crate::store::StoreSpec;
+use crate::upgrade::{self, Sockets};
 
 /// How to start.
 #[derive(Debug, Clone)]
@@ -185,6 +187,8 @@ pub struct Instance {
     serving: JoinHandle<()>,
     /// Source followers and the admin server, stopped with the instance.
     following: Vec<JoinHandle<()>>,
+    /// Copies of the listening sockets, for a successor to take over.
+    handed: Sockets,
 }
 
 impl Instance {
@@ -197,8 +201,16 @@ impl Instance {
             .expect("no such entrypoint")
     }
 
+    /// Copies of every listening socket (entrypoints and admin), to hand to a successor.
+    pub fn sockets(&self) -> std::io::Result<Sockets> {
+        self.handed.try_clone()
+    }
+
     /// Stop accepting, let requests in flight finish (up to the drain period), then return.
     pub async fn shutdown(self) {
+        // The copies kept for a successor would keep the sockets open: new connections must be
+        // refused at once (after a takeover the successor holds copies of its own).
+        drop(self.handed);
         let _ = self.shutdown.send(true);
         for f in &self.following {
             f.abort();
@@ -214,6 +226,13 @@ impl Instance {
 
 /// Load the configuration, bind every entrypoint, start serving and following the sources.
 pub async fn start(opts: Options) -> anyhow::Result<Instance> {
+    start_with(opts, Sockets::default()).await
+}
+
+/// [`start`], listening on the sockets `inherited` from a running process where they match
+/// (a takeover: [`crate::upgrade`]).
+pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result<Instance> {
+    let mut handed = Sockets::default();
     let admin_addr = opts.admin.address;
     if opts.config.is_none()
         && opts.docker.is_none()
@@ -270,7 +289,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         .transpose()
         .context("--admin")?;
     let certificates = certificates(&settings.tls)?;
-    let (listeners, entrypoints) = bind(&settings, certificates.as_ref()).await?;
+    let (listeners, entrypoints) = bind(
+        &settings,
+        certificates.as_ref(),
+        &mut inherited,
+        &mut handed,
+    )
+    .await?;
     let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
     let tls_ports: Vec<(String, u16)> = entrypoints
         .iter()
@@ -336,7 +361,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     };
     let mut admin = None;
     if let (Some(addr), Some(auth)) = (admin_addr, auth) {
-        let l = TcpListener::bind(addr)
+        let l = listen(upgrade::ADMIN, addr, &mut inherited, &mut handed)
             .await
             .with_context(|| format!("admin: cannot listen on {addr}"))?;
         let bound = l.local_addr()?;
@@ -407,6 +432,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
         shutdown,
         serving,
         following,
+        handed,
     })
 }
 
@@ -437,6 +463,8 @@ fn certificates(tls: &TlsSettings) -> anyhow::Result<Option<Arc<CertStore>>> {
 async fn bind(
     settings: &Settings,
     store: Option<&Arc<CertStore>>,
+    inherited: &mut Sockets,
+    handed: &mut Sockets,
 ) -> anyhow::Result<(Vec<Listener>, Vec<(String, SocketAddr)>)> {
     let mut listeners = Vec::new();
     let mut entrypoints = Vec::new();
@@ -445,7 +473,8 @@ async fn bind(
             (Some(opts), Some(store)) => Some(tls::acceptor(name, opts, store.clone())?),
             _ => None,
         };
-        let l = TcpListener::bind(addr)
+        let socket = upgrade::entrypoint(name);
+        let l = listen(&socket, *addr, inherited, handed)
             .await
             .with_context(|| format!("entrypoint {name}: cannot listen on {addr}"))?;
         let bound = l.local_addr()?;
@@ -458,6 +487,36 @@ async fn bind(
         });
     }
     Ok((listeners, entrypoints))
+}
+
+/// The listener of socket `name` at `addr`: the one a running process handed over (`inherited`)
+/// when it listens there (any port, when `addr`'s is 0), else a new one. A copy of it goes into
+/// `handed`, for the next takeover.
+async fn listen(
+    name: &str,
+    addr: SocketAddr,
+    inherited: &mut Sockets,
+    handed: &mut Sockets,
+) -> std::io::Result<TcpListener> {
+    if let Some(fd) = inherited.take(name) {
+        let l = std::net::TcpListener::from(fd);
+        let at = l.local_addr()?;
+        if at.ip() == addr.ip() && (addr.port() == 0 || addr.port() == at.port()) {
+            l.set_nonblocking(true)?;
+            tracing::info!(socket = %name, addr = %at, "taken over from the running process");
+            let l = TcpListener::from_std(l)?;
+            handed
+                .0
+                .push((name.to_string(), l.as_fd().try_clone_to_owned()?));
+            return Ok(l);
+        }
+        tracing::info!(socket = %name, was = %at, now = %addr, "the address changed: not taken over");
+    }
+    let l = TcpListener::bind(addr).await?;
+    handed
+        .0
+        .push((name.to_string(), l.as_fd().try_clone_to_owned()?));
+    Ok(l)
 }
 
 /// Start a source and apply its first report as its policy says; then apply every later one.

@@ -6,3 +6,4 @@ pub mod demo;
 pub mod probe;
 pub mod state_dir;
 pub mod store;
+pub mod upgrade;

@@ -1,11 +1,15 @@
 //! The `tether` command line.
 
+use std::io::BufReader;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tether::upgrade;
 
 mod alloc;
 
@@ -56,6 +60,7 @@ const EXAMPLES: &str = "Examples:
                                                # start empty; routes come from the API (docs/api.md)
   tether check --config tether.toml --docker   # report configuration and label errors, start nothing
   tether check --swarm                         # what every Swarm service declares, and why not
+  tether upgrade                               # replace the running Tether, no request failed
   tether whoami --listen 127.0.0.1:9001 --name web-1
 
 Configuration reference: docs/configuration.md; container labels: docs/labels.md; admin API: docs/api.md";
@@ -97,6 +102,33 @@ enum Command {
         /// rotation) instead of stdout.
         #[arg(long, value_name = "PATH", env = "TETHER_ACCESS_LOG_FILE")]
         access_log_file: Option<PathBuf>,
+        /// Take over the listening sockets of the Tether running on the control socket (no
+        /// connection is refused or dropped), which then drains and exits. Without one running,
+        /// start afresh. `tether upgrade` starts the successor this way.
+        #[arg(long)]
+        takeover: bool,
+        /// The control socket `tether upgrade` and `--takeover` talk to. Default:
+        /// <state-dir>/tether.sock.
+        #[arg(long, value_name = "PATH", env = "TETHER_CONTROL_SOCKET")]
+        control_socket: Option<PathBuf>,
+    },
+    /// Replace the running Tether with a new process (a new binary, say) without refusing or
+    /// failing a request: the new one takes over every listening socket, the old one answers
+    /// each kept-alive connection's next response with `Connection: close`, sends h2 clients
+    /// GOAWAY, and exits once drained. SIGUSR2 to the running process does the same.
+    Upgrade {
+        /// The executable to start. Default: the running one's (as it was started).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// The running Tether's state directory (its control socket is there).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The running Tether's control socket (default: <state-dir>/tether.sock).
+        #[arg(long, value_name = "PATH", env = "TETHER_CONTROL_SOCKET")]
+        control_socket: Option<PathBuf>,
+        /// How long the new process may take to start serving.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Check a configuration file and/or the labels of running containers; report every error
     /// (with its line, or its container and label) and start nothing.
@@ -528,8 +560,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             admin,
             access_log,
             access_log_file,
+            takeover,
+            control_socket,
         } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
+            let control_path =
+                control_socket.unwrap_or_else(|| state_dir.join(upgrade::SOCKET_NAME));
             let (admin, store) = admin.options()?;
             use tether_proxy::upstream::meter::{Format, Target};
             let format = match access_log {
@@ -542,19 +578,48 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             };
             let access_log =
                 format.map(|f| (f, access_log_file.map_or(Target::Stdout, Target::File)));
-            let instance = tether::app::start(tether::app::Options {
-                config,
-                listen,
-                key_file,
-                swarm: docker.swarm_options()?,
-                docker: docker.options()?,
-                state_dir,
-                drain,
-                admin,
-                store,
-                access_log,
-            })
+            let mut handover = None;
+            if takeover {
+                let path = control_path.clone();
+                handover = tokio::task::spawn_blocking(move || upgrade::take_over(&path)).await??;
+                if handover.is_none() {
+                    tracing::info!(socket = %control_path.display(), "--takeover: no Tether is running there; starting afresh");
+                }
+            }
+            let inherited = handover
+                .as_mut()
+                .map(|h: &mut upgrade::Handover| std::mem::take(&mut h.sockets))
+                .unwrap_or_default();
+            let instance = tether::app::start_with(
+                tether::app::Options {
+                    config,
+                    listen,
+                    key_file,
+                    swarm: docker.swarm_options()?,
+                    docker: docker.options()?,
+                    state_dir,
+                    drain,
+                    admin,
+                    store,
+                    access_log,
+                },
+                inherited,
+            )
             .await?;
+            let took_over = handover.is_some();
+            if let Some(h) = handover {
+                let old = h.old_pid;
+                match tokio::task::spawn_blocking(move || h.serving()).await? {
+                    Ok(()) => tracing::info!(
+                        old_pid = old,
+                        "took over every listening socket; the old process drains and exits"
+                    ),
+                    Err(e) => tracing::warn!(
+                        old_pid = old,
+                        "the old process did not confirm the takeover: {e:#}"
+                    ),
+                }
+            }
             #[cfg(unix)]
             if let Some(log) = instance.access_log.clone() {
                 let mut hup =
@@ -566,10 +631,39 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     }
                 });
             }
-            shutdown_signal().await;
-            tracing::info!("shutting down: draining requests in flight for up to {drain:?}");
+            let control = match upgrade::ControlSocket::bind(&control_path) {
+                Ok(c) => Some(c),
+                Err(e) if e.to_string().contains("another Tether") => return Err(e),
+                Err(e) => {
+                    tracing::warn!("{e:#}; `tether upgrade` cannot reach this process");
+                    None
+                }
+            };
+            upgrade::notify_ready(took_over);
+            match serve_until_replaced(&instance, control).await {
+                Replaced::Signal => {
+                    tracing::info!("shutting down: draining requests in flight for up to {drain:?}")
+                }
+                Replaced::TakenOver(pid) => tracing::info!(
+                    new_pid = pid,
+                    "taken over: draining requests in flight for up to {drain:?}, then exiting"
+                ),
+            }
             instance.shutdown().await;
             Ok(())
+        }
+        Command::Upgrade {
+            binary,
+            state_dir,
+            control_socket,
+            timeout,
+        } => {
+            let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
+            let path = control_socket.unwrap_or_else(|| state_dir.join(upgrade::SOCKET_NAME));
+            tokio::task::spawn_blocking(move || {
+                upgrade::ask_upgrade(&path, binary.as_deref(), timeout)
+            })
+            .await?
         }
         Command::Check { config, docker } => check(config, docker).await,
         Command::Demo { listen, state_dir } => {
@@ -609,6 +703,142 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// How a running `tether run` ended.
+enum Replaced {
+    /// SIGTERM or Ctrl-C.
+    Signal,
+    /// A successor (this pid) took its sockets over.
+    TakenOver(u32),
+}
+
+/// Serve until a signal, or until a successor took the sockets over; meanwhile answer the
+/// control socket (`tether upgrade`, a `--takeover`) and SIGUSR2 (an upgrade).
+async fn serve_until_replaced(
+    instance: &tether::app::Instance,
+    mut control: Option<upgrade::ControlSocket>,
+) -> Replaced {
+    // As started: the path of the executable (before a package upgrade replaces the file) and
+    // the arguments, which the successor gets too.
+    let exe = std::env::current_exe().ok();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut usr2 =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).ok();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    // The successor being started, and the `tether upgrade` client waiting to hear of it.
+    let mut pending: Option<(tokio::process::Child, Option<BufReader<UnixStream>>)> = None;
+    loop {
+        let asked = async {
+            match &control {
+                Some(c) => c.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let successor_exited = async {
+            match pending.as_mut() {
+                Some((child, _)) => child.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        let usr2_received = async {
+            match usr2.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return Replaced::Signal,
+            Some(()) = usr2_received => {
+                tracing::info!("SIGUSR2: starting a successor to take over");
+                if pending.is_none() {
+                    match start_successor(exe.as_deref(), None, &args) {
+                        Ok(child) => pending = Some((child, None)),
+                        Err(e) => tracing::error!("upgrade: {e:#}; still serving"),
+                    }
+                }
+            }
+            status = successor_exited => {
+                let why = match status {
+                    Ok(s) => format!("the new process exited ({s}) before taking over"),
+                    Err(e) => format!("the new process: {e}"),
+                };
+                tracing::error!("upgrade: {why}; still serving");
+                if let Some((_, Some(mut client))) = pending.take() {
+                    upgrade::tell(&mut client, &format!("FAILED {why}"));
+                }
+            }
+            asked = asked => match asked {
+                upgrade::Asked::Upgrade { mut stream, binary } => {
+                    if pending.is_some() {
+                        upgrade::tell(&mut stream, "FAILED an upgrade is under way already");
+                        continue;
+                    }
+                    match start_successor(exe.as_deref(), binary.as_deref(), &args) {
+                        Ok(child) => {
+                            let pid = child.id().unwrap_or(0);
+                            tracing::info!(pid, "upgrade: started the successor");
+                            upgrade::tell(&mut stream, &format!("STARTED {pid}"));
+                            pending = Some((child, Some(stream)));
+                        }
+                        Err(e) => upgrade::tell(&mut stream, &format!("FAILED {e:#}")),
+                    }
+                }
+                upgrade::Asked::Takeover { stream, pid } => {
+                    let Some(c) = control.take() else { continue };
+                    let sockets = match instance.sockets() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!("takeover by process {pid}: {e}; still serving");
+                            control = Some(c);
+                            continue;
+                        }
+                    };
+                    tracing::info!(pid, "handing the listening sockets over to process {pid}");
+                    match c.hand_over(stream, sockets).await {
+                        Ok(()) => {
+                            if let Some((_, Some(mut client))) = pending.take() {
+                                upgrade::tell(&mut client, "DONE");
+                            }
+                            return Replaced::TakenOver(pid);
+                        }
+                        Err((c, e)) => {
+                            tracing::error!("takeover by process {pid} failed: {e:#}; still serving");
+                            control = Some(c);
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Start `binary` (default: this executable) with these arguments and `--takeover`; its output
+/// goes where this process's goes.
+fn start_successor(
+    exe: Option<&Path>,
+    binary: Option<&Path>,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<tokio::process::Child> {
+    let program = binary.or(exe).ok_or_else(|| {
+        anyhow::anyhow!("the running executable's path is unknown: give --binary")
+    })?;
+    let mut args = args.to_vec();
+    if !args.iter().any(|a| a == "--takeover") {
+        // After `run` (global options may come before it).
+        let at = args
+            .iter()
+            .position(|a| a == "run")
+            .map_or(args.len(), |i| i + 1);
+        args.insert(at, "--takeover".into());
+    }
+    tokio::process::Command::new(program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(false)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
 }
 
 async fn shutdown_signal() {

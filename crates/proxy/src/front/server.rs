@@ -28,6 +28,10 @@ use crate::{ProxyConfig, TableStore};
 
 /// How often a draining connection is checked for having gone idle.
 const DRAIN_CHECK: Duration = Duration::from_millis(20);
+/// How long a kept-alive HTTP/1.1 connection stays open, idle, once shutdown began: a client
+/// that sends its next request meanwhile gets it answered, with `Connection: close`, instead of
+/// finding its connection closed under it (it would see an error, or retry).
+const LAST_REQUEST: Duration = Duration::from_millis(500);
 
 /// A bound entrypoint.
 pub struct Listener {
@@ -170,12 +174,9 @@ async fn connection(
     let first = if alpn_h2 {
         (Protocol::H2, bytes::BytesMut::new())
     } else {
-        tokio::select! {
-            r = sniff(&mut io) => match r {
-                Ok(Some(first)) => first,
-                _ => return,
-            },
-            _ = activity.ending() => return,
+        match before_ending(&activity, sniff(&mut io)).await {
+            Some(Ok(Some(first))) => first,
+            _ => return,
         }
     };
     let (protocol, first) = first;
@@ -222,15 +223,12 @@ async fn handshake(
     activity: &Activity,
 ) -> Option<(ClientStream, bool)> {
     let peer = stream.peer_addr().ok();
-    let tls = tokio::select! {
-        r = acceptor.accept(stream) => match r {
-            Ok(tls) => tls,
-            Err(e) => {
-                tracing::debug!(?peer, error = %e, "TLS handshake failed");
-                return None;
-            }
-        },
-        _ = activity.ending() => return None,
+    let tls = match before_ending(activity, acceptor.accept(stream)).await? {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::debug!(?peer, error = %e, "TLS handshake failed");
+            return None;
+        }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     Some((ClientStream::Tls(Box::new(tls)), h2))
@@ -286,9 +284,10 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Run Tether's own HTTP/1.1 server on the connection. At shutdown an idle connection closes
-    /// at once; one with a request under way finishes it (its response says `connection: close`)
-    /// within the drain period. `None` if the connection was closed from here.
+    /// Run Tether's own HTTP/1.1 server on the connection. At shutdown a request under way
+    /// finishes (its response says `connection: close`) within the drain period, and so does
+    /// one that arrives on an idle connection within [`LAST_REQUEST`]; a connection idle that
+    /// long is closed. `None` if the connection was closed from here.
     async fn drive_front<C: Future>(&self, conn: C) -> Option<C::Output> {
         tokio::pin!(conn);
         // Biased, the connection first: no random draw per wake-up, and a response that is
@@ -307,14 +306,22 @@ impl Watch<'_> {
     /// Let a request under way finish within the drain period, after shutdown was asked for.
     async fn drain_front<C: Future>(&self, mut conn: Pin<&mut C>) -> Option<C::Output> {
         let deadline = tokio::time::Instant::now() + self.drain;
-        while !self.activity.is_idle() {
+        let mut idle_since = None;
+        loop {
+            if self.activity.is_idle() {
+                let now = tokio::time::Instant::now();
+                if now.duration_since(*idle_since.get_or_insert(now)) >= LAST_REQUEST {
+                    return None;
+                }
+            } else {
+                idle_since = None;
+            }
             tokio::select! {
                 out = conn.as_mut() => return Some(out),
                 _ = tokio::time::sleep(DRAIN_CHECK) => {}
                 _ = tokio::time::sleep_until(deadline) => return None,
             }
         }
-        None
     }
 
     async fn drive<C: Future>(self, conn: C, graceful: impl FnOnce(Pin<&mut C>)) {
@@ -328,6 +335,22 @@ impl Watch<'_> {
             },
         }
     }
+}
+
+/// `fut` (a new connection's handshake or first bytes), unless the connection expires first (the
+/// request-header timeout). A connection accepted just before shutdown began gets
+/// [`LAST_REQUEST`] more, so that its request is answered (with `Connection: close`) rather than
+/// its connection closed unread.
+async fn before_ending<F: Future>(activity: &Activity, fut: F) -> Option<F::Output> {
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        out = &mut fut => return Some(out),
+        ending = activity.ending() => if ending == Ending::Expired {
+            return None;
+        },
+    }
+    tokio::time::timeout(LAST_REQUEST, fut).await.ok()
 }
 
 /// Resolves once shutdown has been asked for (or the sender is gone).

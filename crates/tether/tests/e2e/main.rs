@@ -18,3 +18,4 @@ mod stats_page;
 mod sticky;
 mod tls;
 mod tls_servers;
+mod upgrade;

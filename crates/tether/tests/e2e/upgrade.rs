@@ -1,0 +1,423 @@
+//! `tether upgrade` under continuous load: kept-alive HTTP/1.1 clients, a new connection per
+//! request, and an h2 client never see a failed request while a new process takes every
+//! listening socket over (the admin API's too); the old process exits once drained.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tether_testkit::{Admin, Backend, Client, TempDir};
+use tokio::io::AsyncBufReadExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+const TOKEN: &str = "upgrade-test-token";
+
+/// What the load saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    /// h2 requests never sent (GOAWAY came first), sent again.
+    retried: AtomicU64,
+    failed: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn record(&self, what: &str, r: Result<u16, String>) {
+        match r {
+            Ok(200) => {
+                self.ok.fetch_add(1, Relaxed);
+            }
+            Ok(s) => self
+                .failed
+                .lock()
+                .unwrap()
+                .push(format!("{what}: status {s}")),
+            Err(e) => self.failed.lock().unwrap().push(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// Requests over one kept-alive connection at a time (a new one when the server closes it).
+async fn kept_alive(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let mut c = Client::new(addr);
+    while !stop.load(Relaxed) {
+        let r = c.get("/").await.map(|r| r.status.as_u16());
+        tally.record("kept-alive", r);
+    }
+}
+
+/// A new connection for every request.
+async fn one_per_connection(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    while !stop.load(Relaxed) {
+        let mut c = Client::new(addr);
+        let r = c.get("/").await.map(|r| r.status.as_u16());
+        tally.record("new connection", r);
+    }
+}
+
+/// h2 with prior knowledge: requests on one connection until the server sends GOAWAY, then a
+/// new one. A request the connection never sent (hyper's "canceled": it was queued as GOAWAY
+/// came, so the server never saw it) is sent again on the next connection, as h2 clients do
+/// (RFC 9113 §6.8; hyper-util's client, browsers); anything else is a failure.
+async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    while !stop.load(Relaxed) {
+        let tcp = match tokio::net::TcpStream::connect(addr).await {
+            Ok(t) => t,
+            Err(e) => {
+                tally.record("h2 connect", Err(e.to_string()));
+                continue;
+            }
+        };
+        let (mut send, conn) =
+            match hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    tally.record("h2 handshake", Err(e.to_string()));
+                    continue;
+                }
+            };
+        tokio::spawn(conn);
+        while !stop.load(Relaxed) {
+            // GOAWAY received: this connection takes no more requests; move on.
+            if send.ready().await.is_err() {
+                break;
+            }
+            let req = http::Request::get(format!("http://{addr}/"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let r = match send.send_request(req).await {
+                Err(e) if e.is_canceled() => {
+                    tally.retried.fetch_add(1, Relaxed);
+                    break;
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    resp.into_body()
+                        .collect()
+                        .await
+                        .map(|_| status)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            tally.record("h2", r);
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_drained() {
+    let dir = TempDir::new("tether-upgrade");
+    let backend = Backend::spawn("app").await;
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
+             [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
+            "k".repeat(40),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    // systemd's readiness socket (Type=notify), as examples/systemd/tether.service runs it.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // As the unit starts it: --takeover with nothing running starts afresh.
+    let mut old = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--takeover",
+            "--drain",
+            "5s",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .env("TETHER_ADMIN_TOKEN", TOKEN)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(old.stderr.take().unwrap()).lines();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let addr_of = |l: &str, marker: &str| -> Option<SocketAddr> {
+        l.contains(marker)
+            .then(|| {
+                l.split("addr=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .flatten()
+    };
+    let (mut web, mut admin_addr) = (None, None);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while web.is_none() || admin_addr.is_none() {
+            let l = lines.next_line().await.unwrap().expect("tether ended");
+            web = web.or(addr_of(&l, "listening entrypoint=web"));
+            admin_addr = admin_addr.or(addr_of(&l, "admin API listening"));
+            log.lock().unwrap().push(l);
+        }
+    })
+    .await
+    .expect("tether did not start");
+    let (web, admin_addr) = (web.unwrap(), admin_addr.unwrap());
+    let mut datagram = [0u8; 256];
+    let n = notify
+        .recv(&mut datagram)
+        .expect("READY=1 from the first process");
+    assert_eq!(&datagram[..n], b"READY=1\n");
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("starting afresh")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    // The rest of the log (the successor's too: it writes where the old one does).
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().unwrap().push(l);
+        }
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        load.push(tokio::spawn(kept_alive(web, stop.clone(), tally.clone())));
+    }
+    load.push(tokio::spawn(one_per_connection(
+        web,
+        stop.clone(),
+        tally.clone(),
+    )));
+    load.push(tokio::spawn(h2(web, stop.clone(), tally.clone())));
+    let wait_ok = |n: u64| {
+        let tally = tally.clone();
+        async move {
+            tether_testkit::wait_for("requests served", Duration::from_secs(20), || {
+                std::future::ready(tally.ok.load(Relaxed) >= n)
+            })
+            .await
+        }
+    };
+    wait_ok(500).await;
+
+    // The upgrade, while the load goes on.
+    let started = Instant::now();
+    let out = tokio::process::Command::new(BIN)
+        .args(["upgrade", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log.lock().unwrap().join("\n")
+    );
+    let new_pid: u32 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("STARTED "))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no STARTED line: {said}"));
+    assert!(said.lines().any(|l| l == "DONE"), "{said}");
+    // The successor tells systemd it is the service's main process now.
+    let n = notify
+        .recv(&mut datagram)
+        .expect("the successor's notification");
+    assert_eq!(
+        String::from_utf8_lossy(&datagram[..n]),
+        format!("MAINPID={new_pid}\nREADY=1\n")
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), old.wait())
+        .await
+        .expect("the old process exits once drained")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(alive(new_pid), "the new process serves");
+
+    // The new process serves alone now, on the same addresses.
+    let before = tally.ok.load(Relaxed);
+    wait_ok(before + 500).await;
+    stop.store(true, Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let failed = tally.failed.lock().unwrap().clone();
+    let ok = tally.ok.load(Relaxed);
+    println!(
+        "upgrade under load: {ok} requests, {} failed, {} h2 requests sent again after GOAWAY; upgrade asked to old process gone: {took:?}",
+        failed.len(),
+        tally.retried.load(Relaxed)
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}\n{}",
+        failed.len(),
+        &failed[..failed.len().min(10)],
+        log.lock().unwrap().join("\n")
+    );
+    let mut a = Admin::new(admin_addr, Some(TOKEN));
+    assert_eq!(a.get("/api/version").await.status, 200, "the admin API too");
+    let mut c = Client::new(web);
+    assert_eq!(c.get("/").await.unwrap().server(), "app");
+
+    // The successor is a `tether run` like any: SIGTERM ends it.
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &new_pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let end = Instant::now() + Duration::from_secs(10);
+    while alive(new_pid) {
+        assert!(Instant::now() < end, "the successor did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by `end`
+    }
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
+    let dir = TempDir::new("tether-upgrade-fails");
+    // Nothing running: said plainly, naming the socket.
+    let out = std::process::Command::new(BIN)
+        .args(["upgrade", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tether.sock") && err.contains("no Tether listening"),
+        "{err}"
+    );
+
+    let backend = Backend::spawn("app").await;
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
+             [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
+            "k".repeat(40),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let mut old = tokio::process::Command::new(BIN)
+        .args(["run", "--state-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(old.stderr.take().unwrap()).lines();
+    let web: SocketAddr = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let l = lines.next_line().await.unwrap().expect("tether ended");
+            if l.contains("listening entrypoint=web") {
+                return l
+                    .split("addr=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+        }
+    })
+    .await
+    .expect("tether did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The control socket is ready once READY would be sent: wait for the file.
+    let sock = dir.path().join("tether.sock");
+    tether_testkit::wait_for("the control socket", Duration::from_secs(10), || {
+        std::future::ready(sock.exists())
+    })
+    .await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["upgrade", "--binary", "/bin/false", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("STARTED"), "{said}");
+    assert!(
+        err.contains("exited") && err.contains("keeps serving"),
+        "{said}{err}"
+    );
+    let mut c = Client::new(web);
+    assert_eq!(c.get("/").await.unwrap().server(), "app", "still serving");
+    assert!(old.try_wait().unwrap().is_none(), "still running");
+}
+
+/// The systemd unit's commands use flags the binary has (clap stops at `--help` only after
+/// every flag before it parsed).
+#[test]
+fn the_systemd_example_runs_commands_the_binary_accepts() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/systemd/tether.service"
+    ))
+    .unwrap();
+    for key in ["ExecStart=", "ExecReload="] {
+        let line = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{key}{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(unit.contains("Type=notify") && unit.contains("NotifyAccess=all"));
+}
