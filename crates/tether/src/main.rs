@@ -520,7 +520,28 @@ async fn check_docker(
             );
         }
     }
-    Ok(!update.errors.is_empty())
+    let bad_certificate = !check_declared_certificates("docker", &update.certificates);
+    Ok(!update.errors.is_empty() || bad_certificate)
+}
+
+/// Load each certificate that labels declare, as serving would; false if one cannot serve.
+fn check_declared_certificates(provider: &str, decls: &[tether_model::CertificateDecl]) -> bool {
+    let mut ok = true;
+    for d in decls {
+        match tether_proxy::front::tls::certs::load_declared(d) {
+            Ok(l) => println!(
+                "{provider}: certificate {} ({}): OK ({})",
+                d.name,
+                d.origin,
+                l.names.join(", ")
+            ),
+            Err(e) => {
+                eprintln!("{provider}: certificate {} ({}): {e}", d.name, d.origin);
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// The Swarm provider's part of `tether check`; true if it found errors.
@@ -545,7 +566,8 @@ async fn check_swarm(
         outcome.update.services.len(),
         if outcome.update.errors.is_empty() { String::new() } else { format!(", {} errors", outcome.update.errors.len()) }
     );
-    Ok(!outcome.update.errors.is_empty())
+    let bad_certificate = !check_declared_certificates("swarm", &outcome.update.certificates);
+    Ok(!outcome.update.errors.is_empty() || bad_certificate)
 }
 
 async fn run(cmd: Command) -> anyhow::Result<()> {

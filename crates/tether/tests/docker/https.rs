@@ -298,6 +298,30 @@ async fn a_secret_named_by_a_label_and_dockercloud_ssl_cert_serve_by_sni() {
     assert_eq!(status, 200, "{text}");
     assert!(text.contains(&cloud.name), "{text}");
 
+    // `tether check --docker` loads them as serving does.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args([
+            "check",
+            "--docker",
+            "--docker-constraint",
+            &engine.constraint(),
+        ])
+        .arg("--secrets-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("tether.toml"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("OK (secret.test)"), "{stdout}");
+    assert!(stdout.contains("OK (cloudcert.test)"), "{stdout}");
+
     // The secret's file replaced: the new certificate serves, no restart.
     let renewed = TestCert::write(dir.path(), "shop-renewed", &["secret.test"]);
     std::fs::write(
