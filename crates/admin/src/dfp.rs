@@ -1,6 +1,8 @@
 //! Docker Flow Proxy's HTTP API (`--dfp-compat`), served on the admin listener:
 //! `GET /v1/docker-flow-proxy/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080` and
-//! `GET /v1/docker-flow-proxy/remove?serviceName=go-demo`.
+//! `GET /v1/docker-flow-proxy/remove?serviceName=go-demo`, and `PUT
+//! /v1/docker-flow-proxy/cert?certName=NAME` (the PEM text as the body), a certificate kept in
+//! the store like the admin API's.
 //!
 //! A reconfigure becomes the same change the API takes: a service `serviceName` whose server is
 //! `http://serviceName:port` (a Swarm service's DNS name on a shared network, or any resolvable
@@ -281,6 +283,55 @@ pub async fn remove(
             "",
             json!({ "ServiceName": name, "Revision": done.revision, "Version": done.version }),
         ),
+        Err(e) => refused(e),
+    }
+}
+
+/// `PUT /v1/docker-flow-proxy/cert?certName=NAME` with the PEM text (chain and key) as the
+/// body, as DFP's `cert` endpoint takes it: stored as the API's certificate NAME (every replica
+/// serves it from the store, so `distribute=true` needs no fan-out).
+pub async fn cert(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(e) = allowed(&s, peer, &headers) {
+        return refused(e);
+    }
+    if let Some(unknown) = q
+        .keys()
+        .find(|k| !["certName", "distribute"].contains(&k.as_str()))
+    {
+        return refused(bad(
+            unknown,
+            "unknown parameter; Tether reads certName, distribute",
+        ));
+    }
+    let Some(name) = q.get("certName").filter(|n| !n.is_empty()).cloned() else {
+        return refused(bad("certName", "missing"));
+    };
+    let Ok(pem) = std::str::from_utf8(&body) else {
+        return refused(bad("body", "not PEM text (UTF-8)"));
+    };
+    let part = Part {
+        op: Op::Put {
+            kind: Kind::Certificate,
+            name: name.clone(),
+            body: json!({ "cert": pem }),
+        },
+        precondition: None,
+    };
+    match changes::apply(&s, vec![part]).await {
+        Ok(done) => {
+            tracing::info!(certificate = %name, revision = done.revision, "dfp: certificate stored");
+            status(
+                StatusCode::OK,
+                "",
+                json!({ "CertName": name, "Revision": done.revision }),
+            )
+        }
         Err(e) => refused(e),
     }
 }

@@ -124,6 +124,10 @@ pub fn router(
             .route(
                 "/v1/docker-flow-proxy/remove",
                 get(dfp::remove).put(dfp::remove),
+            )
+            .route(
+                "/v1/docker-flow-proxy/cert",
+                axum::routing::put(dfp::cert).post(dfp::cert),
             );
     }
     app.fallback(error::not_found)

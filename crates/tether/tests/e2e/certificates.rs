@@ -18,6 +18,15 @@ const TOKEN: &str = "certificates-token";
 /// Tether with a TLS entrypoint (and `files` as its `[[tls.certificates]]`) and the admin API,
 /// its state in `dir`.
 async fn start(dir: &TempDir, files: &[&TestCert], backend: &Backend) -> Instance {
+    start_with(dir, files, backend, None).await
+}
+
+async fn start_with(
+    dir: &TempDir,
+    files: &[&TestCert],
+    backend: &Backend,
+    dfp: Option<tether_admin::DfpConfig>,
+) -> Instance {
     let mut toml = format!(
         "[entrypoints]\nwebsecure = {{ address = \"127.0.0.1:0\", tls = true }}\n{KEY}\
          [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
@@ -33,7 +42,7 @@ async fn start(dir: &TempDir, files: &[&TestCert], backend: &Backend) -> Instanc
     opts.admin = AdminOptions {
         address: Some("127.0.0.1:0".parse().unwrap()),
         token: Some(TOKEN.to_string()),
-        dfp: None,
+        dfp,
     };
     app::start(opts).await.expect("start")
 }
@@ -215,6 +224,37 @@ async fn the_certificate_example_script_puts_one_that_serves() {
     );
     assert!(stdout.contains("\"names\":[\"example.test\"]"), "{stdout}");
     assert_eq!(presented(&i, "example.test").await, Some(c.der));
+    i.shutdown().await;
+}
+
+#[tokio::test]
+async fn docker_flow_proxys_cert_call_stores_a_certificate_that_serves() {
+    let dir = TempDir::new("tether-api-certs-dfp");
+    let backend = Backend::spawn("one").await;
+    let i = start_with(&dir, &[], &backend, Some(Default::default())).await;
+    let c = TestCert::write(dir.path(), "dfp", &["dfp.test"]);
+    let pem = format!("{}{}", c.cert_pem(), c.key_pem());
+    let call = "/v1/docker-flow-proxy/cert?certName=dfp.pem&distribute=true";
+    let r = Admin::new(i.admin.unwrap(), None)
+        .put_text(call, "text/plain", &pem)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    let r = admin(&i).put_text(call, "text/plain", &pem).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["Status"], "OK", "{}", r.body);
+    assert_eq!(presented(&i, "dfp.test").await, Some(c.der));
+    let r = admin(&i)
+        .put_text(
+            "/v1/docker-flow-proxy/cert?certName=bad.pem",
+            "text/plain",
+            "garbage",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["Status"], "NOK", "{}", r.body);
+    assert!(r.body.contains("certificates.bad.pem"), "{}", r.body);
+    let listed = admin(&i).get("/api/certificates").await;
+    assert!(listed.body.contains("\"dfp.pem\""), "{}", listed.body);
     i.shutdown().await;
 }
 
