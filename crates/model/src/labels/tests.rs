@@ -737,6 +737,107 @@ fn traefik_v2_router_service_and_sticky_cookie() {
 }
 
 #[test]
+fn https_to_the_container_from_traefik_and_tether_labels() {
+    // Traefik: scheme=https, checked against the system's roots for the container's address.
+    let c = container(
+        "w-1",
+        &[
+            ("traefik.http.routers.w.rule", "Host(`w.test`)"),
+            ("traefik.http.services.w.loadbalancer.server.port", "8443"),
+            (
+                "traefik.http.services.w.loadbalancer.server.scheme",
+                "https",
+            ),
+            (
+                "traefik.http.services.w.loadbalancer.passhostheader",
+                "true",
+            ),
+        ],
+        &[],
+    );
+    let tls = ok(&c).services[0].servers[0].tls.clone().expect("TLS");
+    assert_eq!(
+        tls,
+        crate::decl::ServerTls {
+            server_name: "172.20.0.5".into(),
+            ca_file: None,
+            insecure_skip_verify: false
+        }
+    );
+    for (label, value, says) in [
+        (
+            "loadbalancer.server.scheme",
+            "h2c",
+            "expected http or https",
+        ),
+        (
+            "loadbalancer.serverstransport",
+            "insecure@file",
+            "servers transport",
+        ),
+        ("loadbalancer.passhostheader", "false", "always passes"),
+    ] {
+        let key = format!("traefik.http.services.w.{label}");
+        let c = container(
+            "w-1",
+            &[
+                ("traefik.http.routers.w.rule", "Host(`w.test`)"),
+                ("traefik.http.services.w.loadbalancer.server.port", "8443"),
+                (key.as_str(), value),
+            ],
+            &[],
+        );
+        let e = errors(&c);
+        assert!(
+            e.iter().any(|e| e.contains(&key) && e.contains(says)),
+            "{e:?}"
+        );
+    }
+    // Tether: scheme=https, with the file's tls table as labels.
+    let c = container(
+        "w-1",
+        &[
+            ("tether.http.routers.w.rule", "Host(`w.test`)"),
+            ("tether.http.services.w.port", "8443"),
+            ("tether.http.services.w.scheme", "https"),
+            ("tether.http.services.w.tls.insecure_skip_verify", "true"),
+        ],
+        &[],
+    );
+    let tls = ok(&c).services[0].servers[0].tls.clone().expect("TLS");
+    assert!(tls.insecure_skip_verify);
+    assert_eq!(tls.server_name, "172.20.0.5");
+    let c = container(
+        "w-1",
+        &[
+            ("tether.http.routers.w.rule", "Host(`w.test`)"),
+            ("tether.http.services.w.port", "8443"),
+            ("tether.http.services.w.tls.server_name", "w.internal"),
+        ],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("no server of this service is https://")),
+        "{e:?}"
+    );
+    let c = container(
+        "w-1",
+        &[
+            ("tether.http.routers.w.rule", "Host(`w.test`)"),
+            ("tether.http.services.w.scheme", "ftp"),
+        ],
+        &[],
+    );
+    assert!(
+        errors(&c)[0].contains("expected http or https"),
+        "{:?}",
+        errors(&c)
+    );
+}
+
+#[test]
 fn interlock_data_hostname_domain_port_alias() {
     let c = container(
         "dockchat_web_1",

@@ -6,6 +6,7 @@
 //! | `tether.http.services.<s>.<field>` | `services.<s>.<field>` (balance, hash_on, affinity.*) |
 //! | `tether.http.services.<s>.port` | the container's port for this service |
 //! | `tether.http.services.<s>.weight` | this container's weight in the service |
+//! | `tether.http.services.<s>.scheme` | `https`: TLS to the container (`.tls.*` as the file's `tls`) |
 //! | `tether.docker.network` | the network to reach the container on |
 //! | `tether.enable` | `false` leaves the container out |
 //! | `tether.tls.secret` | a certificate and key from a Docker secret of Tether's ([`super::certs`]) |
@@ -49,7 +50,9 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     for ep in cx.entrypoints {
         doc.line(format!("entrypoints.{} = \"127.0.0.1:1\"", quote(ep)), None);
     }
-    let mut services: BTreeMap<String, (Option<&str>, Option<&str>)> = BTreeMap::new();
+    // Per service: its port, weight and scheme labels.
+    let mut services: BTreeMap<String, (Option<&str>, Option<&str>, Option<&str>)> =
+        BTreeMap::new();
     let mut routers: BTreeMap<String, bool> = BTreeMap::new();
     for (key, value) in &c.labels {
         // tether.tls.*: the certificate, read by `certs`.
@@ -83,6 +86,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             match rest.split_once('.') {
                 Some((name, "port")) => services.entry(name.into()).or_default().0 = Some(value),
                 Some((name, "weight")) => services.entry(name.into()).or_default().1 = Some(value),
+                Some((name, "scheme")) => services.entry(name.into()).or_default().2 = Some(value),
                 Some((_, "servers" | "url" | "resolve")) => errors.push(c.label_error(
                     key,
                     "servers are the containers themselves; set port (and weight) instead",
@@ -111,11 +115,11 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         }
     }
     if services.is_empty() {
-        services.insert(c.group.clone(), (None, None));
+        services.insert(c.group.clone(), (None, None, None));
     }
     let network = c.labels.get(NETWORK).map(|v| (NETWORK, v.as_str()));
     let ip = address(c, cx, network).map_err(|e| errors.push(e)).ok();
-    for (name, (port_label, weight_label)) in &services {
+    for (name, (port_label, weight_label, scheme_label)) in &services {
         let port_key = format!("{SERVICES}{name}.port");
         let weight_key = format!("{SERVICES}{name}.weight");
         let port = port(c, &port_key, *port_label, |k, m| c.label_error(k, m))
@@ -135,9 +139,23 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                     None
                 }),
         };
-        if let (Some(ip), Some(port), Some(weight)) = (ip, port, weight) {
-            let url =
-                toml::Value::String(format!("http://{}", std::net::SocketAddr::new(ip, port)));
+        let scheme = match scheme_label.map(|s| s.trim().to_ascii_lowercase()) {
+            None => Some("http"),
+            Some(s) if s == "http" => Some("http"),
+            Some(s) if s == "https" => Some("https"),
+            Some(_) => {
+                errors.push(c.label_error(
+                    &format!("{SERVICES}{name}.scheme"),
+                    "expected http or https (TLS to the container, checked as tls.* say)",
+                ));
+                None
+            }
+        };
+        if let (Some(ip), Some(port), Some(weight), Some(scheme)) = (ip, port, weight, scheme) {
+            let url = toml::Value::String(format!(
+                "{scheme}://{}",
+                std::net::SocketAddr::new(ip, port)
+            ));
             let server_name = toml::Value::String(c.name.clone());
             doc.line(
                 format!("services.{}.servers = [{{ url = {url}, name = {server_name}, weight = {weight} }}]", quote(name)),
@@ -229,8 +247,14 @@ fn literal(field: &str, value: &str) -> String {
     let v = value.trim();
     match leaf {
         "priority" | "rise" | "fall" | "port" if v.parse::<i64>().is_ok() => v.to_string(),
-        "nocache" | "secure" | "http_only" | "redirect_https" | "hsts" | "include_subdomains"
-        | "preload" => match super::parse_bool(v) {
+        "nocache"
+        | "secure"
+        | "http_only"
+        | "redirect_https"
+        | "hsts"
+        | "include_subdomains"
+        | "preload"
+        | "insecure_skip_verify" => match super::parse_bool(v) {
             Some(b) => b.to_string(),
             None => toml::Value::String(value.to_string()).to_string(),
         },

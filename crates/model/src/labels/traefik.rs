@@ -1,7 +1,9 @@
 //! Traefik v2/v3 labels (keys are case-insensitive, as in Traefik):
 //!
 //! - `traefik.http.routers.<r>.rule`, `.service`, `.priority`;
-//! - `traefik.http.services.<s>.loadbalancer.server.port` (and `.scheme`, `http` only);
+//! - `traefik.http.services.<s>.loadbalancer.server.port` (and `.scheme`: `https` is TLS to the
+//!   container, its certificate checked against the system's roots for the container's address,
+//!   as Traefik's default servers transport does);
 //! - `traefik.http.services.<s>.loadbalancer.sticky.cookie` (`true`) and its `.name`, `.secure`,
 //!   `.httponly`, `.samesite`, `.maxage`, `.path`;
 //! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`.
@@ -172,9 +174,33 @@ fn one_service(
     })
     .map_err(|e| errors.push(e))
     .ok();
+    // How the servers are reached: what Tether cannot do as asked is refused.
+    if let Some((key, value)) = get("loadbalancer.passhostheader") {
+        if super::parse_bool(value) != Some(true) {
+            errors.push(c.label_error(
+                key,
+                "Tether always passes the client's Host header to the server (true only)",
+            ));
+        }
+    }
+    if let Some((key, _)) = get("loadbalancer.serverstransport") {
+        errors.push(c.label_error(
+            key,
+            "not supported: a servers transport lives in Traefik's own configuration; for TLS to a container with its own certificate use Tether's labels (tether.http.services.<s>.scheme=https and .tls.ca_file, .tls.server_name or .tls.insecure_skip_verify)",
+        ));
+    }
+    let mut tls = None;
     if let Some((k, v)) = get("loadbalancer.server.scheme") {
-        if !v.eq_ignore_ascii_case("http") {
-            errors.push(c.label_error(k, "only http is supported toward servers"));
+        if v.eq_ignore_ascii_case("https") {
+            // As Traefik's default servers transport: the certificate checked against the
+            // system's roots, for the address dialled.
+            tls = ip.map(|ip| crate::decl::ServerTls {
+                server_name: ip.to_string(),
+                ca_file: None,
+                insecure_skip_verify: false,
+            });
+        } else if !v.eq_ignore_ascii_case("http") {
+            errors.push(c.label_error(k, "expected http or https"));
         }
     }
     let affinity = sticky(c, name, &svc.fields)
@@ -186,7 +212,9 @@ fn one_service(
     let (Some(ip), Some(port), Some(affinity)) = (ip, port, affinity) else {
         return Ok(None);
     };
-    let mut s = service(name, server(c, ip, port));
+    let mut srv = server(c, ip, port);
+    srv.tls = tls;
+    let mut s = service(name, srv);
     s.affinity = affinity;
     Ok(Some(s))
 }
