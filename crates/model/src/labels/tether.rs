@@ -41,6 +41,9 @@ impl Doc {
     }
 }
 
+/// A service's port, weight and scheme labels: they describe the container as its server.
+type ServerLabels<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
     let mut doc = Doc {
@@ -50,9 +53,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     for ep in cx.entrypoints {
         doc.line(format!("entrypoints.{} = \"127.0.0.1:1\"", quote(ep)), None);
     }
-    // Per service: its port, weight and scheme labels.
-    let mut services: BTreeMap<String, (Option<&str>, Option<&str>, Option<&str>)> =
-        BTreeMap::new();
+    let mut services: BTreeMap<String, ServerLabels<'_>> = BTreeMap::new();
     let mut routers: BTreeMap<String, bool> = BTreeMap::new();
     for (key, value) in &c.labels {
         // tether.tls.*: the certificate, read by `certs`.
