@@ -47,6 +47,18 @@ pub struct Options {
         tether_proxy::upstream::meter::Format,
         tether_proxy::upstream::meter::Target,
     )>,
+    /// dockercloud/haproxy's `DEFAULT_SSL_CERT`: a default certificate given as PEM text.
+    pub default_certificate: Option<PemText>,
+}
+
+/// PEM text holding a private key: never printed.
+#[derive(Clone)]
+pub struct PemText(pub String);
+
+impl std::fmt::Debug for PemText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemText({} bytes)", self.0.len())
+    }
 }
 
 /// The admin API's settings.
@@ -73,6 +85,7 @@ impl Options {
             admin: AdminOptions::default(),
             store: None,
             access_log: None,
+            default_certificate: None,
         }
     }
 }
@@ -288,7 +301,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         .map(|a| tether_admin::Auth::new(a, opts.admin.token.clone()))
         .transpose()
         .context("--admin")?;
-    let certificates = certificates(&settings.tls)?;
+    let certificates = certificates(&settings.tls, opts.default_certificate.as_ref())?;
     let (listeners, entrypoints) = bind(
         &settings,
         certificates.as_ref(),
@@ -441,18 +454,39 @@ const CERTIFICATE_CHECK: Duration = Duration::from_secs(1);
 
 /// The certificates of the TLS entrypoints, loaded and checked (start fails, naming the file, if
 /// one cannot serve), then followed for changes; `None` without a TLS entrypoint.
-fn certificates(tls: &TlsSettings) -> anyhow::Result<Option<Arc<CertStore>>> {
+fn certificates(
+    tls: &TlsSettings,
+    default_pem: Option<&PemText>,
+) -> anyhow::Result<Option<Arc<CertStore>>> {
     if tls.entrypoints.is_empty() {
+        if default_pem.is_some() {
+            bail!("DEFAULT_SSL_CERT is set, but no entrypoint terminates TLS: add one with `tls = true` (e.g. websecure = {{ address = \"0.0.0.0:443\", tls = true }})");
+        }
         return Ok(None);
     }
     // Every file must serve at start: a typo stops Tether here, not at a client's handshake.
     certs::load_all(&tls.certificates).context("tls.certificates")?;
+    let mut decls = certs::file_declarations(&tls.certificates);
+    if let Some(pem) = default_pem {
+        // dockercloud/haproxy's way: `\n` written as two characters; the default unless a
+        // file is marked `default = true`.
+        let text = pem.0.replace("\\n", "\n");
+        let decl = tether_model::CertificateDecl {
+            name: "DEFAULT_SSL_CERT".into(),
+            origin: "env DEFAULT_SSL_CERT".into(),
+            pem: tether_model::CertificatePem::Text {
+                cert: text.clone(),
+                key: text,
+            },
+            default: !tls.certificates.iter().any(|c| c.default),
+        };
+        certs::load_declared(&decl).context("DEFAULT_SSL_CERT")?;
+        // Listed first: with no file marked default, it is the default.
+        decls.insert(0, decl);
+    }
     let store = Arc::new(CertStore::default());
-    store.set_source(
-        certs::FILE_SOURCE,
-        certs::file_declarations(&tls.certificates),
-    );
-    if tls.certificates.is_empty() {
+    store.set_source(certs::FILE_SOURCE, decls);
+    if tls.certificates.is_empty() && default_pem.is_none() {
         tracing::warn!("TLS: no [[tls.certificates]] in the configuration: handshakes fail until a certificate comes through the admin API (PUT /api/certificates/NAME) or a provider's label");
     }
     tokio::spawn(certs::follow(store.clone(), CERTIFICATE_CHECK));

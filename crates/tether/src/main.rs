@@ -111,6 +111,17 @@ enum Command {
         /// <state-dir>/tether.sock.
         #[arg(long, value_name = "PATH", env = "TETHER_CONTROL_SOCKET")]
         control_socket: Option<PathBuf>,
+        /// dockercloud/haproxy's DEFAULT_SSL_CERT: the default certificate, its key and chain
+        /// as PEM text (`\n` as two characters is read as a line break), served to clients
+        /// naming no host or an unknown one. Needs a TLS entrypoint. [[tls.certificates]] with
+        /// `default = true` is the file way.
+        #[arg(
+            long = "default-ssl-cert",
+            value_name = "PEM",
+            env = "DEFAULT_SSL_CERT",
+            hide_env_values = true
+        )]
+        default_ssl_cert: Option<String>,
     },
     /// Replace the running Tether with a new process (a new binary, say) without refusing or
     /// failing a request: the new one takes over every listening socket, the old one answers
@@ -584,6 +595,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             access_log_file,
             takeover,
             control_socket,
+            default_ssl_cert,
         } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let control_path =
@@ -624,6 +636,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     admin,
                     store,
                     access_log,
+                    default_certificate: default_ssl_cert.map(tether::app::PemText),
                 },
                 inherited,
             )

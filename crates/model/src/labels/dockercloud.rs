@@ -13,8 +13,9 @@
 //! - `FORCE_SSL` (any value): plain HTTP is answered 308 with the `https://` URL;
 //!   `HSTS_MAX_AGE=31536000`: HSTS on HTTPS responses;
 //! - `SSL_CERT`: the service's certificate and key as PEM text ([`super::certs`]), picked by SNI.
-//!   `DEFAULT_SSL_CERT` belongs on the proxy, where Tether's is the certificate marked
-//!   `default = true` in `tether.toml`.
+//!   `DEFAULT_SSL_CERT` belongs on the proxy: Tether reads it from its own environment
+//!   (`tether run --default-ssl-cert`), or a certificate marked `default = true` in
+//!   `tether.toml`.
 
 use super::{
     address, group, port, route, server, service, Container, Context, LabelError, Translation,

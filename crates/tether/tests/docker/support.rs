@@ -48,6 +48,7 @@ impl Tether {
             admin: Default::default(),
             store: None,
             access_log: None,
+            default_certificate: None,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {

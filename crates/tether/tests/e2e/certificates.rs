@@ -277,3 +277,64 @@ async fn without_a_tls_entrypoint_a_certificate_is_refused() {
     assert!(r.body.contains("no TLS entrypoint"), "{}", r.body);
     i.shutdown().await;
 }
+
+#[tokio::test]
+async fn dockercloud_default_ssl_cert_is_the_default_certificate() {
+    let dir = TempDir::new("tether-default-ssl-cert");
+    let backend = Backend::spawn("one").await;
+    let c = TestCert::write(dir.path(), "cloud-default", &["cloud.test"]);
+    // As dockercloud/haproxy takes it: the key and the chain, `\n` written as two characters.
+    let env = format!("{}{}", c.key_pem(), c.cert_pem()).replace('\n', "\\n");
+    let toml = format!(
+        "[entrypoints]\nwebsecure = {{ address = \"127.0.0.1:0\", tls = true }}\n{KEY}\
+         [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+         [services.app]\nservers = [{{ name = \"one\", url = \"{}\" }}]\n",
+        backend.url()
+    );
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let mut opts = app::Options::file(
+        path.clone(),
+        dir.path().to_path_buf(),
+        Duration::from_secs(1),
+    );
+    opts.default_certificate = Some(app::PemText(env.clone()));
+    let i = app::start(opts).await.expect("start");
+    let no_sni = connect(i.addr("websecure"), None, &["http/1.1"])
+        .await
+        .expect("handshake")
+        .cert;
+    assert_eq!(no_sni, c.der, "no name: DEFAULT_SSL_CERT");
+    assert_eq!(presented(&i, "other.test").await, Some(c.der.clone()));
+    i.shutdown().await;
+
+    // Refused, saying why: no TLS entrypoint to serve it on; a value that is no certificate.
+    std::fs::write(
+        &path,
+        format!("[entrypoints]\nweb = \"127.0.0.1:0\"\n{KEY}"),
+    )
+    .unwrap();
+    let mut opts = app::Options::file(
+        path.clone(),
+        dir.path().to_path_buf(),
+        Duration::from_secs(1),
+    );
+    opts.default_certificate = Some(app::PemText(env));
+    let e = app::start(opts).await.unwrap_err();
+    assert!(
+        format!("{e:#}").contains("no entrypoint terminates TLS"),
+        "{e:#}"
+    );
+    std::fs::write(&path, &toml).unwrap();
+    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.default_certificate = Some(app::PemText("not a certificate".into()));
+    let e = format!("{:#}", app::start(opts).await.unwrap_err());
+    assert!(
+        e.contains("DEFAULT_SSL_CERT") && e.contains("no certificate"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("not a certificate"),
+        "the value is never shown: {e}"
+    );
+}
