@@ -57,6 +57,22 @@ async fn start(engine: &Engine, dir: &TempDir) -> Instance {
     app::start(opts).await.expect("tether starts")
 }
 
+/// A whoami container named after `hint` (so that answers name it), listening on 8080.
+async fn whoami(
+    engine: &Engine,
+    hint: &str,
+    args: Vec<String>,
+) -> tether_testkit::docker::Container {
+    let name = format!("{}-{hint}", engine.run);
+    engine
+        .run(
+            hint,
+            &strs(&args),
+            &["whoami", "--name", &name, "--listen", "0.0.0.0:8080"],
+        )
+        .await
+}
+
 /// One request that asks to close; the status and the response's text.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
@@ -133,19 +149,7 @@ async fn each_dialects_https_labels_redirect_plain_http_and_serve_over_tls() {
     let net = engine.network("net").await;
     let dir = TempDir::new("tether-docker-https");
     let i = start(&engine, &dir).await;
-    let run = |hint: &'static str, args: Vec<String>| {
-        let name = format!("{}-{hint}", engine.run);
-        let engine = &engine;
-        async move {
-            engine
-                .run(
-                    hint,
-                    &strs(&args),
-                    &["whoami", "--name", &name, "--listen", "0.0.0.0:8080"],
-                )
-                .await
-        }
-    };
+    let run = |hint: &'static str, args: Vec<String>| whoami(&engine, hint, args);
     let v2 = run(
         "v2",
         labels(
@@ -247,19 +251,7 @@ async fn a_secret_named_by_a_label_and_dockercloud_ssl_cert_serve_by_sni() {
     )
     .unwrap();
     let i = start(&engine, &dir).await;
-    let run = |hint: &'static str, args: Vec<String>| {
-        let name = format!("{}-{hint}", engine.run);
-        let engine = &engine;
-        async move {
-            engine
-                .run(
-                    hint,
-                    &strs(&args),
-                    &["whoami", "--name", &name, "--listen", "0.0.0.0:8080"],
-                )
-                .await
-        }
-    };
+    let run = |hint: &'static str, args: Vec<String>| whoami(&engine, hint, args);
     let shop = run(
         "secret",
         labels(

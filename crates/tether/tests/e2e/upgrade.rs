@@ -112,15 +112,8 @@ async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     }
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_drained() {
-    let dir = TempDir::new("tether-upgrade");
-    let backend = Backend::spawn("app").await;
+/// `tether.toml` in `dir`: entrypoint `web` routing everything to `backend`.
+fn write_config(dir: &TempDir, backend: &Backend) -> std::path::PathBuf {
     let config = dir.path().join("tether.toml");
     std::fs::write(
         &config,
@@ -133,6 +126,19 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         ),
     )
     .unwrap();
+    config
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_drained() {
+    let dir = TempDir::new("tether-upgrade");
+    let backend = Backend::spawn("app").await;
+    let config = write_config(&dir, &backend);
     // systemd's readiness socket (Type=notify), as examples/systemd/tether.service runs it.
     let notify_path = dir.path().join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
@@ -325,18 +331,7 @@ async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
     );
 
     let backend = Backend::spawn("app").await;
-    let config = dir.path().join("tether.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
-             [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
-             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
-            "k".repeat(40),
-            backend.url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(&dir, &backend);
     let mut old = tokio::process::Command::new(BIN)
         .args(["run", "--state-dir"])
         .arg(dir.path())
