@@ -246,8 +246,14 @@ impl ControlSocket {
     /// The next request (bad ones are answered and skipped).
     pub async fn next(&self) -> Asked {
         loop {
-            let Ok((s, _)) = self.listener.accept().await else {
-                continue;
+            let s = match self.listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let asked = tokio::task::spawn_blocking(move || -> anyhow::Result<Asked> {
                 let s = s.into_std()?;
