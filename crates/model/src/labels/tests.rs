@@ -838,6 +838,76 @@ fn https_to_the_container_from_traefik_and_tether_labels() {
 }
 
 #[test]
+fn traefik_health_checks_map_and_what_tether_cannot_do_is_refused() {
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![
+            ("traefik.http.routers.w.rule", "Host(`w.test`)"),
+            ("traefik.http.services.w.loadbalancer.server.port", "8080"),
+        ];
+        l.extend_from_slice(extra);
+        container("w-1", &l, &[])
+    };
+    let d = ok(&with(&[
+        (
+            "traefik.http.services.w.loadbalancer.healthcheck.path",
+            "/health",
+        ),
+        (
+            "traefik.http.services.w.loadbalancer.healthcheck.interval",
+            "10s",
+        ),
+    ]));
+    let h = d.services[0].health.clone().expect("a health check");
+    assert_eq!(h.path, "/health");
+    assert_eq!(h.interval, std::time::Duration::from_secs(10));
+    assert_eq!(
+        h.timeout,
+        std::time::Duration::from_secs(5),
+        "Traefik's default"
+    );
+    for (labels, says) in [
+        (
+            vec![(
+                "traefik.http.services.w.loadbalancer.healthcheck.interval",
+                "10s",
+            )],
+            "healthcheck.path is missing",
+        ),
+        (
+            vec![
+                (
+                    "traefik.http.services.w.loadbalancer.healthcheck.path",
+                    "/h",
+                ),
+                (
+                    "traefik.http.services.w.loadbalancer.healthcheck.port",
+                    "9000",
+                ),
+            ],
+            "health checks GET the path on the server's own port",
+        ),
+        (
+            vec![(
+                "traefik.http.services.w.loadbalancer.responseforwarding.flushinterval",
+                "1s",
+            )],
+            "not supported: Tether reads loadbalancer.server.port",
+        ),
+        (
+            vec![("traefik.http.routers.w.observability.accesslogs", "false")],
+            "Tether reads a router's rule, service, priority",
+        ),
+        (
+            vec![("traefik.tcp.routers.db.rule", "HostSNI(`*`)")],
+            "not TCP or UDP",
+        ),
+    ] {
+        let e = errors(&with(&labels));
+        assert!(e.iter().any(|e| e.contains(says)), "{labels:?}: {e:?}");
+    }
+}
+
+#[test]
 fn interlock_data_hostname_domain_port_alias() {
     let c = container(
         "dockchat_web_1",

@@ -50,6 +50,13 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut middlewares: BTreeMap<String, https::Fields> = BTreeMap::new();
     for (key, value) in &c.labels {
         let lower = key.to_ascii_lowercase();
+        if lower.starts_with("traefik.tcp.") || lower.starts_with("traefik.udp.") {
+            errors.push(c.label_error(
+                key,
+                "not supported: Tether routes HTTP (traefik.http.*), not TCP or UDP",
+            ));
+            continue;
+        }
         if let Some(rest) = lower.strip_prefix(https::MIDDLEWARES) {
             if let Some((name, field)) = original_name(key, https::MIDDLEWARES, rest) {
                 middlewares
@@ -131,6 +138,18 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 Err(_) => errors.push(c.label_error(k, "not an integer")),
             }
         }
+        for (field, (key, _)) in fields {
+            let known = matches!(
+                field.as_str(),
+                "rule" | "service" | "priority" | "entrypoints" | "middlewares" | "tls"
+            ) || field.starts_with("tls.");
+            if !known {
+                errors.push(c.label_error(
+                    key,
+                    "not supported: Tether reads a router's rule, service, priority, entrypoints, middlewares and tls",
+                ));
+            }
+        }
         errors.extend(https::apply(c, cx, fields, &middlewares, &mut r));
         routes.push(r);
     }
@@ -174,6 +193,31 @@ fn one_service(
     })
     .map_err(|e| errors.push(e))
     .ok();
+    // What Tether cannot do as asked is refused, never left out quietly.
+    for (field, (key, _)) in &svc.fields {
+        let known = matches!(
+            field.as_str(),
+            "loadbalancer.server.port"
+                | "loadbalancer.server.scheme"
+                | "loadbalancer.passhostheader"
+                | "loadbalancer.serverstransport"
+                | "loadbalancer.healthcheck.path"
+                | "loadbalancer.healthcheck.interval"
+                | "loadbalancer.healthcheck.timeout"
+        ) || field.starts_with("loadbalancer.sticky");
+        if !known {
+            let message = if field.starts_with("loadbalancer.healthcheck.") {
+                "not supported: Tether's health checks GET the path on the server's own port and address, and take 2xx and 3xx (it reads healthcheck.path, .interval and .timeout)"
+            } else {
+                "not supported: Tether reads loadbalancer.server.port, .server.scheme, .passhostheader, .sticky.cookie.* and .healthcheck.path, .interval, .timeout"
+            };
+            errors.push(c.label_error(key, message));
+        }
+    }
+    let health = health_check(c, &svc.fields)
+        .map_err(|e| errors.extend(e))
+        .ok()
+        .flatten();
     // How the servers are reached: what Tether cannot do as asked is refused.
     if let Some((key, value)) = get("loadbalancer.passhostheader") {
         if super::parse_bool(value) != Some(true) {
@@ -216,7 +260,55 @@ fn one_service(
     srv.tls = tls;
     let mut s = service(name, srv);
     s.affinity = affinity;
+    s.health = health;
     Ok(Some(s))
+}
+
+/// `loadbalancer.healthcheck.path` (and `.interval`, `.timeout`, Traefik's defaults 30 s and
+/// 5 s): Tether's active health check of each server.
+fn health_check(
+    c: &Container,
+    fields: &BTreeMap<String, (&str, &str)>,
+) -> Result<Option<crate::decl::HealthCheck>, Vec<LabelError>> {
+    let get = |f: &str| {
+        fields
+            .get(&format!("loadbalancer.healthcheck.{f}"))
+            .copied()
+    };
+    let (path, interval, timeout) = (get("path"), get("interval"), get("timeout"));
+    let Some((path_key, path)) = path else {
+        return match interval.or(timeout) {
+            Some((k, _)) => Err(vec![c.label_error(
+                k,
+                "loadbalancer.healthcheck.path is missing: the path to GET on each server",
+            )]),
+            None => Ok(None),
+        };
+    };
+    let mut errors = Vec::new();
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        errors.push(c.label_error(path_key, "a path starts with / and holds no spaces"));
+    }
+    let mut check = crate::decl::HealthCheck::of(path.to_string());
+    check.interval = std::time::Duration::from_secs(30);
+    check.timeout = std::time::Duration::from_secs(5);
+    for (label, slot) in [
+        (interval, &mut check.interval),
+        (timeout, &mut check.timeout),
+    ] {
+        if let Some((k, v)) = label {
+            match crate::duration::parse(v.trim()) {
+                Ok(d) if !d.is_zero() => *slot = d,
+                Ok(_) => errors.push(c.label_error(k, "must be more than zero")),
+                Err(m) => errors.push(c.label_error(k, m)),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(Some(check))
+    } else {
+        Err(errors)
+    }
 }
 
 fn sticky(
