@@ -908,6 +908,48 @@ fn traefik_health_checks_map_and_what_tether_cannot_do_is_refused() {
 }
 
 #[test]
+fn traefik_v1_protocol_health_checks_and_refusals() {
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![
+            ("traefik.port", "8443"),
+            ("traefik.frontend.rule", "Host:v1.test"),
+        ];
+        l.extend_from_slice(extra);
+        container("w-1", &l, &[])
+    };
+    let d = ok(&with(&[
+        ("traefik.protocol", "https"),
+        ("traefik.backend.healthcheck.path", "/health"),
+        ("traefik.backend.healthcheck.interval", "15s"),
+        ("traefik.frontend.passHostHeader", "true"),
+    ]));
+    assert_eq!(d.dialect, Dialect::TraefikV1);
+    let srv = &d.services[0].servers[0];
+    assert_eq!(srv.tls.as_ref().unwrap().server_name, "172.20.0.5");
+    let h = d.services[0].health.clone().unwrap();
+    assert_eq!((h.path.as_str(), h.interval.as_secs()), ("/health", 15));
+    for (labels, says) in [
+        (vec![("traefik.protocol", "h2c")], "expected http or https"),
+        (vec![("traefik.tags", "public")], "--docker-constraint"),
+        (
+            vec![("traefik.frontend.auth.basic", "u:p")],
+            "not supported: Tether reads traefik.port",
+        ),
+        (
+            vec![("traefik.frontend.passHostHeader", "false")],
+            "always passes",
+        ),
+        (
+            vec![("traefik.backend.healthcheck.port", "9000")],
+            "health checks GET the path",
+        ),
+    ] {
+        let e = errors(&with(&labels));
+        assert!(e.iter().any(|e| e.contains(says)), "{labels:?}: {e:?}");
+    }
+}
+
+#[test]
 fn interlock_data_hostname_domain_port_alias() {
     let c = container(
         "dockchat_web_1",

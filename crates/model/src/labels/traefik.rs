@@ -264,8 +264,7 @@ fn one_service(
     Ok(Some(s))
 }
 
-/// `loadbalancer.healthcheck.path` (and `.interval`, `.timeout`, Traefik's defaults 30 s and
-/// 5 s): Tether's active health check of each server.
+/// `loadbalancer.healthcheck.path` (and `.interval`, `.timeout`): Tether's active health check.
 fn health_check(
     c: &Container,
     fields: &BTreeMap<String, (&str, &str)>,
@@ -275,12 +274,29 @@ fn health_check(
             .get(&format!("loadbalancer.healthcheck.{f}"))
             .copied()
     };
-    let (path, interval, timeout) = (get("path"), get("interval"), get("timeout"));
+    health_labels(
+        c,
+        "loadbalancer.healthcheck.path",
+        get("path"),
+        get("interval"),
+        get("timeout"),
+    )
+}
+
+/// A health check from a dialect's path, interval and timeout labels (`(key, value)`), with
+/// Traefik's defaults (30 s, 5 s); `path_name` names the path label in the error for its absence.
+pub(crate) fn health_labels(
+    c: &Container,
+    path_name: &str,
+    path: Option<(&str, &str)>,
+    interval: Option<(&str, &str)>,
+    timeout: Option<(&str, &str)>,
+) -> Result<Option<crate::decl::HealthCheck>, Vec<LabelError>> {
     let Some((path_key, path)) = path else {
         return match interval.or(timeout) {
             Some((k, _)) => Err(vec![c.label_error(
                 k,
-                "loadbalancer.healthcheck.path is missing: the path to GET on each server",
+                format!("{path_name} is missing: the path to GET on each server"),
             )]),
             None => Ok(None),
         };

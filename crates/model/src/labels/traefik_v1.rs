@@ -8,6 +8,9 @@
 //!   `traefik.backend.loadbalancer.sticky=true`); `traefik.backend.loadbalancer.method` `wrr` or
 //!   `drr` (read as least requests);
 //! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`;
+//! - `traefik.protocol=https` (TLS to the container), `traefik.backend.healthcheck.path`,
+//!   `.interval`, `.timeout` (Tether's health check), `traefik.frontend.passHostHeader=true`;
+//!   any other `traefik.*` label is refused, naming it;
 //! - `traefik.frontend.entryPoints=http,https`: Tether's entrypoints of those names, or its plain
 //!   and its TLS entrypoint for `http` and `https` ([`Context::entrypoint`]);
 //! - `traefik.frontend.redirect.entryPoint=https`: plain HTTP is redirected to that (TLS)
@@ -20,7 +23,7 @@
 //! names the server without revealing its address and cannot be forged to reach another one.
 
 use super::traefik::https::{middleware, Fields};
-use super::traefik::{label_ci, network_label};
+use super::traefik::{health_labels, label_ci, network_label};
 use super::{
     address, any_of, list, lit, parse_bool, port, route, scoped, server, service, Container,
     Context, LabelError, Translation,
@@ -44,8 +47,91 @@ pub(crate) fn applies(c: &Container) -> bool {
     })
 }
 
-pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+/// The labels Tether reads (lower case); the `traefik.*` others are refused.
+const KNOWN: &[&str] = &[
+    "traefik.enable",
+    "traefik.port",
+    "traefik.weight",
+    "traefik.protocol",
+    "traefik.backend",
+    "traefik.docker.network",
+    "traefik.swarm.network",
+    "traefik.backend.loadbalancer.method",
+    "traefik.backend.loadbalancer.stickiness",
+    "traefik.backend.loadbalancer.sticky",
+    "traefik.backend.loadbalancer.stickiness.cookiename",
+    "traefik.backend.healthcheck.path",
+    "traefik.backend.healthcheck.interval",
+    "traefik.backend.healthcheck.timeout",
+    "traefik.frontend.rule",
+    "traefik.frontend.priority",
+    "traefik.frontend.passhostheader",
+    "traefik.frontend.entrypoints",
+    "traefik.frontend.redirect.entrypoint",
+    "traefik.frontend.redirect.permanent",
+    "traefik.frontend.redirect.regex",
+    "traefik.frontend.redirect.replacement",
+    "traefik.frontend.headers.stsseconds",
+    "traefik.frontend.headers.stsincludesubdomains",
+    "traefik.frontend.headers.stspreload",
+    "traefik.frontend.headers.forcestsheader",
+    "traefik.frontend.headers.sslredirect",
+    "traefik.frontend.headers.ssltemporaryredirect",
+];
+
+/// Labels Tether cannot honour, each refused with why.
+fn unsupported(c: &Container) -> Vec<LabelError> {
     let mut errors = Vec::new();
+    for key in c.labels.keys() {
+        let lower = key.to_ascii_lowercase();
+        if !lower.starts_with("traefik.") || KNOWN.contains(&lower.as_str()) {
+            continue;
+        }
+        let message = if lower == "traefik.tags" {
+            "not supported: Tether picks containers with --docker-constraint LABEL=VALUE"
+                .to_string()
+        } else if lower.starts_with("traefik.backend.healthcheck.") {
+            "not supported: Tether's health checks GET the path on the server's own port and address (it reads healthcheck.path, .interval and .timeout)".to_string()
+        } else {
+            "not supported: Tether reads traefik.port, .weight, .protocol, .backend, .frontend.rule, .priority, .entryPoints, .redirect.*, .headers.SSLRedirect and .STS*, .backend.loadbalancer.* and .backend.healthcheck.*".to_string()
+        };
+        errors.push(c.label_error(key, message));
+    }
+    if let Some((k, v)) = label_ci(c, "traefik.frontend.passHostHeader") {
+        if parse_bool(v) != Some(true) {
+            errors.push(c.label_error(
+                k,
+                "Tether always passes the client's Host header to the server (true only)",
+            ));
+        }
+    }
+    errors
+}
+
+/// `traefik.backend.healthcheck.path` (and `.interval`, `.timeout`): Tether's health check.
+fn health_check(c: &Container) -> Result<Option<crate::decl::HealthCheck>, Vec<LabelError>> {
+    let get = |f: &str| label_ci(c, &format!("traefik.backend.healthcheck.{f}"));
+    health_labels(
+        c,
+        "traefik.backend.healthcheck.path",
+        get("path"),
+        get("interval"),
+        get("timeout"),
+    )
+}
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    let mut errors = unsupported(c);
+    let health = health_check(c).map_err(|e| errors.extend(e)).ok().flatten();
+    let tls = match label_ci(c, "traefik.protocol") {
+        None => false,
+        Some((_, v)) if v.eq_ignore_ascii_case("http") => false,
+        Some((_, v)) if v.eq_ignore_ascii_case("https") => true,
+        Some((k, _)) => {
+            errors.push(c.label_error(k, "expected http or https"));
+            false
+        }
+    };
     let name = label_ci(c, "traefik.backend").map_or(c.group.clone(), |(_, v)| v.to_string());
     let ip = address(c, cx, network_label(c))
         .map_err(|e| errors.push(e))
@@ -127,8 +213,16 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     };
     let mut srv = server(c, ip, port);
     srv.weight = weight;
+    // `traefik.protocol=https`: TLS to the container, checked against the system's roots for
+    // its address, as Traefik v1 did by default.
+    srv.tls = tls.then(|| crate::decl::ServerTls {
+        server_name: ip.to_string(),
+        ca_file: None,
+        insecure_skip_verify: false,
+    });
     let mut svc = service(&name, srv);
     svc.balance = balance;
+    svc.health = health;
     svc.affinity = sticky.then_some(AffinityPolicy {
         mode: AffinityMode::Cookie(attrs),
         nocache: false,
