@@ -214,37 +214,19 @@ async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_new_connection
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["run", "--drain", "10s", "--state-dir"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let find = async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l
-                .contains("listening")
-                .then(|| l.split("addr=").nth(1))
-                .flatten()
-            {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("tether ended without listening");
-    };
-    let addr: std::net::SocketAddr = tokio::time::timeout(Duration::from_secs(20), find)
-        .await
-        .expect("tether did not start")
-        .parse()
-        .unwrap();
-    // The rest of its log is read (and dropped) so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut child = crate::support::Running::spawn(
+        &[
+            "run".as_ref(),
+            "--drain".as_ref(),
+            "10s".as_ref(),
+            "--state-dir".as_ref(),
+            dir.path().as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &[],
+    );
+    let addr = child.addr("listening entrypoint=web").await;
 
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -262,7 +244,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_new_connection
         std::future::ready(slow.requests() == 1)
     })
     .await;
-    let pid = child.id().unwrap().to_string();
+    let pid = child.child.id().unwrap().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -289,7 +271,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_new_connection
         refused < answered,
         "refused new connections before the slow answer came"
     );
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), child.child.wait())
         .await
         .expect("tether exits once drained")
         .unwrap();

@@ -84,3 +84,78 @@ pub fn one_service(backends: &[&Backend], extra: &str) -> String {
         servers(backends)
     )
 }
+
+/// A `tether run` process of the built binary, its log (stderr) gathered as it comes: the
+/// addresses it listens on are read from it.
+pub struct Running {
+    pub child: tokio::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// Start `tether` with `args` and `envs` (and `RUST_LOG=info`), its output piped to the log.
+    pub fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)]) -> Running {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tether starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+        // Read to the end (a successor started by this process writes here too), so that it
+        // never blocks on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Running { child, log }
+    }
+
+    /// The address on the first log line holding `marker` (`listening entrypoint=web`,
+    /// `admin API listening`), once it is written.
+    pub async fn addr(&mut self, marker: &str) -> SocketAddr {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|l| {
+                l.contains(marker)
+                    .then(|| {
+                        l.split("addr=")
+                            .nth(1)?
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .flatten()
+            });
+            if let Some(a) = found {
+                return a;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tether exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "no {marker:?} within 20 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval; bounded by `end`
+        }
+    }
+
+    /// Has a line holding `text` been written?
+    pub fn said(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}

@@ -3,7 +3,6 @@
 //! listening socket over (the admin API's too); the old process exits once drained.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tether_testkit::{Admin, Backend, Client, TempDir};
-use tokio::io::AsyncBufReadExt;
+
+use crate::support::Running;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 const TOKEN: &str = "upgrade-test-token";
@@ -146,73 +146,32 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // As the unit starts it: --takeover with nothing running starts afresh.
-    let mut old = tokio::process::Command::new(BIN)
-        .args([
-            "run",
-            "--takeover",
-            "--drain",
-            "5s",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .env("TETHER_ADMIN_TOKEN", TOKEN)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(old.stderr.take().unwrap()).lines();
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let addr_of = |l: &str, marker: &str| -> Option<SocketAddr> {
-        l.contains(marker)
-            .then(|| {
-                l.split("addr=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .flatten()
-    };
-    let (mut web, mut admin_addr) = (None, None);
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while web.is_none() || admin_addr.is_none() {
-            let l = lines.next_line().await.unwrap().expect("tether ended");
-            web = web.or(addr_of(&l, "listening entrypoint=web"));
-            admin_addr = admin_addr.or(addr_of(&l, "admin API listening"));
-            log.lock().unwrap().push(l);
-        }
-    })
-    .await
-    .expect("tether did not start");
-    let (web, admin_addr) = (web.unwrap(), admin_addr.unwrap());
+    let mut old = Running::spawn(
+        &[
+            "run".as_ref(),
+            "--takeover".as_ref(),
+            "--drain".as_ref(),
+            "5s".as_ref(),
+            "--admin".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--state-dir".as_ref(),
+            dir.path().as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &[
+            ("TETHER_ADMIN_TOKEN", TOKEN.as_ref()),
+            ("NOTIFY_SOCKET", notify_path.as_os_str()),
+        ],
+    );
+    let web = old.addr("listening entrypoint=web").await;
+    let admin_addr = old.addr("admin API listening").await;
     let mut datagram = [0u8; 256];
     let n = notify
         .recv(&mut datagram)
         .expect("READY=1 from the first process");
     assert_eq!(&datagram[..n], b"READY=1\n");
-    assert!(
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("starting afresh")),
-        "{:?}",
-        log.lock().unwrap()
-    );
-    // The rest of the log (the successor's too: it writes where the old one does).
-    let sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(l)) = lines.next_line().await {
-            sink.lock().unwrap().push(l);
-        }
-    });
+    assert!(old.said("starting afresh"), "{}", old.log());
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -250,7 +209,7 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         out.status.success(),
         "{said}{}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        log.lock().unwrap().join("\n")
+        old.log()
     );
     let new_pid: u32 = said
         .lines()
@@ -266,7 +225,7 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         String::from_utf8_lossy(&datagram[..n]),
         format!("MAINPID={new_pid}\nREADY=1\n")
     );
-    let status = tokio::time::timeout(Duration::from_secs(10), old.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), old.child.wait())
         .await
         .expect("the old process exits once drained")
         .unwrap();
@@ -293,7 +252,7 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         "{} failed: {:?}\n{}",
         failed.len(),
         &failed[..failed.len().min(10)],
-        log.lock().unwrap().join("\n")
+        old.log()
     );
     let mut a = Admin::new(admin_addr, Some(TOKEN));
     assert_eq!(a.get("/api/version").await.status, 200, "the admin API too");
@@ -332,37 +291,17 @@ async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
 
     let backend = Backend::spawn("app").await;
     let config = write_config(&dir, &backend);
-    let mut old = tokio::process::Command::new(BIN)
-        .args(["run", "--state-dir"])
-        .arg(dir.path())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(old.stderr.take().unwrap()).lines();
-    let web: SocketAddr = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let l = lines.next_line().await.unwrap().expect("tether ended");
-            if l.contains("listening entrypoint=web") {
-                return l
-                    .split("addr=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-            }
-        }
-    })
-    .await
-    .expect("tether did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut old = Running::spawn(
+        &[
+            "run".as_ref(),
+            "--state-dir".as_ref(),
+            dir.path().as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &[],
+    );
+    let web = old.addr("listening entrypoint=web").await;
     // The control socket is ready once READY would be sent: wait for the file.
     let sock = dir.path().join("tether.sock");
     tether_testkit::wait_for("the control socket", Duration::from_secs(10), || {
@@ -385,7 +324,7 @@ async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
     );
     let mut c = Client::new(web);
     assert_eq!(c.get("/").await.unwrap().server(), "app", "still serving");
-    assert!(old.try_wait().unwrap().is_none(), "still running");
+    assert!(old.child.try_wait().unwrap().is_none(), "still running");
 }
 
 /// The systemd unit's commands use flags the binary has (clap stops at `--help` only after
