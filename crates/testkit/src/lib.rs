@@ -178,9 +178,35 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    wait_for_value(what, deadline, || {
+        let held = cond();
+        async move {
+            if held.await {
+                Ok(())
+            } else {
+                Err("no".to_string())
+            }
+        }
+    })
+    .await
+}
+
+/// Poll `probe` every 10 ms until it gives `Ok(value)`, and return the value; panics when
+/// `deadline` passes, with what `what` was and the last `Err` the probe gave (what it saw).
+pub async fn wait_for_value<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let end = Instant::now() + deadline;
-    while !cond().await {
-        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < end,
+                "{what}: not within {deadline:?} (last: {last})"
+            ),
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -30,14 +30,19 @@ impl TestCert {
             names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         )
         .expect("rcgen");
+        TestCert::save(dir, stem, &c.cert, &c.signing_key)
+    }
+
+    /// Write `cert` and `key` as `<stem>.crt` and `<stem>.key` under `dir`.
+    fn save(dir: &Path, stem: &str, cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> TestCert {
         let cert_file = dir.join(format!("{stem}.crt"));
         let key_file = dir.join(format!("{stem}.key"));
-        std::fs::write(&cert_file, c.cert.pem()).unwrap();
-        std::fs::write(&key_file, c.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
         TestCert {
             cert_file,
             key_file,
-            der: c.cert.der().to_vec(),
+            der: cert.der().to_vec(),
         }
     }
 
@@ -50,15 +55,7 @@ impl TestCert {
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
         let key = rcgen::KeyPair::generate().expect("rcgen");
         let c = p.self_signed(&key).expect("rcgen");
-        let cert_file = dir.join(format!("{stem}.crt"));
-        let key_file = dir.join(format!("{stem}.key"));
-        std::fs::write(&cert_file, c.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        TestCert {
-            cert_file,
-            key_file,
-            der: c.der().to_vec(),
-        }
+        TestCert::save(dir, stem, &c, &key)
     }
 
     /// The certificate's PEM text.
@@ -209,15 +206,7 @@ impl TestCa {
                 .expect("rcgen");
         let key = rcgen::KeyPair::generate().expect("rcgen");
         let c = p.signed_by(&key, &self.issuer).expect("rcgen");
-        let cert_file = dir.join(format!("{stem}.crt"));
-        let key_file = dir.join(format!("{stem}.key"));
-        std::fs::write(&cert_file, c.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        TestCert {
-            cert_file,
-            key_file,
-            der: c.der().to_vec(),
-        }
+        TestCert::save(dir, stem, &c, &key)
     }
 }
 

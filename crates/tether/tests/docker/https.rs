@@ -6,13 +6,13 @@
 //! secret named by `tether.tls.secret`, dockercloud/haproxy's `SSL_CERT`.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tether::app::{self, DockerOptions, Instance};
 use tether_providers::docker::Endpoint;
 use tether_testkit::docker::Engine;
 use tether_testkit::tls::{connect, TestCert};
-use tether_testkit::TempDir;
+use tether_testkit::{wait_for_value, TempDir};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
@@ -116,18 +116,17 @@ fn location(response: &str) -> Option<&str> {
 async fn redirected_then_served(i: &Instance, host: &str, path: &str, status: u16, server: &str) {
     let web = i.addr("web");
     let tls_port = i.addr("websecure").port();
-    let end = Instant::now() + FAST;
-    let response = loop {
-        let (got, text) = plain(web, host, path).await;
-        if got == status {
-            break text;
-        }
-        assert!(
-            Instant::now() < end,
-            "{host}{path}: no {status} within {FAST:?}, last {got}: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by FAST
-    };
+    let response = wait_for_value(
+        &format!("{host}{path} answering {status}"),
+        FAST,
+        || async {
+            match plain(web, host, path).await {
+                (got, text) if got == status => Ok(text),
+                (got, text) => Err(format!("{got}: {text}")),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         location(&response),
         Some(format!("https://{host}:{tls_port}{path}").as_str()),
@@ -218,21 +217,15 @@ async fn each_dialects_https_labels_redirect_plain_http_and_serve_over_tls() {
 
 /// Wait until a handshake naming `sni` is presented `der`.
 async fn presented_within(i: &Instance, sni: &str, der: &[u8], what: &str) {
-    let end = Instant::now() + FAST;
-    loop {
-        let got = connect(i.addr("websecure"), Some(sni), &["http/1.1"])
-            .await
-            .ok()
-            .map(|h| h.cert);
-        if got.as_deref() == Some(der) {
-            return;
+    let addr = i.addr("websecure");
+    wait_for_value(&format!("{what} presented for {sni}"), FAST, || async {
+        match connect(addr, Some(sni), &["http/1.1"]).await {
+            Ok(h) if h.cert == der => Ok(()),
+            Ok(_) => Err("another certificate".to_string()),
+            Err(e) => Err(e.to_string()),
         }
-        assert!(
-            Instant::now() < end,
-            "{what}: not presented for {sni} within {FAST:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by FAST
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,16 +252,17 @@ async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_new_connection
         .success());
 
     // New connections are refused while the request is still being served.
-    let mut refused = None;
-    let end = std::time::Instant::now() + Duration::from_secs(2);
-    while refused.is_none() && std::time::Instant::now() < end {
-        if tokio::net::TcpStream::connect(addr).await.is_err() {
-            refused = Some(std::time::Instant::now());
-        } else {
-            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval; bounded by `end`
-        }
-    }
-    let refused = refused.expect("still accepting connections 2 s after SIGTERM");
+    let refused = tether_testkit::wait_for_value(
+        "new connections refused after SIGTERM",
+        Duration::from_secs(2),
+        || async {
+            match tokio::net::TcpStream::connect(addr).await {
+                Err(_) => Ok(std::time::Instant::now()),
+                Ok(_) => Err("a connection was accepted".to_string()),
+            }
+        },
+    )
+    .await;
     let (response, answered) = in_flight.await.unwrap();
     assert!(
         response.starts_with("HTTP/1.1 200"),

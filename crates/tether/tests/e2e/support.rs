@@ -121,8 +121,8 @@ impl Running {
     /// The address on the first log line holding `marker` (`listening entrypoint=web`,
     /// `admin API listening`), once it is written.
     pub async fn addr(&mut self, marker: &str) -> SocketAddr {
-        let end = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        let what = format!("{marker:?} in the log");
+        tether_testkit::wait_for_value(&what, Duration::from_secs(20), || {
             let found = self.log.lock().unwrap().iter().find_map(|l| {
                 l.contains(marker)
                     .then(|| {
@@ -135,19 +135,14 @@ impl Running {
                     })
                     .flatten()
             });
-            if let Some(a) = found {
-                return a;
+            if found.is_none() {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("tether exited with {status}:\n{}", self.log());
+                }
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("tether exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                std::time::Instant::now() < end,
-                "no {marker:?} within 20 s:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval; bounded by `end`
-        }
+            std::future::ready(found.ok_or_else(|| self.log()))
+        })
+        .await
     }
 
     /// Has a line holding `text` been written?

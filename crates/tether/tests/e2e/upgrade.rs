@@ -265,11 +265,10 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         .status()
         .unwrap()
         .success());
-    let end = Instant::now() + Duration::from_secs(10);
-    while alive(new_pid) {
-        assert!(Instant::now() < end, "the successor did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval; bounded by `end`
-    }
+    tether_testkit::wait_for("the successor stopping", Duration::from_secs(10), || {
+        std::future::ready(!alive(new_pid))
+    })
+    .await;
     drop(dir);
 }
 

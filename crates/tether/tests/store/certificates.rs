@@ -14,22 +14,19 @@ use crate::support::{median_max, Replica};
 /// time from `since`.
 async fn serves(r: &Replica, sni: &str, want: Option<&[u8]>, since: Instant) -> Duration {
     let addr = r.websecure.expect("a TLS entrypoint");
-    loop {
+    let what = format!("{} serving the certificate expected for {sni}", r.name);
+    tether_testkit::wait_for_value(&what, Duration::from_secs(5), || async {
         let got = connect(addr, Some(sni), &["http/1.1"])
             .await
             .ok()
             .map(|h| h.cert);
         if got.as_deref() == want {
-            return since.elapsed();
+            Ok(since.elapsed())
+        } else {
+            Err(r.log())
         }
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "{} did not serve the certificate expected for {sni}:\n{}",
-            r.name,
-            r.log()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval; bounded above
-    }
+    })
+    .await
 }
 
 #[tokio::test]
