@@ -6,14 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tether_proxy::upstream::tls::Unchecked;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 /// A self-signed certificate for `names`, written as `<stem>.crt` and `<stem>.key` under `dir`.
 #[derive(Debug, Clone)]
@@ -83,55 +80,6 @@ impl TestCert {
     }
 }
 
-/// Accepts any certificate: the tests look at which one was presented.
-#[derive(Debug)]
-struct Shown(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Shown {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A finished handshake: the stream, the server's certificate (DER), the protocol ALPN chose.
 pub struct Handshake {
     pub stream: TlsStream<TcpStream>,
@@ -151,7 +99,8 @@ pub async fn connect(
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Shown(provider)))
+        // Any certificate is taken: the tests look at which one was presented.
+        .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // An IP address as the server name: rustls sends no SNI then.
