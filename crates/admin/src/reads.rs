@@ -162,6 +162,21 @@ pub async fn backends(State(s): State<AppState>) -> Json<Value> {
             (service, b.name.to_string(), row)
         })
         .collect();
+    // A service with no server has a row of its own: its routes stay, and requests wait for one.
+    for svc in s.control.store().load().services.iter() {
+        if svc.backends.is_empty() {
+            let row = json!({
+                "service": svc.name,
+                "server": null,
+                "address": null,
+                "state": "no server",
+                "in_flight": 0,
+                "pinned_requests": 0,
+                "waiting": svc.stats.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            });
+            rows.push((svc.name.clone(), String::new(), row));
+        }
+    }
     rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     Json(Value::Array(rows.into_iter().map(|r| r.2).collect()))
 }

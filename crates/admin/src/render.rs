@@ -5,7 +5,9 @@ use std::hash::{Hash, Hasher};
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
-use tether_model::{AffinityMode, BalanceAlgo, HashOn, OnMissing, RouteDecl, ServiceDecl};
+use tether_model::{
+    AffinityMode, BalanceAlgo, HashOn, OnMissing, RouteDecl, ServerWait, ServiceDecl,
+};
 
 /// A route's fields.
 pub fn route(r: &RouteDecl) -> Value {
@@ -122,6 +124,15 @@ pub fn service(s: &ServiceDecl) -> Value {
                 "fall": h.fall,
             }),
         );
+    }
+    if s.wait.timeout != ServerWait::DEFAULT_TIMEOUT {
+        o.insert(
+            "wait_for_server".into(),
+            json!(format!("{}ms", s.wait.timeout.as_millis())),
+        );
+    }
+    if s.wait.queue != ServerWait::DEFAULT_QUEUE {
+        o.insert("wait_queue".into(), json!(s.wait.queue));
     }
     if let Some(a) = &s.affinity {
         let mut m = Map::new();

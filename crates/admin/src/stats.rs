@@ -195,6 +195,12 @@ pub(crate) struct ServiceRow {
     pub rps: f64,
     pub sticky: [u64; 4],
     pub servers: Vec<ServerRow>,
+    /// No server takes new requests: its requests wait for one, then get 503.
+    pub no_server: bool,
+    /// Requests waiting for a server now, and those that waited (and got none in time).
+    pub waiting: u32,
+    pub waited: u64,
+    pub wait_expired: u64,
 }
 
 /// Everything the page shows.
@@ -312,6 +318,14 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 st.sticky_forged.load(Relaxed),
             ],
             servers,
+            no_server: !s
+                .balancer
+                .servers()
+                .iter()
+                .any(|c| c.weight > 0 && c.state.takes_new(false)),
+            waiting: st.waiting.load(Relaxed),
+            waited: st.waited.load(Relaxed),
+            wait_expired: st.wait_expired.load(Relaxed),
         });
     }
     Page {
@@ -449,6 +463,10 @@ fn to_json(p: &Page) -> Value {
                 "affinity": s.affinity,
                 "requests_per_second": s.rps,
                 "sticky": { "hits": s.sticky[0], "new": s.sticky[1], "rebalanced": s.sticky[2], "forged": s.sticky[3] },
+                "no_server": s.no_server,
+                "waiting": s.waiting,
+                "waited": s.waited,
+                "wait_expired": s.wait_expired,
                 "servers": s.servers.iter().map(|v| json!({
                     "name": v.name, "address": v.address, "state": v.state, "weight": v.weight,
                     "in_flight": v.in_flight, "requests": v.requests,

@@ -29,6 +29,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
             affinity: None,
             resolve: None,
             health: None,
+            wait: Default::default(),
         })
         .collect();
     let routes = (0..ROUTES)

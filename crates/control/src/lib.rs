@@ -214,7 +214,11 @@ impl Control {
             Ok(table) => {
                 let version = table.version.clone();
                 let (nr, ns) = (routes.len(), services.len());
-                let old = self.store.swap(Arc::new(table));
+                let table = Arc::new(table);
+                let old = self.store.swap(table.clone());
+                // Requests waiting for a server that this table brings go now.
+                tether_proxy::handler::wake_waiting(&table);
+                drop(table);
                 // From the update to the new table serving; what follows is clean-up.
                 let took_ms = started.elapsed().as_secs_f64() * 1e3;
                 // Dropped here, off the serving thread: the one retired at the previous swap.
@@ -416,6 +420,7 @@ mod tests {
             affinity: None,
             resolve: None,
             health: None,
+            wait: Default::default(),
         };
         let routes = routes
             .iter()

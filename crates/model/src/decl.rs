@@ -189,6 +189,35 @@ pub struct ServiceDecl {
     pub resolve: Option<Resolve>,
     /// Active health checks of each server.
     pub health: Option<HealthCheck>,
+    /// What a request does while the service has no server to take it.
+    pub wait: ServerWait,
+}
+
+/// While a service has no server that takes new requests (scaled to 0, every task stopping in a
+/// rolling update, every server unhealthy, `servers = []`), its routes stay and a request waits
+/// up to `timeout` for one to come, then gets 503 with `Retry-After: 1`. At most `queue`
+/// requests wait; beyond them, 503 at once. HAProxy's `timeout queue`, Traefik's 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServerWait {
+    /// `wait_for_server`: 0 answers 503 at once.
+    pub timeout: Duration,
+    /// `wait_queue`: requests that may wait at once, per service and process.
+    pub queue: u32,
+}
+
+impl ServerWait {
+    /// 5 s: a Swarm task starts in 1-3 s, and a client gives up later than that.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_QUEUE: u32 = 1024;
+}
+
+impl Default for ServerWait {
+    fn default() -> Self {
+        ServerWait {
+            timeout: Self::DEFAULT_TIMEOUT,
+            queue: Self::DEFAULT_QUEUE,
+        }
+    }
 }
 
 /// An active health check: `GET path` on each server every `interval`; `fall` failures in a row

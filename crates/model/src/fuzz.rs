@@ -67,6 +67,7 @@ pub fn labels(data: &[u8]) {
         entrypoints: &entrypoints,
         tls_entrypoints: &entrypoints[1..],
         own_networks: &[],
+        host_networks: None,
         default_network: None,
         secrets_dir: None,
     };

@@ -81,8 +81,12 @@ pub struct Context<'a> {
     pub entrypoints: &'a [String],
     /// Those of `entrypoints` that terminate TLS.
     pub tls_entrypoints: &'a [String],
-    /// Networks Tether is attached to when it runs in a container; empty on the host.
+    /// Networks Tether is attached to when it runs in a container; empty on the host (`host`
+    /// alone for a container on the host's network, which is the host's).
     pub own_networks: &'a [String],
+    /// When Tether runs on the host: the networks the host reaches, this engine's local bridge
+    /// networks (an overlay is reachable from its containers only). `None`: not known, any.
+    pub host_networks: Option<&'a [String]>,
     /// Network to use when a container names none (`--docker-network`).
     pub default_network: Option<&'a str>,
     /// Where Tether's Docker secrets are (default [`certs::SECRETS_DIR`]).
@@ -264,6 +268,18 @@ impl Container {
         }
     }
 
+    /// An error about the container as a whole (no one label).
+    pub fn whole_error(&self, message: String) -> LabelError {
+        LabelError {
+            container: self.name.clone(),
+            kind: self.kind,
+            origin: Source::Label,
+            key: String::new(),
+            value: None,
+            message,
+        }
+    }
+
     fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
     }
@@ -352,57 +368,101 @@ pub fn scoped(name: &str) -> String {
 
 /// The address to reach `c` on: the network `label` names, else one Tether shares with it, else
 /// the default network, else its only (or first) network. `label` is `(key, value)`.
+///
+/// Only an address Tether can reach is ever used: in a container, one on a network that
+/// container is attached to; on the host (or the host's network), the host's loopback for a
+/// container on the host's network, or one on a local bridge network of this engine. Otherwise
+/// the container is left out with an error naming the network and what Tether is attached to.
 pub fn address(
     c: &Container,
     cx: &Context<'_>,
     label: Option<(&str, &str)>,
 ) -> Result<IpAddr, LabelError> {
+    let on_host = cx.own_networks.is_empty() || cx.own_networks == ["host"];
     if c.host_network {
-        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if on_host {
+            return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        return Err(c.whole_error(format!(
+            "uses the host's network, which Tether's container (on {}) does not share: run Tether on the host network, or publish the container's port on a network Tether is attached to",
+            cx.own_networks.join(", ")
+        )));
     }
     if let Some((key, net)) = label {
-        return c.networks.get(net).copied().ok_or_else(|| {
-            c.label_error(
+        let Some(ip) = c.networks.get(net).copied() else {
+            return Err(c.label_error(
                 key,
                 format!(
                     "the container is not attached to this network (it is on: {})",
                     names(&c.networks)
                 ),
-            )
-        });
+            ));
+        };
+        return match unreachable(cx, net, on_host) {
+            None => Ok(ip),
+            Some(why) => Err(c.label_error(key, why)),
+        };
     }
     if let Some(net) = cx.own_networks.iter().find(|n| c.networks.contains_key(*n)) {
         return Ok(c.networks[net]);
     }
-    if !cx.own_networks.is_empty() {
-        return Err(LabelError {
-            container: c.name.clone(),
-            kind: c.kind,
-            origin: Source::Label,
-            key: String::new(),
-            value: None,
-            message: format!(
-                "shares no network with Tether (Tether is on {}, the container on {}): connect them or name one with a network label",
-                cx.own_networks.join(", "),
-                names(&c.networks)
-            ),
-        });
+    if !on_host {
+        return Err(c.whole_error(format!(
+            "shares no network with Tether (Tether is on {}, the container on {}): connect them or name one with a network label",
+            cx.own_networks.join(", "),
+            names(&c.networks)
+        )));
     }
-    if let Some(ip) = cx.default_network.and_then(|n| c.networks.get(n)) {
-        return Ok(*ip);
+    if let Some(net) = cx.default_network {
+        if let Some(ip) = c.networks.get(net) {
+            return match unreachable(cx, net, on_host) {
+                None => Ok(*ip),
+                Some(why) => Err(c.whole_error(format!("default network {net}: {why}"))),
+            };
+        }
+    }
+    if c.networks.is_empty() {
+        return Err(c.whole_error("the container has no network address".into()));
     }
     c.networks
-        .values()
-        .next()
-        .copied()
-        .ok_or_else(|| LabelError {
-            container: c.name.clone(),
-            kind: c.kind,
-            origin: Source::Label,
-            key: String::new(),
-            value: None,
-            message: "the container has no network address".into(),
+        .iter()
+        .find(|(n, _)| unreachable(cx, n, on_host).is_none())
+        .map(|(_, ip)| *ip)
+        .ok_or_else(|| {
+            c.whole_error(format!(
+                "is on no network the host Tether runs on reaches (the container is on {}; the host reaches this engine's local bridge networks: {}): run Tether in a container attached to one of them",
+                names(&c.networks),
+                cx.host_networks.map_or_else(|| "any".into(), list_or_none)
+            ))
         })
+}
+
+/// Why Tether cannot reach network `net`, if it cannot.
+fn unreachable(cx: &Context<'_>, net: &str, on_host: bool) -> Option<String> {
+    if !on_host {
+        if cx.own_networks.iter().any(|n| n == net) {
+            return None;
+        }
+        return Some(format!(
+            "Tether's container is not attached to network {net} (Tether is on {}): attach it, or name a network both share",
+            cx.own_networks.join(", ")
+        ));
+    }
+    match cx.host_networks {
+        Some(h) if !h.iter().any(|n| n == net) => Some(format!(
+            "network {net} is not reachable from the host Tether runs on (it reaches this engine's local bridge networks: {}; an overlay network only from containers attached to it): run Tether in a container attached to {net}",
+            list_or_none(h)
+        )),
+        _ => None,
+    }
+}
+
+fn list_or_none(l: &[String]) -> String {
+    if l.is_empty() {
+        "none".into()
+    } else {
+        l.join(", ")
+    }
 }
 
 fn names(networks: &BTreeMap<String, IpAddr>) -> String {
@@ -484,6 +544,7 @@ pub fn service(name: &str, server: ServerDecl) -> ServiceDecl {
         affinity: None,
         resolve: None,
         health: None,
+        wait: Default::default(),
     }
 }
 

@@ -22,7 +22,7 @@ pub mod validate;
 pub use decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CertificateDecl, CertificatePem, CookieAttrs,
     HashOn, HealthCheck, Hsts, HttpsRedirect, OnMissing, ProviderUpdate, Resolve, RouteDecl,
-    SameSite, ServerAddr, ServerDecl, ServerTls, ServiceDecl,
+    SameSite, ServerAddr, ServerDecl, ServerTls, ServerWait, ServiceDecl,
 };
 pub use rule::{HostPattern, Rule, RuleError};
 pub use validate::ValidationError;

@@ -181,6 +181,7 @@ mod tests {
                 affinity: None,
                 resolve: Some(Resolve::parse(resolve).unwrap()),
                 health: None,
+                wait: Default::default(),
             }],
             ..Default::default()
         }

@@ -4,6 +4,7 @@
 //! What a request must be to be routed at all is checked first ([`door`]).
 
 mod door;
+mod wait;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub struct Shared {
 }
 
 pub use crate::answer::error;
+pub use wait::wake as wake_waiting;
 
 /// Where the request names its host: the URI's authority (HTTP/2, absolute-form) or the `Host`
 /// header. A cheap handle (a reference count), so the host can be borrowed from it while the
@@ -168,7 +170,7 @@ async fn admit_and_send(
     }
     // One await, its future built in place: each await of a future kept in a local, or of the
     // same future in two places, takes room of its own in this future's state.
-    route_and_send(shared, &table, &from, head, body, &host, meter).await
+    route_and_send(shared, &table, &from, head, body, &host, meter, true).await
 }
 
 /// The stats page, when `head` asks for it on an entrypoint it is mounted on.
@@ -231,6 +233,9 @@ struct Routed<'t> {
     affinity: Affinity,
     /// The route's `Strict-Transport-Security`, when the request came over TLS.
     hsts: Option<&'t HeaderValue>,
+    /// The head as routed, kept so that a request no server could take, and of which nothing
+    /// was sent, can wait for a server and be routed afresh ([`wait`]).
+    head: RequestHead,
 }
 
 /// Where a request goes once routed.
@@ -239,10 +244,14 @@ enum Next<'t> {
     Upgrade(Upgrade<'t>, Box<http::request::Parts>, ClientBody),
     /// Boxed: a refusal is the rare case, and an answer is large.
     Answer(Box<Answer>),
+    /// Its service has no server that takes it: wait for one ([`wait`]). Boxed: rare.
+    Wait(Box<wait::Parked>),
 }
 
 /// Route the request, read its pin, pick its server and encode it. Not async: what it needs on
-/// the way takes no room in the request's future.
+/// the way takes no room in the request's future. `may_wait`: a service without a server parks
+/// the request ([`Next::Wait`]) instead of refusing it.
+#[allow(clippy::too_many_arguments)]
 fn route<'t>(
     table: &'t RoutingTable,
     peer: &'t Peer,
@@ -251,16 +260,9 @@ fn route<'t>(
     body: ClientBody,
     host: &str,
     meter: &mut Meter,
+    may_wait: bool,
 ) -> Next<'t> {
-    let found = table.routers.get(ep).and_then(|r| {
-        r.find(&RequestView {
-            host,
-            path: head.path(),
-            method: head.method(),
-            headers: &head,
-        })
-    });
-    let Some(route) = found else {
+    let Some(route) = lookup(table, ep, &head, host) else {
         return Next::Answer(Box::new(
             error(StatusCode::NOT_FOUND, "no route matches this request").into(),
         ));
@@ -281,11 +283,14 @@ fn route<'t>(
     let key = hash_key(svc, &head, peer.ip);
     let choice = match choose(svc, pin.pin, key.as_deref(), &[]) {
         Ok(c) => c,
+        Err(Refusal::NoServer) if may_wait && !wait::has_server(svc) => {
+            return Next::Wait(Box::new(wait::Parked::new(svc, head, body)));
+        }
         Err(r) => return Next::Answer(Box::new(refusal(svc, r).into())),
     };
     let affinity = affinity_of(svc, &pin, &choice);
     let app_value = pin.app_value;
-    let out = match head {
+    let (out, head) = match head {
         RequestHead::Received(r) => {
             let fwd_host = if r.host.is_some() {
                 ForwardedHost::HostHeader
@@ -293,7 +298,8 @@ fn route<'t>(
                 ForwardedHost::Name(host)
             };
             let forwarding = Forwarding::new(&*r, peer, fwd_host);
-            Outgoing::received(&r, &forwarding, &cookie, body)
+            let out = Outgoing::received(&r, &forwarding, &cookie, body);
+            (out, RequestHead::Received(r))
         }
         RequestHead::Parts(mut parts) => {
             cookie.apply(&mut parts.headers);
@@ -309,7 +315,8 @@ fn route<'t>(
                 };
                 return Next::Upgrade(up, parts, body);
             }
-            Outgoing::new(&parts, &forwarding, body)
+            let out = Outgoing::new(&parts, &forwarding, body);
+            (out, RequestHead::Parts(parts))
         }
     };
     Next::Send(Routed {
@@ -321,6 +328,24 @@ fn route<'t>(
         max_body: route.max_body,
         affinity,
         hsts: route.hsts.as_ref().filter(|_| peer.https),
+        head,
+    })
+}
+
+/// The route `head` takes on entrypoint `ep`.
+fn lookup<'t>(
+    table: &'t RoutingTable,
+    ep: usize,
+    head: &RequestHead,
+    host: &str,
+) -> Option<&'t crate::route::router::RouteEntry> {
+    table.routers.get(ep).and_then(|r| {
+        r.find(&RequestView {
+            host,
+            path: head.path(),
+            method: head.method(),
+            headers: head,
+        })
     })
 }
 
@@ -376,6 +401,7 @@ fn affinity_of(svc: &Service, pin: &RequestPin, choice: &Choice) -> Affinity {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn route_and_send(
     shared: &Shared,
     table: &Arc<RoutingTable>,
@@ -384,6 +410,7 @@ async fn route_and_send(
     body: ClientBody,
     host: &str,
     meter: &mut Meter,
+    may_wait: bool,
 ) -> Answer {
     let Arrival { ep, peer, watched } = *from;
     let t = &shared.cfg.timeouts;
@@ -396,9 +423,12 @@ async fn route_and_send(
         max_body,
         affinity,
         hsts,
-    } = match route(table, peer, ep, head, body, host, meter) {
+        head,
+    } = match route(table, peer, ep, head, body, host, meter, may_wait) {
         Next::Send(r) => r,
         Next::Answer(a) => return *a,
+        // Boxed (and a trait object, since it routes again through this function): rare.
+        Next::Wait(parked) => return wait::for_server(shared, from, *parked, host, meter).await,
         // Boxed: rare, and its future would otherwise take room in every request's.
         Next::Upgrade(up, parts, body) => return Box::pin(up.forward(*parts, body, *t)).await,
     };
@@ -529,6 +559,12 @@ async fn route_and_send(
                 };
                 match next {
                     Some(c) => choice = c,
+                    // Its last server is gone (a task stopping in a rolling update) and nothing
+                    // was sent: it waits for a server, as a request arriving now would.
+                    None if may_wait && !wait::has_server(svc) => {
+                        let parked = wait::Parked::new(svc, head, out.take_body());
+                        return wait::for_server(shared, from, parked, host, meter).await;
+                    }
                     None => return upstream_error(svc, &e).into(),
                 }
             }
@@ -725,10 +761,7 @@ fn refusal(svc: &Service, r: Refusal) -> Response<ProxyBody> {
                 svc.name
             ),
         ),
-        Refusal::NoServer => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("service {} has no available server", svc.name),
-        ),
+        Refusal::NoServer => wait::no_server(&svc.name),
     }
 }
 

@@ -53,7 +53,10 @@ pub async fn run(store: TableStore) {
             Some(done) = probes.join_next(), if !probes.is_empty() => {
                 if let Ok((key, outcome)) = done {
                     if let Some(t) = tracked.get_mut(&key) {
-                        record(t, outcome);
+                        if record(t, outcome) {
+                            // Requests waiting for a server of its service may go now.
+                            crate::handler::wake_waiting(&store.load());
+                        }
                     }
                 }
                 continue;
@@ -94,11 +97,12 @@ pub async fn run(store: TableStore) {
     }
 }
 
-/// Count one probe's outcome and change the server's state when a streak says so.
-fn record(t: &mut Tracked, outcome: Result<(), String>) {
+/// Count one probe's outcome and change the server's state when a streak says so. True when
+/// the server came back into rotation.
+fn record(t: &mut Tracked, outcome: Result<(), String>) -> bool {
     t.running = false;
     let Some(state) = t.state.upgrade() else {
-        return;
+        return false;
     };
     match outcome {
         Ok(()) => {
@@ -108,6 +112,7 @@ fn record(t: &mut Tracked, outcome: Result<(), String>) {
                 state.set_healthy(true);
                 state.mark_ok();
                 tracing::info!(service = %t.service, server = %t.server, "health: passed {} checks in a row: back in rotation", t.rise);
+                return true;
             }
         }
         Err(e) => {
@@ -119,6 +124,7 @@ fn record(t: &mut Tracked, outcome: Result<(), String>) {
             }
         }
     }
+    false
 }
 
 /// One `GET` of the check's path on a fresh connection (over TLS to an `https://` server).

@@ -96,6 +96,13 @@ pub struct ServiceStats {
     pub bytes_out: AtomicU64,
     /// Responses by route of this service and status class.
     pub routes: RouteCounts,
+    /// Requests waiting now for a server to come ([`crate::handler`]'s wait).
+    pub waiting: std::sync::atomic::AtomicU32,
+    /// Requests that waited for a server, and those of them that got none in time.
+    pub waited: AtomicU64,
+    pub wait_expired: AtomicU64,
+    /// Woken when a table gives the service a server or one of its servers turns healthy.
+    pub ready: tokio::sync::Notify,
 }
 
 /// Routes of one service counted one by one; a service's further routes share one more slot.

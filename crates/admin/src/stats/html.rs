@@ -197,7 +197,17 @@ fn service(h: &mut String, s: &ServiceRow) {
             esc(a)
         );
     }
+    if s.waiting > 0 || s.waited > 0 {
+        let _ = write!(
+            h,
+            "<span>waited for a server: {} now, {} in all, {} got none in time</span>",
+            s.waiting, s.waited, s.wait_expired
+        );
+    }
     h.push_str("</th></tr>");
+    if s.no_server {
+        h.push_str("<tr class=\"srv noserver\"><td colspan=\"17\" class=\"l failed\">no server: requests wait for one (wait_for_server), then get 503</td></tr>");
+    }
     for v in &s.servers {
         server(h, v);
     }

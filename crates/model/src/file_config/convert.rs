@@ -17,7 +17,7 @@ use super::{
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, HealthCheck, Hsts,
     HttpsRedirect, OnMissing, Resolve, RouteDecl, SameSite, ServerAddr, ServerDecl, ServerTls,
-    ServiceDecl,
+    ServerWait, ServiceDecl,
 };
 use crate::rule::Rule;
 use crate::{duration, validate};
@@ -667,6 +667,7 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
             "set either servers or resolve, not both",
         );
     }
+    let wait = server_wait(cx, &base, svc);
     if cx.errors.len() > before {
         return None;
     }
@@ -677,7 +678,52 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         affinity,
         resolve,
         health,
+        wait,
     })
+}
+
+/// The longest `wait_for_server`.
+const MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `wait_for_server` and `wait_queue`.
+fn server_wait(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> ServerWait {
+    let mut wait = ServerWait::default();
+    if let Some(v) = &svc.wait_for_server {
+        let parsed = cx.check(
+            v,
+            || format!("{base}.wait_for_server"),
+            |s| match s.trim() {
+                "0" => Ok(std::time::Duration::ZERO),
+                s => duration::parse(s).and_then(|d| {
+                    if d > MAX_SERVER_WAIT {
+                        Err(format!(
+                            "{s}: at most 10m (a client has given up long before)"
+                        ))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+            },
+        );
+        if let Some(d) = parsed {
+            wait.timeout = d;
+        }
+    }
+    if let Some(v) = &svc.wait_queue {
+        if let Some(n) = cx.check(
+            v,
+            || format!("{base}.wait_queue"),
+            |&n| match u32::try_from(n) {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!(
+                    "{n}: expected 1 or more requests (wait_for_server = \"0s\" turns waiting off)"
+                )),
+            },
+        ) {
+            wait.queue = n;
+        }
+    }
+    wait
 }
 
 /// TLS to a server whose URL names `host`, as the service's `tls` table says.

@@ -317,6 +317,10 @@ pub struct RawService {
     pub resolve: Option<S<String>>,
     pub health: Option<S<RawHealth>>,
     pub tls: Option<S<RawServiceTls>>,
+    /// How long a request waits for a server while the service has none ("0s": not at all).
+    pub wait_for_server: Option<S<String>>,
+    /// Requests that may wait at once.
+    pub wait_queue: Option<S<i64>>,
 }
 
 /// `[services.<name>.tls]`: how the service's `https://` servers are checked.

@@ -354,3 +354,64 @@ fn the_swarm_table_turns_the_provider_on_and_checks_its_keys() {
         "an unknown key, with a suggestion: {e:?}"
     );
 }
+
+/// Every "did you mean" names a field of the schema: each key of every example, misspelt (its
+/// last two letters swapped), is refused with a suggestion of exactly that key.
+#[test]
+fn every_suggestion_is_a_real_field() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let all: Vec<&str> = src.lines().collect();
+        for (i, line) in src.lines().enumerate() {
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            let key = key.trim();
+            let in_table = all[..i].iter().rev().find(|l| l.starts_with('['));
+            // Names the user chooses (entrypoints, routes, services) are no schema fields.
+            if key.len() < 4
+                || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                || in_table.is_some_and(|t| t.trim() == "[entrypoints]")
+            {
+                continue;
+            }
+            let mut typo: Vec<char> = key.chars().collect();
+            let n = typo.len();
+            typo.swap(n - 1, n - 2);
+            let typo: String = typo.into_iter().collect();
+            if typo == key {
+                continue;
+            }
+            let mut lines: Vec<String> = src.lines().map(str::to_string).collect();
+            lines[i] = line.replacen(key, &typo, 1);
+            let Err(errs) = parse(&lines.join("\n")) else {
+                panic!("{}:{}: {typo} was accepted", path.display(), i + 1);
+            };
+            let said = errs.to_string();
+            for suggestion in said.split("did you mean `").skip(1) {
+                let name = suggestion.split('`').next().unwrap();
+                assert_eq!(
+                    name,
+                    key,
+                    "{}:{}: {typo} got a suggestion that is not the field: {said}",
+                    path.display(),
+                    i + 1
+                );
+            }
+            assert!(
+                said.contains(&format!("did you mean `{key}`")),
+                "{}:{}: {said}",
+                path.display(),
+                i + 1
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} keys checked");
+}

@@ -1051,3 +1051,134 @@ fn health_checks_come_from_labels_and_resolve_is_refused() {
     let e = errors(&c);
     assert!(e[0].contains("servers are the containers"), "{e:?}");
 }
+
+#[test]
+fn the_wait_for_a_server_comes_from_labels() {
+    let c = container(
+        "web-1",
+        &[
+            ("tether.http.services.web.port", "80"),
+            ("tether.http.services.web.wait_for_server", "30s"),
+            ("tether.http.services.web.wait_queue", "10"),
+        ],
+        &[],
+    );
+    let w = ok(&c).services[0].wait;
+    assert_eq!(
+        (w.timeout, w.queue),
+        (std::time::Duration::from_secs(30), 10)
+    );
+    let c = container(
+        "web-1",
+        &[
+            ("tether.http.services.web.port", "80"),
+            ("tether.http.services.web.wait_queue", "none"),
+        ],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e[0].contains("tether.http.services.web.wait_queue"),
+        "{e:?}"
+    );
+}
+
+/// The second seed's container: on `whoaminet` (an overlay) and `front` (a local bridge).
+fn on_two_networks(labels: &[(&str, &str)]) -> Container {
+    let mut c = container("who-1", labels, &[]);
+    c.networks
+        .insert("whoaminet".into(), "10.0.9.4".parse().unwrap());
+    c
+}
+
+#[test]
+fn a_network_tether_is_not_on_is_never_routed() {
+    let named = [
+        ("traefik.port", "8080"),
+        ("traefik.docker.network", "whoaminet"),
+    ];
+    // In a container on `proxy` and `front`: the label's network is not one of them.
+    let own = ["proxy".to_string(), "front".to_string()];
+    let cx = Context {
+        own_networks: &own,
+        ..Default::default()
+    };
+    let e = declare(&on_two_networks(&named), &cx).unwrap().unwrap_err();
+    let msg = e[0].to_string();
+    assert!(
+        msg.contains("traefik.docker.network")
+            && msg.contains("not attached to network whoaminet")
+            && msg.contains("Tether is on proxy, front")
+            && msg.contains("container who-1"),
+        "{msg}"
+    );
+    // Attached to it: routed there.
+    let own = ["whoaminet".to_string()];
+    let cx = Context {
+        own_networks: &own,
+        ..Default::default()
+    };
+    let d = declare(&on_two_networks(&named), &cx).unwrap().unwrap();
+    assert_eq!(
+        d.services[0].servers[0].addr,
+        ServerAddr::parse("10.0.9.4:8080").unwrap()
+    );
+}
+
+#[test]
+fn on_the_host_only_local_bridges_and_the_host_network_are_routed() {
+    let bridges = ["front".to_string(), "bridge".to_string()];
+    let cx = Context {
+        host_networks: Some(&bridges),
+        ..Default::default()
+    };
+    // An overlay named by a label: refused, naming it and what the host reaches.
+    let named = [
+        ("traefik.port", "8080"),
+        ("traefik.docker.network", "whoaminet"),
+    ];
+    let e = declare(&on_two_networks(&named), &cx).unwrap().unwrap_err();
+    let msg = e[0].to_string();
+    assert!(
+        msg.contains("network whoaminet is not reachable from the host")
+            && msg.contains("front, bridge"),
+        "{msg}"
+    );
+    // No label: the reachable network, whatever the order.
+    let d = declare(&on_two_networks(&[("traefik.port", "8080")]), &cx)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.services[0].servers[0].addr,
+        ServerAddr::parse("172.20.0.5:8080").unwrap()
+    );
+    // Only on the overlay: left out, saying why.
+    let mut only = on_two_networks(&[("traefik.port", "8080")]);
+    only.networks.remove("front");
+    let e = declare(&only, &cx).unwrap().unwrap_err();
+    assert!(
+        e[0].to_string()
+            .contains("is on no network the host Tether runs on reaches"),
+        "{e:?}"
+    );
+    // The host's network: its loopback.
+    let mut host = container("h", &[("traefik.port", "8080")], &[]);
+    host.host_network = true;
+    host.networks.clear();
+    let d = declare(&host, &cx).unwrap().unwrap();
+    assert_eq!(
+        d.services[0].servers[0].addr,
+        ServerAddr::parse("127.0.0.1:8080").unwrap()
+    );
+    // ... which a container on a bridge does not share.
+    let own = ["proxy".to_string()];
+    let in_container = Context {
+        own_networks: &own,
+        ..Default::default()
+    };
+    let e = declare(&host, &in_container).unwrap().unwrap_err();
+    assert!(
+        e[0].to_string().contains("uses the host's network"),
+        "{e:?}"
+    );
+}

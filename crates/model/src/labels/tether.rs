@@ -247,7 +247,9 @@ fn literal(field: &str, value: &str) -> String {
     let leaf = field.rsplit('.').next().unwrap_or(field);
     let v = value.trim();
     match leaf {
-        "priority" | "rise" | "fall" | "port" if v.parse::<i64>().is_ok() => v.to_string(),
+        "priority" | "rise" | "fall" | "port" | "wait_queue" if v.parse::<i64>().is_ok() => {
+            v.to_string()
+        }
         "nocache"
         | "secure"
         | "http_only"

@@ -42,6 +42,8 @@ pub struct Service {
     pub retries: RetryBudget,
     /// Its counters ([`crate::stats`]), kept across reloads.
     pub stats: Arc<crate::stats::ServiceStats>,
+    /// How long and how many requests wait while it has no server.
+    pub wait: tether_model::ServerWait,
 }
 
 /// A service's session affinity.
@@ -292,6 +294,7 @@ fn service(
         health: s.health.clone(),
         retries: RetryBudget::default(),
         stats: generation.service_stats(&s.name),
+        wait: s.wait,
     })
 }
 
@@ -327,6 +330,7 @@ mod tests {
             affinity: None,
             resolve: None,
             health: None,
+            wait: Default::default(),
         };
         let route = |priority: i64, entrypoints: Vec<String>| RouteDecl {
             name: "r1".into(),
@@ -369,13 +373,15 @@ mod tests {
             edit(&mut s);
             version(&[s], &routes[..1])
         };
-        let edits: [&dyn Fn(&mut ServiceDecl); 7] = [
+        let edits: [&dyn Fn(&mut ServiceDecl); 9] = [
             &|s| s.name.push('2'),
             &|s| s.servers[0].name.push('2'),
             &|s| s.servers[0].addr = ServerAddr::parse("http://10.0.0.1:8081").unwrap(),
             &|s| s.servers[0].weight = 2,
             &|s| s.servers[0].draining = true,
             &|s| s.balance = BalanceAlgo::LeastRequests,
+            &|s| s.wait.timeout = std::time::Duration::ZERO,
+            &|s| s.wait.queue = 1,
             &|s| {
                 s.affinity = Some(tether_model::AffinityPolicy {
                     mode: tether_model::AffinityMode::Prefix {

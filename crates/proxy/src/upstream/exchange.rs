@@ -236,6 +236,14 @@ impl Outgoing {
         &self.head
     }
 
+    /// Its body back, unread, for a request that must be routed afresh (nothing of it was sent:
+    /// [`Outgoing::is_intact`]); empty for a bodiless one.
+    pub fn take_body(&mut self) -> ClientBody {
+        self.body
+            .take()
+            .unwrap_or_else(|| ClientBody::Whole(bytes::Bytes::new()))
+    }
+
     /// May it go (again) on another connection? True while its body has not been read: it has
     /// none, or no attempt got as far as sending it.
     pub fn is_intact(&self) -> bool {

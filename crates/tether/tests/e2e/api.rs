@@ -374,3 +374,35 @@ async fn the_api_examples_are_accepted_in_the_order_try_sh_sends_them() {
     assert_eq!(again["affinity"], svc["affinity"]);
     inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_service_with_no_server_is_shown_as_such() {
+    let dir = TempDir::new("tether-api-noserver");
+    let toml = format!(
+        "{WEB}{KEY}[routes.idle]\nrule = \"PathPrefix(`/`)\"\nservice = \"idle\"\n[services.idle]\nservers = []\n"
+    );
+    let i = start(&dir, Some(&toml), Some(TOKEN), false).await;
+    let mut a = admin(&i, Some(TOKEN));
+    let backends = a.get("/api/backends").await.json();
+    let row = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == "idle")
+        .unwrap_or_else(|| panic!("no row for the service: {backends}"));
+    assert_eq!(row["state"], "no server", "{row}");
+    assert!(row["server"].is_null());
+    let stats = a.get("/api/stats").await.json();
+    let svc = stats["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "idle")
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(svc["no_server"], true, "{svc}");
+    let page = a.get("/").await;
+    assert!(
+        page.body.contains("no server: requests wait for one"),
+        "the stats page says so"
+    );
+}

@@ -19,3 +19,4 @@ mod sticky;
 mod tls;
 mod tls_servers;
 mod upgrade;
+mod waiting;
