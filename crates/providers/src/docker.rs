@@ -13,6 +13,7 @@ pub mod api;
 pub mod events;
 pub mod inspect;
 pub mod tracker;
+pub mod whereabouts;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -162,6 +163,13 @@ async fn session(
                     Change::Inspect(id) => inspect(id, tracker),
                     Change::Stopping(id) => changed = tracker.stopping(&id, now),
                     Change::Paused(id) => changed = tracker.paused(&id),
+                    Change::Stopped(id) => changed = tracker.stopped(&id),
+                    Change::Networks if tracker.on_host() => {
+                        // Read here, before the `connect` that follows a `create` is inspected.
+                        let bridges = whereabouts::local_bridges(&client).await?;
+                        changed = tracker.set_host_networks(bridges);
+                    }
+                    Change::Networks => {}
                     Change::Gone(id) => changed = tracker.gone(&id),
                 }
                 tracing::debug!(kind = %ev.kind, action = %ev.action, id = %ev.actor.id, "docker: event");
@@ -212,7 +220,16 @@ async fn read_all(
     tracker: &mut Tracker,
 ) -> Result<(), ApiError> {
     if cfg.settings.own_networks.is_empty() {
-        tracker.set_own_networks(own_networks(client).await);
+        let w = whereabouts::find(client, &cfg.settings.self_spec).await?;
+        match &w.container {
+            Some(c) => {
+                tracing::info!(container = %c.name.trim_start_matches('/'), networks = %w.networks.join(","), "docker: Tether runs in a container; routing over its networks")
+            }
+            None => {
+                tracing::info!(bridges = %w.host_networks.as_deref().unwrap_or_default().join(","), "docker: Tether runs on the host; routing over this engine's local bridge networks")
+            }
+        }
+        tracker.set_whereabouts(w.networks, w.host_networks);
     }
     tracker.resync(inspect_all(client).await?, Instant::now());
     Ok(())
@@ -241,40 +258,6 @@ async fn inspect_all(client: &Client) -> Result<Vec<Inspection>, ApiError> {
         }
     }
     Ok(all)
-}
-
-/// When Tether runs in a container, the networks of that container (found through the id in
-/// `/proc/self/mountinfo`); empty on the host.
-async fn own_networks(client: &Client) -> Vec<String> {
-    let Some(i) = own_container(client).await else {
-        return Vec::new();
-    };
-    let nets = i.network_names();
-    tracing::info!(networks = %nets.join(","), "docker: Tether runs in a container; routing over its networks");
-    nets
-}
-
-/// The inspection of the container this process runs in; `None` on a host.
-pub async fn own_container(client: &Client) -> Option<Inspection> {
-    let id = own_container_id()?;
-    client
-        .get::<Inspection>(&format!("/containers/{id}/json"))
-        .await
-        .ok()
-}
-
-/// The id of the container this process runs in, read from the engine's bind mounts
-/// (`/var/lib/docker/containers/<id>/hostname`).
-fn own_container_id() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let i = l.find("/containers/")?;
-        let id: String = l[i + "/containers/".len()..]
-            .chars()
-            .take_while(char::is_ascii_hexdigit)
-            .collect();
-        (id.len() == 64).then_some(id)
-    })
 }
 
 /// One full read of the engine, for `tether check`: the update it gives and how many containers

@@ -229,7 +229,7 @@ impl Reader {
         let many = svc.is_global() || svc.replicas().is_some_and(|r| r > 1);
         many.then(|| {
             format!(
-                "Tether runs as Swarm service {} with {} and no affinity key configured: each replica generated its own, so sessions pinned by one are not recognised by the others. Give every replica the same key: a Docker secret and --key-file /run/secrets/<name> (or affinity_key_file in tether.toml)",
+                "Tether runs as Swarm service {} with {} and no affinity key configured: each replica generated its own, so sessions pinned by one are not recognised by the others. Give every replica the same key: a Docker secret and --key-file /run/secrets/<name> (or [affinity] key_file in tether.toml)",
                 svc.spec.name,
                 svc.replicas()
                     .map_or_else(|| "a task on every node".to_string(), |r| format!("{r} replicas"))
@@ -295,9 +295,7 @@ async fn session(
     let client = manager(&cfg.endpoint).await?;
     let mut events = client.events_of(&["service", "node"]).await?;
     if reader.tracker.settings.own_networks.is_empty() {
-        let (networks, service) = own(&client).await;
-        reader.tracker.settings.own_networks = networks;
-        reader.own_service = service;
+        reader.own_service = own(&client, &mut reader.tracker).await?;
     }
     reader.full(&client).await?;
     tracing::info!(endpoint = %cfg.endpoint, services = reader.view.services.len(), tasks = reader.view.tasks.len(), "swarm: connected to the manager, following services and tasks");
@@ -371,25 +369,28 @@ async fn manager(endpoint: &Endpoint) -> Result<Client, SwarmError> {
     }
 }
 
-/// Tether's own networks and Swarm service, when it runs in a container (a task, or a plain
-/// container attached to an overlay); nothing on a host.
-async fn own(client: &Client) -> (Vec<String>, Option<String>) {
-    let Some(me) = docker::own_container(client).await else {
-        return (Vec::new(), None);
-    };
-    let service = me
-        .config
-        .labels
+/// Where Tether runs: its own networks and Swarm service when in a container (a task, or a
+/// plain container attached to an overlay), the host's local bridges otherwise.
+async fn own(client: &Client, tracker: &mut state::Tracker) -> Result<Option<String>, ApiError> {
+    let w = docker::whereabouts::find(client, &tracker.settings.self_spec).await?;
+    let service = w
+        .container
         .as_ref()
+        .and_then(|me| me.config.labels.as_ref())
         .and_then(|l| l.get("com.docker.swarm.service.id"))
         .cloned();
-    let networks: Vec<String> = me
-        .network_names()
-        .into_iter()
-        .filter(|n| n != "ingress")
-        .collect();
-    tracing::info!(networks = %networks.join(","), service = service.as_deref().unwrap_or("none"), "swarm: Tether runs in a container; routing over its networks");
-    (networks, service)
+    let networks: Vec<String> = w.networks.into_iter().filter(|n| n != "ingress").collect();
+    match &w.container {
+        Some(_) => {
+            tracing::info!(networks = %networks.join(","), service = service.as_deref().unwrap_or("none"), "swarm: Tether runs in a container; routing over its networks")
+        }
+        None => {
+            tracing::info!(bridges = %w.host_networks.as_deref().unwrap_or_default().join(","), "swarm: Tether runs on the host: only this engine's local bridge networks are reachable, no overlay")
+        }
+    }
+    tracker.settings.own_networks = networks;
+    tracker.settings.host_networks = w.host_networks;
+    Ok(service)
 }
 
 /// One full read, for `tether check --swarm`.
@@ -397,9 +398,7 @@ pub async fn snapshot(cfg: &SwarmConfig) -> Result<(Outcome, usize), SwarmError>
     let client = manager(&cfg.endpoint).await?;
     let mut reader = Reader::new(cfg);
     if reader.tracker.settings.own_networks.is_empty() {
-        let (networks, service) = own(&client).await;
-        reader.tracker.settings.own_networks = networks;
-        reader.own_service = service;
+        reader.own_service = own(&client, &mut reader.tracker).await?;
     }
     reader.full(&client).await?;
     let services = reader.view.services.len();

@@ -98,6 +98,9 @@ pub struct DockerOptions {
     pub network: Option<String>,
     /// Only containers with this label and value are read.
     pub constraint: Option<(String, String)>,
+    /// `--docker-self`: Tether's own container, found, named or none (decides which networks
+    /// it reaches).
+    pub self_spec: docker::whereabouts::SelfSpec,
     /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
     pub secrets_dir: Option<PathBuf>,
 }
@@ -118,6 +121,8 @@ impl DockerOptions {
                 entrypoints,
                 tls_entrypoints,
                 own_networks: Vec::new(),
+                host_networks: None,
+                self_spec: self.self_spec.clone(),
                 default_network: self.network.clone(),
                 drain,
                 constraint: self.constraint.clone(),
@@ -136,6 +141,8 @@ pub struct SwarmOptions {
     pub network: Option<String>,
     /// Only services with this label and value are read.
     pub constraint: Option<(String, String)>,
+    /// `--docker-self`, as for Docker.
+    pub self_spec: docker::whereabouts::SelfSpec,
     /// The steady task poll.
     pub poll: Duration,
     /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
@@ -154,6 +161,7 @@ impl SwarmOptions {
             endpoint,
             network: s.network.clone(),
             constraint: s.constraint.clone(),
+            self_spec: Default::default(),
             poll: s.poll,
             secrets_dir: None,
         })
@@ -173,6 +181,8 @@ impl SwarmOptions {
                 entrypoints,
                 tls_entrypoints,
                 own_networks: Vec::new(),
+                host_networks: None,
+                self_spec: self.self_spec.clone(),
                 default_network: self.network.clone(),
                 drain,
                 constraint: self.constraint.clone(),
@@ -242,6 +252,24 @@ pub async fn start(opts: Options) -> anyhow::Result<Instance> {
     start_with(opts, Sockets::default()).await
 }
 
+/// `--docker-self NAME`: a container of that name must run, or Tether does not start (it would
+/// route over networks it is not on).
+async fn check_docker_self(opts: &Options) -> anyhow::Result<()> {
+    let named = [
+        opts.docker.as_ref().map(|d| (&d.endpoint, &d.self_spec)),
+        opts.swarm.as_ref().map(|s| (&s.endpoint, &s.self_spec)),
+    ];
+    for (endpoint, spec) in named.into_iter().flatten() {
+        if let docker::whereabouts::SelfSpec::Named(_) = spec {
+            let client = docker::Client::connect(endpoint.clone()).await?;
+            let w = docker::whereabouts::find(&client, spec).await?;
+            tracing::info!(networks = %w.networks.join(","), "--docker-self: Tether's container found");
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// [`start`], listening on the sockets `inherited` from a running process where they match
 /// (a takeover: [`crate::upgrade`]).
 pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result<Instance> {
@@ -255,6 +283,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     {
         bail!("nothing to serve: give --config FILE, --docker, --swarm, --admin ADDR or --store URL (or several)");
     }
+    check_docker_self(&opts).await?;
     let (watch, cfg) = match &opts.config {
         Some(path) => {
             let (watch, loaded) = file::FileWatch::start(path);

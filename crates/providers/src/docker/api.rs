@@ -94,6 +94,8 @@ pub enum ApiError {
     Decode { path: String, message: String },
     #[error("the Docker engine speaks API {0}, older than the 1.24 Tether needs")]
     TooOld(String),
+    #[error("--docker-self {name}: no running container has this name or id")]
+    NotSelf { name: String },
 }
 
 impl ApiError {

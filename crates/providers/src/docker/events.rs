@@ -37,8 +37,13 @@ pub enum Change {
     Stopping(String),
     /// It is paused: it cannot answer, send nothing.
     Paused(String),
-    /// It exited or was removed.
+    /// It exited but still exists: no traffic; its routes stay, with no server, until it is
+    /// removed or starts again.
+    Stopped(String),
+    /// It was removed.
     Gone(String),
+    /// A network was created or removed: on the host, which networks it reaches may change.
+    Networks,
     Ignore,
 }
 
@@ -67,7 +72,8 @@ impl Event {
                     }
                     "stop" => Change::Stopping(id),
                     "pause" => Change::Paused(id),
-                    "die" | "destroy" => Change::Gone(id),
+                    "die" => Change::Stopped(id),
+                    "destroy" => Change::Gone(id),
                     _ => Change::Ignore,
                 }
             }
@@ -76,6 +82,7 @@ impl Event {
                     Some(c) => Change::Inspect(c.clone()),
                     None => Change::Ignore,
                 },
+                "create" | "destroy" => Change::Networks,
                 _ => Change::Ignore,
             },
             _ => Change::Ignore,
@@ -115,7 +122,15 @@ mod tests {
         );
         assert_eq!(
             ev(r#"{"Type":"container","Action":"die","Actor":{"ID":"a"}}"#),
+            Change::Stopped("a".into())
+        );
+        assert_eq!(
+            ev(r#"{"Type":"container","Action":"destroy","Actor":{"ID":"a"}}"#),
             Change::Gone("a".into())
+        );
+        assert_eq!(
+            ev(r#"{"Type":"network","Action":"create","Actor":{"ID":"n"}}"#),
+            Change::Networks
         );
         assert_eq!(
             ev(

@@ -50,6 +50,8 @@ pub struct Health {
 
 #[derive(Debug, Deserialize)]
 pub struct Config {
+    #[serde(rename = "Hostname", default)]
+    pub hostname: String,
     #[serde(rename = "Labels", default)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "Env", default)]

@@ -19,7 +19,9 @@ pub enum Phase {
     Serving,
     /// Takes no new sessions; pinned ones are served until then (or until the container is gone).
     Draining(Instant),
-    /// Gets no traffic (paused, health starting, unhealthy after its drain, stopped but running).
+    /// Gets no traffic (paused, health starting, unhealthy after its drain, stopped but running,
+    /// exited). Its routes stay, their service without this server: a request waits for a
+    /// server, then gets 503 (the service's `wait_for_server`), never 404.
     Out(&'static str),
 }
 
@@ -32,6 +34,9 @@ struct Tracked {
     stopping: bool,
 }
 
+/// The phase of a container that exited.
+const EXITED: Phase = Phase::Out("exited");
+
 /// What the tracker needs to translate containers.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -39,6 +44,10 @@ pub struct Settings {
     /// Those of `entrypoints` that terminate TLS.
     pub tls_entrypoints: Vec<String>,
     pub own_networks: Vec<String>,
+    /// On the host: the networks it reaches (found with `own_networks`).
+    pub host_networks: Option<Vec<String>>,
+    /// `--docker-self`: how Tether's own container is found.
+    pub self_spec: super::whereabouts::SelfSpec,
     pub default_network: Option<String>,
     /// How long a stopping or unhealthy container keeps its pinned sessions.
     pub drain: Duration,
@@ -71,8 +80,38 @@ impl Tracker {
         }
     }
 
-    pub fn set_own_networks(&mut self, networks: Vec<String>) {
+    /// Where Tether runs: its container's networks, or the host's.
+    pub fn set_whereabouts(&mut self, networks: Vec<String>, host: Option<Vec<String>>) {
         self.settings.own_networks = networks;
+        self.settings.host_networks = host;
+    }
+
+    /// Does Tether run on the host (so the networks it reaches are this engine's bridges)?
+    pub fn on_host(&self) -> bool {
+        self.settings.host_networks.is_some()
+    }
+
+    /// The host's bridges changed (a network was created or removed): every container is read
+    /// again against them. Returns whether anything changed.
+    pub fn set_host_networks(&mut self, bridges: Vec<String>) -> bool {
+        if self.settings.host_networks.as_ref() == Some(&bridges) {
+            return false;
+        }
+        self.settings.host_networks = Some(bridges);
+        let cx = Context {
+            entrypoints: &self.settings.entrypoints,
+            tls_entrypoints: &self.settings.tls_entrypoints,
+            own_networks: &self.settings.own_networks,
+            host_networks: self.settings.host_networks.as_deref(),
+            default_network: self.settings.default_network.as_deref(),
+            secrets_dir: self.settings.secrets_dir.as_deref(),
+        };
+        for t in self.containers.values_mut() {
+            if t.declared.is_some() {
+                t.declared = labels::declare(&t.container, &cx);
+            }
+        }
+        true
     }
 
     /// A ticket for an inspection about to start; later events make it stale.
@@ -99,7 +138,7 @@ impl Tracker {
     /// Take in a fresh inspection.
     pub fn upsert(&mut self, insp: &Inspection, now: Instant) {
         if !insp.is_up() {
-            self.containers.remove(&insp.id);
+            self.stopped(&insp.id);
             return;
         }
         let container = insp.container();
@@ -108,6 +147,7 @@ impl Tracker {
             entrypoints: &self.settings.entrypoints,
             tls_entrypoints: &self.settings.tls_entrypoints,
             own_networks: &self.settings.own_networks,
+            host_networks: self.settings.host_networks.as_deref(),
             default_network: self.settings.default_network.as_deref(),
             secrets_dir: self.settings.secrets_dir.as_deref(),
         };
@@ -189,6 +229,21 @@ impl Tracker {
         }
     }
 
+    /// The container exited (it still exists). One seen running keeps its routes, with no
+    /// server, until it is removed or starts again; an inspection under way is now stale.
+    pub fn stopped(&mut self, id: &str) -> bool {
+        self.ticket(id);
+        match self.containers.get_mut(id) {
+            Some(t) if t.phase != EXITED => {
+                tracing::info!(container = %t.container.name, "docker: container exited: its routes stay, without it");
+                t.phase = EXITED;
+                t.stopping = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The container is gone; an inspection still under way is now stale.
     pub fn gone(&mut self, id: &str) -> bool {
         self.ticket(id);
@@ -240,13 +295,13 @@ impl Tracker {
         let mut routes: BTreeMap<String, (RouteDecl, &str)> = BTreeMap::new();
         let mut certificates: BTreeMap<String, (CertificateDecl, &str)> = BTreeMap::new();
         let mut errors = Vec::new();
-        for t in tracked {
+        // Containers out of rotation come last: they only keep what no other declares.
+        let (live, out): (Vec<&Tracked>, Vec<&Tracked>) = tracked
+            .into_iter()
+            .partition(|t| !matches!(t.phase, Phase::Out(_)));
+        for t in live {
             let name = t.container.name.as_str();
-            let draining = match t.phase {
-                Phase::Out(_) => continue,
-                Phase::Draining(_) => true,
-                Phase::Serving => false,
-            };
+            let draining = matches!(t.phase, Phase::Draining(_));
             let d = match &t.declared {
                 None => continue,
                 Some(Err(es)) => {
@@ -289,6 +344,24 @@ impl Tracker {
                         c.name
                     )),
                 }
+            }
+        }
+        for t in out {
+            // Its service and routes stay, without it as a server.
+            let Some(Ok(d)) = &t.declared else { continue };
+            let name = t.container.name.as_str();
+            if conflict(d, &services, &routes).is_some() {
+                continue;
+            }
+            for s in &d.services {
+                services.entry(s.name.clone()).or_insert_with(|| {
+                    let mut empty = s.clone();
+                    empty.servers.clear();
+                    (empty, name)
+                });
+            }
+            for r in &d.routes {
+                routes.entry(r.name.clone()).or_insert((r.clone(), name));
             }
         }
         ProviderUpdate {
@@ -430,6 +503,37 @@ mod tests {
         assert!(t.expire(now + Duration::from_secs(6)));
         assert_eq!(servers(&t), [("web-2".into(), false)]);
         assert!(t.gone("b"));
+        // web-1, drained but still there, keeps the service and its route, with no server.
+        let u = t.update();
+        assert_eq!(u.services.len(), 1);
+        assert!(u.services[0].servers.is_empty());
+        assert_eq!(u.routes.len(), 1);
+        assert!(t.gone("a"));
+        assert!(t.update().services.is_empty());
+    }
+
+    #[test]
+    fn exited_containers_keep_their_routes_until_removed() {
+        let mut t = tracker();
+        let now = Instant::now();
+        t.upsert(&inspection("a", "web-1", None, WEB), now);
+        t.upsert(&inspection("b", "web-2", None, WEB), now);
+        assert!(t.stopped("a"));
+        assert!(t.stopped("b"));
+        assert!(!t.stopped("b"), "once");
+        let u = t.update();
+        assert_eq!(u.routes.len(), 1, "the route stays");
+        assert_eq!(u.services.len(), 1);
+        assert!(u.services[0].servers.is_empty(), "with no server");
+        // Started again: served again.
+        t.started("a");
+        t.upsert(&inspection("a", "web-1", None, WEB), now);
+        assert_eq!(servers(&t), [("web-1".into(), false)]);
+        // Removed: gone with the last of them.
+        assert!(t.gone("a") && t.gone("b"));
+        assert!(t.update().routes.is_empty());
+        // A container never seen running declares nothing.
+        t.stopped("c");
         assert!(t.update().services.is_empty());
     }
 

@@ -41,6 +41,10 @@ pub struct Settings {
     pub tls_entrypoints: Vec<String>,
     /// The networks of Tether's own container (empty when it runs on a host).
     pub own_networks: Vec<String>,
+    /// On the host: the networks it reaches (this engine's local bridges; no overlay).
+    pub host_networks: Option<Vec<String>>,
+    /// `--docker-self`: how Tether's own container is found.
+    pub self_spec: crate::docker::whereabouts::SelfSpec,
     /// Network to use when a service names none and Tether shares none (`--docker-network`).
     pub default_network: Option<String>,
     /// How long a task on its way out keeps the sessions pinned to it.
@@ -187,6 +191,7 @@ impl Tracker {
             entrypoints: &self.settings.entrypoints,
             tls_entrypoints: &self.settings.tls_entrypoints,
             own_networks: &self.settings.own_networks,
+            host_networks: self.settings.host_networks.as_deref(),
             default_network: self.settings.default_network.as_deref(),
             secrets_dir: self.settings.secrets_dir.as_deref(),
         };
@@ -205,8 +210,11 @@ impl Tracker {
                 None => String::new(),
             };
             out.notes.push(format!(
-                "service {name}: has routing labels but no task running{why}"
+                "service {name}: has routing labels but no task running{why}: its routes stay, and requests wait for a task (wait_for_server), then get 503"
             ));
+            // Stopped in a rolling update, or scaled to 0: the routes stay, with no server.
+            out.add(self.declare_empty(&base, &cx, name), name);
+            return;
         }
         if endpoint == Endpoint::Vip {
             tracing::warn!(service = %name, "swarm: the service is reached on its virtual IP: Swarm balances behind it, so stickiness and draining stop at the VIP");
@@ -214,9 +222,7 @@ impl Tracker {
             if let Some(net) = &network {
                 base.networks.retain(|n, _| n == net);
             }
-            if !tasks.is_empty() {
-                out.add(self.declare(&base, &cx, &[], name), name);
-            }
+            out.add(self.declare(&base, &cx, &[], name), name);
             return;
         }
         tasks.sort_by_key(|(t, p)| (t.slot, t.node_id.clone(), *p != Phase::Serving));
@@ -333,6 +339,23 @@ impl Tracker {
                 .collect(),
             errors,
         }
+    }
+
+    /// The service's declarations with no server: what it declares does not depend on where its
+    /// tasks are, so it is read as if reachable anywhere, and the server taken out.
+    fn declare_empty(&self, c: &Container, cx: &Context<'_>, service: &str) -> Declared {
+        let mut shape = c.clone();
+        shape.host_network = true;
+        let anywhere = Context {
+            own_networks: &[],
+            host_networks: None,
+            ..*cx
+        };
+        let mut d = self.declare(&shape, &anywhere, &[], service);
+        for s in &mut d.services {
+            s.servers.clear();
+        }
+        d
     }
 
     /// TCP ports the service's image exposes or the service publishes.

@@ -171,7 +171,16 @@ async fn fifty_containers_at_once_are_coalesced_into_few_swaps() {
         tether.servers("burst@docker").is_empty()
     })
     .await;
-    assert_eq!(client.get("/").await.unwrap().status, 404);
+    // The route stays while its service has no server: the request waits its 5 s for one, then
+    // 503 with Retry-After, never 404.
+    let t = Instant::now();
+    let r = client.get("/").await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(
+        t.elapsed() >= Duration::from_secs(4),
+        "it waited for a server first"
+    );
     let pause_swaps = tether.swaps() - before;
     println!(
         "burst: 50 starts over {start_time:?} applied in {start_swaps} swaps; 50 pauses in {pause_swaps} swaps"

@@ -116,6 +116,7 @@ fn is_read(line: &str) -> bool {
     };
     path == "_ping"
         || path == "containers/json"
+        || path == "networks"
         || path.starts_with("events?")
         || path
             .strip_prefix("containers/")
@@ -203,6 +204,30 @@ async fn a_lost_engine_keeps_the_last_table_then_reconnects_and_resyncs() {
     engine.docker(&["stop", &a.id]).await.unwrap();
     wait_state("stop seen after reconnecting", FAST, || {
         !tether.servers("rc@docker").contains_key(&a.name)
+    })
+    .await;
+}
+
+/// tether-whoami's HEALTHCHECK follows its `--listen` port (the second seed's app listens on
+/// 8000): the container turns healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whoami_images_healthcheck_follows_its_listen_port() {
+    let Some(engine) = Engine::get("whoami healthcheck").await else {
+        return;
+    };
+    let c = engine
+        .run_image(
+            tether_testkit::docker::WHOAMI_IMAGE,
+            "hc8000",
+            &[],
+            &["--listen", "0.0.0.0:8000"],
+        )
+        .await;
+    tether_testkit::wait_for("the container healthy", Duration::from_secs(30), || async {
+        engine
+            .docker(&["inspect", "-f", "{{.State.Health.Status}}", &c.id])
+            .await
+            .is_ok_and(|s| s == "healthy")
     })
     .await;
 }

@@ -49,6 +49,7 @@ async fn start(engine: &Engine, dir: &TempDir) -> Instance {
         .unwrap();
     let mut opts = app::Options::file(config, dir.path().to_path_buf(), Duration::from_secs(1));
     opts.docker = Some(DockerOptions {
+        self_spec: Default::default(),
         endpoint: Endpoint::from_env().expect("DOCKER_HOST"),
         network: None,
         constraint: Some((k, v)),

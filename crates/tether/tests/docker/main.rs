@@ -9,4 +9,5 @@ mod discovery;
 mod engine;
 mod https;
 mod lifecycle;
+mod reach;
 mod support;

@@ -37,6 +37,7 @@ impl Tether {
             listen: "127.0.0.1:0".parse().unwrap(),
             key_file: Some(key_file),
             docker: Some(DockerOptions {
+                self_spec: Default::default(),
                 endpoint,
                 network: None,
                 constraint: Some((k, v)),

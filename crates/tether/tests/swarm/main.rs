@@ -7,5 +7,6 @@
 mod check;
 mod nodes;
 mod rotation;
+mod seed_update;
 mod stack;
 mod support;

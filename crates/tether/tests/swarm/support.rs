@@ -44,7 +44,8 @@ pub async fn servers(t: &TetherContainer, service: &str) -> BTreeMap<String, Ser
     rows.as_array()
         .into_iter()
         .flatten()
-        .filter(|r| r["service"] == service)
+        // A service with no server has a row with no server: it is not one.
+        .filter(|r| r["service"] == service && r["server"].is_string())
         .map(|r| {
             let s = Server {
                 name: r["server"].as_str().unwrap_or_default().to_string(),

@@ -138,11 +138,8 @@ fn tasks_on_a_node_that_is_down_are_out() {
             .unwrap(),
         ..Default::default()
     };
-    assert!(t
-        .translate(&view, Instant::now())
-        .update
-        .services
-        .is_empty());
+    // The service stays, with no server.
+    assert!(servers(&t.translate(&view, Instant::now())).is_empty());
     view.nodes[0].status.state = "ready".into();
     assert_eq!(servers(&t.translate(&view, Instant::now())).len(), 1);
 }
@@ -209,7 +206,14 @@ fn every_reason_for_nothing_is_said() {
         ..Default::default()
     };
     let o = t.translate(&view, Instant::now());
-    assert!(o.update.services.is_empty());
+    // Only the service with no task is declared: with its route, and no server.
+    let names: Vec<(&str, usize)> = o
+        .update
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.servers.len()))
+        .collect();
+    assert_eq!(names, [("idle@swarm", 0)]);
     let all = [o.update.errors.clone(), o.notes.clone()]
         .concat()
         .join("\n");
@@ -303,6 +307,112 @@ fn docker_flow_proxy_labels_on_a_service_and_a_port_that_cannot_be_found() {
     assert!(
         o.update.errors[0].contains("exposes no port")
             && o.update.errors[0].contains("(service api)"),
+        "{:?}",
+        o.update.errors
+    );
+}
+
+#[test]
+fn a_service_whose_every_task_stops_keeps_its_route_with_no_server() {
+    let mut t = tracker();
+    let svc = service(
+        "s1",
+        "stack_service1",
+        json!({}),
+        &["SERVICE_PORTS=8080", "VIRTUAL_HOST=*/service1"],
+    );
+    let running = View {
+        services: vec![svc.clone()],
+        tasks: vec![
+            task("t1", "s1", 1, "running", "running", "10.0.1.3"),
+            task("t2", "s1", 2, "running", "running", "10.0.1.4"),
+        ],
+        ..Default::default()
+    };
+    let before = t.translate(&running, Instant::now());
+    assert_eq!(servers(&before).len(), 2);
+    // The seed's update_config (stop-first, parallelism 5): both old tasks stop before a new one
+    // runs.
+    let stopping = View {
+        services: vec![svc.clone()],
+        tasks: vec![
+            task("t1", "s1", 1, "shutdown", "shutdown", "10.0.1.3"),
+            task("t2", "s1", 2, "shutdown", "shutdown", "10.0.1.4"),
+            task("t3", "s1", 1, "preparing", "running", "10.0.1.5"),
+        ],
+        ..Default::default()
+    };
+    let during = t.translate(&stopping, Instant::now());
+    assert!(
+        during.update.errors.is_empty(),
+        "{:?}",
+        during.update.errors
+    );
+    assert_eq!(during.update.services.len(), 1);
+    assert!(servers(&during).is_empty(), "{:?}", servers(&during));
+    assert_eq!(
+        during
+            .update
+            .routes
+            .iter()
+            .map(|r| (&r.name, &r.service))
+            .collect::<Vec<_>>(),
+        before
+            .update
+            .routes
+            .iter()
+            .map(|r| (&r.name, &r.service))
+            .collect::<Vec<_>>(),
+        "the same routes, to the same service"
+    );
+    assert!(
+        during.notes.iter().any(|n| n.contains("its routes stay")),
+        "{:?}",
+        during.notes
+    );
+}
+
+#[test]
+fn a_network_label_tether_is_not_on_leaves_the_service_out_with_an_error() {
+    // The second seed: traefik.docker.network=web names the tasks' network, which Tether's
+    // container is not attached to.
+    let mut labels = traefik();
+    labels["traefik.docker.network"] = json!("web");
+    let mut t = Tracker::new(Settings {
+        entrypoints: vec!["web".into()],
+        own_networks: vec!["proxy".into()],
+        drain: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let view = View {
+        services: vec![service("s1", "whoami", labels.clone(), &[])],
+        tasks: vec![task("t1", "s1", 1, "running", "running", "10.0.1.3")],
+        ..Default::default()
+    };
+    let o = t.translate(&view, Instant::now());
+    assert!(servers(&o).is_empty(), "{:?}", servers(&o));
+    let all = o.update.errors.join("\n");
+    assert!(
+        all.contains("traefik.docker.network")
+            && all.contains("not attached to network web")
+            && all.contains("Tether is on proxy")
+            && all.contains("(service whoami)"),
+        "{all}"
+    );
+    // On the host, an overlay is out of reach too.
+    let mut t = Tracker::new(Settings {
+        entrypoints: vec!["web".into()],
+        host_networks: Some(vec!["bridge".into()]),
+        drain: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let o = t.translate(&view, Instant::now());
+    assert!(servers(&o).is_empty());
+    assert!(
+        o.update
+            .errors
+            .join("\n")
+            .contains("network web is not reachable from the host"),
         "{:?}",
         o.update.errors
     );
