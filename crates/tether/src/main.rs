@@ -71,58 +71,7 @@ Configuration reference: docs/configuration.md; container labels: docs/labels.md
 enum Command {
     /// Serve the routes and services of a configuration file and/or of Docker containers, applying
     /// each change live.
-    Run {
-        /// The configuration file (TOML). See docs/configuration.md.
-        #[arg(short, long, env = "TETHER_CONFIG")]
-        config: Option<PathBuf>,
-        #[command(flatten)]
-        docker: DockerArgs,
-        /// Without --config: the address of the `web` entrypoint.
-        #[arg(long, default_value = "0.0.0.0:80", env = "TETHER_LISTEN")]
-        listen: SocketAddr,
-        /// Without --config: a file holding the affinity key (at least 32 bytes), the same on every
-        /// Tether replica (a Docker secret, say). Default: a key generated in the state directory.
-        #[arg(long, env = "TETHER_KEY_FILE")]
-        key_file: Option<PathBuf>,
-        /// Where state is kept (a generated affinity key). Default: $TETHER_STATE_DIR,
-        /// /var/lib/tether as root, else ~/.local/state/tether.
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        /// How long requests in flight may finish on SIGTERM or Ctrl-C, and how long a stopping or
-        /// unhealthy container keeps the sessions pinned to it, e.g. 10s.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        drain: Duration,
-        #[command(flatten)]
-        admin: AdminArgs,
-        /// The access log: one line per request with its route, service, server, status,
-        /// duration, bytes and affinity outcome. Off by default.
-        #[arg(long, value_enum, default_value = "off", env = "TETHER_ACCESS_LOG")]
-        access_log: AccessLogFormat,
-        /// Write the access log to this file (appended to, reopened on SIGHUP for log
-        /// rotation) instead of stdout.
-        #[arg(long, value_name = "PATH", env = "TETHER_ACCESS_LOG_FILE")]
-        access_log_file: Option<PathBuf>,
-        /// Take over the listening sockets of the Tether running on the control socket (no
-        /// connection is refused or dropped), which then drains and exits. Without one running,
-        /// start afresh. `tether upgrade` starts the successor this way.
-        #[arg(long)]
-        takeover: bool,
-        /// The control socket `tether upgrade` and `--takeover` talk to. Default:
-        /// <state-dir>/tether.sock.
-        #[arg(long, value_name = "PATH", env = "TETHER_CONTROL_SOCKET")]
-        control_socket: Option<PathBuf>,
-        /// dockercloud/haproxy's DEFAULT_SSL_CERT: the default certificate, its key and chain
-        /// as PEM text (`\n` as two characters is read as a line break), served to clients
-        /// naming no host or an unknown one. Needs a TLS entrypoint. [[tls.certificates]] with
-        /// `default = true` is the file way.
-        #[arg(
-            long = "default-ssl-cert",
-            value_name = "PEM",
-            env = "DEFAULT_SSL_CERT",
-            hide_env_values = true
-        )]
-        default_ssl_cert: Option<String>,
-    },
+    Run(RunArgs),
     /// Replace the running Tether with a new process (a new binary, say) without refusing or
     /// failing a request: the new one takes over every listening socket, the old one answers
     /// each kept-alive connection's next response with `Connection: close`, sends h2 clients
@@ -141,14 +90,11 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// Check a configuration file and/or the labels of running containers; report every error
-    /// (with its line, or its container and label) and start nothing.
-    Check {
-        #[arg(short, long, env = "TETHER_CONFIG")]
-        config: Option<PathBuf>,
-        #[command(flatten)]
-        docker: DockerArgs,
-    },
+    /// Check a configuration file and/or the labels of running containers (or a Swarm's
+    /// services); report every error (with its line, or its container and label) and start
+    /// nothing. Takes `tether run`'s flags, so a run's command line with `check` in place of
+    /// `run` checks what that run would serve.
+    Check(RunArgs),
     /// Run the demo backend: it answers with its name, host, the request's headers and a
     /// per-session visit counter kept under the `connect.sid` cookie.
     Whoami {
@@ -158,6 +104,11 @@ enum Command {
         /// Name shown in every answer. Default: the host name.
         #[arg(long)]
         name: Option<String>,
+        /// Check the whoami running beside this command (a container's HEALTHCHECK): GET
+        /// /health on the address it listens on, which it keeps in
+        /// $TETHER_STATE_DIR/whoami.listen; succeed on a 2xx answer.
+        #[arg(long)]
+        healthcheck: bool,
     },
     /// GET a URL and succeed on a 2xx answer: a HEALTHCHECK for images without curl.
     Probe {
@@ -176,6 +127,61 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+}
+
+/// What `tether run` (and `tether check`) take.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The configuration file (TOML). See docs/configuration.md.
+    #[arg(short, long, env = "TETHER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    docker: DockerArgs,
+    /// Without --config: the address of the `web` entrypoint.
+    #[arg(long, default_value = "0.0.0.0:80", env = "TETHER_LISTEN")]
+    listen: SocketAddr,
+    /// Without --config: a file holding the affinity key (at least 32 bytes), the same on every
+    /// Tether replica (a Docker secret, say). Default: a key generated in the state directory.
+    #[arg(long, env = "TETHER_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Where state is kept (a generated affinity key). Default: $TETHER_STATE_DIR,
+    /// /var/lib/tether as root, else ~/.local/state/tether.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// How long requests in flight may finish on SIGTERM or Ctrl-C, and how long a stopping or
+    /// unhealthy container keeps the sessions pinned to it, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain: Duration,
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// The access log: one line per request with its route, service, server, status,
+    /// duration, bytes and affinity outcome. Off by default.
+    #[arg(long, value_enum, default_value = "off", env = "TETHER_ACCESS_LOG")]
+    access_log: AccessLogFormat,
+    /// Write the access log to this file (appended to, reopened on SIGHUP for log
+    /// rotation) instead of stdout.
+    #[arg(long, value_name = "PATH", env = "TETHER_ACCESS_LOG_FILE")]
+    access_log_file: Option<PathBuf>,
+    /// Take over the listening sockets of the Tether running on the control socket (no
+    /// connection is refused or dropped), which then drains and exits. Without one running,
+    /// start afresh. `tether upgrade` starts the successor this way.
+    #[arg(long)]
+    takeover: bool,
+    /// The control socket `tether upgrade` and `--takeover` talk to. Default:
+    /// <state-dir>/tether.sock.
+    #[arg(long, value_name = "PATH", env = "TETHER_CONTROL_SOCKET")]
+    control_socket: Option<PathBuf>,
+    /// dockercloud/haproxy's DEFAULT_SSL_CERT: the default certificate, its key and chain
+    /// as PEM text (`\n` as two characters is read as a line break), served to clients
+    /// naming no host or an unknown one. Needs a TLS entrypoint. [[tls.certificates]] with
+    /// `default = true` is the file way.
+    #[arg(
+        long = "default-ssl-cert",
+        value_name = "PEM",
+        env = "DEFAULT_SSL_CERT",
+        hide_env_values = true
+    )]
+    default_ssl_cert: Option<String>,
 }
 
 /// Operational log format.
@@ -270,6 +276,12 @@ struct DockerArgs {
     /// with them.
     #[arg(long, value_name = "NAME", env = "TETHER_DOCKER_NETWORK")]
     docker_network: Option<String>,
+    /// The container Tether runs in, which decides the networks it reaches: found from this
+    /// process's own mounts and cgroup by default; a container name or id; or `none` for the
+    /// host (which reaches this engine's local bridge networks, never an overlay). A name that
+    /// no running container has is refused at start.
+    #[arg(long, value_name = "NAME|none", env = "TETHER_DOCKER_SELF")]
+    docker_self: Option<String>,
     /// Read only the containers (and Swarm services) carrying this label with this value, e.g.
     /// com.docker.compose.project=shop (several Tethers on one engine, each its own stack).
     #[arg(long, value_name = "LABEL=VALUE", env = "TETHER_DOCKER_CONSTRAINT")]
@@ -303,6 +315,7 @@ impl DockerArgs {
             endpoint: endpoint("--docker", ep)?,
             network: self.docker_network.clone(),
             constraint: self.constraint()?,
+            self_spec: self.self_spec(),
             secrets_dir: Some(self.secrets_dir.clone()),
         }))
     }
@@ -315,9 +328,16 @@ impl DockerArgs {
             endpoint: endpoint("--swarm", ep)?,
             network: self.docker_network.clone(),
             constraint: self.constraint()?,
+            self_spec: self.self_spec(),
             poll: self.swarm_poll,
             secrets_dir: Some(self.secrets_dir.clone()),
         }))
+    }
+
+    fn self_spec(&self) -> tether_providers::docker::whereabouts::SelfSpec {
+        tether_providers::docker::whereabouts::SelfSpec::parse(
+            self.docker_self.as_deref().unwrap_or_default(),
+        )
     }
 
     fn constraint(&self) -> anyhow::Result<Option<(String, String)>> {
@@ -410,7 +430,13 @@ fn main() -> ExitCode {
 
 /// `tether check`: every error in the file, the containers' labels and the Swarm services'; fails
 /// if there is one. "0 routes" always comes with the reasons.
-async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()> {
+async fn check(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        config,
+        docker,
+        key_file,
+        ..
+    } = args;
     let swarm = docker.swarm_options()?;
     let docker_opts = docker.options()?;
     if config.is_none() && docker_opts.is_none() && swarm.is_none() {
@@ -452,7 +478,17 @@ async fn check(config: Option<PathBuf>, docker: DockerArgs) -> anyhow::Result<()
         }
     }
     // The engine is only asked with --docker or --swarm: a file's [swarm] is checked as text.
-    key_configured |= std::env::var_os("TETHER_KEY_FILE").is_some();
+    // As `tether run` reads it: --key-file (or $TETHER_KEY_FILE), which must be a key.
+    if let Some(k) = &key_file {
+        let source = tether_model::file_config::KeySource::File(k.clone());
+        match tether_control::key::load(&source, Path::new("/nonexistent")) {
+            Ok(_) => key_configured = true,
+            Err(e) => {
+                eprintln!("--key-file: {e}");
+                failed = true;
+            }
+        }
+    }
     if let Some(d) = &docker_opts {
         failed |= check_docker(
             d,
@@ -583,7 +619,7 @@ async fn check_swarm(
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Run {
+        Command::Run(RunArgs {
             config,
             docker,
             listen,
@@ -596,7 +632,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             takeover,
             control_socket,
             default_ssl_cert,
-        } => {
+        }) => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let control_path =
                 control_socket.unwrap_or_else(|| state_dir.join(upgrade::SOCKET_NAME));
@@ -700,7 +736,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             })
             .await?
         }
-        Command::Check { config, docker } => check(config, docker).await,
+        Command::Check(args) => check(args).await,
         Command::Demo { listen, state_dir } => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let (instance, path) = tether::demo::start(listen, &state_dir).await?;
@@ -712,7 +748,37 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             instance.shutdown().await;
             Ok(())
         }
-        Command::Whoami { listen, name } => {
+        Command::Whoami {
+            healthcheck: true, ..
+        } => {
+            let addr = whoami_listen_file()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|s| s.trim().parse::<SocketAddr>().ok())
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+            let ip = match addr.ip() {
+                std::net::IpAddr::V4(v) if v.is_unspecified() => {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                }
+                std::net::IpAddr::V6(v) if v.is_unspecified() => {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                }
+                ip => ip,
+            };
+            let url = format!("http://{}/health", SocketAddr::new(ip, addr.port()));
+            let status = tether::probe::get(&url, Duration::from_secs(2)).await?;
+            if !status.is_success() {
+                anyhow::bail!("{url}: answered {status}");
+            }
+            Ok(())
+        }
+        Command::Whoami { listen, name, .. } => {
+            // Where `--healthcheck` finds it (a container's HEALTHCHECK follows --listen).
+            if let Some(f) = whoami_listen_file() {
+                let _ = f.parent().map(std::fs::create_dir_all);
+                if let Err(e) = std::fs::write(&f, listen.to_string()) {
+                    tracing::warn!(file = %f.display(), error = %e, "whoami: cannot note the listen address for --healthcheck");
+                }
+            }
             let mut id = tether_whoami::Whoami::new("");
             id.name = name.unwrap_or_else(|| id.hostname.clone());
             // On SIGTERM (docker stop) it finishes the requests in progress before exiting.
@@ -738,6 +804,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `$TETHER_STATE_DIR/whoami.listen`, when that variable is set (as in the image).
+fn whoami_listen_file() -> Option<PathBuf> {
+    std::env::var_os("TETHER_STATE_DIR").map(|d| PathBuf::from(d).join("whoami.listen"))
 }
 
 /// How a running `tether run` ended.

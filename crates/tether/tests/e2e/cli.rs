@@ -279,3 +279,47 @@ async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_new_connection
     assert!(status.success(), "{status}");
     assert_eq!(slow.requests(), 1, "no other request reached the server");
 }
+
+/// `tether check` takes `tether run`'s flags: the README's run line with `check` in place of
+/// `run` checks what it would serve, the key file included.
+#[test]
+fn check_takes_the_flags_of_run() {
+    let dir = TempDir::new("tether-check-flags");
+    let config = dir.path().join("t.toml");
+    std::fs::write(&config, "[entrypoints]\nweb = \"127.0.0.1:0\"\n").unwrap();
+    let good = dir.path().join("good.key");
+    std::fs::write(&good, "k".repeat(48)).unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "short").unwrap();
+    let run_flags = |key: &std::path::Path| {
+        let mut c = Command::new(BIN);
+        c.args(["check", "--config"])
+            .arg(&config)
+            .arg("--key-file")
+            .arg(key)
+            .args([
+                "--listen",
+                "0.0.0.0:80",
+                "--drain",
+                "10s",
+                "--admin",
+                "127.0.0.1:8081",
+            ])
+            .args(["--access-log", "json", "--state-dir"])
+            .arg(dir.path());
+        c.output().unwrap()
+    };
+    let ok = run_flags(&good);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = run_flags(&short);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--key-file") && err.contains("short.key"),
+        "{err}"
+    );
+}
