@@ -185,6 +185,9 @@ pub struct Timeouts {
     /// time spent waiting for it (time the server takes to read it does not count). 0: no minimum.
     pub body_min_rate: u64,
     pub body_rate_window: Duration,
+    /// TCP keepalive's idle time on server connections (0: off): a connection to a host that
+    /// died is noticed within about twice this, long before `upstream_response`.
+    pub server_keepalive: Duration,
 }
 
 impl Default for Timeouts {
@@ -197,6 +200,7 @@ impl Default for Timeouts {
             request_body: Duration::from_secs(300),
             body_min_rate: 1024,
             body_rate_window: Duration::from_secs(10),
+            server_keepalive: Duration::from_secs(10),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::stats::{self, Affinity};
 use crate::upstream::body::{ClientBody, ProxyBody};
 use crate::upstream::exchange::{BodyReader, Head, Outgoing, WireError};
 use crate::upstream::meter::{LogFields, Meter};
+use crate::upstream::pool::Dial;
 use crate::upstream::send::{Failure, UpstreamError};
 use crate::upstream::{self, upgrade};
 use crate::{headers, ProxyConfig, TableStore};
@@ -454,7 +455,7 @@ async fn route_and_send(
             Some(a) => upstream::send::Deadline::Watched(a, t.upstream_response),
             None => upstream::send::Deadline::Timer(t.upstream_response),
         };
-        match upstream::send::send(&backend, &mut out, t.connect, respond).await {
+        match upstream::send::send(&backend, &mut out, Dial::of(t), respond).await {
             Ok((head, conn)) => {
                 backend.state.mark_ok();
                 meter.affinity = if choice.fresh && affinity == Affinity::Pinned {
@@ -524,7 +525,10 @@ async fn route_and_send(
                 // trying another server is safe.
                 tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
                 if matches!(e, UpstreamError::Connect(_)) {
+                    // Out of rotation for every worker at once, and the connects to it still
+                    // pending give up: a dead server costs one connect timeout.
                     backend.state.mark_failed();
+                    backend.pool.failed();
                     if svc.health.is_some() {
                         // Out until its active checks pass again.
                         backend.state.set_healthy(false);
@@ -618,7 +622,7 @@ impl Upgrade<'_> {
         let backend = svc.backends[choice.idx].clone();
         forwarding.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body);
-        let resp = match upgrade::forward(backend, req, t.connect, t.upstream_response).await {
+        let resp = match upgrade::forward(backend, req, Dial::of(&t), t.upstream_response).await {
             Ok(mut resp) => {
                 if let Some(s) = &svc.sticky {
                     sticky::write_response(

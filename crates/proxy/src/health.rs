@@ -133,7 +133,10 @@ async fn probe(backend: &Backend, check: &HealthCheck) -> Result<(), String> {
     let attempt = async {
         let stream = backend
             .pool
-            .open(check.timeout)
+            .open(crate::upstream::pool::Dial {
+                timeout: check.timeout,
+                keepalive: None,
+            })
             .await
             .map_err(|e| e.to_string())?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

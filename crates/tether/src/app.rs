@@ -49,6 +49,8 @@ pub struct Options {
     )>,
     /// dockercloud/haproxy's `DEFAULT_SSL_CERT`: a default certificate given as PEM text.
     pub default_certificate: Option<PemText>,
+    /// `--connect-timeout`: overrides the file's `[timeouts] connect`.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// PEM text holding a private key: never printed.
@@ -86,6 +88,7 @@ impl Options {
             store: None,
             access_log: None,
             default_certificate: None,
+            connect_timeout: None,
         }
     }
 }
@@ -316,6 +319,10 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             tls: Default::default(),
         },
     };
+    let mut settings = settings;
+    if let Some(c) = opts.connect_timeout {
+        settings.timeouts.connect = c;
+    }
     let key_source = match (&settings.affinity_key, &opts.config) {
         // A relative key file is found beside the configuration file, wherever Tether runs from.
         (KeySource::File(p), Some(config)) if p.is_relative() => {

@@ -171,6 +171,12 @@ struct RunArgs {
     /// <state-dir>/tether.sock.
     #[arg(long, value_name = "PATH", env = "TETHER_CONTROL_SOCKET")]
     control_socket: Option<PathBuf>,
+    /// How long connecting to a server may take (TCP and, for https:// servers, TLS) before it
+    /// is taken out of rotation for every request and the request goes to another server.
+    /// Overrides [timeouts] connect; default 5s (HAProxy sets none and its examples use 5s;
+    /// Traefik's dialTimeout is 30s; NGINX's proxy_connect_timeout 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive, env = "TETHER_CONNECT_TIMEOUT")]
+    connect_timeout: Option<Duration>,
     /// dockercloud/haproxy's DEFAULT_SSL_CERT: the default certificate, its key and chain
     /// as PEM text (`\n` as two characters is read as a line break), served to clients
     /// naming no host or an unknown one. Needs a TLS entrypoint. [[tls.certificates]] with
@@ -367,6 +373,13 @@ fn parse_poll(s: &str) -> Result<Duration, String> {
         Ok(d)
     } else {
         Err(format!("{s:?}: expected between 50ms and 60s"))
+    }
+}
+
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
     }
 }
 
@@ -632,6 +645,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             takeover,
             control_socket,
             default_ssl_cert,
+            connect_timeout,
         }) => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let control_path =
@@ -673,6 +687,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     store,
                     access_log,
                     default_certificate: default_ssl_cert.map(tether::app::PemText),
+                    connect_timeout,
                 },
                 inherited,
             )

@@ -565,6 +565,25 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
             }
         }
     }
+    if let Some(v) = &raw.server_keepalive {
+        let parsed = cx.check(
+            v,
+            || "timeouts.server_keepalive".into(),
+            |s| match s.trim() {
+                "0" => Ok(std::time::Duration::ZERO),
+                s => duration::parse(s).and_then(|d| {
+                    if d.is_zero() || d >= std::time::Duration::from_secs(3) {
+                        Ok(d)
+                    } else {
+                        Err(format!("{s}: at least 3s (probes go a third of it apart), or 0s for off"))
+                    }
+                }),
+            },
+        );
+        if let Some(d) = parsed {
+            t.server_keepalive = d;
+        }
+    }
     if let Some(r) = &raw.body_min_rate {
         if let Some(rate) = cx.check(
             r,

@@ -277,6 +277,7 @@ pub struct RawTimeouts {
     pub request_body: Option<S<String>>,
     pub body_min_rate: Option<S<i64>>,
     pub body_rate_window: Option<S<String>>,
+    pub server_keepalive: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,6 +33,28 @@ pub enum ConnectError {
         addr: ServerAddr,
         source: std::io::Error,
     },
+    /// Another connection to the server failed while this one was being made.
+    #[error("connecting to {0}: given up, another connection to it just failed")]
+    GaveUp(ServerAddr),
+}
+
+/// How a new connection to a server is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Dial {
+    /// The TCP connect and TLS handshake together (`timeouts.connect`, `--connect-timeout`).
+    pub timeout: Duration,
+    /// TCP keepalive's idle time (`timeouts.server_keepalive`): a server whose host died is
+    /// noticed after it plus three probes a third of it apart, not at the response timeout.
+    pub keepalive: Option<Duration>,
+}
+
+impl Dial {
+    pub fn of(t: &tether_model::file_config::Timeouts) -> Dial {
+        Dial {
+            timeout: t.connect,
+            keepalive: (!t.server_keepalive.is_zero()).then_some(t.server_keepalive),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -42,6 +64,9 @@ pub struct Pool {
     tls: Option<Connector>,
     /// Idle connections, and when each was released (see [`now_ms`]).
     idle: Mutex<Vec<(Conn, u64)>>,
+    /// Woken when a connection to this server failed: the connects still pending give up at
+    /// once, so a dead server costs one connect timeout, not one per request.
+    failed: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -50,17 +75,24 @@ impl Pool {
             addr,
             tls,
             idle: Mutex::new(Vec::new()),
+            failed: tokio::sync::Notify::new(),
         }
     }
 
     /// A connection: a pooled one if any is alive, else a new one.
-    pub async fn checkout(&self, connect_timeout: Duration) -> Result<Conn, ConnectError> {
+    pub async fn checkout(&self, dial: Dial) -> Result<Conn, ConnectError> {
         if let Some(c) = self.pop() {
             return Ok(c);
         }
         // Boxed: connecting is the rare case, and its future would take room in every
         // request's.
-        Ok(Conn::new(Box::pin(self.open(connect_timeout)).await?))
+        Ok(Conn::new(Box::pin(self.open(dial)).await?))
+    }
+
+    /// A connection to this server failed (refused, or timed out): the connects still pending
+    /// give up too, and their requests go elsewhere.
+    pub fn failed(&self) {
+        self.failed.notify_waiters();
     }
 
     fn pop(&self) -> Option<Conn> {
@@ -87,9 +119,10 @@ impl Pool {
         self.idle.lock().expect("pool poisoned").len()
     }
 
-    /// Open a new connection (Nagle off), with its TLS handshake for an `https://` server, all
-    /// within `timeout`.
-    pub async fn open(&self, timeout: Duration) -> Result<Stream, ConnectError> {
+    /// Open a new connection (Nagle off, TCP keepalive as `dial` says), with its TLS handshake
+    /// for an `https://` server, all within `dial.timeout`; given up at once when another
+    /// connection to this server failed meanwhile ([`Pool::failed`]).
+    pub async fn open(&self, dial: Dial) -> Result<Stream, ConnectError> {
         let addr = &self.addr;
         let connecting = async {
             let tcp = match addr {
@@ -101,6 +134,9 @@ impl Pool {
                 source,
             })?;
             let _ = tcp.set_nodelay(true);
+            if let Some(idle) = dial.keepalive {
+                keepalive(&tcp, idle);
+            }
             match &self.tls {
                 None => Ok(Stream::Plain(tcp)),
                 Some(c) => c
@@ -113,9 +149,25 @@ impl Pool {
                     }),
             }
         };
-        match tokio::time::timeout(timeout, connecting).await {
-            Err(_) => Err(ConnectError::Timeout(addr.clone())),
-            Ok(r) => r,
+        let gave_up = self.failed.notified();
+        tokio::select! {
+            r = tokio::time::timeout(dial.timeout, connecting) => match r {
+                Err(_) => Err(ConnectError::Timeout(addr.clone())),
+                Ok(r) => r,
+            },
+            () = gave_up => Err(ConnectError::GaveUp(addr.clone())),
         }
+    }
+}
+
+/// Probe an idle connection after `idle`, then every third of it, three times.
+fn keepalive(tcp: &TcpStream, idle: Duration) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 3).max(Duration::from_secs(1)));
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    let probes = probes.with_retries(3);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&probes) {
+        tracing::debug!(error = %e, "server connection: cannot set TCP keepalive");
     }
 }

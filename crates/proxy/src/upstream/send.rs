@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::idle::Activity;
 use crate::upstream::exchange::{self, Conn, Head, Outgoing, WireError};
-use crate::upstream::pool::ConnectError;
+use crate::upstream::pool::{ConnectError, Dial};
 use crate::upstream::registry::Backend;
 
 /// Why the exchange failed.
@@ -63,12 +63,12 @@ const STALE_RETRIES: usize = 3;
 pub async fn send(
     backend: &Backend,
     req: &mut Outgoing,
-    connect: Duration,
+    dial: Dial,
     respond: Deadline<'_>,
 ) -> Result<(Head, Conn), Failure> {
     let mut last = None;
     for _ in 0..STALE_RETRIES {
-        let mut conn = match backend.pool.checkout(connect).await {
+        let mut conn = match backend.pool.checkout(dial).await {
             Ok(c) => c,
             Err(e) => {
                 return Err(Failure {

@@ -17,11 +17,11 @@ use crate::upstream::send::UpstreamError;
 pub async fn forward(
     backend: Arc<Backend>,
     mut req: Request<Incoming>,
-    connect: Duration,
+    dial: crate::upstream::pool::Dial,
     respond: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let stream = backend.pool.open(connect).await?;
+    let stream = backend.pool.open(dial).await?;
     let (mut sender, conn) = http1::Builder::new()
         .handshake::<_, Incoming>(TokioIo::new(stream))
         .await

@@ -50,6 +50,7 @@ impl Tether {
             store: None,
             access_log: None,
             default_certificate: None,
+            connect_timeout: None,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {

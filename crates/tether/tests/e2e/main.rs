@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod balancing;
 mod certificates;
+mod dead_server;
 mod cli;
 mod hostile;
 mod hostile_h2;
