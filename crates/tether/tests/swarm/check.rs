@@ -64,9 +64,10 @@ async fn check_explains_every_service_that_declares_nothing() {
         )),
         "{all}"
     );
+    // The idle service keeps its route, with no server.
     assert!(
-        all.contains("1 tasks in rotation, 1 routes and 1 services"),
-        "only {good} routes:\n{all}"
+        all.contains("1 tasks in rotation, 2 routes and 2 services"),
+        "{good} and {idle} route:\n{all}"
     );
 
     // The Docker provider reads containers: it points at --swarm for the services' own labels.
