@@ -2,7 +2,8 @@
 # Build the images tether:dev and tether-whoami:dev locally: Tether linked statically (glibc, crt-static) in a FROM scratch
 # image. Nothing is pulled, so it works on a machine without any registry.
 #
-#   docker/build-image.sh            # builds tether:dev, then tether-whoami:dev on top of it
+#   docker/build-image.sh            # builds tether:dev, tether-whoami:dev on top of it, and
+#                                    # tether-etcd:dev (Debian's etcd, for --store etcd://)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="tether:dev"
@@ -24,5 +25,26 @@ if ! out="$(DOCKER_BUILDKIT=0 docker build --quiet --tag tether-whoami:dev "$ctx
   echo "$out" >&2
   exit 1
 fi
+# tether-etcd:dev: Debian's etcd binary with the libraries it links, FROM scratch (no registry
+# is needed, and none may be reachable). Skipped, saying so, where etcd is not installed.
+if etcd_bin="$(command -v etcd)"; then
+  ectx="$(mktemp -d)"
+  trap 'rm -rf "$ctx" "$ectx"' EXIT
+  mkdir -p "$ectx/root/usr/bin" "$ectx/root/var/lib/etcd"
+  cp "$etcd_bin" "$ectx/root/usr/bin/etcd"
+  for lib in $(ldd "$etcd_bin" | grep -o '/[^ ]*' | sort -u); do
+    mkdir -p "$ectx/root$(dirname "$lib")"
+    cp -L "$lib" "$ectx/root$lib"
+  done
+  cp docker/etcd.Dockerfile "$ectx/Dockerfile"
+  if ! out="$(DOCKER_BUILDKIT=0 docker build --quiet --tag tether-etcd:dev "$ectx" 2>&1)"; then
+    echo "$out" >&2
+    exit 1
+  fi
+  etcd_built=", tether-etcd:dev ($("$etcd_bin" --version | head -1))"
+else
+  echo "no etcd binary (apt-get install etcd-server): tether-etcd:dev not built" >&2
+  etcd_built=""
+fi
 size="$(docker image inspect --format '{{.Size}}' "$tag")"
-echo "built $tag ($((size / 1024)) KiB) and tether-whoami:dev" >&2
+echo "built $tag ($((size / 1024)) KiB), tether-whoami:dev${etcd_built}" >&2

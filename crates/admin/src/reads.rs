@@ -49,9 +49,46 @@ pub(crate) fn version_body(s: &AppState) -> Value {
             "revision": applied.as_ref().map(|a| a.snapshot.revision),
             "reachable": problem.is_none(),
             "problem": problem,
+            "incident": api.store().incident(),
         });
+        if api.store().is_shared() {
+            body["affinity"] = affinity(s, api);
+        }
     }
     body
+}
+
+/// This replica's key fingerprint, every live replica's, and those that hold another key.
+fn affinity(s: &AppState, api: &tether_providers::api::ApiHandle) -> Value {
+    let own = s.control.key_fingerprint();
+    let replicas = api
+        .applied()
+        .map(|a| a.snapshot.replicas.clone())
+        .unwrap_or_default();
+    let disagree: Vec<&String> = replicas
+        .iter()
+        .filter(|(_, r)| r["fingerprint"].as_str().is_some_and(|f| f != own))
+        .map(|(id, _)| id)
+        .collect();
+    json!({ "fingerprint": own, "replicas": replicas, "disagree": disagree })
+}
+
+/// The error when replicas sharing the store seal with different keys.
+fn key_disagreement(s: &AppState) -> Option<String> {
+    let api = s.api.as_ref().filter(|a| a.store().is_shared())?;
+    let a = affinity(s, api);
+    let ids: Vec<&str> = a["disagree"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    (!ids.is_empty()).then(|| {
+        format!(
+            "replicas {} seal sticky cookies with another affinity key than this one (fingerprint {}): sessions pinned by one are not recognised by the others. Give them all the same --key-file, or none, so that they share the store's",
+            ids.join(", "),
+            a["fingerprint"].as_str().unwrap_or_default()
+        )
+    })
 }
 
 /// Each declared object of a kind, with its source and ETag, best first by name.
@@ -204,9 +241,12 @@ pub async fn errors(State(s): State<AppState>) -> Json<Value> {
         .into_iter()
         .filter_map(|(name, src)| src.problem.map(|p| (name, json!(p))))
         .collect();
+    let incident = s.api.as_ref().and_then(|a| a.store().incident());
     Json(json!({
         "current": status.errors,
         "unreachable": problems,
         "recent": recent,
+        "store_incident": incident,
+        "affinity": key_disagreement(&s),
     }))
 }

@@ -55,6 +55,15 @@ impl AffinityKey {
         }
     }
 
+    /// A short fingerprint that tells two keys apart and reveals nothing of either: replicas
+    /// publish theirs so that a replica with another key is found.
+    pub fn fingerprint(&self) -> String {
+        self.mac(&[b"fingerprint"])[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut m =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");

@@ -77,7 +77,7 @@ fn generated(dir: &Path) -> Result<AffinityKey, KeyError> {
 }
 
 /// 64 characters from the operating system's random source, falling back to a seeded generator.
-fn random_secret() -> String {
+pub fn random_secret() -> String {
     let mut buf = [0u8; 48];
     let from_os = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));

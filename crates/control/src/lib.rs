@@ -111,7 +111,9 @@ impl State {
 pub struct Control {
     store: TableStore,
     registry: Registry,
-    key: AffinityKey,
+    /// The sealing key; replaced once when a replica that started on a key of its own gets the
+    /// one its replicas share ([`Control::rekey`]).
+    key: ArcSwap<AffinityKey>,
     entrypoints: Vec<String>,
     /// The TLS entrypoints and their ports (see [`CompileInput::tls_ports`]).
     tls_ports: Vec<(String, u16)>,
@@ -143,7 +145,7 @@ impl Control {
         Arc::new(Control {
             store: Arc::new(ArcSwap::from_pointee(empty)),
             registry: Registry::default(),
-            key,
+            key: ArcSwap::from_pointee(key),
             entrypoints,
             tls_ports,
             certificates: std::sync::OnceLock::new(),
@@ -203,10 +205,11 @@ impl Control {
             tracing::debug!(%provider, %version, "configuration unchanged");
             return Ok(version);
         }
+        let key = self.key.load();
         let input = CompileInput {
             entrypoints: &self.entrypoints,
             tls_ports: &self.tls_ports,
-            key: &self.key,
+            key: &key,
             registry: &self.registry,
             version: Some(digest),
         };
@@ -391,6 +394,34 @@ impl Control {
 
     pub fn entrypoints(&self) -> &[String] {
         &self.entrypoints
+    }
+
+    /// The fingerprint of the sealing key (it reveals nothing of the key).
+    pub fn key_fingerprint(&self) -> String {
+        self.key.load().fingerprint()
+    }
+
+    /// Seal with `key` from now on: the table is compiled again with it and swapped in.
+    /// Cookies sealed with the key before it are then treated as absent (new pins).
+    pub fn rekey(&self, key: AffinityKey) {
+        self.key.store(Arc::new(key));
+        let state = self.state.lock().expect("control state poisoned");
+        let (services, routes) = merged(&state.providers);
+        let key = self.key.load();
+        let input = CompileInput {
+            entrypoints: &self.entrypoints,
+            tls_ports: &self.tls_ports,
+            key: &key,
+            registry: &self.registry,
+            version: Some(self.store.load().version.clone()),
+        };
+        match compile(&services, &routes, input) {
+            Ok(table) => {
+                self.store.store(Arc::new(table));
+                tracing::info!("affinity key replaced: the table is sealed with the key the replicas share");
+            }
+            Err(errs) => tracing::error!(errors = errs.len(), "affinity key replaced, but the table did not compile again; it takes effect at the next change"),
+        }
     }
 
     pub fn status(&self) -> Status {

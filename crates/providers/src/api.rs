@@ -40,6 +40,11 @@ pub struct Snapshot {
     pub objects: BTreeMap<(Kind, String), Object>,
     /// Keys found in the store that are no route or service (reported, left out).
     pub strays: Vec<String>,
+    /// The affinity key every replica shares when none is given (etcd's `affinity/key`).
+    pub affinity_key: Option<String>,
+    /// What each live replica published (etcd's `replicas/ID`, under a lease): its key's
+    /// fingerprint and where its key came from.
+    pub replicas: BTreeMap<String, Value>,
 }
 
 impl Snapshot {
@@ -159,6 +164,42 @@ impl Store {
             Store::Local(l) => l.health(),
             #[cfg(feature = "etcd")]
             Store::Etcd(e) => e.health(),
+        }
+    }
+
+    /// The last time the store was found to have lost its data (etcd recreated without its
+    /// volume), and what was done about it; `None` if never.
+    pub fn incident(&self) -> Option<String> {
+        match self {
+            Store::Local(_) => None,
+            #[cfg(feature = "etcd")]
+            Store::Etcd(e) => e.incident().borrow().clone(),
+        }
+    }
+
+    /// The affinity key shared through the store: the one there, else `fresh`, written by the
+    /// first replica that asks (under a compare-and-swap, so never two); `None` for the state
+    /// file, which no replica shares.
+    pub async fn shared_key(&self, fresh: String) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Local(_) => {
+                let _ = fresh;
+                Ok(None)
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(e) => e.shared_key(fresh).await.map(Some),
+        }
+    }
+
+    /// Publish this replica's key fingerprint (and where its key came from) for as long as it
+    /// runs, so that replicas with other keys are found.
+    pub fn announce(&self, fingerprint: &str, source: &str) {
+        match self {
+            Store::Local(_) => {
+                let _ = (fingerprint, source);
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(e) => e.announce(fingerprint, source),
         }
     }
 

@@ -67,6 +67,13 @@ impl Etcd {
         }
     }
 
+    /// Recreate it without its data (a container without a volume): same ports, a new cluster.
+    pub async fn wipe(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
+        self.resume().await;
+    }
+
     /// Start it again on the same ports and data; returns once it answers `/health`.
     pub async fn resume(&mut self) {
         let (client, peer) = (

@@ -330,9 +330,17 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         }
         (other, _) => other.clone(),
     };
-    let key = tether_control::key::load(&key_source, &opts.state_dir)?;
     // The admin listener is checked before anything binds: no token beyond loopback is refused.
     let admin_addr = admin_addr.or(settings.admin);
+    let api_store = if admin_addr.is_some() || opts.store.is_some() {
+        let store = crate::store::open(opts.store.as_ref(), &opts.state_dir).await?;
+        tracing::info!(store = %store.describe(), "API changes are kept in the {}", store.describe());
+        Some(store)
+    } else {
+        None
+    };
+    let (key, key_origin) =
+        crate::shared_key::at_start(&key_source, &opts.state_dir, api_store.as_ref()).await?;
     let auth = admin_addr
         .map(|a| tether_admin::Auth::new(a, opts.admin.token.clone()))
         .transpose()
@@ -375,7 +383,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         ))));
     }
     if let Some(s) = &swarm {
-        let key_configured = !matches!(key_source, KeySource::Generated);
+        let key_configured = key_origin != crate::shared_key::Origin::Generated;
         sources.push(Box::new(swarm::SwarmSource(s.config(
             names.clone(),
             tls_names.clone(),
@@ -384,10 +392,9 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         ))));
     }
     let mut api = None;
-    if admin_addr.is_some() || opts.store.is_some() {
-        let store = crate::store::open(opts.store.as_ref(), &opts.state_dir).await?;
-        tracing::info!(store = %store.describe(), "API changes are kept in the {}", store.describe());
+    if let Some(store) = api_store {
         let (source, handle) = ApiSource::new(store, names.clone());
+        crate::shared_key::follow_up(key_origin, &handle, &control);
         sources.push(Box::new(source));
         api = Some(handle);
     }

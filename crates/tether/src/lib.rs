@@ -4,6 +4,7 @@
 pub mod app;
 pub mod demo;
 pub mod probe;
+pub mod shared_key;
 pub mod state_dir;
 pub mod store;
 pub mod upgrade;

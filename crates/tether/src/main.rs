@@ -118,6 +118,10 @@ enum Command {
         /// Print the answer's body to stdout (read an admin API from inside a container).
         #[arg(long)]
         print: bool,
+        /// Send the token in this file as `Authorization: Bearer` (the admin API's token, a
+        /// Docker secret). Implies --print.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Start Tether on 127.0.0.1:8080 with four whoami backends: /service1 sticky, /service2 round
     /// robin, two replicas each, and print the commands that show the difference.
@@ -448,12 +452,15 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
         config,
         docker,
         key_file,
+        admin,
         ..
     } = args;
     let swarm = docker.swarm_options()?;
     let docker_opts = docker.options()?;
-    if config.is_none() && docker_opts.is_none() && swarm.is_none() {
-        anyhow::bail!("nothing to check: give --config FILE, --docker, --swarm, or several");
+    if config.is_none() && docker_opts.is_none() && swarm.is_none() && admin.store.is_none() {
+        anyhow::bail!(
+            "nothing to check: give --config FILE, --docker, --swarm, --store URL, or several"
+        );
     }
     let mut failed = false;
     let mut entrypoints = vec!["web".to_string()];
@@ -502,6 +509,11 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let (_, store) = admin.options()?;
+    if let Some(spec) = &store {
+        key_configured = true; // the replicas share the store's key, or report one that differs
+        failed |= check_replica_keys(spec, key_file.as_deref()).await?;
+    }
     if let Some(d) = &docker_opts {
         failed |= check_docker(
             d,
@@ -517,6 +529,65 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("configuration has errors");
     }
     Ok(())
+}
+
+/// `--store`: the replicas following it, and whether they seal with one affinity key (the
+/// store's, or `key_file`'s when given); true if they do not.
+async fn check_replica_keys(
+    spec: &tether::app::StoreSpec,
+    key_file: Option<&Path>,
+) -> anyhow::Result<bool> {
+    let dir = std::env::temp_dir();
+    let store = tether::store::open(Some(spec), &dir).await?;
+    let mut snapshots = store.subscribe();
+    let read = tokio::time::timeout(Duration::from_secs(5), snapshots.wait_for(Option::is_some))
+        .await
+        .map(|s| s.map(|s| s.clone()));
+    let Ok(Ok(Some(snapshot))) = read else {
+        eprintln!("{spec}: no answer within 5 s");
+        return Ok(true);
+    };
+    let expected = match key_file {
+        Some(k) => Some(
+            tether_control::key::load(
+                &tether_model::file_config::KeySource::File(k.to_path_buf()),
+                &dir,
+            )?
+            .fingerprint(),
+        ),
+        None => snapshot
+            .affinity_key
+            .as_deref()
+            .map(|k| tether_balance::AffinityKey::from_secret(k.trim().as_bytes()).fingerprint()),
+    };
+    let mut by_print: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for (id, r) in &snapshot.replicas {
+        let f = r["fingerprint"].as_str().unwrap_or("?").to_string();
+        by_print.entry(f).or_default().push(id);
+    }
+    println!(
+        "{spec}: {} replicas following it, {} affinity keys among them",
+        snapshot.replicas.len(),
+        by_print.len()
+    );
+    // Every replica should hold the expected key (or, with none known, one and the same).
+    let odd: Vec<String> = by_print
+        .iter()
+        .filter(|(f, _)| match &expected {
+            Some(e) => e != *f,
+            None => by_print.len() > 1,
+        })
+        .map(|(f, ids)| format!("{} (fingerprint {f})", ids.join(", ")))
+        .collect();
+    if !odd.is_empty() {
+        eprintln!(
+            "{spec}: replicas seal sticky cookies with another affinity key{}: {}. Give them all the same --key-file, or none, so that they share the store's",
+            expected.map_or(String::new(), |e| format!(" than {e}")),
+            odd.join("; ")
+        );
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Load every certificate a TLS entrypoint would serve, as start-up does; false if one cannot.
@@ -804,9 +875,17 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             url,
             timeout,
             print,
+            token_file,
         } => {
-            let status = if print {
-                let (status, body) = tether::probe::get_body(&url, timeout).await?;
+            let token = token_file
+                .map(|f| {
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("--token-file {}", f.display()))
+                })
+                .transpose()?;
+            let status = if print || token.is_some() {
+                let (status, body) =
+                    tether::probe::get_body(&url, timeout, token.as_deref()).await?;
                 use std::io::Write as _;
                 std::io::stdout().write_all(&body)?;
                 status

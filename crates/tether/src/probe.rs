@@ -15,19 +15,26 @@ const MAX_PRINT: usize = 16 << 20;
 
 /// GET `url` (`http://host:port/path`) and return the status, within `timeout`.
 pub async fn get(url: &str, timeout: Duration) -> anyhow::Result<http::StatusCode> {
-    Ok(fetch(url, timeout, false).await?.0)
+    Ok(fetch(url, timeout, false, None).await?.0)
 }
 
 /// GET `url` and return the status and the body, within `timeout`.
-pub async fn get_body(url: &str, timeout: Duration) -> anyhow::Result<(http::StatusCode, Bytes)> {
-    fetch(url, timeout, true).await
+/// `bearer`: a token sent as `Authorization: Bearer` (the admin API's).
+pub async fn get_body(
+    url: &str,
+    timeout: Duration,
+    bearer: Option<&str>,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    fetch(url, timeout, true, bearer).await
 }
 
 async fn fetch(
     url: &str,
     timeout: Duration,
     read_body: bool,
+    bearer: Option<&str>,
 ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    let bearer = bearer.map(|t| format!("Bearer {}", t.trim()));
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
@@ -44,9 +51,11 @@ async fn fetch(
         let io = TcpStream::connect((authority.host(), port)).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header(http::header::HOST, authority.as_str())
-            .body(Empty::<Bytes>::new())?;
+        let mut req = http::Request::get(path).header(http::header::HOST, authority.as_str());
+        if let Some(b) = &bearer {
+            req = req.header(http::header::AUTHORIZATION, b);
+        }
+        let req = req.body(Empty::<Bytes>::new())?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         let body = if read_body {

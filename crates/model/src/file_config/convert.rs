@@ -575,7 +575,9 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
                     if d.is_zero() || d >= std::time::Duration::from_secs(3) {
                         Ok(d)
                     } else {
-                        Err(format!("{s}: at least 3s (probes go a third of it apart), or 0s for off"))
+                        Err(format!(
+                            "{s}: at least 3s (probes go a third of it apart), or 0s for off"
+                        ))
                     }
                 }),
             },

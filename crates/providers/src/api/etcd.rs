@@ -1,7 +1,11 @@
 //! The shared store: etcd (cargo feature `etcd`). Keys under `/PREFIX/`:
 //!
 //! - `/PREFIX/routes/NAME`, `/PREFIX/services/NAME`: the JSON documents;
-//! - `/PREFIX/change`: the change marker, written by every change.
+//! - `/PREFIX/change`: the change marker, written by every change;
+//! - `/PREFIX/affinity/key`: the affinity key the replicas share when none is given to them
+//!   (written once, by the first replica, under a compare-and-swap; readable by whoever can
+//!   read etcd);
+//! - `/PREFIX/replicas/ID`: each live replica's key fingerprint, under a lease that ends with it.
 //!
 //! A change is one transaction: if the marker's mod revision is still the one the change was
 //! checked against, put and delete the documents and the marker; else nothing (a conflict), so
@@ -11,6 +15,18 @@
 //! last revision read; if that revision was compacted, the prefix is read again in full. While
 //! etcd is unreachable, the last state keeps serving, the problem is reported, and the store
 //! retries with backoff.
+//!
+//! A store that lost its data (etcd recreated without its volume: a new cluster id, or a
+//! revision behind the one last read) is found when the connection comes back ([`lost`]):
+//! every replica keeps serving its last state; into an empty store one replica writes that
+//! state back under a compare-and-swap, and every replica then adopts what the store holds.
+//!
+//! Keepalive pings follow etcd's default policy (`--grpc-keepalive-min-time=5s`, no pings
+//! without an open stream): every [`KEEPALIVE_INTERVAL`], only while a watch is open. Pinging
+//! more often makes etcd close the connection (`ENHANCE_YOUR_CALM`, "too_many_pings").
+
+mod lost;
+mod replicas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +42,10 @@ use super::{Commit, Kind, Object, Op, Snapshot, StoreError};
 
 /// Each request to etcd gives up after this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// HTTP/2 keepalive pings: twice etcd's default minimum (`--grpc-keepalive-min-time`, 5 s).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// etcd's default `--grpc-keepalive-min-time`: pings more often than this are refused.
+pub const ETCD_MIN_PING_INTERVAL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -37,6 +57,8 @@ pub struct EtcdStore {
     root: String,
     state: watch::Sender<Option<Arc<Snapshot>>>,
     health: watch::Sender<Option<String>>,
+    /// The last time the store was found to have lost its data, and what was done.
+    incident: watch::Sender<Option<String>>,
     follower: JoinHandle<()>,
 }
 
@@ -53,19 +75,23 @@ impl EtcdStore {
         let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
         let options = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive(KEEPALIVE_INTERVAL, REQUEST_TIMEOUT)
+            .with_keep_alive_while_idle(false);
         let client = Client::connect(urls, Some(options))
             .await
             .map_err(|e| StoreError::Unreachable(format!("etcd {}: {e}", endpoints.join(","))))?;
         let root = format!("/{prefix}/");
         let state = watch::Sender::new(None);
         let health = watch::Sender::new(None);
+        let incident = watch::Sender::new(None);
         let follower = tokio::spawn(follow(
             client.clone(),
             root.clone(),
-            state.clone(),
-            health.clone(),
+            Channels {
+                state: state.clone(),
+                health: health.clone(),
+                incident: incident.clone(),
+            },
         ));
         Ok(EtcdStore {
             client,
@@ -73,6 +99,7 @@ impl EtcdStore {
             root,
             state,
             health,
+            incident,
             follower,
         })
     }
@@ -91,6 +118,26 @@ impl EtcdStore {
 
     pub fn health(&self) -> watch::Receiver<Option<String>> {
         self.health.subscribe()
+    }
+
+    pub fn incident(&self) -> watch::Receiver<Option<String>> {
+        self.incident.subscribe()
+    }
+
+    /// The affinity key shared by the replicas: the one in the store, else one this replica
+    /// makes and writes, unless another replica wrote one first.
+    pub async fn shared_key(&self, fresh: String) -> Result<String, StoreError> {
+        replicas::shared_key(&mut self.client.clone(), &self.root, fresh).await
+    }
+
+    /// Publish this replica's key fingerprint under a lease, kept alive while it runs.
+    pub fn announce(&self, fingerprint: &str, source: &str) {
+        let task = replicas::announce(
+            self.client.clone(),
+            self.root.clone(),
+            serde_json::json!({ "fingerprint": fingerprint, "key": source }),
+        );
+        tokio::spawn(task);
     }
 
     /// The revision of the last change committed, by any replica (the marker's mod revision).
@@ -145,53 +192,75 @@ fn unreachable(e: &str) -> StoreError {
     StoreError::Unreachable(format!("etcd: {e}"))
 }
 
-/// Read, then watch, for as long as the store lives; reconnect with backoff.
-async fn follow(
-    client: Client,
-    root: String,
+/// Where the follower publishes.
+struct Channels {
     state: watch::Sender<Option<Arc<Snapshot>>>,
     health: watch::Sender<Option<String>>,
-) {
+    incident: watch::Sender<Option<String>>,
+}
+
+/// What the follower keeps between connections.
+#[derive(Default)]
+struct Followed {
+    /// The last state read; a broken watch resumes after its revision.
+    last: Option<Snapshot>,
+    /// The last state published, which a store that lost its data gets back.
+    held: Option<Snapshot>,
+    /// The store's identity as last seen: its cluster id and the highest revision read.
+    cluster: Option<u64>,
+    revision: u64,
+}
+
+/// Read, then watch, for as long as the store lives; reconnect with backoff.
+async fn follow(client: Client, root: String, out: Channels) {
     let mut backoff = MIN_BACKOFF;
-    // The last state read; a broken watch resumes after its revision.
-    let mut last: Option<Snapshot> = None;
+    let mut f = Followed::default();
     loop {
-        let err = session(
-            client.clone(),
-            &root,
-            &state,
-            &health,
-            &mut last,
-            &mut backoff,
-        )
-        .await;
+        let err = session(client.clone(), &root, &out, &mut f, &mut backoff).await;
         let problem = format!("etcd unreachable: {err}");
-        if health.borrow().as_deref() != Some(problem.as_str()) {
-            if health.borrow().is_none() {
+        if out.health.borrow().as_deref() != Some(problem.as_str()) {
+            if out.health.borrow().is_none() {
                 tracing::error!("{problem}; serving the last configuration read and retrying");
             }
-            health.send_replace(Some(problem));
+            out.health.send_replace(Some(problem));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// One connection's life: a full read unless resuming, then the watch until it breaks.
+/// One connection's life: make sure it is the store read before (else recover), a full read
+/// unless resuming, then the watch until it breaks.
 async fn session(
     mut client: Client,
     root: &str,
-    state: &watch::Sender<Option<Arc<Snapshot>>>,
-    health: &watch::Sender<Option<String>>,
-    last: &mut Option<Snapshot>,
+    out: &Channels,
+    f: &mut Followed,
     backoff: &mut Duration,
 ) -> String {
+    let (state, health) = (&out.state, &out.health);
+    match lost::check(&mut client, root, f).await {
+        Err(e) => return e,
+        Ok(None) => {}
+        Ok(Some(what)) => {
+            let done = lost::recover(&mut client, root, f).await;
+            let incident = format!(
+                "{} {what}; {done}",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            );
+            tracing::error!("etcd: {incident}");
+            out.incident.send_replace(Some(incident));
+            f.last = None; // read in full, and adopt it
+        }
+    }
     loop {
-        let snapshot = match last.take() {
+        let snapshot = match f.last.take() {
             Some(s) => s,
             None => match read_all(&mut client, root).await {
                 Ok(s) => {
                     state.send_replace(Some(Arc::new(s.clone())));
+                    f.held = Some(s.clone());
+                    f.revision = f.revision.max(s.revision);
                     s
                 }
                 Err(e) => return e,
@@ -205,11 +274,11 @@ async fn session(
             match tokio::time::timeout(REQUEST_TIMEOUT, client.watch(root, Some(options))).await {
                 Ok(Ok(w)) => w,
                 Ok(Err(e)) => {
-                    *last = Some(snapshot);
+                    f.last = Some(snapshot);
                     return e.to_string();
                 }
                 Err(_) => {
-                    *last = Some(snapshot);
+                    f.last = Some(snapshot);
                     return "the watch could not be created in time".into();
                 }
             };
@@ -226,11 +295,11 @@ async fn session(
             let resp = match stream.message().await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
-                    *last = Some(current);
+                    f.last = Some(current);
                     return "the watch stream ended".into();
                 }
                 Err(e) => {
-                    *last = Some(current);
+                    f.last = Some(current);
                     return e.to_string();
                 }
             };
@@ -240,10 +309,10 @@ async fn session(
                     compacted = resp.compact_revision(),
                     "etcd: revisions compacted before the watch caught up; reading everything again"
                 );
-                break; // `last` is None: the loop reads in full
+                break; // `f.last` is None: the loop reads in full
             }
             if resp.canceled() {
-                *last = Some(current);
+                f.last = Some(current);
                 return format!("the watch was cancelled: {}", resp.cancel_reason());
             }
             if resp.events().is_empty() {
@@ -262,6 +331,7 @@ async fn session(
                 match ev.event_type() {
                     EventType::Put => place(&mut next, rel, &key, kv.value(), kv.mod_revision()),
                     EventType::Delete => {
+                        replicas::remove(&mut next, rel);
                         if let Some(k) = object_key(rel) {
                             next.objects.remove(&k);
                         }
@@ -270,6 +340,8 @@ async fn session(
                 }
             }
             state.send_replace(Some(Arc::new(next.clone())));
+            f.held = Some(next.clone());
+            f.revision = f.revision.max(next.revision);
             current = next;
         }
     }
@@ -305,7 +377,7 @@ async fn read_all(client: &mut Client, root: &str) -> Result<Snapshot, String> {
     Ok(s)
 }
 
-fn object_key(rel: &str) -> Option<(Kind, String)> {
+pub(super) fn object_key(rel: &str) -> Option<(Kind, String)> {
     let (kind, name) = rel.split_once('/')?;
     Some((Kind::from_plural(kind)?, name.to_string()))
 }
@@ -313,6 +385,9 @@ fn object_key(rel: &str) -> Option<(Kind, String)> {
 /// Put one stored document into the snapshot; anything else under the prefix is a stray.
 fn place(s: &mut Snapshot, rel: &str, key: &str, value: &[u8], mod_revision: i64) {
     s.strays.retain(|x| x != key);
+    if replicas::place(s, rel, value) {
+        return;
+    }
     let body = serde_json::from_slice::<Value>(value);
     match (object_key(rel), body) {
         (Some(k), Ok(body)) => {
@@ -329,5 +404,16 @@ fn place(s: &mut Snapshot, rel: &str, key: &str, value: &[u8], mod_revision: i64
             s.strays.push(key.to_string());
         }
         (None, _) => s.strays.push(key.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_pings_follow_etcds_default_policy() {
+        assert!(KEEPALIVE_INTERVAL >= ETCD_MIN_PING_INTERVAL);
+        assert_eq!(KEEPALIVE_INTERVAL, Duration::from_secs(10));
     }
 }

@@ -95,6 +95,7 @@ impl LocalStore {
             marker: revision,
             objects,
             strays: Vec::new(),
+            ..Default::default()
         };
         let bytes = render(&next);
         let path = self.path.clone();
@@ -131,6 +132,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
         marker: state.revision,
         objects,
         strays: Vec::new(),
+        ..Default::default()
     })
 }
 

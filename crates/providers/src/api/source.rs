@@ -196,6 +196,11 @@ impl ApiHandle {
         &self.store
     }
 
+    /// Every state applied from the store, as it comes.
+    pub fn watch_applied(&self) -> watch::Receiver<Option<AppliedState>> {
+        self.applied.clone()
+    }
+
     pub fn entrypoints(&self) -> &[String] {
         &self.entrypoints
     }

@@ -2,7 +2,7 @@
 //! out takes it out of rotation for every request, the connects to it still pending give up at
 //! once, and their requests go to another server.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use tether_testkit::{Backend, Client};
@@ -20,7 +20,8 @@ struct BlackHole {
 impl BlackHole {
     fn new() -> BlackHole {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
         s.listen(0).unwrap();
         let addr = s.local_addr().unwrap().as_socket().unwrap();
         let mut fill = Vec::new();

@@ -216,3 +216,99 @@ async fn a_restarted_replica_serves_every_route_it_had_trying_endpoints_in_turn(
         );
     }
 }
+
+/// With a store and no key given, the replicas share the key in the store (written once, by the
+/// first): a session pinned through one is held by all three. A replica given another key is
+/// reported by every replica.
+#[tokio::test]
+async fn without_a_key_file_replicas_share_the_stores_key_and_a_stray_key_is_reported() {
+    let Some(etcd) = Etcd::start("shared key").await else {
+        return;
+    };
+    let url = store(&etcd, "keyless");
+    let replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Replica::start_with_key(n, &url, None))
+        .collect();
+    let backends = [
+        Backend::spawn("k-1").await,
+        Backend::spawn("k-2").await,
+        Backend::spawn("k-3").await,
+    ];
+    let servers: Vec<_> = backends
+        .iter()
+        .map(|b| json!({"name": b.name, "url": b.url()}))
+        .collect();
+    let mut api = replicas[0].api();
+    let r = api
+        .put(
+            "/api/services/app",
+            json!({"servers": servers, "affinity": {"mode": "cookie"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api
+        .put(
+            "/api/routes/app",
+            json!({"rule": "PathPrefix(`/`)", "service": "app"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let version = api.version().await;
+    converged(&replicas, &version, Instant::now()).await;
+    // One key: the same fingerprint everywhere, and no disagreement.
+    let mut prints = std::collections::BTreeSet::new();
+    for r in &replicas {
+        let v = r.api().get("/api/version").await.json();
+        prints.insert(v["affinity"]["fingerprint"].as_str().unwrap().to_string());
+    }
+    assert_eq!(prints.len(), 1, "{prints:?}");
+    let wrote = replicas
+        .iter()
+        .filter(|r| r.log().contains("this replica wrote one"))
+        .count();
+    assert_eq!(wrote, 1, "one replica wrote the key");
+
+    // A session pinned through a, sent to a, b and c in turn: one server throughout.
+    let mut browser = Client::new(replicas[0].web);
+    let first = browser.get("/").await.unwrap().server().to_string();
+    for i in 0..12 {
+        let r = &replicas[i % 3];
+        let mut through = Client::new(r.web);
+        through.jar = browser.jar.clone();
+        let got = through.get("/").await.unwrap();
+        assert_eq!(got.server(), first, "request {i} through {}", r.name);
+        browser.jar = through.jar;
+    }
+
+    // A fourth replica with a key of its own is reported by the others.
+    let stray = Replica::start_with_key("d", &url, Some("another-key-another-key-another-key-!"));
+    wait_for("a reports d's key", Duration::from_secs(10), || async {
+        replicas[0].api().get("/api/errors").await.json()["affinity"].is_string()
+    })
+    .await;
+    let errors = replicas[1].api().get("/api/errors").await.json();
+    let msg = errors["affinity"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("another affinity key"), "{errors}");
+    let v = stray.api().get("/api/version").await.json();
+    assert_eq!(
+        v["affinity"]["disagree"].as_array().unwrap().len(),
+        3,
+        "{v}"
+    );
+    assert!(replicas[2]
+        .log()
+        .contains("seal sticky cookies with another key"));
+    // `tether check` with the same --store says so too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["check", "--store", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("another affinity key") && err.contains("fingerprint"),
+        "{err}"
+    );
+    drop(stray);
+}

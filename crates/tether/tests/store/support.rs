@@ -26,19 +26,25 @@ pub struct Replica {
 impl Replica {
     /// Start a replica on `store` (`etcd://...`), with Docker Flow Proxy's endpoints on.
     pub fn start(name: &str, store: &str) -> Replica {
-        Replica::spawn(name, store, false)
+        Replica::spawn(name, store, false, Some(KEY))
+    }
+
+    /// Start a replica on `store` with no key given (it takes the store's), or with a key file
+    /// of its own holding `key`.
+    pub fn start_with_key(name: &str, store: &str, key: Option<&str>) -> Replica {
+        Replica::spawn(name, store, false, key)
     }
 
     /// Start a replica on `store` with a plain entrypoint `web` and a TLS one, `websecure`,
     /// holding no certificate of its own: those come from the store.
     pub fn start_tls(name: &str, store: &str) -> Replica {
-        Replica::spawn(name, store, true)
+        Replica::spawn(name, store, true, Some(KEY))
     }
 
-    fn spawn(name: &str, store: &str, tls: bool) -> Replica {
+    fn spawn(name: &str, store: &str, tls: bool, key_text: Option<&str>) -> Replica {
         let dir = TempDir::new("tether-replica");
         let key = dir.path().join("affinity.key");
-        std::fs::write(&key, KEY).unwrap();
+        std::fs::write(&key, key_text.unwrap_or_default()).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
         if tls {
             let config = dir.path().join("tether.toml");
@@ -50,7 +56,9 @@ impl Replica {
             cmd.arg("run").arg("--config").arg(&config);
         } else {
             cmd.args(["run", "--listen", "127.0.0.1:0"]);
-            cmd.arg("--key-file").arg(&key);
+            if key_text.is_some() {
+                cmd.arg("--key-file").arg(&key);
+            }
         }
         let mut child = cmd
             .args(["--admin", "127.0.0.1:0"])
