@@ -5,7 +5,7 @@ FROM scratch
 COPY root/ /
 VOLUME /var/lib/etcd
 EXPOSE 2379 2380
-ENV ETCD_DATA_DIR=/var/lib/etcd \
-    ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379 \
-    ETCD_ADVERTISE_CLIENT_URLS=http://etcd:2379
 ENTRYPOINT ["/usr/bin/etcd"]
+# Defaults only (etcd refuses a setting given both as a flag and in its environment): a command
+# replaces them all.
+CMD ["--data-dir=/var/lib/etcd", "--listen-client-urls=http://0.0.0.0:2379", "--advertise-client-urls=http://etcd:2379"]

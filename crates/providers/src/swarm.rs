@@ -244,11 +244,21 @@ impl Reader {
         let mut said: Vec<String> = o.update.errors.clone();
         said.extend(o.notes.iter().cloned());
         if said != self.said {
+            // Each error or note is logged when it appears, not again on every refresh that
+            // changes another one (Tether's own service, with no routing labels, among them).
             for e in &o.update.errors {
-                tracing::error!("swarm: {e}");
+                if self.said.contains(e) {
+                    tracing::debug!("swarm: {e}");
+                } else {
+                    tracing::error!("swarm: {e}");
+                }
             }
             for n in &o.notes {
-                tracing::info!("swarm: {n}");
+                if self.said.contains(n) {
+                    tracing::debug!("swarm: {n}");
+                } else {
+                    tracing::info!("swarm: {n}");
+                }
             }
             self.said = said;
         }

@@ -14,6 +14,8 @@ use tokio::process::Command;
 pub const IMAGE: &str = "tether:dev";
 /// `whoami` with a HEALTHCHECK (`tether probe`), built on [`IMAGE`].
 pub const WHOAMI_IMAGE: &str = "tether-whoami:dev";
+/// Debian's etcd in an image of its own, built by the same script (the shared store's recipe).
+pub const ETCD_IMAGE: &str = "tether-etcd:dev";
 /// Label carried by everything a test creates.
 pub const TEST_LABEL: &str = "com.example.tether-test";
 
@@ -193,7 +195,7 @@ pub fn repo_root() -> PathBuf {
 async fn ensure_image() {
     let script = repo_root().join("docker/build-image.sh");
     let cmd = format!(
-        "docker image inspect {IMAGE} {WHOAMI_IMAGE} >/dev/null 2>&1 || {}",
+        "docker image inspect {IMAGE} {WHOAMI_IMAGE} {ETCD_IMAGE} >/dev/null 2>&1 || {}",
         script.display()
     );
     let status = Command::new("flock")

@@ -5,6 +5,7 @@
 //! (`--docker-constraint`). Without an engine they skip loudly (and fail under `CI=true`).
 
 mod check;
+mod etcd_stack;
 mod nodes;
 mod rotation;
 mod seed_update;

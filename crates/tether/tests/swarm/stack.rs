@@ -135,4 +135,15 @@ async fn the_first_seed_as_a_stack_three_replicas_agree_within_a_second() {
         spread < Duration::from_secs(1),
         "replicas disagreed for {spread:?}"
     );
+    // Tether's own service declares nothing: each replica says so once, not at every change.
+    let logs =
+        tether_testkit::docker::output(&["service", "logs", "--raw", &format!("{stack}_proxy")])
+            .await;
+    let said = logs
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("service {stack}_proxy: no routing labels")) && l.contains("INFO")
+        })
+        .count();
+    assert!((1..=3).contains(&said), "said {said} times:\n{logs}");
 }
