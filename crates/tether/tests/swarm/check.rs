@@ -35,6 +35,23 @@ async fn check_explains_every_service_that_declares_nothing() {
             &["--network", &other, "--label", "traefik.port=8080"],
         )
         .await;
+    // On Tether's network and another, naming the other (the second seed's
+    // traefik.docker.network): never routed over a network Tether is not on.
+    let named = swarm
+        .service(
+            "named",
+            &[
+                "--network",
+                &swarm.network,
+                "--network",
+                &other,
+                "--label",
+                "traefik.port=8080",
+                "--label",
+                &format!("traefik.docker.network={other}"),
+            ],
+        )
+        .await;
     // No labels at all.
     let bare = swarm.service("bare", &[]).await;
     // Labels, but scaled to nothing.
@@ -43,6 +60,7 @@ async fn check_explains_every_service_that_declares_nothing() {
         .await;
     swarm.converged(&good, 1, Duration::from_secs(60)).await;
     swarm.converged(&lonely, 1, Duration::from_secs(60)).await;
+    swarm.converged(&named, 1, Duration::from_secs(60)).await;
 
     let (ok, out, err) = swarm
         .tether_once(&["check", "--swarm", "--docker-constraint", &label])
@@ -52,6 +70,12 @@ async fn check_explains_every_service_that_declares_nothing() {
     assert!(
         all.contains(&format!("(service {lonely})"))
             && all.contains("shares no network with Tether"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("(service {named})"))
+            && all.contains(&format!("not attached to network {other}"))
+            && all.contains(&format!("Tether is on {}", swarm.network)),
         "{all}"
     );
     assert!(
