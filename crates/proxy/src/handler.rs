@@ -529,6 +529,7 @@ async fn route_and_send(
                     // pending give up: a dead server costs one connect timeout.
                     backend.state.mark_failed();
                     backend.pool.failed();
+                    upstream::revive::watch(&backend, Dial::of(t));
                     if svc.health.is_some() {
                         // Out until its active checks pass again.
                         backend.state.set_healthy(false);

@@ -471,8 +471,15 @@ async fn read_head<R: AsyncRead + Unpin>(
             Ok(0) if received => return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(0) => return Err(WireError::Closed),
             Ok(_) => received = true,
-            // A reset before any answer is a close without a word, as far as retries go.
-            Err(e) if !received && e.kind() == io::ErrorKind::ConnectionReset => {
+            // A reset before any answer is a close without a word, as far as retries go; so is
+            // a connection TCP found dead (a host gone: keepalive or unacknowledged data).
+            Err(e)
+                if !received
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::TimedOut
+                    ) =>
+            {
                 return Err(WireError::Closed)
             }
             Err(e) => return Err(e.into()),

@@ -67,6 +67,8 @@ pub struct Pool {
     /// Woken when a connection to this server failed: the connects still pending give up at
     /// once, so a dead server costs one connect timeout, not one per request.
     failed: tokio::sync::Notify,
+    /// A task is trying to connect to it again ([`crate::upstream::revive`]).
+    pub(crate) reviving: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -76,6 +78,7 @@ impl Pool {
             tls,
             idle: Mutex::new(Vec::new()),
             failed: tokio::sync::Notify::new(),
+            reviving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -160,14 +163,23 @@ impl Pool {
     }
 }
 
-/// Probe an idle connection after `idle`, then every third of it, three times.
+/// Probe an idle connection after `idle`, then every third of it, three times; and give up on
+/// data the server has not acknowledged for twice `idle` (`TCP_USER_TIMEOUT`: a request written
+/// to a host that died is retransmitted for many minutes otherwise, since keepalive probes
+/// only idle connections). A live server acknowledges within milliseconds, however slow its
+/// answer.
 fn keepalive(tcp: &TcpStream, idle: Duration) {
     let probes = socket2::TcpKeepalive::new()
         .with_time(idle)
         .with_interval((idle / 3).max(Duration::from_secs(1)));
     #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
     let probes = probes.with_retries(3);
-    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&probes) {
+    let sock = socket2::SockRef::from(tcp);
+    if let Err(e) = sock.set_tcp_keepalive(&probes) {
         tracing::debug!(error = %e, "server connection: cannot set TCP keepalive");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Err(e) = sock.set_tcp_user_timeout(Some(idle * 2)) {
+        tracing::debug!(error = %e, "server connection: cannot set TCP_USER_TIMEOUT");
     }
 }

@@ -106,3 +106,132 @@ async fn tasks_on_every_node_are_servers_and_a_worker_is_told_apart() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("is a Swarm worker, not a manager"), "{text}");
 }
+
+/// Sets a link down, and up again when dropped.
+struct Cut(String);
+
+impl Cut {
+    fn new(link: &str) -> Cut {
+        let ok = std::process::Command::new("ip")
+            .args(["link", "set", link, "down"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link set {link} down");
+        Cut(link.to_string())
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", &self.0, "up"])
+            .status();
+    }
+}
+
+/// A node whose link is cut under load costs one connect timeout, not one per request: the
+/// requests that waited long are those that were on their way to it before the first connect
+/// to it timed out; every request after that is answered by the other node at once.
+#[tokio::test]
+async fn a_node_cut_off_under_load_costs_one_connect_timeout() {
+    let Some(_node2) = SecondNode::up("node loss").await else {
+        return;
+    };
+    let Some(swarm) = Swarm::get("node loss").await else {
+        return;
+    };
+    let (_dir, key) = key_file();
+    let svc = swarm
+        .service(
+            "lossy",
+            &[
+                "--replicas",
+                "4",
+                "--constraint",
+                "node.platform.os==linux",
+                "--placement-pref",
+                "spread=node.id",
+                "--label",
+                "tether.http.services.lossy.port=8080",
+                "--label",
+                "tether.http.routers.lossy.rule=PathPrefix(`/`)",
+            ],
+        )
+        .await;
+    let connect = Duration::from_secs(2);
+    let tether = swarm
+        .tether("proxy", Some(&key), &["--connect-timeout", "2s"])
+        .await;
+    swarm.converged(&svc, 4, Duration::from_secs(90)).await;
+    wait_servers(
+        &tether,
+        "lossy@swarm",
+        Duration::from_secs(30),
+        "4 servers",
+        |s| s.len() == 4,
+    )
+    .await;
+
+    // Load: 8 clients, a new connection to Tether per request.
+    let start = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, stop) = (tether.web, stop.clone());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = Client::without_cookies(addr).get("/").await;
+                    let ok = matches!(&r, Ok(r) if r.status == 200);
+                    done.push((t - start, t.elapsed(), ok));
+                    tokio::time::sleep(Duration::from_millis(20)).await; // pacing the load
+                }
+                done
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await; // load before the cut
+    let cut_at = start.elapsed();
+    let cut = Cut::new("node2-veth");
+    tokio::time::sleep(Duration::from_secs(8)).await; // load after the cut
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for c in clients {
+        // Requests already on their way over kept-alive connections to the cut node wait for
+        // TCP keepalive (about 20 s) to find the connection dead, then go elsewhere.
+        all.extend(
+            tokio::time::timeout(Duration::from_secs(60), c)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    drop(cut);
+    let long: Vec<_> = all
+        .iter()
+        .filter(|(_, took, _)| *took > Duration::from_secs(1))
+        .collect();
+    // The first connect to the cut node times out by cut + 2 s; allow scheduling slack.
+    let ejected = cut_at + connect + Duration::from_millis(500);
+    let late: Vec<_> = long.iter().filter(|(at, _, _)| *at > ejected).collect();
+    let failed = all.iter().filter(|(_, _, ok)| !ok).count();
+    eprintln!(
+        "node loss: {} requests, {} failed; {} waited over 1 s, all sent before {:?} after the cut (connect timeout {connect:?}); the longest waited {:?}",
+        all.len(),
+        failed,
+        long.len(),
+        ejected - cut_at,
+        all.iter().map(|r| r.1).max().unwrap_or_default()
+    );
+    assert!(
+        late.is_empty(),
+        "requests sent after the node was out of rotation still waited: {late:?}"
+    );
+    assert_eq!(failed, 0, "every request was answered");
+    let longest = all.iter().map(|r| r.1).max().unwrap_or_default();
+    assert!(
+        longest < Duration::from_secs(30),
+        "a request on a connection to the cut node waited {longest:?}: TCP found it dead late"
+    );
+}
