@@ -2,11 +2,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tether_testkit::docker::WHOAMI_IMAGE;
 
-use crate::support::{labels, routed, setup, strs, wait_for_servers, wait_state};
+use crate::support::{labels, routed, setup, strs, wait_for_servers, wait_state, wait_status};
 
 const FAST: Duration = Duration::from_secs(10);
 
@@ -217,4 +217,48 @@ async fn a_container_with_invalid_labels_is_left_out_with_a_named_error() {
     assert!(!out.status.success());
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 routes and 1 services"));
+}
+
+/// A service whose last container exited keeps its route: 503 with Retry-After after the
+/// service's wait, not 404; started again, it serves; removed, the route goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_last_container_exited_answers_503_until_it_is_removed() {
+    let Some((engine, net, tether)) = setup("exited", Duration::from_millis(500)).await else {
+        return;
+    };
+    let host = format!("exited.{}", engine.run);
+    let mut args = routed(&engine, &net, "exited", &host);
+    args.extend([
+        "--label".to_string(),
+        "tether.http.services.exited.wait_for_server=1s".to_string(),
+    ]);
+    let c = engine.whoami("exited-1", &strs(&args)).await;
+    let mut client = tether.anonymous(&host);
+    wait_for_servers(&mut client, "/", &[&c.name], Duration::from_secs(20)).await;
+    engine.docker(&["stop", &c.id]).await.expect("docker stop");
+    wait_state(
+        "the container out of the table",
+        Duration::from_secs(20),
+        || tether.servers("exited@docker").is_empty(),
+    )
+    .await;
+    let t = Instant::now();
+    let r = client.get("/").await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    engine
+        .docker(&["start", &c.id])
+        .await
+        .expect("docker start");
+    wait_status(&mut client, "/", 200, Duration::from_secs(20)).await;
+    engine
+        .docker(&["rm", "-f", &c.id])
+        .await
+        .expect("docker rm");
+    wait_status(&mut client, "/", 404, Duration::from_secs(20)).await;
 }
