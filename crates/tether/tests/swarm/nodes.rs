@@ -208,6 +208,18 @@ async fn a_node_cut_off_under_load_costs_one_connect_timeout() {
         );
     }
     drop(cut);
+    // node2 is ready again before the next test that needs it.
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = docker(&["node", "inspect", "-f", "{{.Status.State}}", "node2"])
+            .await
+            .unwrap_or_default();
+        if state == "ready" {
+            break;
+        }
+        assert!(Instant::now() < end, "node2 not ready again: {state}");
+        tokio::time::sleep(Duration::from_millis(500)).await; // poll interval; bounded by `end`
+    }
     let long: Vec<_> = all
         .iter()
         .filter(|(_, took, _)| *took > Duration::from_secs(1))
