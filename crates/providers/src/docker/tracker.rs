@@ -92,7 +92,8 @@ impl Tracker {
     }
 
     /// The host's bridges changed (a network was created or removed): every container is read
-    /// again against them. Returns whether anything changed.
+    /// again against them. Returns whether what a container declares changed (another test's
+    /// or stack's network coming and going changes nothing here, and publishes nothing).
     pub fn set_host_networks(&mut self, bridges: Vec<String>) -> bool {
         if self.settings.host_networks.as_ref() == Some(&bridges) {
             return false;
@@ -106,12 +107,15 @@ impl Tracker {
             default_network: self.settings.default_network.as_deref(),
             secrets_dir: self.settings.secrets_dir.as_deref(),
         };
+        let mut changed = false;
         for t in self.containers.values_mut() {
             if t.declared.is_some() {
-                t.declared = labels::declare(&t.container, &cx);
+                let again = labels::declare(&t.container, &cx);
+                changed |= format!("{again:?}") != format!("{:?}", t.declared);
+                t.declared = again;
             }
         }
-        true
+        changed
     }
 
     /// A ticket for an inspection about to start; later events make it stale.

@@ -16,6 +16,7 @@ async fn tasks_on_every_node_are_servers_and_a_worker_is_told_apart() {
     let Some(node2) = SecondNode::up("two nodes").await else {
         return;
     };
+    node2_ready().await;
     let Some(swarm) = Swarm::get("two nodes").await else {
         return;
     };
@@ -105,6 +106,21 @@ async fn tasks_on_every_node_are_servers_and_a_worker_is_told_apart() {
     );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("is a Swarm worker, not a manager"), "{text}");
+}
+
+/// Wait until the manager has node2 ready (it may still be down after a test cut its link).
+async fn node2_ready() {
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = docker(&["node", "inspect", "-f", "{{.Status.State}}", "node2"])
+            .await
+            .unwrap_or_default();
+        if state == "ready" {
+            return;
+        }
+        assert!(Instant::now() < end, "node2 not ready: {state}");
+        tokio::time::sleep(Duration::from_millis(500)).await; // poll interval; bounded by `end`
+    }
 }
 
 /// Sets a link down, and up again when dropped.
@@ -208,18 +224,7 @@ async fn a_node_cut_off_under_load_costs_one_connect_timeout() {
         );
     }
     drop(cut);
-    // node2 is ready again before the next test that needs it.
-    let end = Instant::now() + Duration::from_secs(90);
-    loop {
-        let state = docker(&["node", "inspect", "-f", "{{.Status.State}}", "node2"])
-            .await
-            .unwrap_or_default();
-        if state == "ready" {
-            break;
-        }
-        assert!(Instant::now() < end, "node2 not ready again: {state}");
-        tokio::time::sleep(Duration::from_millis(500)).await; // poll interval; bounded by `end`
-    }
+    node2_ready().await;
     let long: Vec<_> = all
         .iter()
         .filter(|(_, took, _)| *took > Duration::from_secs(1))
