@@ -544,9 +544,15 @@ async fn route_and_send(
                 if !choice.fresh && on_missing == Some(OnMissing::Fail) {
                     return refusal(svc, Refusal::PinnedGone).into();
                 }
+                // A connect given up because another one to the same server just failed costs
+                // the budget nothing: the server is known dead, and nothing was tried on it.
+                let gave_up = matches!(
+                    e,
+                    UpstreamError::Connect(crate::upstream::pool::ConnectError::GaveUp(_))
+                );
                 let next = if tried.len() >= MAX_ATTEMPTS.min(svc.backends.len()) {
                     None
-                } else if !svc.retries.withdraw() {
+                } else if !gave_up && !svc.retries.withdraw() {
                     tracing::debug!(service = %svc.name, "retry budget spent: not trying another server");
                     None
                 } else if !choice.fresh && svc.sticky.is_some() {

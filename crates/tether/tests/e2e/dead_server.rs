@@ -49,18 +49,18 @@ async fn a_dead_server_costs_one_connect_timeout_not_one_per_request() {
     let hole = BlackHole::new();
     let good = Backend::spawn("good").await;
     let toml = format!(
-        "{WEB}{KEY}[timeouts]\nconnect = \"1s\"\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n\
+        "{WEB}{KEY}[timeouts]\nconnect = \"2s\"\n[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n\
          [services.web]\nservers = [{{ name = \"dead\", url = \"http://{}\" }}, {{ name = \"good\", url = \"{}\" }}]\n",
         hole.addr,
         good.url()
     );
     let p = Proxy::start(&toml).await;
     let addr = p.addr();
-    // A request every 50 ms for 1.5 s, each on a new connection: the first ones to pick the dead
+    // A request every 50 ms for 2.5 s, each on a new connection: the first ones to pick the dead
     // server wait for its connect timeout; those after it picked it wait no longer than that.
     let start = Instant::now();
     let mut sent = Vec::new();
-    for i in 0..30u64 {
+    for i in 0..50u64 {
         let due = start + Duration::from_millis(50 * i);
         tokio::time::sleep_until(due.into()).await; // pacing the requests, not synchronisation
         sent.push(tokio::spawn(async move {
@@ -74,10 +74,10 @@ async fn a_dead_server_costs_one_connect_timeout_not_one_per_request() {
         let (at, took, status, server) = s.await.unwrap();
         assert_eq!(status, 200, "sent at {at:?}");
         assert_eq!(server, "good");
-        // Ends when the first connect to the dead server timed out (1 s from the start), or
-        // soon after it was sent.
-        let first_timeout = Duration::from_millis(1000).saturating_sub(at);
-        if took > first_timeout.max(Duration::from_millis(200)) + Duration::from_millis(300) {
+        // Ends when the first connect to the dead server timed out (2 s from the start), or
+        // soon after it was sent (slack for a loaded machine).
+        let first_timeout = Duration::from_millis(2000).saturating_sub(at);
+        if took > first_timeout.max(Duration::from_millis(200)) + Duration::from_millis(700) {
             slow.push((at, took));
         }
     }
@@ -85,5 +85,5 @@ async fn a_dead_server_costs_one_connect_timeout_not_one_per_request() {
         slow.is_empty(),
         "requests waited past the first connect timeout: {slow:?}"
     );
-    assert_eq!(good.requests(), 30);
+    assert_eq!(good.requests(), 50);
 }
