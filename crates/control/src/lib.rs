@@ -205,15 +205,7 @@ impl Control {
             tracing::debug!(%provider, %version, "configuration unchanged");
             return Ok(version);
         }
-        let key = self.key.load();
-        let input = CompileInput {
-            entrypoints: &self.entrypoints,
-            tls_ports: &self.tls_ports,
-            key: &key,
-            registry: &self.registry,
-            version: Some(digest),
-        };
-        match compile(&services, &routes, input) {
+        match self.compile(&services, &routes, digest) {
             Ok(table) => {
                 let version = table.version.clone();
                 let (nr, ns) = (routes.len(), services.len());
@@ -396,6 +388,24 @@ impl Control {
         &self.entrypoints
     }
 
+    /// The table of these declarations, sealed with the current key, as version `version`.
+    fn compile(
+        &self,
+        services: &[ServiceDecl],
+        routes: &[RouteDecl],
+        version: String,
+    ) -> Result<RoutingTable, Vec<ValidationError>> {
+        let key = self.key.load();
+        let input = CompileInput {
+            entrypoints: &self.entrypoints,
+            tls_ports: &self.tls_ports,
+            key: &key,
+            registry: &self.registry,
+            version: Some(version),
+        };
+        compile(services, routes, input)
+    }
+
     /// The fingerprint of the sealing key (it reveals nothing of the key).
     pub fn key_fingerprint(&self) -> String {
         self.key.load().fingerprint()
@@ -407,15 +417,7 @@ impl Control {
         self.key.store(Arc::new(key));
         let state = self.state.lock().expect("control state poisoned");
         let (services, routes) = merged(&state.providers);
-        let key = self.key.load();
-        let input = CompileInput {
-            entrypoints: &self.entrypoints,
-            tls_ports: &self.tls_ports,
-            key: &key,
-            registry: &self.registry,
-            version: Some(self.store.load().version.clone()),
-        };
-        match compile(&services, &routes, input) {
+        match self.compile(&services, &routes, self.store.load().version.clone()) {
             Ok(table) => {
                 self.store.store(Arc::new(table));
                 tracing::info!("affinity key replaced: the table is sealed with the key the replicas share");

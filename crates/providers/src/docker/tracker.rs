@@ -59,6 +59,20 @@ pub struct Settings {
     pub secrets_dir: Option<std::path::PathBuf>,
 }
 
+impl Settings {
+    /// What the label dialects need to know of Tether.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            entrypoints: &self.entrypoints,
+            tls_entrypoints: &self.tls_entrypoints,
+            own_networks: &self.own_networks,
+            host_networks: self.host_networks.as_deref(),
+            default_network: self.default_network.as_deref(),
+            secrets_dir: self.secrets_dir.as_deref(),
+        }
+    }
+}
+
 /// The label Swarm puts on every task's container.
 pub const TASK_LABEL: &str = "com.docker.swarm.service.id";
 
@@ -99,14 +113,7 @@ impl Tracker {
             return false;
         }
         self.settings.host_networks = Some(bridges);
-        let cx = Context {
-            entrypoints: &self.settings.entrypoints,
-            tls_entrypoints: &self.settings.tls_entrypoints,
-            own_networks: &self.settings.own_networks,
-            host_networks: self.settings.host_networks.as_deref(),
-            default_network: self.settings.default_network.as_deref(),
-            secrets_dir: self.settings.secrets_dir.as_deref(),
-        };
+        let cx = self.settings.context();
         let mut changed = false;
         for t in self.containers.values_mut() {
             if t.declared.is_some() {
@@ -147,14 +154,7 @@ impl Tracker {
         }
         let container = insp.container();
         let prev = self.containers.remove(&insp.id);
-        let cx = Context {
-            entrypoints: &self.settings.entrypoints,
-            tls_entrypoints: &self.settings.tls_entrypoints,
-            own_networks: &self.settings.own_networks,
-            host_networks: self.settings.host_networks.as_deref(),
-            default_network: self.settings.default_network.as_deref(),
-            secrets_dir: self.settings.secrets_dir.as_deref(),
-        };
+        let cx = self.settings.context();
         let wanted = self
             .settings
             .constraint

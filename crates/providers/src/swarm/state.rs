@@ -55,6 +55,20 @@ pub struct Settings {
     pub secrets_dir: Option<std::path::PathBuf>,
 }
 
+impl Settings {
+    /// What the label dialects need to know of Tether.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            entrypoints: &self.entrypoints,
+            tls_entrypoints: &self.tls_entrypoints,
+            own_networks: &self.own_networks,
+            host_networks: self.host_networks.as_deref(),
+            default_network: self.default_network.as_deref(),
+            secrets_dir: self.secrets_dir.as_deref(),
+        }
+    }
+}
+
 /// One refresh's lists.
 #[derive(Debug, Clone, Default)]
 pub struct View {
@@ -187,14 +201,7 @@ impl Tracker {
                 return;
             }
         };
-        let cx = Context {
-            entrypoints: &self.settings.entrypoints,
-            tls_entrypoints: &self.settings.tls_entrypoints,
-            own_networks: &self.settings.own_networks,
-            host_networks: self.settings.host_networks.as_deref(),
-            default_network: self.settings.default_network.as_deref(),
-            secrets_dir: self.settings.secrets_dir.as_deref(),
-        };
+        let cx = self.settings.context();
         // Does it declare anything at all? Asked of the service alone, so that a service with
         // no task running still explains itself.
         if labels::declare(&base, &cx).is_none() {

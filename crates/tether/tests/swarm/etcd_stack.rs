@@ -6,35 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use tether_testkit::docker::{docker, repo_root, ETCD_IMAGE, IMAGE};
+use tether_testkit::docker::{docker, ETCD_IMAGE, IMAGE};
 use tether_testkit::swarm::Swarm;
 use tether_testkit::TempDir;
 
-/// Removes the stack (and its volume) when dropped.
-struct Stack(String);
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["stack", "rm", &self.0])
-            .output();
-        // The volume goes once etcd's container is gone.
-        let volume = format!("{}_etcd-data", self.0);
-        for _ in 0..40 {
-            let gone = std::process::Command::new("docker")
-                .args(["volume", "rm", &volume])
-                .output()
-                .is_ok_and(|o| {
-                    o.status.success()
-                        || String::from_utf8_lossy(&o.stderr).contains("No such volume")
-                });
-            if gone {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500)); // bounded retries
-        }
-    }
-}
+use crate::support::Stack;
 
 /// `path` on each proxy replica's admin API, read inside its container with the token.
 async fn each(stack: &str, path: &str) -> Vec<serde_json::Value> {
@@ -76,22 +52,20 @@ async fn the_etcd_recipe_three_replicas_share_one_key_and_one_reconfigure() {
     let token = dir.path().join("token");
     std::fs::write(&token, "etcd-stack-test-token").unwrap();
     let stack = format!("{}es", swarm.engine.run);
-    let out = tokio::process::Command::new("docker")
-        .args(["stack", "deploy", "--resolve-image", "never", "-c"])
-        .arg(repo_root().join("examples/swarm/etcd-store.yml"))
-        .arg(&stack)
-        .env("TETHER_IMAGE", Swarm::image_id(IMAGE).await)
-        .env("ETCD_IMAGE", Swarm::image_id(ETCD_IMAGE).await)
-        .env("TETHER_TOKEN_FILE", &token)
-        .output()
-        .await
-        .unwrap();
-    let _stack = Stack(stack.clone());
-    assert!(
-        out.status.success(),
-        "stack deploy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (tether, etcd) = (
+        Swarm::image_id(IMAGE).await,
+        Swarm::image_id(ETCD_IMAGE).await,
     );
+    let _stack = Stack::deploy(
+        "etcd-store.yml",
+        &stack,
+        &[
+            ("TETHER_IMAGE", tether.as_ref()),
+            ("ETCD_IMAGE", etcd.as_ref()),
+            ("TETHER_TOKEN_FILE", token.as_os_str()),
+        ],
+    )
+    .await;
     swarm
         .converged(&format!("{stack}_proxy"), 3, Duration::from_secs(90))
         .await;

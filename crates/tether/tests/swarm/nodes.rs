@@ -21,23 +21,7 @@ async fn tasks_on_every_node_are_servers_and_a_worker_is_told_apart() {
         return;
     };
     let (_dir, key) = key_file();
-    let svc = swarm
-        .service(
-            "spread",
-            &[
-                "--replicas",
-                "4",
-                "--constraint",
-                "node.platform.os==linux",
-                "--placement-pref",
-                "spread=node.id",
-                "--label",
-                "tether.http.services.spread.port=8080",
-                "--label",
-                "tether.http.routers.spread.rule=PathPrefix(`/`)",
-            ],
-        )
-        .await;
+    let svc = spread(&swarm, "spread").await;
     let tether = swarm.tether("proxy", Some(&key), &[]).await;
     swarm.converged(&svc, 4, Duration::from_secs(90)).await;
     let nodes = docker(&[
@@ -108,6 +92,29 @@ async fn tasks_on_every_node_are_servers_and_a_worker_is_told_apart() {
     assert!(text.contains("is a Swarm worker, not a manager"), "{text}");
 }
 
+/// A whoami service of 4 tasks spread over the nodes, routed on `PathPrefix(/)` as `name`.
+async fn spread(swarm: &Swarm, name: &str) -> String {
+    let port = format!("tether.http.services.{name}.port=8080");
+    let rule = format!("tether.http.routers.{name}.rule=PathPrefix(`/`)");
+    swarm
+        .service(
+            name,
+            &[
+                "--replicas",
+                "4",
+                "--constraint",
+                "node.platform.os==linux",
+                "--placement-pref",
+                "spread=node.id",
+                "--label",
+                &port,
+                "--label",
+                &rule,
+            ],
+        )
+        .await
+}
+
 /// Wait until the manager has node2 ready (it may still be down after a test cut its link).
 async fn node2_ready() {
     let end = Instant::now() + Duration::from_secs(90);
@@ -157,23 +164,7 @@ async fn a_node_cut_off_under_load_costs_one_connect_timeout() {
         return;
     };
     let (_dir, key) = key_file();
-    let svc = swarm
-        .service(
-            "lossy",
-            &[
-                "--replicas",
-                "4",
-                "--constraint",
-                "node.platform.os==linux",
-                "--placement-pref",
-                "spread=node.id",
-                "--label",
-                "tether.http.services.lossy.port=8080",
-                "--label",
-                "tether.http.routers.lossy.rule=PathPrefix(`/`)",
-            ],
-        )
-        .await;
+    let svc = spread(&swarm, "lossy").await;
     let connect = Duration::from_secs(2);
     let tether = swarm
         .tether("proxy", Some(&key), &["--connect-timeout", "2s"])

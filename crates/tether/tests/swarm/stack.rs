@@ -5,21 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use tether_testkit::docker::{docker, repo_root, IMAGE, WHOAMI_IMAGE};
+use tether_testkit::docker::{docker, IMAGE, WHOAMI_IMAGE};
 use tether_testkit::swarm::Swarm;
 
-use crate::support::key_file;
-
-/// Removes the stack when dropped.
-struct Stack(String);
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["stack", "rm", &self.0])
-            .output();
-    }
-}
+use crate::support::{key_file, Stack};
 
 /// Each proxy replica's `(hash, routes)` from its own admin API, read inside its container.
 async fn versions(stack: &str) -> Vec<(String, u64)> {
@@ -58,28 +47,25 @@ async fn the_first_seed_as_a_stack_three_replicas_agree_within_a_second() {
     };
     let (_dir, key) = key_file();
     let stack = format!("{}st", swarm.engine.run);
-    let file = repo_root().join("examples/swarm/haproxy-seed.yml");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port().to_string()
     };
-    let out = tokio::process::Command::new("docker")
-        .args(["stack", "deploy", "--resolve-image", "never", "-c"])
-        .arg(&file)
-        .arg(&stack)
-        .env("TETHER_IMAGE", Swarm::image_id(IMAGE).await)
-        .env("WHOAMI_IMAGE", Swarm::image_id(WHOAMI_IMAGE).await)
-        .env("TETHER_KEY_FILE", &key)
-        .env("TETHER_PORT", &port)
-        .output()
-        .await
-        .unwrap();
-    let _stack = Stack(stack.clone());
-    assert!(
-        out.status.success(),
-        "stack deploy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (tether, whoami) = (
+        Swarm::image_id(IMAGE).await,
+        Swarm::image_id(WHOAMI_IMAGE).await,
     );
+    let _stack = Stack::deploy(
+        "haproxy-seed.yml",
+        &stack,
+        &[
+            ("TETHER_IMAGE", tether.as_ref()),
+            ("WHOAMI_IMAGE", whoami.as_ref()),
+            ("TETHER_KEY_FILE", key.as_os_str()),
+            ("TETHER_PORT", port.as_ref()),
+        ],
+    )
+    .await;
     swarm
         .converged(&format!("{stack}_proxy"), 3, Duration::from_secs(90))
         .await;

@@ -87,3 +87,58 @@ pub fn median_max(mut v: Vec<Duration>) -> (u128, u128) {
     let ms = |d: &Duration| d.as_millis();
     (v.get(v.len() / 2).map_or(0, ms), v.last().map_or(0, ms))
 }
+
+/// A stack deployed from one of `examples/swarm/`, removed with its volumes when dropped.
+pub struct Stack(pub String);
+
+impl Stack {
+    /// `docker stack deploy` of `example` as `name`, with `env` for the file's variables
+    /// (image ids, so the engine tries no pull).
+    pub async fn deploy(example: &str, name: &str, env: &[(&str, &std::ffi::OsStr)]) -> Stack {
+        let mut cmd = tokio::process::Command::new("docker");
+        cmd.args(["stack", "deploy", "--resolve-image", "never", "-c"])
+            .arg(
+                tether_testkit::docker::repo_root()
+                    .join("examples/swarm")
+                    .join(example),
+            )
+            .arg(name);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.unwrap();
+        let stack = Stack(name.to_string());
+        assert!(
+            out.status.success(),
+            "stack deploy {example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["stack", "rm", &self.0])
+            .output();
+        // Its volumes go once its containers are gone.
+        let filter = format!("label=com.docker.stack.namespace={}", self.0);
+        for _ in 0..40 {
+            let left = std::process::Command::new("docker")
+                .args(["volume", "ls", "-q", "--filter", &filter])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let left: Vec<&str> = left.split_whitespace().collect();
+            if left.is_empty() {
+                break;
+            }
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm"])
+                .args(&left)
+                .output();
+            std::thread::sleep(Duration::from_millis(500)); // bounded retries
+        }
+    }
+}
