@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tether::app::{self, DockerOptions, Instance};
 use tether_providers::docker::Endpoint;
@@ -168,36 +168,42 @@ pub fn strs(v: &[String]) -> Vec<&str> {
 
 /// Send requests until each of `names` has answered (or panic after `deadline`).
 pub async fn wait_for_servers(client: &mut Client, path: &str, names: &[&str], deadline: Duration) {
-    let end = Instant::now() + deadline;
-    let mut seen = HashSet::new();
-    while !names.iter().all(|n| seen.contains(*n)) {
-        assert!(
-            Instant::now() < end,
-            "within {deadline:?} only {seen:?} of {names:?} answered {path}"
-        );
-        if let Ok(r) = client.get(path).await {
+    let client = tokio::sync::Mutex::new(client);
+    let seen = std::sync::Mutex::new(HashSet::new());
+    let what = format!("{names:?} answering {path}");
+    tether_testkit::wait_for_value(&what, deadline, || async {
+        if let Ok(r) = client.lock().await.get(path).await {
             if r.status == 200 {
-                seen.insert(r.server().to_string());
+                seen.lock().unwrap().insert(r.server().to_string());
             }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await; // poll interval; bounded by `deadline`
-    }
+        let seen = seen.lock().unwrap();
+        if names.iter().all(|n| seen.contains(*n)) {
+            Ok(())
+        } else {
+            Err(format!("only {seen:?} answered"))
+        }
+    })
+    .await
 }
 
-/// Send requests until one answers 200 (returns when it did, panics after `deadline`).
+/// Send requests until one answers `status` (returns when it did, panics after `deadline`).
 pub async fn wait_status(client: &mut Client, path: &str, status: u16, deadline: Duration) {
-    let end = Instant::now() + deadline;
-    loop {
-        let got = client.get(path).await.map(|r| r.status.as_u16());
-        if got == Ok(status) {
-            return;
+    let client = tokio::sync::Mutex::new(client);
+    let what = format!("{path} answering {status}");
+    tether_testkit::wait_for_value(&what, deadline, || async {
+        match client
+            .lock()
+            .await
+            .get(path)
+            .await
+            .map(|r| r.status.as_u16())
+        {
+            Ok(s) if s == status => Ok(()),
+            got => Err(format!("{got:?}")),
         }
-        assert!(
-            Instant::now() < end,
-            "{path} never answered {status} within {deadline:?} (last: {got:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await; // poll interval; bounded by `deadline`
-    }
+    })
+    .await
 }
 
 /// Tether's log in the test output, filtered by `TEST_LOG` (default `warn`).
