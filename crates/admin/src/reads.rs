@@ -61,15 +61,15 @@ pub(crate) fn version_body(s: &AppState) -> Value {
 /// This replica's key fingerprint, every live replica's, and those that hold another key.
 fn affinity(s: &AppState, api: &tether_providers::api::ApiHandle) -> Value {
     let own = s.control.key_fingerprint();
-    let replicas = api
-        .applied()
-        .map(|a| a.snapshot.replicas.clone())
+    let snapshot = api.applied().map(|a| a.snapshot);
+    let replicas = snapshot
+        .as_ref()
+        .map(|s| s.replicas.clone())
         .unwrap_or_default();
-    let disagree: Vec<&String> = replicas
-        .iter()
-        .filter(|(_, r)| r["fingerprint"].as_str().is_some_and(|f| f != own))
-        .map(|(id, _)| id)
-        .collect();
+    let disagree: Vec<&str> = snapshot
+        .as_ref()
+        .map(|s| s.other_keys(&own).into_iter().map(|(id, _)| id).collect())
+        .unwrap_or_default();
     json!({ "fingerprint": own, "replicas": replicas, "disagree": disagree })
 }
 

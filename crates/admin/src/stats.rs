@@ -318,11 +318,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 st.sticky_forged.load(Relaxed),
             ],
             servers,
-            no_server: !s
-                .balancer
-                .servers()
-                .iter()
-                .any(|c| c.weight > 0 && c.state.takes_new(false)),
+            no_server: !s.has_server(),
             waiting: st.waiting.load(Relaxed),
             waited: st.waited.load(Relaxed),
             wait_expired: st.wait_expired.load(Relaxed),

@@ -51,6 +51,15 @@ impl Snapshot {
     pub fn get(&self, kind: Kind, name: &str) -> Option<&Object> {
         self.objects.get(&(kind, name.to_string()))
     }
+
+    /// The live replicas whose affinity key is not the one of `fingerprint`: `(id, theirs)`.
+    pub fn other_keys(&self, fingerprint: &str) -> Vec<(&str, &str)> {
+        self.replicas
+            .iter()
+            .filter_map(|(id, r)| Some((id.as_str(), r["fingerprint"].as_str()?)))
+            .filter(|(_, theirs)| *theirs != fingerprint)
+            .collect()
+    }
 }
 
 /// One part of a change.

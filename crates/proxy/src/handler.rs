@@ -284,7 +284,7 @@ fn route<'t>(
     let key = hash_key(svc, &head, peer.ip);
     let choice = match choose(svc, pin.pin, key.as_deref(), &[]) {
         Ok(c) => c,
-        Err(Refusal::NoServer) if may_wait && !wait::has_server(svc) => {
+        Err(Refusal::NoServer) if may_wait && !svc.has_server() => {
             return Next::Wait(Box::new(wait::Parked::new(svc, head, body)));
         }
         Err(r) => return Next::Answer(Box::new(refusal(svc, r).into())),
@@ -572,7 +572,7 @@ async fn route_and_send(
                     Some(c) => choice = c,
                     // Its last server is gone (a task stopping in a rolling update) and nothing
                     // was sent: it waits for a server, as a request arriving now would.
-                    None if may_wait && !wait::has_server(svc) => {
+                    None if may_wait && !svc.has_server() => {
                         let parked = wait::Parked::new(svc, head, out.take_body());
                         return wait::for_server(shared, from, parked, host, meter).await;
                     }

@@ -118,10 +118,9 @@ async fn report_disagreement(api: ApiHandle, control: Arc<Control>) {
             .as_ref()
             .map(|a| {
                 a.snapshot
-                    .replicas
-                    .iter()
-                    .filter(|(_, r)| r["fingerprint"].as_str().is_some_and(|f| f != own))
-                    .map(|(id, r)| format!("{id} ({})", r["fingerprint"].as_str().unwrap_or("?")))
+                    .other_keys(&own)
+                    .into_iter()
+                    .map(|(id, theirs)| format!("{id} ({theirs})"))
                     .collect()
             })
             .unwrap_or_default();

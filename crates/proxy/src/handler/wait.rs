@@ -48,14 +48,6 @@ impl Parked {
     }
 }
 
-/// Does any server of `svc` take new requests (as the balancer's last resort sees them)?
-pub(super) fn has_server(svc: &Service) -> bool {
-    svc.balancer
-        .servers()
-        .iter()
-        .any(|c| c.weight > 0 && c.state.takes_new(false))
-}
-
 /// 503 for a service without a server, with `Retry-After: 1`.
 pub(crate) fn no_server(service: &str) -> Response<ProxyBody> {
     let mut r = error(
@@ -70,7 +62,7 @@ pub(crate) fn no_server(service: &str) -> Response<ProxyBody> {
 /// Wake the requests waiting for a service of `table` that now has a server.
 pub fn wake(table: &RoutingTable) {
     for svc in &table.services {
-        if svc.stats.waiting.load(Relaxed) > 0 && has_server(svc) {
+        if svc.stats.waiting.load(Relaxed) > 0 && svc.has_server() {
             svc.stats.ready.notify_waiters();
         }
     }
@@ -143,7 +135,7 @@ pub(super) fn for_server<'a>(
 /// server, or it is gone (and the request gets the answer of the table of that moment)?
 fn routable(table: &RoutingTable, ep: usize, head: &RequestHead, host: &str) -> bool {
     match lookup(table, ep, head, host) {
-        Some(route) => has_server(&table.services[route.service]),
+        Some(route) => table.services[route.service].has_server(),
         None => true,
     }
 }

@@ -46,6 +46,17 @@ pub struct Service {
     pub wait: tether_model::ServerWait,
 }
 
+impl Service {
+    /// Does any server take new requests (as the balancer's last resort sees them)? While none
+    /// does, requests wait for one ([`crate::handler`]'s wait) and the stats page says so.
+    pub fn has_server(&self) -> bool {
+        self.balancer
+            .servers()
+            .iter()
+            .any(|c| c.weight > 0 && c.state.takes_new(false))
+    }
+}
+
 /// A service's session affinity.
 #[derive(Debug)]
 pub struct Sticky {
