@@ -48,6 +48,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
                 max_body: None,
                 redirect_https: None,
                 hsts: None,
+                middlewares: Vec::new(),
             }
         })
         .collect();
@@ -78,6 +79,7 @@ fn table(c: &mut Criterion) {
     let key = AffinityKey::from_secret(b"bench-affinity-key-0123456789abcdef0123456789");
     let registry = Registry::default();
     let entrypoints = vec!["web".to_string()];
+    let secrets = tether_proxy::middleware::Secrets::default();
     let mut g = c.benchmark_group("table/10k-routes");
     g.sample_size(10);
     let text = file_text();
@@ -89,7 +91,7 @@ fn table(c: &mut Criterion) {
         })
     });
     g.bench_function("version", |b| {
-        b.iter(|| version(black_box(&services), black_box(&routes)))
+        b.iter(|| version(black_box(&services), black_box(&routes), &[]))
     });
     g.bench_function("compile", |b| {
         b.iter(|| {
@@ -99,6 +101,8 @@ fn table(c: &mut Criterion) {
                 key: &key,
                 registry: &registry,
                 version: None,
+                middlewares: &[],
+                secrets: &secrets,
             };
             compile(black_box(&services), black_box(&routes), input).expect("valid table")
         })

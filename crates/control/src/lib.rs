@@ -13,8 +13,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tether_balance::AffinityKey;
-use tether_model::{ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
+use tether_model::{MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
 use tether_proxy::front::tls::certs::CertStore;
+use tether_proxy::middleware::Secrets;
 use tether_proxy::stats::{Histogram, Snapshot};
 use tether_proxy::table::CompileInput;
 use tether_proxy::{compile, Registry, RoutingTable, TableStore};
@@ -22,27 +23,44 @@ use tether_proxy::{compile, Registry, RoutingTable, TableStore};
 use report::History;
 pub use report::{Rejection, SourceStatus};
 
-/// Every provider's services and routes, in provider order. Borrowed when one provider declares
-/// them all (a file, or the engine, alone): a reload of 10,000 routes then copies none of them.
-fn merged(
-    providers: &BTreeMap<String, Arc<ProviderUpdate>>,
-) -> (Cow<'_, [ServiceDecl]>, Cow<'_, [RouteDecl]>) {
+/// Every provider's services, routes and middlewares, in provider order.
+struct Merged<'a> {
+    services: Cow<'a, [ServiceDecl]>,
+    routes: Cow<'a, [RouteDecl]>,
+    middlewares: Cow<'a, [MiddlewareDecl]>,
+}
+
+/// Every provider's declarations, in provider order. Borrowed when one provider declares them
+/// all (a file, or the engine, alone): a reload of 10,000 routes then copies none of them.
+fn merged(providers: &BTreeMap<String, Arc<ProviderUpdate>>) -> Merged<'_> {
     let mut declaring = providers
         .values()
-        .filter(|u| !u.services.is_empty() || !u.routes.is_empty());
+        .filter(|u| !u.services.is_empty() || !u.routes.is_empty() || !u.middlewares.is_empty());
     match (declaring.next(), declaring.next()) {
-        (None, _) => (Cow::Borrowed(&[]), Cow::Borrowed(&[])),
-        (Some(one), None) => (Cow::Borrowed(&one.services), Cow::Borrowed(&one.routes)),
-        (Some(_), Some(_)) => (
-            providers
+        (None, _) => Merged {
+            services: Cow::Borrowed(&[]),
+            routes: Cow::Borrowed(&[]),
+            middlewares: Cow::Borrowed(&[]),
+        },
+        (Some(one), None) => Merged {
+            services: Cow::Borrowed(&one.services),
+            routes: Cow::Borrowed(&one.routes),
+            middlewares: Cow::Borrowed(&one.middlewares),
+        },
+        (Some(_), Some(_)) => Merged {
+            services: providers
                 .values()
                 .flat_map(|u| u.services.iter().cloned())
                 .collect(),
-            providers
+            routes: providers
                 .values()
                 .flat_map(|u| u.routes.iter().cloned())
                 .collect(),
-        ),
+            middlewares: providers
+                .values()
+                .flat_map(|u| u.middlewares.iter().cloned())
+                .collect(),
+        },
     }
 }
 
@@ -119,6 +137,8 @@ pub struct Control {
     tls_ports: Vec<(String, u16)>,
     /// Where the providers' certificates go, when Tether has a TLS entrypoint.
     certificates: std::sync::OnceLock<Arc<CertStore>>,
+    /// Where Docker secrets are ([`Control::set_secrets_dir`]).
+    secrets: std::sync::OnceLock<Secrets>,
     state: Mutex<State>,
 }
 
@@ -149,6 +169,7 @@ impl Control {
             entrypoints,
             tls_ports,
             certificates: std::sync::OnceLock::new(),
+            secrets: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         })
     }
@@ -196,8 +217,8 @@ impl Control {
         let provider = update.provider.clone();
         let mut candidate = state.providers.clone();
         candidate.insert(provider.clone(), Arc::new(update));
-        let (services, routes) = merged(&candidate);
-        let digest = tether_proxy::table::version(&services, &routes);
+        let m = merged(&candidate);
+        let digest = tether_proxy::table::version(&m.services, &m.routes, &m.middlewares);
         if digest == self.store.load().version {
             // Nothing the data plane sees changed (a network event, say): no swap.
             let version = self.store.load().version.clone();
@@ -205,10 +226,11 @@ impl Control {
             tracing::debug!(%provider, %version, "configuration unchanged");
             return Ok(version);
         }
-        match self.compile(&services, &routes, digest) {
+        match self.compile(&m, digest) {
             Ok(table) => {
                 let version = table.version.clone();
-                let (nr, ns) = (routes.len(), services.len());
+                let (nr, ns) = (m.routes.len(), m.services.len());
+                drop(m);
                 let table = Arc::new(table);
                 let old = self.store.swap(table.clone());
                 // Requests waiting for a server that this table brings go now.
@@ -274,9 +296,14 @@ impl Control {
             .providers
             .clone();
         candidate.insert(update.provider.clone(), Arc::new(update));
-        let (services, routes) = merged(&candidate);
-        let errors =
-            tether_proxy::table::check(&services, &routes, &self.entrypoints, &self.tls_ports);
+        let m = merged(&candidate);
+        let errors = tether_proxy::table::check(
+            &m.services,
+            &m.routes,
+            &m.middlewares,
+            &self.entrypoints,
+            &self.tls_ports,
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -391,8 +418,7 @@ impl Control {
     /// The table of these declarations, sealed with the current key, as version `version`.
     fn compile(
         &self,
-        services: &[ServiceDecl],
-        routes: &[RouteDecl],
+        m: &Merged<'_>,
         version: String,
     ) -> Result<RoutingTable, Vec<ValidationError>> {
         let key = self.key.load();
@@ -402,8 +428,16 @@ impl Control {
             key: &key,
             registry: &self.registry,
             version: Some(version),
+            middlewares: &m.middlewares,
+            secrets: self.secrets.get_or_init(Secrets::default),
         };
-        compile(services, routes, input)
+        compile(&m.services, &m.routes, input)
+    }
+
+    /// Where the Docker secrets that a `basic_auth` `users_file` may name are (default
+    /// `/run/secrets`); set once, before the first update.
+    pub fn set_secrets_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.secrets.set(Secrets(dir));
     }
 
     /// The fingerprint of the sealing key (it reveals nothing of the key).
@@ -416,8 +450,8 @@ impl Control {
     pub fn rekey(&self, key: AffinityKey) {
         self.key.store(Arc::new(key));
         let state = self.state.lock().expect("control state poisoned");
-        let (services, routes) = merged(&state.providers);
-        match self.compile(&services, &routes, self.store.load().version.clone()) {
+        let m = merged(&state.providers);
+        match self.compile(&m, self.store.load().version.clone()) {
             Ok(table) => {
                 self.store.store(Arc::new(table));
                 tracing::info!("affinity key replaced: the table is sealed with the key the replicas share");
@@ -467,6 +501,7 @@ mod tests {
                 max_body: None,
                 redirect_https: None,
                 hsts: None,
+                middlewares: Vec::new(),
             })
             .collect::<Vec<_>>();
         Arc::new(ProviderUpdate {
@@ -490,7 +525,9 @@ mod tests {
         let mut providers = BTreeMap::new();
         providers.insert("docker".to_string(), update("docker", &[]));
         providers.insert("file".to_string(), update("file", &["f1", "f2"]));
-        let (services, routes) = merged(&providers);
+        let Merged {
+            services, routes, ..
+        } = merged(&providers);
         assert!(
             matches!(routes, Cow::Borrowed(_)),
             "one provider declares all"
@@ -499,13 +536,17 @@ mod tests {
         assert_eq!(services.len(), 1);
 
         providers.insert("api".to_string(), update("api", &["a1"]));
-        let (services, routes) = merged(&providers);
+        let Merged {
+            services, routes, ..
+        } = merged(&providers);
         assert!(matches!(routes, Cow::Owned(_)));
         assert_eq!(names(&routes), ["a1", "f1", "f2"], "in provider order");
         assert_eq!(services.len(), 2);
 
         let empty = BTreeMap::from([("docker".to_string(), update("docker", &[]))]);
-        let (services, routes) = merged(&empty);
+        let Merged {
+            services, routes, ..
+        } = merged(&empty);
         assert!(services.is_empty() && routes.is_empty());
     }
 

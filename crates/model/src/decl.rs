@@ -28,6 +28,8 @@ pub struct ProviderUpdate {
     /// Certificates for the TLS entrypoints (from the API, a label, a Docker secret); served
     /// by SNI beside those of `tether.toml`, which win a name both have.
     pub certificates: Vec<CertificateDecl>,
+    /// Middlewares its routes (or another source's) may name ([`crate::middleware`]).
+    pub middlewares: Vec<crate::middleware::MiddlewareDecl>,
 }
 
 /// A certificate a provider asks Tether to serve.
@@ -89,6 +91,9 @@ pub struct RouteDecl {
     pub redirect_https: Option<HttpsRedirect>,
     /// Responses to requests over TLS carry `Strict-Transport-Security`.
     pub hsts: Option<Hsts>,
+    /// Middlewares run in this order, by qualified name (`auth@file`); `redirect_https` runs
+    /// before them and `hsts` is the last response edit.
+    pub middlewares: Vec<String>,
 }
 
 /// `redirect_https`: where the `https://` URL points.
@@ -161,6 +166,7 @@ impl std::hash::Hash for RouteDecl {
             max_body,
             redirect_https,
             hsts,
+            middlewares,
         } = self;
         (
             name,
@@ -171,6 +177,7 @@ impl std::hash::Hash for RouteDecl {
             max_body,
             redirect_https,
             hsts,
+            middlewares,
         )
             .hash(state);
     }

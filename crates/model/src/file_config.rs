@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::decl::{RouteDecl, ServiceDecl};
+use crate::middleware::{MiddlewareDecl, Origin};
 
 pub use raw::{parse_size, Cidr};
 
@@ -22,6 +23,25 @@ pub struct FileConfig {
     pub settings: Settings,
     pub services: Vec<ServiceDecl>,
     pub routes: Vec<RouteDecl>,
+    pub middlewares: Vec<MiddlewareDecl>,
+}
+
+/// Who the text speaks for: the provider its names are qualified by (`auth@file`), how far its
+/// middlewares are trusted ([`Origin`]), and whether its routes' services must be in the same text.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub provider: &'a str,
+    pub origin: Origin,
+    pub services_here: bool,
+}
+
+impl Source<'_> {
+    /// `tether.toml`.
+    pub const FILE: Source<'static> = Source {
+        provider: "file",
+        origin: Origin::File,
+        services_here: true,
+    };
 }
 
 /// Settings read once at start; changing them needs a restart.
@@ -235,7 +255,7 @@ impl ConfigErrors {
 
 /// Parse and validate a configuration file's text.
 pub fn parse(src: &str) -> Result<FileConfig, ConfigErrors> {
-    parse_with(src, true)
+    parse_as(src, Source::FILE)
 }
 
 /// Parse routes and services whose routes may name services declared elsewhere (another source
@@ -243,23 +263,41 @@ pub fn parse(src: &str) -> Result<FileConfig, ConfigErrors> {
 /// validation makes instead. Used for documents that carry only part of the configuration,
 /// such as the admin API's.
 pub fn parse_declarations(src: &str) -> Result<FileConfig, ConfigErrors> {
-    parse_with(src, false)
+    parse_as(
+        src,
+        Source {
+            services_here: false,
+            ..Source::FILE
+        },
+    )
 }
 
-fn parse_with(src: &str, services_here: bool) -> Result<FileConfig, ConfigErrors> {
+/// Parse a text of the file's dialect on behalf of `source`: labels and the admin API are read
+/// this way, their names qualified by their provider and their middlewares held to
+/// [`Origin::Untrusted`].
+pub fn parse_as(src: &str, source: Source<'_>) -> Result<FileConfig, ConfigErrors> {
     let read = sections::read(src).map_err(|e| ConfigErrors(vec![e]))?;
     let mut errors = read.errors;
-    match convert::convert(read.raw, src, services_here) {
+    let left_out_mw: Vec<String> = read
+        .left_out_middlewares
+        .iter()
+        .map(|m| crate::middleware::qualify(m, source.provider))
+        .collect();
+    match convert::convert(read.raw, src, source) {
         Ok(cfg) if errors.is_empty() => Ok(cfg),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(more) => {
             // A route naming a service left out for its own error says nothing new.
             let left_out = &read.left_out_services;
             errors.extend(more.0.into_iter().filter(|e| {
-                !(e.field.ends_with(".service")
+                let service_left_out = e.field.ends_with(".service")
                     && left_out
                         .iter()
-                        .any(|s| e.message == format!("no service named {s:?}")))
+                        .any(|s| e.message == format!("no service named {s:?}"));
+                let middleware_left_out = left_out_mw
+                    .iter()
+                    .any(|m| e.message.starts_with(&format!("no middleware named {m:?}")));
+                !(service_left_out || middleware_left_out)
             }));
             errors.sort_by_key(|e| e.line);
             Err(ConfigErrors(errors))

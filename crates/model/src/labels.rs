@@ -532,6 +532,7 @@ pub fn route(name: &str, rule_text: String, service: &str) -> Result<RouteDecl, 
         max_body: None,
         redirect_https: None,
         hsts: None,
+        middlewares: Vec::new(),
     })
 }
 

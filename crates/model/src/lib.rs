@@ -4,6 +4,7 @@
 //! - [`rule`]: the routing rule language (`Host(`a.com`) && PathPrefix(`/api`)`), parsed and evaluated.
 //! - [`file_config`]: the TOML dialect of `tether.toml`, with errors that name the line and the field.
 //! - [`validate`]: checks shared by all providers (names, references, ranges).
+//! - [`middleware`]: what a route does besides routing (auth, rewrites, header rules).
 //! - [`api_doc`]: the admin API's JSON documents, read with the checks of `tether.toml`.
 //!
 //! Nothing here performs I/O, so the same rules apply whether a declaration came from a file, Docker
@@ -16,6 +17,7 @@ pub mod file_config;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod labels;
+pub mod middleware;
 pub mod rule;
 pub mod validate;
 
@@ -24,5 +26,6 @@ pub use decl::{
     HashOn, HealthCheck, Hsts, HttpsRedirect, OnMissing, ProviderUpdate, Resolve, RouteDecl,
     SameSite, ServerAddr, ServerDecl, ServerTls, ServerWait, ServiceDecl,
 };
+pub use middleware::{Middleware, MiddlewareDecl};
 pub use rule::{HostPattern, Rule, RuleError};
 pub use validate::ValidationError;

@@ -101,6 +101,7 @@ pub fn update(cfg: FileConfig, digest: String) -> ProviderUpdate {
         version: digest,
         observed: None,
         certificates: Vec::new(),
+        middlewares: cfg.middlewares,
     }
 }
 

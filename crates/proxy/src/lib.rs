@@ -15,12 +15,14 @@
 
 mod admit;
 pub mod answer;
+pub mod edit;
 pub mod front;
 pub mod handler;
 pub mod headers;
 pub mod health;
 pub mod http1;
 mod idle;
+pub mod middleware;
 pub mod request;
 pub mod route;
 pub mod stats;

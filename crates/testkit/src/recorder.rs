@@ -2,7 +2,8 @@
 //! head it receives is answered `200 OK` with an empty body (so keep-alive goes on), and every
 //! connection's bytes are kept, in order, for the test to assert exactly what a client's input
 //! turned into once Tether forwarded it. A request body is read as its framing says (length or
-//! chunked) before the answer, so a request is one entry.
+//! chunked) before the answer, so a request is one entry. [`Recorder::answering`] adds fields
+//! of the test's to each answer (to see what becomes of a server's own fields).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,14 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn spawn() -> Recorder {
+        Recorder::answering("").await
+    }
+
+    /// A recorder whose answers carry `fields` (lines ending in CRLF) besides its own.
+    pub async fn answering(fields: &str) -> Recorder {
+        let answer: Arc<[u8]> = format!("HTTP/1.1 200 OK\r\n{fields}content-length: 0\r\n\r\n")
+            .into_bytes()
+            .into();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("bound");
         let seen: Arc<Mutex<Recording>> = Arc::default();
@@ -37,7 +46,7 @@ impl Recorder {
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 shared.lock().expect("recording").connections += 1;
-                tokio::spawn(serve(s, shared.clone()));
+                tokio::spawn(serve(s, shared.clone(), answer.clone()));
             }
         });
         Recorder { addr, seen, task }
@@ -69,7 +78,7 @@ impl Drop for Recorder {
     }
 }
 
-async fn serve(mut s: TcpStream, seen: Arc<Mutex<Recording>>) {
+async fn serve(mut s: TcpStream, seen: Arc<Mutex<Recording>>, answer: Arc<[u8]>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -117,10 +126,7 @@ async fn serve(mut s: TcpStream, seen: Arc<Mutex<Recording>>) {
             .expect("recording")
             .requests
             .push(std::mem::replace(&mut buf, rest));
-        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-            .await
-            .is_err()
-        {
+        if s.write_all(&answer).await.is_err() {
             return;
         }
     }

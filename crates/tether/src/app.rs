@@ -361,6 +361,15 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         .collect();
     let tls_names: Vec<String> = tls_ports.iter().map(|(n, _)| n.clone()).collect();
     let control = Control::new(names.clone(), tls_ports, key);
+    // Where a `basic_auth` `users_file` named by a label or the API is read.
+    let secrets_dir = opts
+        .docker
+        .as_ref()
+        .and_then(|d| d.secrets_dir.clone())
+        .or_else(|| opts.swarm.as_ref().and_then(|s| s.secrets_dir.clone()));
+    if let Some(dir) = secrets_dir {
+        control.set_secrets_dir(dir);
+    }
     if let Some(store) = &certificates {
         control.serve_certificates(store.clone());
     }

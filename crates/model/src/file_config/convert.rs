@@ -66,8 +66,9 @@ impl Ctx<'_> {
 pub(super) fn convert(
     raw: RawConfig,
     src: &str,
-    services_here: bool,
+    source: super::Source<'_>,
 ) -> Result<FileConfig, ConfigErrors> {
+    let services_here = source.services_here;
     let mut cx = Ctx {
         src,
         errors: Vec::new(),
@@ -117,6 +118,11 @@ pub(super) fn convert(
             .hsts
             .as_ref()
             .and_then(|v| hsts(&mut cx, v, &format!("routes.{name}.hsts")));
+        let middlewares: Vec<String> = r
+            .middlewares
+            .iter()
+            .map(|m| crate::middleware::qualify(m.get_ref().trim(), source.provider))
+            .collect();
         if let Some(rule) = rule {
             routes.push(RouteDecl {
                 name: name.clone(),
@@ -128,13 +134,54 @@ pub(super) fn convert(
                 max_body,
                 redirect_https,
                 hsts,
+                middlewares,
             });
         }
     }
+    let mut middlewares = Vec::new();
+    let mut middleware_lines = std::collections::HashMap::new();
+    for (name, m) in &raw.middlewares {
+        match m.get_ref().convert(name, source.provider, source.origin) {
+            Ok(d) => {
+                middleware_lines.insert(d.name.clone(), m.span());
+                middlewares.push(d);
+            }
+            Err(errs) => {
+                for e in errs {
+                    cx.err(Some(m.span()), e.field, e.message);
+                }
+            }
+        }
+    }
     // Shared checks; locate their errors at the service or route they concern.
-    for e in validate::set(&services, &[]) {
+    for e in validate::set(&services, &[], &[]) {
         let svc = e.field.split('.').nth(1).unwrap_or_default();
         let span = service_lines.get(svc).cloned();
+        cx.err(span, e.field, e.message);
+    }
+    // Names twice, chains that name themselves, and (when everything is here) references to
+    // middlewares that do not exist.
+    for e in validate::set(&[], &routes, &middlewares) {
+        if e.field.ends_with(".service") {
+            continue;
+        }
+        let route_name = e
+            .field
+            .strip_prefix("routes.")
+            .and_then(|r| r.split(".middlewares").next());
+        // A reference to another source's middleware (and any reference from a label, which
+        // may name another container's) is checked by the merged table.
+        if route_name.is_some() && (source.provider != "file" || !e.message.contains("@file\"")) {
+            continue;
+        }
+        let span = match route_name {
+            Some(r) => raw.routes.get(r).map(|x| x.span()),
+            None => e
+                .field
+                .strip_prefix("middlewares.")
+                .and_then(|m| middleware_lines.get(m.split(".chain").next().unwrap_or(m)))
+                .cloned(),
+        };
         cx.err(span, e.field, e.message);
     }
     if cx.errors.is_empty() {
@@ -142,6 +189,7 @@ pub(super) fn convert(
             settings,
             services,
             routes,
+            middlewares,
         })
     } else {
         Err(ConfigErrors(cx.errors))

@@ -36,6 +36,8 @@ pub struct RawConfig {
     pub routes: BTreeMap<String, S<RawRoute>>,
     #[serde(default)]
     pub services: BTreeMap<String, S<RawService>>,
+    #[serde(default)]
+    pub middlewares: BTreeMap<String, S<crate::middleware::RawMiddleware>>,
 }
 
 /// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "...", tls = ...`. Read by hand rather
@@ -305,6 +307,8 @@ pub struct RawRoute {
     pub max_body: Option<S<RawSize>>,
     pub redirect_https: Option<S<Toggle<RawRedirect>>>,
     pub hsts: Option<S<Toggle<RawHsts>>>,
+    #[serde(default)]
+    pub middlewares: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,7 +377,7 @@ pub struct RawAffinity {
 }
 
 /// An address range such as `10.0.0.0/8` or a single address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,

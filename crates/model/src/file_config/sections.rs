@@ -28,13 +28,16 @@ const SECTIONS: &[&str] = &[
     "limits",
     "routes",
     "services",
+    "middlewares",
 ];
 
-/// What could be read, every error found, and the routes and services left out for their errors.
+/// What could be read, every error found, and the services and middlewares left out for their
+/// errors.
 pub(super) struct Read {
     pub raw: RawConfig,
     pub errors: Vec<ConfigError>,
     pub left_out_services: BTreeSet<String>,
+    pub left_out_middlewares: BTreeSet<String>,
 }
 
 pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
@@ -43,6 +46,7 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
         raw: RawConfig::default(),
         errors: Vec::new(),
         left_out_services: BTreeSet::new(),
+        left_out_middlewares: BTreeSet::new(),
     };
     for (key, value) in root.into_inner() {
         let name = key.get_ref().to_string();
@@ -89,6 +93,15 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
                     value,
                     "services",
                     &mut out.left_out_services,
+                )
+            }
+            "middlewares" => {
+                out.raw.middlewares = each(
+                    src,
+                    &mut out.errors,
+                    value,
+                    "middlewares",
+                    &mut out.left_out_middlewares,
                 )
             }
             _ => out

@@ -150,6 +150,7 @@ fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> Provid
         version: snapshot.revision.to_string(),
         observed: None,
         certificates,
+        middlewares: Vec::new(),
     }
 }
 

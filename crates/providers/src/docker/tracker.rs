@@ -376,6 +376,7 @@ impl Tracker {
             version: String::new(),
             observed: None,
             certificates: certificates.into_values().map(|(c, _)| c).collect(),
+            middlewares: Vec::new(),
         }
     }
 }

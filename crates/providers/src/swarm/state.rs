@@ -544,6 +544,7 @@ impl Merged {
                 version: String::new(),
                 observed: None,
                 certificates: self.certificates,
+                middlewares: Vec::new(),
             },
             notes: self.notes,
             tasks: self.tasks,

@@ -18,7 +18,9 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use tether_model::ServerWait;
 
-use super::{lookup, route_and_send, Arrival, Shared};
+use super::route::lookup;
+use super::send::route_and_send;
+use super::{Arrival, Shared};
 use crate::answer::{error, Answer};
 use crate::request::RequestHead;
 use crate::route::table::{RoutingTable, Service};

@@ -65,6 +65,26 @@ pub struct ServerFields {
 }
 
 impl ServerFields {
+    /// Leave out every field whose name `drop` picks (a response header rule replaces it).
+    pub fn drop_where(&mut self, drop: impl Fn(&[u8]) -> bool) {
+        let mut mask = Mask::NONE;
+        for (i, (name, _)) in self.fields.iter(&self.head).enumerate() {
+            if drop(name) {
+                mask |= Mask::of(i);
+            }
+        }
+        self.fields.drop_fields(mask);
+        if drop(b"content-length") {
+            self.content_length = None;
+        }
+        if drop(b"date") {
+            self.has_date = false;
+        }
+        if drop(b"cache-control") {
+            self.has_cache_control = false;
+        }
+    }
+
     /// Append the fields passed on to a head being written.
     pub fn write(&self, out: &mut Vec<u8>) {
         self.fields.write(&self.head, out);

@@ -28,19 +28,8 @@ pub struct RouteEntry {
     pub max_body: Option<u64>,
     /// Its counters' slot in its service's ([`crate::stats::RouteCounts`]).
     pub stats_slot: u8,
-    /// `redirect_https`: a plain-HTTP request is answered 308 (or 307) to its `https://` URL.
-    pub redirect_https: Option<Redirect>,
-    /// `hsts`: the `Strict-Transport-Security` value its responses over TLS carry.
-    pub hsts: Option<http::HeaderValue>,
-}
-
-/// Where a route's plain-HTTP requests are sent: `https://<host><port><target>`.
-#[derive(Debug)]
-pub struct Redirect {
-    /// `:8443`, or empty for 443.
-    pub port: Box<str>,
-    /// 308 or 307.
-    pub status: http::StatusCode,
+    /// Its middlewares (with `redirect_https` and `hsts`), compiled; `None` when it has none.
+    pub chain: Option<Box<crate::middleware::Chain>>,
 }
 
 /// Routes of one entrypoint, indexed by host.
@@ -113,8 +102,7 @@ impl Router {
                     entrypoints: Box::new([]),
                     max_body: None,
                     stats_slot: crate::stats::NO_ROUTE,
-                    redirect_https: None,
-                    hsts: None,
+                    chain: None,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use tether_balance::{AffinityKey, Balancer, Candidate, StickyIndex};
 use tether_model::{
-    validate, AffinityPolicy, HashOn, HealthCheck, HttpsRedirect, RouteDecl, ServiceDecl,
+    validate, AffinityPolicy, HashOn, HealthCheck, MiddlewareDecl, RouteDecl, ServiceDecl,
     ValidationError,
 };
 
+use crate::middleware::{self, Chain, Secrets};
 use crate::route::retry::RetryBudget;
-use crate::route::router::{Redirect, RouteEntry, Router};
+use crate::route::router::{RouteEntry, Router};
 use crate::upstream::registry::{Backend, Registry};
 
 /// Immutable table the data plane reads.
@@ -94,16 +95,21 @@ pub struct CompileInput<'a> {
     pub registry: &'a Registry,
     /// [`version`] of the declarations, when the caller has worked it out already.
     pub version: Option<String>,
+    /// Every source's middlewares, which routes name.
+    pub middlewares: &'a [MiddlewareDecl],
+    /// Where the Docker secrets a `users_file` may name are.
+    pub secrets: &'a Secrets,
 }
 
 /// Every reason [`compile`] would refuse these declarations (none: it would build a table).
 pub fn check(
     services: &[ServiceDecl],
     routes: &[RouteDecl],
+    middlewares: &[MiddlewareDecl],
     entrypoints: &[String],
     tls_ports: &[(String, u16)],
 ) -> Vec<ValidationError> {
-    let mut errors = validate::set(services, routes);
+    let mut errors = validate::set(services, routes, middlewares);
     for r in routes {
         let target = r
             .redirect_https
@@ -147,23 +153,6 @@ fn tls_error(service: &str, e: &crate::upstream::tls::TlsConfigError) -> Validat
     ValidationError::new(format!("services.{service}.tls"), e.to_string())
 }
 
-/// The port part of a route's `https://` URL: the one it names, else that of the entrypoint it
-/// names, else of its TLS entrypoint (the first of its own, else the first of all), left out when
-/// it is 443 or there is none.
-fn https_port(h: &HttpsRedirect, r: &RouteDecl, tls_ports: &[(String, u16)]) -> Box<str> {
-    let own = tls_ports.iter().find(|(name, _)| match &h.entrypoint {
-        Some(e) => e == name,
-        None => r.entrypoints.contains(name),
-    });
-    let port = h
-        .port
-        .or_else(|| own.or(tls_ports.first()).map(|&(_, p)| p));
-    match port {
-        None | Some(443) => "".into(),
-        Some(p) => format!(":{p}").into(),
-    }
-}
-
 /// Validate and compile declarations into a table. On success the registry's live backends become
 /// this table's; on error nothing changes.
 pub fn compile(
@@ -171,10 +160,17 @@ pub fn compile(
     routes: &[RouteDecl],
     input: CompileInput<'_>,
 ) -> Result<RoutingTable, Vec<ValidationError>> {
-    let errors = check(services, routes, input.entrypoints, input.tls_ports);
+    let errors = check(
+        services,
+        routes,
+        input.middlewares,
+        input.entrypoints,
+        input.tls_ports,
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
+    let chains = chains(routes, &input)?;
     let mut generation = input.registry.generation();
     let compiled: Vec<Service> = services
         .iter()
@@ -208,11 +204,13 @@ pub fn compile(
             slots.extend(names.into_iter().zip(got));
         }
     }
+    let mut chains: Vec<Option<Box<Chain>>> = chains.into_iter().map(|c| c.map(Box::new)).collect();
     let entries: Arc<[RouteEntry]> = order
         .iter()
         .map(|&i| {
             let r = &routes[i as usize];
             RouteEntry {
+                chain: chains[i as usize].take(),
                 stats_slot: slots[r.name.as_str()],
                 name: r.name.clone(),
                 rule: r.rule.clone(),
@@ -221,17 +219,6 @@ pub fn compile(
                 service: by_name[r.service.as_str()],
                 entrypoints: r.entrypoints.clone().into(),
                 max_body: r.max_body,
-                redirect_https: r.redirect_https.as_ref().map(|h| Redirect {
-                    port: https_port(h, r, input.tls_ports),
-                    status: if h.permanent {
-                        http::StatusCode::PERMANENT_REDIRECT
-                    } else {
-                        http::StatusCode::TEMPORARY_REDIRECT
-                    },
-                }),
-                hsts: r.hsts.map(|h| {
-                    http::HeaderValue::try_from(h.value()).expect("digits and letters only")
-                }),
             }
         })
         .collect();
@@ -248,10 +235,53 @@ pub fn compile(
         .collect();
     generation.commit();
     Ok(RoutingTable {
-        version: input.version.unwrap_or_else(|| version(services, routes)),
+        version: input
+            .version
+            .unwrap_or_else(|| version(services, routes, input.middlewares)),
         routers,
         services: compiled,
     })
+}
+
+/// Each route's middleware chain, in the routes' order. The counters of pairs no route names
+/// any more are forgotten.
+fn chains(
+    routes: &[RouteDecl],
+    input: &CompileInput<'_>,
+) -> Result<Vec<Option<Chain>>, Vec<ValidationError>> {
+    let by_name: std::collections::HashMap<&str, &MiddlewareDecl> = input
+        .middlewares
+        .iter()
+        .map(|m| (m.name.as_str(), m))
+        .collect();
+    let cx = middleware::Context {
+        middlewares: &by_name,
+        tls_ports: input.tls_ports,
+        counters: &input.registry.middleware_answers,
+        secrets: input.secrets,
+    };
+    let mut errors = Vec::new();
+    let mut live = std::collections::HashSet::new();
+    let chains = routes
+        .iter()
+        .map(|r| match Chain::compile(r, &cx) {
+            Ok(c) => {
+                for n in c.iter().flat_map(|c| c.names.iter()) {
+                    live.insert((r.name.clone(), n.to_string()));
+                }
+                c
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    input.registry.middleware_answers.retain(&live);
+    Ok(chains)
 }
 
 fn service(
@@ -311,13 +341,18 @@ fn service(
 
 /// A short digest of the declarations, for checking that replicas converged: equal for equal
 /// declarations in the same order, on every replica running the same build.
-pub fn version(services: &[ServiceDecl], routes: &[RouteDecl]) -> String {
+pub fn version(
+    services: &[ServiceDecl],
+    routes: &[RouteDecl],
+    middlewares: &[MiddlewareDecl],
+) -> String {
     // Every field of every declaration, through their `Hash` (derived, and for routes written to
     // name every field): a field added later is digested too. Formatting them with `Debug`, as
     // before, cost ten times as much.
     let mut h = tether_balance::hash::Hasher64::default();
     services.hash(&mut h);
     routes.hash(&mut h);
+    middlewares.hash(&mut h);
     format!("{:016x}", h.finish())
 }
 
@@ -353,15 +388,20 @@ mod tests {
             max_body: None,
             redirect_https: None,
             hsts: None,
+            middlewares: Vec::new(),
         };
         let routes = vec![route(-3, vec!["web".into()]), route(12, Vec::new())];
         let services = vec![service];
-        let v = version(&services, &routes);
+        let v = version(&services, &routes, &[]);
         assert_eq!(v.len(), 16);
-        assert_eq!(v, version(&services.clone(), &routes.clone()), "stable");
-        assert_ne!(v, version(&services, &routes[..1]));
+        assert_eq!(
+            v,
+            version(&services.clone(), &routes.clone(), &[]),
+            "stable"
+        );
+        assert_ne!(v, version(&services, &routes[..1], &[]));
         // Any field of a route changes it.
-        let v = version(&services, &routes[..1]);
+        let v = version(&services, &routes[..1], &[]);
         let route_edits: [&dyn Fn(&mut RouteDecl); 5] = [
             &|r| r.name.push('2'),
             &|r| r.rule_text.push(' '),
@@ -374,7 +414,7 @@ mod tests {
             edit(&mut r);
             assert_ne!(
                 v,
-                version(&services, &[r]),
+                version(&services, &[r], &[]),
                 "a route edit left the version unchanged"
             );
         }
@@ -382,7 +422,7 @@ mod tests {
         let changed = |edit: &dyn Fn(&mut ServiceDecl)| {
             let mut s = services[0].clone();
             edit(&mut s);
-            version(&[s], &routes[..1])
+            version(&[s], &routes[..1], &[])
         };
         let edits: [&dyn Fn(&mut ServiceDecl); 9] = [
             &|s| s.name.push('2'),
@@ -417,7 +457,7 @@ mod tests {
             let mut y = services[0].clone();
             y.name = "b".into();
             y.servers = b;
-            version(&[x, y], &[])
+            version(&[x, y], &[], &[])
         };
         let srv = services[0].servers[0].clone();
         assert_ne!(

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::body::{BodyCut, ClientBody};
 use super::pace::{Pace, Slow};
 use super::stream::Stream;
+use crate::edit::RequestEdits;
 use crate::headers::{CookieEdit, Forwarding};
 use crate::http1::chunked::{self, ChunkedError};
 use crate::http1::fields;
@@ -201,6 +202,7 @@ impl Outgoing {
         req: &Received,
         forwarding: &Forwarding,
         cookie: &CookieEdit,
+        edits: &RequestEdits<'_>,
         body: ClientBody,
     ) -> Outgoing {
         let framing = match req.content_length {
@@ -211,7 +213,6 @@ impl Outgoing {
         let head_bytes = req.head();
         let host = req.host_value();
         let room = head_bytes.len() + 128;
-        let mut head = request_line(&req.method, req.target.as_str(), host.is_some(), room);
         let mut left_out = req.forwarded_for;
         if !forwarding.is_trusted() {
             left_out |= req.forwarding;
@@ -219,7 +220,20 @@ impl Outgoing {
         if *cookie != CookieEdit::Keep {
             left_out |= req.cookies;
         }
+        let mut head = if edits.is_empty() {
+            request_line(&req.method, req.target.as_str(), host.is_some(), room)
+        } else {
+            // Its middlewares' edits: a new path, and fields dropped (then added, below).
+            left_out |= edits.mask(&req.fields, head_bytes);
+            let target = edits.target(req.target.as_str());
+            let target = target.as_deref().unwrap_or(req.target.as_str());
+            let has_host = host.is_some() || edits.replaces_host();
+            request_line(&req.method, target, has_host, room)
+        };
         req.fields.write_without(head_bytes, left_out, &mut head);
+        if !edits.is_empty() {
+            edits.write(&mut head);
+        }
         if let CookieEdit::Replace(v) = cookie {
             fields::put(&mut head, b"cookie", v.as_bytes());
         }

@@ -170,6 +170,8 @@ pub struct LogFields {
     pub version: http::Version,
     pub host: String,
     pub route: Option<String>,
+    /// The middleware that answered the request itself, if one did.
+    pub middleware: Option<std::sync::Arc<str>>,
 }
 
 /// One request, counted when it ends.
@@ -266,11 +268,11 @@ fn version(v: http::Version) -> &'static str {
 }
 
 /// `client - - [date] "GET /path HTTP/1.1" 200 123 route=... service=... server=...
-/// duration_ms=... affinity=... host=... bytes_in=...`.
+/// duration_ms=... affinity=... host=... bytes_in=... middleware=...`.
 fn common(m: &Meter, f: &LogFields, us: u64, l: &mut String) {
     let _ = writeln!(
         l,
-        "{} - - [{}] \"{} {} {}\" {} {} route={} service={} server={} duration_ms={:.3} affinity={} host={} bytes_in={}",
+        "{} - - [{}] \"{} {} {}\" {} {} route={} service={} server={} duration_ms={:.3} affinity={} host={} bytes_in={} middleware={}",
         f.client,
         Clf(SystemTime::now()),
         f.method,
@@ -285,6 +287,7 @@ fn common(m: &Meter, f: &LogFields, us: u64, l: &mut String) {
         m.affinity.as_str(),
         if f.host.is_empty() { "-" } else { f.host.as_str() },
         m.bytes_in,
+        f.middleware.as_deref().unwrap_or("-"),
     );
 }
 
@@ -318,6 +321,8 @@ fn json(m: &Meter, f: &LogFields, us: u64, l: &mut String) {
         Affinity::None => l.push_str("null"),
         a => quote(l, a.as_str()),
     }
+    l.push_str(",\"middleware\":");
+    opt(l, f.middleware.as_deref());
     l.push_str("}\n");
 }
 

@@ -30,6 +30,8 @@ pub struct Registry {
     live: Mutex<HashMap<Key, Arc<Backend>>>,
     /// Each service's counters, kept while the service is in the table.
     services: Mutex<HashMap<String, Arc<ServiceStats>>>,
+    /// How often each route's middlewares answered themselves, kept across tables.
+    pub middleware_answers: crate::middleware::Counters,
 }
 
 impl Registry {

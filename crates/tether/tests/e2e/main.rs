@@ -12,6 +12,7 @@ mod hostile;
 mod hostile_h2;
 mod hostile_table;
 mod https_routes;
+mod middlewares;
 mod observe;
 mod proxying;
 mod reload;

@@ -159,7 +159,7 @@ fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
     let body = || ClientBody::Whole(r.message.slice(r.head_len..));
     let untrusted = Peer::new("127.0.0.1:5000".parse().unwrap(), &[]);
     let fwd = Forwarding::new(&*r, &untrusted, ForwardedHost::HostHeader);
-    let out = Outgoing::received(&r, &fwd, &CookieEdit::Remove, body());
+    let out = Outgoing::received(&r, &fwd, &CookieEdit::Remove, &Default::default(), body());
     assert_eq!(
         String::from_utf8_lossy(out.head()),
         "POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\nAccept: */*\r\n\
@@ -173,7 +173,7 @@ fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
     );
     let fwd = Forwarding::new(&*r, &trusted, ForwardedHost::HostHeader);
     let edit = CookieEdit::Replace(http::HeaderValue::from_static("app=1"));
-    let out = Outgoing::received(&r, &fwd, &edit, body());
+    let out = Outgoing::received(&r, &fwd, &edit, &Default::default(), body());
     assert_eq!(
         String::from_utf8_lossy(out.head()),
         "POST /p?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\n\
@@ -189,6 +189,7 @@ fn a_received_request_goes_on_as_it_came_less_what_stops_at_tether() {
         &bare,
         &fwd,
         &CookieEdit::Keep,
+        &Default::default(),
         ClientBody::Whole(Bytes::new()),
     );
     assert!(

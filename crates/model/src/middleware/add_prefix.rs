@@ -1,0 +1,31 @@
+//! `add_prefix`: `prefix` is put before the path (`/cart` → `/shop/cart`).
+
+use serde::Deserialize;
+
+use super::{path_field, Origin};
+use crate::validate::ValidationError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AddPrefix {
+    pub prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    prefix: String,
+}
+
+impl Raw {
+    pub(super) fn convert(
+        &self,
+        base: &str,
+        _: Origin,
+        _: &str,
+    ) -> Result<AddPrefix, Vec<ValidationError>> {
+        path_field(&format!("{base}.prefix"), &self.prefix).map_err(|e| vec![e])?;
+        Ok(AddPrefix {
+            prefix: self.prefix.trim_end_matches('/').to_string(),
+        })
+    }
+}

@@ -1,0 +1,154 @@
+use crate::file_config::{self, parse};
+use crate::middleware::{Middleware, UsersFile};
+
+const HEAD: &str = r#"
+entrypoints.web = "127.0.0.1:80"
+[services.app]
+servers = [{ url = "http://10.0.0.1:80" }]
+"#;
+
+fn errors(body: &str) -> String {
+    parse(&format!("{HEAD}{body}")).unwrap_err().to_string()
+}
+
+#[test]
+fn middlewares_are_declared_by_name_and_routes_name_them_in_order() {
+    let cfg = parse(&format!(
+        r#"{HEAD}
+[routes.shop]
+rule = "PathPrefix(`/shop`)"
+service = "app"
+middlewares = ["auth", "strip", "sec@file"]
+
+[middlewares.auth.basic_auth]
+users = ["admin:$2y$05$.l2R/UrCpkRh8Ak.893ZOuCEG1fu.0yRCVIuuyLlj9R0KK5J8iZEm"]
+realm = "shop"
+
+[middlewares.strip.strip_prefix]
+prefixes = ["/shop"]
+
+[middlewares.sec.headers]
+frame_deny = true
+request.set = {{ "X-Env" = "prod" }}
+response.remove = ["Server"]
+"#
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.routes[0].middlewares,
+        ["auth@file", "strip@file", "sec@file"]
+    );
+    let names: Vec<&str> = cfg.middlewares.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["auth@file", "sec@file", "strip@file"]);
+    match &cfg.middlewares[0].kind {
+        Middleware::BasicAuth(b) => {
+            assert_eq!(b.realm, "shop");
+            assert!(b.remove_header, "Authorization is removed by default");
+            assert_eq!(b.users[0].name, "admin");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &cfg.middlewares[1].kind {
+        Middleware::Headers(h) => {
+            assert_eq!(h.request.set, [("x-env".to_string(), "prod".to_string())]);
+            assert_eq!(h.response.remove, ["server"]);
+            assert!(h.security.frame_deny);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_refusal_names_its_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[middlewares.a.basic_auth]\nusers = [\"admin:hunter2\"]",
+            "middlewares.a.basic_auth.users[0]: user \"admin\": the password is in plain text",
+        ),
+        ("[middlewares.a.basic_auth]\nusers = []", "middlewares.a.basic_auth: no users"),
+        ("[middlewares.a]\n", "middlewares.a: names no type"),
+        (
+            "[middlewares.a.add_prefix]\nprefix = \"/x\"\n[middlewares.a.replace_path]\npath = \"/y\"",
+            "middlewares.a: declares more than one type",
+        ),
+        ("[middlewares.a.basic_auht]\n", "unknown field `basic_auht`"),
+        (
+            "[middlewares.a.replace_path_regex]\nregex = \"^/(a\"\nreplacement = \"/\"",
+            "middlewares.a.replace_path_regex.regex: invalid regex \"^/(a\"",
+        ),
+        (
+            "[middlewares.a.headers]\nrequest.set = { \"X-Forwarded-For\" = \"1.2.3.4\" }",
+            "\"X-Forwarded-For\" is a forwarding field Tether writes",
+        ),
+        (
+            "[middlewares.a.headers]\nresponse.set = { \"Content-Length\" = \"1\" }",
+            "the message's framing",
+        ),
+        (
+            "[middlewares.a.headers]\nrequest.remove = [\"Connection\"]",
+            "a hop-by-hop field",
+        ),
+        (
+            "[middlewares.a.headers]\nresponse.set = { \"X-A\" = \"a\\r\\nSet-Cookie: x=1\" }",
+            "middlewares.a.headers.response.set.X-A: holds CR, LF or NUL",
+        ),
+        ("[middlewares.a.ip_allow]\nranges = [\"10.0.0.0/33\"]", "middlewares.a.ip_allow.ranges[0]"),
+        ("[middlewares.a.strip_prefix]\nprefixes = [\"shop\"]", "must start with '/'"),
+        (
+            "[routes.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\nmiddlewares = [\"ghost\"]",
+            "routes.r.middlewares[0]: no middleware named \"ghost@file\" (route r)",
+        ),
+        (
+            "[middlewares.a.chain]\nmiddlewares = [\"b\"]\n[middlewares.b.chain]\nmiddlewares = [\"a\"]",
+            "a chain cannot contain itself",
+        ),
+        ("[middlewares.a.redirect_scheme]\nscheme = \"ftp\"", "middlewares.a.redirect_scheme.scheme"),
+    ];
+    for (body, want) in cases {
+        let got = errors(body);
+        assert!(got.contains(want), "{body}\n  wanted: {want}\n  got: {got}");
+        assert!(
+            !got.contains("hunter2"),
+            "a password is never repeated: {got}"
+        );
+    }
+}
+
+#[test]
+fn another_sources_middleware_is_left_to_the_merged_table() {
+    let cfg = parse(&format!(
+        "{HEAD}[routes.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\nmiddlewares = [\"auth@docker\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(cfg.routes[0].middlewares, ["auth@docker"]);
+}
+
+#[test]
+fn a_users_file_from_a_label_or_the_api_is_a_secret_name() {
+    let src = "[middlewares.a.basic_auth]\nusers_file = \"/etc/shadow\"\n";
+    let file = file_config::parse(src).unwrap();
+    assert_eq!(
+        file.middlewares[0].kind,
+        Middleware::BasicAuth(crate::middleware::BasicAuth {
+            users: Vec::new(),
+            users_file: Some(UsersFile::Path("/etc/shadow".into())),
+            realm: "tether".into(),
+            remove_header: true,
+        })
+    );
+    let untrusted = file_config::Source {
+        provider: "api",
+        origin: crate::middleware::Origin::Untrusted,
+        services_here: false,
+    };
+    let err = file_config::parse_as(src, untrusted)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("names a Docker secret"), "{err}");
+    let ok = file_config::parse_as(
+        "[middlewares.a.basic_auth]\nusers_file = \"shop_users\"\n",
+        untrusted,
+    )
+    .unwrap();
+    assert_eq!(ok.middlewares[0].name, "a@api");
+}

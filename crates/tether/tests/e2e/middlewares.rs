@@ -1,0 +1,203 @@
+//! Middlewares end to end, through a backend that records every byte it receives: what reached
+//! the server and what the client got, for `examples/middlewares.toml` on Tether's own HTTP/1.1
+//! server and on h2c (hyper's path), and the refusals that keep the previous table serving.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use tether_testkit::raw::{self, status};
+use tether_testkit::recorder::Recorder;
+
+use crate::support::Proxy;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+/// `examples/middlewares.toml`, served on a free port in front of `rec`.
+fn example(rec: &Recorder) -> String {
+    let text = include_str!("../../../../examples/middlewares.toml");
+    text.replace("0.0.0.0:8080", "127.0.0.1:0")
+        .replace("http://127.0.0.1:9001", &rec.url())
+        .replace(
+            "key_file = \"affinity.key.example\"",
+            "key = \"test-key-test-key-test-key-test-key\"",
+        )
+}
+
+fn basic(credentials: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+fn head(response: &str) -> String {
+    response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn the_example_chain_reaches_the_server_exactly_as_configured() {
+    let rec = Recorder::answering("Server: leaky/1.0\r\nX-Frame-Options: SAMEORIGIN\r\n").await;
+    let p = Proxy::start(&example(&rec)).await;
+
+    // A page of the shop: the prefix stripped, the request fields set, the response edited.
+    let r = raw::exchange(
+        p.addr(),
+        b"GET /shop/cart?id=7 HTTP/1.1\r\nHost: shop.test\r\nX-Env: dev\r\nX-Forwarded-Prefix: /evil\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 200, "{r}");
+    let got = head(&r);
+    assert!(got.contains("x-frame-options: deny"), "{got}");
+    assert!(
+        !got.contains("sameorigin"),
+        "the server's own is replaced: {got}"
+    );
+    assert!(got.contains("x-content-type-options: nosniff"), "{got}");
+    assert!(got.contains("referrer-policy: same-origin"), "{got}");
+    assert!(got.contains("cache-control: no-store"), "{got}");
+    assert!(!got.contains("server: leaky"), "{got}");
+    let sent = rec.requests().pop().unwrap();
+    assert!(sent.starts_with("GET /cart?id=7 HTTP/1.1\r\n"), "{sent}");
+    let sent_l = sent.to_ascii_lowercase();
+    assert!(sent_l.contains("\r\nx-env: production\r\n"), "{sent}");
+    assert!(
+        !sent_l.contains("x-env: dev"),
+        "set replaces the client's: {sent}"
+    );
+    assert!(sent_l.contains("\r\nx-shop-edge: tether\r\n"), "{sent}");
+    assert!(
+        sent_l.contains("\r\nx-forwarded-prefix: /shop\r\n"),
+        "{sent}"
+    );
+    assert!(
+        !sent_l.contains("/evil"),
+        "a client's own prefix is dropped: {sent}"
+    );
+    assert!(sent_l.contains("\r\nhost: shop.test\r\n"), "{sent}");
+
+    // The admin pages: 401 without a password, before any rewrite and without the server.
+    let before = rec.requests().len();
+    let r = raw::exchange(
+        p.addr(),
+        b"GET /shop/admin/orders HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 401, "{r}");
+    assert!(
+        head(&r).contains("www-authenticate: basic realm=\"shop admin\""),
+        "{r}"
+    );
+    assert_eq!(rec.requests().len(), before, "the server never sees it");
+
+    // With each user's password: through, Authorization removed.
+    for user in ["admin:secret", "ops:secret"] {
+        let req = format!(
+            "GET /shop/admin/orders HTTP/1.1\r\nHost: shop.test\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(user)
+        );
+        let r = raw::exchange(p.addr(), req.as_bytes(), QUIET).await;
+        assert_eq!(status(&r), 200, "{user}: {r}");
+        let sent = rec.requests().pop().unwrap();
+        assert!(sent.starts_with("GET /admin/orders HTTP/1.1\r\n"), "{sent}");
+        assert!(
+            !sent.to_ascii_lowercase().contains("authorization"),
+            "{sent}"
+        );
+    }
+    let req = format!(
+        "GET /shop/admin/ HTTP/1.1\r\nHost: shop.test\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic("admin:wrong")
+    );
+    assert_eq!(
+        status(&raw::exchange(p.addr(), req.as_bytes(), QUIET).await),
+        401
+    );
+
+    // The old address: redirected, never sent.
+    let before = rec.requests().len();
+    let r = raw::exchange(
+        p.addr(),
+        b"GET /store/item/3 HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 301, "{r}");
+    assert!(
+        head(&r).contains("location: http://shop.test/shop/item/3"),
+        "{r}"
+    );
+    assert_eq!(rec.requests().len(), before);
+}
+
+#[tokio::test]
+async fn h2c_requests_get_the_same_edits() {
+    let rec = Recorder::answering("Server: leaky/1.0\r\n").await;
+    let p = Proxy::start(&example(&rec)).await;
+    let mut h2 = crate::proxying::h2c(p.addr()).await;
+    let req = http::Request::get("http://shop.test/shop/cart")
+        .header("x-env", "dev")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(!resp.headers().contains_key("server"));
+    let sent = rec.requests().pop().unwrap();
+    assert!(sent.starts_with("GET /cart HTTP/1.1\r\n"), "{sent}");
+    let sent = sent.to_ascii_lowercase();
+    assert!(
+        sent.contains("x-env: production") && !sent.contains("x-env: dev"),
+        "{sent}"
+    );
+    assert!(sent.contains("x-forwarded-prefix: /shop"), "{sent}");
+
+    let req = http::Request::get("http://shop.test/shop/admin/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Basic realm=\"shop admin\""
+    );
+}
+
+#[tokio::test]
+async fn a_route_naming_a_missing_middleware_is_refused_and_the_last_table_serves() {
+    let rec = Recorder::spawn().await;
+    let good = example(&rec);
+    let p = Proxy::start(&good).await;
+    let version = p.version();
+    let bad = good.replace(
+        "middlewares = [\"old-store\"]",
+        "middlewares = [\"old-store\", \"ghost\"]",
+    );
+    p.write(&bad);
+    tether_testkit::wait_for("the refusal", Duration::from_secs(5), || async {
+        p.instance
+            .control
+            .status()
+            .errors
+            .values()
+            .flatten()
+            .any(|e| e.contains("routes.old-shop.middlewares[1]") && e.contains("ghost@file"))
+    })
+    .await;
+    assert_eq!(p.version(), version, "the previous table keeps serving");
+    let r = raw::exchange(
+        p.addr(),
+        b"GET /store/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 301);
+}
