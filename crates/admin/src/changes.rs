@@ -255,6 +255,26 @@ fn check(s: &AppState, api: &ApiHandle, parts: &[Part], base: &Snapshot) -> Resu
                 errors: Vec::new(),
             });
         }
+        if let Op::Delete {
+            kind: Kind::Middleware,
+            name,
+        } = &p.op
+        {
+            let qualified =
+                tether_model::middleware::qualify(name, tether_model::api_doc::PROVIDER);
+            let users = routes_using(s, &qualified, parts);
+            if !users.is_empty() {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    message: format!(
+                        "middlewares.{name}: routes {} still use {qualified}; change them first",
+                        users.join(", ")
+                    ),
+                    field: Some(format!("middlewares.{name}")),
+                    errors: Vec::new(),
+                });
+            }
+        }
         if let Op::Delete { .. } = p.op {
             if base.get(kind, name).is_none() {
                 return Err(ApiError::new(
@@ -387,6 +407,46 @@ pub async fn delete_service(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     delete(s, Kind::Service, name, headers).await
+}
+
+/// `PUT /api/middlewares/NAME`
+pub async fn put_middleware(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    put(s, Kind::Middleware, name, headers, &bytes).await
+}
+
+/// `DELETE /api/middlewares/NAME`
+pub async fn delete_middleware(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    delete(s, Kind::Middleware, name, headers).await
+}
+
+/// The routes (of any source) that name middleware `qualified`, unless the same change deletes
+/// them too.
+fn routes_using(s: &AppState, qualified: &str, parts: &[Part]) -> Vec<String> {
+    let deleted = |route: &str| {
+        parts
+            .iter()
+            .any(|p| matches!(&p.op, Op::Delete { kind: Kind::Route, name } if name == route))
+    };
+    let mut users: Vec<String> = s
+        .control
+        .declarations()
+        .values()
+        .flat_map(|u| u.routes.iter())
+        .filter(|r| r.middlewares.iter().any(|m| m == qualified) && !deleted(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    users.sort();
+    users.dedup();
+    users
 }
 
 /// One entry of `POST /api/changes`.

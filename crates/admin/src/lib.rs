@@ -97,6 +97,13 @@ pub fn router(
                 .put(changes::put_service)
                 .delete(changes::delete_service),
         )
+        .route("/api/middlewares", get(reads::middlewares))
+        .route(
+            "/api/middlewares/{name}",
+            get(reads::middleware)
+                .put(changes::put_middleware)
+                .delete(changes::delete_middleware),
+        )
         .route("/api/changes", post(changes::post_changes))
         .route("/api/certificates", get(certificates::list))
         .route(

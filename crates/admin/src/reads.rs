@@ -98,8 +98,15 @@ fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (source, update) in s.control.declarations() {
         let stored_etag = |name: &str| {
+            // The API's middlewares are named `NAME@api` in the table, `NAME` in the store.
+            let stored = match kind {
+                Kind::Middleware => name
+                    .strip_suffix(&format!("@{}", tether_model::api_doc::PROVIDER))
+                    .unwrap_or(name),
+                _ => name,
+            };
             (Some(source.as_str()) == api_provider)
-                .then(|| snapshot.as_ref()?.get(kind, name))
+                .then(|| snapshot.as_ref()?.get(kind, stored))
                 .flatten()
                 .map(|o| render::revision_etag(o.mod_revision))
         };
@@ -123,6 +130,11 @@ fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
             }
             // Listed from the certificate store (`certificates`).
             Kind::Certificate => {}
+            Kind::Middleware => {
+                for m in &update.middlewares {
+                    push(&m.name, render::middleware(m), render::digest_etag(m));
+                }
+            }
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -147,7 +159,19 @@ pub async fn services(State(s): State<AppState>) -> Json<Value> {
 }
 
 fn one(s: &AppState, kind: Kind, name: &str) -> Result<Response, ApiError> {
-    let Some((_, body)) = objects(s, kind).into_iter().find(|o| o.0 == name) else {
+    let all = objects(s, kind);
+    // A middleware is found by its qualified name, or by the bare name the API gave it.
+    let api_name = format!("{name}@{}", tether_model::api_doc::PROVIDER);
+    let found = all
+        .iter()
+        .find(|o| o.0 == name)
+        .or_else(|| {
+            (kind == Kind::Middleware)
+                .then(|| all.iter().find(|o| o.0 == api_name))
+                .flatten()
+        })
+        .cloned();
+    let Some((_, body)) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
@@ -178,6 +202,24 @@ pub async fn service(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     one(&s, Kind::Service, &name)
+}
+
+/// `GET /api/middlewares`: every source's middlewares (password hashes never shown).
+pub async fn middlewares(State(s): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        objects(&s, Kind::Middleware)
+            .into_iter()
+            .map(|o| o.1)
+            .collect(),
+    ))
+}
+
+/// `GET /api/middlewares/NAME` (`NAME@source`, or the API's own `NAME`).
+pub async fn middleware(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&s, Kind::Middleware, &name)
 }
 
 /// `GET /api/backends`: every server of the served table with its live state.

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 use tether_model::{
-    AffinityMode, BalanceAlgo, HashOn, OnMissing, RouteDecl, ServerWait, ServiceDecl,
+    AffinityMode, BalanceAlgo, HashOn, Middleware, MiddlewareDecl, OnMissing, RouteDecl,
+    ServerWait, ServiceDecl,
 };
 
 /// A route's fields.
@@ -49,6 +50,69 @@ pub fn route(r: &RouteDecl) -> Value {
             }),
         );
     }
+    if !r.middlewares.is_empty() {
+        o.insert("middlewares".into(), json!(r.middlewares));
+    }
+    Value::Object(o)
+}
+
+/// A middleware's fields, in the file's shape (`{"basic_auth": {...}}`). A password hash is
+/// never shown: `basic_auth` lists its users' names only.
+pub fn middleware(m: &MiddlewareDecl) -> Value {
+    use tether_model::middleware::{FieldRules, UsersFile};
+    let rules = |r: &FieldRules| {
+        json!({
+            "set": r.set.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "add": r.add.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "remove": r.remove,
+        })
+    };
+    let fields = match &m.kind {
+        Middleware::BasicAuth(b) => json!({
+            "users": b.users.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
+            "users_file": b.users_file.as_ref().map(|f| match f {
+                UsersFile::Path(p) => p.display().to_string(),
+                UsersFile::Secret(n) => n.clone(),
+            }),
+            "realm": b.realm,
+            "remove_header": b.remove_header,
+        }),
+        Middleware::IpAllow(a) => {
+            json!({ "ranges": a.ranges.iter().map(ToString::to_string).collect::<Vec<_>>() })
+        }
+        Middleware::StripPrefix(p) => json!({ "prefixes": p.prefixes }),
+        Middleware::StripPrefixRegex(p) => json!({ "regex": p.regex }),
+        Middleware::AddPrefix(p) => json!({ "prefix": p.prefix }),
+        Middleware::ReplacePath(p) => json!({ "path": p.path }),
+        Middleware::ReplacePathRegex(p) => {
+            json!({ "regex": p.regex, "replacement": p.replacement })
+        }
+        Middleware::Headers(h) => {
+            let sec = &h.security;
+            json!({
+                "request": rules(&h.request),
+                "response": rules(&h.response),
+                "frame_deny": sec.frame_deny,
+                "content_type_nosniff": sec.content_type_nosniff,
+                "browser_xss_filter": sec.browser_xss_filter,
+                "referrer_policy": sec.referrer_policy,
+                "content_security_policy": sec.content_security_policy,
+                "sts_seconds": sec.sts.map(|s| s.max_age),
+                "sts_include_subdomains": sec.sts.is_some_and(|s| s.include_subdomains),
+                "sts_preload": sec.sts.is_some_and(|s| s.preload),
+            })
+        }
+        Middleware::RedirectRegex(r) => {
+            json!({ "regex": r.regex, "replacement": r.replacement, "permanent": r.permanent })
+        }
+        Middleware::RedirectScheme(r) => {
+            json!({ "scheme": r.scheme, "port": r.port, "permanent": r.permanent })
+        }
+        Middleware::Methods(m) => json!({ "allow": m.allow, "deny": m.deny }),
+        Middleware::Chain(c) => json!({ "middlewares": c.middlewares }),
+    };
+    let mut o = Map::new();
+    o.insert(m.kind.type_name().into(), fields);
     Value::Object(o)
 }
 

@@ -10,6 +10,13 @@
 use serde_json::Value;
 
 use crate::decl::{CertificateDecl, CertificatePem, RouteDecl, ServiceDecl};
+use crate::middleware::MiddlewareDecl;
+
+/// The provider the API's middlewares are qualified by (`auth@api`), whatever its store.
+pub const PROVIDER: &str = "api";
+
+/// What a set of API documents declares.
+pub type Declarations = (Vec<ServiceDecl>, Vec<RouteDecl>, Vec<MiddlewareDecl>);
 use crate::file_config::{self, ConfigError};
 use crate::validate::{self, ValidationError};
 
@@ -21,6 +28,9 @@ pub enum Kind {
     /// A certificate for the TLS entrypoints (`{"cert": PEM, "key": PEM}`), not a declaration of
     /// the routing table: see [`certificate`].
     Certificate,
+    /// A middleware: `{"basic_auth": {...}}`, its one type's table in `tether.toml`. Named
+    /// `NAME@api` in the table, whatever the store.
+    Middleware,
 }
 
 impl Kind {
@@ -30,6 +40,7 @@ impl Kind {
             Kind::Route => "routes",
             Kind::Service => "services",
             Kind::Certificate => "certificates",
+            Kind::Middleware => "middlewares",
         }
     }
 
@@ -38,6 +49,7 @@ impl Kind {
             "routes" => Some(Kind::Route),
             "services" => Some(Kind::Service),
             "certificates" => Some(Kind::Certificate),
+            "middlewares" => Some(Kind::Middleware),
             _ => None,
         }
     }
@@ -64,7 +76,7 @@ impl Text {
 pub fn declarations<'a>(
     docs: impl IntoIterator<Item = (Kind, &'a str, &'a Value)>,
     entrypoints: &[String],
-) -> Result<(Vec<ServiceDecl>, Vec<RouteDecl>), Vec<ValidationError>> {
+) -> Result<Declarations, Vec<ValidationError>> {
     let mut t = Text {
         text: String::new(),
         origin: Vec::new(),
@@ -128,12 +140,26 @@ pub fn declarations<'a>(
                 "missing: a route needs rule and service",
             ));
         }
+        if kind == Kind::Middleware && fields.is_empty() {
+            errors.push(ValidationError::new(
+                &base,
+                format!(
+                    "missing: a middleware is one of {}, with its fields",
+                    crate::middleware::TYPES.join(", ")
+                ),
+            ));
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    match file_config::parse_declarations(&t.text) {
-        Ok(cfg) => Ok((cfg.services, cfg.routes)),
+    let source = file_config::Source {
+        provider: PROVIDER,
+        origin: crate::middleware::Origin::Untrusted,
+        services_here: false,
+    };
+    match file_config::parse_as(&t.text, source) {
+        Ok(cfg) => Ok((cfg.services, cfg.routes, cfg.middlewares)),
         Err(errs) => Err(errs.0.iter().map(|e| located(&t, e)).collect()),
     }
 }
@@ -251,7 +277,7 @@ mod tests {
     fn documents_become_declarations_with_the_files_defaults() {
         let route = json!({"rule": "PathPrefix(`/demo`)", "service": "go-demo"});
         let svc = json!({"servers": [{"url": "http://go-demo:8080", "name": "a"}], "affinity": {"mode": "cookie"}});
-        let (services, routes) = declarations(
+        let (services, routes, _) = declarations(
             [
                 (Kind::Route, "demo", &route),
                 (Kind::Service, "go-demo", &svc),
@@ -268,7 +294,7 @@ mod tests {
     #[test]
     fn a_route_may_name_a_service_of_another_source() {
         let route = json!({"rule": "Host(`a.com`)", "service": "from-the-file"});
-        let (_, routes) = declarations([(Kind::Route, "r", &route)], &eps()).unwrap();
+        let (_, routes, _) = declarations([(Kind::Route, "r", &route)], &eps()).unwrap();
         assert_eq!(routes[0].service, "from-the-file");
     }
 
@@ -307,6 +333,35 @@ mod tests {
         let e = errors(Kind::Route, json!({"service": "s"}));
         assert_eq!(e[0].field, "routes.x.rule", "{e:?}");
         assert_eq!(e[0].message, "missing", "{e:?}");
+    }
+
+    #[test]
+    fn a_middleware_document_is_its_types_table() {
+        let body = json!({"basic_auth": {"users": ["admin:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]}});
+        let route = json!({"rule": "Path(`/`)", "service": "s", "middlewares": ["auth"]});
+        let (_, routes, mws) = declarations(
+            [
+                (Kind::Middleware, "auth", &body),
+                (Kind::Route, "r", &route),
+            ],
+            &eps(),
+        )
+        .unwrap();
+        assert_eq!(mws[0].name, "auth@api");
+        assert_eq!(routes[0].middlewares, ["auth@api"]);
+        let e = errors(
+            Kind::Middleware,
+            json!({"basic_auth": {"users": ["admin:plain"]}}),
+        );
+        assert_eq!(e[0].field, "middlewares.x.basic_auth.users[0]", "{e:?}");
+        assert!(!e[0].message.contains("plain\""), "{e:?}");
+        let e = errors(
+            Kind::Middleware,
+            json!({"basic_auth": {"users_file": "/etc/passwd"}}),
+        );
+        assert_eq!(e[0].field, "middlewares.x.basic_auth.users_file", "{e:?}");
+        let e = errors(Kind::Middleware, json!({}));
+        assert!(e[0].message.contains("basic_auth"), "{e:?}");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::decl::{BalanceAlgo, CertificateDecl, RouteDecl, ServerAddr, ServerDecl, ServiceDecl};
+use crate::middleware::MiddlewareDecl;
 use crate::rule::Rule;
 
 /// Suffix of every name the Docker provider declares.
@@ -205,6 +206,8 @@ pub struct Declared {
     pub routes: Vec<RouteDecl>,
     /// Certificates for the TLS entrypoints (a Docker secret named by a label, `SSL_CERT`).
     pub certificates: Vec<CertificateDecl>,
+    /// Middlewares its labels declare (`name@docker`), which any container's routes may name.
+    pub middlewares: Vec<MiddlewareDecl>,
 }
 
 /// Where a bad value came from.
@@ -236,11 +239,26 @@ impl fmt::Display for LabelError {
         };
         match (&self.value, self.key.is_empty()) {
             (_, true) => write!(f, "{}", self.message)?,
+            // A password or its hash is never repeated.
+            (Some(_), false) if holds_secret(&self.key) => {
+                write!(f, "{kind} {}: {}", self.key, self.message)?
+            }
             (Some(v), false) => write!(f, "{kind} {}={v:?}: {}", self.key, self.message)?,
             (None, false) => write!(f, "{kind} {}: {}", self.key, self.message)?,
         }
         write!(f, " ({} {})", self.kind, self.container)
     }
+}
+
+/// Does label or variable `key` hold passwords or their hashes (whose value no message repeats)?
+pub fn holds_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.ends_with(".basic_auth.users")
+        || k.ends_with(".basicauth.users")
+        || k.ends_with("frontend.auth.basic.users")
+        || k.ends_with("frontend.auth.basic")
+        || k == "com.df.users"
+        || k == "http_basic_auth"
 }
 
 impl Container {
@@ -340,11 +358,12 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
         .unwrap_or(std::path::Path::new(certs::SECRETS_DIR));
     let certificates = certs::declare(c, dialect, secrets);
     Some(match (result, certificates) {
-        (Ok((services, routes)), Ok(certificates)) => Ok(Declared {
+        (Ok((services, routes, middlewares)), Ok(certificates)) => Ok(Declared {
             dialect,
             services,
             routes,
             certificates,
+            middlewares,
         }),
         (Err(mut a), Err(b)) => {
             a.extend(b);
@@ -355,7 +374,8 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
 }
 
 /// What a dialect returns before it is labelled with its name.
-pub(crate) type Translation = Result<(Vec<ServiceDecl>, Vec<RouteDecl>), Vec<LabelError>>;
+pub(crate) type Translation =
+    Result<(Vec<ServiceDecl>, Vec<RouteDecl>, Vec<MiddlewareDecl>), Vec<LabelError>>;
 
 /// The name a dialect's service or route gets: `<name>@docker` unless it already names a provider.
 pub fn scoped(name: &str) -> String {

@@ -104,7 +104,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             let mut svc = service(&name, server(c, ip, port));
             svc.balance = balance.unwrap_or_default();
             svc.affinity = affinity;
-            Ok((vec![svc], routes))
+            Ok((vec![svc], routes, Vec::new()))
         }
         _ => Err(errors),
     }

@@ -65,5 +65,9 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     .map_err(|e| vec![e])?;
     let ip = address(c, cx, None).map_err(|e| vec![e])?;
     let rule = route(&host, any_of("Host", &hosts), &host).map_err(bad)?;
-    Ok((vec![service(&host, server(c, ip, port))], vec![rule]))
+    Ok((
+        vec![service(&host, server(c, ip, port))],
+        vec![rule],
+        Vec::new(),
+    ))
 }

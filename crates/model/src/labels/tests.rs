@@ -1182,3 +1182,100 @@ fn on_the_host_only_local_bridges_and_the_host_network_are_routed() {
         "{e:?}"
     );
 }
+
+#[test]
+fn tether_middleware_labels_declare_middlewares_that_routers_name_in_order() {
+    let c = container(
+        "shop-1",
+        &[
+            ("tether.http.routers.shop.rule", "PathPrefix(`/shop`)"),
+            (
+                "tether.http.routers.shop.middlewares",
+                "auth, strip,sec@file",
+            ),
+            (
+                "tether.http.middlewares.auth.basic_auth.users",
+                "admin:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=,ops:$apr1$o0CJxGu4$QnnTssamc9OYtXRPiZWNn.",
+            ),
+            (
+                "tether.http.middlewares.auth.basic_auth.remove_header",
+                "false",
+            ),
+            (
+                "tether.http.middlewares.strip.strip_prefix.prefixes",
+                "/shop",
+            ),
+            (
+                "tether.http.middlewares.hdr.headers.request.set.X-Env",
+                "prod",
+            ),
+            ("tether.http.middlewares.hdr.headers.frame_deny", "true"),
+            ("tether.http.services.web.port", "8080"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(
+        d.routes[0].middlewares,
+        ["auth@docker", "strip@docker", "sec@file"]
+    );
+    let names: Vec<&str> = d.middlewares.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["auth@docker", "hdr@docker", "strip@docker"]);
+    match &d.middlewares[0].kind {
+        crate::Middleware::BasicAuth(b) => {
+            assert_eq!(b.users.len(), 2);
+            assert!(!b.remove_header);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_middleware_label_is_refused_by_name() {
+    let e = errors(&container(
+        "web-1",
+        &[
+            (
+                "tether.http.middlewares.auth.basic_auth.users",
+                "admin:hunter2",
+            ),
+            ("tether.http.services.web.port", "8080"),
+        ],
+        &[],
+    ));
+    assert!(
+        e.iter().any(
+            |e| e.contains("tether.http.middlewares.auth.basic_auth.users")
+                && e.contains("plain text")
+                && !e.contains("hunter2")
+        ),
+        "{e:?}"
+    );
+    let e = errors(&container(
+        "web-1",
+        &[
+            (
+                "tether.http.middlewares.auth.basic_auth.users_file",
+                "/etc/shadow",
+            ),
+            ("tether.http.services.web.port", "8080"),
+        ],
+        &[],
+    ));
+    assert!(
+        e.iter().any(|e| e.contains("names a Docker secret")),
+        "{e:?}"
+    );
+    let e = errors(&container(
+        "web-1",
+        &[
+            ("tether.http.middlewares.auth", "x"),
+            ("tether.http.services.web.port", "8080"),
+        ],
+        &[],
+    ));
+    assert!(
+        e.iter().any(|e| e.contains("<name>.<type>.<field>")),
+        "{e:?}"
+    );
+}

@@ -7,6 +7,8 @@
 //! | `tether.http.services.<s>.port` | the container's port for this service |
 //! | `tether.http.services.<s>.weight` | this container's weight in the service |
 //! | `tether.http.services.<s>.scheme` | `https`: TLS to the container (`.tls.*` as the file's `tls`) |
+//! | `tether.http.middlewares.<m>.<type>.<field>` | `middlewares.<m>.<type>.<field>` (lists comma-separated) |
+//! | `tether.http.routers.<r>.middlewares` | `routes.<r>.middlewares`: `a,b,auth@file`, run in order |
 //! | `tether.docker.network` | the network to reach the container on |
 //! | `tether.enable` | `false` leaves the container out |
 //! | `tether.tls.secret` | a certificate and key from a Docker secret of Tether's ([`super::certs`]) |
@@ -23,6 +25,7 @@ use crate::validate::MAX_WEIGHT;
 
 const ROUTERS: &str = "tether.http.routers.";
 const SERVICES: &str = "tether.http.services.";
+const MIDDLEWARES: &str = "tether.http.middlewares.";
 const NETWORK: &str = "tether.docker.network";
 const ENABLE: &str = "tether.enable";
 
@@ -108,10 +111,26 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                     errors.push(c.label_error(key, "expected tether.http.services.<name>.<field>"))
                 }
             }
+        } else if let Some(rest) = key.strip_prefix(MIDDLEWARES) {
+            match rest.split_once('.') {
+                Some((name, field)) if field.contains('.') => doc.line(
+                    format!(
+                        "middlewares.{}.{} = {}",
+                        quote(name),
+                        path(field),
+                        middleware_literal(field, value)
+                    ),
+                    Some(key),
+                ),
+                _ => errors.push(c.label_error(
+                    key,
+                    "expected tether.http.middlewares.<name>.<type>.<field>",
+                )),
+            }
         } else {
             errors.push(c.label_error(
                 key,
-                "unknown label: expected tether.enable, tether.docker.network, tether.http.routers.<name>.<field> or tether.http.services.<name>.<field>",
+                "unknown label: expected tether.enable, tether.docker.network, tether.http.routers.<name>.<field>, tether.http.services.<name>.<field> or tether.http.middlewares.<name>.<type>.<field>",
             ));
         }
     }
@@ -192,7 +211,12 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     if !errors.is_empty() {
         return Err(errors);
     }
-    match file_config::parse(&doc.text) {
+    let source = file_config::Source {
+        provider: "docker",
+        origin: crate::middleware::Origin::Untrusted,
+        services_here: true,
+    };
+    match file_config::parse_as(&doc.text, source) {
         Ok(cfg) => {
             let mut services = cfg.services;
             let mut routes = cfg.routes;
@@ -203,7 +227,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 r.name = scoped(&r.name);
                 r.service = scoped(&r.service);
             }
-            Ok((services, routes))
+            Ok((services, routes, cfg.middlewares))
         }
         Err(errs) => Err(errs.0.iter().map(|e| located(c, &doc, e)).collect()),
     }
@@ -265,6 +289,48 @@ fn literal(field: &str, value: &str) -> String {
             let items: BTreeSet<String> = super::list(v).into_iter().collect();
             toml::Value::Array(items.into_iter().map(toml::Value::String).collect()).to_string()
         }
+        // In order: they run in the order given.
+        "middlewares" => array(super::list(v)),
         _ => toml::Value::String(value.to_string()).to_string(),
+    }
+}
+
+/// A TOML array of strings.
+fn array(items: Vec<String>) -> String {
+    toml::Value::Array(items.into_iter().map(toml::Value::String).collect()).to_string()
+}
+
+/// A middleware label's value (`<type>.<field>`) as the TOML type its field expects: lists are
+/// comma-separated (as Traefik's labels), flags and numbers are literals; anything that does not
+/// read as its type stays a string, so the file parser names the label.
+fn middleware_literal(field: &str, value: &str) -> String {
+    let (kind, rest) = field.split_once('.').unwrap_or((field, ""));
+    let leaf = rest.rsplit('.').next().unwrap_or(rest);
+    let v = value.trim();
+    let string = || toml::Value::String(value.to_string()).to_string();
+    let list = matches!(
+        (kind, leaf),
+        (
+            _,
+            "users" | "ranges" | "prefixes" | "middlewares" | "allow" | "deny"
+        ) | ("strip_prefix_regex", "regex")
+            | ("headers", "remove")
+    );
+    if list {
+        return array(super::list(v));
+    }
+    match leaf {
+        "remove_header"
+        | "permanent"
+        | "frame_deny"
+        | "content_type_nosniff"
+        | "browser_xss_filter"
+        | "sts_include_subdomains"
+        | "sts_preload" => match super::parse_bool(v) {
+            Some(b) => b.to_string(),
+            None => string(),
+        },
+        "port" | "sts_seconds" if v.parse::<i64>().is_ok() => v.to_string(),
+        _ => string(),
     }
 }

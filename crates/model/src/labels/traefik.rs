@@ -154,7 +154,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         routes.push(r);
     }
     if errors.is_empty() {
-        Ok((decls, routes))
+        Ok((decls, routes, Vec::new()))
     } else {
         Err(errors)
     }

@@ -228,7 +228,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         nocache: false,
         on_missing: OnMissing::Rebalance,
     });
-    Ok((vec![svc], routes))
+    Ok((vec![svc], routes, Vec::new()))
 }
 
 /// The frontend's entrypoints, redirect and HSTS, given to route `r`.

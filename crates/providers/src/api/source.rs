@@ -116,31 +116,33 @@ impl ApiSource {
 /// The declarations of a snapshot. A document that does not check out (written to etcd by
 /// hand, say) is left out and reported; the rest is applied.
 fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> ProviderUpdate {
-    let (services, routes, mut errors) = match declarations(&snapshot.objects, entrypoints) {
-        Ok((s, r)) => (s, r, Vec::new()),
-        Err(_) => {
-            let (mut services, mut routes, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-            for (key, object) in &snapshot.objects {
-                let one = BTreeMap::from([(key.clone(), object.clone())]);
-                match declarations(&one, entrypoints) {
-                    Ok((s, r)) => {
-                        services.extend(s);
-                        routes.extend(r);
+    let (services, routes, middlewares, mut errors) =
+        match declarations(&snapshot.objects, entrypoints) {
+            Ok((s, r, m)) => (s, r, m, Vec::new()),
+            Err(_) => {
+                let (mut services, mut routes, mut middlewares, mut errors) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for (key, object) in &snapshot.objects {
+                    let one = BTreeMap::from([(key.clone(), object.clone())]);
+                    match declarations(&one, entrypoints) {
+                        Ok((s, r, m)) => {
+                            services.extend(s);
+                            routes.extend(r);
+                            middlewares.extend(m);
+                        }
+                        Err(es) => errors.extend(es.iter().map(|e| {
+                            format!("{e} (stored at revision {}, left out)", object.mod_revision)
+                        })),
                     }
-                    Err(es) => errors.extend(es.iter().map(|e| {
-                        format!("{e} (stored at revision {}, left out)", object.mod_revision)
-                    })),
                 }
+                (services, routes, middlewares, errors)
             }
-            (services, routes, errors)
-        }
-    };
-    errors.extend(
-        snapshot
-            .strays
-            .iter()
-            .map(|k| format!("{k}: not a route or service holding a JSON object; left out")),
-    );
+        };
+    errors.extend(snapshot.strays.iter().map(|k| {
+        format!(
+            "{k}: not a route, service, middleware or certificate holding a JSON object; left out"
+        )
+    }));
     let certificates = certificates(provider, &snapshot.objects, &mut errors);
     ProviderUpdate {
         provider: provider.to_string(),
@@ -150,7 +152,7 @@ fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> Provid
         version: snapshot.revision.to_string(),
         observed: None,
         certificates,
-        middlewares: Vec::new(),
+        middlewares,
     }
 }
 
@@ -183,7 +185,7 @@ fn certificates(
 pub fn declarations(
     objects: &BTreeMap<(Kind, String), Object>,
     entrypoints: &[String],
-) -> Result<(Vec<tether_model::ServiceDecl>, Vec<tether_model::RouteDecl>), Vec<ValidationError>> {
+) -> Result<api_doc::Declarations, Vec<ValidationError>> {
     api_doc::declarations(
         objects
             .iter()
@@ -216,11 +218,12 @@ impl ApiHandle {
         &self,
         objects: &BTreeMap<(Kind, String), Object>,
     ) -> Result<ProviderUpdate, Vec<ValidationError>> {
-        let (services, routes) = declarations(objects, &self.entrypoints)?;
+        let (services, routes, middlewares) = declarations(objects, &self.entrypoints)?;
         Ok(ProviderUpdate {
             provider: self.store.provider().to_string(),
             services,
             routes,
+            middlewares,
             errors: Vec::new(),
             ..ProviderUpdate::default()
         })

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Declared, LabelError};
-use tether_model::{CertificateDecl, ProviderUpdate, RouteDecl, ServiceDecl};
+use tether_model::{CertificateDecl, MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl};
 
 use super::inspect::{HealthState, Inspection};
 
@@ -298,6 +298,7 @@ impl Tracker {
         let mut services: BTreeMap<String, (ServiceDecl, &str)> = BTreeMap::new();
         let mut routes: BTreeMap<String, (RouteDecl, &str)> = BTreeMap::new();
         let mut certificates: BTreeMap<String, (CertificateDecl, &str)> = BTreeMap::new();
+        let mut middlewares: BTreeMap<String, (MiddlewareDecl, &str)> = BTreeMap::new();
         let mut errors = Vec::new();
         // Containers out of rotation come last: they only keep what no other declares.
         let (live, out): (Vec<&Tracked>, Vec<&Tracked>) = tracked
@@ -314,11 +315,16 @@ impl Tracker {
                 }
                 Some(Ok(d)) => d,
             };
-            if let Some(conflict) = conflict(d, &services, &routes) {
+            if let Some(conflict) = conflict(d, &services, &routes, &middlewares) {
                 errors.push(format!(
                     "container {name}: {conflict}; replicas of one service must carry the same labels, so this container is left out"
                 ));
                 continue;
+            }
+            for m in &d.middlewares {
+                middlewares
+                    .entry(m.name.clone())
+                    .or_insert((m.clone(), name));
             }
             for s in &d.services {
                 let entry = services.entry(s.name.clone()).or_insert_with(|| {
@@ -354,8 +360,13 @@ impl Tracker {
             // Its service and routes stay, without it as a server.
             let Some(Ok(d)) = &t.declared else { continue };
             let name = t.container.name.as_str();
-            if conflict(d, &services, &routes).is_some() {
+            if conflict(d, &services, &routes, &middlewares).is_some() {
                 continue;
+            }
+            for m in &d.middlewares {
+                middlewares
+                    .entry(m.name.clone())
+                    .or_insert((m.clone(), name));
             }
             for s in &d.services {
                 services.entry(s.name.clone()).or_insert_with(|| {
@@ -376,7 +387,7 @@ impl Tracker {
             version: String::new(),
             observed: None,
             certificates: certificates.into_values().map(|(c, _)| c).collect(),
-            middlewares: Vec::new(),
+            middlewares: middlewares.into_values().map(|(m, _)| m).collect(),
         }
     }
 }
@@ -386,7 +397,18 @@ fn conflict(
     d: &Declared,
     services: &BTreeMap<String, (ServiceDecl, &str)>,
     routes: &BTreeMap<String, (RouteDecl, &str)>,
+    middlewares: &BTreeMap<String, (MiddlewareDecl, &str)>,
 ) -> Option<String> {
+    for m in &d.middlewares {
+        if let Some((have, owner)) = middlewares.get(&m.name) {
+            if have != m {
+                return Some(format!(
+                    "middleware {} is declared otherwise than on container {owner}",
+                    m.name
+                ));
+            }
+        }
+    }
     for s in &d.services {
         if let Some((have, owner)) = services.get(&s.name) {
             if have.balance != s.balance || have.affinity != s.affinity {
@@ -406,6 +428,7 @@ fn conflict(
                 &have.entrypoints,
                 &have.redirect_https,
                 &have.hsts,
+                &have.middlewares,
             ) != (
                 &r.rule_text,
                 r.priority,
@@ -413,9 +436,10 @@ fn conflict(
                 &r.entrypoints,
                 &r.redirect_https,
                 &r.hsts,
+                &r.middlewares,
             ) {
                 return Some(format!(
-                    "route {} is declared with another rule or HTTPS policy than on container {owner}",
+                    "route {} is declared with another rule, HTTPS policy or middlewares than on container {owner}",
                     r.name
                 ));
             }

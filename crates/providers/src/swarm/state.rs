@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Kind};
-use tether_model::{CertificateDecl, ProviderUpdate, RouteDecl, ServiceDecl};
+use tether_model::{CertificateDecl, MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl};
 
 use super::objects::{ip_of, Network, Node, Service, Task};
 
@@ -336,6 +336,11 @@ impl Tracker {
         Declared {
             services: decls.into_iter().map(rescope_service).collect(),
             routes: first.routes.into_iter().map(rescope_route).collect(),
+            middlewares: first
+                .middlewares
+                .into_iter()
+                .map(rescope_middleware)
+                .collect(),
             certificates: first
                 .certificates
                 .into_iter()
@@ -476,7 +481,20 @@ fn rescope_service(mut s: ServiceDecl) -> ServiceDecl {
 fn rescope_route(mut r: RouteDecl) -> RouteDecl {
     r.name = rescope(&r.name);
     r.service = rescope(&r.service);
+    for m in &mut r.middlewares {
+        *m = rescope(m);
+    }
     r
+}
+
+fn rescope_middleware(mut m: MiddlewareDecl) -> MiddlewareDecl {
+    m.name = rescope(&m.name);
+    if let tether_model::Middleware::Chain(c) = &mut m.kind {
+        for n in &mut c.middlewares {
+            *n = rescope(n);
+        }
+    }
+    m
 }
 
 /// One service's declarations, and the problems of the tasks left out of them.
@@ -484,6 +502,7 @@ fn rescope_route(mut r: RouteDecl) -> RouteDecl {
 struct Declared {
     services: Vec<ServiceDecl>,
     routes: Vec<RouteDecl>,
+    middlewares: Vec<MiddlewareDecl>,
     certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
 }
@@ -493,6 +512,7 @@ struct Declared {
 struct Merged {
     services: BTreeMap<String, (ServiceDecl, String)>,
     routes: BTreeMap<String, (RouteDecl, String)>,
+    middlewares: BTreeMap<String, (MiddlewareDecl, String)>,
     certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
     notes: Vec<String>,
@@ -504,10 +524,23 @@ impl Merged {
         let Declared {
             services,
             routes,
+            middlewares,
             certificates,
             errors,
         } = declared;
         self.errors.extend(errors);
+        // A middleware several services declare alike is one; declared otherwise, refused.
+        if let Some((m, owner)) = middlewares.iter().find_map(|m| {
+            self.middlewares
+                .get(&m.name)
+                .filter(|(have, _)| have != m)
+                .map(|(_, owner)| (m.name.clone(), owner.clone()))
+        }) {
+            self.errors.push(format!(
+                "service {by}: middleware {m} is declared otherwise by service {owner}; this service is left out"
+            ));
+            return;
+        }
         let taken = services
             .iter()
             .map(|s| (&s.name, self.services.get(&s.name).map(|o| &o.1)))
@@ -530,6 +563,11 @@ impl Merged {
         for r in routes {
             self.routes.insert(r.name.clone(), (r, by.to_string()));
         }
+        for m in middlewares {
+            self.middlewares
+                .entry(m.name.clone())
+                .or_insert((m, by.to_string()));
+        }
         // Named after the service: no two services share one.
         self.certificates.extend(certificates);
     }
@@ -544,7 +582,7 @@ impl Merged {
                 version: String::new(),
                 observed: None,
                 certificates: self.certificates,
-                middlewares: Vec::new(),
+                middlewares: self.middlewares.into_values().map(|(m, _)| m).collect(),
             },
             notes: self.notes,
             tasks: self.tasks,

@@ -406,3 +406,87 @@ async fn a_service_with_no_server_is_shown_as_such() {
         "the stats page says so"
     );
 }
+
+#[tokio::test]
+async fn a_middleware_put_through_the_api_guards_its_routes_and_never_shows_a_hash() {
+    let dir = TempDir::new("tether-api-mw");
+    let b = Backend::spawn("api-mw").await;
+    let inst = start(&dir, None, Some(TOKEN), false).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    let hash = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
+
+    // A plain password is refused, naming the field, and never repeated.
+    let r = a
+        .put(
+            "/api/middlewares/auth",
+            json!({ "basic_auth": { "users": ["admin:hunter2"] } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("middlewares.auth.basic_auth.users[0]"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("hunter2"), "{}", r.body);
+    // A route naming a middleware that does not exist: both names.
+    assert_eq!(
+        a.put("/api/services/app", service_body(&b)).await.status,
+        StatusCode::CREATED
+    );
+    let route = json!({ "rule": "PathPrefix(`/`)", "service": "app", "middlewares": ["auth"] });
+    let r = a.put("/api/routes/web", route.clone()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("auth@api") && r.body.contains("route web"),
+        "{}",
+        r.body
+    );
+
+    let r = a
+        .put(
+            "/api/middlewares/auth",
+            json!({ "basic_auth": { "users": [format!("admin:{hash}")], "realm": "api" } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        a.put("/api/routes/web", route).await.status,
+        StatusCode::CREATED
+    );
+    let mut c = Client::new(inst.addr("web"));
+    let resp = c.get("/").await.unwrap();
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    let req = http::Request::get("/")
+        .header("authorization", "Basic YWRtaW46c2VjcmV0")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(c.send(req).await.unwrap().status, StatusCode::OK);
+
+    // Read back: the users' names, never their hashes.
+    let r = a.get("/api/middlewares/auth").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["name"], "auth@api");
+    assert_eq!(v["basic_auth"]["users"], json!(["admin"]));
+    assert!(!r.body.contains("5en6G6"), "{}", r.body);
+    assert!(!a.get("/api/middlewares").await.body.contains("5en6G6"));
+
+    // In use: 409 naming the route; once the route is gone, deleted.
+    let r = a.delete("/api/middlewares/auth").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(
+        r.body.contains("routes web still use auth@api"),
+        "{}",
+        r.body
+    );
+    assert_eq!(a.delete("/api/routes/web").await.status, StatusCode::OK);
+    assert_eq!(
+        a.delete("/api/middlewares/auth").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.get("/api/middlewares/auth").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
