@@ -144,10 +144,20 @@ impl FieldEdits {
     /// Edit a response on its way out: the server's own fields of a dropped name are left out,
     /// and Tether's map (written after them) gets the edits.
     pub fn apply_to_answer(&self, answer: &mut crate::answer::Answer, https: bool) {
-        if let Some(server) = &mut answer.server {
+        self.apply_to_response(&mut answer.parts.headers, answer.server.as_mut(), https);
+    }
+
+    /// [`FieldEdits::apply_to_answer`] on an answer's parts, before they are put together.
+    pub fn apply_to_response(
+        &self,
+        headers: &mut HeaderMap,
+        server: Option<&mut crate::http1::response::ServerFields>,
+        https: bool,
+    ) {
+        if let Some(server) = server {
             server.drop_where(|name| self.drops(name, https));
         }
-        self.apply(&mut answer.parts.headers, https);
+        self.apply(headers, https);
     }
 }
 

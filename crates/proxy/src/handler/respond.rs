@@ -63,15 +63,15 @@ pub(super) fn answer(
             ProxyBody::finished(in_flight, backend)
         }
     };
-    let mut answer = Answer {
+    if let Some((edits, https)) = response {
+        // After the server's own fields (above) may have become the map.
+        edits.apply_to_response(&mut rp.headers, server.as_mut(), https);
+    }
+    // Built in place: an answer is large, and moving it costs a copy.
+    Answer {
         parts: rp,
         server,
         pin,
         body,
-    };
-    if let Some((edits, https)) = response {
-        // After the server's own fields (above) may have become the map.
-        edits.apply_to_answer(&mut answer, https);
     }
-    answer
 }
