@@ -252,6 +252,32 @@ impl Collector for Tether {
         ] {
             family(&mut enc, name, help, None, MetricType::Counter, counters(rows))?;
         }
+        let mut answered = Vec::new();
+        for (route, middleware, counts) in self.control.registry().middleware_answers.read() {
+            for (code, n) in counts.read() {
+                let code = if code == 0 {
+                    "other".to_string()
+                } else {
+                    code.to_string()
+                };
+                answered.push((
+                    vec![
+                        ("middleware", middleware.clone()),
+                        ("route", route.clone()),
+                        ("code", code),
+                    ],
+                    n,
+                ));
+            }
+        }
+        family(
+            &mut enc,
+            "tether_middleware_responses",
+            "Requests a route's middleware answered itself (401, 403, 405, redirects), by middleware, route and status.",
+            None,
+            MetricType::Counter,
+            counters(answered),
+        )?;
 
         let mut up = Vec::new();
         let mut in_flight = Vec::new();

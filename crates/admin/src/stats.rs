@@ -184,6 +184,41 @@ pub(crate) struct RouteRow {
     pub r5xx: f64,
     /// Counted together with the service's other routes beyond its first eight.
     pub shared: bool,
+    /// Its middlewares in order (`redirect_https` first, `hsts` last, a chain's members by their
+    /// own names), each with the requests it answered itself, by status.
+    pub middlewares: Vec<(String, Vec<(u16, u64)>)>,
+}
+
+/// Route `r`'s middlewares as its row shows them.
+fn middlewares_of(
+    r: &tether_model::RouteDecl,
+    answered: &[(String, String, Vec<(u16, u64)>)],
+) -> Vec<(String, Vec<(u16, u64)>)> {
+    let mut names: Vec<String> = Vec::new();
+    if r.redirect_https.is_some() {
+        names.push("redirect_https".into());
+    }
+    names.extend(r.middlewares.iter().cloned());
+    // A chain's members answer under their own names.
+    for (route, m, _) in answered {
+        if *route == r.name && !names.contains(m) {
+            names.push(m.clone());
+        }
+    }
+    if r.hsts.is_some() {
+        names.push("hsts".into());
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            let counts = answered
+                .iter()
+                .find(|(route, m, _)| *route == r.name && *m == n)
+                .map(|(_, _, c)| c.clone())
+                .unwrap_or_default();
+            (n, counts)
+        })
+        .collect()
 }
 
 /// One service's rows.
@@ -228,6 +263,13 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
     let table = control.store().load_full();
     let status = control.status();
     let decls = control.declarations();
+    let answered: Vec<(String, String, Vec<(u16, u64)>)> = control
+        .registry()
+        .middleware_answers
+        .read()
+        .into_iter()
+        .map(|(r, m, c)| (r, m, c.read()))
+        .collect();
     let mut owner: HashMap<&str, (&str, HashMap<&str, u32>)> = HashMap::new();
     let mut routes = Vec::new();
     for (provider, u) in &decls {
@@ -256,6 +298,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 r4xx: rates.r4xx,
                 r5xx: rates.r5xx,
                 shared,
+                middlewares: middlewares_of(r, &answered),
             });
         }
     }
@@ -481,7 +524,7 @@ fn to_json(p: &Page) -> Value {
         "rejected": p.rejections.iter().map(|(at, src, field, m)| json!({
             "at": crate::render::time(Some(*at)), "source": src, "field": field, "message": m,
         })).collect::<Vec<_>>(),
-        "routes": p.routes.iter().map(|r| json!({"name": r.name, "rule": r.rule, "service": r.service, "source": r.source, "requests": r.requests, "requests_per_second": r.rps, "4xx_per_second": r.r4xx, "5xx_per_second": r.r5xx, "shared": r.shared})).collect::<Vec<_>>(),
+        "routes": p.routes.iter().map(|r| json!({"name": r.name, "rule": r.rule, "service": r.service, "source": r.source, "requests": r.requests, "requests_per_second": r.rps, "4xx_per_second": r.r4xx, "5xx_per_second": r.r5xx, "shared": r.shared, "middlewares": r.middlewares.iter().map(|(n, c)| json!({"name": n, "answered": c.iter().map(|(code, k)| (if *code == 0 { "other".to_string() } else { code.to_string() }, json!(k))).collect::<serde_json::Map<_, _>>()})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "services": services,
     })
 }

@@ -152,18 +152,19 @@ pub(crate) fn live(p: &Page) -> String {
     if !p.routes.is_empty() {
         let _ = write!(
             h,
-            "<details open><summary>{} routes</summary><div class=\"scroll\"><table><thead><tr><th class=\"l\">route</th><th class=\"l\">rule</th><th class=\"l\">service</th><th class=\"l\">source</th><th>req/s</th><th>4xx/s</th><th>5xx/s</th><th>requests</th></tr></thead><tbody>",
+            "<details open><summary>{} routes</summary><div class=\"scroll\"><table><thead><tr><th class=\"l\">route</th><th class=\"l\">rule</th><th class=\"l\">service</th><th class=\"l\">source</th><th class=\"l\">middlewares (answered)</th><th>req/s</th><th>4xx/s</th><th>5xx/s</th><th>requests</th></tr></thead><tbody>",
             p.routes.len()
         );
         for r in &p.routes {
             let _ = write!(
                 h,
-                "<tr class=\"route\" data-route=\"{}\"><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"requests\">{}{}</td></tr>",
+                "<tr class=\"route\" data-route=\"{}\"><td>{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l middlewares\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"requests\">{}{}</td></tr>",
                 esc(&r.name),
                 esc(&r.name),
                 esc(&r.rule),
                 esc(&r.service),
                 esc(&r.source),
+                middlewares(&r.middlewares),
                 rate(r.rps),
                 rate(r.r4xx),
                 rate(r.r5xx),
@@ -262,4 +263,32 @@ mod tests {
         assert_eq!(rate(0.5), "0.5");
         assert_eq!(ms(None), "–");
     }
+}
+
+/// A route's middlewares, each with what it answered: `auth@file (401: 3)`.
+fn middlewares(list: &[(String, Vec<(u16, u64)>)]) -> String {
+    if list.is_empty() {
+        return "-".into();
+    }
+    list.iter()
+        .map(|(name, answered)| {
+            let counts: Vec<String> = answered
+                .iter()
+                .map(|(code, n)| {
+                    let code = if *code == 0 {
+                        "other".to_string()
+                    } else {
+                        code.to_string()
+                    };
+                    format!("{code}: {n}")
+                })
+                .collect();
+            if counts.is_empty() {
+                esc(name)
+            } else {
+                format!("{} ({})", esc(name), counts.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
 }

@@ -201,3 +201,98 @@ async fn a_route_naming_a_missing_middleware_is_refused_and_the_last_table_serve
     .await;
     assert_eq!(status(&r), 301);
 }
+
+#[tokio::test]
+async fn what_a_middleware_answered_is_counted_shown_and_logged() {
+    use tether::app::{self, AdminOptions};
+    use tether_proxy::upstream::meter::{Format, Target};
+    let rec = Recorder::spawn().await;
+    let dir = tether_testkit::TempDir::new("tether-mw-observe");
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, example(&rec)).unwrap();
+    let log = dir.path().join("access.log");
+    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.admin = AdminOptions {
+        address: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        dfp: None,
+    };
+    opts.access_log = Some((Format::Json, Target::File(log.clone())));
+    let i = app::start(opts).await.expect("start");
+    let web = i.addr("web");
+    for _ in 0..3 {
+        let r = raw::exchange(
+            web,
+            b"GET /shop/admin/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            QUIET,
+        )
+        .await;
+        assert_eq!(status(&r), 401);
+    }
+    let r = raw::exchange(
+        web,
+        b"GET /store/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 301);
+    let r = raw::exchange(
+        web,
+        b"GET /shop/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 200);
+
+    let mut admin = tether_testkit::Admin::new(i.admin.expect("admin"), None);
+    let m = admin.get("/metrics").await.body;
+    for (series, want) in [
+        ("tether_middleware_responses_total{middleware=\"admin-auth@file\",route=\"shop-admin\",code=\"401\"}", "3"),
+        ("tether_middleware_responses_total{middleware=\"old-store@file\",route=\"old-shop\",code=\"301\"}", "1"),
+    ] {
+        let line = m.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series} not in\n{m}"));
+        assert!(line.ends_with(&format!(" {want}")), "{line}");
+    }
+    let stats = admin.get("/api/stats").await.json();
+    let route = stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "shop-admin")
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = route["middlewares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["admin-auth@file", "security@file", "strip-shop@file"]
+    );
+    assert_eq!(route["middlewares"][0]["answered"]["401"], 3);
+    let page = admin.get("/").await.body;
+    assert!(
+        page.contains("admin-auth@file (401: 3)"),
+        "the stats page shows it"
+    );
+
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    tether_testkit::wait_until(Duration::from_secs(5), || async { lines().len() == 5 }).await;
+    let l = lines();
+    assert_eq!(l[0]["middleware"], "admin-auth@file");
+    assert_eq!(l[3]["middleware"], "old-store@file");
+    assert_eq!(
+        l[4]["middleware"],
+        serde_json::Value::Null,
+        "served by the server"
+    );
+    i.shutdown().await;
+}
