@@ -189,10 +189,13 @@ pub(crate) struct RouteRow {
     pub middlewares: Vec<(String, Vec<(u16, u64)>)>,
 }
 
+/// What each route's middlewares answered: (route, middleware, by status).
+type Answered = Vec<(String, String, Vec<(u16, u64)>)>;
+
 /// Route `r`'s middlewares as its row shows them.
 fn middlewares_of(
     r: &tether_model::RouteDecl,
-    answered: &[(String, String, Vec<(u16, u64)>)],
+    answered: &Answered,
 ) -> Vec<(String, Vec<(u16, u64)>)> {
     let mut names: Vec<String> = Vec::new();
     if r.redirect_https.is_some() {
@@ -263,7 +266,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
     let table = control.store().load_full();
     let status = control.status();
     let decls = control.declarations();
-    let answered: Vec<(String, String, Vec<(u16, u64)>)> = control
+    let answered: Answered = control
         .registry()
         .middleware_answers
         .read()
