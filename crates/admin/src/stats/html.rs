@@ -248,23 +248,6 @@ fn server(h: &mut String, v: &ServerRow) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_escaped_and_sizes_read_well() {
-        assert_eq!(
-            esc("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(rate(0.5), "0.5");
-        assert_eq!(ms(None), "–");
-    }
-}
-
 /// A route's middlewares, each with what it answered: `auth@file (401: 3)`.
 fn middlewares(list: &[(String, Vec<(u16, u64)>)]) -> String {
     if list.is_empty() {
@@ -291,4 +274,21 @@ fn middlewares(list: &[(String, Vec<(u16, u64)>)]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" → ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_sizes_read_well() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(rate(0.5), "0.5");
+        assert_eq!(ms(None), "–");
+    }
 }
