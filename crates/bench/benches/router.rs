@@ -34,6 +34,7 @@ fn lookup(
                     path: black_box(&path),
                     method: &http::Method::GET,
                     headers: &headers,
+                    client: std::net::Ipv4Addr::LOCALHOST.into(),
                 };
                 let found = r.find(&view).map(|e| e.service);
                 assert!(found.is_some());

@@ -4,8 +4,10 @@
 //! Host(`example.com`, `*.example.org`) && (PathPrefix(`/api`) || Path(`/health`)) && !Method(`DELETE`)
 //! ```
 //! Matchers: `Host` (exact or `*.` wildcard, case-insensitive, port ignored), `Path` (exact),
-//! `PathPrefix` (string prefix), `Method`, `Header(name, value)`. Arguments are quoted with backticks or
-//! double quotes; a matcher with several arguments matches any of them.
+//! `PathPrefix` (string prefix), `Method`, `Header(name, value)`, `ClientIP` (an address or CIDR
+//! range; the client's address as admitted: the peer's, or the first untrusted hop of a trusted
+//! proxy's `X-Forwarded-For`). Arguments are quoted with backticks or double quotes; a matcher
+//! with several arguments matches any of them.
 
 mod parse;
 
@@ -27,6 +29,8 @@ pub enum Rule {
     Method(Vec<String>),
     /// `Header(name, value)`: a header named `name` (lower case) has exactly `value`.
     Header(String, String),
+    /// `ClientIP(...)`: the client's address is in one of the ranges.
+    ClientIp(Vec<crate::file_config::Cidr>),
     And(Box<Rule>, Box<Rule>),
     Or(Box<Rule>, Box<Rule>),
     Not(Box<Rule>),
@@ -48,6 +52,8 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     pub method: &'a http::Method,
     pub headers: &'a dyn HeaderLookup,
+    /// The client's address, as admitted.
+    pub client: std::net::IpAddr,
 }
 
 impl std::fmt::Debug for RequestView<'_> {
@@ -86,6 +92,7 @@ impl Rule {
             Rule::PathPrefix(prefixes) => prefixes.iter().any(|p| req.path.starts_with(p.as_str())),
             Rule::Method(methods) => methods.iter().any(|m| req.method.as_str() == m),
             Rule::Header(name, value) => req.headers.has_value(name, value.as_bytes()),
+            Rule::ClientIp(ranges) => ranges.iter().any(|c| c.contains(req.client)),
             Rule::And(a, b) => a.matches(req) && b.matches(req),
             Rule::Or(a, b) => a.matches(req) || b.matches(req),
             Rule::Not(a) => !a.matches(req),
@@ -205,6 +212,10 @@ impl fmt::Display for Rule {
             Rule::PathPrefix(p) => write_args(f, "PathPrefix", p),
             Rule::Method(m) => write_args(f, "Method", m),
             Rule::Header(n, v) => write!(f, "Header(`{n}`, `{v}`)"),
+            Rule::ClientIp(c) => {
+                let s: Vec<String> = c.iter().map(ToString::to_string).collect();
+                write_args(f, "ClientIP", &s)
+            }
             Rule::And(a, b) => write!(f, "({a} && {b})"),
             Rule::Or(a, b) => write!(f, "({a} || {b})"),
             Rule::Not(a) => write!(f, "!{a}"),
@@ -227,7 +238,29 @@ mod tests {
             path,
             method: m,
             headers: h,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
         }
+    }
+
+    #[test]
+    fn client_ip_matches_addresses_and_ranges() {
+        let r = Rule::parse("ClientIP(`10.0.0.0/8`, `::1`) && PathPrefix(`/admin`)").unwrap();
+        assert_eq!(
+            r.to_string(),
+            "(ClientIP(`10.0.0.0/8`, `::1/128`) && PathPrefix(`/admin`))"
+        );
+        let (m, h) = (http::Method::GET, http::HeaderMap::new());
+        let at = |ip: &str| {
+            let mut v = view("a", "/admin", &m, &h);
+            v.client = ip.parse().unwrap();
+            r.matches(&v)
+        };
+        assert!(at("10.1.2.3") && at("::1") && at("::ffff:10.0.0.1"));
+        assert!(!at("11.0.0.1") && !at("::2"));
+        let e = Rule::parse("ClientIP(`10.0.0.0/40`)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ClientIP") && e.contains("10.0.0.0/40"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn route_matches(d: &Declared, host: &str, path: &str) -> bool {
         path,
         method: &http::Method::GET,
         headers: &headers,
+        client: std::net::Ipv4Addr::LOCALHOST.into(),
     };
     d.routes.iter().any(|r| r.rule.matches(&req))
 }

@@ -290,9 +290,18 @@ fn matcher(name: &str, args: Vec<String>, col: usize) -> Result<Rule, RuleError>
             }
             Ok(Rule::Header(n.to_ascii_lowercase(), v))
         }
+        "ClientIP" => {
+            nonempty(&args)?;
+            let ranges = args
+                .iter()
+                .map(|a| crate::file_config::Cidr::parse(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(col, format!("ClientIP: {e}")))?;
+            Ok(Rule::ClientIp(ranges))
+        }
         other => Err(err(
             col,
-            format!("unknown matcher {other:?}: expected Host, Path, PathPrefix, Method or Header"),
+            format!("unknown matcher {other:?}: expected Host, Path, PathPrefix, Method, Header or ClientIP"),
         )),
     }
 }

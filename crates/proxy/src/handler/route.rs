@@ -48,6 +48,7 @@ pub(super) fn lookup<'t>(
     ep: usize,
     head: &RequestHead,
     host: &str,
+    client: std::net::IpAddr,
 ) -> Option<&'t RouteEntry> {
     table.routers.get(ep).and_then(|r| {
         r.find(&RequestView {
@@ -55,6 +56,7 @@ pub(super) fn lookup<'t>(
             path: head.path(),
             method: head.method(),
             headers: head,
+            client,
         })
     })
 }

@@ -79,7 +79,7 @@ pub(super) fn route<'t>(
     meter: &mut Meter,
     may_wait: bool,
 ) -> Next<'t> {
-    let Some(route) = lookup(table, ep, &head, host) else {
+    let Some(route) = lookup(table, ep, &head, host, client) else {
         return Next::Answer(Box::new(
             error(StatusCode::NOT_FOUND, "no route matches this request").into(),
         ));

@@ -151,6 +151,7 @@ mod tests {
             path,
             method: &http::Method::GET,
             headers: &h,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
         })
     }
 

@@ -296,3 +296,45 @@ async fn what_a_middleware_answered_is_counted_shown_and_logged() {
     );
     i.shutdown().await;
 }
+
+#[tokio::test]
+async fn ip_allow_and_client_ip_read_the_admitted_client_address() {
+    let (inside, outside) = (Recorder::spawn().await, Recorder::spawn().await);
+    // 127.0.0.1 (the test's own address) is a trusted proxy: the client is the first address
+    // from the right of X-Forwarded-For that is not one.
+    let toml = format!(
+        "[entrypoints]\nweb = \"127.0.0.1:0\"\n{}\
+         [forwarded]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n\
+         [routes.office]\nrule = \"PathPrefix(`/`) && ClientIP(`192.0.2.0/24`)\"\nservice = \"inside\"\n\
+         [routes.world]\nrule = \"PathPrefix(`/`)\"\nservice = \"outside\"\nmiddlewares = [\"only-docs\"]\n\
+         [middlewares.only-docs.ip_allow]\nranges = [\"198.51.100.0/24\"]\n\
+         [services.inside]\nservers = [{{ url = \"{}\" }}]\n\
+         [services.outside]\nservers = [{{ url = \"{}\" }}]\n",
+        crate::support::KEY,
+        inside.url(),
+        outside.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let from = |xff: &str| {
+        format!("GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {xff}\r\nConnection: close\r\n\r\n")
+    };
+    // The office, behind a trusted proxy at 10.0.0.7.
+    let r = raw::exchange(
+        p.addr(),
+        from("6.6.6.6, 192.0.2.44, 10.0.0.7").as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(inside.requests().len(), 1);
+    // An allowed address elsewhere.
+    let r = raw::exchange(p.addr(), from("198.51.100.9").as_bytes(), QUIET).await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(outside.requests().len(), 1);
+    // A client that writes the office's address first cannot pass for it: the rightmost
+    // untrusted entry is its own.
+    let r = raw::exchange(p.addr(), from("192.0.2.44, 203.0.113.1").as_bytes(), QUIET).await;
+    assert_eq!(status(&r), 403, "{r}");
+    assert_eq!(inside.requests().len(), 1);
+    assert_eq!(outside.requests().len(), 1);
+}

@@ -149,6 +149,7 @@ mod tests {
                     path,
                     method: &method,
                     headers: &h,
+                    client: std::net::Ipv4Addr::LOCALHOST.into(),
                 };
                 let scan =
                     (0..routes.len() as u32).find(|&i| routes[i as usize].rule.matches(&view));
