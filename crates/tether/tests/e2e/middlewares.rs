@@ -338,3 +338,53 @@ async fn ip_allow_and_client_ip_read_the_admitted_client_address() {
     assert_eq!(inside.requests().len(), 1);
     assert_eq!(outside.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_users_file_is_followed_live_and_a_bad_change_keeps_the_last_users() {
+    let rec = Recorder::spawn().await;
+    let dir = tether_testkit::TempDir::new("tether-users-file");
+    let users = dir.path().join("users");
+    // htpasswd -nbs alice secret; openssl passwd -apr1 -salt o0CJxGu4 secret (for bob).
+    std::fs::write(
+        &users,
+        "# the shop's admins\nalice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "[entrypoints]\nweb = \"127.0.0.1:0\"\n{}\
+         [routes.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"s\"\nmiddlewares = [\"auth\"]\n\
+         [middlewares.auth.basic_auth]\nusers_file = \"{}\"\n\
+         [services.s]\nservers = [{{ url = \"{}\" }}]\n",
+        crate::support::KEY,
+        users.display(),
+        rec.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let as_user = |who: &'static str| {
+        let addr = p.addr();
+        async move {
+            let req = format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+                basic(&format!("{who}:secret"))
+            );
+            status(&raw::exchange(addr, req.as_bytes(), QUIET).await)
+        }
+    };
+    assert_eq!(as_user("alice").await, 200);
+    assert_eq!(as_user("bob").await, 401);
+
+    std::fs::write(&users, "bob:$apr1$o0CJxGu4$QnnTssamc9OYtXRPiZWNn.\n").unwrap();
+    tether_testkit::wait_for(
+        "bob's password to be read",
+        Duration::from_secs(10),
+        || async { as_user("bob").await == 200 },
+    )
+    .await;
+    assert_eq!(as_user("alice").await, 401, "alice was removed");
+
+    // A change that cannot be used (plain text) keeps the users read last.
+    std::fs::write(&users, "carol:plaintext\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await; // two checks of the file go by
+    assert_eq!(as_user("bob").await, 200);
+    assert_eq!(as_user("carol").await, 401);
+}

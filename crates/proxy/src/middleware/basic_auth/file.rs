@@ -41,10 +41,20 @@ impl Followed {
     }
 }
 
-fn read(path: &Path) -> Result<(Vec<User>, Option<SystemTime>), String> {
+/// What tells a change: the modification time and the length (a coarse clock may give two
+/// writes one time).
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path)
+        .and_then(|m| Ok((m.modified()?, m.len())))
+        .ok()
+}
+
+fn read(path: &Path) -> Result<(Vec<User>, Stamp), String> {
+    let modified = stamp(path);
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let users = htpasswd::parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     Ok((users, modified))
 }
 
@@ -73,12 +83,12 @@ pub fn follow(path: PathBuf) -> Result<Arc<Followed>, String> {
     Ok(f)
 }
 
-fn watch(f: Weak<Followed>, mut modified: Option<SystemTime>) {
+fn watch(f: Weak<Followed>, mut modified: Stamp) {
     let mut failing = false;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let Some(f) = f.upgrade() else { return };
-        let now = std::fs::metadata(&f.path).and_then(|m| m.modified()).ok();
+        let now = stamp(&f.path);
         if now == modified && !failing {
             continue;
         }
