@@ -109,7 +109,7 @@ fn dialect_entrypoint_names_map_to_the_plain_and_the_tls_entrypoint() {
 }
 
 #[test]
-fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_https_policy() {
+fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() {
     let eps = with_tls();
     let c = container(
         "app.1",
@@ -145,10 +145,15 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_https_pol
     let by = |n: &str| d.routes.iter().find(|r| r.name == n).unwrap();
     let plain = by("app@docker");
     assert_eq!(plain.entrypoints, ["web"]);
+    assert_eq!(plain.middlewares, ["to-https@docker"]);
+    let mw = |n: &str| &d.middlewares.iter().find(|m| m.name == n).unwrap().kind;
     assert_eq!(
-        plain.redirect_https,
-        Some(HttpsRedirect::default()),
-        "permanent: 308"
+        mw("to-https@docker"),
+        &crate::Middleware::RedirectScheme(crate::middleware::RedirectScheme {
+            scheme: "https".into(),
+            port: None,
+            permanent: true
+        })
     );
     let secure = by("app-secure@docker");
     assert_eq!(
@@ -156,10 +161,14 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_https_pol
         ["websecure"],
         "tls: the TLS entrypoints only"
     );
-    assert_eq!(
-        secure.hsts.unwrap().value(),
-        "max-age=63072000; includeSubDomains; preload"
-    );
+    assert_eq!(secure.middlewares, ["sts@docker"]);
+    match mw("sts@docker") {
+        crate::Middleware::Headers(h) => assert_eq!(
+            h.security.sts.unwrap().value(),
+            "max-age=63072000; includeSubDomains; preload"
+        ),
+        other => panic!("{other:?}"),
+    }
 
     // What Tether cannot honour is refused, naming the label.
     let bad = container(
@@ -167,10 +176,11 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_https_pol
         &[
             ("traefik.http.routers.a.rule", "Host(`a`)"),
             ("traefik.http.routers.a.entrypoints", "internal"),
-            ("traefik.http.routers.a.middlewares", "strip,auth@file"),
+            ("traefik.http.routers.a.middlewares", "gzip,auth@file"),
+            ("traefik.http.middlewares.gzip.compress", "true"),
             (
-                "traefik.http.middlewares.strip.stripprefix.prefixes",
-                "/api",
+                "traefik.http.middlewares.ip.ipallowlist.ipstrategy.depth",
+                "2",
             ),
             ("traefik.http.routers.b.rule", "Host(`b`)"),
             ("traefik.http.routers.b.tls.options", "modern@file"),
@@ -185,9 +195,14 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_https_pol
             && all.contains("no entrypoint \"internal\""),
         "{all}"
     );
-    assert!(all.contains("type stripprefix is not supported"), "{all}");
     assert!(
-        all.contains("auth@file: a middleware of another provider"),
+        all.contains("traefik.http.middlewares.gzip.compress")
+            && all.contains("type compress is not supported yet"),
+        "{all}"
+    );
+    assert!(
+        all.contains("traefik.http.middlewares.ip.ipallowlist.ipstrategy.depth")
+            && all.contains("[forwarded] trusted_proxies"),
         "{all}"
     );
     assert!(all.contains("traefik.http.routers.b.tls.options"), "{all}");
@@ -1278,5 +1293,201 @@ fn a_bad_middleware_label_is_refused_by_name() {
     assert!(
         e.iter().any(|e| e.contains("<name>.<type>.<field>")),
         "{e:?}"
+    );
+}
+
+#[test]
+fn traefik_middlewares_map_onto_tethers_by_their_exact_names() {
+    let c = container(
+        "shop.1",
+        &[
+            ("traefik.http.routers.shop.rule", "PathPrefix(`/shop`)"),
+            (
+                "traefik.http.routers.shop.middlewares",
+                "auth,allow,strip,hdr,all",
+            ),
+            (
+                "traefik.http.middlewares.auth.basicauth.users",
+                "admin:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=,ops:$apr1$o0CJxGu4$QnnTssamc9OYtXRPiZWNn.",
+            ),
+            ("traefik.http.middlewares.auth.basicauth.realm", "shop"),
+            (
+                "traefik.http.middlewares.auth.basicauth.removeHeader",
+                "true",
+            ),
+            (
+                "traefik.http.middlewares.allow.ipAllowList.sourceRange",
+                "10.0.0.0/8, 192.168.1.7",
+            ),
+            (
+                "traefik.http.middlewares.old.ipwhitelist.sourcerange",
+                "127.0.0.1/32",
+            ),
+            (
+                "traefik.http.middlewares.strip.stripPrefix.prefixes",
+                "/shop,/store",
+            ),
+            (
+                "traefik.http.middlewares.strip.stripPrefix.forceSlash",
+                "true",
+            ),
+            (
+                "traefik.http.middlewares.re.stripPrefixRegex.regex",
+                "/api/v[0-9]+",
+            ),
+            ("traefik.http.middlewares.add.addPrefix.prefix", "/v2"),
+            ("traefik.http.middlewares.rp.replacePath.path", "/health"),
+            (
+                "traefik.http.middlewares.rpr.replacePathRegex.regex",
+                "^/old/(.*)",
+            ),
+            (
+                "traefik.http.middlewares.rpr.replacePathRegex.replacement",
+                "/new/$1",
+            ),
+            (
+                "traefik.http.middlewares.hdr.headers.customRequestHeaders.X-Script-Name",
+                "shop",
+            ),
+            (
+                "traefik.http.middlewares.hdr.headers.customRequestHeaders.X-Debug",
+                "",
+            ),
+            (
+                "traefik.http.middlewares.hdr.headers.customResponseHeaders.Server",
+                "",
+            ),
+            (
+                "traefik.http.middlewares.hdr.headers.customResponseHeaders.X-Served-By",
+                "tether",
+            ),
+            ("traefik.http.middlewares.hdr.headers.frameDeny", "true"),
+            (
+                "traefik.http.middlewares.hdr.headers.contentTypeNosniff",
+                "true",
+            ),
+            (
+                "traefik.http.middlewares.hdr.headers.referrerPolicy",
+                "no-referrer",
+            ),
+            (
+                "traefik.http.middlewares.rr.redirectRegex.regex",
+                "^http://old/(.*)",
+            ),
+            (
+                "traefik.http.middlewares.rr.redirectRegex.replacement",
+                "https://new/$1",
+            ),
+            (
+                "traefik.http.middlewares.rr.redirectRegex.permanent",
+                "true",
+            ),
+            ("traefik.http.middlewares.rs.redirectScheme.scheme", "https"),
+            ("traefik.http.middlewares.rs.redirectScheme.port", "8443"),
+            (
+                "traefik.http.middlewares.all.chain.middlewares",
+                "re,add,common@file",
+            ),
+            (
+                "traefik.http.services.shop.loadbalancer.server.port",
+                "8080",
+            ),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(
+        d.routes[0].middlewares,
+        [
+            "auth@docker",
+            "allow@docker",
+            "strip@docker",
+            "hdr@docker",
+            "all@docker"
+        ]
+    );
+    let kinds: Vec<(&str, &str)> = d
+        .middlewares
+        .iter()
+        .map(|m| (m.name.as_str(), m.kind.type_name()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("add@docker", "add_prefix"),
+            ("all@docker", "chain"),
+            ("allow@docker", "ip_allow"),
+            ("auth@docker", "basic_auth"),
+            ("hdr@docker", "headers"),
+            ("old@docker", "ip_allow"),
+            ("re@docker", "strip_prefix_regex"),
+            ("rp@docker", "replace_path"),
+            ("rpr@docker", "replace_path_regex"),
+            ("rr@docker", "redirect_regex"),
+            ("rs@docker", "redirect_scheme"),
+            ("strip@docker", "strip_prefix"),
+        ]
+    );
+    let by = |n: &str| &d.middlewares.iter().find(|m| m.name == n).unwrap().kind;
+    match by("hdr@docker") {
+        crate::Middleware::Headers(h) => {
+            assert_eq!(
+                h.request.set,
+                [("x-script-name".to_string(), "shop".to_string())]
+            );
+            assert_eq!(h.request.remove, ["x-debug"]);
+            assert_eq!(h.response.remove, ["server"]);
+            assert!(h.security.frame_deny && h.security.content_type_nosniff);
+            assert_eq!(h.security.referrer_policy.as_deref(), Some("no-referrer"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match by("all@docker") {
+        crate::Middleware::Chain(ch) => {
+            assert_eq!(ch.middlewares, ["re@docker", "add@docker", "common@file"])
+        }
+        other => panic!("{other:?}"),
+    }
+    // A refusal names the label, and never quotes a password.
+    let e = errors(&container(
+        "x.1",
+        &[
+            (
+                "traefik.http.middlewares.a.basicauth.users",
+                "admin:hunter2",
+            ),
+            (
+                "traefik.http.middlewares.b.basicauth.usersfile",
+                "/etc/htpasswd",
+            ),
+            (
+                "traefik.http.middlewares.c.headers.accessControlAllowOrigin",
+                "*",
+            ),
+            (
+                "traefik.http.middlewares.d.headers.customRequestHeaders.X-Forwarded-For",
+                "1.2.3.4",
+            ),
+            ("traefik.http.services.x.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    ))
+    .join("\n");
+    assert!(
+        e.contains("label traefik.http.middlewares.a.basicauth.users: user \"admin\""),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(
+        e.contains("traefik.http.middlewares.b.basicauth.usersfile") && e.contains("Docker secret"),
+        "{e}"
+    );
+    assert!(
+        e.contains("headers.accesscontrolalloworigin is not supported"),
+        "{e}"
+    );
+    assert!(
+        e.contains("customRequestHeaders.X-Forwarded-For") && e.contains("forwarding field"),
+        "{e}"
     );
 }

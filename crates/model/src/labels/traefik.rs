@@ -8,8 +8,8 @@
 //!   `.httponly`, `.samesite`, `.maxage`, `.path`;
 //! - `traefik.docker.network` (or `traefik.swarm.network`), `traefik.enable`.
 //!
-//! - a router's `entrypoints`, `tls` and `middlewares` (`redirectscheme`, `headers` sts*), see
-//!   [`https`].
+//! - a router's `entrypoints`, `tls` and `middlewares`, see [`https`];
+//! - `traefik.http.middlewares.<m>.<type>.<option>`, see [`middlewares`].
 //!
 //! A router without `entrypoints` is served on every Tether entrypoint. Defaults as in Traefik: without a service label
 //! the container's group is the service, without a router the rule is ``Host(`<service>`)``.
@@ -25,6 +25,7 @@ use super::{
 use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing, SameSite};
 
 pub(crate) mod https;
+mod middlewares;
 
 const ROUTERS: &str = "traefik.http.routers.";
 const SERVICES: &str = "traefik.http.services.";
@@ -150,11 +151,16 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 ));
             }
         }
-        errors.extend(https::apply(c, cx, fields, &middlewares, &mut r));
+        errors.extend(https::apply(c, cx, fields, &mut r));
         routes.push(r);
     }
+    let secrets = cx
+        .secrets_dir
+        .unwrap_or(std::path::Path::new(super::certs::SECRETS_DIR));
+    let (defined, more) = middlewares::all(c, &middlewares, secrets);
+    errors.extend(more);
     if errors.is_empty() {
-        Ok((decls, routes, Vec::new()))
+        Ok((decls, routes, defined))
     } else {
         Err(errors)
     }

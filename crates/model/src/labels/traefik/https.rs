@@ -6,10 +6,8 @@
 //!   `tls.certresolver` and `tls.domains` are accepted: the certificate comes from Tether's
 //!   store, picked by SNI (Tether has no ACME client yet); `tls.options` other than `default` is
 //!   refused (TLS options are set per entrypoint in Tether);
-//! - `traefik.http.routers.<r>.middlewares=a,b`, each defined on the same container:
-//!   `redirectscheme` (`scheme=https`, `permanent`, `port`) becomes the route's
-//!   `redirect_https`; `headers` with `stsseconds`, `stsincludesubdomains`, `stspreload` its
-//!   `hsts`. Any other middleware, or one defined elsewhere (`name@file`), is refused.
+//! - `traefik.http.routers.<r>.middlewares=a,b,auth@file`: the route's middlewares, in order
+//!   (`a` is `a@docker`, defined on any container's labels, see [`super::middlewares`]).
 
 use std::collections::BTreeMap;
 
@@ -26,7 +24,6 @@ pub(super) fn apply(
     c: &Container,
     cx: &Context<'_>,
     fields: &Fields<'_>,
-    middlewares: &BTreeMap<String, Fields<'_>>,
     r: &mut RouteDecl,
 ) -> Vec<LabelError> {
     let mut errors = Vec::new();
@@ -41,23 +38,13 @@ pub(super) fn apply(
     if let Err(e) = tls(c, cx, fields, r) {
         errors.push(e);
     }
-    if let Some((k, v)) = fields.get("middlewares") {
-        for name in list(v) {
-            if name.contains('@') {
-                errors.push(c.label_error(
-                    k,
-                    format!("{name}: a middleware of another provider is not visible to Tether; define it on this container's labels"),
-                ));
-                continue;
-            }
-            match middlewares.get(&name) {
-                Some(m) => errors.extend(middleware(c, &name, m, r)),
-                None => errors.push(c.label_error(
-                    k,
-                    format!("{name}: no such middleware on this container (expected {MIDDLEWARES}{name}.<type>.<option> labels)"),
-                )),
-            }
-        }
+    if let Some((_, v)) = fields.get("middlewares") {
+        // Another container's, or another source's (`auth@file`): the merged table checks that
+        // it exists.
+        r.middlewares = list(v)
+            .iter()
+            .map(|m| crate::middleware::qualify(m, "docker"))
+            .collect();
     }
     errors
 }
@@ -114,8 +101,8 @@ fn tls(
     Ok(())
 }
 
-/// One middleware's options (`<type>.<option>`, lower case) applied to the route; Traefik v1's
-/// frontend labels come here translated.
+/// Traefik v1's frontend redirect and STS labels (`<type>.<option>`, lower case, as a v2
+/// middleware would name them) as the route's `redirect_https` and `hsts`.
 pub(crate) fn middleware(
     c: &Container,
     name: &str,
