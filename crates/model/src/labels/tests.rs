@@ -686,10 +686,13 @@ fn traefik_v1_seed_stickiness_on_a_named_network() {
     assert!(!route_matches(&d, "c.com", "/api/v"));
     c.labels.insert(
         "traefik.frontend.rule".into(),
-        "PathPrefixStrip:/api".into(),
+        "PathPrefixStripRegex:/api/{id}".into(),
     );
     assert!(
-        errors(&c)[0].starts_with("label traefik.frontend.rule=\"PathPrefixStrip:/api\": matcher")
+        errors(&c)[0]
+            .starts_with("label traefik.frontend.rule=\"PathPrefixStripRegex:/api/{id}\": matcher"),
+        "{:?}",
+        errors(&c)
     );
 }
 
@@ -949,6 +952,10 @@ fn traefik_v1_protocol_health_checks_and_refusals() {
         (vec![("traefik.tags", "public")], "--docker-constraint"),
         (
             vec![("traefik.frontend.auth.basic", "u:p")],
+            "the password is in plain text",
+        ),
+        (
+            vec![("traefik.frontend.headers.isDevelopment", "true")],
             "not supported: Tether reads traefik.port",
         ),
         (
@@ -1488,6 +1495,106 @@ fn traefik_middlewares_map_onto_tethers_by_their_exact_names() {
     );
     assert!(
         e.contains("customRequestHeaders.X-Forwarded-For") && e.contains("forwarding field"),
+        "{e}"
+    );
+}
+
+#[test]
+fn traefik_v1_frontend_options_become_middlewares_in_traefik_v1s_order() {
+    let c = container(
+        "shop.1",
+        &[
+            ("traefik.port", "8080"),
+            ("traefik.backend", "shop"),
+            (
+                "traefik.frontend.rule",
+                "Host:shop.test;PathPrefixStrip:/shop",
+            ),
+            (
+                "traefik.frontend.auth.basic.users",
+                "admin:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=",
+            ),
+            ("traefik.frontend.auth.basic.removeHeader", "false"),
+            (
+                "traefik.frontend.whiteList.sourceRange",
+                "10.0.0.0/8,192.168.0.0/16",
+            ),
+            ("traefik.frontend.whiteList.useXForwardedFor", "true"),
+            (
+                "traefik.frontend.headers.customRequestHeaders",
+                "X-Script-Name:shop||X-Debug:",
+            ),
+            (
+                "traefik.frontend.headers.customResponseHeaders",
+                "X-Served-By:tether",
+            ),
+            ("traefik.frontend.headers.frameDeny", "true"),
+            ("traefik.frontend.redirect.regex", "^http://old.test/(.*)"),
+            (
+                "traefik.frontend.redirect.replacement",
+                "http://shop.test/$1",
+            ),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::TraefikV1);
+    assert!(route_matches(&d, "shop.test", "/shop/cart"));
+    assert!(!route_matches(&d, "shop.test", "/cart"));
+    assert_eq!(
+        d.routes[0].middlewares,
+        [
+            "shop-whitelist@docker",
+            "shop-basicauth@docker",
+            "shop-redirect@docker",
+            "shop-headers@docker",
+            "shop-rule1@docker"
+        ]
+    );
+    let by = |n: &str| &d.middlewares.iter().find(|m| m.name == n).unwrap().kind;
+    assert_eq!(by("shop-rule1@docker").type_name(), "strip_prefix");
+    match by("shop-headers@docker") {
+        crate::Middleware::Headers(h) => {
+            assert_eq!(
+                h.request.set,
+                [("x-script-name".to_string(), "shop".to_string())]
+            );
+            assert_eq!(h.request.remove, ["x-debug"]);
+            assert_eq!(
+                h.response.set,
+                [("x-served-by".to_string(), "tether".to_string())]
+            );
+            assert!(h.security.frame_deny);
+        }
+        other => panic!("{other:?}"),
+    }
+    match by("shop-basicauth@docker") {
+        crate::Middleware::BasicAuth(b) => assert!(!b.remove_header),
+        other => panic!("{other:?}"),
+    }
+    // The other modifiers.
+    let (rule, mods) =
+        traefik_v1::translate_rule("PathPrefix:/a;AddPrefix:/v1;ReplacePathRegex:^/a/(.*) /b/$1")
+            .unwrap();
+    assert_eq!(rule, "PathPrefix(`/a`)");
+    assert_eq!(mods.len(), 2);
+    let e = errors(&container(
+        "x.1",
+        &[
+            ("traefik.port", "80"),
+            ("traefik.frontend.whiteList.useXForwardedFor", "false"),
+            ("traefik.frontend.redirect.regex", "^(.*"),
+            ("traefik.frontend.redirect.replacement", "/x"),
+        ],
+        &[],
+    ))
+    .join("\n");
+    assert!(
+        e.contains("traefik.frontend.whiteList.useXForwardedFor") && e.contains("trusted_proxies"),
+        "{e}"
+    );
+    assert!(
+        e.contains("traefik.frontend.redirect.regex") && e.contains("invalid regex"),
         "{e}"
     );
 }

@@ -17,10 +17,17 @@
 //!   entrypoint, 307 or, with `traefik.frontend.redirect.permanent=true`, 308 (Traefik v1 sent
 //!   302 and 301, which let clients turn a POST into a GET);
 //!   `traefik.frontend.headers.SSLRedirect` / `SSLTemporaryRedirect` likewise;
-//! - `traefik.frontend.headers.STSSeconds`, `STSIncludeSubdomains`, `STSPreload`: HSTS.
+//! - `traefik.frontend.headers.STSSeconds`, `STSIncludeSubdomains`, `STSPreload`: HSTS;
+//! - basic auth, the allow list, redirects by regex, header rules and the rule's path modifiers
+//!   (`PathPrefixStrip:/api`, `AddPrefix:`, `ReplacePath:`, `ReplacePathRegex:`) as middlewares,
+//!   see [`middlewares`].
 //!
 //! Unlike Traefik v1, whose cookie holds `http://10.0.0.5:8000`, the sticky cookie is sealed: it
 //! names the server without revealing its address and cannot be forged to reach another one.
+
+mod middlewares;
+
+use middlewares::Modifier;
 
 use super::traefik::https::{middleware, Fields};
 use super::traefik::{health_labels, label_ci, network_label};
@@ -77,6 +84,21 @@ const KNOWN: &[&str] = &[
     "traefik.frontend.headers.forcestsheader",
     "traefik.frontend.headers.sslredirect",
     "traefik.frontend.headers.ssltemporaryredirect",
+    "traefik.frontend.headers.customrequestheaders",
+    "traefik.frontend.headers.customresponseheaders",
+    "traefik.frontend.headers.framedeny",
+    "traefik.frontend.headers.contenttypenosniff",
+    "traefik.frontend.headers.browserxssfilter",
+    "traefik.frontend.headers.referrerpolicy",
+    "traefik.frontend.headers.contentsecuritypolicy",
+    "traefik.frontend.headers.customframeoptionsvalue",
+    "traefik.frontend.auth.basic",
+    "traefik.frontend.auth.basic.users",
+    "traefik.frontend.auth.basic.usersfile",
+    "traefik.frontend.auth.basic.removeheader",
+    "traefik.frontend.whitelist.sourcerange",
+    "traefik.frontend.whitelistsourcerange",
+    "traefik.frontend.whitelist.usexforwardedfor",
 ];
 
 /// Labels Tether cannot honour, each refused with why.
@@ -93,7 +115,7 @@ fn unsupported(c: &Container) -> Vec<LabelError> {
         } else if lower.starts_with("traefik.backend.healthcheck.") {
             "not supported: Tether's health checks GET the path on the server's own port and address (it reads healthcheck.path, .interval and .timeout)".to_string()
         } else {
-            "not supported: Tether reads traefik.port, .weight, .protocol, .backend, .frontend.rule, .priority, .entryPoints, .redirect.*, .headers.SSLRedirect and .STS*, .backend.loadbalancer.* and .backend.healthcheck.*".to_string()
+            "not supported: Tether reads traefik.port, .weight, .protocol, .backend, .frontend.rule, .priority, .entryPoints, .redirect.*, .auth.basic.*, .whiteList.*, .headers (customRequestHeaders, customResponseHeaders, frameDeny, contentTypeNosniff, browserXSSFilter, referrerPolicy, contentSecurityPolicy, customFrameOptionsValue, SSLRedirect, STS*), .backend.loadbalancer.* and .backend.healthcheck.*".to_string()
         };
         errors.push(c.label_error(key, message));
     }
@@ -182,16 +204,23 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             errors.push(c.label_error(k, "not a cookie name"));
         }
     }
-    let rule_text = match label_ci(c, RULE) {
+    let (rule_text, modifiers) = match label_ci(c, RULE) {
         Some((k, v)) => match translate_rule(v) {
             Ok(r) => r,
             Err(m) => {
                 errors.push(c.label_error(k, m));
-                String::new()
+                (String::new(), Vec::new())
             }
         },
-        None => format!("Host({})", lit(&name)),
+        None => (format!("Host({})", lit(&name)), Vec::new()),
     };
+    let secrets = cx
+        .secrets_dir
+        .unwrap_or(std::path::Path::new(super::certs::SECRETS_DIR));
+    let rule_key = label_ci(c, RULE).map_or(RULE, |l| l.0);
+    let defined = middlewares::declare(c, &name, &modifiers, rule_key, secrets)
+        .map_err(|e| errors.extend(e))
+        .unwrap_or_default();
     let mut routes = Vec::new();
     if !rule_text.is_empty() {
         match route(&name, rule_text, &name) {
@@ -203,6 +232,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                     }
                 }
                 errors.extend(https(c, cx, &mut r));
+                r.middlewares = defined.iter().map(|m| m.name.clone()).collect();
                 routes.push(r);
             }
             Err(m) => errors.push(c.label_error(label_ci(c, RULE).map_or(RULE, |l| l.0), m)),
@@ -228,7 +258,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         nocache: false,
         on_missing: OnMissing::Rebalance,
     });
-    Ok((vec![svc], routes, Vec::new()))
+    Ok((vec![svc], routes, defined))
 }
 
 /// The frontend's entrypoints, redirect and HSTS, given to route `r`.
@@ -240,17 +270,6 @@ fn https(c: &Container, cx: &Context<'_>, r: &mut RouteDecl) -> Vec<LabelError> 
                 Ok(e) => r.entrypoints.push(e),
                 Err(m) => errors.push(c.label_error(k, m)),
             }
-        }
-    }
-    for key in [
-        "traefik.frontend.redirect.regex",
-        "traefik.frontend.redirect.replacement",
-    ] {
-        if let Some((k, _)) = label_ci(c, key) {
-            errors.push(c.label_error(
-                k,
-                "redirects by regex are not supported: Tether redirects to an https entrypoint (traefik.frontend.redirect.entryPoint)",
-            ));
         }
     }
     let permanent = match label_ci(c, "traefik.frontend.redirect.permanent") {
@@ -304,9 +323,11 @@ fn https(c: &Container, cx: &Context<'_>, r: &mut RouteDecl) -> Vec<LabelError> 
     errors
 }
 
-/// `Host:a.com,b.com;PathPrefix:/api` → ``Host(`a.com`) || ... && PathPrefix(`/api`)``.
-pub fn translate_rule(v1: &str) -> Result<String, String> {
+/// `Host:a.com,b.com;PathPrefix:/api` → ``Host(`a.com`) || ... && PathPrefix(`/api`)``, and
+/// the path modifiers (`PathPrefixStrip:/api` matches as `PathPrefix` and strips it).
+pub fn translate_rule(v1: &str) -> Result<(String, Vec<Modifier>), String> {
     let mut all = Vec::new();
+    let mut modifiers = Vec::new();
     for part in v1.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (matcher, values) = part
             .split_once(':')
@@ -319,21 +340,51 @@ pub fn translate_rule(v1: &str) -> Result<String, String> {
         if values.is_empty() {
             return Err(format!("{part:?}: no value after {matcher}:"));
         }
+        let owned = || values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
         let name = match matcher.trim().to_ascii_lowercase().as_str() {
             "host" => "Host",
             "path" => "Path",
             "pathprefix" => "PathPrefix",
             "method" => "Method",
+            "pathprefixstrip" => {
+                modifiers.push(Modifier::StripPrefix(owned()));
+                "PathPrefix"
+            }
+            "pathstrip" => {
+                modifiers.push(Modifier::StripPrefix(owned()));
+                "Path"
+            }
+            "addprefix" => {
+                modifiers.push(Modifier::AddPrefix(values[0].to_string()));
+                continue;
+            }
+            "replacepath" => {
+                modifiers.push(Modifier::ReplacePath(values[0].to_string()));
+                continue;
+            }
+            "replacepathregex" => {
+                let (re, with) = values[0]
+                    .split_once(' ')
+                    .ok_or_else(|| format!("{part:?}: expected ReplacePathRegex:REGEX REPLACEMENT"))?;
+                modifiers.push(Modifier::ReplacePathRegex(re.trim().into(), with.trim().into()));
+                continue;
+            }
+            other @ ("pathprefixstripregex" | "pathstripregex") => {
+                return Err(format!(
+                    "matcher {other:?} is not supported: its path templates are gorilla/mux's; use PathPrefixStrip, or Traefik v2's stripprefixregex"
+                ))
+            }
             other => {
                 return Err(format!(
-                    "matcher {other:?} is not supported: use Host, Path, PathPrefix or Method (Tether does not strip paths)"
+                    "matcher {other:?} is not supported: use Host, Path, PathPrefix, Method, PathPrefixStrip, PathStrip, AddPrefix, ReplacePath or ReplacePathRegex"
                 ))
             }
         };
         all.push(any_of(name, &values));
     }
     if all.is_empty() {
-        return Err("empty rule".into());
+        return Err("no matcher: a rule needs Host, Path, PathPrefix or Method".into());
     }
-    Ok(all.join(" && "))
+    // Matching first, then what the modifiers do, in their order.
+    Ok((all.join(" && "), modifiers))
 }

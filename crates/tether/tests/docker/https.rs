@@ -1,6 +1,6 @@
 //! The dialects' HTTPS settings on real containers: each seed's way of asking for "redirect
 //! plain HTTP, serve over TLS" (Traefik v2 routers with a `redirectscheme` middleware and
-//! `tls=true`, Traefik v1's `frontend.redirect.entryPoint`, Docker Flow Proxy's `httpsOnly`,
+//! `tls=true`, redirected as Traefik does, Traefik v1's `frontend.redirect.entryPoint`, Docker Flow Proxy's `httpsOnly`,
 //! dockercloud/haproxy's `FORCE_SSL`) gives a redirect on Tether's plain entrypoint to its TLS
 //! entrypoint, where the container answers. And the certificates that labels give: a Docker
 //! secret named by `tether.tls.secret`, dockercloud/haproxy's `SSL_CERT`.
@@ -113,8 +113,16 @@ fn location(response: &str) -> Option<&str> {
 }
 
 /// Wait until plain HTTP to `host``path` is redirected (the container is routed), then check
-/// the redirect and the answer over TLS.
-async fn redirected_then_served(i: &Instance, host: &str, path: &str, status: u16, server: &str) {
+/// the redirect (to Tether's TLS port, or with `default_port` to https's own, as Traefik v2's
+/// `redirectscheme` without a port does) and the answer over TLS.
+async fn redirected_then_served(
+    i: &Instance,
+    host: &str,
+    path: &str,
+    status: u16,
+    server: &str,
+    default_port: bool,
+) {
     let web = i.addr("web");
     let tls_port = i.addr("websecure").port();
     let response = wait_for_value(
@@ -128,9 +136,14 @@ async fn redirected_then_served(i: &Instance, host: &str, path: &str, status: u1
         },
     )
     .await;
+    let port = if default_port {
+        String::new()
+    } else {
+        format!(":{tls_port}")
+    };
     assert_eq!(
         location(&response),
-        Some(format!("https://{host}:{tls_port}{path}").as_str()),
+        Some(format!("https://{host}{port}{path}").as_str()),
         "{response}"
     );
     let (got, text) = https(i.addr("websecure"), host, path).await;
@@ -209,10 +222,12 @@ async fn each_dialects_https_labels_redirect_plain_http_and_serve_over_tls() {
     );
     let cloud = run("cloud", cloud_args).await;
 
-    redirected_then_served(&i, "v2.test", "/a?b=c", 308, &v2.name).await;
-    redirected_then_served(&i, "v1.test", "/", 307, &v1.name).await;
-    redirected_then_served(&i, "dfp.test", "/x", 308, &dfp.name).await;
-    redirected_then_served(&i, "cloud.test", "/y?z=1", 308, &cloud.name).await;
+    // Traefik v2's redirectscheme is a middleware as in Traefik: permanent is 301 for a GET, and
+    // without a port the URL names none.
+    redirected_then_served(&i, "v2.test", "/a?b=c", 301, &v2.name, true).await;
+    redirected_then_served(&i, "v1.test", "/", 307, &v1.name, false).await;
+    redirected_then_served(&i, "dfp.test", "/x", 308, &dfp.name, false).await;
+    redirected_then_served(&i, "cloud.test", "/y?z=1", 308, &cloud.name, false).await;
     i.shutdown().await;
 }
 
