@@ -431,10 +431,21 @@ pub async fn delete_middleware(
 /// The routes (of any source) that name middleware `qualified`, unless the same change deletes
 /// them too.
 fn routes_using(s: &AppState, qualified: &str, parts: &[Part]) -> Vec<String> {
+    // Replaced or deleted by the same change: what a replaced route names is checked with the
+    // rest of the change.
     let deleted = |route: &str| {
-        parts
-            .iter()
-            .any(|p| matches!(&p.op, Op::Delete { kind: Kind::Route, name } if name == route))
+        parts.iter().any(|p| match &p.op {
+            Op::Delete {
+                kind: Kind::Route,
+                name,
+            }
+            | Op::Put {
+                kind: Kind::Route,
+                name,
+                ..
+            } => name == route,
+            _ => false,
+        })
     };
     let mut users: Vec<String> = s
         .control

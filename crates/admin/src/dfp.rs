@@ -44,6 +44,17 @@ const RECONFIGURE: &[&str] = &[
     "httpsOnly",
 ];
 
+use tether_model::labels::flow::middlewares as dfp_middlewares;
+
+/// Is `p` a parameter reconfigure reads?
+fn known(p: &str) -> bool {
+    RECONFIGURE.contains(&p) || dfp_middlewares::PARAMS.contains(&p)
+}
+
+/// What a reconfigure declares: the service's name, its service, route and middlewares (as the
+/// API's documents), and DFP's echo of it.
+type Reconfigure = (String, Value, Value, Vec<(String, Value)>, Value);
+
 /// DFP's answer shape: `{"Status": "OK" | "NOK", "Message": ...}` plus the service's fields.
 fn status(code: StatusCode, message: &str, extra: Value) -> Response {
     let mut body = json!({
@@ -94,11 +105,15 @@ fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
 }
 
 /// The service and route a reconfigure declares.
-fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Value), ApiError> {
-    if let Some(unknown) = q.keys().find(|k| !RECONFIGURE.contains(&k.as_str())) {
+fn translate(q: &BTreeMap<String, String>) -> Result<Reconfigure, ApiError> {
+    if let Some(unknown) = q.keys().find(|k| !known(k)) {
         return Err(bad(
             unknown,
-            format!("unknown parameter; Tether reads {}", RECONFIGURE.join(", ")),
+            format!(
+                "unknown parameter; Tether reads {}, {}",
+                RECONFIGURE.join(", "),
+                dfp_middlewares::PARAMS.join(", ")
+            ),
         ));
     }
     let name = q
@@ -159,9 +174,19 @@ fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Valu
             parts.join("")
         }
     };
+    let get = |p: &str| q.get(p).cloned();
+    let translated = dfp_middlewares::translate(&get, &domains).map_err(|es| {
+        ApiError::invalid(
+            es.into_iter()
+                .map(|(p, m)| (Some(p.to_string()), m))
+                .collect(),
+        )
+    })?;
+    let mut hosts = domains.clone();
+    hosts.extend(translated.redirect_from.iter().cloned());
     let mut rule = Vec::new();
-    if !domains.is_empty() {
-        rule.push(any_of("Host", &domains));
+    if !hosts.is_empty() {
+        rule.push(any_of("Host", &hosts));
     }
     if !paths.is_empty() {
         rule.push(any_of("PathPrefix", &paths));
@@ -178,6 +203,17 @@ fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Valu
             ))
         }
     }
+    let middlewares: Vec<(String, Value)> = translated
+        .tables
+        .into_iter()
+        .map(|t| {
+            let body = serde_json::to_value(&t.table).unwrap_or_default();
+            (format!("{name}-{}", t.suffix), body)
+        })
+        .collect();
+    if !middlewares.is_empty() {
+        route["middlewares"] = json!(middlewares.iter().map(|m| &m.0).collect::<Vec<_>>());
+    }
     let echo = json!({
         "ServiceName": name,
         "ServicePath": paths,
@@ -185,7 +221,29 @@ fn translate(q: &BTreeMap<String, String>) -> Result<(String, Value, Value, Valu
         "Port": port.to_string(),
         "Distribute": q.get("distribute").is_some_and(|d| d == "true"),
     });
-    Ok((name, service, route, echo))
+    Ok((name, service, route, middlewares, echo))
+}
+
+/// The API middlewares an earlier reconfigure of `name` made that `keep` does not hold.
+fn stale_middlewares(s: &AppState, name: &str, keep: &[(String, Value)]) -> Vec<Part> {
+    let applied = s.api.as_ref().and_then(|a| a.applied());
+    dfp_middlewares::SUFFIXES
+        .iter()
+        .map(|suffix| format!("{name}-{suffix}"))
+        .filter(|m| !keep.iter().any(|k| &k.0 == m))
+        .filter(|m| {
+            applied
+                .as_ref()
+                .is_some_and(|a| a.snapshot.get(Kind::Middleware, m).is_some())
+        })
+        .map(|m| Part {
+            op: Op::Delete {
+                kind: Kind::Middleware,
+                name: m,
+            },
+            precondition: None,
+        })
+        .collect()
 }
 
 /// `GET /v1/docker-flow-proxy/reconfigure`
@@ -198,11 +256,23 @@ pub async fn reconfigure(
     if let Err(e) = allowed(&s, peer, &headers) {
         return refused(e);
     }
-    let (name, service, route, mut echo) = match translate(&q) {
+    let (name, service, route, middlewares, mut echo) = match translate(&q) {
         Ok(t) => t,
         Err(e) => return refused(e),
     };
-    let parts = vec![
+    let stale = stale_middlewares(&s, &name, &middlewares);
+    let mut parts: Vec<Part> = middlewares
+        .into_iter()
+        .map(|(m, body)| Part {
+            op: Op::Put {
+                kind: Kind::Middleware,
+                name: m,
+                body,
+            },
+            precondition: None,
+        })
+        .collect();
+    parts.extend(vec![
         Part {
             op: Op::Put {
                 kind: Kind::Service,
@@ -219,7 +289,8 @@ pub async fn reconfigure(
             },
             precondition: None,
         },
-    ];
+    ]);
+    parts.extend(stale);
     match changes::apply(&s, parts).await {
         Ok(done) => {
             echo["Revision"] = json!(done.revision);
@@ -259,7 +330,7 @@ pub async fn remove(
             .as_ref()
             .is_some_and(|a| a.snapshot.get(kind, &name).is_some())
     };
-    let parts: Vec<Part> = [Kind::Route, Kind::Service]
+    let mut parts: Vec<Part> = [Kind::Route, Kind::Service]
         .into_iter()
         .filter(|&k| has(k))
         .map(|kind| Part {
@@ -270,6 +341,10 @@ pub async fn remove(
             precondition: None,
         })
         .collect();
+    if !parts.is_empty() {
+        // Its middlewares go with it.
+        parts.extend(stale_middlewares(&s, &name, &[]));
+    }
     if parts.is_empty() {
         return status(
             StatusCode::NOT_FOUND,
@@ -354,10 +429,10 @@ mod tests {
             ("servicePath", "/demo"),
             ("port", "8080"),
         ];
-        let (_, _, route, _) =
+        let (_, _, route, _, _) =
             translate(&q(&[base.as_slice(), &[("httpsOnly", "true")]].concat())).unwrap();
         assert_eq!(route["redirect_https"], json!(true));
-        let (_, _, route, _) = translate(&q(&base)).unwrap();
+        let (_, _, route, _, _) = translate(&q(&base)).unwrap();
         assert!(route.get("redirect_https").is_none());
         let e = translate(&q(
             &[base.as_slice(), &[("httpsOnly", "yes please")]].concat()
@@ -368,7 +443,7 @@ mod tests {
 
     #[test]
     fn the_seeds_call_becomes_a_service_and_a_route() {
-        let (name, svc, route, _) = translate(&q(&[
+        let (name, svc, route, _, _) = translate(&q(&[
             ("serviceName", "go-demo"),
             ("servicePath", "/demo"),
             ("port", "8080"),
@@ -378,7 +453,7 @@ mod tests {
         assert_eq!(name, "go-demo");
         assert_eq!(svc["servers"][0]["url"], "http://go-demo:8080");
         assert_eq!(route["rule"], "PathPrefix(`/demo`)");
-        let (_, _, route, _) = translate(&q(&[
+        let (_, _, route, _, _) = translate(&q(&[
             ("serviceName", "a"),
             ("servicePath", "/x,/y"),
             ("serviceDomain", "a.com"),
@@ -389,7 +464,7 @@ mod tests {
             route["rule"],
             "Host(`a.com`) && (PathPrefix(`/x`) || PathPrefix(`/y`))"
         );
-        let (_, svc, _, _) = translate(&q(&[
+        let (_, svc, _, _, _) = translate(&q(&[
             ("serviceName", "go-demo"),
             ("servicePath", "/demo"),
             ("port", "8080"),
@@ -398,6 +473,55 @@ mod tests {
         .unwrap();
         assert_eq!(svc["resolve"], "tasks.go-demo:8080");
         assert_eq!(svc["affinity"]["mode"], "cookie");
+    }
+
+    #[test]
+    fn request_options_become_middlewares_with_no_plain_password_kept() {
+        let (_, _, route, mws, _) = translate(&q(&[
+            ("serviceName", "shop"),
+            ("servicePath", "/shop"),
+            ("serviceDomain", "shop.com"),
+            ("port", "8080"),
+            ("users", "admin:hunter2,ops:s3cret"),
+            ("reqPathSearchReplace", "/shop/(.*),/\\1"),
+            ("setReqHeader", "X-Env prod"),
+            ("delResHeader", "Server"),
+            ("redirectFromDomain", "old-shop.com"),
+            ("deniedMethods", "DELETE"),
+        ]))
+        .unwrap();
+        let names: Vec<&str> = mws.iter().map(|m| m.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "shop-redirect-from-domain",
+                "shop-methods",
+                "shop-auth",
+                "shop-path-1",
+                "shop-headers"
+            ]
+        );
+        assert_eq!(route["middlewares"], json!(names));
+        assert_eq!(
+            route["rule"],
+            "(Host(`shop.com`) || Host(`old-shop.com`)) && PathPrefix(`/shop`)"
+        );
+        let auth = mws[2].1.to_string();
+        assert!(
+            !auth.contains("hunter2") && !auth.contains("s3cret"),
+            "{auth}"
+        );
+        assert!(auth.contains("admin:$6$"), "hashed when read: {auth}");
+        assert_eq!(mws[3].1["replace_path_regex"]["replacement"], "/${1}");
+        assert_eq!(mws[4].1["headers"]["request"]["set"]["X-Env"], "prod");
+        let e = translate(&q(&[
+            ("serviceName", "a"),
+            ("port", "1"),
+            ("servicePath", "/"),
+            ("addReqHeader", "X-Port %[dst_port]"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("addReqHeader"));
     }
 
     #[test]

@@ -6,15 +6,21 @@
 //! - `com.df.serviceDomain=a.com,*.b.com`: hosts;
 //! - `com.df.port`: the container's port;
 //! - `com.df.sessionType=sticky-server`: sticky sessions in a cookie Tether inserts;
-//! - `com.df.httpsOnly=true`: plain HTTP is answered 308 with the `https://` URL.
+//! - `com.df.httpsOnly=true`: plain HTTP is answered 308 with the `https://` URL;
+//! - auth, path rewrites, header rules, method filters and `redirectFromDomain` as middlewares,
+//!   see [`middlewares`].
 //!
 //! Docker Flow Proxy needed Consul to give every proxy replica the same routes; Tether replicas
 //! each read the same labels from the engine (or Swarm) and agree without talking to each other.
+
+pub mod middlewares;
 
 use super::{
     address, any_of, list, parse_bool, port, route, scoped, server, service, Container, Context,
     Translation,
 };
+use serde::Deserialize;
+
 use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, HttpsRedirect, OnMissing};
 
 const PATH: &str = "com.df.servicePath";
@@ -40,9 +46,21 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         }
     }
     let domains = c.label(DOMAIN).map(list).unwrap_or_default();
+    let get = |p: &str| c.label(&format!("com.df.{p}")).map(str::to_string);
+    let translated = match middlewares::translate(&get, &domains) {
+        Ok(t) => t,
+        Err(es) => {
+            for (p, m) in es {
+                errors.push(c.label_error(&format!("com.df.{p}"), m));
+            }
+            middlewares::Translated::default()
+        }
+    };
+    let mut hosts = domains.clone();
+    hosts.extend(translated.redirect_from.iter().cloned());
     let mut parts = Vec::new();
-    if !domains.is_empty() {
-        parts.push(any_of("Host", &domains));
+    if !hosts.is_empty() {
+        parts.push(any_of("Host", &hosts));
     }
     if !paths.is_empty() {
         parts.push(any_of("PathPrefix", &paths));
@@ -90,10 +108,32 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     if https_only {
         rule.redirect_https = Some(HttpsRedirect::default());
     }
+    let mut defined = Vec::new();
+    for t in translated.tables {
+        let mw_name = format!("{name}-{}", t.suffix);
+        let key = format!("com.df.{}", t.param);
+        let raw = match crate::middleware::RawMiddleware::deserialize(toml::Value::Table(t.table)) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(c.label_error(&key, e.to_string()));
+                continue;
+            }
+        };
+        match raw.convert(&mw_name, "docker", crate::middleware::Origin::Untrusted) {
+            Ok(d) => {
+                rule.middlewares.push(d.name.clone());
+                defined.push(d);
+            }
+            Err(es) => errors.extend(es.into_iter().map(|e| c.label_error(&key, e.message))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let (Some(ip), Some(port)) = (ip, port) else {
         return Err(errors);
     };
     let mut svc = service(&name, server(c, ip, port));
     svc.affinity = affinity;
-    Ok((vec![svc], vec![rule], Vec::new()))
+    Ok((vec![svc], vec![rule], defined))
 }

@@ -1598,3 +1598,49 @@ fn traefik_v1_frontend_options_become_middlewares_in_traefik_v1s_order() {
         "{e}"
     );
 }
+
+#[test]
+fn docker_flow_proxy_labels_declare_its_request_options_as_middlewares() {
+    let c = container(
+        "shop.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.serviceName", "shop"),
+            ("com.df.servicePath", "/shop"),
+            ("com.df.port", "8080"),
+            ("com.df.users", "admin:hunter2"),
+            ("com.df.reqPathSearch", "^/shop/"),
+            ("com.df.reqPathReplace", "/"),
+            ("com.df.addResHeader", "X-Served-By tether"),
+            ("com.df.allowedMethods", "GET,HEAD"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(
+        d.routes[0].middlewares,
+        [
+            "shop-methods@docker",
+            "shop-auth@docker",
+            "shop-path-1@docker",
+            "shop-headers@docker"
+        ]
+    );
+    let auth = format!("{:?}", d.middlewares);
+    assert!(!auth.contains("hunter2"), "{auth}");
+    let e = errors(&container(
+        "x.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/x"),
+            ("com.df.port", "80"),
+            ("com.df.usersSecret", "admins"),
+        ],
+        &[],
+    ));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("com.df.usersSecret") && e.contains("usersPassEncrypted=true")),
+        "{e:?}"
+    );
+}

@@ -490,3 +490,84 @@ async fn a_middleware_put_through_the_api_guards_its_routes_and_never_shows_a_ha
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn docker_flow_proxys_request_options_are_served_and_go_with_the_service() {
+    let dir = TempDir::new("tether-api-dfp-mw");
+    let rec = tether_testkit::recorder::Recorder::spawn().await;
+    let inst = start(&dir, None, Some(TOKEN), true).await;
+    let mut a = admin(&inst, Some(TOKEN));
+    // `localhost` resolves to the recorder's address; DFP's users are plain passwords.
+    let call = |extra: &str| {
+        format!(
+            "/v1/docker-flow-proxy/reconfigure?serviceName=localhost&servicePath=/shop&port={}{extra}",
+            rec.addr.port()
+        )
+    };
+    let r = a
+        .get(&call("&users=admin:secret&reqPathSearchReplace=/shop/(.*),/%5C1&setReqHeader=X-Env%20prod&deniedMethods=DELETE"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let web = inst.addr("web");
+    let get = |path: &str, auth: Option<&str>, method: &str| {
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!("{method} {path} HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n")
+    };
+    let exchange = |req: String| async move {
+        tether_testkit::raw::exchange(web, req.as_bytes(), Duration::from_millis(300)).await
+    };
+    let creds = "Basic YWRtaW46c2VjcmV0"; // admin:secret
+    assert_eq!(
+        tether_testkit::raw::status(&exchange(get("/shop/cart", None, "GET")).await),
+        401
+    );
+    assert_eq!(
+        tether_testkit::raw::status(&exchange(get("/shop/cart", Some(creds), "DELETE")).await),
+        405
+    );
+    assert_eq!(
+        tether_testkit::raw::status(&exchange(get("/shop/cart", Some(creds), "GET")).await),
+        200
+    );
+    let sent = rec.requests().pop().unwrap();
+    assert!(sent.starts_with("GET /cart HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.to_ascii_lowercase().contains("x-env: prod"), "{sent}");
+    assert!(
+        !sent.to_ascii_lowercase().contains("authorization"),
+        "{sent}"
+    );
+    // Stored hashed: the plain password is nowhere in the store.
+    let stored = a.get("/api/middlewares/localhost-auth").await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    assert!(!stored.body.contains("secret"), "{}", stored.body);
+    let state = std::fs::read_to_string(dir.path().join("api-state.json")).unwrap_or_default();
+    assert!(!state.contains("admin:secret"), "never kept in plain text");
+
+    // Called again without users: the auth middleware goes, the others stay.
+    let r = a.get(&call("&setReqHeader=X-Env%20prod")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        tether_testkit::raw::status(&exchange(get("/shop/cart", None, "GET")).await),
+        200
+    );
+    assert_eq!(
+        a.get("/api/middlewares/localhost-auth").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        a.get("/api/middlewares/localhost-headers").await.status,
+        StatusCode::OK
+    );
+    // Removed: its middlewares with it.
+    let r = a
+        .get("/v1/docker-flow-proxy/remove?serviceName=localhost")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        a.get("/api/middlewares/localhost-headers").await.status,
+        StatusCode::NOT_FOUND
+    );
+    inst.shutdown().await;
+}
