@@ -106,6 +106,8 @@ pub struct DockerOptions {
     pub self_spec: docker::whereabouts::SelfSpec,
     /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
     pub secrets_dir: Option<PathBuf>,
+    /// dockercloud/haproxy's `HTTP_BASIC_AUTH` (hashed already).
+    pub basic_auth: Option<tether_model::MiddlewareDecl>,
 }
 
 impl DockerOptions {
@@ -131,6 +133,7 @@ impl DockerOptions {
                 constraint: self.constraint.clone(),
                 skip_tasks: with_swarm,
                 secrets_dir: self.secrets_dir.clone(),
+                basic_auth: self.basic_auth.clone(),
             },
         }
     }
@@ -150,6 +153,8 @@ pub struct SwarmOptions {
     pub poll: Duration,
     /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
     pub secrets_dir: Option<PathBuf>,
+    /// dockercloud/haproxy's `HTTP_BASIC_AUTH` (hashed already).
+    pub basic_auth: Option<tether_model::MiddlewareDecl>,
 }
 
 impl SwarmOptions {
@@ -167,6 +172,7 @@ impl SwarmOptions {
             self_spec: Default::default(),
             poll: s.poll,
             secrets_dir: None,
+            basic_auth: None,
         })
     }
 
@@ -190,6 +196,7 @@ impl SwarmOptions {
                 drain,
                 constraint: self.constraint.clone(),
                 secrets_dir: self.secrets_dir.clone(),
+                basic_auth: self.basic_auth.clone(),
             },
             poll: self.poll,
             key_configured,

@@ -305,6 +305,25 @@ struct DockerArgs {
         env = "TETHER_SECRETS_DIR"
     )]
     secrets_dir: PathBuf,
+    /// dockercloud/haproxy's HTTP_BASIC_AUTH: user:password,... (a comma in a password escaped
+    /// as \,) that every dockercloud-dialect service asks for, unless it sets
+    /// EXCLUDE_BASIC_AUTH. The passwords are hashed at start and never kept.
+    #[arg(
+        long,
+        value_name = "USER:PASS,...",
+        env = "HTTP_BASIC_AUTH",
+        hide_env_values = true
+    )]
+    http_basic_auth: Option<String>,
+    /// dockercloud/haproxy's HTTP_BASIC_AUTH_SECURE: user:hash,... (mkpasswd -m sha-512, or
+    /// htpasswd -nB), as HTTP_BASIC_AUTH.
+    #[arg(
+        long,
+        value_name = "USER:HASH,...",
+        env = "HTTP_BASIC_AUTH_SECURE",
+        hide_env_values = true
+    )]
+    http_basic_auth_secure: Option<String>,
     /// Follow a Swarm manager: its services' labels (deploy.labels) and their containers'
     /// become routes, its tasks the servers (docs/swarm.md). Same endpoint rules as --docker;
     /// run Tether on a manager. With --docker too, task containers are left to this one.
@@ -327,7 +346,17 @@ impl DockerArgs {
             constraint: self.constraint()?,
             self_spec: self.self_spec(),
             secrets_dir: Some(self.secrets_dir.clone()),
+            basic_auth: self.basic_auth()?,
         }))
+    }
+
+    /// `HTTP_BASIC_AUTH` and `HTTP_BASIC_AUTH_SECURE` as the middleware they ask for.
+    fn basic_auth(&self) -> anyhow::Result<Option<tether_model::MiddlewareDecl>> {
+        tether_model::labels::dockercloud::basic_auth(
+            self.http_basic_auth.as_deref(),
+            self.http_basic_auth_secure.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     fn swarm_options(&self) -> anyhow::Result<Option<tether::app::SwarmOptions>> {
@@ -341,6 +370,7 @@ impl DockerArgs {
             self_spec: self.self_spec(),
             poll: self.swarm_poll,
             secrets_dir: Some(self.secrets_dir.clone()),
+            basic_auth: self.basic_auth()?,
         }))
     }
 

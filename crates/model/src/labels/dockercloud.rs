@@ -104,7 +104,15 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             let mut svc = service(&name, server(c, ip, port));
             svc.balance = balance.unwrap_or_default();
             svc.affinity = affinity;
-            Ok((vec![svc], routes, Vec::new()))
+            // HTTP_BASIC_AUTH on the proxy guards every service but those that opt out.
+            let mut middlewares = Vec::new();
+            if let (Some(auth), false) = (cx.basic_auth, c.env.contains_key(EXCLUDE_BASIC_AUTH)) {
+                for r in &mut routes {
+                    r.middlewares.push(auth.name.clone());
+                }
+                middlewares.push(auth.clone());
+            }
+            Ok((vec![svc], routes, middlewares))
         }
         _ => Err(errors),
     }
@@ -280,4 +288,63 @@ fn cookie(c: &Container, service: &str, v: &str) -> Result<AffinityPolicy, Label
         nocache,
         on_missing: OnMissing::Rebalance,
     })
+}
+
+/// A service that opts out of the proxy's `HTTP_BASIC_AUTH` (any value, as dockercloud/haproxy).
+const EXCLUDE_BASIC_AUTH: &str = "EXCLUDE_BASIC_AUTH";
+
+/// The middleware of dockercloud/haproxy's `HTTP_BASIC_AUTH` (`user:pass,...`, a comma escaped
+/// `\,`; the passwords hashed at once, never kept) and `HTTP_BASIC_AUTH_SECURE`
+/// (`user:hash,...`, as `mkpasswd -m sha-512` writes), set on Tether's own environment.
+/// `http-basic-auth@docker`, in the realm `haproxy` as the seed's proxy asked.
+pub fn basic_auth(
+    plain: Option<&str>,
+    secure: Option<&str>,
+) -> Result<Option<crate::middleware::MiddlewareDecl>, String> {
+    use crate::middleware::{htpasswd, BasicAuth, Middleware, MiddlewareDecl};
+    let mut users = Vec::new();
+    for (var, value, hashed) in [
+        ("HTTP_BASIC_AUTH", plain, false),
+        ("HTTP_BASIC_AUTH_SECURE", secure, true),
+    ] {
+        let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        // Split on commas not escaped as `\,`.
+        let mut items = vec![String::new()];
+        let mut chars = value.chars().peekable();
+        while let Some(ch) = chars.next() {
+            match (ch, chars.peek()) {
+                ('\\', Some(',')) => {
+                    items.last_mut().expect("one").push(',');
+                    chars.next();
+                }
+                (',', _) => items.push(String::new()),
+                _ => items.last_mut().expect("one").push(ch),
+            }
+        }
+        for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+            let Some((name, pass)) = item.split_once(':') else {
+                return Err(format!("{var}: expected user:password,user:password"));
+            };
+            let user = if hashed {
+                htpasswd::parse_line(item).map_err(|e| format!("{var}: {e}"))?
+            } else {
+                htpasswd::hash_plain(name, pass)
+            };
+            users.push(user);
+        }
+    }
+    if users.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(MiddlewareDecl {
+        name: "http-basic-auth@docker".into(),
+        kind: Middleware::BasicAuth(BasicAuth {
+            users,
+            users_file: None,
+            realm: "haproxy".into(),
+            remove_header: true,
+        }),
+    }))
 }

@@ -1644,3 +1644,51 @@ fn docker_flow_proxy_labels_declare_its_request_options_as_middlewares() {
         "{e:?}"
     );
 }
+
+#[test]
+fn dockercloud_http_basic_auth_guards_every_service_but_those_that_opt_out() {
+    let auth = dockercloud::basic_auth(Some("admin:pa\\,ss, ops:x"), None)
+        .unwrap()
+        .unwrap();
+    match &auth.kind {
+        crate::Middleware::BasicAuth(b) => {
+            assert_eq!(b.users.len(), 2);
+            assert_eq!(b.users[0].name, "admin");
+            assert!(!format!("{b:?}").contains("pa,ss"));
+            assert!(b.users[0].hash.starts_with("$6$"), "hashed at once");
+        }
+        other => panic!("{other:?}"),
+    }
+    let secure =
+        dockercloud::basic_auth(None, Some("ops:$apr1$o0CJxGu4$QnnTssamc9OYtXRPiZWNn.")).unwrap();
+    assert!(secure.is_some());
+    assert!(dockercloud::basic_auth(None, Some("ops:plain"))
+        .unwrap_err()
+        .contains("HTTP_BASIC_AUTH_SECURE"));
+    assert!(dockercloud::basic_auth(None, None).unwrap().is_none());
+
+    let cx = Context {
+        entrypoints: EPS,
+        basic_auth: Some(&auth),
+        ..Default::default()
+    };
+    let app = container(
+        "app-1",
+        &[],
+        &[("SERVICE_PORTS", "8080"), ("VIRTUAL_HOST", "a.test")],
+    );
+    let d = declare(&app, &cx).unwrap().unwrap();
+    assert_eq!(d.routes[0].middlewares, ["http-basic-auth@docker"]);
+    assert_eq!(d.middlewares, [auth.clone()]);
+    let open = container(
+        "pub-1",
+        &[],
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("VIRTUAL_HOST", "b.test"),
+            ("EXCLUDE_BASIC_AUTH", "true"),
+        ],
+    );
+    let d = declare(&open, &cx).unwrap().unwrap();
+    assert!(d.routes[0].middlewares.is_empty() && d.middlewares.is_empty());
+}
