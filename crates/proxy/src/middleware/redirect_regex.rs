@@ -27,7 +27,7 @@ impl RedirectRegex {
         if !self.regex.is_match(&url) {
             return Flow::Next;
         }
-        let to = self.regex.replace(&url, self.replacement.as_str());
+        let to = self.regex.replace_all(&url, self.replacement.as_str());
         if to == url {
             return Flow::Next; // already there: no loop
         }

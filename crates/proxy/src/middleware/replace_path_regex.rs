@@ -1,4 +1,5 @@
-//! `replace_path_regex`: when the regex matches the path, the path becomes the replacement with
+//! `replace_path_regex`: when the regex matches the path, each match is replaced (as Go's
+//! `ReplaceAllString`, which Traefik uses) by the replacement with
 //! `$1` and `${name}` expanded (the query is kept), and `X-Replaced-Path` carries the original.
 
 use super::{Flow, Request};
@@ -24,7 +25,7 @@ impl ReplacePathRegex {
         }
         let new = self
             .regex
-            .replace(&old, self.replacement.as_str())
+            .replace_all(&old, self.replacement.as_str())
             .into_owned();
         if let Err(answer) = r.rewrite(&new) {
             return answer;

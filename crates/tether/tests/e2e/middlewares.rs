@@ -388,3 +388,76 @@ async fn a_users_file_is_followed_live_and_a_bad_change_keeps_the_last_users() {
     assert_eq!(as_user("bob").await, 200);
     assert_eq!(as_user("carol").await, 401);
 }
+
+#[tokio::test]
+async fn each_path_and_redirect_middleware_does_what_traefiks_does() {
+    let rec = Recorder::spawn().await;
+    let toml = format!(
+        "[entrypoints]\nweb = \"127.0.0.1:0\"\n{}\
+         [services.s]\nservers = [{{ url = \"{}\" }}]\n\
+         [routes.regex]\nrule = \"PathPrefix(`/api`)\"\nservice = \"s\"\nmiddlewares = [\"versions\"]\n\
+         [middlewares.versions.strip_prefix_regex]\nregex = [\"/api/v[0-9]+\"]\n\
+         [routes.add]\nrule = \"PathPrefix(`/add`)\"\nservice = \"s\"\nmiddlewares = [\"v2\"]\n\
+         [middlewares.v2.add_prefix]\nprefix = \"/v2\"\n\
+         [routes.health]\nrule = \"Path(`/healthz`)\"\nservice = \"s\"\nmiddlewares = [\"health\"]\n\
+         [middlewares.health.replace_path]\npath = \"/status\"\n\
+         [routes.old]\nrule = \"PathPrefix(`/old`)\"\nservice = \"s\"\nmiddlewares = [\"old-to-new\"]\n\
+         [middlewares.old-to-new.replace_path_regex]\nregex = \"^/old/(.*)\"\nreplacement = \"/new/$1\"\n\
+         [routes.secure]\nrule = \"PathPrefix(`/secure`)\"\nservice = \"s\"\nmiddlewares = [\"to-https\"]\n\
+         [middlewares.to-https.redirect_scheme]\nscheme = \"https\"\nport = 8443\n\
+         [routes.ro]\nrule = \"PathPrefix(`/ro`)\"\nservice = \"s\"\nmiddlewares = [\"read-only\"]\n\
+         [middlewares.read-only.methods]\nallow = [\"GET\", \"HEAD\"]\n",
+        crate::support::KEY,
+        rec.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let send = |req: String| {
+        let addr = p.addr();
+        async move { raw::exchange(addr, req.as_bytes(), QUIET).await }
+    };
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+    // What reached the server for each path.
+    for (path, reached, field) in [
+        (
+            "/api/v2/users?id=1",
+            "GET /users?id=1 ",
+            Some("x-forwarded-prefix: /api/v2"),
+        ),
+        ("/add/x", "GET /v2/add/x ", None),
+        (
+            "/healthz?full=1",
+            "GET /status?full=1 ",
+            Some("x-replaced-path: /healthz"),
+        ),
+        (
+            "/old/a/b",
+            "GET /new/a/b ",
+            Some("x-replaced-path: /old/a/b"),
+        ),
+    ] {
+        let r = send(get(path)).await;
+        assert_eq!(status(&r), 200, "{path}: {r}");
+        let sent = rec.requests().pop().unwrap();
+        assert!(sent.starts_with(reached), "{path}: {sent}");
+        if let Some(f) = field {
+            assert!(
+                sent.to_ascii_lowercase().contains(&format!("\r\n{f}\r\n")),
+                "{path}: {sent}"
+            );
+        }
+    }
+    // What the client got instead, the server never asked.
+    let before = rec.requests().len();
+    let r = send(get("/secure/page?q=1")).await;
+    assert_eq!(status(&r), 302, "{r}");
+    assert!(
+        head(&r).contains("location: https://shop.test:8443/secure/page?q=1"),
+        "{r}"
+    );
+    let r = send("DELETE /ro/item HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".into()).await;
+    assert_eq!(status(&r), 405, "{r}");
+    assert!(head(&r).contains("allow: get, head"), "{r}");
+    assert_eq!(rec.requests().len(), before);
+    assert_eq!(status(&send(get("/ro/item")).await), 200);
+}
