@@ -50,6 +50,14 @@ SCENARIOS = {
     # kept-alive connections, and a new connection with a full handshake per request.
     "https-keepalive": dict(path="/rr", workers=1, conns=50, threads=1, tls=True),
     "https-new-connection": dict(path="/rr", workers=1, conns=50, threads=1, close=True, tls=True),
+    # The middleware chain (basic auth with a {SHA} user, two request fields set, one response
+    # field, the prefix stripped), configured alike in each proxy.
+    "chain": dict(path="/chain/rr", workers=1, conns=50, threads=1, auth="YmVuY2g6YmVuY2g="),
+    # Tether only (--proxies tether): bcrypt, remembered once checked, and a wrong password,
+    # which pays bcrypt on every request.
+    "chain-bcrypt": dict(path="/bcrypt/rr", workers=1, conns=50, threads=1, auth="YmVuY2g6YmVuY2g="),
+    "chain-bcrypt-wrong": dict(path="/bcrypt/rr", workers=1, conns=50, threads=1,
+                               auth="YmVuY2g6d3Jvbmc=", status=401),
 }
 
 
@@ -65,6 +73,17 @@ def make_certificate(tmp):
             with open(part) as f:
                 out.write(f.read())
     CERT.update(cert=cert, key=key, pem=pem)
+
+
+def make_htpasswd(tmp):
+    """NGINX's users file for the chain: bench:bench as {SHA}."""
+    path = os.path.join(tmp, "htpasswd")
+    with open(path, "w") as f:
+        f.write("bench:{SHA}5cicUp3MubQnFvTZEY1hB5yIPZ4=\n")
+    # NGINX's workers (another user) read it at each request.
+    os.chmod(tmp, 0o755)
+    os.chmod(path, 0o644)
+    CERT["htpasswd"] = path
 
 
 def log(*a):
@@ -127,6 +146,7 @@ def render(name, workers, tmp):
         cert=CERT.get("cert", ""),
         key=CERT.get("key", ""),
         pem=CERT.get("pem", ""),
+        htpasswd=CERT.get("htpasswd", ""),
     )
     # Only the known placeholders: the configs also contain literal braces.
     for k, v in values.items():
@@ -242,6 +262,8 @@ def wrk(port, sc, duration, load_cores, cookie=None):
            f"-c{sc['conns']}", f"-d{duration}s"]
     if cookie:
         cmd += ["-H", f"Cookie: {cookie}"]
+    if sc.get("auth"):
+        cmd += ["-H", f"Authorization: Basic {sc['auth']}"]
     if sc.get("close"):
         cmd += ["-H", "Connection: close"]
     scheme = "https" if sc.get("tls") else "http"
@@ -280,7 +302,8 @@ def one_run(name, scen, sc, args, bins, tmp):
     cores = "0,1" if two else args.proxy_core
     load = "0,1" if two else args.load_core
     p = Proxy(name, sc["workers"], cores, bins, tmp)
-    p.start(sc["path"])
+    # A path behind basic auth answers 401 without it: wait on the plain route instead.
+    p.start("/rr" if sc.get("auth") else sc["path"])
     try:
         port = TLS_PORTS[name] if sc.get("tls") else PORTS[name]
         cookie = fetch_cookie(port, sc["path"]) if sc.get("cookie") else None
@@ -432,6 +455,7 @@ def main():
     bins = {"tether": args.tether}
     tmp = tempfile.mkdtemp(prefix="tether-bench-")
     make_certificate(tmp)
+    make_htpasswd(tmp)
     backends = [subprocess.Popen(["taskset", "-c", args.load_core, args.backend,
                                   f"127.0.0.1:{port}", name])
                 for port, name in zip(BACKENDS, "ab")]
