@@ -124,6 +124,21 @@ pub struct RawMiddleware {
     chain: Option<chain::Raw>,
 }
 
+/// What a type's checks know of where its table is: the field it is at
+/// (`middlewares.auth.basic_auth`), and who declares it.
+pub(crate) struct Cx<'a> {
+    pub base: &'a str,
+    pub origin: Origin,
+    pub provider: &'a str,
+}
+
+/// A pattern checked as [`regex`] checks it, its error given for `field`.
+pub(crate) fn regex_field(field: String, pattern: &str) -> Result<(), Vec<ValidationError>> {
+    regex(pattern)
+        .map(drop)
+        .map_err(|e| vec![ValidationError::new(field, e)])
+}
+
 /// Where the declaration came from, for the checks that depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -148,7 +163,9 @@ impl RawMiddleware {
         macro_rules! each {
             ($($f:ident => $v:ident),* $(,)?) => {
                 $(if let Some(raw) = &self.$f {
-                    kinds.push(raw.convert(&field(stringify!($f)), origin, provider).map(Middleware::$v));
+                    let base = field(stringify!($f));
+                    let cx = Cx { base: &base, origin, provider };
+                    kinds.push(raw.convert(&cx).map(Middleware::$v));
                 })*
             };
         }

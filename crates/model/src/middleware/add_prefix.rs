@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{path_field, Origin};
+use super::{path_field, Cx};
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,12 +17,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<AddPrefix, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<AddPrefix, Vec<ValidationError>> {
+        let base = cx.base;
         path_field(&format!("{base}.prefix"), &self.prefix).map_err(|e| vec![e])?;
         Ok(AddPrefix {
             prefix: self.prefix.trim_end_matches('/').to_string(),

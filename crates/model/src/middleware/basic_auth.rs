@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::htpasswd::{self, User};
-use super::Origin;
+use super::{Cx, Origin};
 use crate::validate::ValidationError;
 
 /// Realm when none is given.
@@ -43,12 +43,9 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        origin: Origin,
-        _: &str,
-    ) -> Result<BasicAuth, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<BasicAuth, Vec<ValidationError>> {
+        let base = cx.base;
+        let origin = cx.origin;
         let mut errors = Vec::new();
         let mut users = Vec::new();
         for (i, line) in self.users.iter().enumerate() {

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,12 +19,9 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        provider: &str,
-    ) -> Result<Chain, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<Chain, Vec<ValidationError>> {
+        let base = cx.base;
+        let provider = cx.provider;
         if self.middlewares.is_empty() {
             return Err(vec![ValidationError::new(
                 format!("{base}.middlewares"),

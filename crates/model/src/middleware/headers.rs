@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::decl::Hsts;
 use crate::validate::ValidationError;
 
@@ -183,12 +183,8 @@ impl RawRules {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<Headers, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<Headers, Vec<ValidationError>> {
+        let base = cx.base;
         let mut errors = Vec::new();
         let request = self
             .request

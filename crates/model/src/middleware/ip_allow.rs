@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::file_config::Cidr;
 use crate::validate::ValidationError;
 
@@ -20,12 +20,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<IpAllow, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<IpAllow, Vec<ValidationError>> {
+        let base = cx.base;
         let mut errors = Vec::new();
         let mut ranges = Vec::new();
         for (i, r) in self.ranges.iter().enumerate() {

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,12 +24,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<Methods, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<Methods, Vec<ValidationError>> {
+        let base = cx.base;
         let mut errors = Vec::new();
         let mut list = |field: &str, v: &[String]| -> Vec<String> {
             v.iter()

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,14 +25,9 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<RedirectRegex, Vec<ValidationError>> {
-        super::regex(&self.regex)
-            .map_err(|e| vec![ValidationError::new(format!("{base}.regex"), e)])?;
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<RedirectRegex, Vec<ValidationError>> {
+        let base = cx.base;
+        super::regex_field(format!("{base}.regex"), &self.regex)?;
         if self.replacement.is_empty()
             || self
                 .replacement

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,12 +25,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<RedirectScheme, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<RedirectScheme, Vec<ValidationError>> {
+        let base = cx.base;
         let scheme = self
             .scheme
             .as_deref()

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{path_field, Origin};
+use super::{path_field, Cx};
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,12 +18,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<ReplacePath, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<ReplacePath, Vec<ValidationError>> {
+        let base = cx.base;
         path_field(&format!("{base}.path"), &self.path).map_err(|e| vec![e])?;
         Ok(ReplacePath {
             path: self.path.clone(),

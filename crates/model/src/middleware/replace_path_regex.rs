@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,14 +21,9 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<ReplacePathRegex, Vec<ValidationError>> {
-        super::regex(&self.regex)
-            .map_err(|e| vec![ValidationError::new(format!("{base}.regex"), e)])?;
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<ReplacePathRegex, Vec<ValidationError>> {
+        let base = cx.base;
+        super::regex_field(format!("{base}.regex"), &self.regex)?;
         if self.replacement.bytes().any(|b| b.is_ascii_control()) {
             return Err(vec![ValidationError::new(
                 format!("{base}.replacement"),

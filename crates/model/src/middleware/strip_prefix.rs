@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{path_field, Origin};
+use super::{path_field, Cx};
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -20,12 +20,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<StripPrefix, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<StripPrefix, Vec<ValidationError>> {
+        let base = cx.base;
         let errors: Vec<ValidationError> = self
             .prefixes
             .iter()

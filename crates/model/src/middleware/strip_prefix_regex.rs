@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Origin;
+use super::Cx;
 use crate::validate::ValidationError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,12 +19,8 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    pub(super) fn convert(
-        &self,
-        base: &str,
-        _: Origin,
-        _: &str,
-    ) -> Result<StripPrefixRegex, Vec<ValidationError>> {
+    pub(super) fn convert(&self, cx: &Cx<'_>) -> Result<StripPrefixRegex, Vec<ValidationError>> {
+        let base = cx.base;
         if self.regex.is_empty() {
             return Err(vec![ValidationError::new(
                 format!("{base}.regex"),

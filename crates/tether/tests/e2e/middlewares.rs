@@ -182,16 +182,8 @@ async fn a_route_naming_a_missing_middleware_is_refused_and_the_last_table_serve
         "middlewares = [\"old-store\", \"ghost\"]",
     );
     p.write(&bad);
-    tether_testkit::wait_for("the refusal", Duration::from_secs(5), || async {
-        p.instance
-            .control
-            .status()
-            .errors
-            .values()
-            .flatten()
-            .any(|e| e.contains("routes.old-shop.middlewares[1]") && e.contains("ghost@file"))
-    })
-    .await;
+    p.refused(|e| e.contains("routes.old-shop.middlewares[1]") && e.contains("ghost@file"))
+        .await;
     assert_eq!(p.version(), version, "the previous table keeps serving");
     let r = raw::exchange(
         p.addr(),

@@ -61,6 +61,20 @@ impl Proxy {
         .await;
     }
 
+    /// Wait until the status holds a refusal that `matches` (the table does not change).
+    pub async fn refused(&self, matches: impl Fn(&str) -> bool) {
+        tether_testkit::wait_for("the refusal", Duration::from_secs(5), || async {
+            self.instance
+                .control
+                .status()
+                .errors
+                .values()
+                .flatten()
+                .any(|e| matches(e))
+        })
+        .await;
+    }
+
     pub fn write(&self, toml: &str) {
         let tmp = self.config.with_extension("tmp");
         std::fs::write(&tmp, toml).unwrap();

@@ -157,16 +157,8 @@ async fn a_ca_file_that_cannot_be_read_is_refused_and_the_table_before_keeps_ser
         "[services.app.tls]\nca_file = \"/nonexistent/ca.pem\"\n",
     ));
     // Refused: the status names the field; the plain server keeps serving.
-    tether_testkit::wait_for("the refusal", std::time::Duration::from_secs(5), || async {
-        p.instance
-            .control
-            .status()
-            .errors
-            .values()
-            .flatten()
-            .any(|e| e.contains("services.app.tls") && e.contains("/nonexistent/ca.pem"))
-    })
-    .await;
+    p.refused(|e| e.contains("services.app.tls") && e.contains("/nonexistent/ca.pem"))
+        .await;
     assert_eq!(p.version(), before);
     let r = p.client().get("/").await.unwrap();
     assert_eq!(r.server(), "plain");
