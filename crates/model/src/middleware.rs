@@ -215,21 +215,24 @@ pub fn qualify(reference: &str, provider: &str) -> String {
     }
 }
 
-/// A regex compiled under [`REGEX_SIZE_LIMIT`], or why not, with the position the parser gives.
+/// A regex compiled under [`REGEX_SIZE_LIMIT`], or why not: a syntax error with its column
+/// (`invalid regex "^/(a": column 3: unclosed group`), or the size it would take.
 pub fn regex(pattern: &str) -> Result<regex::Regex, String> {
+    if let Err(e) = regex_syntax::Parser::new().parse(pattern) {
+        let (span, kind) = match &e {
+            regex_syntax::Error::Parse(e) => (*e.span(), e.kind().to_string()),
+            regex_syntax::Error::Translate(e) => (*e.span(), e.kind().to_string()),
+            other => return Err(format!("invalid regex {pattern:?}: {other}")),
+        };
+        return Err(format!(
+            "invalid regex {pattern:?}: column {}: {kind}",
+            span.start.column
+        ));
+    }
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| match e {
-            regex::Error::Syntax(s) => {
-                // The parser's message points at the pattern with a caret and names the column;
-                // keep it on one line.
-                let s = s
-                    .split('\n')
-                    .filter(|l| !l.trim().is_empty())
-                    .collect::<Vec<_>>();
-                format!("invalid regex {pattern:?}: {}", s.join(" | "))
-            }
             regex::Error::CompiledTooBig(n) => {
                 format!("regex {pattern:?} is too large once compiled (over {n} bytes)")
             }

@@ -74,7 +74,7 @@ fn every_refusal_names_its_field() {
         ("[middlewares.a.basic_auht]\n", "unknown field `basic_auht`"),
         (
             "[middlewares.a.replace_path_regex]\nregex = \"^/(a\"\nreplacement = \"/\"",
-            "middlewares.a.replace_path_regex.regex: invalid regex \"^/(a\"",
+            "middlewares.a.replace_path_regex.regex: invalid regex \"^/(a\": column 3: unclosed group",
         ),
         (
             "[middlewares.a.headers]\nrequest.set = { \"X-Forwarded-For\" = \"1.2.3.4\" }",
@@ -103,6 +103,10 @@ fn every_refusal_names_its_field() {
             "a chain cannot contain itself",
         ),
         ("[middlewares.a.redirect_scheme]\nscheme = \"ftp\"", "middlewares.a.redirect_scheme.scheme"),
+        (
+            "[middlewares.a.strip_prefix_regex]\nregex = [\"(a{1000}){1000}\"]",
+            "is too large once compiled",
+        ),
     ];
     for (body, want) in cases {
         let got = errors(body);

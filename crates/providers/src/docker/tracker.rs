@@ -586,6 +586,46 @@ mod tests {
     }
 
     #[test]
+    fn containers_share_a_middleware_unless_they_declare_it_otherwise() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let with = |realm: &'static str, group: &'static str| {
+            vec![
+                ("tether.http.routers.r.rule", "Host(`x`)"),
+                ("tether.http.routers.r.middlewares", "auth"),
+                (
+                    "tether.http.middlewares.auth.basic_auth.users",
+                    "u:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=",
+                ),
+                ("tether.http.middlewares.auth.basic_auth.realm", realm),
+                ("com.docker.compose.service", group),
+            ]
+        };
+        t.upsert(&inspection("a", "web-1", None, &with("shop", "web")), now);
+        // Another service's container naming the same middleware alike: one middleware.
+        let mut api = with("shop", "api");
+        api[0] = ("tether.http.routers.a.rule", "Host(`api`)");
+        api[1] = ("tether.http.routers.a.middlewares", "auth");
+        t.upsert(&inspection("b", "api-1", None, &api), now);
+        let u = t.update();
+        assert!(u.errors.is_empty(), "{:?}", u.errors);
+        assert_eq!(u.middlewares.len(), 1);
+        assert_eq!(u.middlewares[0].name, "auth@docker");
+        // Declared otherwise: that container is left out, named.
+        t.upsert(&inspection("c", "web-2", None, &with("other", "web")), now);
+        let u = t.update();
+        assert_eq!(u.errors.len(), 1, "{:?}", u.errors);
+        assert!(
+            u.errors[0].starts_with(
+                "container web-2: middleware auth@docker is declared otherwise than on container"
+            ),
+            "{:?}",
+            u.errors
+        );
+        assert!(!servers(&t).iter().any(|(n, _)| n == "web-2"));
+    }
+
+    #[test]
     fn stale_inspections_and_disagreeing_replicas_are_left_out() {
         let mut t = tracker();
         let ticket = t.ticket("a");
