@@ -10,6 +10,8 @@ mod certificates;
 #[cfg(feature = "etcd")]
 mod failures;
 #[cfg(feature = "etcd")]
+mod middlewares;
+#[cfg(feature = "etcd")]
 mod replicas;
 #[cfg(feature = "etcd")]
 mod support;
