@@ -135,10 +135,11 @@ pub(super) fn route<'t>(
                     app_value,
                     forwarding,
                     response: response_edits(route, peer),
+                    set: std::mem::take(&mut edits.set),
                 };
                 return Next::Upgrade(up, parts, body);
             }
-            let out = Outgoing::new(&parts, &forwarding, body);
+            let out = Outgoing::new(&parts, &forwarding, &edits, body);
             (out, RequestHead::Parts(parts))
         }
     };

@@ -73,7 +73,7 @@ pub enum Known {
     HopByHop,
     /// `X-Forwarded-For` and `Forwarded`: lists a trusted proxy's value is extended.
     ForwardedFor,
-    /// `X-Real-IP`, `X-Forwarded-Host`, `X-Forwarded-Proto`.
+    /// `X-Real-IP`, `X-Forwarded-Host`, `X-Forwarded-Proto`, `X-Forwarded-Prefix`.
     Forwarding,
     Other,
 }
@@ -102,9 +102,10 @@ pub fn known(name: &[u8]) -> Known {
         16 if is("proxy-connection") => Known::HopByHop,
         17 if is("x-forwarded-proto") => Known::Forwarding,
         17 if is("transfer-encoding") => Known::TransferEncoding,
+        18 if is("x-forwarded-prefix") => Known::Forwarding,
         18 if is("proxy-authenticate") => Known::HopByHop,
         19 if is("proxy-authorization") => Known::HopByHop,
-        9 | 15..=17 if name.contains(&b'_') && spoofs_forwarding(name) => Known::HopByHop,
+        9 | 15..=18 if name.contains(&b'_') && spoofs_forwarding(name) => Known::HopByHop,
         _ => Known::Other,
     }
 }
@@ -112,11 +113,12 @@ pub fn known(name: &[u8]) -> Known {
 /// Is `name` a forwarding field spelt with `_` for `-` (`X_Forwarded_For`)? Servers that map
 /// `-` to `_` (CGI, WSGI, Rack) would read it as the real one, so it never reaches them.
 pub fn spoofs_forwarding(name: &[u8]) -> bool {
-    const SPOOFED: [&[u8]; 4] = [
+    const SPOOFED: [&[u8]; 5] = [
         b"x-forwarded-for",
         b"x-real-ip",
         b"x-forwarded-host",
         b"x-forwarded-proto",
+        b"x-forwarded-prefix",
     ];
     SPOOFED.iter().any(|f| {
         f.len() == name.len()

@@ -409,6 +409,15 @@ async fn each_path_and_redirect_middleware_does_what_traefiks_does() {
     };
     let get =
         |path: &str| format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+    // A client's own X-Forwarded-Prefix never reaches a server (it is not a trusted proxy),
+    // whatever the route's middlewares.
+    let r = send(
+        "GET /add/x HTTP/1.1\r\nHost: a\r\nX-Forwarded-Prefix: /evil\r\nX_Forwarded_Prefix: /evil\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert_eq!(status(&r), 200, "{r}");
+    let sent = rec.requests().pop().unwrap();
+    assert!(!sent.contains("/evil"), "{sent}");
     // What reached the server for each path.
     for (path, reached, field) in [
         (
