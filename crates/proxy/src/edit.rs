@@ -199,11 +199,6 @@ impl RequestEdits<'_> {
         m
     }
 
-    /// Does it set field `name` for this request (a field the client's own is replaced by)?
-    pub fn sets(&self, name: &HeaderName) -> bool {
-        self.set.iter().any(|(n, _)| n == name)
-    }
-
     /// Does it drop the `Host` field (a rule sets `Host`)?
     pub fn replaces_host(&self) -> bool {
         self.drops(b"host")

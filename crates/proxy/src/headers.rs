@@ -29,7 +29,8 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// What a `strip_prefix` removed (set by that middleware; a client's own is believed only from a
-/// trusted proxy).
+/// trusted proxy: a received head masks it as a forwarding field, a header map has it removed
+/// before the route's edits, in `handler::send`).
 pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
@@ -267,13 +268,12 @@ pub enum ForwardedHost<'a> {
 /// The client's own forwarding headers that a trusted proxy's value is appended to, not kept.
 static TRUSTED_DROPPED: [HeaderName; 2] = [X_FORWARDED_FOR, FORWARDED];
 /// The client's own forwarding headers that an untrusted client may not pass on.
-static UNTRUSTED_DROPPED: [HeaderName; 6] = [
+static UNTRUSTED_DROPPED: [HeaderName; 5] = [
     FORWARDED,
     X_FORWARDED_FOR,
     X_REAL_IP,
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
-    X_FORWARDED_PREFIX,
 ];
 
 /// The forwarding headers of one request, worked out without editing its header fields: which of

@@ -135,11 +135,10 @@ pub(super) fn route<'t>(
                     app_value,
                     forwarding,
                     response: response_edits(route, peer),
-                    set: std::mem::take(&mut edits.set),
                 };
                 return Next::Upgrade(up, parts, body);
             }
-            let out = Outgoing::new(&parts, &forwarding, &edits, body);
+            let out = Outgoing::new(&parts, &forwarding, body);
             (out, RequestHead::Parts(parts))
         }
     };
@@ -349,6 +348,10 @@ fn prepare<'p>(
         ForwardedHost::Name(host)
     };
     let forwarding = Forwarding::new(&parts.headers, peer, fwd_host);
+    if !peer.trusted {
+        // A forwarding field no other hop writes: a client's own is never believed.
+        parts.headers.remove(headers::X_FORWARDED_PREFIX);
+    }
     if !edits.is_empty() {
         if let Some(t) = edits.target(parts.uri.path_and_query().map_or("/", |p| p.as_str())) {
             if let Ok(uri) = Uri::try_from(t) {

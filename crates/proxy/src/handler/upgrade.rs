@@ -21,9 +21,6 @@ pub(super) struct Upgrade<'a> {
     pub(super) forwarding: Forwarding<'a>,
     /// The route's response edits, and whether the request came over TLS.
     pub(super) response: Option<(&'a FieldEdits, bool)>,
-    /// The fields its middlewares set for it (`X-Forwarded-Prefix`), put back after the
-    /// forwarding fields are.
-    pub(super) set: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Upgrade<'_> {
@@ -39,7 +36,6 @@ impl Upgrade<'_> {
             app_value,
             forwarding,
             response,
-            set,
         } = self;
         let ClientBody::Streamed(body) = body else {
             // Tether's own HTTP/1.1 server hands every upgrade request to hyper.
@@ -51,9 +47,6 @@ impl Upgrade<'_> {
         };
         let backend = svc.backends[choice.idx].clone();
         forwarding.apply(&mut parts.headers);
-        for (n, v) in set {
-            parts.headers.insert(n, v);
-        }
         let req = Request::from_parts(parts, body);
         let resp = match upgrade::forward(backend, req, Dial::of(&t), t.upstream_response).await {
             Ok(mut resp) => {

@@ -119,14 +119,8 @@ pub struct Outgoing {
 impl Outgoing {
     /// Encode `parts` (already rewritten for the server: origin-form, hop-by-hop headers gone,
     /// its middlewares' edits applied). A body of known length keeps its Content-Length; any
-    /// other body goes chunked. A forwarding field the client may not pass on is left out,
-    /// unless `edits` set it (`X-Forwarded-Prefix` from `strip_prefix`).
-    pub fn new(
-        parts: &request::Parts,
-        forwarding: &Forwarding,
-        edits: &RequestEdits<'_>,
-        body: ClientBody,
-    ) -> Outgoing {
+    /// other body goes chunked.
+    pub fn new(parts: &request::Parts, forwarding: &Forwarding, body: ClientBody) -> Outgoing {
         let framing = match crate::headers::first(&parts.headers, &header::CONTENT_LENGTH) {
             Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(0) => Framing::Empty,
@@ -141,7 +135,7 @@ impl Outgoing {
         let host = crate::headers::first(&parts.headers, &header::HOST);
         let mut head = request_line(&parts.method, target, host.is_some(), 256);
         let kept = parts.headers.iter().filter(|(name, _)| {
-            !((forwarding.drops(name) && !edits.sets(name))
+            !(forwarding.drops(name)
                 || (framing == Framing::Chunked && *name == header::CONTENT_LENGTH))
         });
         for (name, value) in kept {

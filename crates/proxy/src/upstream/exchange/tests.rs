@@ -250,7 +250,6 @@ async fn outgoing(parts_of: impl FnOnce(&mut request::Parts), body: &'static [u8
     Outgoing::new(
         &parts,
         &fwd,
-        &Default::default(),
         crate::upstream::body::ClientBody::Streamed(body),
     )
 }
