@@ -44,14 +44,22 @@ impl Etcd {
             crate::missing(&msg);
             return None;
         }
-        let mut etcd = Etcd {
-            client: free_port(),
-            peer: free_port(),
-            dir: TempDir::new("tether-etcd"),
-            child: None,
-        };
-        etcd.resume().await;
-        Some(etcd)
+        // A port found free may be taken before etcd binds it (tests start processes in
+        // parallel): an etcd that exits at once is started again on other ports.
+        for _ in 0..3 {
+            let mut etcd = Etcd {
+                client: free_port(),
+                peer: free_port(),
+                dir: TempDir::new("tether-etcd"),
+                child: None,
+            };
+            if etcd.started(Duration::from_millis(1500)).await {
+                etcd.resume().await;
+                return Some(etcd);
+            }
+            etcd.stop();
+        }
+        panic!("etcd exited at once three times (ports taken?)");
     }
 
     /// `host:port` for `--store etcd://...`.
@@ -74,8 +82,40 @@ impl Etcd {
         self.resume().await;
     }
 
+    /// Start it and watch it for `grace`: false if it exited in that time (a port was taken).
+    async fn started(&mut self, grace: Duration) -> bool {
+        self.spawn();
+        let end = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < end {
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     /// Start it again on the same ports and data; returns once it answers `/health`.
     pub async fn resume(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+        let addr = self.client;
+        wait_for("etcd /health", Duration::from_secs(20), || async move {
+            let mut c = Client::without_cookies(addr);
+            c.get("/health")
+                .await
+                .is_ok_and(|r| r.status == 200 && r.body.contains("true"))
+        })
+        .await;
+    }
+
+    /// Spawn the etcd process on this member's ports and data.
+    fn spawn(&mut self) {
         let (client, peer) = (
             format!("http://{}", self.client),
             format!("http://{}", self.peer),
@@ -102,14 +142,6 @@ impl Etcd {
             .spawn()
             .expect("etcd starts");
         self.child = Some(child);
-        let addr = self.client;
-        wait_for("etcd /health", Duration::from_secs(20), || async move {
-            let mut c = Client::without_cookies(addr);
-            c.get("/health")
-                .await
-                .is_ok_and(|r| r.status == 200 && r.body.contains("true"))
-        })
-        .await;
     }
 
     /// Compact the history up to `revision` (through etcd's JSON gateway).
