@@ -30,7 +30,6 @@ mod upgrade;
 mod wait;
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::time::Instant;
 
 use http::{Request, StatusCode, Version};
@@ -61,8 +60,6 @@ pub use wait::wake as wake_waiting;
 struct Arrival<'a> {
     ep: usize,
     peer: &'a Peer,
-    /// The client's address, as admitted ([`admit::client`]).
-    client: IpAddr,
     watched: Option<&'a Activity>,
 }
 
@@ -123,9 +120,8 @@ async fn pipeline(
         Ok(head) => head,
         Err((status, why)) => return error(status, why).into(),
     };
-    let client = admit::client(peer, &head, &shared.cfg.trusted_proxies);
     if let Some(l) = &mut meter.log {
-        l.client = client;
+        l.client = admit::client(peer, &head, &shared.cfg.trusted_proxies);
     }
     // Phase 2, local answers.
     if let Some(m) = &shared.cfg.stats_page {
@@ -135,12 +131,7 @@ async fn pipeline(
     }
     // Phase 3, route (and on to the server).
     let table = shared.store.load_full();
-    let from = Arrival {
-        ep,
-        peer,
-        client,
-        watched,
-    };
+    let from = Arrival { ep, peer, watched };
     let source = HostSource::of(&head);
     let host = match source.as_ref().and_then(HostSource::host) {
         Some(host) => host,

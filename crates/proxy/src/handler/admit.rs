@@ -83,6 +83,7 @@ fn normalized(mut head: RequestHead, merge_slashes: bool) -> Result<RequestHead,
 /// `X-Forwarded-For` entry that is not one (the first hop a trusted proxy did not add). A
 /// malformed entry ends the walk at the peer: a client cannot pass an address through a proxy
 /// that Tether does not trust.
+#[inline]
 pub(super) fn client(
     peer: &Peer,
     head: &RequestHead,
@@ -91,6 +92,16 @@ pub(super) fn client(
     if !peer.trusted {
         return peer.ip;
     }
+    forwarded_client(peer, head, trusted)
+}
+
+/// [`client`] for a trusted peer: the walk through `X-Forwarded-For`.
+#[inline(never)]
+fn forwarded_client(
+    peer: &Peer,
+    head: &RequestHead,
+    trusted: &[tether_model::file_config::Cidr],
+) -> std::net::IpAddr {
     let mut client = peer.ip;
     let values: Vec<&[u8]> = head.values("x-forwarded-for").collect();
     for v in values.iter().rev() {

@@ -3,12 +3,12 @@
 //! trying another server when one refuses the connection (at most [`MAX_ATTEMPTS`], within the
 //! service's retry budget). A service with no server parks it ([`super::wait`]).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Uri, Version};
 use tether_balance::PickInput;
+use tether_model::file_config::{Cidr, Timeouts};
 use tether_model::OnMissing;
 
 use super::pick::{affinity_of, choose, hash_key, refusal, rehome, Choice, Refusal};
@@ -29,6 +29,7 @@ use crate::upstream::body::{ClientBody, ProxyBody};
 use crate::upstream::exchange::Outgoing;
 use crate::upstream::meter::Meter;
 use crate::upstream::pool::Dial;
+use crate::upstream::registry::Backend;
 use crate::upstream::send::{Failure, UpstreamError};
 
 /// Servers tried for one request before answering 502.
@@ -71,7 +72,7 @@ pub(super) enum Next<'t> {
 pub(super) fn route<'t>(
     table: &'t RoutingTable,
     peer: &'t Peer,
-    client: IpAddr,
+    trusted: &[Cidr],
     ep: usize,
     head: RequestHead,
     body: ClientBody,
@@ -79,6 +80,8 @@ pub(super) fn route<'t>(
     meter: &mut Meter,
     may_wait: bool,
 ) -> Next<'t> {
+    // Computed here rather than kept in the request's future: it is needed only on the way.
+    let client = super::admit::client(peer, &head, trusted);
     let Some(route) = lookup(table, ep, &head, host, client) else {
         return Next::Answer(Box::new(
             error(StatusCode::NOT_FOUND, "no route matches this request").into(),
@@ -162,6 +165,7 @@ fn response_edits<'t>(route: &'t RouteEntry, peer: &Peer) -> Option<(&'t FieldEd
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub(super) async fn route_and_send(
     shared: &Shared,
     table: &Arc<RoutingTable>,
@@ -172,12 +176,7 @@ pub(super) async fn route_and_send(
     meter: &mut Meter,
     may_wait: bool,
 ) -> Answer {
-    let Arrival {
-        ep,
-        peer,
-        client,
-        watched,
-    } = *from;
+    let Arrival { ep, peer, watched } = *from;
     let t = &shared.cfg.timeouts;
     let Routed {
         svc,
@@ -189,7 +188,17 @@ pub(super) async fn route_and_send(
         affinity,
         response,
         head,
-    } = match route(table, peer, client, ep, head, body, host, meter, may_wait) {
+    } = match route(
+        table,
+        peer,
+        &shared.cfg.trusted_proxies,
+        ep,
+        head,
+        body,
+        host,
+        meter,
+        may_wait,
+    ) {
         Next::Send(r) => r,
         Next::Answer(a) => return *a,
         // Boxed (and a trait object, since it routes again through this function): rare.
@@ -233,83 +242,125 @@ pub(super) async fn route_and_send(
                     svc, backend, choice, app_value, response, head, conn, in_flight,
                 );
             }
-            Err(Failure {
-                error: e,
-                retryable: true,
-            }) => {
-                // Nothing was sent (or it is a bodiless idempotent request that may go again):
-                // trying another server is safe.
-                tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
-                if matches!(e, UpstreamError::Connect(_)) {
-                    // Out of rotation for every worker at once, and the connects to it still
-                    // pending give up: a dead server costs one connect timeout.
-                    backend.state.mark_failed();
-                    backend.pool.failed();
-                    upstream::revive::watch(&backend, Dial::of(t));
-                    if svc.health.is_some() {
-                        // Out until its active checks pass again.
-                        backend.state.set_healthy(false);
-                    }
-                }
-                tried.push(choice.idx);
-                backend
-                    .stats
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
-                if !choice.fresh && on_missing == Some(OnMissing::Fail) {
-                    return refusal(svc, Refusal::PinnedGone).into();
-                }
-                // A connect given up because another one to the same server just failed costs
-                // the budget nothing: the server is known dead, and nothing was tried on it.
-                let gave_up = matches!(
-                    e,
-                    UpstreamError::Connect(crate::upstream::pool::ConnectError::GaveUp(_))
-                );
-                let next = if tried.len() >= MAX_ATTEMPTS.min(svc.backends.len()) {
-                    None
-                } else if !gave_up && !svc.retries.withdraw() {
-                    tracing::debug!(service = %svc.name, "retry budget spent: not trying another server");
-                    None
-                } else if !choice.fresh && svc.sticky.is_some() {
-                    rehome(svc, choice.idx, &tried)
-                } else {
-                    svc.balancer
-                        .pick(PickInput {
-                            hash_key: key.as_deref(),
-                            exclude: &tried,
-                        })
-                        .map(|idx| Choice {
-                            idx,
-                            fresh: svc.sticky.is_some(),
-                        })
-                };
-                match next {
-                    Some(c) => choice = c,
+            Err(failure) => {
+                match after_failure(
+                    svc,
+                    &backend,
+                    choice,
+                    &mut tried,
+                    key.as_deref(),
+                    failure,
+                    t,
+                ) {
+                    Then::Retry(c) => choice = c,
                     // Its last server is gone (a task stopping in a rolling update) and nothing
                     // was sent: it waits for a server, as a request arriving now would.
-                    None if may_wait && !svc.has_server() => {
+                    Then::Exhausted(_) if may_wait && !svc.has_server() => {
                         let parked = wait::Parked::new(svc, head, out.take_body());
                         return wait::for_server(shared, from, parked, host, meter).await;
                     }
-                    None => return upstream_error(svc, &e).into(),
+                    Then::Exhausted(answer) | Then::Answer(answer) => return *answer,
                 }
-            }
-            Err(Failure { error: failed, .. }) => {
-                if let UpstreamError::Exchange(e) = &failed {
-                    if let Some(status) = e.client_status() {
-                        // The client's fault: its connection cannot carry another request.
-                        tracing::debug!(service = %svc.name, error = %e, "request body refused");
-                        let mut r = error(status, &e.to_string());
-                        r.headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        return r.into();
-                    }
-                }
-                tracing::warn!(service = %svc.name, server = %backend.name, error = %failed, "upstream failed");
-                return upstream_error(svc, &failed).into();
             }
         }
+    }
+}
+
+/// What the sending loop does once a server failed the request.
+enum Then {
+    /// Try this server.
+    Retry(Choice),
+    /// No other server may be tried: this answer, unless the service has no server left and the
+    /// request may wait for one.
+    Exhausted(Box<Answer>),
+    /// This answer.
+    Answer(Box<Answer>),
+}
+
+/// A server failed the request: take it out of rotation if it refused the connection, and
+/// choose the next server to try, if any may be. Out of line and cold: the request's future
+/// stays small enough to be inlined into its caller's.
+#[cold]
+#[inline(never)]
+fn after_failure(
+    svc: &Service,
+    backend: &Arc<Backend>,
+    choice: Choice,
+    tried: &mut Vec<usize>,
+    key: Option<&[u8]>,
+    failure: Failure,
+    t: &Timeouts,
+) -> Then {
+    let e = match failure {
+        Failure {
+            error: e,
+            retryable: true,
+        } => e,
+        Failure { error: failed, .. } => {
+            if let UpstreamError::Exchange(e) = &failed {
+                if let Some(status) = e.client_status() {
+                    // The client's fault: its connection cannot carry another request.
+                    tracing::debug!(service = %svc.name, error = %e, "request body refused");
+                    let mut r = error(status, &e.to_string());
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Then::Answer(Box::new(r.into()));
+                }
+            }
+            tracing::warn!(service = %svc.name, server = %backend.name, error = %failed, "upstream failed");
+            return Then::Answer(Box::new(upstream_error(svc, &failed).into()));
+        }
+    };
+    // Nothing was sent (or it is a bodiless idempotent request that may go again): trying
+    // another server is safe.
+    tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
+    if matches!(e, UpstreamError::Connect(_)) {
+        // Out of rotation for every worker at once, and the connects to it still pending give
+        // up: a dead server costs one connect timeout.
+        backend.state.mark_failed();
+        backend.pool.failed();
+        upstream::revive::watch(backend, Dial::of(t));
+        if svc.health.is_some() {
+            // Out until its active checks pass again.
+            backend.state.set_healthy(false);
+        }
+    }
+    tried.push(choice.idx);
+    backend
+        .stats
+        .retries
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
+    if !choice.fresh && on_missing == Some(OnMissing::Fail) {
+        return Then::Answer(Box::new(refusal(svc, Refusal::PinnedGone).into()));
+    }
+    // A connect given up because another one to the same server just failed costs the budget
+    // nothing: the server is known dead, and nothing was tried on it.
+    let gave_up = matches!(
+        e,
+        UpstreamError::Connect(crate::upstream::pool::ConnectError::GaveUp(_))
+    );
+    let next = if tried.len() >= MAX_ATTEMPTS.min(svc.backends.len()) {
+        None
+    } else if !gave_up && !svc.retries.withdraw() {
+        tracing::debug!(service = %svc.name, "retry budget spent: not trying another server");
+        None
+    } else if !choice.fresh && svc.sticky.is_some() {
+        rehome(svc, choice.idx, tried)
+    } else {
+        svc.balancer
+            .pick(PickInput {
+                hash_key: key,
+                exclude: tried,
+            })
+            .map(|idx| Choice {
+                idx,
+                fresh: svc.sticky.is_some(),
+            })
+    };
+    match next {
+        Some(c) => Then::Retry(c),
+        None => Then::Exhausted(Box::new(upstream_error(svc, &e).into())),
     }
 }
 

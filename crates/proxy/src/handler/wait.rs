@@ -117,7 +117,7 @@ pub(super) fn for_server<'a>(
             tokio::pin!(woken);
             woken.as_mut().enable();
             let table = shared.store.load_full();
-            if routable(&table, from, &head, host) {
+            if routable(&table, shared, from, &head, host) {
                 return route_and_send(shared, &table, from, head, body, host, meter, false).await;
             }
             let now = Instant::now();
@@ -135,8 +135,15 @@ pub(super) fn for_server<'a>(
 
 /// May the request be routed on `table` without waiting: its route now leads to a service with a
 /// server, or it is gone (and the request gets the answer of the table of that moment)?
-fn routable(table: &RoutingTable, from: &Arrival<'_>, head: &RequestHead, host: &str) -> bool {
-    match lookup(table, from.ep, head, host, from.client) {
+fn routable(
+    table: &RoutingTable,
+    shared: &Shared,
+    from: &Arrival<'_>,
+    head: &RequestHead,
+    host: &str,
+) -> bool {
+    let client = super::admit::client(from.peer, head, &shared.cfg.trusted_proxies);
+    match lookup(table, from.ep, head, host, client) {
         Some(route) => table.services[route.service].has_server(),
         None => true,
     }
