@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, StatusCode};
 use serde_json::{json, Map, Value};
+use tether_model::Middleware;
 use tether_providers::api::Kind;
 
 use crate::render;
@@ -132,7 +133,17 @@ fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
             Kind::Certificate => {}
             Kind::Middleware => {
                 for m in &update.middlewares {
-                    push(&m.name, render::middleware(m), render::digest_etag(m));
+                    let mut body = render::middleware(m);
+                    if let Middleware::BasicAuth(b) = &m.kind {
+                        if let Some(p) = b
+                            .users_file
+                            .as_ref()
+                            .and_then(|f| s.control.users_file_problem(f))
+                        {
+                            body["users_file_error"] = json!(p);
+                        }
+                    }
+                    push(&m.name, body, render::digest_etag(m));
                 }
             }
         }

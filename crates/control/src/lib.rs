@@ -440,6 +440,14 @@ impl Control {
         let _ = self.secrets.set(Secrets(dir));
     }
 
+    /// Why the users file `f` is not in use as it is now (a change to it could not be used, and
+    /// the users read before still apply); `None` when it is.
+    pub fn users_file_problem(&self, f: &tether_model::middleware::UsersFile) -> Option<String> {
+        self.secrets
+            .get_or_init(Secrets::default)
+            .users_file_problem(f)
+    }
+
     /// The fingerprint of the sealing key (it reveals nothing of the key).
     pub fn key_fingerprint(&self) -> String {
         self.key.load().fingerprint()

@@ -376,9 +376,30 @@ async fn a_users_file_is_followed_live_and_a_bad_change_keeps_the_last_users() {
 
     // A change that cannot be used (plain text) keeps the users read last.
     std::fs::write(&users, "carol:plaintext\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await; // two checks of the file go by
+    let file = tether_model::middleware::UsersFile::Path(users.clone());
+    let problem =
+        tether_testkit::wait_for_value("the change to be refused", Duration::from_secs(10), || {
+            let p = p.instance.control.users_file_problem(&file);
+            std::future::ready(p.ok_or_else(|| "not yet".to_string()))
+        })
+        .await;
+    assert!(problem.contains("line 1"), "{problem}");
+    assert!(
+        !problem.contains("plaintext"),
+        "a line is never quoted: {problem}"
+    );
     assert_eq!(as_user("bob").await, 200);
     assert_eq!(as_user("carol").await, 401);
+
+    // A good change again clears the problem.
+    std::fs::write(&users, "carol:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n").unwrap();
+    tether_testkit::wait_for(
+        "carol's password to be read",
+        Duration::from_secs(10),
+        || async { as_user("carol").await == 200 },
+    )
+    .await;
+    assert_eq!(p.instance.control.users_file_problem(&file), None);
 }
 
 #[tokio::test]
