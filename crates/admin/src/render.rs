@@ -109,6 +109,31 @@ pub fn middleware(m: &MiddlewareDecl) -> Value {
             json!({ "scheme": r.scheme, "port": r.port, "permanent": r.permanent })
         }
         Middleware::Methods(m) => json!({ "allow": m.allow, "deny": m.deny }),
+        Middleware::RateLimit(r) => {
+            let period = if r.period_ms % 1000 == 0 {
+                format!("{}s", r.period_ms / 1000)
+            } else {
+                format!("{}ms", r.period_ms)
+            };
+            let mut o = json!({
+                "average": r.average,
+                "period": period,
+                "burst": r.burst,
+                "by": r.by.as_written(),
+                "table_size": r.table_size,
+            });
+            if let tether_model::middleware::Source::ClientIp { depth: d @ 1.. } = r.by {
+                o["depth"] = json!(d);
+            }
+            o
+        }
+        Middleware::InFlight(f) => {
+            let mut o = json!({ "amount": f.amount, "by": f.by.as_written() });
+            if let tether_model::middleware::Source::ClientIp { depth: d @ 1.. } = f.by {
+                o["depth"] = json!(d);
+            }
+            o
+        }
         Middleware::Chain(c) => json!({ "middlewares": c.middlewares }),
     };
     let mut o = Map::new();

@@ -14,8 +14,10 @@ mod basic_auth;
 mod chain;
 mod headers;
 pub mod htpasswd;
+mod in_flight;
 mod ip_allow;
 mod methods;
+pub mod rate_limit;
 mod redirect_regex;
 mod redirect_scheme;
 mod replace_path;
@@ -32,8 +34,10 @@ pub use basic_auth::{BasicAuth, UsersFile};
 pub use chain::Chain;
 pub use headers::{FieldRules, Headers, Security};
 pub use htpasswd::{HashScheme, User};
+pub use in_flight::InFlight;
 pub use ip_allow::IpAllow;
 pub use methods::Methods;
+pub use rate_limit::{RateLimit, Source};
 pub use redirect_regex::RedirectRegex;
 pub use redirect_scheme::RedirectScheme;
 pub use replace_path::ReplacePath;
@@ -67,6 +71,8 @@ pub enum Middleware {
     RedirectRegex(RedirectRegex),
     RedirectScheme(RedirectScheme),
     Methods(Methods),
+    RateLimit(RateLimit),
+    InFlight(InFlight),
     Chain(Chain),
 }
 
@@ -85,6 +91,8 @@ impl Middleware {
             Middleware::RedirectRegex(_) => "redirect_regex",
             Middleware::RedirectScheme(_) => "redirect_scheme",
             Middleware::Methods(_) => "methods",
+            Middleware::RateLimit(_) => "rate_limit",
+            Middleware::InFlight(_) => "in_flight",
             Middleware::Chain(_) => "chain",
         }
     }
@@ -103,6 +111,8 @@ pub const TYPES: &[&str] = &[
     "redirect_regex",
     "redirect_scheme",
     "methods",
+    "rate_limit",
+    "in_flight",
     "chain",
 ];
 
@@ -121,6 +131,8 @@ pub struct RawMiddleware {
     redirect_regex: Option<redirect_regex::Raw>,
     redirect_scheme: Option<redirect_scheme::Raw>,
     methods: Option<methods::Raw>,
+    rate_limit: Option<rate_limit::Raw>,
+    in_flight: Option<in_flight::Raw>,
     chain: Option<chain::Raw>,
 }
 
@@ -181,6 +193,8 @@ impl RawMiddleware {
             redirect_regex => RedirectRegex,
             redirect_scheme => RedirectScheme,
             methods => Methods,
+            rate_limit => RateLimit,
+            in_flight => InFlight,
             chain => Chain,
         );
         let kind = match kinds.len() {

@@ -11,13 +11,16 @@
 mod add_prefix;
 mod basic_auth;
 mod hsts;
+mod in_flight;
 mod ip_allow;
 mod methods;
+mod rate_limit;
 mod redirect_https;
 mod redirect_regex;
 mod redirect_scheme;
 mod replace_path;
 mod replace_path_regex;
+mod source;
 mod strip_prefix;
 mod strip_prefix_regex;
 
@@ -37,6 +40,7 @@ use crate::request::RequestHead;
 use crate::upstream::body::ProxyBody;
 
 pub use basic_auth::Secrets;
+pub use in_flight::Held;
 
 /// One request as the request phase sees it.
 pub struct Request<'a, 't> {
@@ -47,6 +51,8 @@ pub struct Request<'a, 't> {
     /// The host, lower case without port ("" when the request names none).
     pub host: &'a str,
     pub edits: &'a mut RequestEdits<'t>,
+    /// Places the request holds until its response has gone out (`in_flight`).
+    pub held: &'a mut Vec<Held>,
 }
 
 impl Request<'_, '_> {
@@ -110,6 +116,8 @@ pub enum Step {
     RedirectRegex(redirect_regex::RedirectRegex),
     RedirectScheme(redirect_scheme::RedirectScheme),
     Methods(methods::Methods),
+    RateLimit(rate_limit::RateLimit),
+    InFlight(in_flight::InFlight),
 }
 
 impl Step {
@@ -126,6 +134,8 @@ impl Step {
             Step::RedirectRegex(m) => m.request(r),
             Step::RedirectScheme(m) => m.request(r),
             Step::Methods(m) => m.request(r),
+            Step::RateLimit(m) => m.request(r),
+            Step::InFlight(m) => m.request(r),
         }
     }
 }
@@ -138,7 +148,7 @@ pub struct AnswerCounts {
 
 impl AnswerCounts {
     /// The statuses a middleware answers with; anything else is counted as "other".
-    pub const STATUSES: [u16; 9] = [301, 302, 307, 308, 400, 401, 403, 405, 500];
+    pub const STATUSES: [u16; 10] = [301, 302, 307, 308, 400, 401, 403, 405, 429, 500];
 
     fn count(&self, status: u16) {
         let i = Self::STATUSES
@@ -168,14 +178,62 @@ impl AnswerCounts {
     }
 }
 
-/// Answer counters by route and middleware, kept across tables (a counter lives while its route
-/// names its middleware).
+/// What a middleware keeps across tables for one route: `rate_limit`'s buckets, `in_flight`'s
+/// counts. Kept while the route names the middleware with the same declaration; a changed
+/// declaration starts afresh.
+#[derive(Debug, Clone)]
+enum Kept {
+    Buckets(Arc<rate_limit::Buckets>),
+    Counts(Arc<in_flight::Counts>),
+}
+
+/// Answer counters by route and middleware, and what the middlewares keep across tables (a
+/// counter lives while its route names its middleware).
 #[derive(Debug, Default)]
 pub struct Counters {
     map: std::sync::Mutex<HashMap<(String, String), Arc<AnswerCounts>>>,
+    kept: std::sync::Mutex<HashMap<(String, String), Kept>>,
 }
 
 impl Counters {
+    /// Route `route`'s buckets of rate limit `middleware`, as declared by `decl`.
+    fn buckets(
+        &self,
+        route: &str,
+        middleware: &str,
+        decl: &tether_model::middleware::RateLimit,
+    ) -> Arc<rate_limit::Buckets> {
+        let mut kept = self.kept.lock().expect("kept poisoned");
+        let key = (route.to_string(), middleware.to_string());
+        if let Some(Kept::Buckets(b)) = kept.get(&key) {
+            if b.decl == *decl {
+                return b.clone();
+            }
+        }
+        let b = Arc::new(rate_limit::Buckets::new(decl));
+        kept.insert(key, Kept::Buckets(b.clone()));
+        b
+    }
+
+    /// Route `route`'s counts of in-flight limit `middleware`, as declared by `decl`.
+    fn counts(
+        &self,
+        route: &str,
+        middleware: &str,
+        decl: &tether_model::middleware::InFlight,
+    ) -> Arc<in_flight::Counts> {
+        let mut kept = self.kept.lock().expect("kept poisoned");
+        let key = (route.to_string(), middleware.to_string());
+        if let Some(Kept::Counts(c)) = kept.get(&key) {
+            if c.decl == *decl {
+                return c.clone();
+            }
+        }
+        let c = Arc::new(in_flight::Counts::new(decl));
+        kept.insert(key, Kept::Counts(c.clone()));
+        c
+    }
+
     fn get(&self, route: &str, middleware: &str) -> Arc<AnswerCounts> {
         let mut map = self.map.lock().expect("counters poisoned");
         map.entry((route.to_string(), middleware.to_string()))
@@ -188,6 +246,10 @@ impl Counters {
         self.map
             .lock()
             .expect("counters poisoned")
+            .retain(|k, _| live.contains(k));
+        self.kept
+            .lock()
+            .expect("kept poisoned")
             .retain(|k, _| live.contains(k));
     }
 
@@ -310,6 +372,12 @@ impl Chain {
                     redirect_scheme::RedirectScheme::new(d),
                 )),
                 Middleware::Methods(d) => Some(Step::Methods(methods::Methods::new(d))),
+                Middleware::RateLimit(d) => Some(Step::RateLimit(rate_limit::RateLimit::new(
+                    cx.counters.buckets(&r.name, &name, d),
+                ))),
+                Middleware::InFlight(d) => Some(Step::InFlight(in_flight::InFlight::new(
+                    cx.counters.counts(&r.name, &name, d),
+                ))),
                 Middleware::Headers(h) => {
                     push_rules(&mut request, &h.request);
                     push_rules(&mut response, &h.response);

@@ -1693,3 +1693,140 @@ fn dockercloud_http_basic_auth_guards_every_service_but_those_that_opt_out() {
     let d = declare(&open, &cx).unwrap().unwrap();
     assert!(d.routes[0].middlewares.is_empty() && d.middlewares.is_empty());
 }
+
+#[test]
+fn traefik_rate_and_in_flight_limits_map_onto_tethers_in_both_versions() {
+    use crate::middleware::{InFlight, RateLimit, Source};
+    let c = container(
+        "api.1",
+        &[
+            ("traefik.http.routers.api.rule", "PathPrefix(`/api`)"),
+            ("traefik.http.routers.api.middlewares", "rl,key,slots"),
+            ("traefik.http.middlewares.rl.rateLimit.average", "100"),
+            ("traefik.http.middlewares.rl.rateLimit.burst", "50"),
+            ("traefik.http.middlewares.rl.rateLimit.period", "1m"),
+            (
+                "traefik.http.middlewares.rl.rateLimit.sourceCriterion.ipStrategy.depth",
+                "2",
+            ),
+            ("traefik.http.middlewares.key.ratelimit.average", "5"),
+            ("traefik.http.middlewares.key.ratelimit.period", "10"),
+            (
+                "traefik.http.middlewares.key.ratelimit.sourcecriterion.requestheadername",
+                "X-Api-Key",
+            ),
+            ("traefik.http.middlewares.slots.inFlightReq.amount", "10"),
+            ("traefik.http.services.api.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let by = |n: &str| &d.middlewares.iter().find(|m| m.name == n).unwrap().kind;
+    assert_eq!(
+        *by("rl@docker"),
+        crate::Middleware::RateLimit(RateLimit {
+            average: 100,
+            period_ms: 60_000,
+            burst: 50,
+            by: Source::ClientIp { depth: 2 },
+            table_size: crate::middleware::rate_limit::TABLE_SIZE,
+        })
+    );
+    assert_eq!(
+        *by("key@docker"),
+        crate::Middleware::RateLimit(RateLimit {
+            average: 5,
+            period_ms: 10_000,
+            burst: 1,
+            by: Source::Header("x-api-key".into()),
+            table_size: crate::middleware::rate_limit::TABLE_SIZE,
+        })
+    );
+    assert_eq!(
+        *by("slots@docker"),
+        crate::Middleware::InFlight(InFlight {
+            amount: 10,
+            by: Source::ClientIp { depth: 0 },
+        })
+    );
+    // What Tether cannot honour is refused by label.
+    let e = errors(&container(
+        "x.1",
+        &[
+            ("traefik.http.middlewares.a.ratelimit.average", "0"),
+            ("traefik.http.middlewares.b.ratelimit.average", "5"),
+            (
+                "traefik.http.middlewares.b.ratelimit.sourcecriterion.requesthost",
+                "true",
+            ),
+            ("traefik.http.middlewares.c.compress", "true"),
+            ("traefik.http.services.x.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    ))
+    .join("\n");
+    assert!(
+        e.contains(
+            "traefik.http.middlewares.a.ratelimit.average=\"0\": 0 turns Traefik's rate limit off"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("sourcecriterion.requesthost=\"true\": not supported"),
+        "{e}"
+    );
+    assert!(e.contains("compress is not supported yet"), "{e}");
+
+    // Traefik v1: one rate limit per rate set, grouped by the extractor.
+    let v1 = container(
+        "shop.1",
+        &[
+            ("traefik.port", "8080"),
+            ("traefik.backend", "shop"),
+            ("traefik.frontend.rule", "PathPrefix:/shop"),
+            (
+                "traefik.frontend.rateLimit.extractorFunc",
+                "request.header.X-Api-Key",
+            ),
+            ("traefik.frontend.rateLimit.rateSet.fast.period", "10s"),
+            ("traefik.frontend.rateLimit.rateSet.fast.average", "100"),
+            ("traefik.frontend.rateLimit.rateSet.fast.burst", "200"),
+            ("traefik.frontend.rateLimit.rateSet.slow.period", "3"),
+            ("traefik.frontend.rateLimit.rateSet.slow.average", "5"),
+        ],
+        &[],
+    );
+    let d = ok(&v1);
+    assert_eq!(
+        d.routes[0].middlewares,
+        ["shop-ratelimit-fast@docker", "shop-ratelimit-slow@docker"]
+    );
+    let by = |n: &str| &d.middlewares.iter().find(|m| m.name == n).unwrap().kind;
+    assert_eq!(
+        *by("shop-ratelimit-slow@docker"),
+        crate::Middleware::RateLimit(RateLimit {
+            average: 5,
+            period_ms: 3000,
+            burst: 1,
+            by: Source::Header("x-api-key".into()),
+            table_size: crate::middleware::rate_limit::TABLE_SIZE,
+        })
+    );
+    let e = errors(&container(
+        "x.1",
+        &[
+            ("traefik.port", "80"),
+            ("traefik.frontend.rule", "PathPrefix:/x"),
+            ("traefik.frontend.rateLimit.extractorFunc", "request.host"),
+            ("traefik.frontend.rateLimit.rateSet.a.average", "5"),
+            ("traefik.frontend.rateLimit.rateSet.a.cost", "5"),
+        ],
+        &[],
+    ))
+    .join("\n");
+    assert!(e.contains("request.host is not supported"), "{e}");
+    assert!(
+        e.contains("rateset.a.cost") || e.contains("rateSet.a.cost"),
+        "{e}"
+    );
+}

@@ -330,7 +330,11 @@ fn middleware_literal(field: &str, value: &str) -> String {
             Some(b) => b.to_string(),
             None => string(),
         },
-        "port" | "sts_seconds" if v.parse::<i64>().is_ok() => v.to_string(),
+        "port" | "sts_seconds" | "average" | "burst" | "depth" | "table_size" | "amount"
+            if v.parse::<i64>().is_ok() =>
+        {
+            v.to_string()
+        }
         _ => string(),
     }
 }

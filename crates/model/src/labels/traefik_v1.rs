@@ -106,7 +106,11 @@ fn unsupported(c: &Container) -> Vec<LabelError> {
     let mut errors = Vec::new();
     for key in c.labels.keys() {
         let lower = key.to_ascii_lowercase();
-        if !lower.starts_with("traefik.") || KNOWN.contains(&lower.as_str()) {
+        if !lower.starts_with("traefik.")
+            || KNOWN.contains(&lower.as_str())
+            // Read (and its unknown options refused) with the middlewares.
+            || lower.starts_with("traefik.frontend.ratelimit.")
+        {
             continue;
         }
         let message = if lower == "traefik.tags" {
@@ -115,7 +119,7 @@ fn unsupported(c: &Container) -> Vec<LabelError> {
         } else if lower.starts_with("traefik.backend.healthcheck.") {
             "not supported: Tether's health checks GET the path on the server's own port and address (it reads healthcheck.path, .interval and .timeout)".to_string()
         } else {
-            "not supported: Tether reads traefik.port, .weight, .protocol, .backend, .frontend.rule, .priority, .entryPoints, .redirect.*, .auth.basic.*, .whiteList.*, .headers (customRequestHeaders, customResponseHeaders, frameDeny, contentTypeNosniff, browserXSSFilter, referrerPolicy, contentSecurityPolicy, customFrameOptionsValue, SSLRedirect, STS*), .backend.loadbalancer.* and .backend.healthcheck.*".to_string()
+            "not supported: Tether reads traefik.port, .weight, .protocol, .backend, .frontend.rule, .priority, .entryPoints, .redirect.*, .auth.basic.*, .whiteList.*, .rateLimit.*, .headers (customRequestHeaders, customResponseHeaders, frameDeny, contentTypeNosniff, browserXSSFilter, referrerPolicy, contentSecurityPolicy, customFrameOptionsValue, SSLRedirect, STS*), .backend.loadbalancer.* and .backend.healthcheck.*".to_string()
         };
         errors.push(c.label_error(key, message));
     }

@@ -107,6 +107,32 @@ fn every_refusal_names_its_field() {
             "[middlewares.a.strip_prefix_regex]\nregex = [\"(a{1000}){1000}\"]",
             "is too large once compiled",
         ),
+        (
+            "[middlewares.a.rate_limit]\naverage = 10\nby = \"header:X Key\"",
+            "middlewares.a.rate_limit.by: \"X Key\" is not a valid header name",
+        ),
+        (
+            "[middlewares.a.rate_limit]\naverage = 0",
+            "middlewares.a.rate_limit.average: is 0 and no burst is given",
+        ),
+        (
+            "[middlewares.a.rate_limit]\naverage = 10\nby = \"route\"",
+            "middlewares.a.rate_limit.by: \"route\": expected \"client_ip\" or \"header:NAME\"",
+        ),
+        (
+            "[middlewares.a.rate_limit]\naverage = 10\nperiod = \"soon\"",
+            "middlewares.a.rate_limit.period",
+        ),
+        (
+            "[middlewares.a.rate_limit]\naverage = 10\ntable_size = 1",
+            "middlewares.a.rate_limit.table_size: must be between 16",
+        ),
+        (
+            "[middlewares.a.rate_limit]\naverage = 10\ndepth = 1\nby = \"header:k\"",
+            "middlewares.a.rate_limit.depth: applies to by = \"client_ip\" only",
+        ),
+        ("[middlewares.a.in_flight]\namount = 0", "middlewares.a.in_flight.amount: is 0"),
+        ("[middlewares.a.in_flight]\namount = 1\nby = \"host\"", "middlewares.a.in_flight.by"),
     ];
     for (body, want) in cases {
         let got = errors(body);
@@ -155,4 +181,59 @@ fn a_users_file_from_a_label_or_the_api_is_a_secret_name() {
     )
     .unwrap();
     assert_eq!(ok.middlewares[0].name, "a@api");
+}
+
+#[test]
+fn traffic_limits_have_traefiks_defaults() {
+    use crate::middleware::{InFlight, RateLimit, Source};
+    let cfg = parse(&format!(
+        r#"{HEAD}
+[middlewares.r.rate_limit]
+average = 100
+[middlewares.k.rate_limit]
+average = 1
+period = "1m"
+burst = 5
+by = "header:X-Api-Key"
+[middlewares.f.in_flight]
+amount = 10
+by = "route"
+"#
+    ))
+    .unwrap();
+    let kind = |n: &str| {
+        cfg.middlewares
+            .iter()
+            .find(|m| m.name == n)
+            .unwrap()
+            .kind
+            .clone()
+    };
+    assert_eq!(
+        kind("r@file"),
+        Middleware::RateLimit(RateLimit {
+            average: 100,
+            period_ms: 1000,
+            burst: 1,
+            by: Source::ClientIp { depth: 0 },
+            table_size: 65_536,
+        })
+    );
+    assert_eq!(
+        kind("k@file"),
+        Middleware::RateLimit(RateLimit {
+            average: 1,
+            period_ms: 60_000,
+            burst: 5,
+            by: Source::Header("x-api-key".into()),
+            table_size: 65_536,
+        })
+    );
+    assert_eq!(
+        kind("f@file"),
+        Middleware::InFlight(InFlight {
+            amount: 10,
+            by: Source::Route,
+        })
+    );
 }

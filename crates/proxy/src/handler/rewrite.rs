@@ -29,6 +29,7 @@ pub(super) fn run<'t>(
         peer,
         host,
         edits,
+        held: &mut meter.held,
     };
     let answered = chain.request(&mut r)?;
     if let Some(l) = &mut meter.log {

@@ -56,6 +56,7 @@ fn run(c: &Chain, req: http::Request<()>, https: bool, peer: &str) -> Outcome {
         peer: &peer,
         host: &host,
         edits: &mut edits,
+        held: &mut Vec::new(),
     };
     let answer = c
         .request(&mut r)
@@ -309,6 +310,7 @@ fn redirect_https_runs_first_and_hsts_is_the_last_response_edit() {
         peer: &peer,
         host: "shop.example",
         edits: &mut edits,
+        held: &mut Vec::new(),
     };
     let a = c.request(&mut r).unwrap();
     assert_eq!(&*a.by, "a@file");

@@ -188,6 +188,9 @@ pub struct Meter {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub log: Option<Box<LogFields>>,
+    /// Places the request holds until it is done (`in_flight`), given back when the meter is
+    /// dropped: once the response's body has gone out, or the client went away.
+    pub held: Vec<crate::middleware::Held>,
 }
 
 impl Meter {
@@ -203,6 +206,7 @@ impl Meter {
             bytes_in: 0,
             bytes_out: 0,
             log: None,
+            held: Vec::new(),
         }
     }
 }

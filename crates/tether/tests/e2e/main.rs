@@ -20,5 +20,6 @@ mod stats_page;
 mod sticky;
 mod tls;
 mod tls_servers;
+mod traffic;
 mod upgrade;
 mod waiting;

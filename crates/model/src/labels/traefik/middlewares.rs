@@ -15,6 +15,9 @@
 //! | `redirectregex.regex`, `.replacement`, `.permanent` | `redirect_regex` |
 //! | `redirectscheme.scheme`, `.port`, `.permanent` | `redirect_scheme` |
 //! | `chain.middlewares` | `chain` |
+//! | `ratelimit.average`, `.burst`, `.period` (`10s`, or seconds) | `rate_limit` |
+//! | `inflightreq.amount` | `in_flight` |
+//! | `ratelimit.`/`inflightreq.` `sourcecriterion.ipstrategy.depth`, `.sourcecriterion.requestheadername` | `by = "client_ip"` with `depth`, `by = "header:NAME"` |
 //!
 //! Every other type and option is refused by name, with the reason.
 
@@ -40,19 +43,21 @@ const TYPES: &[(&str, &str)] = &[
     ("redirectregex", "redirect_regex"),
     ("redirectscheme", "redirect_scheme"),
     ("chain", "chain"),
+    ("ratelimit", "rate_limit"),
+    ("inflightreq", "in_flight"),
 ];
 
 /// Why a Traefik type Tether does not have is refused.
 fn missing_type(kind: &str) -> String {
     match kind {
-        "compress" | "ratelimit" | "inflightreq" => format!(
-            "middleware type {kind} is not supported yet (compression, rate and in-flight limits come with Tether's traffic middlewares)"
+        "compress" => format!(
+            "middleware type {kind} is not supported yet (compression comes with Tether's traffic middlewares)"
         ),
         "forwardauth" | "digestauth" => format!(
             "middleware type {kind} is not supported: Tether checks basicauth; put the authentication in the application or use basicauth"
         ),
         _ => format!(
-            "middleware type {kind} is not supported: Tether has basicauth, ipallowlist, stripprefix, stripprefixregex, addprefix, replacepath, replacepathregex, headers, redirectregex, redirectscheme and chain"
+            "middleware type {kind} is not supported: Tether has basicauth, ipallowlist, stripprefix, stripprefixregex, addprefix, replacepath, replacepathregex, headers, redirectregex, redirectscheme, ratelimit, inflightreq and chain"
         ),
     }
 }
@@ -238,6 +243,44 @@ fn option_of(
             Err(_) => Err(bad("not a port number")),
         },
         ("chain", "middlewares") => one("middlewares", strings(value)),
+        ("rate_limit", "average") => match value.trim().parse::<i64>() {
+            Ok(0) => Err(bad(
+                "0 turns Traefik's rate limit off: remove the middleware instead",
+            )),
+            Ok(n) if n > 0 => one("average", toml::Value::Integer(n)),
+            _ => Err(bad("expected a number of requests")),
+        },
+        ("rate_limit", "burst") => match value.trim().parse::<i64>() {
+            Ok(n) if n > 0 => one("burst", toml::Value::Integer(n)),
+            _ => Err(bad("expected a number of requests above 0")),
+        },
+        ("rate_limit", "period") => {
+            // Traefik takes a duration, or a number of seconds.
+            let v = value.trim();
+            match v.parse::<u64>() {
+                Ok(n) => one("period", string(&format!("{n}s"))),
+                Err(_) => one("period", string(v)),
+            }
+        }
+        ("in_flight", "amount") => match value.trim().parse::<i64>() {
+            Ok(n) if n > 0 => one("amount", toml::Value::Integer(n)),
+            _ => Err(bad("expected a number of requests above 0")),
+        },
+        ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.depth") => {
+            match value.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => one("depth", toml::Value::Integer(n)),
+                _ => Err(bad("expected a depth of 0 or more")),
+            }
+        }
+        ("rate_limit" | "in_flight", "sourcecriterion.requestheadername") => {
+            one("by", string(&format!("header:{}", value.trim())))
+        }
+        ("rate_limit" | "in_flight", "sourcecriterion.requesthost") => Err(bad(
+            "not supported: group by a field with sourcecriterion.requestheadername",
+        )),
+        ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.excludedips") => Err(bad(
+            "not supported: Tether takes the client address from [forwarded] trusted_proxies",
+        )),
         ("headers", o) => headers(c, o, key, value),
         _ => Err(bad(&format!("not supported: {ours} has no option {option:?} in Tether"))),
     }

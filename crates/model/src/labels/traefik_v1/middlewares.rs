@@ -10,6 +10,10 @@
 //! - `traefik.frontend.headers.customRequestHeaders` / `customResponseHeaders`
 //!   (`Name:value||Name:value`), `frameDeny`, `contentTypeNosniff`, `browserXSSFilter`,
 //!   `referrerPolicy`, `contentSecurityPolicy`, `customFrameOptionsValue`: `headers`;
+//! - `traefik.frontend.rateLimit.rateSet.<set>.average`, `.period`, `.burst`: one `rate_limit`
+//!   for each set (all must pass, as in Traefik v1), grouped by
+//!   `traefik.frontend.rateLimit.extractorFunc`: `client.ip` (the default) or
+//!   `request.header.<name>`;
 //! - the rule's modifiers `PathPrefixStrip`, `PathStrip`, `PathPrefixStripRegex`, `AddPrefix`,
 //!   `ReplacePath`, `ReplacePathRegex` (see [`super::translate_rule`]).
 //!
@@ -50,6 +54,85 @@ impl<'a> Table<'a> {
     fn put(&mut self, field: &'static str, value: toml::Value, key: &'a str) {
         self.fields.insert(field.to_string(), value);
         self.keys.push((field, key));
+    }
+}
+
+/// `traefik.frontend.rateLimit.*`: a `rate_limit` table for each rate set, in the sets' order.
+fn rate_limits<'a>(
+    c: &'a Container,
+    tables: &mut Vec<(String, Table<'a>)>,
+    errors: &mut Vec<LabelError>,
+) {
+    const PREFIX: &str = "traefik.frontend.ratelimit.";
+    let mut by: Option<(&'a str, String)> = None;
+    let mut sets: std::collections::BTreeMap<String, Table<'a>> = Default::default();
+    for (key, value) in &c.labels {
+        let lower = key.to_ascii_lowercase();
+        let Some(option) = lower.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if option == "extractorfunc" {
+            let v = value.trim();
+            match v {
+                "client.ip" => by = Some((key, "client_ip".into())),
+                _ if v.to_ascii_lowercase().starts_with("request.header.") => {
+                    by = Some((key, format!("header:{}", &v["request.header.".len()..])))
+                }
+                _ => errors.push(c.label_error(
+                    key,
+                    "expected client.ip or request.header.<name> (request.host is not supported)",
+                )),
+            }
+            continue;
+        }
+        let parts: Vec<&str> = option.split('.').collect();
+        let (set, field) = match parts.as_slice() {
+            ["rateset", set, field] => (*set, *field),
+            _ => {
+                errors.push(c.label_error(
+                    key,
+                    "not supported: Tether reads rateLimit.extractorFunc and rateLimit.rateSet.<set>.average, .period and .burst",
+                ));
+                continue;
+            }
+        };
+        let t = sets
+            .entry(set.to_string())
+            .or_insert_with(|| Table::new("rate_limit"));
+        let number = |v: &str| v.trim().parse::<i64>().ok().filter(|n| *n > 0);
+        match field {
+            "average" | "burst" => match number(value) {
+                Some(n) => t.put(
+                    if field == "average" {
+                        "average"
+                    } else {
+                        "burst"
+                    },
+                    toml::Value::Integer(n),
+                    key,
+                ),
+                None => errors.push(c.label_error(key, "expected a number of requests above 0")),
+            },
+            "period" => {
+                // A duration, or a number of seconds.
+                let v = value.trim();
+                let v = match v.parse::<u64>() {
+                    Ok(n) => format!("{n}s"),
+                    Err(_) => v.to_string(),
+                };
+                t.put("period", toml::Value::String(v), key);
+            }
+            _ => errors.push(c.label_error(
+                key,
+                "not supported: a rate set has average, period and burst",
+            )),
+        }
+    }
+    for (set, mut t) in sets {
+        if let Some((k, b)) = &by {
+            t.put("by", toml::Value::String(b.clone()), k);
+        }
+        tables.push((format!("ratelimit-{set}"), t));
     }
 }
 
@@ -205,6 +288,9 @@ pub(super) fn declare(
     if !h.fields.is_empty() {
         tables.push(("headers".into(), h));
     }
+
+    // Rate limits: one per rate set.
+    rate_limits(c, &mut tables, &mut errors);
 
     // The rule's path modifiers.
     for (i, m) in modifiers.iter().enumerate() {
