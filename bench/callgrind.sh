@@ -5,6 +5,8 @@
 # instructions, not time, so the figure repeats on a busy or drifting VM (to about 0.05%).
 #
 #   bench/callgrind.sh target/release/tether /tmp/old/tether     # one line per binary
+#   bench/callgrind.sh --rate-limit target/release/tether        # the route behind a rate limit
+#                                                                 # that never triggers
 #
 # Needs valgrind and wrk (installed when missing) and target/release/tether-bench-backend
 # (built when missing).
@@ -14,6 +16,12 @@ for t in valgrind wrk; do
   command -v "$t" >/dev/null || { apt-get update -q >&2 && apt-get install -y -q "$t" >&2; }
 done
 [ -x target/release/tether-bench-backend ] || cargo build --release -q -p tether-bench
+route_extra=""
+if [ "${1:-}" = "--rate-limit" ]; then
+  shift
+  # 100,000 a second per client, as many at once: wrk -c1 under callgrind never reaches it.
+  route_extra=$'middlewares = ["rl"]\n[middlewares.rl.rate_limit]\naverage = 100000\nburst = 100000'
+fi
 (( $# )) || set -- target/release/tether
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
@@ -26,6 +34,7 @@ key = "bench-affinity-key-0123456789abcdef0123456789"
 [routes.rr]
 rule = "PathPrefix(\`/\`)"
 service = "rr"
+$route_extra
 [services.rr]
 servers = [{ name = "a", url = "http://127.0.0.1:19301" }, { name = "b", url = "http://127.0.0.1:19302" }]
 TOML

@@ -5,7 +5,6 @@
 //! a source's entry goes when its count is back to 0, so the tables hold only sources with a
 //! request in flight.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use http::StatusCode;
 use tether_model::middleware::{InFlight as Decl, Source};
 
-use super::source::{self, BuildPrehashed, SHARDS};
+use super::source::{self, BuildPrehashed, RandomState, SHARDS};
 use super::{Flow, Request};
 
 /// One route's counts for one declaration.
@@ -30,7 +29,7 @@ impl Counts {
     pub fn new(decl: &Decl) -> Counts {
         Counts {
             decl: decl.clone(),
-            keys: RandomState::new(),
+            keys: RandomState::default(),
             route: AtomicU32::new(0),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }

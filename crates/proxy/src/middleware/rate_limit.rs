@@ -10,17 +10,15 @@
 //! route names the same declaration ([`super::Kept`]), and are per process: each replica keeps
 //! its own.
 
-use std::collections::hash_map::RandomState;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::StatusCode;
 use lru::LruCache;
 use tether_model::middleware::{RateLimit as Decl, Source};
 
-use super::source::{self, BuildPrehashed, SHARDS};
+use super::source::{self, BuildPrehashed, RandomState, SHARDS};
 use super::{Flow, Request};
 
 /// One route's buckets for one declaration.
@@ -28,14 +26,13 @@ use super::{Flow, Request};
 pub struct Buckets {
     pub(super) decl: Decl,
     keys: RandomState,
-    /// Per shard: the source's key → its theoretical arrival time in ns since `epoch` (or, when
+    /// Per shard: the source's key → its theoretical arrival time in ns (or, when
     /// the bucket never refills, the requests it let through).
     shards: Box<[Mutex<LruCache<u64, u64, BuildPrehashed>>]>,
     /// Nanoseconds between two tokens; 0: never refilled.
     interval: u64,
     /// How far ahead of now the arrival time may be for a request to pass.
     tolerance: u64,
-    epoch: Instant,
 }
 
 impl Buckets {
@@ -50,17 +47,16 @@ impl Buckets {
         };
         Buckets {
             decl: decl.clone(),
-            keys: RandomState::new(),
+            keys: RandomState::default(),
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::with_hasher(per_shard, BuildPrehashed::default())))
                 .collect(),
             interval,
             tolerance: interval.saturating_mul(decl.burst.saturating_sub(1)),
-            epoch: Instant::now(),
         }
     }
 
-    /// Take a token for `key` at `now` (ns since `epoch`): `Ok`, or the nanoseconds until one
+    /// Take a token for `key` at `now` (ns on the process's coarse clock): `Ok`, or the nanoseconds until one
     /// is back (`None`: never).
     fn take(&self, key: u64, now: u64) -> Result<(), Option<u64>> {
         let mut table = self.shards[source::shard(key)]
@@ -101,7 +97,9 @@ impl RateLimit {
             Source::Route => 0,
             by => source::key(by, r, &b.keys),
         };
-        let now = b.epoch.elapsed().as_nanos() as u64;
+        // The coarse clock (1 to 4 ms a tick): a token's worth of time is at least that in
+        // any limit that matters, and the bucket's tolerance absorbs the rest.
+        let now = tether_balance::state::now_ms() * 1_000_000;
         match b.take(key, now) {
             Ok(()) => Flow::Next,
             Err(wait) => {

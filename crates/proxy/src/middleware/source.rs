@@ -1,10 +1,12 @@
 //! Which source a request counts for, in `rate_limit` and `in_flight`: a 64-bit key, hashed
-//! with a random key of the process (SipHash), so that no client can choose two sources that
-//! share a bucket. The client address is the one the admit phase computed, so forwarded
+//! with a seed drawn at random for each table (foldhash), so that no client can choose a value
+//! that shares another's bucket. The client address is the one the admit phase computed, so forwarded
 //! fields from a peer that is not a trusted proxy cannot pick another bucket.
 
-use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+pub use foldhash::fast::RandomState;
 
 use tether_model::middleware::Source;
 
@@ -14,20 +16,29 @@ use crate::headers::ReadFields as _;
 /// The source of `r` by `by`, as a key of `keys`.
 pub fn key(by: &Source, r: &Request<'_, '_>, keys: &RandomState) -> u64 {
     match by {
-        Source::ClientIp { depth: 0 } | Source::Route => keys.hash_one((0u8, r.client)),
+        Source::ClientIp { depth: 0 } | Source::Route => address(r.client, keys),
         Source::ClientIp { depth } => {
             let ip = if r.peer.trusted {
                 nth_forwarded(r, *depth as usize).unwrap_or(r.client)
             } else {
                 r.client
             };
-            keys.hash_one((0u8, ip))
+            address(ip, keys)
         }
         Source::Header(name) => match r.head.first_value(name) {
             Some(v) => keys.hash_one((1u8, v)),
-            None => keys.hash_one((0u8, r.client)),
+            None => address(r.client, keys),
         },
     }
+}
+
+/// An address's key: one 128-bit word (an IPv4 address mapped into IPv6's space).
+fn address(ip: IpAddr, keys: &RandomState) -> u64 {
+    let word = match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().to_bits(),
+        IpAddr::V6(a) => a.to_bits(),
+    };
+    keys.hash_one(word)
 }
 
 /// The `depth`th `X-Forwarded-For` entry from the right (1: the rightmost), when it is an
