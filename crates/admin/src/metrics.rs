@@ -253,7 +253,15 @@ impl Collector for Tether {
             family(&mut enc, name, help, None, MetricType::Counter, counters(rows))?;
         }
         let mut answered = Vec::new();
+        let mut saved = Vec::new();
         for (route, middleware, counts) in self.control.registry().middleware_answers.read() {
+            let s = counts.bytes_saved.load(Relaxed);
+            if s > 0 {
+                saved.push((
+                    vec![("middleware", middleware.clone()), ("route", route.clone())],
+                    s,
+                ));
+            }
             for (code, n) in counts.read() {
                 let code = if code == 0 {
                     "other".to_string()
@@ -273,10 +281,18 @@ impl Collector for Tether {
         family(
             &mut enc,
             "tether_middleware_responses",
-            "Requests a route's middleware answered itself (401, 403, 405, redirects), by middleware, route and status.",
+            "Requests a route's middleware answered itself (401, 403, 405, 429, redirects), and responses compress compressed (their status), by middleware, route and status.",
             None,
             MetricType::Counter,
             counters(answered),
+        )?;
+        family(
+            &mut enc,
+            "tether_compress_bytes_saved",
+            "Bytes compress saved: the server's response bytes less the compressed bytes sent, by middleware and route.",
+            None,
+            MetricType::Counter,
+            counters(saved),
         )?;
 
         let mut up = Vec::new();

@@ -134,6 +134,14 @@ pub fn middleware(m: &MiddlewareDecl) -> Value {
             }
             o
         }
+        Middleware::Compress(c) => json!({
+            "encodings": c.encodings.iter().map(|e| e.token()).collect::<Vec<_>>(),
+            "level": c.encodings.iter().zip(&c.levels).map(|(e, l)| (e.token().to_string(), json!(l))).collect::<Map<_, _>>(),
+            "min_size": c.min_size,
+            "exclude_types": c.exclude_types,
+            "include_types": c.include_types,
+            "compress_with_cookies": c.compress_with_cookies,
+        }),
         Middleware::Chain(c) => json!({ "middlewares": c.middlewares }),
     };
     let mut o = Map::new();

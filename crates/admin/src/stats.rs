@@ -186,17 +186,18 @@ pub(crate) struct RouteRow {
     pub shared: bool,
     /// Its middlewares in order (`redirect_https` first, `hsts` last, a chain's members by their
     /// own names), each with the requests it answered itself, by status.
-    pub middlewares: Vec<(String, Vec<(u16, u64)>)>,
+    pub middlewares: Vec<(String, Vec<(String, u64)>)>,
 }
 
-/// What each route's middlewares answered: (route, middleware, by status).
-type Answered = Vec<(String, String, Vec<(u16, u64)>)>;
+/// What each route's middlewares answered: (route, middleware, by status: `"401"`, `"other"`,
+/// and `compress`'s `"bytes saved"`).
+type Answered = Vec<(String, String, Vec<(String, u64)>)>;
 
 /// Route `r`'s middlewares as its row shows them.
 fn middlewares_of(
     r: &tether_model::RouteDecl,
     answered: &Answered,
-) -> Vec<(String, Vec<(u16, u64)>)> {
+) -> Vec<(String, Vec<(String, u64)>)> {
     let mut names: Vec<String> = Vec::new();
     if r.redirect_https.is_some() {
         names.push("redirect_https".into());
@@ -271,7 +272,25 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
         .middleware_answers
         .read()
         .into_iter()
-        .map(|(r, m, c)| (r, m, c.read()))
+        .map(|(r, m, c)| {
+            let mut by: Vec<(String, u64)> = c
+                .read()
+                .into_iter()
+                .map(|(code, n)| {
+                    let code = if code == 0 {
+                        "other".to_string()
+                    } else {
+                        code.to_string()
+                    };
+                    (code, n)
+                })
+                .collect();
+            let saved = c.bytes_saved.load(std::sync::atomic::Ordering::Relaxed);
+            if saved > 0 {
+                by.push(("bytes saved".to_string(), saved));
+            }
+            (r, m, by)
+        })
         .collect();
     let mut owner: HashMap<&str, (&str, HashMap<&str, u32>)> = HashMap::new();
     let mut routes = Vec::new();
@@ -527,7 +546,7 @@ fn to_json(p: &Page) -> Value {
         "rejected": p.rejections.iter().map(|(at, src, field, m)| json!({
             "at": crate::render::time(Some(*at)), "source": src, "field": field, "message": m,
         })).collect::<Vec<_>>(),
-        "routes": p.routes.iter().map(|r| json!({"name": r.name, "rule": r.rule, "service": r.service, "source": r.source, "requests": r.requests, "requests_per_second": r.rps, "4xx_per_second": r.r4xx, "5xx_per_second": r.r5xx, "shared": r.shared, "middlewares": r.middlewares.iter().map(|(n, c)| json!({"name": n, "answered": c.iter().map(|(code, k)| (if *code == 0 { "other".to_string() } else { code.to_string() }, json!(k))).collect::<serde_json::Map<_, _>>()})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "routes": p.routes.iter().map(|r| json!({"name": r.name, "rule": r.rule, "service": r.service, "source": r.source, "requests": r.requests, "requests_per_second": r.rps, "4xx_per_second": r.r4xx, "5xx_per_second": r.r5xx, "shared": r.shared, "middlewares": r.middlewares.iter().map(|(n, c)| json!({"name": n, "answered": c.iter().map(|(code, k)| (code.clone(), json!(k))).collect::<serde_json::Map<_, _>>()})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "services": services,
     })
 }

@@ -12,6 +12,7 @@
 mod add_prefix;
 mod basic_auth;
 mod chain;
+pub mod compress;
 mod headers;
 pub mod htpasswd;
 mod in_flight;
@@ -32,6 +33,7 @@ use crate::validate::ValidationError;
 pub use add_prefix::AddPrefix;
 pub use basic_auth::{BasicAuth, UsersFile};
 pub use chain::Chain;
+pub use compress::{Compress, Encoding};
 pub use headers::{FieldRules, Headers, Security};
 pub use htpasswd::{HashScheme, User};
 pub use in_flight::InFlight;
@@ -73,6 +75,7 @@ pub enum Middleware {
     Methods(Methods),
     RateLimit(RateLimit),
     InFlight(InFlight),
+    Compress(Compress),
     Chain(Chain),
 }
 
@@ -93,6 +96,7 @@ impl Middleware {
             Middleware::Methods(_) => "methods",
             Middleware::RateLimit(_) => "rate_limit",
             Middleware::InFlight(_) => "in_flight",
+            Middleware::Compress(_) => "compress",
             Middleware::Chain(_) => "chain",
         }
     }
@@ -113,6 +117,7 @@ pub const TYPES: &[&str] = &[
     "methods",
     "rate_limit",
     "in_flight",
+    "compress",
     "chain",
 ];
 
@@ -133,6 +138,7 @@ pub struct RawMiddleware {
     methods: Option<methods::Raw>,
     rate_limit: Option<rate_limit::Raw>,
     in_flight: Option<in_flight::Raw>,
+    compress: Option<compress::Raw>,
     chain: Option<chain::Raw>,
 }
 
@@ -195,6 +201,7 @@ impl RawMiddleware {
             methods => Methods,
             rate_limit => RateLimit,
             in_flight => InFlight,
+            compress => Compress,
             chain => Chain,
         );
         let kind = match kinds.len() {

@@ -10,6 +10,7 @@
 
 mod add_prefix;
 mod basic_auth;
+pub mod compress;
 mod hsts;
 mod in_flight;
 mod ip_allow;
@@ -40,6 +41,7 @@ use crate::request::RequestHead;
 use crate::upstream::body::ProxyBody;
 
 pub use basic_auth::Secrets;
+pub use compress::Chosen;
 pub use in_flight::Held;
 
 /// One request as the request phase sees it.
@@ -53,6 +55,8 @@ pub struct Request<'a, 't> {
     pub edits: &'a mut RequestEdits<'t>,
     /// Places the request holds until its response has gone out (`in_flight`).
     pub held: &'a mut Vec<Held>,
+    /// The encoding its response is to be compressed in, if it qualifies (`compress`).
+    pub encode: &'a mut Option<Chosen>,
 }
 
 impl Request<'_, '_> {
@@ -118,6 +122,7 @@ pub enum Step {
     Methods(methods::Methods),
     RateLimit(rate_limit::RateLimit),
     InFlight(in_flight::InFlight),
+    Compress(compress::Compress),
 }
 
 impl Step {
@@ -136,6 +141,7 @@ impl Step {
             Step::Methods(m) => m.request(r),
             Step::RateLimit(m) => m.request(r),
             Step::InFlight(m) => m.request(r),
+            Step::Compress(m) => m.request(r),
         }
     }
 }
@@ -144,11 +150,14 @@ impl Step {
 #[derive(Debug, Default)]
 pub struct AnswerCounts {
     by_status: [AtomicU64; AnswerCounts::STATUSES.len() + 1],
+    /// `compress`: what the compressed responses saved (bytes in, less bytes out).
+    pub bytes_saved: AtomicU64,
 }
 
 impl AnswerCounts {
-    /// The statuses a middleware answers with; anything else is counted as "other".
-    pub const STATUSES: [u16; 10] = [301, 302, 307, 308, 400, 401, 403, 405, 429, 500];
+    /// The statuses a middleware answers with (200: a response `compress` compressed); anything
+    /// else is counted as "other".
+    pub const STATUSES: [u16; 11] = [200, 301, 302, 307, 308, 400, 401, 403, 405, 429, 500];
 
     fn count(&self, status: u16) {
         let i = Self::STATUSES
@@ -377,6 +386,10 @@ impl Chain {
                 ))),
                 Middleware::InFlight(d) => Some(Step::InFlight(in_flight::InFlight::new(
                     cx.counters.counts(&r.name, &name, d),
+                ))),
+                Middleware::Compress(d) => Some(Step::Compress(compress::Compress::new(
+                    d,
+                    cx.counters.get(&r.name, &name),
                 ))),
                 Middleware::Headers(h) => {
                     push_rules(&mut request, &h.request);

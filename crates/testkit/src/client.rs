@@ -16,6 +16,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body's bytes, as they came (decoded from the HTTP framing, not from any encoding).
+    pub bytes: Bytes,
 }
 
 impl Reply {
@@ -123,6 +125,7 @@ impl Client {
             status: parts.status,
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body,
         };
         if self.keep_cookies {
             for c in reply.set_cookies() {

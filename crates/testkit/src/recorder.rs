@@ -36,9 +36,15 @@ impl Recorder {
 
     /// A recorder whose answers carry `fields` (lines ending in CRLF) besides its own.
     pub async fn answering(fields: &str) -> Recorder {
-        let answer: Arc<[u8]> = format!("HTTP/1.1 200 OK\r\n{fields}content-length: 0\r\n\r\n")
-            .into_bytes()
-            .into();
+        Recorder::replying(
+            format!("HTTP/1.1 200 OK\r\n{fields}content-length: 0\r\n\r\n").into_bytes(),
+        )
+        .await
+    }
+
+    /// A recorder that answers every request with `answer`, a whole response as written.
+    pub async fn replying(answer: Vec<u8>) -> Recorder {
+        let answer: Arc<[u8]> = answer.into();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("bound");
         let seen: Arc<Mutex<Recording>> = Arc::default();

@@ -249,7 +249,7 @@ fn server(h: &mut String, v: &ServerRow) {
 }
 
 /// A route's middlewares, each with what it answered: `auth@file (401: 3)`.
-fn middlewares(list: &[(String, Vec<(u16, u64)>)]) -> String {
+fn middlewares(list: &[(String, Vec<(String, u64)>)]) -> String {
     if list.is_empty() {
         return "-".into();
     }
@@ -257,14 +257,7 @@ fn middlewares(list: &[(String, Vec<(u16, u64)>)]) -> String {
         .map(|(name, answered)| {
             let counts: Vec<String> = answered
                 .iter()
-                .map(|(code, n)| {
-                    let code = if *code == 0 {
-                        "other".to_string()
-                    } else {
-                        code.to_string()
-                    };
-                    format!("{code}: {n}")
-                })
+                .map(|(code, n)| format!("{code}: {n}"))
                 .collect();
             if counts.is_empty() {
                 esc(name)

@@ -24,6 +24,7 @@ pub(super) fn answer(
     choice: Choice,
     app_value: Option<&str>,
     response: Option<(&FieldEdits, bool)>,
+    encode: Option<crate::middleware::Chosen>,
     head: Head,
     conn: Conn,
     in_flight: InFlight,
@@ -54,7 +55,7 @@ pub(super) fn answer(
             pin = sticky::pin_fields(s, choice.idx, choice.fresh);
         }
     }
-    let body = match BodyReader::new(conn, framing, keep_alive) {
+    let mut body = match BodyReader::new(conn, framing, keep_alive) {
         Ok(reader) => ProxyBody::upstream(reader, backend, in_flight),
         Err(conn) => {
             if keep_alive {
@@ -66,6 +67,16 @@ pub(super) fn answer(
     if let Some((edits, https)) = response {
         // After the server's own fields (above) may have become the map.
         edits.apply_to_response(&mut rp.headers, server.as_mut(), https);
+    }
+    if let Some(chosen) = encode {
+        // On the response as the edits left it.
+        body = crate::middleware::compress::respond(
+            chosen,
+            rp.status,
+            &mut rp.headers,
+            server.as_mut(),
+            body,
+        );
     }
     // Built in place: an answer is large, and moving it costs a copy.
     Answer {

@@ -30,6 +30,7 @@ pub(super) fn run<'t>(
         host,
         edits,
         held: &mut meter.held,
+        encode: &mut meter.encode,
     };
     let answered = chain.request(&mut r)?;
     if let Some(l) = &mut meter.log {

@@ -239,7 +239,15 @@ pub(super) async fn route_and_send(
                 meter.server = Some(backend.clone());
                 // Phase 7, response middlewares.
                 return respond::answer(
-                    svc, backend, choice, app_value, response, head, conn, in_flight,
+                    svc,
+                    backend,
+                    choice,
+                    app_value,
+                    response,
+                    meter.encode.take(),
+                    head,
+                    conn,
+                    in_flight,
                 );
             }
             Err(failure) => {

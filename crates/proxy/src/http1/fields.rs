@@ -246,6 +246,12 @@ impl Fields {
         self.dropped |= mask;
     }
 
+    /// Each field not dropped, its name and value as slices of `head`.
+    pub fn kept_iter<'h>(&'h self, head: &'h [u8]) -> impl Iterator<Item = (&'h [u8], &'h [u8])> {
+        self.kept()
+            .map(|&(n, v)| (&head[range(n)], &head[range(v)]))
+    }
+
     fn kept(&self) -> impl Iterator<Item = &(Span, Span)> {
         let dropped = self.dropped;
         self.spans

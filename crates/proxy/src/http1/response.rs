@@ -85,6 +85,14 @@ impl ServerFields {
         }
     }
 
+    /// The values of the fields named `name` (lower case) that are passed on.
+    pub fn values<'s>(&'s self, name: &'s [u8]) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.fields
+            .kept_iter(&self.head)
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
     /// Append the fields passed on to a head being written.
     pub fn write(&self, out: &mut Vec<u8>) {
         self.fields.write(&self.head, out);

@@ -57,6 +57,7 @@ fn run(c: &Chain, req: http::Request<()>, https: bool, peer: &str) -> Outcome {
         host: &host,
         edits: &mut edits,
         held: &mut Vec::new(),
+        encode: &mut None,
     };
     let answer = c
         .request(&mut r)
@@ -311,6 +312,7 @@ fn redirect_https_runs_first_and_hsts_is_the_last_response_edit() {
         host: "shop.example",
         edits: &mut edits,
         held: &mut Vec::new(),
+        encode: &mut None,
     };
     let a = c.request(&mut r).unwrap();
     assert_eq!(&*a.by, "a@file");

@@ -34,6 +34,8 @@ pub struct ProxyBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Streamed),
+    /// Boxed: rare, and it holds a body of its own.
+    Compressed(Box<crate::middleware::compress::Compressing>),
 }
 
 struct Streamed {
@@ -86,6 +88,15 @@ impl ProxyBody {
         }
     }
 
+    /// `c`'s compressed body (the meter, if any, stays with the outer body).
+    pub fn compressed(c: crate::middleware::compress::Compressing) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Compressed(Box::new(c)),
+            guard: None,
+            meter: None,
+        }
+    }
+
     /// Keep `g` alive until this body is dropped.
     pub fn attach(&mut self, g: Guard) {
         self.guard = Some(g);
@@ -124,6 +135,7 @@ impl Body for ProxyBody {
                 s.release();
                 r.map(|o| o.map(|d| d.map(Frame::data)))
             }
+            Kind::Compressed(c) => c.poll_frame(cx),
         };
         if let (Some(m), Poll::Ready(Some(Ok(f)))) = (&mut this.meter, &r) {
             if let Some(d) = f.data_ref() {
@@ -137,6 +149,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(s) => s.reader.as_ref().is_none_or(BodyReader::is_done),
+            Kind::Compressed(c) => c.is_end_stream(),
         }
     }
 
@@ -147,6 +160,7 @@ impl Body for ProxyBody {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
             },
+            Kind::Compressed(_) => SizeHint::default(),
         }
     }
 }

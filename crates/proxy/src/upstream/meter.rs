@@ -191,6 +191,9 @@ pub struct Meter {
     /// Places the request holds until it is done (`in_flight`), given back when the meter is
     /// dropped: once the response's body has gone out, or the client went away.
     pub held: Vec<crate::middleware::Held>,
+    /// The encoding the response is to be compressed in, if it qualifies (`compress`), until
+    /// the response phase takes it.
+    pub encode: Option<crate::middleware::Chosen>,
 }
 
 impl Meter {
@@ -207,6 +210,7 @@ impl Meter {
             bytes_out: 0,
             log: None,
             held: Vec::new(),
+            encode: None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod api;
 mod balancing;
 mod certificates;
 mod cli;
+mod compression;
 mod dead_server;
 mod hostile;
 mod hostile_h2;
