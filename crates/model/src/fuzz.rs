@@ -70,7 +70,7 @@ pub fn labels(data: &[u8]) {
         host_networks: None,
         default_network: None,
         secrets_dir: None,
-        basic_auth: None,
+        dockercloud: None,
     };
     if let Some(Err(errors)) = labels::declare(&c, &cx) {
         assert!(!errors.is_empty());

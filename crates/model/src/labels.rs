@@ -92,10 +92,10 @@ pub struct Context<'a> {
     pub default_network: Option<&'a str>,
     /// Where Tether's Docker secrets are (default [`certs::SECRETS_DIR`]).
     pub secrets_dir: Option<&'a std::path::Path>,
-    /// dockercloud/haproxy's `HTTP_BASIC_AUTH` (or `_SECURE`) on Tether's own environment: the
-    /// middleware every dockercloud service's routes take, unless it says `EXCLUDE_BASIC_AUTH`
-    /// ([`dockercloud::basic_auth`]).
-    pub basic_auth: Option<&'a MiddlewareDecl>,
+    /// What dockercloud/haproxy reads from the proxy's own environment (`HTTP_BASIC_AUTH`,
+    /// `GZIP_COMPRESSION_TYPE`): middlewares every dockercloud service's routes take
+    /// ([`dockercloud::ProxyWide`]).
+    pub dockercloud: Option<&'a dockercloud::ProxyWide>,
 }
 
 /// Dialects' names for the plain and the TLS entrypoint (Traefik's defaults and the common ones).

@@ -106,8 +106,9 @@ pub struct DockerOptions {
     pub self_spec: docker::whereabouts::SelfSpec,
     /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
     pub secrets_dir: Option<PathBuf>,
-    /// dockercloud/haproxy's `HTTP_BASIC_AUTH` (hashed already).
-    pub basic_auth: Option<tether_model::MiddlewareDecl>,
+    /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, hashed already;
+    /// `GZIP_COMPRESSION_TYPE`).
+    pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
 }
 
 impl DockerOptions {
@@ -133,7 +134,7 @@ impl DockerOptions {
                 constraint: self.constraint.clone(),
                 skip_tasks: with_swarm,
                 secrets_dir: self.secrets_dir.clone(),
-                basic_auth: self.basic_auth.clone(),
+                dockercloud: self.dockercloud.clone(),
             },
         }
     }
@@ -153,8 +154,9 @@ pub struct SwarmOptions {
     pub poll: Duration,
     /// Where Tether's Docker secrets are, for `tether.tls.secret` (default `/run/secrets`).
     pub secrets_dir: Option<PathBuf>,
-    /// dockercloud/haproxy's `HTTP_BASIC_AUTH` (hashed already).
-    pub basic_auth: Option<tether_model::MiddlewareDecl>,
+    /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, hashed already;
+    /// `GZIP_COMPRESSION_TYPE`).
+    pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
 }
 
 impl SwarmOptions {
@@ -172,7 +174,7 @@ impl SwarmOptions {
             self_spec: Default::default(),
             poll: s.poll,
             secrets_dir: None,
-            basic_auth: None,
+            dockercloud: Default::default(),
         })
     }
 
@@ -196,7 +198,7 @@ impl SwarmOptions {
                 drain,
                 constraint: self.constraint.clone(),
                 secrets_dir: self.secrets_dir.clone(),
-                basic_auth: self.basic_auth.clone(),
+                dockercloud: self.dockercloud.clone(),
             },
             poll: self.poll,
             key_configured,

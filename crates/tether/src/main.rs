@@ -324,6 +324,10 @@ struct DockerArgs {
         hide_env_values = true
     )]
     http_basic_auth_secure: Option<String>,
+    /// dockercloud/haproxy's GZIP_COMPRESSION_TYPE: the media types (space-separated) that
+    /// every dockercloud-dialect service's responses are gzipped in, e.g. "text/html text/css".
+    #[arg(long, value_name = "TYPES", env = "GZIP_COMPRESSION_TYPE")]
+    gzip_compression_type: Option<String>,
     /// Follow a Swarm manager: its services' labels (deploy.labels) and their containers'
     /// become routes, its tasks the servers (docs/swarm.md). Same endpoint rules as --docker;
     /// run Tether on a manager. With --docker too, task containers are left to this one.
@@ -346,17 +350,23 @@ impl DockerArgs {
             constraint: self.constraint()?,
             self_spec: self.self_spec(),
             secrets_dir: Some(self.secrets_dir.clone()),
-            basic_auth: self.basic_auth()?,
+            dockercloud: self.dockercloud()?,
         }))
     }
 
-    /// `HTTP_BASIC_AUTH` and `HTTP_BASIC_AUTH_SECURE` as the middleware they ask for.
-    fn basic_auth(&self) -> anyhow::Result<Option<tether_model::MiddlewareDecl>> {
-        tether_model::labels::dockercloud::basic_auth(
-            self.http_basic_auth.as_deref(),
-            self.http_basic_auth_secure.as_deref(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    /// `HTTP_BASIC_AUTH`, `HTTP_BASIC_AUTH_SECURE` and `GZIP_COMPRESSION_TYPE` as the
+    /// middlewares they ask for.
+    fn dockercloud(&self) -> anyhow::Result<tether_model::labels::dockercloud::ProxyWide> {
+        use tether_model::labels::dockercloud;
+        Ok(dockercloud::ProxyWide {
+            basic_auth: dockercloud::basic_auth(
+                self.http_basic_auth.as_deref(),
+                self.http_basic_auth_secure.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+            compress: dockercloud::gzip(self.gzip_compression_type.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        })
     }
 
     fn swarm_options(&self) -> anyhow::Result<Option<tether::app::SwarmOptions>> {
@@ -370,7 +380,7 @@ impl DockerArgs {
             self_spec: self.self_spec(),
             poll: self.swarm_poll,
             secrets_dir: Some(self.secrets_dir.clone()),
-            basic_auth: self.basic_auth()?,
+            dockercloud: self.dockercloud()?,
         }))
     }
 

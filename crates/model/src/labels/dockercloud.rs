@@ -106,11 +106,22 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             svc.affinity = affinity;
             // HTTP_BASIC_AUTH on the proxy guards every service but those that opt out.
             let mut middlewares = Vec::new();
-            if let (Some(auth), false) = (cx.basic_auth, c.env.contains_key(EXCLUDE_BASIC_AUTH)) {
+            let wide = cx.dockercloud;
+            if let (Some(auth), false) = (
+                wide.and_then(|w| w.basic_auth.as_ref()),
+                c.env.contains_key(EXCLUDE_BASIC_AUTH),
+            ) {
                 for r in &mut routes {
                     r.middlewares.push(auth.name.clone());
                 }
                 middlewares.push(auth.clone());
+            }
+            // GZIP_COMPRESSION_TYPE on the proxy: every service's responses of those types.
+            if let Some(gzip) = wide.and_then(|w| w.compress.as_ref()) {
+                for r in &mut routes {
+                    r.middlewares.push(gzip.name.clone());
+                }
+                middlewares.push(gzip.clone());
             }
             Ok((vec![svc], routes, middlewares))
         }
@@ -288,6 +299,46 @@ fn cookie(c: &Container, service: &str, v: &str) -> Result<AffinityPolicy, Label
         nocache,
         on_missing: OnMissing::Rebalance,
     })
+}
+
+/// What dockercloud/haproxy reads from the proxy's own environment and applies to every
+/// service of its dialect; Tether reads the same variables from its own environment.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyWide {
+    /// `HTTP_BASIC_AUTH`, `HTTP_BASIC_AUTH_SECURE` ([`basic_auth`]).
+    pub basic_auth: Option<crate::middleware::MiddlewareDecl>,
+    /// `GZIP_COMPRESSION_TYPE` ([`gzip`]).
+    pub compress: Option<crate::middleware::MiddlewareDecl>,
+}
+
+/// The middleware of dockercloud/haproxy's `GZIP_COMPRESSION_TYPE` (media types, space- or
+/// comma-separated): gzip, for those types only. `gzip-compression@docker`.
+pub fn gzip(types: Option<&str>) -> Result<Option<crate::middleware::MiddlewareDecl>, String> {
+    use crate::middleware::{Origin, RawMiddleware};
+    use serde::Deserialize as _;
+    let Some(types) = types.filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let list: Vec<toml::Value> = types
+        .split([' ', ','])
+        .filter(|t| !t.is_empty())
+        .map(|t| toml::Value::String(t.to_string()))
+        .collect();
+    let mut fields = toml::Table::new();
+    fields.insert(
+        "encodings".into(),
+        toml::Value::Array(vec![toml::Value::String("gzip".into())]),
+    );
+    fields.insert("include_types".into(), toml::Value::Array(list));
+    let mut table = toml::Table::new();
+    table.insert("compress".into(), toml::Value::Table(fields));
+    let raw = RawMiddleware::deserialize(toml::Value::Table(table)).map_err(|e| e.to_string())?;
+    raw.convert("gzip-compression", "docker", Origin::Untrusted)
+        .map(Some)
+        .map_err(|errs| {
+            let why: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+            format!("GZIP_COMPRESSION_TYPE: {}", why.join("; "))
+        })
 }
 
 /// A service that opts out of the proxy's `HTTP_BASIC_AUTH` (any value, as dockercloud/haproxy).

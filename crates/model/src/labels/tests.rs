@@ -177,7 +177,10 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
             ("traefik.http.routers.a.rule", "Host(`a`)"),
             ("traefik.http.routers.a.entrypoints", "internal"),
             ("traefik.http.routers.a.middlewares", "gzip,auth@file"),
-            ("traefik.http.middlewares.gzip.compress", "true"),
+            (
+                "traefik.http.middlewares.gzip.forwardAuth.address",
+                "http://auth",
+            ),
             (
                 "traefik.http.middlewares.ip.ipallowlist.ipstrategy.depth",
                 "2",
@@ -196,8 +199,8 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
         "{all}"
     );
     assert!(
-        all.contains("traefik.http.middlewares.gzip.compress")
-            && all.contains("type compress is not supported yet"),
+        all.contains("traefik.http.middlewares.gzip.forwardAuth.address")
+            && all.contains("type forwardauth is not supported"),
         "{all}"
     );
     assert!(
@@ -1613,6 +1616,8 @@ fn docker_flow_proxy_labels_declare_its_request_options_as_middlewares() {
             ("com.df.reqPathReplace", "/"),
             ("com.df.addResHeader", "X-Served-By tether"),
             ("com.df.allowedMethods", "GET,HEAD"),
+            ("com.df.compressionAlgo", "gzip"),
+            ("com.df.compressionType", "text/html text/css"),
         ],
         &[],
     );
@@ -1623,9 +1628,23 @@ fn docker_flow_proxy_labels_declare_its_request_options_as_middlewares() {
             "shop-methods@docker",
             "shop-auth@docker",
             "shop-path-1@docker",
-            "shop-headers@docker"
+            "shop-headers@docker",
+            "shop-compress@docker"
         ]
     );
+    match &d
+        .middlewares
+        .iter()
+        .find(|m| m.name == "shop-compress@docker")
+        .unwrap()
+        .kind
+    {
+        crate::Middleware::Compress(c) => {
+            assert_eq!(c.encodings, [crate::middleware::Encoding::Gzip]);
+            assert_eq!(c.include_types, ["text/html", "text/css"]);
+        }
+        other => panic!("{other:?}"),
+    }
     let auth = format!("{:?}", d.middlewares);
     assert!(!auth.contains("hunter2"), "{auth}");
     let e = errors(&container(
@@ -1669,7 +1688,10 @@ fn dockercloud_http_basic_auth_guards_every_service_but_those_that_opt_out() {
 
     let cx = Context {
         entrypoints: EPS,
-        basic_auth: Some(&auth),
+        dockercloud: Some(&dockercloud::ProxyWide {
+            basic_auth: Some(auth.clone()),
+            compress: None,
+        }),
         ..Default::default()
     };
     let app = container(
@@ -1759,7 +1781,10 @@ fn traefik_rate_and_in_flight_limits_map_onto_tethers_in_both_versions() {
                 "traefik.http.middlewares.b.ratelimit.sourcecriterion.requesthost",
                 "true",
             ),
-            ("traefik.http.middlewares.c.compress", "true"),
+            (
+                "traefik.http.middlewares.c.compress.defaultEncoding",
+                "gzip",
+            ),
             ("traefik.http.services.x.loadbalancer.server.port", "80"),
         ],
         &[],
@@ -1775,7 +1800,10 @@ fn traefik_rate_and_in_flight_limits_map_onto_tethers_in_both_versions() {
         e.contains("sourcecriterion.requesthost=\"true\": not supported"),
         "{e}"
     );
-    assert!(e.contains("compress is not supported yet"), "{e}");
+    assert!(
+        e.contains("compress.defaultEncoding=\"gzip\": not supported"),
+        "{e}"
+    );
 
     // Traefik v1: one rate limit per rate set, grouped by the extractor.
     let v1 = container(
@@ -1829,4 +1857,159 @@ fn traefik_rate_and_in_flight_limits_map_onto_tethers_in_both_versions() {
         e.contains("rateset.a.cost") || e.contains("rateSet.a.cost"),
         "{e}"
     );
+}
+
+#[test]
+fn compression_labels_of_every_dialect_become_compress() {
+    use crate::middleware::{Compress, Encoding};
+    // Traefik v2/v3.
+    let c = container(
+        "web.1",
+        &[
+            ("traefik.http.routers.web.rule", "PathPrefix(`/`)"),
+            ("traefik.http.routers.web.middlewares", "gz,custom"),
+            ("traefik.http.middlewares.gz.compress", "true"),
+            (
+                "traefik.http.middlewares.custom.compress.encodings",
+                "gzip,br",
+            ),
+            (
+                "traefik.http.middlewares.custom.compress.includedContentTypes",
+                "text/html,application/json",
+            ),
+            (
+                "traefik.http.middlewares.custom.compress.minResponseBodyBytes",
+                "2048",
+            ),
+            ("traefik.http.services.web.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let by = |n: &str| {
+        d.middlewares
+            .iter()
+            .find(|m| m.name == n)
+            .unwrap()
+            .kind
+            .clone()
+    };
+    match by("gz@docker") {
+        crate::Middleware::Compress(c) => assert_eq!(c.encodings, Encoding::ALL),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        by("custom@docker"),
+        crate::Middleware::Compress(Compress {
+            encodings: vec![Encoding::Gzip, Encoding::Br],
+            min_size: 2048,
+            levels: vec![6, 4],
+            exclude_types: crate::middleware::compress::EXCLUDE_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
+            include_types: vec!["text/html".into(), "application/json".into()],
+            compress_with_cookies: false,
+        })
+    );
+    let e = errors(&container(
+        "x.1",
+        &[
+            (
+                "traefik.http.middlewares.a.compress.encodings",
+                "gzip,deflate",
+            ),
+            ("traefik.http.services.x.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    ))
+    .join("\n");
+    assert!(
+        e.contains("unknown encoding \"deflate\": Tether writes zstd, br, gzip"),
+        "{e}"
+    );
+
+    // dockercloud/haproxy's GZIP_COMPRESSION_TYPE on the proxy: every service's routes.
+    let gzip = dockercloud::gzip(Some("text/html text/css"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(gzip.name, "gzip-compression@docker");
+    let wide = dockercloud::ProxyWide {
+        basic_auth: None,
+        compress: Some(gzip),
+    };
+    let cx = Context {
+        entrypoints: EPS,
+        dockercloud: Some(&wide),
+        ..Default::default()
+    };
+    let app = container(
+        "app-1",
+        &[],
+        &[("SERVICE_PORTS", "8080"), ("VIRTUAL_HOST", "a.test")],
+    );
+    let d = declare(&app, &cx).unwrap().unwrap();
+    assert_eq!(d.routes[0].middlewares, ["gzip-compression@docker"]);
+    match &d.middlewares[0].kind {
+        crate::Middleware::Compress(c) => {
+            assert_eq!(c.encodings, [Encoding::Gzip]);
+            assert_eq!(c.include_types, ["text/html", "text/css"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(dockercloud::gzip(Some("html"))
+        .unwrap_err()
+        .contains("GZIP_COMPRESSION_TYPE"));
+    assert!(dockercloud::gzip(None).unwrap().is_none());
+
+    // Tether's own labels, with the rate and in-flight limits.
+    let c = container(
+        "api-1",
+        &[
+            ("tether.http.routers.api.rule", "PathPrefix(`/api`)"),
+            ("tether.http.routers.api.middlewares", "z,rl,fl"),
+            ("tether.http.middlewares.z.compress.encodings", "br,gzip"),
+            ("tether.http.middlewares.z.compress.level.br", "5"),
+            ("tether.http.middlewares.z.compress.min_size", "512"),
+            (
+                "tether.http.middlewares.z.compress.compress_with_cookies",
+                "true",
+            ),
+            ("tether.http.middlewares.rl.rate_limit.average", "50"),
+            ("tether.http.middlewares.rl.rate_limit.burst", "100"),
+            (
+                "tether.http.middlewares.rl.rate_limit.by",
+                "header:X-Api-Key",
+            ),
+            ("tether.http.middlewares.fl.in_flight.amount", "4"),
+            ("tether.http.services.api.port", "8080"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let by = |n: &str| {
+        d.middlewares
+            .iter()
+            .find(|m| m.name == n)
+            .unwrap()
+            .kind
+            .clone()
+    };
+    match by("z@docker") {
+        crate::Middleware::Compress(c) => {
+            assert_eq!(c.encodings, [Encoding::Br, Encoding::Gzip]);
+            assert_eq!(c.levels, [5, 6]);
+            assert_eq!(c.min_size, 512);
+            assert!(c.compress_with_cookies);
+        }
+        other => panic!("{other:?}"),
+    }
+    match by("rl@docker") {
+        crate::Middleware::RateLimit(r) => assert_eq!((r.average, r.burst), (50, 100)),
+        other => panic!("{other:?}"),
+    }
+    match by("fl@docker") {
+        crate::Middleware::InFlight(f) => assert_eq!(f.amount, 4),
+        other => panic!("{other:?}"),
+    }
 }

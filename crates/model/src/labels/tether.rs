@@ -312,7 +312,15 @@ fn middleware_literal(field: &str, value: &str) -> String {
         (kind, leaf),
         (
             _,
-            "users" | "ranges" | "prefixes" | "middlewares" | "allow" | "deny"
+            "users"
+                | "ranges"
+                | "prefixes"
+                | "middlewares"
+                | "allow"
+                | "deny"
+                | "encodings"
+                | "exclude_types"
+                | "include_types"
         ) | ("strip_prefix_regex", "regex")
             | ("headers", "remove")
     );
@@ -326,15 +334,19 @@ fn middleware_literal(field: &str, value: &str) -> String {
         | "content_type_nosniff"
         | "browser_xss_filter"
         | "sts_include_subdomains"
-        | "sts_preload" => match super::parse_bool(v) {
+        | "sts_preload"
+        | "compress_with_cookies" => match super::parse_bool(v) {
             Some(b) => b.to_string(),
             None => string(),
         },
         "port" | "sts_seconds" | "average" | "burst" | "depth" | "table_size" | "amount"
+        | "min_size"
             if v.parse::<i64>().is_ok() =>
         {
             v.to_string()
         }
+        // `compress.level.<encoding>`.
+        "gzip" | "br" | "zstd" if kind == "compress" && v.parse::<i64>().is_ok() => v.to_string(),
         _ => string(),
     }
 }

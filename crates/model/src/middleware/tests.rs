@@ -132,6 +132,22 @@ fn every_refusal_names_its_field() {
             "middlewares.a.rate_limit.depth: applies to by = \"client_ip\" only",
         ),
         ("[middlewares.a.in_flight]\namount = 0", "middlewares.a.in_flight.amount: is 0"),
+        (
+            "[middlewares.a.compress]\nencodings = [\"deflate\"]",
+            "middlewares.a.compress.encodings[0]: unknown encoding \"deflate\": Tether writes zstd, br, gzip",
+        ),
+        (
+            "[middlewares.a.compress]\nlevel = { gzip = 12 }",
+            "middlewares.a.compress.level.gzip: 12 is out of gzip's range 1..=9",
+        ),
+        (
+            "[middlewares.a.compress]\nexclude_types = [\"html\"]",
+            "middlewares.a.compress.exclude_types[0]: \"html\" is not a media type",
+        ),
+        (
+            "[middlewares.a.compress]\nexclude_types = []\ninclude_types = [\"text/html\"]",
+            "give include_types or exclude_types, not both",
+        ),
         ("[middlewares.a.in_flight]\namount = 1\nby = \"host\"", "middlewares.a.in_flight.by"),
     ];
     for (body, want) in cases {

@@ -58,7 +58,8 @@ pub struct Settings {
     /// Where Tether's Docker secrets are (default `/run/secrets`).
     pub secrets_dir: Option<std::path::PathBuf>,
     /// dockercloud/haproxy's `HTTP_BASIC_AUTH` on Tether's own environment.
-    pub basic_auth: Option<tether_model::MiddlewareDecl>,
+    /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, `GZIP_COMPRESSION_TYPE`).
+    pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
 }
 
 impl Settings {
@@ -71,7 +72,7 @@ impl Settings {
             host_networks: self.host_networks.as_deref(),
             default_network: self.default_network.as_deref(),
             secrets_dir: self.secrets_dir.as_deref(),
-            basic_auth: self.basic_auth.as_ref(),
+            dockercloud: Some(&self.dockercloud),
         }
     }
 }

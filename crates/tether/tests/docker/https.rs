@@ -54,7 +54,7 @@ async fn start(engine: &Engine, dir: &TempDir) -> Instance {
         network: None,
         constraint: Some((k, v)),
         secrets_dir: Some(dir.path().to_path_buf()),
-        basic_auth: None,
+        dockercloud: Default::default(),
     });
     app::start(opts).await.expect("tether starts")
 }

@@ -169,7 +169,7 @@ async fn docker_self_names_a_running_container_or_tether_does_not_start() {
             engine.run
         )),
         secrets_dir: None,
-        basic_auth: None,
+        dockercloud: Default::default(),
     });
     let err = tether::app::start(opts).await.unwrap_err().to_string();
     assert!(

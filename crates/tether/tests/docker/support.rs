@@ -42,7 +42,7 @@ impl Tether {
                 network: None,
                 constraint: Some((k, v)),
                 secrets_dir: None,
-                basic_auth: None,
+                dockercloud: Default::default(),
             }),
             swarm: None,
             state_dir: dir.path().to_path_buf(),

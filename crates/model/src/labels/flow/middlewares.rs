@@ -9,6 +9,7 @@
 //! | `users` (`user:pass,...`), `usersPassEncrypted`, `usersSecret` | `basic_auth`: plain passwords are hashed (SHA-512-crypt) when read, never kept; `usersSecret` names the Docker secret `dfp_users_<name>`, which must hold hashes (`usersPassEncrypted=true`) |
 //! | `reqPathSearchReplace=search,replace[:search,replace...]`, or `reqPathSearch` with `reqPathReplace` | `replace_path_regex` each (`\1` is `${1}`) |
 //! | `addReqHeader`, `setReqHeader` (`Name value,...`), `delReqHeader` (`Name,...`), and the `Res` three | `headers` |
+//! | `compressionAlgo=gzip` with `compressionType` (media types, space- or comma-separated) | `compress` in gzip, of those types only (HAProxy's `compression algo`/`type`); `identity` is no compression; `deflate` is refused |
 //!
 //! Every table is returned as the file's TOML (so the admin API can store it as a document),
 //! each with the parameter it came from, for errors.
@@ -32,6 +33,8 @@ pub const PARAMS: &[&str] = &[
     "addResHeader",
     "setResHeader",
     "delResHeader",
+    "compressionAlgo",
+    "compressionType",
 ];
 
 /// Every name suffix [`translate`] gives (`<service>-<suffix>`), for forgetting those a later
@@ -45,6 +48,7 @@ pub const SUFFIXES: &[&str] = &[
     "path-3",
     "path-4",
     "headers",
+    "compress",
 ];
 
 /// One middleware to declare: its name's suffix (`<service>-<suffix>`), its table (`{type =
@@ -303,6 +307,38 @@ pub fn translate(
             table: one("headers", f),
             param: p,
         });
+    }
+    match (get("compressionAlgo"), get("compressionType")) {
+        (Some(algo), types) => match algo.trim() {
+            "gzip" => {
+                let mut f = toml::Table::new();
+                f.insert("encodings".into(), strings(&["gzip".to_string()]));
+                if let Some(t) = types {
+                    let t: Vec<String> = t
+                        .split([' ', ','])
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    f.insert("include_types".into(), strings(&t));
+                }
+                out.tables.push(Table {
+                    suffix: "compress",
+                    table: one("compress", f),
+                    param: "compressionAlgo",
+                });
+            }
+            "identity" => {}
+            "deflate" | "raw-deflate" => errors.push((
+                "compressionAlgo",
+                "deflate is not supported (browsers disagree on what it means): use gzip".into(),
+            )),
+            other => errors.push((
+                "compressionAlgo",
+                format!("{other:?}: expected gzip or identity"),
+            )),
+        },
+        (None, Some(_)) => errors.push(("compressionType", "needs compressionAlgo=gzip".into())),
+        (None, None) => {}
     }
     if errors.is_empty() {
         Ok(out)

@@ -17,6 +17,7 @@
 //! | `chain.middlewares` | `chain` |
 //! | `ratelimit.average`, `.burst`, `.period` (`10s`, or seconds) | `rate_limit` |
 //! | `inflightreq.amount` | `in_flight` |
+//! | `compress=true`, `compress.encodings`, `.excludedcontenttypes`, `.includedcontenttypes`, `.minresponsebodybytes` | `compress` |
 //! | `ratelimit.`/`inflightreq.` `sourcecriterion.ipstrategy.depth`, `.sourcecriterion.requestheadername` | `by = "client_ip"` with `depth`, `by = "header:NAME"` |
 //!
 //! Every other type and option is refused by name, with the reason.
@@ -45,19 +46,17 @@ const TYPES: &[(&str, &str)] = &[
     ("chain", "chain"),
     ("ratelimit", "rate_limit"),
     ("inflightreq", "in_flight"),
+    ("compress", "compress"),
 ];
 
 /// Why a Traefik type Tether does not have is refused.
 fn missing_type(kind: &str) -> String {
     match kind {
-        "compress" => format!(
-            "middleware type {kind} is not supported yet (compression comes with Tether's traffic middlewares)"
-        ),
         "forwardauth" | "digestauth" => format!(
             "middleware type {kind} is not supported: Tether checks basicauth; put the authentication in the application or use basicauth"
         ),
         _ => format!(
-            "middleware type {kind} is not supported: Tether has basicauth, ipallowlist, stripprefix, stripprefixregex, addprefix, replacepath, replacepathregex, headers, redirectregex, redirectscheme, ratelimit, inflightreq and chain"
+            "middleware type {kind} is not supported: Tether has basicauth, ipallowlist, stripprefix, stripprefixregex, addprefix, replacepath, replacepathregex, headers, redirectregex, redirectscheme, ratelimit, inflightreq, compress and chain"
         ),
     }
 }
@@ -280,6 +279,20 @@ fn option_of(
         )),
         ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.excludedips") => Err(bad(
             "not supported: Tether takes the client address from [forwarded] trusted_proxies",
+        )),
+        ("compress", "") => match parse_bool(value) {
+            Some(true) => Ok(None),
+            _ => Err(bad("expected true (leave the middleware out for no compression)")),
+        },
+        ("compress", "encodings") => one("encodings", strings(value)),
+        ("compress", "excludedcontenttypes") => one("exclude_types", strings(value)),
+        ("compress", "includedcontenttypes") => one("include_types", strings(value)),
+        ("compress", "minresponsebodybytes") => match value.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => one("min_size", toml::Value::Integer(n)),
+            _ => Err(bad("expected a number of bytes")),
+        },
+        ("compress", "defaultencoding") => Err(bad(
+            "not supported: Tether compresses only for a client whose Accept-Encoding asks for it",
         )),
         ("headers", o) => headers(c, o, key, value),
         _ => Err(bad(&format!("not supported: {ours} has no option {option:?} in Tether"))),
