@@ -58,6 +58,9 @@ SCENARIOS = {
     "chain-bcrypt": dict(path="/bcrypt/rr", workers=1, conns=50, threads=1, auth="YmVuY2g6YmVuY2g="),
     "chain-bcrypt-wrong": dict(path="/bcrypt/rr", workers=1, conns=50, threads=1,
                                auth="YmVuY2g6d3Jvbmc=", status=401),
+    # Compression: a 20 KB HTML page gzipped on the way (level 6 in Tether and NGINX; HAProxy's
+    # own gzip), for a client that asks for gzip. The compressed size is recorded too.
+    "gzip": dict(path="/gz/page.html", workers=1, conns=50, threads=1, encoding="gzip"),
 }
 
 
@@ -266,6 +269,8 @@ def wrk(port, sc, duration, load_cores, cookie=None):
         cmd += ["-H", f"Authorization: Basic {sc['auth']}"]
     if sc.get("close"):
         cmd += ["-H", "Connection: close"]
+    if sc.get("encoding"):
+        cmd += ["-H", f"Accept-Encoding: {sc['encoding']}"]
     scheme = "https" if sc.get("tls") else "http"
     cmd.append(f"{scheme}://127.0.0.1:{port}{sc['path']}")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -297,6 +302,19 @@ def baseline_note(rps):
     return line
 
 
+def encoded_size(port, path, encoding):
+    """The size of the body the proxy sends for `path` to a client that accepts `encoding`."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    c.request("GET", path, headers={"Accept-Encoding": encoding})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    got = r.getheader("Content-Encoding")
+    if got != encoding:
+        raise RuntimeError(f"127.0.0.1:{port}{path} answered Content-Encoding {got!r}")
+    return len(body)
+
+
 def one_run(name, scen, sc, args, bins, tmp):
     two = sc["workers"] > 1
     cores = "0,1" if two else args.proxy_core
@@ -316,6 +334,8 @@ def one_run(name, scen, sc, args, bins, tmp):
         r["cpu_us_per_req"] = (after[1] - before[1]) / n * 1e6
         r["user_us_per_req"] = (after[0] - before[0]) / n * 1e6
         r["peak_rss_kib"] = memory_kib(p.pids)
+        if sc.get("encoding"):
+            r["body_bytes"] = encoded_size(port, sc["path"], sc["encoding"])
         if p.proc.poll() is not None:
             raise RuntimeError(f"{name} exited during {scen}")
         return r
@@ -325,7 +345,7 @@ def one_run(name, scen, sc, args, bins, tmp):
 
 def summarise(runs):
     keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "peak_rss_kib",
-            "errors"]
+            "body_bytes", "errors"]
     out = {}
     for k in keys:
         vals = [r[k] for r in runs if r.get(k) is not None]
@@ -379,9 +399,11 @@ def table(summary, proxies):
     lines = [head, "|" + "---|" * (2 + len(proxies) + len(cmp))]
     fmt = {"rps": "{:,.0f}", "p50_ms": "{:.3f} ms", "p99_ms": "{:.3f} ms",
            "cpu_us_per_req": "{:.1f} µs", "user_us_per_req": "{:.1f} µs",
-           "peak_rss_kib": "{:,.0f} KiB"}
+           "peak_rss_kib": "{:,.0f} KiB", "body_bytes": "{:,.0f} B"}
     for scen, per in summary.items():
         for m, f in fmt.items():
+            if not any(per.get(p, {}).get(m) for p in proxies):
+                continue
             cells = []
             for p in proxies:
                 s = per.get(p, {}).get(m)
