@@ -58,7 +58,7 @@ SCENARIOS = {
     "chain-bcrypt": dict(path="/bcrypt/rr", workers=1, conns=50, threads=1, auth="YmVuY2g6YmVuY2g="),
     "chain-bcrypt-wrong": dict(path="/bcrypt/rr", workers=1, conns=50, threads=1,
                                auth="YmVuY2g6d3Jvbmc=", status=401),
-    # Compression: a 20 KB HTML page gzipped on the way (level 6 in Tether and NGINX; HAProxy's
+    # Compression: a 20 KB HTML page gzipped on the way (level 7 in Tether and NGINX; HAProxy's
     # own gzip), for a client that asks for gzip. The compressed size is recorded too.
     "gzip": dict(path="/gz/page.html", workers=1, conns=50, threads=1, encoding="gzip"),
 }
