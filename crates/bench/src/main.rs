@@ -109,7 +109,9 @@ fn page() -> String {
     let mut s = String::from(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Catalogue</title>\n<link rel=\"stylesheet\" href=\"/static/site.css\"></head>\n<body><main><h1>Catalogue</h1><ul class=\"products\">\n",
     );
-    let words = ["lamp", "chair", "table", "shelf", "rug", "mirror", "clock", "vase"];
+    let words = [
+        "lamp", "chair", "table", "shelf", "rug", "mirror", "clock", "vase",
+    ];
     let mut i = 0u32;
     while s.len() < 20_000 {
         let w = words[(i as usize * 7) % words.len()];
