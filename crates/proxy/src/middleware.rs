@@ -205,6 +205,27 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// What route `route` keeps for `middleware`: the same as before when `same` says it is,
+    /// else `make`'s, kept from now on.
+    fn kept(
+        &self,
+        route: &str,
+        middleware: &str,
+        same: impl Fn(&Kept) -> bool,
+        make: impl FnOnce() -> Kept,
+    ) -> Kept {
+        let mut kept = self.kept.lock().expect("kept poisoned");
+        let key = (route.to_string(), middleware.to_string());
+        match kept.get(&key) {
+            Some(k) if same(k) => k.clone(),
+            _ => {
+                let k = make();
+                kept.insert(key, k.clone());
+                k
+            }
+        }
+    }
+
     /// Route `route`'s buckets of rate limit `middleware`, as declared by `decl`.
     fn buckets(
         &self,
@@ -212,16 +233,12 @@ impl Counters {
         middleware: &str,
         decl: &tether_model::middleware::RateLimit,
     ) -> Arc<rate_limit::Buckets> {
-        let mut kept = self.kept.lock().expect("kept poisoned");
-        let key = (route.to_string(), middleware.to_string());
-        if let Some(Kept::Buckets(b)) = kept.get(&key) {
-            if b.decl == *decl {
-                return b.clone();
-            }
+        let same = |k: &Kept| matches!(k, Kept::Buckets(b) if b.decl == *decl);
+        let make = || Kept::Buckets(Arc::new(rate_limit::Buckets::new(decl)));
+        match self.kept(route, middleware, same, make) {
+            Kept::Buckets(b) => b,
+            Kept::Counts(_) => unreachable!("buckets were kept or made"),
         }
-        let b = Arc::new(rate_limit::Buckets::new(decl));
-        kept.insert(key, Kept::Buckets(b.clone()));
-        b
     }
 
     /// Route `route`'s counts of in-flight limit `middleware`, as declared by `decl`.
@@ -231,16 +248,12 @@ impl Counters {
         middleware: &str,
         decl: &tether_model::middleware::InFlight,
     ) -> Arc<in_flight::Counts> {
-        let mut kept = self.kept.lock().expect("kept poisoned");
-        let key = (route.to_string(), middleware.to_string());
-        if let Some(Kept::Counts(c)) = kept.get(&key) {
-            if c.decl == *decl {
-                return c.clone();
-            }
+        let same = |k: &Kept| matches!(k, Kept::Counts(c) if c.decl == *decl);
+        let make = || Kept::Counts(Arc::new(in_flight::Counts::new(decl)));
+        match self.kept(route, middleware, same, make) {
+            Kept::Counts(c) => c,
+            Kept::Buckets(_) => unreachable!("counts were kept or made"),
         }
-        let c = Arc::new(in_flight::Counts::new(decl));
-        kept.insert(key, Kept::Counts(c.clone()));
-        c
     }
 
     fn get(&self, route: &str, middleware: &str) -> Arc<AnswerCounts> {

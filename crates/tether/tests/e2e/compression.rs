@@ -194,19 +194,10 @@ async fn h2c_responses_are_compressed_alike() {
 
 #[tokio::test]
 async fn compressed_responses_and_the_bytes_saved_are_counted() {
-    use tether::app::{self, AdminOptions};
     let html = page();
     let rec = serving("content-type: text/html\r\n", &html).await;
     let dir = tether_testkit::TempDir::new("tether-compress-observe");
-    let path = dir.path().join("tether.toml");
-    std::fs::write(&path, example(&rec)).unwrap();
-    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
-    opts.admin = AdminOptions {
-        address: Some("127.0.0.1:0".parse().unwrap()),
-        token: None,
-        dfp: None,
-    };
-    let i = app::start(opts).await.expect("start");
+    let (i, mut admin) = crate::support::with_admin(&example(&rec), &dir).await;
     let mut c = Client::new(i.addr("web"));
     let mut sent = 0;
     for _ in 0..3 {
@@ -221,7 +212,6 @@ async fn compressed_responses_and_the_bytes_saved_are_counted() {
             .unwrap();
         sent += r.bytes.len();
     }
-    let mut admin = tether_testkit::Admin::new(i.admin.expect("admin"), None);
     let m = admin.get("/metrics").await.body;
     let line = |series: &str| {
         m.lines()

@@ -82,6 +82,22 @@ impl Proxy {
     }
 }
 
+/// Tether started on `toml` (written in `dir`) with the admin API on a free loopback port and no
+/// token, and a client of that API.
+pub async fn with_admin(toml: &str, dir: &TempDir) -> (Instance, tether_testkit::Admin) {
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.admin = app::AdminOptions {
+        address: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        dfp: None,
+    };
+    let i = app::start(opts).await.expect("start");
+    let admin = tether_testkit::Admin::new(i.admin.expect("admin"), None);
+    (i, admin)
+}
+
 /// `servers = [...]` for these backends, named after them.
 pub fn servers(backends: &[&Backend]) -> String {
     let list: Vec<String> = backends

@@ -133,23 +133,13 @@ async fn an_in_flight_limit_frees_a_place_once_a_response_has_gone_out() {
 
 #[tokio::test]
 async fn the_429s_are_counted_per_route_and_middleware() {
-    use tether::app::{self, AdminOptions};
     let backend = Backend::spawn("app").await;
     let dir = tether_testkit::TempDir::new("tether-traffic-observe");
-    let path = dir.path().join("tether.toml");
-    std::fs::write(&path, example(&backend)).unwrap();
-    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
-    opts.admin = AdminOptions {
-        address: Some("127.0.0.1:0".parse().unwrap()),
-        token: None,
-        dfp: None,
-    };
-    let i = app::start(opts).await.expect("start");
+    let (i, mut admin) = crate::support::with_admin(&example(&backend), &dir).await;
     let web = i.addr("web");
     for _ in 0..5 {
         from("127.0.0.1", web, &get("/login", "")).await;
     }
-    let mut admin = tether_testkit::Admin::new(i.admin.expect("admin"), None);
     let m = admin.get("/metrics").await.body;
     let series = "tether_middleware_responses_total{middleware=\"login-rate@file\",route=\"login\",code=\"429\"}";
     let line = m
