@@ -52,7 +52,12 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
         let name = key.get_ref().to_string();
         let at = |m: String| ConfigError {
             line: Some(line_of(src, key.span().start)),
-            field: name.clone(),
+            // An empty key is named as it is written.
+            field: if name.is_empty() {
+                "\"\"".into()
+            } else {
+                name.clone()
+            },
             message: m,
         };
         match name.as_str() {

@@ -415,3 +415,12 @@ fn every_suggestion_is_a_real_field() {
     }
     assert!(checked > 40, "only {checked} keys checked");
 }
+
+#[test]
+fn an_unknown_key_is_named_even_when_empty() {
+    // Found by the `config` fuzz target: `""=0` gave an error naming no field.
+    let e = errors("\"\"=0\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].field, "\"\"");
+    assert!(e[0].message.contains("unknown table"), "{e:?}");
+}
