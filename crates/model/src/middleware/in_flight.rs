@@ -33,20 +33,7 @@ impl Raw {
                 "is 0: no request would ever pass",
             ));
         }
-        let depth = self.depth.unwrap_or(0);
-        let by = match Source::parse(self.by.as_deref().unwrap_or("client_ip"), depth, true) {
-            Ok(s) => s,
-            Err(e) => {
-                errors.push(ValidationError::new(format!("{base}.by"), e));
-                Source::Route
-            }
-        };
-        if depth > 0 && !matches!(by, Source::ClientIp { .. }) {
-            errors.push(ValidationError::new(
-                format!("{base}.depth"),
-                "applies to by = \"client_ip\" only",
-            ));
-        }
+        let by = Source::fields(self.by.as_deref(), self.depth, true, base, &mut errors);
         if errors.is_empty() {
             Ok(InFlight {
                 amount: self.amount,

@@ -48,6 +48,29 @@ impl Source {
         }
     }
 
+    /// The `by` and `depth` fields of a middleware at `base` (`by` defaults to `client_ip`;
+    /// `route` allowed when `route` is), their errors pushed onto `errors`.
+    pub(super) fn fields(
+        by: Option<&str>,
+        depth: Option<u32>,
+        route: bool,
+        base: &str,
+        errors: &mut Vec<ValidationError>,
+    ) -> Source {
+        let depth = depth.unwrap_or(0);
+        let by = Source::parse(by.unwrap_or("client_ip"), depth, route).unwrap_or_else(|e| {
+            errors.push(ValidationError::new(format!("{base}.by"), e));
+            Source::ClientIp { depth: 0 }
+        });
+        if depth > 0 && !matches!(by, Source::ClientIp { .. }) {
+            errors.push(ValidationError::new(
+                format!("{base}.depth"),
+                "applies to by = \"client_ip\" only",
+            ));
+        }
+        by
+    }
+
     /// As written in the file.
     pub fn as_written(&self) -> String {
         match self {
@@ -130,20 +153,7 @@ impl Raw {
             }
             Some(b) => b,
         };
-        let depth = self.depth.unwrap_or(0);
-        let by = match Source::parse(self.by.as_deref().unwrap_or("client_ip"), depth, false) {
-            Ok(s) => s,
-            Err(e) => {
-                errors.push(ValidationError::new(format!("{base}.by"), e));
-                Source::ClientIp { depth: 0 }
-            }
-        };
-        if depth > 0 && !matches!(by, Source::ClientIp { .. }) {
-            errors.push(ValidationError::new(
-                format!("{base}.depth"),
-                "applies to by = \"client_ip\" only",
-            ));
-        }
+        let by = Source::fields(self.by.as_deref(), self.depth, false, base, &mut errors);
         let table_size = self.table_size.unwrap_or(TABLE_SIZE);
         if !(16..=16_777_216).contains(&table_size) {
             errors.push(ValidationError::new(

@@ -249,8 +249,9 @@ fn option_of(
             Ok(n) if n > 0 => one("average", toml::Value::Integer(n)),
             _ => Err(bad("expected a number of requests")),
         },
-        ("rate_limit", "burst") => match value.trim().parse::<i64>() {
-            Ok(n) if n > 0 => one("burst", toml::Value::Integer(n)),
+        // The same name in both: `burst`, `amount`.
+        ("rate_limit", "burst") | ("in_flight", "amount") => match value.trim().parse::<i64>() {
+            Ok(n) if n > 0 => one(option, toml::Value::Integer(n)),
             _ => Err(bad("expected a number of requests above 0")),
         },
         ("rate_limit", "period") => {
@@ -261,10 +262,6 @@ fn option_of(
                 Err(_) => one("period", string(v)),
             }
         }
-        ("in_flight", "amount") => match value.trim().parse::<i64>() {
-            Ok(n) if n > 0 => one("amount", toml::Value::Integer(n)),
-            _ => Err(bad("expected a number of requests above 0")),
-        },
         ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.depth") => {
             match value.trim().parse::<i64>() {
                 Ok(n) if n >= 0 => one("depth", toml::Value::Integer(n)),
