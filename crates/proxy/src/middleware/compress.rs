@@ -143,14 +143,13 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn first(&self, name: &header::HeaderName) -> Option<Vec<u8>> {
+    fn first<'s>(&'s self, name: &'s header::HeaderName) -> Option<&'s [u8]> {
         if let Some(v) = self.headers.get(name) {
-            return Some(v.as_bytes().to_vec());
+            return Some(v.as_bytes());
         }
         self.server
             .as_deref()
             .and_then(|s| s.values(name.as_str().as_bytes()).next())
-            .map(<[u8]>::to_vec)
     }
 
     fn all(&self, name: &header::HeaderName) -> Vec<Vec<u8>> {
@@ -207,7 +206,7 @@ fn skipped(d: &Decl, status: StatusCode, f: &Fields<'_>) -> Option<&'static str>
     let Some(ct) = f.first(&header::CONTENT_TYPE) else {
         return Some("no type");
     };
-    let ct = String::from_utf8_lossy(&ct).to_ascii_lowercase();
+    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
     let media = ct.split(';').next().unwrap_or("").trim();
     if !d.compresses_type(media) {
         return Some("type");
@@ -217,7 +216,7 @@ fn skipped(d: &Decl, status: StatusCode, f: &Fields<'_>) -> Option<&'static str>
     }
     if let Some(len) = f
         .first(&header::CONTENT_LENGTH)
-        .and_then(|v| crate::http1::response::digits(&v))
+        .and_then(crate::http1::response::digits)
     {
         if len < d.min_size {
             return Some("small");
@@ -276,7 +275,7 @@ pub fn respond(
         }
     }
     // A strong ETag names these exact bytes, which the client no longer gets.
-    if let Some(tag) = f.first(&header::ETAG) {
+    if let Some(tag) = f.first(&header::ETAG).map(<[u8]>::to_vec) {
         if !tag.starts_with(b"W/") {
             let mut weak = b"W/".to_vec();
             weak.extend_from_slice(tag.trim_ascii());
