@@ -147,12 +147,24 @@ async fn redirected_then_served(
         Some(format!("https://{host}{port}{path}").as_str()),
         "{response}"
     );
-    let (got, text) = https(i.addr("websecure"), host, path).await;
-    assert_eq!(got, 200, "{host}{path} over TLS: {text}");
-    assert!(
-        text.contains(server),
-        "{host}{path} answered by {server}: {text}"
-    );
+    served_over_tls(i, host, path, server).await;
+}
+
+/// Wait until `host``path` over TLS answers 200 from `server`. A container is routed from its
+/// start, which may come before its process listens: until then the answer is a 502.
+async fn served_over_tls(i: &Instance, host: &str, path: &str, server: &str) {
+    let tls = i.addr("websecure");
+    wait_for_value(
+        &format!("{host}{path} answered over TLS by {server}"),
+        FAST,
+        || async {
+            match https(tls, host, path).await {
+                (200, text) if text.contains(server) => Ok(()),
+                (got, text) => Err(format!("{got}: {text}")),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,13 +304,9 @@ async fn a_secret_named_by_a_label_and_dockercloud_ssl_cert_serve_by_sni() {
     let cloud = run("cloud", cloud_args).await;
 
     presented_within(&i, "secret.test", &secret.der, "the secret").await;
-    let (status, text) = https(i.addr("websecure"), "secret.test", "/").await;
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains(&shop.name), "{text}");
+    served_over_tls(&i, "secret.test", "/", &shop.name).await;
     presented_within(&i, "cloudcert.test", &cloud_cert.der, "SSL_CERT").await;
-    let (status, text) = https(i.addr("websecure"), "cloudcert.test", "/").await;
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains(&cloud.name), "{text}");
+    served_over_tls(&i, "cloudcert.test", "/", &cloud.name).await;
 
     // `tether check --docker` loads them as serving does.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
