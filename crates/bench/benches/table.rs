@@ -30,6 +30,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
             resolve: None,
             health: None,
             wait: Default::default(),
+            protocol: Default::default(),
         })
         .collect();
     let routes = (0..ROUTES)
@@ -91,7 +92,7 @@ fn table(c: &mut Criterion) {
         })
     });
     g.bench_function("version", |b| {
-        b.iter(|| version(black_box(&services), black_box(&routes), &[]))
+        b.iter(|| version(black_box(&services), black_box(&routes), &[], &[]))
     });
     g.bench_function("compile", |b| {
         b.iter(|| {
@@ -103,6 +104,8 @@ fn table(c: &mut Criterion) {
                 version: None,
                 middlewares: &[],
                 secrets: &secrets,
+                tcp_entrypoints: &[],
+                tcp_routes: &[],
             };
             compile(black_box(&services), black_box(&routes), input).expect("valid table")
         })

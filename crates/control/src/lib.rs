@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tether_balance::AffinityKey;
-use tether_model::{MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl, ValidationError};
+use tether_model::{
+    MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl, TcpRouteDecl, ValidationError,
+};
 use tether_proxy::front::tls::certs::CertStore;
 use tether_proxy::middleware::Secrets;
 use tether_proxy::stats::{Histogram, Snapshot};
@@ -28,24 +30,30 @@ struct Merged<'a> {
     services: Cow<'a, [ServiceDecl]>,
     routes: Cow<'a, [RouteDecl]>,
     middlewares: Cow<'a, [MiddlewareDecl]>,
+    tcp_routes: Cow<'a, [TcpRouteDecl]>,
 }
 
 /// Every provider's declarations, in provider order. Borrowed when one provider declares them
 /// all (a file, or the engine, alone): a reload of 10,000 routes then copies none of them.
 fn merged(providers: &BTreeMap<String, Arc<ProviderUpdate>>) -> Merged<'_> {
-    let mut declaring = providers
-        .values()
-        .filter(|u| !u.services.is_empty() || !u.routes.is_empty() || !u.middlewares.is_empty());
+    let mut declaring = providers.values().filter(|u| {
+        !u.services.is_empty()
+            || !u.routes.is_empty()
+            || !u.middlewares.is_empty()
+            || !u.tcp_routes.is_empty()
+    });
     match (declaring.next(), declaring.next()) {
         (None, _) => Merged {
             services: Cow::Borrowed(&[]),
             routes: Cow::Borrowed(&[]),
             middlewares: Cow::Borrowed(&[]),
+            tcp_routes: Cow::Borrowed(&[]),
         },
         (Some(one), None) => Merged {
             services: Cow::Borrowed(&one.services),
             routes: Cow::Borrowed(&one.routes),
             middlewares: Cow::Borrowed(&one.middlewares),
+            tcp_routes: Cow::Borrowed(&one.tcp_routes),
         },
         (Some(_), Some(_)) => Merged {
             services: providers
@@ -59,6 +67,10 @@ fn merged(providers: &BTreeMap<String, Arc<ProviderUpdate>>) -> Merged<'_> {
             middlewares: providers
                 .values()
                 .flat_map(|u| u.middlewares.iter().cloned())
+                .collect(),
+            tcp_routes: providers
+                .values()
+                .flat_map(|u| u.tcp_routes.iter().cloned())
                 .collect(),
         },
     }
@@ -135,6 +147,8 @@ pub struct Control {
     entrypoints: Vec<String>,
     /// The TLS entrypoints and their ports (see [`CompileInput::tls_ports`]).
     tls_ports: Vec<(String, u16)>,
+    /// The `protocol = "tcp"` entrypoints.
+    tcp_entrypoints: Vec<String>,
     /// Where the providers' certificates go, when Tether has a TLS entrypoint.
     certificates: std::sync::OnceLock<Arc<CertStore>>,
     /// Where Docker secrets are ([`Control::set_secrets_dir`]).
@@ -152,14 +166,17 @@ impl std::fmt::Debug for Control {
 
 impl Control {
     /// Start with an empty table (every request gets 404 until a provider reports). `tls_ports`:
-    /// the entrypoints of `entrypoints` that terminate TLS, with the ports they listen on.
+    /// the entrypoints of `entrypoints` that terminate TLS, with the ports they listen on;
+    /// `tcp_entrypoints`: those that take TCP routers only.
     pub fn new(
         entrypoints: Vec<String>,
         tls_ports: Vec<(String, u16)>,
+        tcp_entrypoints: Vec<String>,
         key: AffinityKey,
     ) -> Arc<Control> {
         let empty = RoutingTable {
             routers: entrypoints.iter().map(|_| Default::default()).collect(),
+            tcp: entrypoints.iter().map(|_| Default::default()).collect(),
             ..Default::default()
         };
         Arc::new(Control {
@@ -168,6 +185,7 @@ impl Control {
             key: ArcSwap::from_pointee(key),
             entrypoints,
             tls_ports,
+            tcp_entrypoints,
             certificates: std::sync::OnceLock::new(),
             secrets: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
@@ -218,7 +236,8 @@ impl Control {
         let mut candidate = state.providers.clone();
         candidate.insert(provider.clone(), Arc::new(update));
         let m = merged(&candidate);
-        let digest = tether_proxy::table::version(&m.services, &m.routes, &m.middlewares);
+        let digest =
+            tether_proxy::table::version(&m.services, &m.routes, &m.middlewares, &m.tcp_routes);
         if digest == self.store.load().version {
             // Nothing the data plane sees changed (a network event, say): no swap.
             let version = self.store.load().version.clone();
@@ -297,13 +316,9 @@ impl Control {
             .clone();
         candidate.insert(update.provider.clone(), Arc::new(update));
         let m = merged(&candidate);
-        let errors = tether_proxy::table::check(
-            &m.services,
-            &m.routes,
-            &m.middlewares,
-            &self.entrypoints,
-            &self.tls_ports,
-        );
+        let key = self.key.load();
+        let input = self.input(&m, &key, None);
+        let errors = tether_proxy::table::check(&m.services, &m.routes, &input);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -422,16 +437,28 @@ impl Control {
         version: String,
     ) -> Result<RoutingTable, Vec<ValidationError>> {
         let key = self.key.load();
-        let input = CompileInput {
+        let input = self.input(m, &key, Some(version));
+        compile(&m.services, &m.routes, input)
+    }
+
+    /// What compiling `m` needs besides its services and routes.
+    fn input<'a>(
+        &'a self,
+        m: &'a Merged<'_>,
+        key: &'a AffinityKey,
+        version: Option<String>,
+    ) -> CompileInput<'a> {
+        CompileInput {
             entrypoints: &self.entrypoints,
             tls_ports: &self.tls_ports,
-            key: &key,
+            key,
             registry: &self.registry,
-            version: Some(version),
+            version,
             middlewares: &m.middlewares,
             secrets: self.secrets.get_or_init(Secrets::default),
-        };
-        compile(&m.services, &m.routes, input)
+            tcp_entrypoints: &self.tcp_entrypoints,
+            tcp_routes: &m.tcp_routes,
+        }
     }
 
     /// Where the Docker secrets that a `basic_auth` `users_file` may name are (default
@@ -496,6 +523,7 @@ mod tests {
             resolve: None,
             health: None,
             wait: Default::default(),
+            protocol: Default::default(),
         };
         let routes = routes
             .iter()
@@ -562,6 +590,7 @@ mod tests {
     fn the_discovery_lag_is_counted_from_the_change_at_the_source_when_a_table_swaps() {
         let control = Control::new(
             vec!["web".into()],
+            Vec::new(),
             Vec::new(),
             AffinityKey::from_secret(b"a test key of more than 32 bytes, for sealing"),
         );

@@ -30,6 +30,81 @@ pub struct ProviderUpdate {
     pub certificates: Vec<CertificateDecl>,
     /// Middlewares its routes (or another source's) may name ([`crate::middleware`]).
     pub middlewares: Vec<crate::middleware::MiddlewareDecl>,
+    /// TCP routers: connections, not requests, sent whole to a TCP service.
+    pub tcp_routes: Vec<TcpRouteDecl>,
+}
+
+/// A TCP router: a connection on one of `entrypoints` whose ClientHello and client match `rule`
+/// (``HostSNI(`db.example`)``, ``HostSNI(`*`)``, `ClientIP`) is piped whole to a server of
+/// `service`, a TCP service.
+#[derive(Debug, Clone)]
+pub struct TcpRouteDecl {
+    pub name: String,
+    /// Parsed with [`Rule::parse_tcp`].
+    pub rule: Arc<Rule>,
+    pub rule_text: String,
+    /// Higher wins; default the rule text's length, as for HTTP routes.
+    pub priority: i64,
+    pub service: String,
+    /// Entrypoint names; empty means every TCP entrypoint and, for a passthrough router, every
+    /// TLS entrypoint.
+    pub entrypoints: Vec<String>,
+    /// `tls = { passthrough = true }`: the TLS connection goes to the server undecrypted, chosen
+    /// by its ClientHello's server name. Needed on an entrypoint that serves HTTP.
+    pub passthrough: bool,
+}
+
+/// Every field but the parsed rule, which the rule text determines (as for [`RouteDecl`]).
+impl std::hash::Hash for TcpRouteDecl {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let TcpRouteDecl {
+            name,
+            rule: _,
+            rule_text,
+            priority,
+            service,
+            entrypoints,
+            passthrough,
+        } = self;
+        (name, rule_text, priority, service, entrypoints, passthrough).hash(state);
+    }
+}
+
+/// What a service's servers speak: HTTP requests, or a TCP router's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum ServiceProtocol {
+    #[default]
+    Http,
+    /// Each connection is piped whole to one server.
+    Tcp {
+        /// Sent first on each connection to a server: the client's address, as HAProxy's
+        /// `send-proxy` (v1) and `send-proxy-v2`.
+        proxy_protocol: Option<ProxyVersion>,
+    },
+}
+
+impl ServiceProtocol {
+    pub fn is_tcp(self) -> bool {
+        matches!(self, ServiceProtocol::Tcp { .. })
+    }
+}
+
+/// A version of the PROXY protocol (HAProxy's text v1, binary v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+impl ProxyVersion {
+    /// `"v1"`, `"v2"`, or Traefik's `1` and `2`.
+    pub fn parse(s: &str) -> Result<ProxyVersion, String> {
+        match s.trim() {
+            "v1" | "1" => Ok(ProxyVersion::V1),
+            "v2" | "2" => Ok(ProxyVersion::V2),
+            _ => Err(format!("{s:?}: expected \"v1\" or \"v2\"")),
+        }
+    }
 }
 
 /// A certificate a provider asks Tether to serve.
@@ -198,6 +273,8 @@ pub struct ServiceDecl {
     pub health: Option<HealthCheck>,
     /// What a request does while the service has no server to take it.
     pub wait: ServerWait,
+    /// HTTP (routes name it) or TCP (TCP routers name it).
+    pub protocol: ServiceProtocol,
 }
 
 /// While a service has no server that takes new requests (scaled to 0, every task stopping in a

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::decl::{RouteDecl, ServiceDecl};
+use crate::decl::{RouteDecl, ServiceDecl, TcpRouteDecl};
 use crate::middleware::{MiddlewareDecl, Origin};
 
 pub use raw::{parse_size, Cidr};
@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub services: Vec<ServiceDecl>,
     pub routes: Vec<RouteDecl>,
     pub middlewares: Vec<MiddlewareDecl>,
+    /// `[tcp.routers]`; their services are among `services`.
+    pub tcp_routes: Vec<TcpRouteDecl>,
 }
 
 /// Who the text speaks for: the provider its names are qualified by (`auth@file`), how far its
@@ -64,6 +66,23 @@ pub struct Settings {
     pub stats: Option<StatsMount>,
     /// Which entrypoints terminate TLS, and the certificates they serve.
     pub tls: TlsSettings,
+    /// The entrypoints that take TCP routers only (`protocol = "tcp"`), by name.
+    pub tcp_entrypoints: Vec<String>,
+    /// How TCP connections and WebSocket tunnels are piped (`[tcp]`'s settings).
+    pub tcp: TcpSettings,
+}
+
+/// Settings of TCP routing and tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSettings {
+    /// Bytes of each direction's buffer (`[tcp] buffer`, default 16 KiB).
+    pub buffer: usize,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings { buffer: 16 * 1024 }
+    }
 }
 
 /// TLS termination: `tls = true` (or a table) on an entrypoint, `[[tls.certificates]]`.
@@ -208,6 +227,9 @@ pub struct Timeouts {
     /// TCP keepalive's idle time on server connections (0: off): a connection to a host that
     /// died is noticed within about twice this, long before `upstream_response`.
     pub server_keepalive: Duration,
+    /// A TCP router's connection or a WebSocket tunnel with no byte either way is closed after
+    /// this (HAProxy's `timeout tunnel`).
+    pub tunnel: Duration,
 }
 
 impl Default for Timeouts {
@@ -221,6 +243,7 @@ impl Default for Timeouts {
             body_min_rate: 1024,
             body_rate_window: Duration::from_secs(10),
             server_keepalive: Duration::from_secs(10),
+            tunnel: Duration::from_secs(3600),
         }
     }
 }
@@ -314,5 +337,7 @@ pub(crate) fn line_of(src: &str, offset: usize) -> usize {
         + 1
 }
 
+#[cfg(test)]
+mod tcp_tests;
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,10 @@ pub fn rule(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(e) = Rule::parse(text) {
-        assert!(!e.to_string().is_empty());
+    for parsed in [Rule::parse(text), Rule::parse_tcp(text)] {
+        if let Err(e) = parsed {
+            assert!(!e.to_string().is_empty());
+        }
     }
 }
 

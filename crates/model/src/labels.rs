@@ -570,6 +570,7 @@ pub fn service(name: &str, server: ServerDecl) -> ServiceDecl {
         resolve: None,
         health: None,
         wait: Default::default(),
+        protocol: Default::default(),
     }
 }
 

@@ -23,9 +23,10 @@ pub mod validate;
 
 pub use decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CertificateDecl, CertificatePem, CookieAttrs,
-    HashOn, HealthCheck, Hsts, HttpsRedirect, OnMissing, ProviderUpdate, Resolve, RouteDecl,
-    SameSite, ServerAddr, ServerDecl, ServerTls, ServerWait, ServiceDecl,
+    HashOn, HealthCheck, Hsts, HttpsRedirect, OnMissing, ProviderUpdate, ProxyVersion, Resolve,
+    RouteDecl, SameSite, ServerAddr, ServerDecl, ServerTls, ServerWait, ServiceDecl,
+    ServiceProtocol, TcpRouteDecl,
 };
 pub use middleware::{Middleware, MiddlewareDecl};
-pub use rule::{HostPattern, Rule, RuleError};
+pub use rule::{ConnView, HostPattern, Rule, RuleError, SniMatch};
 pub use validate::ValidationError;

@@ -8,13 +8,17 @@
 //! range; the client's address as admitted: the peer's, or the first untrusted hop of a trusted
 //! proxy's `X-Forwarded-For`). Arguments are quoted with backticks or double quotes; a matcher
 //! with several arguments matches any of them.
+//!
+//! A TCP router's rule ([`Rule::parse_tcp`]) is parsed by the same parser with other matchers:
+//! `HostSNI` (the TLS ClientHello's server name, with the same patterns as `Host`; `*` matches
+//! every connection, with a name or without) and `ClientIP`.
 
 mod parse;
 
 use std::borrow::Cow;
 use std::fmt;
 
-pub use parse::RuleError;
+pub use parse::{Mode, RuleError};
 
 /// A parsed rule. Evaluate with [`Rule::matches`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +35,28 @@ pub enum Rule {
     Header(String, String),
     /// `ClientIP(...)`: the client's address is in one of the ranges.
     ClientIp(Vec<crate::file_config::Cidr>),
+    /// `HostSNI(...)` (TCP routers only): the server name of the TLS ClientHello.
+    HostSni(SniMatch),
     And(Box<Rule>, Box<Rule>),
     Or(Box<Rule>, Box<Rule>),
     Not(Box<Rule>),
+}
+
+/// What `HostSNI(...)` accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SniMatch {
+    /// `HostSNI(`*`)`: every connection, TLS or not, with a server name or without.
+    Any,
+    /// A ClientHello naming one of these (lower case, one trailing dot left out).
+    Names(Vec<HostPattern>),
+}
+
+/// What a TCP router's rule looks at: the ClientHello's server name (lower case, without a
+/// trailing dot; `None` for plain TCP or a ClientHello without one) and the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnView<'a> {
+    pub sni: Option<&'a str>,
+    pub client: std::net::IpAddr,
 }
 
 /// A host pattern: `example.com` or `*.example.com` (any depth of subdomain).
@@ -79,9 +102,45 @@ impl HeaderLookup for http::HeaderMap {
 }
 
 impl Rule {
-    /// Parse a rule; errors give the column and what was expected.
+    /// Parse an HTTP route's rule; errors give the column and what was expected.
     pub fn parse(src: &str) -> Result<Rule, RuleError> {
-        parse::parse(src)
+        parse::parse(src, Mode::Http)
+    }
+
+    /// Parse a TCP router's rule: `HostSNI` and `ClientIP` with `&&`, `||`, `!` and parentheses.
+    pub fn parse_tcp(src: &str) -> Result<Rule, RuleError> {
+        parse::parse(src, Mode::Tcp)
+    }
+
+    /// Does a TCP connection match? (A TCP rule holds no HTTP matcher; one would not match.)
+    pub fn matches_conn(&self, c: &ConnView<'_>) -> bool {
+        match self {
+            Rule::HostSni(SniMatch::Any) => true,
+            Rule::HostSni(SniMatch::Names(pats)) => {
+                c.sni.is_some_and(|n| pats.iter().any(|p| p.matches(n)))
+            }
+            Rule::ClientIp(ranges) => ranges.iter().any(|r| r.contains(c.client)),
+            Rule::And(a, b) => a.matches_conn(c) && b.matches_conn(c),
+            Rule::Or(a, b) => a.matches_conn(c) || b.matches_conn(c),
+            Rule::Not(a) => !a.matches_conn(c),
+            _ => false,
+        }
+    }
+
+    /// Is this rule `HostSNI(`*`)` alone: every connection of its entrypoint?
+    pub fn is_catch_all(&self) -> bool {
+        matches!(self, Rule::HostSni(SniMatch::Any))
+    }
+
+    /// Can the rule match only with a server name (it reads the ClientHello)? True when some
+    /// `HostSNI` names hosts.
+    pub fn needs_sni(&self) -> bool {
+        match self {
+            Rule::HostSni(SniMatch::Names(_)) => true,
+            Rule::And(a, b) | Rule::Or(a, b) => a.needs_sni() || b.needs_sni(),
+            Rule::Not(a) => a.needs_sni(),
+            _ => false,
+        }
     }
 
     /// Does the request match?
@@ -93,6 +152,7 @@ impl Rule {
             Rule::Method(methods) => methods.iter().any(|m| req.method.as_str() == m),
             Rule::Header(name, value) => req.headers.has_value(name, value.as_bytes()),
             Rule::ClientIp(ranges) => ranges.iter().any(|c| c.contains(req.client)),
+            Rule::HostSni(_) => false,
             Rule::And(a, b) => a.matches(req) && b.matches(req),
             Rule::Or(a, b) => a.matches(req) || b.matches(req),
             Rule::Not(a) => !a.matches(req),
@@ -216,6 +276,11 @@ impl fmt::Display for Rule {
                 let s: Vec<String> = c.iter().map(ToString::to_string).collect();
                 write_args(f, "ClientIP", &s)
             }
+            Rule::HostSni(SniMatch::Any) => write!(f, "HostSNI(`*`)"),
+            Rule::HostSni(SniMatch::Names(p)) => {
+                let s: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+                write_args(f, "HostSNI", &s)
+            }
             Rule::And(a, b) => write!(f, "({a} && {b})"),
             Rule::Or(a, b) => write!(f, "({a} || {b})"),
             Rule::Not(a) => write!(f, "!{a}"),
@@ -261,6 +326,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ClientIP") && e.contains("10.0.0.0/40"), "{e}");
+    }
+
+    #[test]
+    fn tcp_rules_match_the_server_name_and_the_client() {
+        let r =
+            Rule::parse_tcp("HostSNI(`db.example`, `*.Mq.example`) && !ClientIP(`10.9.0.0/16`)")
+                .unwrap();
+        let at = |sni: Option<&str>, ip: &str| {
+            r.matches_conn(&ConnView {
+                sni,
+                client: ip.parse().unwrap(),
+            })
+        };
+        assert!(at(Some("db.example"), "10.1.0.1"));
+        assert!(at(Some("a.b.mq.example"), "10.1.0.1"));
+        assert!(!at(Some("mq.example"), "10.1.0.1"));
+        assert!(!at(Some("db.example"), "10.9.0.1"));
+        assert!(!at(None, "10.1.0.1"), "a name is needed");
+        assert!(r.needs_sni() && !r.is_catch_all());
+        let any = Rule::parse_tcp("HostSNI(`*`)").unwrap();
+        assert!(any.is_catch_all() && !any.needs_sni());
+        assert!(any.matches_conn(&ConnView {
+            sni: None,
+            client: "::1".parse().unwrap()
+        }));
+        assert_eq!(any.to_string(), "HostSNI(`*`)");
+        // Each mode refuses the other's matchers, naming them.
+        let e = Rule::parse_tcp("Host(`a`)").unwrap_err().to_string();
+        assert!(e.contains("Host is an HTTP matcher"), "{e}");
+        let e = Rule::parse_tcp("PathPrefix(`/`)").unwrap_err().to_string();
+        assert!(e.contains("HostSNI and ClientIP"), "{e}");
+        let e = Rule::parse("HostSNI(`a`)").unwrap_err().to_string();
+        assert!(e.contains("TCP router"), "{e}");
+        let e = Rule::parse_tcp("HostSNI(`a b`)").unwrap_err().to_string();
+        assert!(e.contains("HostSNI: invalid host"), "{e}");
+        let e = Rule::parse_tcp("").unwrap_err().to_string();
+        assert!(e.contains("HostSNI(`*`)"), "{e}");
     }
 
     #[test]

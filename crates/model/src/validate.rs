@@ -1,6 +1,8 @@
 //! Checks every provider's declarations go through, whatever their source. Each error names the
 //! field at fault (`services.web.servers[1].weight`) so a provider can point at its own input.
 
+pub mod tcp;
+
 use rustc_hash::FxHashSet as HashSet;
 
 use crate::decl::{AffinityMode, HashOn, RouteDecl, ServiceDecl};

@@ -182,6 +182,7 @@ mod tests {
                 resolve: Some(Resolve::parse(resolve).unwrap()),
                 health: None,
                 wait: Default::default(),
+                protocol: Default::default(),
             }],
             ..Default::default()
         }

@@ -102,6 +102,7 @@ pub fn update(cfg: FileConfig, digest: String) -> ProviderUpdate {
         observed: None,
         certificates: Vec::new(),
         middlewares: cfg.middlewares,
+        tcp_routes: cfg.tcp_routes,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Active health checks: every server of a service with `[services.<name>.health]` gets
-//! `GET <path>` on a connection of its own (never a pooled one) every `interval`. `fall` failures
+//! `GET <path>` on a connection of its own (never a pooled one) every `interval`; a TCP
+//! service's (`[tcp.services.<name>.health]`) gets a connection, closed once made. `fall` failures
 //! in a row (no answer within `timeout`, a refused connection, or a status outside 2xx and 3xx)
 //! take it out of rotation: it gets no new requests, and its pinned sessions move as their
 //! service's `on_missing` says. `rise` successes in a row bring it back. A server starts in
@@ -88,7 +89,11 @@ pub async fn run(store: TableStore) {
                 t.running = true;
                 t.due = now + check.interval;
                 let (backend, check) = (b.clone(), check.clone());
-                probes.spawn(async move { (key, probe(&backend, &check).await) });
+                if svc.protocol.is_tcp() {
+                    probes.spawn(async move { (key, connects(&backend, &check).await) });
+                } else {
+                    probes.spawn(async move { (key, probe(&backend, &check).await) });
+                }
             }
         }
         // Servers no longer declared, or no longer checked, are forgotten.
@@ -125,6 +130,19 @@ fn record(t: &mut Tracked, outcome: Result<(), String>) -> bool {
         }
     }
     false
+}
+
+/// A TCP service's check: a connection is made within the timeout (and closed at once).
+async fn connects(backend: &Backend, check: &HealthCheck) -> Result<(), String> {
+    let dial = crate::upstream::pool::Dial {
+        timeout: check.timeout,
+        keepalive: None,
+    };
+    match tokio::time::timeout(check.timeout, backend.pool.open(dial)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no connection within {:?}", check.timeout)),
+    }
 }
 
 /// One `GET` of the check's path on a fresh connection (over TLS to an `https://` server).

@@ -8,6 +8,9 @@
 //!   server, bodies, upgrades), the response built by [`answer`];
 //! - [`http1`]: the HTTP/1 codec (fields, response heads, chunked), which imports nothing else here.
 //!
+//! TCP routers take connections rather than requests: [`tcp`] (choosing a router, the
+//! ClientHello peek for passthrough, the byte pipe that WebSocket tunnels share).
+//!
 //! Beside them: [`headers`] (hop-by-hop and forwarding fields), [`request`] (a request's head
 //! wherever it was parsed), `idle` (each client connection's watchdog), [`health`] (active
 //! checks), `admit` (connections per client), [`stats`] (counters and the access log, bumped
@@ -26,6 +29,7 @@ pub mod middleware;
 pub mod request;
 pub mod route;
 pub mod stats;
+pub mod tcp;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -55,4 +59,6 @@ pub struct ProxyConfig {
     pub entrypoints: Arc<[stats::EntrypointStats]>,
     /// The stats page on traffic entrypoints (`[stats] path`), when mounted.
     pub stats_page: Option<stats::StatsMount>,
+    /// How TCP connections and WebSocket tunnels are piped.
+    pub pipe: tcp::pipe::PipeConfig,
 }

@@ -21,6 +21,7 @@ pub mod admin;
 pub mod docker;
 pub mod etcd;
 pub mod h2raw;
+pub mod programs;
 pub mod raw;
 pub mod recorder;
 pub mod relay;

@@ -326,6 +326,8 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             swarm: None,
             stats: None,
             tls: Default::default(),
+            tcp_entrypoints: Vec::new(),
+            tcp: Default::default(),
         },
     };
     let mut settings = settings;
@@ -369,7 +371,12 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         .map(|(name, addr)| (name.clone(), addr.port()))
         .collect();
     let tls_names: Vec<String> = tls_ports.iter().map(|(n, _)| n.clone()).collect();
-    let control = Control::new(names.clone(), tls_ports, key);
+    let control = Control::new(
+        names.clone(),
+        tls_ports,
+        settings.tcp_entrypoints.clone(),
+        key,
+    );
     // Where a `basic_auth` `users_file` named by a label or the API is read.
     let secrets_dir = opts
         .docker
@@ -489,6 +496,10 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         access_log: access_log.clone(),
         entrypoints: counters,
         stats_page,
+        pipe: tether_proxy::tcp::pipe::PipeConfig {
+            buffer: settings.tcp.buffer,
+            idle: settings.timeouts.tunnel,
+        },
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,
@@ -573,12 +584,14 @@ async fn bind(
             .await
             .with_context(|| format!("entrypoint {name}: cannot listen on {addr}"))?;
         let bound = l.local_addr()?;
-        tracing::info!(entrypoint = %name, addr = %bound, tls = tls.is_some(), "listening");
+        let tcp = settings.tcp_entrypoints.contains(name);
+        tracing::info!(entrypoint = %name, addr = %bound, tls = tls.is_some(), protocol = if tcp { "tcp" } else { "http" }, "listening");
         entrypoints.push((name.clone(), bound));
         listeners.push(Listener {
             name: name.clone(),
             listener: l,
             tls,
+            tcp,
         });
     }
     Ok((listeners, entrypoints))

@@ -22,6 +22,8 @@ use crate::decl::{
 use crate::rule::Rule;
 use crate::{duration, validate};
 
+mod tcp;
+
 /// Minimum length of an inline or file affinity key.
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -82,6 +84,11 @@ pub(super) fn convert(
             services.push(s);
         }
     }
+    services.extend(tcp::services(&mut cx, &raw));
+    let tcp_routes = tcp::routers(&mut cx, &raw, &settings.entrypoints, services_here);
+    if services_here {
+        tcp::placement(&mut cx, &raw, &settings, &services, &tcp_routes);
+    }
     let mut routes = Vec::new();
     for (name, r) in &raw.routes {
         let r = r.get_ref();
@@ -97,13 +104,24 @@ pub(super) fn convert(
                     format!("routes.{name}.entrypoints"),
                     format!("no entrypoint named {:?}", ep.get_ref()),
                 );
+            } else if settings.tcp_entrypoints.contains(ep.get_ref()) {
+                cx.err(
+                    Some(ep.span()),
+                    format!("routes.{name}.entrypoints"),
+                    format!("{:?} is a TCP entrypoint (protocol = \"tcp\"): HTTP routes go on the others", ep.get_ref()),
+                );
             }
         }
         if services_here && !raw.services.contains_key(r.service.get_ref()) {
+            let also = if raw.tcp.services.contains_key(r.service.get_ref()) {
+                ": that is a TCP service ([tcp.services]); an HTTP route needs a [services] one"
+            } else {
+                ""
+            };
             cx.err(
                 Some(r.service.span()),
                 format!("routes.{name}.service"),
-                format!("no service named {:?}", r.service.get_ref()),
+                format!("no service named {:?}{also}", r.service.get_ref()),
             );
         }
         let max_body = r
@@ -190,6 +208,7 @@ pub(super) fn convert(
             services,
             routes,
             middlewares,
+            tcp_routes,
         })
     } else {
         Err(ConfigErrors(cx.errors))
@@ -285,6 +304,7 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         .as_ref()
         .and_then(|s| stats(cx, s.get_ref(), &entrypoints));
     let tls = tls(cx, raw);
+    let tcp_entrypoints = tcp::entrypoints(cx, raw);
     Settings {
         entrypoints,
         timeouts: timeouts(cx, &raw.timeouts),
@@ -296,6 +316,8 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         swarm: raw.swarm.as_ref().map(|s| swarm(cx, s.get_ref())),
         stats,
         tls,
+        tcp_entrypoints,
+        tcp: tcp::settings(cx, raw),
     }
 }
 
@@ -604,6 +626,7 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
             "body_rate_window",
             &mut t.body_rate_window,
         ),
+        (&raw.tunnel, "tunnel", &mut t.tunnel),
     ];
     for (v, name, slot) in fields {
         if let Some(v) = v {
@@ -748,6 +771,7 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         resolve,
         health,
         wait,
+        protocol: Default::default(),
     })
 }
 

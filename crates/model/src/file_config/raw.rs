@@ -38,6 +38,72 @@ pub struct RawConfig {
     pub services: BTreeMap<String, S<RawService>>,
     #[serde(default)]
     pub middlewares: BTreeMap<String, S<crate::middleware::RawMiddleware>>,
+    #[serde(default)]
+    pub tcp: RawTcp,
+}
+
+/// `[tcp]`: TCP routers and the TCP services they send connections to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    #[serde(default)]
+    pub routers: BTreeMap<String, S<RawTcpRouter>>,
+    #[serde(default)]
+    pub services: BTreeMap<String, S<RawTcpService>>,
+    /// Each direction's buffer of a piped connection.
+    pub buffer: Option<S<RawSize>>,
+}
+
+/// `[tcp.routers.<name>]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpRouter {
+    pub rule: S<String>,
+    pub service: S<String>,
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub entrypoints: Vec<S<String>>,
+    pub tls: Option<S<Toggle<RawTcpTls>>>,
+}
+
+/// A TCP router's `tls`: only `{ passthrough = true }` for now.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpTls {
+    pub passthrough: Option<bool>,
+}
+
+/// `[tcp.services.<name>]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpService {
+    #[serde(default)]
+    pub servers: Vec<S<RawTcpServer>>,
+    pub balance: Option<S<String>>,
+    pub hash_on: Option<S<String>>,
+    pub health: Option<S<RawTcpHealth>>,
+    pub proxy_protocol: Option<S<String>>,
+}
+
+/// A TCP service's server: `{ name = "db-1", address = "10.0.0.5:5432" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpServer {
+    pub address: S<String>,
+    pub name: Option<String>,
+    pub weight: Option<S<i64>>,
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// `[tcp.services.<name>.health]`: a connect check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpHealth {
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
 }
 
 /// `web = "127.0.0.1:80"` or `[entrypoints.web] address = "...", tls = ...`. Read by hand rather
@@ -49,6 +115,8 @@ pub enum RawEntrypoint {
     Table {
         address: String,
         tls: Option<Toggle<RawEntrypointTls>>,
+        /// `"http"` (the default) or `"tcp"`.
+        protocol: Option<String>,
     },
 }
 
@@ -167,11 +235,13 @@ impl<'de> Deserialize<'de> for RawEntrypoint {
                 struct Table {
                     address: String,
                     tls: Option<Toggle<RawEntrypointTls>>,
+                    protocol: Option<String>,
                 }
                 let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawEntrypoint::Table {
                     address: t.address,
                     tls: t.tls,
+                    protocol: t.protocol,
                 })
             }
         }
@@ -280,6 +350,7 @@ pub struct RawTimeouts {
     pub body_min_rate: Option<S<i64>>,
     pub body_rate_window: Option<S<String>>,
     pub server_keepalive: Option<S<String>>,
+    pub tunnel: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

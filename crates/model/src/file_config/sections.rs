@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "routes",
     "services",
     "middlewares",
+    "tcp",
 ];
 
 /// What could be read, every error found, and the services and middlewares left out for their
@@ -85,6 +86,7 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
             "stats" => out.raw.stats = one(src, &mut out.errors, value, "stats"),
             "tls" => out.raw.tls = one(src, &mut out.errors, value, "tls").unwrap_or_default(),
             "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
+            "tcp" => out.raw.tcp = one(src, &mut out.errors, value, "tcp").unwrap_or_default(),
             "limits" => {
                 out.raw.limits = one(src, &mut out.errors, value, "limits").unwrap_or_default()
             }

@@ -1,6 +1,13 @@
 //! Recursive-descent parser for rules. Precedence: `!` binds tightest, then `&&`, then `||`.
 
-use super::{HostPattern, Rule};
+use super::{HostPattern, Rule, SniMatch};
+
+/// Which matchers a rule may use: an HTTP route's, or a TCP router's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Tcp,
+}
 
 /// A rule that could not be parsed: the column (1-based, in characters) and what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,17 +41,22 @@ struct Parser<'a> {
     pos: usize,
     end: usize,
     depth: usize,
+    mode: Mode,
 }
 
-pub(super) fn parse(src: &str) -> Result<Rule, RuleError> {
+pub(super) fn parse(src: &str, mode: Mode) -> Result<Rule, RuleError> {
     if src.len() > MAX_RULE_LEN {
         return Err(err(1, format!("rule is longer than {MAX_RULE_LEN} bytes")));
     }
     let toks = lex(src)?;
     if toks.is_empty() {
+        let example = match mode {
+            Mode::Http => "PathPrefix(`/`)",
+            Mode::Tcp => "HostSNI(`*`)",
+        };
         return Err(err(
             1,
-            "empty rule: expected a matcher such as PathPrefix(`/`)",
+            format!("empty rule: expected a matcher such as {example}"),
         ));
     }
     let mut p = Parser {
@@ -52,6 +64,7 @@ pub(super) fn parse(src: &str) -> Result<Rule, RuleError> {
         pos: 0,
         end: src.chars().count() + 1,
         depth: 0,
+        mode,
     };
     let rule = p.or()?;
     if let Some((t, col)) = p.toks.get(p.pos) {
@@ -177,7 +190,7 @@ impl<'a> Parser<'a> {
             Some((Tok::Ident(name), _)) => {
                 self.pos += 1;
                 let args = self.args(name)?;
-                matcher(name, args, col)?
+                matcher(name, args, col, self.mode)?
             }
             Some((t, c)) => {
                 return Err(err(
@@ -239,7 +252,23 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn matcher(name: &str, args: Vec<String>, col: usize) -> Result<Rule, RuleError> {
+fn matcher(name: &str, args: Vec<String>, col: usize, mode: Mode) -> Result<Rule, RuleError> {
+    const HTTP: [&str; 5] = ["Host", "Path", "PathPrefix", "Method", "Header"];
+    match (mode, name) {
+        (Mode::Tcp, n) if HTTP.contains(&n) => {
+            return Err(err(
+                col,
+                format!("{n} is an HTTP matcher: a TCP router matches HostSNI and ClientIP"),
+            ))
+        }
+        (Mode::Http, "HostSNI") => {
+            return Err(err(
+                col,
+                "HostSNI is a TCP router's matcher: an HTTP route matches the name with Host",
+            ))
+        }
+        _ => {}
+    }
     let nonempty = |args: &[String]| {
         if args.iter().any(|a| a.is_empty()) {
             Err(err(col, format!("{name}(...) has an empty argument")))
@@ -299,9 +328,21 @@ fn matcher(name: &str, args: Vec<String>, col: usize) -> Result<Rule, RuleError>
                 .map_err(|e| err(col, format!("ClientIP: {e}")))?;
             Ok(Rule::ClientIp(ranges))
         }
+        "HostSNI" => {
+            if args.iter().any(|a| a.trim() == "*") {
+                return Ok(Rule::HostSni(SniMatch::Any));
+            }
+            let pats = args
+                .iter()
+                .map(|a| HostPattern::parse(a).map_err(|m| err(col, format!("HostSNI: {m}"))));
+            Ok(Rule::HostSni(SniMatch::Names(pats.collect::<Result<_, _>>()?)))
+        }
         other => Err(err(
             col,
-            format!("unknown matcher {other:?}: expected Host, Path, PathPrefix, Method, Header or ClientIP"),
+            match mode {
+                Mode::Http => format!("unknown matcher {other:?}: expected Host, Path, PathPrefix, Method, Header or ClientIP"),
+                Mode::Tcp => format!("unknown matcher {other:?}: a TCP router matches HostSNI and ClientIP"),
+            },
         )),
     }
 }
@@ -309,6 +350,10 @@ fn matcher(name: &str, args: Vec<String>, col: usize) -> Result<Rule, RuleError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(src: &str) -> Result<Rule, RuleError> {
+        super::parse(src, Mode::Http)
+    }
 
     #[test]
     fn precedence_is_not_then_and_then_or() {

@@ -153,6 +153,7 @@ fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> Provid
         observed: None,
         certificates,
         middlewares,
+        tcp_routes: Vec::new(),
     }
 }
 

@@ -392,6 +392,7 @@ impl Tracker {
             observed: None,
             certificates: certificates.into_values().map(|(c, _)| c).collect(),
             middlewares: middlewares.into_values().map(|(m, _)| m).collect(),
+            tcp_routes: Vec::new(),
         }
     }
 }

@@ -587,6 +587,7 @@ impl Merged {
                 observed: None,
                 certificates: self.certificates,
                 middlewares: self.middlewares.into_values().map(|(m, _)| m).collect(),
+                tcp_routes: Vec::new(),
             },
             notes: self.notes,
             tasks: self.tasks,

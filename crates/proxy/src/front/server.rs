@@ -24,6 +24,8 @@ use crate::front::sniff::{sniff, Protocol};
 use crate::front::stream::{ClientStream, Tracked};
 use crate::handler::{self, Shared};
 use crate::idle::{Activity, Ending, Watchdog};
+use crate::tcp::forward::Outcome;
+use crate::tcp::Chosen;
 use crate::{ProxyConfig, TableStore};
 
 /// How often a draining connection is checked for having gone idle.
@@ -39,6 +41,8 @@ pub struct Listener {
     pub listener: TcpListener,
     /// Terminate TLS on it ([`crate::front::tls::acceptor`]).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// It takes TCP routers only (`protocol = "tcp"`): its connections go to [`crate::tcp`].
+    pub tcp: bool,
 }
 
 impl std::fmt::Debug for Listener {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for Listener {
             .field("name", &self.name)
             .field("listener", &self.listener)
             .field("tls", &self.tls.is_some())
+            .field("tcp", &self.tcp)
             .finish()
     }
 }
@@ -90,6 +95,7 @@ pub async fn serve(
         drain,
         tracker: TaskTracker::new(),
         admit: crate::admit::Admission::new(shared_limit),
+        shutdown: shutdown.clone(),
     });
     let mut tasks = JoinSet::new();
     for (ep, l) in listeners.into_iter().enumerate() {
@@ -112,6 +118,20 @@ struct Conns {
     tracker: TaskTracker,
     /// Connections per client address, when they are limited.
     admit: crate::admit::Admission,
+    /// Turns true at shutdown: piped TCP connections end a drain period later.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Conns {
+    /// Resolves a drain period after shutdown began.
+    fn drained(&self) -> impl Future<Output = ()> + use<> {
+        let mut rx = self.shutdown.clone();
+        let drain = self.drain;
+        async move {
+            stopped(&mut rx).await;
+            tokio::time::sleep(drain).await;
+        }
+    }
 }
 
 /// Accept connections on `l` until shutdown.
@@ -129,6 +149,9 @@ async fn accept_loop(
             _ = &mut stop => break,
             accepted = l.listener.accept() => match accepted {
                 Ok((stream, peer)) => match conns.admit.admit(peer.ip()) {
+                    Some(admitted) if l.tcp => {
+                        conns.tracker.spawn(tcp_connection(ep, stream, peer, conns.clone(), admitted));
+                    }
                     Some(admitted) => {
                         let tls = l.tls.clone();
                         conns.tracker.spawn(connection(ep, stream, tls, peer, conns.clone(), admitted));
@@ -157,6 +180,22 @@ async fn connection(
 ) {
     let shared = conns.shared.clone();
     let _open = shared.cfg.entrypoints.get(ep).map(|e| e.opened());
+    if tls.is_some() {
+        // Passthrough routers on this entrypoint read the ClientHello first.
+        let table = shared.store.load_full();
+        if table.tcp.get(ep).is_some_and(|r| !r.is_empty()) {
+            match crate::tcp::choose(&stream, ep, peer, table, true).await {
+                Chosen::Http => {}
+                Chosen::Router(table, route) => {
+                    return Box::pin(piped(stream, peer, &table, &route, &conns)).await;
+                }
+                Chosen::Close(why) => {
+                    tracing::debug!(%peer, entrypoint = ep, "TCP: closed: {why}");
+                    return;
+                }
+            }
+        }
+    }
     let activity = Activity::new();
     conns.dog.watch(&activity);
     let https = tls.is_some();
@@ -213,6 +252,49 @@ async fn connection(
     // so it takes no room in every connection's task.
     // Shared only with hyper's service, so only here put behind a reference count.
     Box::pin(serve_hyper(protocol, io, ep, Arc::new(peer), &conns, watch)).await;
+}
+
+/// A connection on a TCP entrypoint: to the TCP router it matches, or closed.
+async fn tcp_connection(
+    ep: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conns: Arc<Conns>,
+    _admitted: crate::admit::Admitted,
+) {
+    let _open = conns.shared.cfg.entrypoints.get(ep).map(|e| e.opened());
+    let table = conns.shared.store.load_full();
+    match crate::tcp::choose(&stream, ep, peer, table, false).await {
+        Chosen::Router(table, route) => piped(stream, peer, &table, &route, &conns).await,
+        Chosen::Http => {}
+        Chosen::Close(why) => tracing::debug!(%peer, entrypoint = ep, "TCP: closed: {why}"),
+    }
+}
+
+/// Pipe a connection to a server of `route`'s service.
+async fn piped(
+    stream: TcpStream,
+    peer: SocketAddr,
+    table: &crate::route::table::RoutingTable,
+    route: &crate::tcp::router::TcpRoute,
+    conns: &Conns,
+) {
+    let cfg = &conns.shared.cfg;
+    let f = crate::tcp::forward::Forward {
+        table,
+        route,
+        client: peer,
+        dial: crate::upstream::pool::Dial::of(&cfg.timeouts),
+        pipe: cfg.pipe,
+    };
+    match crate::tcp::forward::forward(stream, f, conns.drained()).await {
+        Outcome::Piped { server, piped } => {
+            tracing::debug!(%peer, router = %route.name, %server, up = piped.up, down = piped.down, end = piped.end.as_str(), "TCP connection ended")
+        }
+        Outcome::NoServer { tried } => {
+            tracing::warn!(%peer, router = %route.name, tried, "TCP: no server of service {} could be reached: connection closed", table.services[route.service].name)
+        }
+    }
 }
 
 /// The TLS handshake, under the request-header timeout; the stream and whether ALPN chose h2,

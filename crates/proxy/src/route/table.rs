@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tether_balance::{AffinityKey, Balancer, Candidate, StickyIndex};
 use tether_model::{
     validate, AffinityPolicy, HashOn, HealthCheck, MiddlewareDecl, RouteDecl, ServiceDecl,
-    ValidationError,
+    ServiceProtocol, TcpRouteDecl, ValidationError,
 };
 
 use crate::middleware::{self, Chain, Secrets};
@@ -24,6 +24,8 @@ pub struct RoutingTable {
     pub version: String,
     /// One router per entrypoint, in the order of the entrypoint names given to [`compile`].
     pub routers: Vec<Router>,
+    /// One TCP router per entrypoint, in the same order (empty where none is).
+    pub tcp: Vec<crate::tcp::router::TcpRouter>,
     pub services: Vec<Service>,
 }
 
@@ -45,6 +47,8 @@ pub struct Service {
     pub stats: Arc<crate::stats::ServiceStats>,
     /// How long and how many requests wait while it has no server.
     pub wait: tether_model::ServerWait,
+    /// HTTP, or TCP (its health check is then a connect).
+    pub protocol: ServiceProtocol,
 }
 
 impl Service {
@@ -99,17 +103,20 @@ pub struct CompileInput<'a> {
     pub middlewares: &'a [MiddlewareDecl],
     /// Where the Docker secrets a `users_file` may name are.
     pub secrets: &'a Secrets,
+    /// The entrypoints of `entrypoints` that take TCP routers only (`protocol = "tcp"`).
+    pub tcp_entrypoints: &'a [String],
+    /// Every source's TCP routers.
+    pub tcp_routes: &'a [TcpRouteDecl],
 }
 
 /// Every reason [`compile`] would refuse these declarations (none: it would build a table).
 pub fn check(
     services: &[ServiceDecl],
     routes: &[RouteDecl],
-    middlewares: &[MiddlewareDecl],
-    entrypoints: &[String],
-    tls_ports: &[(String, u16)],
+    input: &CompileInput<'_>,
 ) -> Vec<ValidationError> {
-    let mut errors = validate::set(services, routes, middlewares);
+    let (entrypoints, tls_ports) = (input.entrypoints, input.tls_ports);
+    let mut errors = validate::set(services, routes, input.middlewares);
     for r in routes {
         let target = r
             .redirect_https
@@ -129,9 +136,30 @@ pub fn check(
                     format!("routes.{}.entrypoints", r.name),
                     format!("no entrypoint named {ep:?}"),
                 ));
+            } else if input.tcp_entrypoints.contains(ep) {
+                errors.push(ValidationError::new(
+                    format!("routes.{}.entrypoints", r.name),
+                    format!("{ep:?} is a TCP entrypoint (protocol = \"tcp\"): HTTP routes go on the others"),
+                ));
             }
         }
+        let tcp_service = services
+            .iter()
+            .find(|s| s.name == r.service)
+            .is_some_and(|s| s.protocol.is_tcp());
+        if tcp_service {
+            errors.push(ValidationError::new(
+                format!("routes.{}.service", r.name),
+                format!(
+                    "{:?} is a TCP service: an HTTP route needs an HTTP service",
+                    r.service
+                ),
+            ));
+        }
     }
+    let tls = crate::tcp::check::tls_names(input);
+    let eps = crate::tcp::check::entrypoints(input, &tls);
+    errors.extend(validate::tcp::routers(services, input.tcp_routes, &eps));
     // TLS to servers: the CA file reads, the name is one. Said once per service.
     for s in services {
         let mut seen = Vec::new();
@@ -160,13 +188,7 @@ pub fn compile(
     routes: &[RouteDecl],
     input: CompileInput<'_>,
 ) -> Result<RoutingTable, Vec<ValidationError>> {
-    let errors = check(
-        services,
-        routes,
-        input.middlewares,
-        input.entrypoints,
-        input.tls_ports,
-    );
+    let errors = check(services, routes, &input);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -226,6 +248,9 @@ pub fn compile(
         .entrypoints
         .iter()
         .map(|ep| {
+            if input.tcp_entrypoints.contains(ep) {
+                return Router::default();
+            }
             let members = (0..entries.len()).filter(|&i| {
                 let eps = &entries[i].entrypoints;
                 eps.is_empty() || eps.iter().any(|x| x == ep)
@@ -233,12 +258,15 @@ pub fn compile(
             Router::new(entries.clone(), members)
         })
         .collect();
+    let tcp = crate::tcp::check::compile(&input, &by_name);
     generation.commit();
     Ok(RoutingTable {
         version: input
             .version
-            .unwrap_or_else(|| version(services, routes, input.middlewares)),
+            .clone()
+            .unwrap_or_else(|| version(services, routes, input.middlewares, input.tcp_routes)),
         routers,
+        tcp,
         services: compiled,
     })
 }
@@ -336,6 +364,7 @@ fn service(
         retries: RetryBudget::default(),
         stats: generation.service_stats(&s.name),
         wait: s.wait,
+        protocol: s.protocol,
     })
 }
 
@@ -345,6 +374,7 @@ pub fn version(
     services: &[ServiceDecl],
     routes: &[RouteDecl],
     middlewares: &[MiddlewareDecl],
+    tcp_routes: &[TcpRouteDecl],
 ) -> String {
     // Every field of every declaration, through their `Hash` (derived, and for routes written to
     // name every field): a field added later is digested too. Formatting them with `Debug`, as
@@ -353,6 +383,7 @@ pub fn version(
     services.hash(&mut h);
     routes.hash(&mut h);
     middlewares.hash(&mut h);
+    tcp_routes.hash(&mut h);
     format!("{:016x}", h.finish())
 }
 
@@ -377,6 +408,7 @@ mod tests {
             resolve: None,
             health: None,
             wait: Default::default(),
+            protocol: Default::default(),
         };
         let route = |priority: i64, entrypoints: Vec<String>| RouteDecl {
             name: "r1".into(),
@@ -392,16 +424,16 @@ mod tests {
         };
         let routes = vec![route(-3, vec!["web".into()]), route(12, Vec::new())];
         let services = vec![service];
-        let v = version(&services, &routes, &[]);
+        let v = version(&services, &routes, &[], &[]);
         assert_eq!(v.len(), 16);
         assert_eq!(
             v,
-            version(&services.clone(), &routes.clone(), &[]),
+            version(&services.clone(), &routes.clone(), &[], &[]),
             "stable"
         );
-        assert_ne!(v, version(&services, &routes[..1], &[]));
+        assert_ne!(v, version(&services, &routes[..1], &[], &[]));
         // Any field of a route changes it.
-        let v = version(&services, &routes[..1], &[]);
+        let v = version(&services, &routes[..1], &[], &[]);
         let route_edits: [&dyn Fn(&mut RouteDecl); 5] = [
             &|r| r.name.push('2'),
             &|r| r.rule_text.push(' '),
@@ -414,7 +446,7 @@ mod tests {
             edit(&mut r);
             assert_ne!(
                 v,
-                version(&services, &[r], &[]),
+                version(&services, &[r], &[], &[]),
                 "a route edit left the version unchanged"
             );
         }
@@ -422,7 +454,7 @@ mod tests {
         let changed = |edit: &dyn Fn(&mut ServiceDecl)| {
             let mut s = services[0].clone();
             edit(&mut s);
-            version(&[s], &routes[..1], &[])
+            version(&[s], &routes[..1], &[], &[])
         };
         let edits: [&dyn Fn(&mut ServiceDecl); 9] = [
             &|s| s.name.push('2'),
@@ -457,7 +489,7 @@ mod tests {
             let mut y = services[0].clone();
             y.name = "b".into();
             y.servers = b;
-            version(&[x, y], &[], &[])
+            version(&[x, y], &[], &[], &[])
         };
         let srv = services[0].servers[0].clone();
         assert_ne!(

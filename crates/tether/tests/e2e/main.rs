@@ -19,6 +19,7 @@ mod proxying;
 mod reload;
 mod stats_page;
 mod sticky;
+mod tcp;
 mod tls;
 mod tls_servers;
 mod traffic;

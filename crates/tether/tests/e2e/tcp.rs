@@ -1,0 +1,212 @@
+//! TCP routing end to end, for `examples/tcp.toml`: a real `redis-server` behind a
+//! `protocol = "tcp"` entrypoint driven by `redis-cli` through Tether; two real TLS servers
+//! (`openssl s_server`, each with its own certificate) passed through by SNI on the port where
+//! Tether also terminates TLS for its HTTP routes; a connection no router takes is closed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tether_testkit::programs::{self, Program};
+use tether_testkit::tls::{connect, TestCert};
+use tether_testkit::{Backend, TempDir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::support::Proxy;
+
+/// `examples/tcp.toml` on loopback ports, its servers replaced by `servers` (name, address).
+fn example(dir: &TempDir, servers: &[(&str, String)], app: &Backend) -> String {
+    let mut text = include_str!("../../../../examples/tcp.toml")
+        .replace("0.0.0.0:8080", "127.0.0.1:0")
+        .replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("0.0.0.0:6380", "127.0.0.1:0")
+        .replace("http://127.0.0.1:9001", &app.url())
+        .replace(
+            "\"certs/app.crt\"",
+            &format!("{:?}", dir.path().join("app.crt")),
+        )
+        .replace(
+            "\"certs/app.key\"",
+            &format!("{:?}", dir.path().join("app.key")),
+        );
+    for (from, to) in servers {
+        text = text.replace(from, to);
+    }
+    text + crate::support::KEY
+}
+
+async fn redis_cli(at: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &at.port().to_string()])
+        .args(args)
+        .output()
+        .await
+        .expect("redis-cli runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn redis_cli_reaches_redis_through_a_tcp_router() {
+    let Some(redis) = Program::redis().await else {
+        return;
+    };
+    if !programs::installed("redis-cli", "redis-tools") {
+        return;
+    }
+    let dir = TempDir::new("tether-tcp");
+    TestCert::write(dir.path(), "app", &["app.example.com"]);
+    let app = Backend::spawn("app-1").await;
+    let toml = example(&dir, &[("127.0.0.1:6379", redis.addr.to_string())], &app);
+    let p = Proxy::start(&toml).await;
+    let cache = p.instance.addr("cache");
+    assert_eq!(redis_cli(cache, &["set", "greeting", "hello"]).await, "OK");
+    assert_eq!(redis_cli(cache, &["get", "greeting"]).await, "hello");
+    // A value of a megabyte goes both ways whole.
+    let big = "x".repeat(1 << 20);
+    let mut c = tokio::net::TcpStream::connect(cache).await.unwrap();
+    let set = format!(
+        "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n{big}\r\n",
+        big.len()
+    );
+    c.write_all(set.as_bytes()).await.unwrap();
+    c.write_all(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
+        .await
+        .unwrap();
+    // Half-closed: redis answers what it was sent, then closes its side.
+    c.write_all(b"*1\r\n$4\r\nQUIT\r\n").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).await.unwrap();
+    let want = format!("+OK\r\n${}\r\n{big}\r\n+OK\r\n", big.len());
+    assert!(got == want.as_bytes(), "{} bytes back", got.len());
+    // The health check connects: the server is in rotation, and HTTP is unaffected.
+    let r = p.client().get("/").await.unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn passthrough_by_sni_and_http_share_one_tls_port() {
+    let dir = TempDir::new("tether-passthrough");
+    let tether_cert = TestCert::write(dir.path(), "app", &["app.example.com"]);
+    let db_cert = TestCert::write(dir.path(), "db", &["db.example.com"]);
+    let mq_cert = TestCert::write(dir.path(), "mq", &["mq.example.com"]);
+    let Some(db) = Program::tls_server(&db_cert.cert_file, &db_cert.key_file).await else {
+        return;
+    };
+    let Some(mq) = Program::tls_server(&mq_cert.cert_file, &mq_cert.key_file).await else {
+        return;
+    };
+    let app = Backend::spawn("app-1").await;
+    let toml = example(
+        &dir,
+        &[
+            // Both db servers are the one openssl: consistent hashing picks either.
+            ("127.0.0.1:9443", db.addr.to_string()),
+            ("127.0.0.1:9444", db.addr.to_string()),
+            ("127.0.0.1:9445", mq.addr.to_string()),
+        ],
+        &app,
+    );
+    let p = Proxy::start(&toml).await;
+    let tls = p.instance.addr("websecure");
+    // Each passthrough name reaches its own server, whose certificate the client sees.
+    for (sni, cert) in [
+        ("db.example.com", &db_cert),
+        ("mq.example.com", &mq_cert),
+        ("eu.mq.example.com", &mq_cert),
+        ("DB.Example.COM", &db_cert),
+    ] {
+        let mut h = connect(tls, Some(sni), &[]).await.unwrap();
+        assert!(h.cert == cert.der, "{sni}: the server's own certificate");
+        h.stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut page = Vec::new();
+        let _ = h.stream.read_to_end(&mut page).await;
+        let page = String::from_utf8_lossy(&page);
+        assert!(page.starts_with("HTTP/1.0 200 ok"), "{sni}: {page}");
+        assert!(page.contains("s_server"), "{sni}: openssl's page: {page}");
+    }
+    // Any other name, and none, is Tether's: its certificate, and its HTTP routes.
+    for sni in [Some("app.example.com"), Some("other.example.org"), None] {
+        let mut h = connect(tls, sni, &["http/1.1"]).await.unwrap();
+        assert!(h.cert == tether_cert.der, "{sni:?}: Tether's certificate");
+        h.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = Vec::new();
+        let _ = h.stream.read_to_end(&mut resp).await;
+        let resp = String::from_utf8_lossy(&resp);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{sni:?}: {resp}");
+        assert!(resp.contains("app-1"), "{sni:?}: {resp}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_no_router_takes_is_closed_and_a_dead_server_is_skipped() {
+    let dir = TempDir::new("tether-tcp-closed");
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = echo.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let dead = programs::free_port();
+    let toml = format!(
+        r#"
+[entrypoints]
+web = "127.0.0.1:0"
+echo = {{ address = "127.0.0.1:0", protocol = "tcp" }}
+only_local = {{ address = "127.0.0.1:0", protocol = "tcp" }}
+
+[tcp.routers.echo]
+rule = "HostSNI(`*`)"
+entrypoints = ["echo"]
+service = "echo"
+
+[tcp.routers.far]
+rule = "ClientIP(`10.0.0.0/8`)"
+entrypoints = ["only_local"]
+service = "echo"
+
+[tcp.services.echo]
+servers = [
+  {{ name = "dead", address = "127.0.0.1:{dead}" }},
+  {{ name = "live", address = "{echo_addr}" }},
+]
+"#
+    );
+    let _ = dir;
+    let p = Proxy::start(&(toml + crate::support::KEY)).await;
+    // Round robin starts on either; the dead one is tried and the live one answers, each time.
+    for _ in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(p.instance.addr("echo"))
+            .await
+            .unwrap();
+        c.write_all(b"ping").await.unwrap();
+        let mut b = [0; 4];
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut b))
+            .await
+            .expect("echoed in time")
+            .unwrap();
+        assert_eq!(&b, b"ping");
+    }
+    // From 127.0.0.1 no router of `only_local` matches: closed, nothing sent.
+    let mut c = tokio::net::TcpStream::connect(p.instance.addr("only_local"))
+        .await
+        .unwrap();
+    let mut b = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut b))
+        .await
+        .expect("closed in time");
+    assert!(n.is_err() || b.is_empty(), "nothing is answered: {b:?}");
+}
