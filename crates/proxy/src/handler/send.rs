@@ -204,7 +204,9 @@ pub(super) async fn route_and_send(
         // Boxed (and a trait object, since it routes again through this function): rare.
         Next::Wait(parked) => return wait::for_server(shared, from, *parked, host, meter).await,
         // Boxed: rare, and its future would otherwise take room in every request's.
-        Next::Upgrade(up, parts, body) => return Box::pin(up.forward(*parts, body, *t)).await,
+        Next::Upgrade(up, parts, body) => {
+            return Box::pin(up.forward(*parts, body, *t, shared.cfg.pipe)).await
+        }
     };
     let app_value = app_value.as_deref();
     if let Some(max) = max_body.or(shared.cfg.limits.body) {

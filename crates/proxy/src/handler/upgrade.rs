@@ -29,6 +29,7 @@ impl Upgrade<'_> {
         mut parts: http::request::Parts,
         body: ClientBody,
         t: tether_model::file_config::Timeouts,
+        pipe: crate::tcp::pipe::PipeConfig,
     ) -> Answer {
         let Upgrade {
             svc,
@@ -48,21 +49,22 @@ impl Upgrade<'_> {
         let backend = svc.backends[choice.idx].clone();
         forwarding.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body);
-        let resp = match upgrade::forward(backend, req, Dial::of(&t), t.upstream_response).await {
-            Ok(mut resp) => {
-                if let Some(s) = &svc.sticky {
-                    sticky::write_response(
-                        resp.headers_mut(),
-                        s,
-                        choice.idx,
-                        choice.fresh,
-                        app_value.as_deref(),
-                    );
+        let resp =
+            match upgrade::forward(backend, req, Dial::of(&t), t.upstream_response, pipe).await {
+                Ok(mut resp) => {
+                    if let Some(s) = &svc.sticky {
+                        sticky::write_response(
+                            resp.headers_mut(),
+                            s,
+                            choice.idx,
+                            choice.fresh,
+                            app_value.as_deref(),
+                        );
+                    }
+                    resp
                 }
-                resp
-            }
-            Err(e) => super::send::upstream_error(svc, &e),
-        };
+                Err(e) => super::send::upstream_error(svc, &e),
+            };
         let mut answer = Answer::from(resp);
         if let Some((edits, https)) = response {
             edits.apply_to_answer(&mut answer, https);

@@ -281,6 +281,29 @@ async fn peek_whole(stream: &TcpStream) -> Result<Hello, PeekError> {
     }
 }
 
+/// For the fuzz target: parse `data` as a connection's first bytes; a name found is a valid host
+/// name, and every prefix of a whole ClientHello is incomplete or refused, never another hello.
+#[doc(hidden)]
+pub fn fuzz_client_hello(data: &[u8]) {
+    let parsed = parse(data);
+    if let Parsed::Hello(h) = &parsed {
+        if let Some(n) = &h.sni {
+            assert_eq!(host_name(n.as_bytes()).as_deref(), Some(n.as_str()));
+        }
+        assert!(h.alpn.iter().all(|p| !p.is_empty()));
+    }
+    if data.len() <= MAX_HELLO {
+        for cut in [data.len() / 2, data.len().saturating_sub(1)] {
+            if let Parsed::Hello(h) = parse(&data[..cut]) {
+                assert!(
+                    matches!(&parsed, Parsed::Hello(_)),
+                    "a prefix is a hello ({h:?}) while the whole is {parsed:?}"
+                );
+            }
+        }
+    }
+}
+
 /// `recv(MSG_PEEK | MSG_DONTWAIT)`: what has come so far, left on the socket.
 fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     use rustix::net::RecvFlags;
@@ -353,6 +376,25 @@ mod tests {
             parse(&hello_bytes(None, &[])),
             Parsed::Hello(Hello::default())
         );
+    }
+
+    #[test]
+    fn openssls_own_hellos_are_read() {
+        let corpus = |name: &str| {
+            let path = format!(
+                "{}/../../fuzz/corpus/client_hello/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            parse(&std::fs::read(path).unwrap())
+        };
+        let Parsed::Hello(h) = corpus("openssl-sni-alpn") else {
+            panic!()
+        };
+        assert_eq!(h.sni.as_deref(), Some("db.example.com"));
+        assert_eq!(h.alpn, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(corpus("openssl-no-sni"), Parsed::Hello(Hello::default()));
+        assert!(matches!(corpus("openssl-acme-tls12"), Parsed::Hello(h) if h.is_acme_challenge()));
+        assert_eq!(corpus("plain-http"), Parsed::NotTls);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Protocol upgrades (WebSocket): the handshake goes to the server on a dedicated connection; on
-//! `101 Switching Protocols` both sides are spliced and bytes copied until either closes.
+//! `101 Switching Protocols` both sides are joined by the byte pipe TCP routers use
+//! ([`crate::tcp::pipe`]: half-closes passed on, closed after `timeouts.tunnel` idle).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub async fn forward(
     mut req: Request<Incoming>,
     dial: crate::upstream::pool::Dial,
     respond: Duration,
+    pipe: crate::tcp::pipe::PipeConfig,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let stream = backend.pool.open(dial).await?;
@@ -55,7 +57,13 @@ pub async fn forward(
             return;
         };
         let (mut c, mut s) = (TokioIo::new(client), TokioIo::new(server));
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+        let piped = crate::tcp::pipe::pipe(&mut c, &mut s, pipe, std::future::pending()).await;
+        tracing::debug!(
+            up = piped.up,
+            down = piped.down,
+            end = piped.end.as_str(),
+            "upgraded connection ended"
+        );
     });
     let (parts, _) = resp.into_parts();
     Ok(Response::from_parts(parts, ProxyBody::empty()))
