@@ -70,6 +70,20 @@ pub struct Settings {
     pub tcp_entrypoints: Vec<String>,
     /// How TCP connections and WebSocket tunnels are piped (`[tcp]`'s settings).
     pub tcp: TcpSettings,
+    /// The entrypoints whose peers send a PROXY protocol header, by name.
+    pub proxy_protocol: std::collections::BTreeMap<String, AcceptProxy>,
+}
+
+/// An entrypoint's `proxy_protocol = { trusted = [...], optional, timeout }`: the PROXY
+/// protocol header its peers send first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptProxy {
+    /// Peers allowed to send a header; any other is closed.
+    pub trusted: Vec<Cidr>,
+    /// A trusted peer may send no header (its own address is then the client's).
+    pub optional: bool,
+    /// How long the whole header may take (default 5 s).
+    pub timeout: Duration,
 }
 
 /// Settings of TCP routing and tunnels.

@@ -26,6 +26,7 @@ pub mod health;
 pub mod http1;
 mod idle;
 pub mod middleware;
+pub mod proxy_protocol;
 pub mod request;
 pub mod route;
 pub mod stats;

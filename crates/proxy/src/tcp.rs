@@ -8,6 +8,7 @@
 pub mod check;
 pub mod forward;
 pub mod hello;
+pub mod peek;
 pub mod pipe;
 pub mod router;
 

@@ -328,6 +328,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             tls: Default::default(),
             tcp_entrypoints: Vec::new(),
             tcp: Default::default(),
+            proxy_protocol: Default::default(),
         },
     };
     let mut settings = settings;
@@ -592,6 +593,7 @@ async fn bind(
             listener: l,
             tls,
             tcp,
+            proxy_protocol: settings.proxy_protocol.get(name).cloned(),
         });
     }
     Ok((listeners, entrypoints))

@@ -318,6 +318,7 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         tls,
         tcp_entrypoints,
         tcp: tcp::settings(cx, raw),
+        proxy_protocol: tcp::accept_proxy(cx, raw),
     }
 }
 
@@ -760,6 +761,13 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
         );
     }
     let wait = server_wait(cx, &base, svc);
+    if let Some(p) = &svc.proxy_protocol {
+        cx.err(
+            Some(p.span()),
+            format!("{base}.proxy_protocol"),
+            "the PROXY protocol to an HTTP service's servers is not offered yet (a pooled connection carries many clients' requests): it is a TCP service's setting ([tcp.services])",
+        );
+    }
     if cx.errors.len() > before {
         return None;
     }

@@ -117,7 +117,17 @@ pub enum RawEntrypoint {
         tls: Option<Toggle<RawEntrypointTls>>,
         /// `"http"` (the default) or `"tcp"`.
         protocol: Option<String>,
+        proxy_protocol: Option<RawAcceptProxy>,
     },
+}
+
+/// An entrypoint's `proxy_protocol = { trusted = [...], optional, timeout }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcceptProxy {
+    pub trusted: Vec<String>,
+    pub optional: Option<bool>,
+    pub timeout: Option<String>,
 }
 
 /// `true`, `false`, or a table of options (which means on, the options left out at their
@@ -236,12 +246,14 @@ impl<'de> Deserialize<'de> for RawEntrypoint {
                     address: String,
                     tls: Option<Toggle<RawEntrypointTls>>,
                     protocol: Option<String>,
+                    proxy_protocol: Option<RawAcceptProxy>,
                 }
                 let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawEntrypoint::Table {
                     address: t.address,
                     tls: t.tls,
                     protocol: t.protocol,
+                    proxy_protocol: t.proxy_protocol,
                 })
             }
         }
@@ -397,6 +409,8 @@ pub struct RawService {
     pub wait_for_server: Option<S<String>>,
     /// Requests that may wait at once.
     pub wait_queue: Option<S<i64>>,
+    /// Refused with its reason: the PROXY protocol goes to TCP services' servers only.
+    pub proxy_protocol: Option<S<String>>,
 }
 
 /// `[services.<name>.tls]`: how the service's `https://` servers are checked.

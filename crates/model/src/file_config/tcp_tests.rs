@@ -7,7 +7,7 @@ use crate::decl::{BalanceAlgo, HashOn, ProxyVersion, ServiceProtocol};
 const TCP: &str = r#"
 [entrypoints]
 web = "127.0.0.1:8080"
-websecure = { address = "127.0.0.1:8443", tls = true }
+websecure = { address = "127.0.0.1:8443", tls = true, proxy_protocol = { trusted = ["10.0.0.0/8"], optional = true } }
 db = { address = "127.0.0.1:5432", protocol = "tcp" }
 
 [timeouts]
@@ -43,6 +43,10 @@ balance = "least_connections"
 fn tcp_routers_and_services_parse_in_the_documented_shape() {
     let c = parse(TCP).unwrap();
     assert_eq!(c.settings.tcp_entrypoints, ["db"]);
+    let pp = &c.settings.proxy_protocol["websecure"];
+    assert!(pp.optional && pp.timeout == Duration::from_secs(5));
+    assert_eq!(pp.trusted[0].to_string(), "10.0.0.0/8");
+    assert_eq!(c.settings.proxy_protocol.len(), 1);
     assert_eq!(c.settings.tcp.buffer, 32 * 1024);
     assert_eq!(c.settings.timeouts.tunnel, Duration::from_secs(600));
     let pg = c.tcp_routes.iter().find(|r| r.name == "pg").unwrap();

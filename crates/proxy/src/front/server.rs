@@ -24,6 +24,7 @@ use crate::front::sniff::{sniff, Protocol};
 use crate::front::stream::{ClientStream, Tracked};
 use crate::handler::{self, Shared};
 use crate::idle::{Activity, Ending, Watchdog};
+use crate::proxy_protocol::Addresses;
 use crate::tcp::forward::Outcome;
 use crate::tcp::Chosen;
 use crate::{ProxyConfig, TableStore};
@@ -43,6 +44,8 @@ pub struct Listener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// It takes TCP routers only (`protocol = "tcp"`): its connections go to [`crate::tcp`].
     pub tcp: bool,
+    /// Its peers send a PROXY protocol header first ([`crate::proxy_protocol`]).
+    pub proxy_protocol: Option<crate::proxy_protocol::AcceptProxy>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -52,6 +55,7 @@ impl std::fmt::Debug for Listener {
             .field("listener", &self.listener)
             .field("tls", &self.tls.is_some())
             .field("tcp", &self.tcp)
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish()
     }
 }
@@ -148,14 +152,21 @@ async fn accept_loop(
             biased;
             _ = &mut stop => break,
             accepted = l.listener.accept() => match accepted {
+                Ok((stream, peer)) if l.proxy_protocol.is_some() => {
+                    let pp = l.proxy_protocol.clone().expect("checked");
+                    conns.tracker.spawn(proxied(ep, stream, peer, pp, l.tls.clone(), l.tcp, conns.clone()));
+                }
                 Ok((stream, peer)) => match conns.admit.admit(peer.ip()) {
                     Some(admitted) if l.tcp => {
-                        conns.tracker.spawn(tcp_connection(ep, stream, peer, conns.clone(), admitted));
+                        let addrs = Addresses { client: peer, destination: stream.local_addr().ok() };
+                        conns.tracker.spawn(tcp_connection(ep, stream, addrs, conns.clone(), admitted));
                     }
                     Some(admitted) => {
                         let tls = l.tls.clone();
                         conns.tracker.spawn(connection(ep, stream, tls, peer, conns.clone(), admitted));
                     }
+                    // A TCP client is closed; an HTTP one is told why.
+                    None if l.tcp => drop(stream),
                     None => {
                         conns.tracker.spawn(crate::admit::refuse(stream));
                     }
@@ -187,7 +198,11 @@ async fn connection(
             match crate::tcp::choose(&stream, ep, peer, table, true).await {
                 Chosen::Http => {}
                 Chosen::Router(table, route) => {
-                    return Box::pin(piped(stream, peer, &table, &route, &conns)).await;
+                    let addrs = Addresses {
+                        client: peer,
+                        destination: stream.local_addr().ok(),
+                    };
+                    return Box::pin(piped(stream, addrs, &table, &route, &conns)).await;
                 }
                 Chosen::Close(why) => {
                     tracing::debug!(%peer, entrypoint = ep, "TCP: closed: {why}");
@@ -254,18 +269,46 @@ async fn connection(
     Box::pin(serve_hyper(protocol, io, ep, Arc::new(peer), &conns, watch)).await;
 }
 
+/// A connection on an entrypoint whose peers send a PROXY protocol header: the header read (the
+/// connection closed if it may not send one, or sends a bad one), then served as any other,
+/// from the header's client.
+async fn proxied(
+    ep: usize,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    pp: crate::proxy_protocol::AcceptProxy,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tcp: bool,
+    conns: Arc<Conns>,
+) {
+    let addrs = match crate::proxy_protocol::accept(&mut stream, peer, &pp).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(%peer, entrypoint = ep, "PROXY protocol: closed: {e}");
+            return;
+        }
+    };
+    match conns.admit.admit(addrs.client.ip()) {
+        Some(admitted) if tcp => tcp_connection(ep, stream, addrs, conns, admitted).await,
+        Some(admitted) => connection(ep, stream, tls, addrs.client, conns, admitted).await,
+        None if tcp => {}
+        None => crate::admit::refuse(stream).await,
+    }
+}
+
 /// A connection on a TCP entrypoint: to the TCP router it matches, or closed.
 async fn tcp_connection(
     ep: usize,
     stream: TcpStream,
-    peer: SocketAddr,
+    addrs: Addresses,
     conns: Arc<Conns>,
     _admitted: crate::admit::Admitted,
 ) {
     let _open = conns.shared.cfg.entrypoints.get(ep).map(|e| e.opened());
     let table = conns.shared.store.load_full();
+    let peer = addrs.client;
     match crate::tcp::choose(&stream, ep, peer, table, false).await {
-        Chosen::Router(table, route) => piped(stream, peer, &table, &route, &conns).await,
+        Chosen::Router(table, route) => piped(stream, addrs, &table, &route, &conns).await,
         Chosen::Http => {}
         Chosen::Close(why) => tracing::debug!(%peer, entrypoint = ep, "TCP: closed: {why}"),
     }
@@ -274,16 +317,18 @@ async fn tcp_connection(
 /// Pipe a connection to a server of `route`'s service.
 async fn piped(
     stream: TcpStream,
-    peer: SocketAddr,
+    addrs: Addresses,
     table: &crate::route::table::RoutingTable,
     route: &crate::tcp::router::TcpRoute,
     conns: &Conns,
 ) {
     let cfg = &conns.shared.cfg;
+    let peer = addrs.client;
     let f = crate::tcp::forward::Forward {
         table,
         route,
         client: peer,
+        destination: addrs.destination,
         dial: crate::upstream::pool::Dial::of(&cfg.timeouts),
         pipe: cfg.pipe,
     };

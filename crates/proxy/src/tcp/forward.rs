@@ -8,7 +8,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tether_balance::PickInput;
-use tether_model::HashOn;
+use tether_model::{HashOn, ServiceProtocol};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::route::table::RoutingTable;
@@ -22,6 +23,8 @@ pub struct Forward<'a> {
     pub route: &'a TcpRoute,
     /// The client's address (the peer's, or what the PROXY protocol said).
     pub client: SocketAddr,
+    /// The address the client connected to (for a PROXY protocol header to the server).
+    pub destination: Option<SocketAddr>,
     pub dial: Dial,
     pub pipe: PipeConfig,
 }
@@ -74,6 +77,26 @@ pub async fn forward(
     };
     let backend = &svc.backends[idx];
     let _open = backend.state.start_request();
+    if let ServiceProtocol::Tcp {
+        proxy_protocol: Some(v),
+    } = svc.protocol
+    {
+        let to = f
+            .destination
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let header = crate::proxy_protocol::encode(v, f.client, to);
+        if let Err(e) = server.write_all(&header).await {
+            tracing::debug!(router = %f.route.name, server = %backend.name, error = %e, "TCP: the PROXY protocol header could not be sent");
+            return Outcome::Piped {
+                server: backend.name.clone(),
+                piped: Piped {
+                    up: 0,
+                    down: 0,
+                    end: crate::tcp::pipe::End::ServerError,
+                },
+            };
+        }
+    }
     let piped = pipe(&mut client, &mut server, f.pipe, shutdown).await;
     Outcome::Piped {
         server: backend.name.clone(),

@@ -10,11 +10,11 @@
 //! reads the record and handshake framing, the server_name extension (RFC 6066 §3) and ALPN
 //! (RFC 7301); it is fuzzed (`fuzz/fuzz_targets/client_hello.rs`).
 
-use std::io;
 use std::time::Duration;
 
-use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use crate::tcp::peek::PeekFailed;
 
 /// The largest ClientHello accepted (records' framing included): a post-quantum key share makes
 /// one of 2 KiB, and nothing a browser sends comes near this.
@@ -218,67 +218,24 @@ pub fn host_name(raw: &[u8]) -> Option<String> {
 /// Why a connection's ClientHello could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PeekError {
-    #[error("the client closed before its ClientHello was whole")]
-    Closed,
-    #[error("no whole ClientHello within {0:?}")]
-    Timeout(Duration),
     #[error("not TLS")]
     NotTls,
     #[error("{0}")]
     Invalid(&'static str),
     #[error("reading the ClientHello: {0}")]
-    Io(#[from] io::Error),
+    Peek(#[from] PeekFailed),
 }
 
 /// Peek at `stream` until its ClientHello is whole, within `timeout`; the bytes stay on the
 /// connection for whoever reads it next.
 pub async fn peek(stream: &TcpStream, timeout: Duration) -> Result<Hello, PeekError> {
-    match tokio::time::timeout(timeout, peek_whole(stream)).await {
-        Ok(r) => r,
-        Err(_) => Err(PeekError::Timeout(timeout)),
-    }
-}
-
-async fn peek_whole(stream: &TcpStream) -> Result<Hello, PeekError> {
-    let mut buf = vec![0u8; MAX_HELLO];
-    let mut seen = 0;
-    loop {
-        stream.readable().await?;
-        // Peek without blocking; when it finds nothing new, readiness is cleared (the
-        // `WouldBlock`) so that the next `readable` waits for more bytes, instead of waking at
-        // once for the ones already peeked. Bytes that came between the peek and the clearing
-        // are found by the peek that follows it.
-        let got = stream.try_io(Interest::READABLE, || {
-            let n = peek_now(stream, &mut buf)?;
-            if n == seen && n != 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        let n = match got {
-            Ok(0) => return Err(PeekError::Closed),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Readiness is clear now: one more look, then wait.
-                let n = peek_now(stream, &mut buf);
-                match n {
-                    Ok(n) if n > seen => n,
-                    Ok(0) => return Err(PeekError::Closed),
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
-        seen = n;
-        match parse(&buf[..n]) {
-            Parsed::Incomplete => continue,
-            Parsed::Hello(h) => return Ok(h),
-            Parsed::NotTls => return Err(PeekError::NotTls),
-            Parsed::Invalid(why) => return Err(PeekError::Invalid(why)),
-        }
-    }
+    let decided = crate::tcp::peek::until(stream, MAX_HELLO, timeout, |bytes| match parse(bytes) {
+        Parsed::Incomplete => None,
+        Parsed::Hello(h) => Some(Ok(h)),
+        Parsed::NotTls => Some(Err(PeekError::NotTls)),
+        Parsed::Invalid(why) => Some(Err(PeekError::Invalid(why))),
+    });
+    decided.await?
 }
 
 /// For the fuzz target: parse `data` as a connection's first bytes; a name found is a valid host
@@ -302,14 +259,6 @@ pub fn fuzz_client_hello(data: &[u8]) {
             }
         }
     }
-}
-
-/// `recv(MSG_PEEK | MSG_DONTWAIT)`: what has come so far, left on the socket.
-fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    use rustix::net::RecvFlags;
-    rustix::net::recv(stream, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT)
-        .map(|(n, _)| n)
-        .map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -477,6 +426,6 @@ mod tests {
         let (s2, _) = l2.accept().await.unwrap();
         c2.write_all(first).await.unwrap();
         let e = peek(&s2, Duration::from_millis(100)).await.unwrap_err();
-        assert!(matches!(e, PeekError::Timeout(_)), "{e}");
+        assert!(matches!(e, PeekError::Peek(PeekFailed::Timeout(_))), "{e}");
     }
 }

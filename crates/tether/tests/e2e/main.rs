@@ -15,6 +15,7 @@ mod hostile_table;
 mod https_routes;
 mod middlewares;
 mod observe;
+mod proxy_protocol;
 mod proxying;
 mod reload;
 mod stats_page;

@@ -8,7 +8,7 @@ use crate::decl::{
     BalanceAlgo, HashOn, HealthCheck, ProxyVersion, ServerAddr, ServerDecl, ServiceDecl,
     ServiceProtocol, TcpRouteDecl,
 };
-use crate::file_config::TcpSettings;
+use crate::file_config::{AcceptProxy, Cidr, TcpSettings};
 use crate::rule::Rule;
 use crate::validate;
 
@@ -36,6 +36,57 @@ pub(super) fn entrypoints(cx: &mut Ctx<'_>, raw: &RawConfig) -> Vec<String> {
         }
     }
     tcp
+}
+
+/// The entrypoints' `proxy_protocol`, by entrypoint name.
+pub(super) fn accept_proxy(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+) -> std::collections::BTreeMap<String, AcceptProxy> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, ep) in &raw.entrypoints {
+        let RawEntrypoint::Table {
+            proxy_protocol: Some(p),
+            ..
+        } = ep.get_ref()
+        else {
+            continue;
+        };
+        let field = format!("entrypoints.{name}.proxy_protocol");
+        let span = Some(ep.span());
+        let before = cx.errors.len();
+        let mut trusted = Vec::new();
+        for (i, t) in p.trusted.iter().enumerate() {
+            match Cidr::parse(t) {
+                Ok(c) => trusted.push(c),
+                Err(e) => cx.err(span.clone(), format!("{field}.trusted[{i}]"), e),
+            }
+        }
+        if p.trusted.is_empty() {
+            cx.err(span.clone(), format!("{field}.trusted"), "name the addresses of the load balancers that send the header (e.g. [\"10.0.0.0/8\"]): every other peer is closed");
+        }
+        let timeout = match &p.timeout {
+            None => std::time::Duration::from_secs(5),
+            Some(t) => match positive_duration(t) {
+                Ok(d) => d,
+                Err(e) => {
+                    cx.err(span.clone(), format!("{field}.timeout"), e);
+                    continue;
+                }
+            },
+        };
+        if cx.errors.len() == before {
+            out.insert(
+                name.clone(),
+                AcceptProxy {
+                    trusted,
+                    optional: p.optional.unwrap_or(false),
+                    timeout,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// `[tcp] buffer`.
