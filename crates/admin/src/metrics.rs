@@ -133,6 +133,77 @@ fn gauges(rows: Vec<(Labels, i64)>) -> Vec<(Labels, ConstGauge<i64>)> {
         .collect()
 }
 
+/// The `tether_tcp_*` families: each TCP service's and server's connections (open now, piped
+/// in all, failed to connect) and bytes each way (counted as they go).
+fn tcp(
+    enc: &mut DescriptorEncoder<'_>,
+    table: &tether_proxy::RoutingTable,
+) -> Result<(), std::fmt::Error> {
+    let mut active = Vec::new();
+    let mut connections = Vec::new();
+    let mut errors = Vec::new();
+    let mut bytes = Vec::new();
+    for s in table.services.iter().filter(|s| s.protocol.is_tcp()) {
+        let st = &s.stats;
+        let svc = |server: Option<&str>| -> Labels {
+            let mut l = vec![("service", s.name.clone())];
+            l.push(("server", server.unwrap_or("(all)").to_string()));
+            l
+        };
+        active.push((svc(None), i64::from(st.active.load(Relaxed))));
+        connections.push((svc(None), st.connections.load(Relaxed)));
+        errors.push((svc(None), st.connect_errors.load(Relaxed)));
+        for (dir, n) in [("in", &st.bytes_in), ("out", &st.bytes_out)] {
+            let mut l = svc(None);
+            l.push(("direction", dir.to_string()));
+            bytes.push((l, n.load(Relaxed)));
+        }
+        for b in &s.backends {
+            let l = || svc(Some(&b.name));
+            active.push((l(), i64::from(b.state.in_flight())));
+            connections.push((l(), b.stats.connections.load(Relaxed)));
+            errors.push((l(), b.stats.connect_errors.load(Relaxed)));
+            for (dir, n) in [("in", &b.stats.bytes_in), ("out", &b.stats.bytes_out)] {
+                let mut l = l();
+                l.push(("direction", dir.to_string()));
+                bytes.push((l, n.load(Relaxed)));
+            }
+        }
+    }
+    family(
+        enc,
+        "tether_tcp_active_connections",
+        "TCP connections open now, by service and server (server=\"(all)\": the service's).",
+        None,
+        MetricType::Gauge,
+        gauges(active),
+    )?;
+    family(
+        enc,
+        "tether_tcp_connections",
+        "TCP connections piped to a server, by service and server.",
+        None,
+        MetricType::Counter,
+        counters(connections),
+    )?;
+    family(
+        enc,
+        "tether_tcp_connect_errors",
+        "Connects to a TCP service's server that failed (another server was then tried).",
+        None,
+        MetricType::Counter,
+        counters(errors),
+    )?;
+    family(
+        enc,
+        "tether_tcp_bytes",
+        "Bytes piped, by service, server and direction (in: from the client; out: to it).",
+        None,
+        MetricType::Counter,
+        counters(bytes),
+    )
+}
+
 /// A histogram snapshot in seconds, per-bucket counts as the encoder wants them.
 struct Hist(Snapshot);
 
@@ -185,7 +256,7 @@ impl Collector for Tether {
         let mut durations = Vec::new();
         let mut sticky: [Vec<(Labels, u64)>; 4] = Default::default();
         let mut bytes: [Vec<(Labels, u64)>; 2] = Default::default();
-        for s in &table.services {
+        for s in table.services.iter().filter(|s| !s.protocol.is_tcp()) {
             for (method, code, n) in s.stats.requests() {
                 let mut l = svc(&s.name);
                 l.push(("code", code));
@@ -304,6 +375,9 @@ impl Collector for Tether {
             for b in &s.backends {
                 let state = &b.state;
                 up.push((srv(&s.name, &b.name), i64::from(state.takes_pinned())));
+                if s.protocol.is_tcp() {
+                    continue;
+                }
                 in_flight.push((srv(&s.name, &b.name), i64::from(state.in_flight())));
                 for (i, c) in b.stats.by_class.iter().enumerate() {
                     let n = c.load(Relaxed);
@@ -390,6 +464,8 @@ impl Collector for Tether {
             MetricType::Counter,
             counters(pins),
         )?;
+
+        tcp(&mut enc, &table)?;
 
         let names = self.control.entrypoints();
         let open = self

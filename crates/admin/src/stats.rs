@@ -169,6 +169,8 @@ pub(crate) struct ServerRow {
     pub pinned: u64,
     pub new_pins: u64,
     pub rebalanced: u64,
+    /// A TCP service's server: connects to it that failed (`requests` counts its connections).
+    pub connect_errors: Option<u64>,
 }
 
 /// One route's row: its declaration and its traffic (by status class).
@@ -240,6 +242,8 @@ pub(crate) struct ServiceRow {
     pub waiting: u32,
     pub waited: u64,
     pub wait_expired: u64,
+    /// A TCP service: connections open now, piped in all, and connects that failed.
+    pub tcp: Option<[u64; 3]>,
 }
 
 /// Everything the page shows.
@@ -350,7 +354,11 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 state: b.state.describe(),
                 weight: weights.and_then(|w| w.get(&*b.name).copied()),
                 in_flight: b.state.in_flight(),
-                requests: st.requests(),
+                requests: if s.protocol.is_tcp() {
+                    st.connections.load(Relaxed)
+                } else {
+                    st.requests()
+                },
                 rps: r.rps,
                 r4xx: r.r4xx,
                 r5xx: r.r5xx,
@@ -362,6 +370,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 pinned: b.state.pinned(),
                 new_pins: st.new_pins.load(Relaxed),
                 rebalanced: st.rebalanced.load(Relaxed),
+                connect_errors: s.protocol.is_tcp().then(|| st.connect_errors.load(Relaxed)),
             });
         }
         if servers.is_empty() && !service_matches {
@@ -387,6 +396,13 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
             waiting: st.waiting.load(Relaxed),
             waited: st.waited.load(Relaxed),
             wait_expired: st.wait_expired.load(Relaxed),
+            tcp: s.protocol.is_tcp().then(|| {
+                [
+                    u64::from(st.active.load(Relaxed)),
+                    st.connections.load(Relaxed),
+                    st.connect_errors.load(Relaxed),
+                ]
+            }),
         });
     }
     Page {
@@ -528,6 +544,9 @@ fn to_json(p: &Page) -> Value {
                 "waiting": s.waiting,
                 "waited": s.waited,
                 "wait_expired": s.wait_expired,
+                "tcp": s.tcp.map(|[active, connections, errors]| json!({
+                    "active": active, "connections": connections, "connect_errors": errors,
+                })),
                 "servers": s.servers.iter().map(|v| json!({
                     "name": v.name, "address": v.address, "state": v.state, "weight": v.weight,
                     "in_flight": v.in_flight, "requests": v.requests,
@@ -535,6 +554,7 @@ fn to_json(p: &Page) -> Value {
                     "p50_ms": v.p50_ms, "p99_ms": v.p99_ms,
                     "bytes_in": v.bytes_in, "bytes_out": v.bytes_out, "retries": v.retries,
                     "pinned_requests": v.pinned, "new_pins": v.new_pins, "rebalanced": v.rebalanced,
+                    "connect_errors": v.connect_errors,
                 })).collect::<Vec<_>>(),
             })
         })

@@ -58,6 +58,9 @@ pub struct ServerStats {
     pub new_pins: AtomicU64,
     pub rebalanced: AtomicU64,
     pub latency: Histogram,
+    /// TCP: connections piped to it, and connects to it that failed.
+    pub connections: AtomicU64,
+    pub connect_errors: AtomicU64,
 }
 
 impl ServerStats {
@@ -103,6 +106,10 @@ pub struct ServiceStats {
     pub wait_expired: AtomicU64,
     /// Woken when a table gives the service a server or one of its servers turns healthy.
     pub ready: tokio::sync::Notify,
+    /// TCP: connections piped to its servers, those open now, and connects that failed.
+    pub connections: AtomicU64,
+    pub active: std::sync::atomic::AtomicU32,
+    pub connect_errors: AtomicU64,
 }
 
 /// Routes of one service counted one by one; a service's further routes share one more slot.

@@ -198,6 +198,12 @@ fn service(h: &mut String, s: &ServiceRow) {
             esc(a)
         );
     }
+    if let Some([active, connections, errors]) = s.tcp {
+        let _ = write!(
+            h,
+            "<span>TCP: {active} open, {connections} connections, {errors} connect errors</span>"
+        );
+    }
     if s.waiting > 0 || s.waited > 0 {
         let _ = write!(
             h,

@@ -332,13 +332,30 @@ async fn piped(
         dial: crate::upstream::pool::Dial::of(&cfg.timeouts),
         pipe: cfg.pipe,
     };
-    match crate::tcp::forward::forward(stream, f, conns.drained()).await {
+    let started = std::time::Instant::now();
+    let outcome = crate::tcp::forward::forward(stream, f, conns.drained()).await;
+    let service = &table.services[route.service].name;
+    let (server, piped) = match &outcome {
         Outcome::Piped { server, piped } => {
-            tracing::debug!(%peer, router = %route.name, %server, up = piped.up, down = piped.down, end = piped.end.as_str(), "TCP connection ended")
+            tracing::debug!(%peer, router = %route.name, %server, up = piped.up, down = piped.down, end = piped.end.as_str(), "TCP connection ended");
+            (Some(&**server), Some(*piped))
         }
         Outcome::NoServer { tried } => {
-            tracing::warn!(%peer, router = %route.name, tried, "TCP: no server of service {} could be reached: connection closed", table.services[route.service].name)
+            tracing::warn!(%peer, router = %route.name, tried, "TCP: no server of service {service} could be reached: connection closed");
+            (None, None)
         }
+    };
+    if let Some(log) = &cfg.access_log {
+        log.connection(&crate::upstream::meter::ConnectionLine {
+            client: peer,
+            router: &route.name,
+            service,
+            server,
+            duration: started.elapsed(),
+            bytes_in: piped.map_or(0, |p| p.up),
+            bytes_out: piped.map_or(0, |p| p.down),
+            end: piped.map_or("no server", |p| p.end.as_str()),
+        });
     }
 }
 

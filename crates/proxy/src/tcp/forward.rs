@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use tether_balance::PickInput;
 use tether_model::{HashOn, ServiceProtocol};
@@ -70,6 +71,8 @@ pub async fn forward(
             }
             Err(e) => {
                 backend.state.mark_failed();
+                backend.stats.connect_errors.fetch_add(1, Relaxed);
+                svc.stats.connect_errors.fetch_add(1, Relaxed);
                 tracing::debug!(router = %f.route.name, server = %backend.name, error = %e, "TCP: connect failed; trying another server");
                 tried.push(idx);
             }
@@ -77,6 +80,9 @@ pub async fn forward(
     };
     let backend = &svc.backends[idx];
     let _open = backend.state.start_request();
+    let _active = Active::new(&svc.stats);
+    backend.stats.connections.fetch_add(1, Relaxed);
+    svc.stats.connections.fetch_add(1, Relaxed);
     if let ServiceProtocol::Tcp {
         proxy_protocol: Some(v),
     } = svc.protocol
@@ -97,10 +103,35 @@ pub async fn forward(
             };
         }
     }
-    let piped = pipe(&mut client, &mut server, f.pipe, shutdown).await;
+    let tally = |up: u64, down: u64| {
+        for (i, o) in [
+            (&backend.stats.bytes_in, &backend.stats.bytes_out),
+            (&svc.stats.bytes_in, &svc.stats.bytes_out),
+        ] {
+            i.fetch_add(up, Relaxed);
+            o.fetch_add(down, Relaxed);
+        }
+    };
+    let piped = pipe(&mut client, &mut server, f.pipe, shutdown, tally).await;
     Outcome::Piped {
         server: backend.name.clone(),
         piped,
+    }
+}
+
+/// One open connection of a service, counted while it lives.
+struct Active<'a>(&'a crate::stats::ServiceStats);
+
+impl<'a> Active<'a> {
+    fn new(s: &'a crate::stats::ServiceStats) -> Active<'a> {
+        s.active.fetch_add(1, Relaxed);
+        Active(s)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
     }
 }
 

@@ -187,16 +187,25 @@ impl Half {
 }
 
 /// Copy between `client` and `server` both ways until both have closed, one fails, no byte
-/// moves for `cfg.idle`, or `stop` resolves ([`End::Shutdown`]).
-pub async fn pipe<C, S, F>(client: &mut C, server: &mut S, cfg: PipeConfig, stop: F) -> Piped
+/// moves for `cfg.idle`, or `stop` resolves ([`End::Shutdown`]). `tally` is told the bytes
+/// written each way as they go (up, down), so that counters move while a long connection lives.
+pub async fn pipe<C, S, F, T>(
+    client: &mut C,
+    server: &mut S,
+    cfg: PipeConfig,
+    stop: F,
+    tally: T,
+) -> Piped
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
     F: Future<Output = ()>,
+    T: FnMut(u64, u64) + Unpin,
 {
     let stop = std::pin::pin!(stop);
     let mut p = Pipe {
         stop,
+        tally,
         client,
         server,
         up: Half::new(cfg.buffer),
@@ -216,8 +225,9 @@ where
     piped
 }
 
-struct Pipe<'a, C: ?Sized, S: ?Sized, F> {
+struct Pipe<'a, C: ?Sized, S: ?Sized, F, T> {
     stop: Pin<&'a mut F>,
+    tally: T,
     client: &'a mut C,
     server: &'a mut S,
     up: Half,
@@ -229,59 +239,80 @@ struct Pipe<'a, C: ?Sized, S: ?Sized, F> {
     timer: Pin<Box<Sleep>>,
 }
 
-impl<C, S, F> Future for &mut Pipe<'_, C, S, F>
+impl<C, S, F, T> Future for &mut Pipe<'_, C, S, F, T>
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
     F: Future<Output = ()>,
+    T: FnMut(u64, u64) + Unpin,
 {
     type Output = End;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
         let p = &mut **self.get_mut();
+        let before = (p.up.bytes, p.down.bytes);
+        let end = p.step(cx);
+        if (p.up.bytes, p.down.bytes) != before {
+            (p.tally)(p.up.bytes - before.0, p.down.bytes - before.1);
+        }
+        match end {
+            Some(e) => Poll::Ready(e),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<C, S, F, T> Pipe<'_, C, S, F, T>
+where
+    C: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    F: Future<Output = ()>,
+{
+    /// Move what can move now; the end, if this is it.
+    fn step(&mut self, cx: &mut Context<'_>) -> Option<End> {
         let mut moved = false;
-        let up = p.up.poll_copy(
+        let up = self.up.poll_copy(
             cx,
-            Pin::new(&mut *p.client),
-            Pin::new(&mut *p.server),
+            Pin::new(&mut *self.client),
+            Pin::new(&mut *self.server),
             &mut moved,
         );
         if let Poll::Ready(Err(f)) = up {
-            return Poll::Ready(match f {
+            return Some(match f {
                 Fault::Reader => End::ClientError,
                 Fault::Writer => End::ServerError,
             });
         }
-        let down = p.down.poll_copy(
+        let down = self.down.poll_copy(
             cx,
-            Pin::new(&mut *p.server),
-            Pin::new(&mut *p.client),
+            Pin::new(&mut *self.server),
+            Pin::new(&mut *self.client),
             &mut moved,
         );
         if let Poll::Ready(Err(f)) = down {
-            return Poll::Ready(match f {
+            return Some(match f {
                 Fault::Reader => End::ServerError,
                 Fault::Writer => End::ClientError,
             });
         }
         if up.is_ready() && down.is_ready() {
-            return Poll::Ready(End::Closed);
+            return Some(End::Closed);
         }
-        if p.stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(End::Shutdown);
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Some(End::Shutdown);
         }
         let now = Instant::now();
         if moved {
-            p.last = now;
+            self.last = now;
         }
-        while p.timer.as_mut().poll(cx).is_ready() {
-            let due = p.last + p.idle;
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.idle;
             if due <= now {
-                return Poll::Ready(End::Idle);
+                return Some(End::Idle);
             }
-            p.timer.as_mut().reset(due);
+            self.timer.as_mut().reset(due);
         }
-        Poll::Pending
+        None
     }
 }
 
@@ -304,12 +335,19 @@ mod tests {
         // client <-> [c_in | pipe | s_out] <-> server
         let (mut client, mut c_in) = pair().await;
         let (mut s_out, mut server) = pair().await;
+        let tallied = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64, 0u32)));
+        let t = tallied.clone();
         let piping = tokio::spawn(async move {
+            let tally = move |up, down| {
+                let mut t = t.lock().unwrap();
+                *t = (t.0 + up, t.1 + down, t.2 + 1);
+            };
             pipe(
                 &mut c_in,
                 &mut s_out,
                 PipeConfig::default(),
                 std::future::pending(),
+                tally,
             )
             .await
         });
@@ -337,6 +375,9 @@ mod tests {
                 end: End::Closed
             }
         );
+        let (up, down, calls) = *tallied.lock().unwrap();
+        assert_eq!((up, down), (8, 300_000), "told as the bytes went");
+        assert!(calls > 1, "told more than once, at the end");
     }
 
     #[tokio::test]
@@ -345,10 +386,16 @@ mod tests {
         let (mut s_out, mut server) = pair().await;
         let idle = Duration::from_millis(300);
         let cfg = PipeConfig { buffer: 1024, idle };
-        let piping =
-            tokio::spawn(
-                async move { pipe(&mut c_in, &mut s_out, cfg, std::future::pending()).await },
-            );
+        let piping = tokio::spawn(async move {
+            pipe(
+                &mut c_in,
+                &mut s_out,
+                cfg,
+                std::future::pending(),
+                |_, _| {},
+            )
+            .await
+        });
         // A byte every half of the timeout keeps it open past the timeout.
         let start = Instant::now();
         for _ in 0..4 {
@@ -375,6 +422,7 @@ mod tests {
                 &mut s_out,
                 PipeConfig::default(),
                 std::future::pending(),
+                |_, _| {},
             )
             .await
         });

@@ -117,6 +117,49 @@ impl AccessLog {
         self.queue.wake.notify_one();
     }
 
+    /// The line of a TCP connection that ended ([`crate::tcp`]).
+    pub fn connection(&self, c: &ConnectionLine<'_>) {
+        let mut l = String::with_capacity(256);
+        let ms = c.duration.as_secs_f64() * 1e3;
+        match self.format {
+            Format::Common => {
+                let _ = writeln!(
+                    l,
+                    "{} - - [{}] \"TCP {}\" - {} router={} service={} server={} duration_ms={ms:.3} bytes_in={} end={}",
+                    c.client.ip(),
+                    Clf(SystemTime::now()),
+                    c.router,
+                    c.bytes_out,
+                    c.router,
+                    c.service,
+                    c.server.unwrap_or("-"),
+                    c.bytes_in,
+                    c.end.replace(' ', "_"),
+                );
+            }
+            Format::Json => {
+                l.push_str("{\"time\":\"");
+                rfc3339(SystemTime::now(), &mut l);
+                let _ = write!(
+                    l,
+                    "\",\"client\":\"{}\",\"protocol\":\"TCP\",\"router\":",
+                    c.client.ip()
+                );
+                quote(&mut l, c.router);
+                l.push_str(",\"service\":");
+                quote(&mut l, c.service);
+                l.push_str(",\"server\":");
+                opt(&mut l, c.server);
+                let _ = writeln!(
+                    l,
+                    ",\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{ms:.3},\"end\":\"{}\"}}",
+                    c.bytes_in, c.bytes_out, c.end
+                );
+            }
+        }
+        self.write(&l);
+    }
+
     fn write(&self, line: &str) {
         let mut p = self
             .queue
@@ -158,6 +201,23 @@ fn open(target: &Target) -> std::io::Result<Box<dyn std::io::Write + Send>> {
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
         ),
     })
+}
+
+/// A TCP connection's access-log line: who, through which router to which server, how long,
+/// how many bytes each way, and why it ended.
+#[derive(Debug)]
+pub struct ConnectionLine<'a> {
+    pub client: std::net::SocketAddr,
+    pub router: &'a str,
+    pub service: &'a str,
+    /// `None`: no server could be reached.
+    pub server: Option<&'a str>,
+    pub duration: Duration,
+    /// Bytes from the client, and to it.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// `closed`, `idle timeout`, `client error`, `server error`, `shutdown`, `no server`.
+    pub end: &'a str,
 }
 
 /// What the log line says beyond the counters (kept only when there is a log).

@@ -57,7 +57,8 @@ pub async fn forward(
             return;
         };
         let (mut c, mut s) = (TokioIo::new(client), TokioIo::new(server));
-        let piped = crate::tcp::pipe::pipe(&mut c, &mut s, pipe, std::future::pending()).await;
+        let piped =
+            crate::tcp::pipe::pipe(&mut c, &mut s, pipe, std::future::pending(), |_, _| {}).await;
         tracing::debug!(
             up = piped.up,
             down = piped.down,

@@ -136,7 +136,7 @@ async fn metrics_count_a_known_mix_and_forget_a_removed_server() {
 
 /// `promtool check metrics` accepts the exposition (Debian's `prometheus` package; `.ci/run`
 /// installs it). Skipped loudly without it, a failure under `CI=true`.
-async fn promtool(body: &str) {
+pub(crate) async fn promtool(body: &str) {
     use tokio::io::AsyncWriteExt;
     let child = tokio::process::Command::new("promtool")
         .args(["check", "metrics"])

@@ -146,11 +146,10 @@ async fn passthrough_by_sni_and_http_share_one_tls_port() {
     }
 }
 
-#[tokio::test]
-async fn a_connection_no_router_takes_is_closed_and_a_dead_server_is_skipped() {
-    let dir = TempDir::new("tether-tcp-closed");
+/// An echo server on loopback: what comes in goes back, until the client's FIN.
+async fn echo_server() -> SocketAddr {
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
+    let addr = echo.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (mut s, _) = echo.accept().await.unwrap();
@@ -160,13 +159,30 @@ async fn a_connection_no_router_takes_is_closed_and_a_dead_server_is_skipped() {
             });
         }
     });
+    addr
+}
+
+/// Send `data` on a new connection to `at`, close the sending half, and read all that comes back.
+async fn echoed(at: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
+    c.write_all(data).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut back))
+        .await
+        .expect("echoed in time")
+        .unwrap();
+    back
+}
+
+fn echo_config(echo: SocketAddr) -> String {
     let dead = programs::free_port();
-    let toml = format!(
+    format!(
         r#"
 [entrypoints]
 web = "127.0.0.1:0"
 echo = {{ address = "127.0.0.1:0", protocol = "tcp" }}
-only_local = {{ address = "127.0.0.1:0", protocol = "tcp" }}
+only_far = {{ address = "127.0.0.1:0", protocol = "tcp" }}
 
 [tcp.routers.echo]
 rule = "HostSNI(`*`)"
@@ -175,33 +191,28 @@ service = "echo"
 
 [tcp.routers.far]
 rule = "ClientIP(`10.0.0.0/8`)"
-entrypoints = ["only_local"]
+entrypoints = ["only_far"]
 service = "echo"
 
 [tcp.services.echo]
 servers = [
   {{ name = "dead", address = "127.0.0.1:{dead}" }},
-  {{ name = "live", address = "{echo_addr}" }},
+  {{ name = "live", address = "{echo}" }},
 ]
-"#
-    );
-    let _ = dir;
-    let p = Proxy::start(&(toml + crate::support::KEY)).await;
+{}"#,
+        crate::support::KEY
+    )
+}
+
+#[tokio::test]
+async fn a_connection_no_router_takes_is_closed_and_a_dead_server_is_skipped() {
+    let p = Proxy::start(&echo_config(echo_server().await)).await;
     // Round robin starts on either; the dead one is tried and the live one answers, each time.
     for _ in 0..4 {
-        let mut c = tokio::net::TcpStream::connect(p.instance.addr("echo"))
-            .await
-            .unwrap();
-        c.write_all(b"ping").await.unwrap();
-        let mut b = [0; 4];
-        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut b))
-            .await
-            .expect("echoed in time")
-            .unwrap();
-        assert_eq!(&b, b"ping");
+        assert_eq!(echoed(p.instance.addr("echo"), b"ping").await, b"ping");
     }
-    // From 127.0.0.1 no router of `only_local` matches: closed, nothing sent.
-    let mut c = tokio::net::TcpStream::connect(p.instance.addr("only_local"))
+    // From 127.0.0.1 no router of `only_far` matches: closed, nothing sent.
+    let mut c = tokio::net::TcpStream::connect(p.instance.addr("only_far"))
         .await
         .unwrap();
     let mut b = Vec::new();
@@ -209,4 +220,101 @@ servers = [
         .await
         .expect("closed in time");
     assert!(n.is_err() || b.is_empty(), "nothing is answered: {b:?}");
+}
+
+#[tokio::test]
+async fn tcp_traffic_is_counted_in_metrics_the_stats_and_the_access_log() {
+    use tether_proxy::upstream::meter::{Format, Target};
+    let dir = TempDir::new("tether-tcp-seen");
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, echo_config(echo_server().await)).unwrap();
+    let log = dir.path().join("access.log");
+    let mut opts =
+        tether::app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.admin = tether::app::AdminOptions {
+        address: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        dfp: None,
+    };
+    opts.access_log = Some((Format::Json, Target::File(log.clone())));
+    let i = tether::app::start(opts).await.expect("start");
+    let mut admin = tether_testkit::Admin::new(i.admin.unwrap(), None);
+    let data = vec![7u8; 1000];
+    for _ in 0..3 {
+        assert_eq!(echoed(i.addr("echo"), &data).await, data);
+    }
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    tether_testkit::wait_for(
+        "3 lines in the access log",
+        Duration::from_secs(5),
+        || async { lines().len() == 3 },
+    )
+    .await;
+    for l in lines() {
+        assert_eq!(l["protocol"], "TCP", "{l}");
+        assert_eq!(l["router"], "echo", "{l}");
+        assert_eq!(l["service"], "echo", "{l}");
+        assert_eq!(l["server"], "live", "{l}");
+        assert_eq!(l["client"], "127.0.0.1", "{l}");
+        assert_eq!(
+            (l["bytes_in"].as_u64(), l["bytes_out"].as_u64()),
+            (Some(1000), Some(1000)),
+            "{l}"
+        );
+        assert_eq!(l["end"], "closed", "{l}");
+    }
+    let m = admin.get("/metrics").await.body;
+    let sample = |series: &str| -> Option<f64> {
+        m.lines().find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            (s == series).then(|| v.parse().ok()).flatten()
+        })
+    };
+    assert_eq!(
+        sample("tether_tcp_connections_total{service=\"echo\",server=\"live\"}"),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample("tether_tcp_connections_total{service=\"echo\",server=\"(all)\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample("tether_tcp_bytes_total{service=\"echo\",server=\"(all)\",direction=\"in\"}"),
+        Some(3000.0)
+    );
+    assert_eq!(
+        sample("tether_tcp_bytes_total{service=\"echo\",server=\"live\",direction=\"out\"}"),
+        Some(3000.0)
+    );
+    assert_eq!(
+        sample("tether_tcp_active_connections{service=\"echo\",server=\"(all)\"}"),
+        Some(0.0)
+    );
+    assert!(
+        sample("tether_tcp_connect_errors_total{service=\"echo\",server=\"dead\"}") >= Some(1.0),
+        "{m}"
+    );
+    assert!(
+        !m.contains("tether_service_requests_total{service=\"echo\""),
+        "no HTTP series for a TCP service"
+    );
+    crate::observe::promtool(&m).await;
+    let stats: serde_json::Value =
+        serde_json::from_str(&admin.get("/api/stats").await.body).unwrap();
+    let svc = stats["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "echo")
+        .unwrap();
+    assert_eq!(svc["tcp"]["connections"], 3, "{svc}");
+    assert_eq!(svc["tcp"]["active"], 0, "{svc}");
+    i.shutdown().await;
 }
