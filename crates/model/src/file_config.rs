@@ -86,6 +86,74 @@ pub struct AcceptProxy {
     pub timeout: Duration,
 }
 
+/// `--entrypoint NAME=ADDR[,tcp][,tls]`: an entrypoint declared on the command line (Docker
+/// Flow Proxy deployments run with flags and no file). It adds to the file's entrypoints, or
+/// replaces the one of its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrypointFlag {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `protocol = "tcp"`.
+    pub tcp: bool,
+    /// `tls = true`.
+    pub tls: bool,
+}
+
+impl EntrypointFlag {
+    /// `db=0.0.0.0:5432,tcp`, `websecure=0.0.0.0:443,tls`.
+    pub fn parse(s: &str) -> Result<EntrypointFlag, String> {
+        let form = "expected NAME=ADDR[,tcp][,tls], e.g. db=0.0.0.0:5432,tcp";
+        let (name, rest) = s.split_once('=').ok_or_else(|| format!("{s:?}: {form}"))?;
+        if !crate::validate::is_name(name) {
+            return Err(format!(
+                "{s:?}: {name:?} is not a name (letters, digits, '-', '_', '.')"
+            ));
+        }
+        let mut parts = rest.split(',');
+        let addr = parts.next().unwrap_or_default();
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: {addr:?} is not a listen address such as 0.0.0.0:80"))?;
+        let (mut tcp, mut tls) = (false, false);
+        for p in parts {
+            match p {
+                "tcp" => tcp = true,
+                "tls" => tls = true,
+                "http" => {}
+                other => return Err(format!("{s:?}: {other:?}: {form}")),
+            }
+        }
+        if tcp && tls {
+            return Err(format!("{s:?}: TLS termination on a TCP entrypoint is not offered yet: a TCP entrypoint's routers pass TLS through"));
+        }
+        Ok(EntrypointFlag {
+            name: name.to_string(),
+            addr,
+            tcp,
+            tls,
+        })
+    }
+}
+
+impl Settings {
+    /// Declare (or redeclare) the entrypoint `flag` names.
+    pub fn add_entrypoint(&mut self, flag: &EntrypointFlag) {
+        let name = &flag.name;
+        self.entrypoints.retain(|(n, _)| n != name);
+        self.entrypoints.push((name.clone(), flag.addr));
+        self.entrypoints.sort_by(|a, b| a.0.cmp(&b.0));
+        self.tcp_entrypoints.retain(|n| n != name);
+        if flag.tcp {
+            self.tcp_entrypoints.push(name.clone());
+        }
+        if flag.tls {
+            self.tls.entrypoints.entry(name.clone()).or_default();
+        } else {
+            self.tls.entrypoints.remove(name);
+        }
+    }
+}
+
 /// Settings of TCP routing and tunnels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSettings {

@@ -51,6 +51,9 @@ pub struct Options {
     pub default_certificate: Option<PemText>,
     /// `--connect-timeout`: overrides the file's `[timeouts] connect`.
     pub connect_timeout: Option<Duration>,
+    /// `--entrypoint NAME=ADDR[,tcp][,tls]`: added to the file's (or the default `web`), or
+    /// replacing the one of that name.
+    pub entrypoints: Vec<tether_model::file_config::EntrypointFlag>,
 }
 
 /// PEM text holding a private key: never printed.
@@ -89,6 +92,7 @@ impl Options {
             access_log: None,
             default_certificate: None,
             connect_timeout: None,
+            entrypoints: Vec::new(),
         }
     }
 }
@@ -332,6 +336,9 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         },
     };
     let mut settings = settings;
+    for e in &opts.entrypoints {
+        settings.add_entrypoint(e);
+    }
     if let Some(c) = opts.connect_timeout {
         settings.timeouts.connect = c;
     }

@@ -144,6 +144,11 @@ struct RunArgs {
     /// Without --config: the address of the `web` entrypoint.
     #[arg(long, default_value = "0.0.0.0:80", env = "TETHER_LISTEN")]
     listen: SocketAddr,
+    /// Declare an entrypoint: `db=0.0.0.0:5432,tcp` (TCP routers), `websecure=0.0.0.0:443,tls`
+    /// (HTTPS), `web=0.0.0.0:8080`. Repeatable; adds to the file's, or replaces the one of that
+    /// name. A Docker Flow Proxy `srcPort` finds its entrypoint by port.
+    #[arg(long = "entrypoint", value_name = "NAME=ADDR[,tcp][,tls]", value_parser = parse_entrypoint)]
+    entrypoints: Vec<tether_model::file_config::EntrypointFlag>,
     /// Without --config: a file holding the affinity key (at least 32 bytes), the same on every
     /// Tether replica (a Docker secret, say). Default: a key generated in the state directory.
     #[arg(long, env = "TETHER_KEY_FILE")]
@@ -420,6 +425,10 @@ fn parse_poll(s: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_entrypoint(s: &str) -> Result<tether_model::file_config::EntrypointFlag, String> {
+    tether_model::file_config::EntrypointFlag::parse(s)
+}
+
 fn parse_positive(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("must be more than zero".into()),
@@ -493,6 +502,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
         docker,
         key_file,
         admin,
+        entrypoints: flags,
         ..
     } = args;
     let swarm = docker.swarm_options()?;
@@ -535,6 +545,16 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                 }
                 failed = true;
             }
+        }
+    }
+    // --entrypoint adds to (or redeclares) the file's entrypoints, as `tether run` does.
+    for f in &flags {
+        if !entrypoints.contains(&f.name) {
+            entrypoints.push(f.name.clone());
+        }
+        tls_entrypoints.retain(|n| n != &f.name);
+        if f.tls {
+            tls_entrypoints.push(f.name.clone());
         }
     }
     // The engine is only asked with --docker or --swarm: a file's [swarm] is checked as text.
@@ -757,6 +777,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             control_socket,
             default_ssl_cert,
             connect_timeout,
+            entrypoints,
         }) => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let control_path =
@@ -799,6 +820,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     access_log,
                     default_certificate: default_ssl_cert.map(tether::app::PemText),
                     connect_timeout,
+                    entrypoints,
                 },
                 inherited,
             )

@@ -180,3 +180,34 @@ fn what_cannot_be_served_is_refused_by_name() {
     );
     said(&e, "tcp.services.vault", "HTTP service of the same name");
 }
+
+#[test]
+fn entrypoint_flags_parse_and_add_to_the_files_or_replace_theirs() {
+    let f = EntrypointFlag::parse("db=0.0.0.0:5432,tcp").unwrap();
+    assert_eq!((f.name.as_str(), f.tcp, f.tls), ("db", true, false));
+    assert_eq!(f.addr, "0.0.0.0:5432".parse().unwrap());
+    let tls = EntrypointFlag::parse("websecure=[::]:443,tls").unwrap();
+    assert!(tls.tls && !tls.tcp);
+    for (bad, words) in [
+        ("db", "NAME=ADDR"),
+        ("db=5432", "not a listen address"),
+        ("db=0.0.0.0:5432,udp", "\"udp\""),
+        ("db=0.0.0.0:5432,tcp,tls", "not offered yet"),
+        ("d b=0.0.0.0:1", "not a name"),
+    ] {
+        let e = EntrypointFlag::parse(bad).unwrap_err();
+        assert!(e.contains(words), "{bad}: {e}");
+    }
+    let mut s = parse(TCP).unwrap().settings;
+    s.add_entrypoint(&f.clone());
+    s.add_entrypoint(&EntrypointFlag::parse("web=127.0.0.1:81,tls").unwrap());
+    s.add_entrypoint(&EntrypointFlag::parse("extra=127.0.0.1:82,tcp").unwrap());
+    let names: Vec<&str> = s.entrypoints.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["db", "extra", "web", "websecure"]);
+    assert_eq!(s.entrypoints[2].1.port(), 81, "web replaced");
+    assert!(s.tls.entrypoints.contains_key("web"));
+    assert_eq!(s.tcp_entrypoints, ["db", "extra"]);
+    // Redeclared as HTTP, an entrypoint is no longer TCP.
+    s.add_entrypoint(&EntrypointFlag::parse("db=127.0.0.1:83").unwrap());
+    assert_eq!(s.tcp_entrypoints, ["extra"]);
+}
