@@ -52,6 +52,7 @@ impl Tether {
             access_log: None,
             default_certificate: None,
             connect_timeout: None,
+            entrypoints: Vec::new(),
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {
