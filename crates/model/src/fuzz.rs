@@ -68,6 +68,7 @@ pub fn labels(data: &[u8]) {
     let cx = Context {
         entrypoints: &entrypoints,
         tls_entrypoints: &entrypoints[1..],
+        tcp_entrypoints: &[],
         own_networks: &[],
         host_networks: None,
         default_network: None,

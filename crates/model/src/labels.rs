@@ -28,7 +28,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::decl::{BalanceAlgo, CertificateDecl, RouteDecl, ServerAddr, ServerDecl, ServiceDecl};
+use crate::decl::{
+    BalanceAlgo, CertificateDecl, RouteDecl, ServerAddr, ServerDecl, ServiceDecl, TcpRouteDecl,
+};
 use crate::middleware::MiddlewareDecl;
 use crate::rule::Rule;
 
@@ -82,6 +84,8 @@ pub struct Context<'a> {
     pub entrypoints: &'a [String],
     /// Those of `entrypoints` that terminate TLS.
     pub tls_entrypoints: &'a [String],
+    /// Those of `entrypoints` that take TCP routers only (`protocol = "tcp"`).
+    pub tcp_entrypoints: &'a [String],
     /// Networks Tether is attached to when it runs in a container; empty on the host (`host`
     /// alone for a container on the host's network, which is the host's).
     pub own_networks: &'a [String],
@@ -212,6 +216,8 @@ pub struct Declared {
     pub certificates: Vec<CertificateDecl>,
     /// Middlewares its labels declare (`name@docker`), which any container's routes may name.
     pub middlewares: Vec<MiddlewareDecl>,
+    /// TCP routers (their services are among `services`).
+    pub tcp_routes: Vec<TcpRouteDecl>,
 }
 
 /// Where a bad value came from.
@@ -362,12 +368,13 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
         .unwrap_or(std::path::Path::new(certs::SECRETS_DIR));
     let certificates = certs::declare(c, dialect, secrets);
     Some(match (result, certificates) {
-        (Ok((services, routes, middlewares)), Ok(certificates)) => Ok(Declared {
+        (Ok((services, routes, middlewares, tcp_routes)), Ok(certificates)) => Ok(Declared {
             dialect,
             services,
             routes,
             certificates,
             middlewares,
+            tcp_routes,
         }),
         (Err(mut a), Err(b)) => {
             a.extend(b);
@@ -378,8 +385,50 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
 }
 
 /// What a dialect returns before it is labelled with its name.
-pub(crate) type Translation =
-    Result<(Vec<ServiceDecl>, Vec<RouteDecl>, Vec<MiddlewareDecl>), Vec<LabelError>>;
+pub(crate) type Translation = Result<
+    (
+        Vec<ServiceDecl>,
+        Vec<RouteDecl>,
+        Vec<MiddlewareDecl>,
+        Vec<TcpRouteDecl>,
+    ),
+    Vec<LabelError>,
+>;
+
+/// Where a container's TCP routers go on Tether's entrypoints, checked as every source's are
+/// ([`crate::validate::tcp`]); each error told against the label `key(router, field)` names
+/// (`router` as written, without `@docker`). A service named on another container is the merged
+/// table's to check.
+pub(crate) fn tcp_placement(
+    c: &Container,
+    cx: &Context<'_>,
+    services: &[ServiceDecl],
+    routes: &[TcpRouteDecl],
+    key: impl Fn(&str, &str) -> String,
+) -> Vec<LabelError> {
+    let eps = crate::validate::tcp::Entrypoints {
+        names: cx.entrypoints,
+        tls: cx.tls_entrypoints,
+        tcp: cx.tcp_entrypoints,
+    };
+    crate::validate::tcp::routers(services, routes, &eps)
+        .into_iter()
+        .filter(|e| !e.field.ends_with(".service"))
+        .map(|e| {
+            let rest = e.field.strip_prefix("tcp.routers.").unwrap_or(&e.field);
+            let found = routes.iter().find_map(|r| {
+                let field = rest.strip_prefix(r.name.as_str())?;
+                Some((
+                    r.name.trim_end_matches(SUFFIX),
+                    field.trim_start_matches('.'),
+                ))
+            });
+            let (router, field) = found.unwrap_or((rest, "rule"));
+            let field = if field.is_empty() { "rule" } else { field };
+            c.label_error(&key(router, field), e.message)
+        })
+        .collect()
+}
 
 /// The name a dialect's service or route gets: `<name>@docker` unless it already names a provider.
 pub fn scoped(name: &str) -> String {
@@ -607,5 +656,7 @@ pub(crate) fn list(v: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg(test)]
+mod tcp_tests;
 #[cfg(test)]
 mod tests;

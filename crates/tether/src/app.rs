@@ -122,6 +122,7 @@ impl DockerOptions {
         &self,
         entrypoints: Vec<String>,
         tls_entrypoints: Vec<String>,
+        tcp_entrypoints: Vec<String>,
         drain: Duration,
         with_swarm: bool,
     ) -> docker::DockerConfig {
@@ -130,6 +131,7 @@ impl DockerOptions {
             settings: docker::Settings {
                 entrypoints,
                 tls_entrypoints,
+                tcp_entrypoints,
                 own_networks: Vec::new(),
                 host_networks: None,
                 self_spec: self.self_spec.clone(),
@@ -187,6 +189,7 @@ impl SwarmOptions {
         &self,
         entrypoints: Vec<String>,
         tls_entrypoints: Vec<String>,
+        tcp_entrypoints: Vec<String>,
         drain: Duration,
         key_configured: bool,
     ) -> swarm::SwarmConfig {
@@ -195,6 +198,7 @@ impl SwarmOptions {
             settings: swarm::Settings {
                 entrypoints,
                 tls_entrypoints,
+                tcp_entrypoints,
                 own_networks: Vec::new(),
                 host_networks: None,
                 self_spec: self.self_spec.clone(),
@@ -411,6 +415,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         sources.push(Box::new(docker::DockerSource(d.config(
             names.clone(),
             tls_names.clone(),
+            settings.tcp_entrypoints.clone(),
             opts.drain,
             swarm.is_some(),
         ))));
@@ -420,6 +425,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         sources.push(Box::new(swarm::SwarmSource(s.config(
             names.clone(),
             tls_names.clone(),
+            settings.tcp_entrypoints.clone(),
             opts.drain,
             key_configured,
         ))));

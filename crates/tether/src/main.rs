@@ -515,6 +515,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
     let mut failed = false;
     let mut entrypoints = vec!["web".to_string()];
     let mut tls_entrypoints = Vec::new();
+    let mut tcp_entrypoints = Vec::new();
     let mut key_configured = false;
     if let Some(config) = &config {
         match tether_providers::file::load(config) {
@@ -533,6 +534,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                     .map(|e| e.0.clone())
                     .collect();
                 tls_entrypoints = cfg.settings.tls.entrypoints.keys().cloned().collect();
+                tcp_entrypoints = cfg.settings.tcp_entrypoints.clone();
                 key_configured = !matches!(
                     cfg.settings.affinity_key,
                     tether_model::file_config::KeySource::Generated
@@ -553,8 +555,12 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
             entrypoints.push(f.name.clone());
         }
         tls_entrypoints.retain(|n| n != &f.name);
+        tcp_entrypoints.retain(|n| n != &f.name);
         if f.tls {
             tls_entrypoints.push(f.name.clone());
+        }
+        if f.tcp {
+            tcp_entrypoints.push(f.name.clone());
         }
     }
     // The engine is only asked with --docker or --swarm: a file's [swarm] is checked as text.
@@ -577,13 +583,18 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
     if let Some(d) = &docker_opts {
         failed |= check_docker(
             d,
-            (entrypoints.clone(), tls_entrypoints.clone()),
+            (
+                entrypoints.clone(),
+                tls_entrypoints.clone(),
+                tcp_entrypoints.clone(),
+            ),
             swarm.is_some(),
         )
         .await?;
     }
     if let Some(s) = &swarm {
-        failed |= check_swarm(s, (entrypoints, tls_entrypoints), key_configured).await?;
+        let kinds = (entrypoints, tls_entrypoints, tcp_entrypoints);
+        failed |= check_swarm(s, kinds, key_configured).await?;
     }
     if failed {
         anyhow::bail!("configuration has errors");
@@ -681,10 +692,10 @@ fn check_certificates(tls: &tether_model::file_config::TlsSettings) -> bool {
 /// The Docker provider's part of `tether check`; true if it found errors.
 async fn check_docker(
     d: &tether::app::DockerOptions,
-    (entrypoints, tls): (Vec<String>, Vec<String>),
+    (entrypoints, tls, tcp): (Vec<String>, Vec<String>, Vec<String>),
     with_swarm: bool,
 ) -> anyhow::Result<bool> {
-    let cfg = d.config(entrypoints, tls, Duration::ZERO, with_swarm);
+    let cfg = d.config(entrypoints, tls, tcp, Duration::ZERO, with_swarm);
     let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
     for e in &update.errors {
         eprintln!("docker: {e}");
@@ -738,10 +749,10 @@ fn check_declared_certificates(provider: &str, decls: &[tether_model::Certificat
 /// The Swarm provider's part of `tether check`; true if it found errors.
 async fn check_swarm(
     s: &tether::app::SwarmOptions,
-    (entrypoints, tls): (Vec<String>, Vec<String>),
+    (entrypoints, tls, tcp): (Vec<String>, Vec<String>, Vec<String>),
     key_configured: bool,
 ) -> anyhow::Result<bool> {
-    let cfg = s.config(entrypoints, tls, Duration::ZERO, key_configured);
+    let cfg = s.config(entrypoints, tls, tcp, Duration::ZERO, key_configured);
     let (outcome, services) = tether_providers::swarm::snapshot(&cfg).await?;
     for e in &outcome.update.errors {
         eprintln!("swarm: {e}");

@@ -123,7 +123,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 }
                 middlewares.push(gzip.clone());
             }
-            Ok((vec![svc], routes, middlewares))
+            Ok((vec![svc], routes, middlewares, Vec::new()))
         }
         _ => Err(errors),
     }

@@ -135,5 +135,5 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     };
     let mut svc = service(&name, server(c, ip, port));
     svc.affinity = affinity;
-    Ok((vec![svc], vec![rule], defined))
+    Ok((vec![svc], vec![rule], defined, Vec::new()))
 }

@@ -69,5 +69,6 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         vec![service(&host, server(c, ip, port))],
         vec![rule],
         Vec::new(),
+        Vec::new(),
     ))
 }

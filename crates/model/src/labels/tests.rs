@@ -920,8 +920,13 @@ fn traefik_health_checks_map_and_what_tether_cannot_do_is_refused() {
             "Tether reads a router's rule, service, priority",
         ),
         (
+            // TCP routers are read (labels/tcp_tests.rs); with no TCP entrypoint, refused.
             vec![("traefik.tcp.routers.db.rule", "HostSNI(`*`)")],
-            "not TCP or UDP",
+            "no TCP entrypoint to serve it",
+        ),
+        (
+            vec![("traefik.udp.routers.dns.entrypoints", "dns")],
+            "not UDP",
         ),
     ] {
         let e = errors(&with(&labels));

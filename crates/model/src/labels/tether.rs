@@ -12,6 +12,9 @@
 //! | `tether.docker.network` | the network to reach the container on |
 //! | `tether.enable` | `false` leaves the container out |
 //! | `tether.tls.secret` | a certificate and key from a Docker secret of Tether's ([`super::certs`]) |
+//! | `tether.tcp.routers.<r>.<field>` | `tcp.routers.<r>.<field>` (rule, service, priority, entrypoints, tls.passthrough) |
+//! | `tether.tcp.services.<s>.<field>` | `tcp.services.<s>.<field>` (balance, hash_on, health.*, proxy_protocol) |
+//! | `tether.tcp.services.<s>.port` | the container's port for this TCP service (`.weight` as for HTTP) |
 //!
 //! The labels are rendered as a TOML document of dotted keys, one label per line, and parsed by
 //! the very code that reads `tether.toml`: every option of the file is a label, with the same
@@ -26,6 +29,8 @@ use crate::validate::MAX_WEIGHT;
 const ROUTERS: &str = "tether.http.routers.";
 const SERVICES: &str = "tether.http.services.";
 const MIDDLEWARES: &str = "tether.http.middlewares.";
+const TCP_ROUTERS: &str = "tether.tcp.routers.";
+const TCP_SERVICES: &str = "tether.tcp.services.";
 const NETWORK: &str = "tether.docker.network";
 const ENABLE: &str = "tether.enable";
 
@@ -54,10 +59,26 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         origin: Vec::new(),
     };
     for ep in cx.entrypoints {
-        doc.line(format!("entrypoints.{} = \"127.0.0.1:1\"", quote(ep)), None);
+        // Each entrypoint of its kind, so that a TCP router's placement is checked here.
+        let kind = if cx.tcp_entrypoints.contains(ep) {
+            ", protocol = \"tcp\""
+        } else if cx.tls_entrypoints.contains(ep) {
+            ", tls = true"
+        } else {
+            ""
+        };
+        doc.line(
+            format!(
+                "entrypoints.{} = {{ address = \"127.0.0.1:1\"{kind} }}",
+                quote(ep)
+            ),
+            None,
+        );
     }
     let mut services: BTreeMap<String, ServerLabels<'_>> = BTreeMap::new();
     let mut routers: BTreeMap<String, bool> = BTreeMap::new();
+    let mut tcp_services: BTreeMap<String, ServerLabels<'_>> = BTreeMap::new();
+    let mut tcp_routers: BTreeMap<String, bool> = BTreeMap::new();
     for (key, value) in &c.labels {
         // tether.tls.*: the certificate, read by `certs`.
         if !key.starts_with("tether.")
@@ -67,7 +88,54 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         {
             continue;
         }
-        if let Some(rest) = key.strip_prefix(ROUTERS) {
+        if let Some(rest) = key.strip_prefix(TCP_ROUTERS) {
+            match rest.split_once('.') {
+                Some((name, field)) => {
+                    let has_service = tcp_routers.entry(name.to_string()).or_default();
+                    *has_service |= field == "service";
+                    doc.line(
+                        format!(
+                            "tcp.routers.{}.{} = {}",
+                            quote(name),
+                            path(field),
+                            literal(field, value)
+                        ),
+                        Some(key),
+                    );
+                }
+                None => {
+                    errors.push(c.label_error(key, "expected tether.tcp.routers.<name>.<field>"))
+                }
+            }
+        } else if let Some(rest) = key.strip_prefix(TCP_SERVICES) {
+            match rest.split_once('.') {
+                Some((name, "port")) => {
+                    tcp_services.entry(name.into()).or_default().0 = Some(value)
+                }
+                Some((name, "weight")) => {
+                    tcp_services.entry(name.into()).or_default().1 = Some(value)
+                }
+                Some((_, "servers" | "address")) => errors.push(c.label_error(
+                    key,
+                    "servers are the containers themselves; set port (and weight) instead",
+                )),
+                Some((name, field)) => {
+                    tcp_services.entry(name.into()).or_default();
+                    doc.line(
+                        format!(
+                            "tcp.services.{}.{} = {}",
+                            quote(name),
+                            path(field),
+                            literal(field, value)
+                        ),
+                        Some(key),
+                    );
+                }
+                None => {
+                    errors.push(c.label_error(key, "expected tether.tcp.services.<name>.<field>"))
+                }
+            }
+        } else if let Some(rest) = key.strip_prefix(ROUTERS) {
             match rest.split_once('.') {
                 Some((name, field)) => {
                     let has_service = routers.entry(name.to_string()).or_default();
@@ -130,35 +198,60 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         } else {
             errors.push(c.label_error(
                 key,
-                "unknown label: expected tether.enable, tether.docker.network, tether.http.routers.<name>.<field>, tether.http.services.<name>.<field> or tether.http.middlewares.<name>.<type>.<field>",
+                "unknown label: expected tether.enable, tether.docker.network, tether.http.routers.<name>.<field>, tether.http.services.<name>.<field>, tether.http.middlewares.<name>.<type>.<field>, tether.tcp.routers.<name>.<field> or tether.tcp.services.<name>.<field>",
             ));
         }
     }
-    if services.is_empty() {
+    let tcp_only = services.is_empty() && !(tcp_services.is_empty() && tcp_routers.is_empty());
+    if services.is_empty() && !tcp_only {
         services.insert(c.group.clone(), (None, None, None));
+    }
+    if tcp_services.is_empty() && !tcp_routers.is_empty() {
+        tcp_services.insert(c.group.clone(), (None, None, None));
     }
     let network = c.labels.get(NETWORK).map(|v| (NETWORK, v.as_str()));
     let ip = address(c, cx, network).map_err(|e| errors.push(e)).ok();
+    for (name, (port_label, weight_label, _)) in &tcp_services {
+        let server = served(
+            c,
+            TCP_SERVICES,
+            name,
+            *port_label,
+            *weight_label,
+            &mut errors,
+        );
+        if let (Some(ip), Some((port, weight))) = (ip, server) {
+            let address = toml::Value::String(std::net::SocketAddr::new(ip, port).to_string());
+            let server_name = toml::Value::String(c.name.clone());
+            doc.line(
+                format!("tcp.services.{}.servers = [{{ address = {address}, name = {server_name}, weight = {weight} }}]", quote(name)),
+                None,
+            );
+        }
+    }
+    for (router, has_service) in &tcp_routers {
+        if *has_service {
+            continue;
+        }
+        if tcp_services.len() == 1 {
+            let only = toml::Value::String(tcp_services.keys().next().cloned().unwrap_or_default());
+            doc.line(
+                format!("tcp.routers.{}.service = {only}", quote(router)),
+                None,
+            );
+        } else {
+            errors.push(c.label_error(
+                &format!("{TCP_ROUTERS}{router}.service"),
+                format!(
+                    "missing: the container declares several TCP services ({}), so name one",
+                    tcp_services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
     for (name, (port_label, weight_label, scheme_label)) in &services {
-        let port_key = format!("{SERVICES}{name}.port");
-        let weight_key = format!("{SERVICES}{name}.weight");
-        let port = port(c, &port_key, *port_label, |k, m| c.label_error(k, m))
-            .map_err(|e| errors.push(e))
-            .ok();
-        let weight = match weight_label {
-            None => Some(1),
-            Some(w) => w
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|&w| w <= MAX_WEIGHT)
-                .or_else(|| {
-                    errors.push(
-                        c.label_error(&weight_key, format!("not a weight (0..={MAX_WEIGHT})")),
-                    );
-                    None
-                }),
-        };
+        let server = served(c, SERVICES, name, *port_label, *weight_label, &mut errors);
+        let (port, weight) = (server.map(|s| s.0), server.map(|s| s.1));
         let scheme = match scheme_label.map(|s| s.trim().to_ascii_lowercase()) {
             None => Some("http"),
             Some(s) if s == "http" => Some("http"),
@@ -183,7 +276,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             );
         }
     }
-    if routers.is_empty() {
+    if routers.is_empty() && !tcp_only {
         // No router: each service answers on its own name as host (as Traefik's default rule).
         for name in services.keys() {
             let rule = toml::Value::String(format!("Host(`{name}`)"));
@@ -227,10 +320,45 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 r.name = scoped(&r.name);
                 r.service = scoped(&r.service);
             }
-            Ok((services, routes, cfg.middlewares))
+            let mut tcp_routes = cfg.tcp_routes;
+            for r in &mut tcp_routes {
+                r.name = scoped(&r.name);
+                r.service = scoped(&r.service);
+            }
+            Ok((services, routes, cfg.middlewares, tcp_routes))
         }
         Err(errs) => Err(errs.0.iter().map(|e| located(c, &doc, e)).collect()),
     }
+}
+
+/// A service's server: the container's port for it (`<prefix><name>.port`, or its one exposed
+/// port) and its weight; `None` after recording what is wrong.
+fn served(
+    c: &Container,
+    prefix: &str,
+    name: &str,
+    port_label: Option<&str>,
+    weight_label: Option<&str>,
+    errors: &mut Vec<LabelError>,
+) -> Option<(u16, u32)> {
+    let port_key = format!("{prefix}{name}.port");
+    let weight_key = format!("{prefix}{name}.weight");
+    let port = port(c, &port_key, port_label, |k, m| c.label_error(k, m))
+        .map_err(|e| errors.push(e))
+        .ok();
+    let weight = match weight_label {
+        None => Some(1),
+        Some(w) => w
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&w| w <= MAX_WEIGHT)
+            .or_else(|| {
+                errors.push(c.label_error(&weight_key, format!("not a weight (0..={MAX_WEIGHT})")));
+                None
+            }),
+    };
+    Some((port?, weight?))
 }
 
 /// A file error told in terms of the label it came from.
@@ -241,6 +369,9 @@ fn located(c: &Container, doc: &Doc, e: &ConfigError) -> LabelError {
         .cloned()
         .flatten();
     let key = origin.unwrap_or_else(|| {
+        if let Some(f) = e.field.strip_prefix("tcp.") {
+            return format!("tether.tcp.{f}");
+        }
         e.field
             .replacen("routes.", ROUTERS, 1)
             .replacen("services.", SERVICES, 1)
@@ -281,6 +412,7 @@ fn literal(field: &str, value: &str) -> String {
         | "hsts"
         | "include_subdomains"
         | "preload"
+        | "passthrough"
         | "insecure_skip_verify" => match super::parse_bool(v) {
             Some(b) => b.to_string(),
             None => toml::Value::String(value.to_string()).to_string(),

@@ -26,6 +26,7 @@ use crate::decl::{AffinityMode, AffinityPolicy, CookieAttrs, OnMissing, SameSite
 
 pub(crate) mod https;
 mod middlewares;
+mod tcp;
 
 const ROUTERS: &str = "traefik.http.routers.";
 const SERVICES: &str = "traefik.http.services.";
@@ -49,14 +50,30 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut services: BTreeMap<String, Svc> = BTreeMap::new();
     let mut routers: BTreeMap<String, https::Fields> = BTreeMap::new();
     let mut middlewares: BTreeMap<String, https::Fields> = BTreeMap::new();
+    let mut tcp_routers = tcp::Fields::new();
+    let mut tcp_services = tcp::Fields::new();
     for (key, value) in &c.labels {
         let lower = key.to_ascii_lowercase();
-        if lower.starts_with("traefik.tcp.") || lower.starts_with("traefik.udp.") {
-            errors.push(c.label_error(
-                key,
-                "not supported: Tether routes HTTP (traefik.http.*), not TCP or UDP",
-            ));
+        if lower.starts_with("traefik.udp.") {
+            errors.push(c.label_error(key, "not supported: Tether routes HTTP and TCP, not UDP"));
             continue;
+        }
+        for (prefix, into) in [
+            (tcp::ROUTERS, &mut tcp_routers),
+            (tcp::SERVICES, &mut tcp_services),
+        ] {
+            if let Some(rest) = lower.strip_prefix(prefix) {
+                match original_name(key, prefix, rest) {
+                    Some((name, field)) => {
+                        into.entry(name)
+                            .or_default()
+                            .insert(field, (key.as_str(), value.as_str()));
+                    }
+                    None => {
+                        errors.push(c.label_error(key, format!("expected {prefix}<name>.<field>")))
+                    }
+                }
+            }
         }
         if let Some(rest) = lower.strip_prefix(https::MIDDLEWARES) {
             if let Some((name, field)) = original_name(key, https::MIDDLEWARES, rest) {
@@ -82,7 +99,11 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             }
         }
     }
-    if services.is_empty() {
+    // A container with TCP labels only gets no HTTP service or route of its own (as Traefik).
+    let tcp_only = services.is_empty()
+        && routers.is_empty()
+        && !(tcp_routers.is_empty() && tcp_services.is_empty());
+    if services.is_empty() && !tcp_only {
         services.insert(c.group.clone(), Svc::default());
     }
     let network = network_label(c);
@@ -101,9 +122,23 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             Err(e) => errors.extend(e),
         }
     }
-    if routers.is_empty() {
+    if routers.is_empty() && !tcp_only {
         routers.insert(c.group.clone(), BTreeMap::new());
     }
+    let (tcp_decls, tcp_routes) = tcp::declare(c, cx, &tcp_routers, &tcp_services, ip, &mut errors);
+    errors.extend(super::tcp_placement(
+        c,
+        cx,
+        &tcp_decls,
+        &tcp_routes,
+        |r, f| {
+            tcp_routers
+                .get(r)
+                .and_then(|fields| fields.get(f).or_else(|| fields.get("rule")))
+                .map_or(format!("{}{r}.{f}", tcp::ROUTERS), |(k, _)| k.to_string())
+        },
+    ));
+    decls.extend(tcp_decls);
     let mut routes = Vec::new();
     for (name, fields) in &routers {
         let service_name = match fields.get("service") {
@@ -160,7 +195,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let (defined, more) = middlewares::all(c, &middlewares, secrets);
     errors.extend(more);
     if errors.is_empty() {
-        Ok((decls, routes, defined))
+        Ok((decls, routes, defined, tcp_routes))
     } else {
         Err(errors)
     }

@@ -262,7 +262,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         nocache: false,
         on_missing: OnMissing::Rebalance,
     });
-    Ok((vec![svc], routes, defined))
+    Ok((vec![svc], routes, defined, Vec::new()))
 }
 
 /// The frontend's entrypoints, redirect and HSTS, given to route `r`.

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Declared, LabelError};
-use tether_model::{CertificateDecl, MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl};
+use tether_model::{
+    CertificateDecl, MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl, TcpRouteDecl,
+};
 
 use super::inspect::{HealthState, Inspection};
 
@@ -43,6 +45,8 @@ pub struct Settings {
     pub entrypoints: Vec<String>,
     /// Those of `entrypoints` that terminate TLS.
     pub tls_entrypoints: Vec<String>,
+    /// Those of `entrypoints` that take TCP routers only.
+    pub tcp_entrypoints: Vec<String>,
     pub own_networks: Vec<String>,
     /// On the host: the networks it reaches (found with `own_networks`).
     pub host_networks: Option<Vec<String>>,
@@ -68,6 +72,7 @@ impl Settings {
         Context {
             entrypoints: &self.entrypoints,
             tls_entrypoints: &self.tls_entrypoints,
+            tcp_entrypoints: &self.tcp_entrypoints,
             own_networks: &self.own_networks,
             host_networks: self.host_networks.as_deref(),
             default_network: self.default_network.as_deref(),
@@ -303,6 +308,7 @@ impl Tracker {
         let mut routes: BTreeMap<String, (RouteDecl, &str)> = BTreeMap::new();
         let mut certificates: BTreeMap<String, (CertificateDecl, &str)> = BTreeMap::new();
         let mut middlewares: BTreeMap<String, (MiddlewareDecl, &str)> = BTreeMap::new();
+        let mut tcp_routes: BTreeMap<String, (TcpRouteDecl, &str)> = BTreeMap::new();
         let mut errors = Vec::new();
         // Containers out of rotation come last: they only keep what no other declares.
         let (live, out): (Vec<&Tracked>, Vec<&Tracked>) = tracked
@@ -319,7 +325,7 @@ impl Tracker {
                 }
                 Some(Ok(d)) => d,
             };
-            if let Some(conflict) = conflict(d, &services, &routes, &middlewares) {
+            if let Some(conflict) = conflict(d, &services, &routes, &middlewares, &tcp_routes) {
                 errors.push(format!(
                     "container {name}: {conflict}; replicas of one service must carry the same labels, so this container is left out"
                 ));
@@ -347,6 +353,11 @@ impl Tracker {
             for r in &d.routes {
                 routes.entry(r.name.clone()).or_insert((r.clone(), name));
             }
+            for r in &d.tcp_routes {
+                tcp_routes
+                    .entry(r.name.clone())
+                    .or_insert((r.clone(), name));
+            }
             for c in &d.certificates {
                 match certificates.get(&c.name) {
                     None => {
@@ -364,7 +375,7 @@ impl Tracker {
             // Its service and routes stay, without it as a server.
             let Some(Ok(d)) = &t.declared else { continue };
             let name = t.container.name.as_str();
-            if conflict(d, &services, &routes, &middlewares).is_some() {
+            if conflict(d, &services, &routes, &middlewares, &tcp_routes).is_some() {
                 continue;
             }
             for m in &d.middlewares {
@@ -382,6 +393,11 @@ impl Tracker {
             for r in &d.routes {
                 routes.entry(r.name.clone()).or_insert((r.clone(), name));
             }
+            for r in &d.tcp_routes {
+                tcp_routes
+                    .entry(r.name.clone())
+                    .or_insert((r.clone(), name));
+            }
         }
         ProviderUpdate {
             provider: PROVIDER.into(),
@@ -392,7 +408,7 @@ impl Tracker {
             observed: None,
             certificates: certificates.into_values().map(|(c, _)| c).collect(),
             middlewares: middlewares.into_values().map(|(m, _)| m).collect(),
-            tcp_routes: Vec::new(),
+            tcp_routes: tcp_routes.into_values().map(|(r, _)| r).collect(),
         }
     }
 }
@@ -403,7 +419,27 @@ fn conflict(
     services: &BTreeMap<String, (ServiceDecl, &str)>,
     routes: &BTreeMap<String, (RouteDecl, &str)>,
     middlewares: &BTreeMap<String, (MiddlewareDecl, &str)>,
+    tcp_routes: &BTreeMap<String, (TcpRouteDecl, &str)>,
 ) -> Option<String> {
+    for r in &d.tcp_routes {
+        if let Some((have, owner)) = tcp_routes.get(&r.name) {
+            let key = |r: &TcpRouteDecl| {
+                (
+                    r.rule_text.clone(),
+                    r.priority,
+                    r.service.clone(),
+                    r.entrypoints.clone(),
+                    r.passthrough,
+                )
+            };
+            if key(have) != key(r) {
+                return Some(format!(
+                    "TCP router {} is declared otherwise than on container {owner}",
+                    r.name
+                ));
+            }
+        }
+    }
     for m in &d.middlewares {
         if let Some((have, owner)) = middlewares.get(&m.name) {
             if have != m {
@@ -416,7 +452,10 @@ fn conflict(
     }
     for s in &d.services {
         if let Some((have, owner)) = services.get(&s.name) {
-            if have.balance != s.balance || have.affinity != s.affinity {
+            if have.balance != s.balance
+                || have.affinity != s.affinity
+                || have.protocol != s.protocol
+            {
                 return Some(format!(
                     "service {} is declared with other balancing or affinity than on container {owner}",
                     s.name

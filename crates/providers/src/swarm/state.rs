@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Kind};
-use tether_model::{CertificateDecl, MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl};
+use tether_model::{
+    CertificateDecl, MiddlewareDecl, ProviderUpdate, RouteDecl, ServiceDecl, TcpRouteDecl,
+};
 
 use super::objects::{ip_of, Network, Node, Service, Task};
 
@@ -39,6 +41,8 @@ pub struct Settings {
     pub entrypoints: Vec<String>,
     /// Those of `entrypoints` that terminate TLS.
     pub tls_entrypoints: Vec<String>,
+    /// Those of `entrypoints` that take TCP routers only.
+    pub tcp_entrypoints: Vec<String>,
     /// The networks of Tether's own container (empty when it runs on a host).
     pub own_networks: Vec<String>,
     /// On the host: the networks it reaches (this engine's local bridges; no overlay).
@@ -64,6 +68,7 @@ impl Settings {
         Context {
             entrypoints: &self.entrypoints,
             tls_entrypoints: &self.tls_entrypoints,
+            tcp_entrypoints: &self.tcp_entrypoints,
             own_networks: &self.own_networks,
             host_networks: self.host_networks.as_deref(),
             default_network: self.default_network.as_deref(),
@@ -340,6 +345,15 @@ impl Tracker {
         Declared {
             services: decls.into_iter().map(rescope_service).collect(),
             routes: first.routes.into_iter().map(rescope_route).collect(),
+            tcp_routes: first
+                .tcp_routes
+                .into_iter()
+                .map(|mut r| {
+                    r.name = rescope(&r.name);
+                    r.service = rescope(&r.service);
+                    r
+                })
+                .collect(),
             middlewares: first
                 .middlewares
                 .into_iter()
@@ -506,6 +520,7 @@ fn rescope_middleware(mut m: MiddlewareDecl) -> MiddlewareDecl {
 struct Declared {
     services: Vec<ServiceDecl>,
     routes: Vec<RouteDecl>,
+    tcp_routes: Vec<TcpRouteDecl>,
     middlewares: Vec<MiddlewareDecl>,
     certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
@@ -516,6 +531,7 @@ struct Declared {
 struct Merged {
     services: BTreeMap<String, (ServiceDecl, String)>,
     routes: BTreeMap<String, (RouteDecl, String)>,
+    tcp_routes: BTreeMap<String, (TcpRouteDecl, String)>,
     middlewares: BTreeMap<String, (MiddlewareDecl, String)>,
     certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
@@ -528,6 +544,7 @@ impl Merged {
         let Declared {
             services,
             routes,
+            tcp_routes,
             middlewares,
             certificates,
             errors,
@@ -553,6 +570,11 @@ impl Merged {
                     .iter()
                     .map(|r| (&r.name, self.routes.get(&r.name).map(|o| &o.1))),
             )
+            .chain(
+                tcp_routes
+                    .iter()
+                    .map(|r| (&r.name, self.tcp_routes.get(&r.name).map(|o| &o.1))),
+            )
             .find_map(|(n, owner)| owner.map(|o| (n.clone(), o.clone())));
         if let Some((n, owner)) = taken {
             self.errors.push(format!(
@@ -566,6 +588,9 @@ impl Merged {
         }
         for r in routes {
             self.routes.insert(r.name.clone(), (r, by.to_string()));
+        }
+        for r in tcp_routes {
+            self.tcp_routes.insert(r.name.clone(), (r, by.to_string()));
         }
         for m in middlewares {
             self.middlewares
@@ -587,7 +612,7 @@ impl Merged {
                 observed: None,
                 certificates: self.certificates,
                 middlewares: self.middlewares.into_values().map(|(m, _)| m).collect(),
-                tcp_routes: Vec::new(),
+                tcp_routes: self.tcp_routes.into_values().map(|(r, _)| r).collect(),
             },
             notes: self.notes,
             tasks: self.tasks,

@@ -1,0 +1,225 @@
+//! TCP routers and services from labels: Tether's own and Traefik v2/v3's, each placed on
+//! Tether's entrypoints by the same checks as the file's, and what cannot be honoured refused
+//! by name.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::decl::{ProxyVersion, ServiceProtocol};
+
+fn container(labels: &[(&str, &str)]) -> Container {
+    Container {
+        name: "db-1".into(),
+        group: "db".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        env: Default::default(),
+        networks: [("front".to_string(), "172.20.0.5".parse::<IpAddr>().unwrap())]
+            .into_iter()
+            .collect(),
+        exposed_ports: vec![5432],
+        host_network: false,
+        kind: Kind::Container,
+    }
+}
+
+/// web (HTTP), websecure (TLS), pg (TCP).
+fn entrypoints() -> (Vec<String>, Vec<String>, Vec<String>) {
+    (
+        vec!["pg".into(), "web".into(), "websecure".into()],
+        vec!["websecure".into()],
+        vec!["pg".into()],
+    )
+}
+
+fn declared(labels: &[(&str, &str)]) -> Result<Declared, Vec<String>> {
+    let eps = entrypoints();
+    let cx = Context {
+        entrypoints: &eps.0,
+        tls_entrypoints: &eps.1,
+        tcp_entrypoints: &eps.2,
+        ..Default::default()
+    };
+    match declare(&container(labels), &cx) {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(e.iter().map(ToString::to_string).collect()),
+        None => panic!("ignored"),
+    }
+}
+
+fn refused(labels: &[(&str, &str)], key: &str, words: &str) {
+    let e = declared(labels).expect_err("refused");
+    assert!(
+        e.iter()
+            .any(|e| e.contains(&format!("label {key}")) && e.contains(words)),
+        "no error on {key} saying {words:?}: {e:#?}"
+    );
+}
+
+#[test]
+fn tethers_tcp_labels_declare_a_tcp_service_of_the_container_and_no_http() {
+    let d = declared(&[
+        ("tether.tcp.routers.pg.rule", "HostSNI(`*`)"),
+        ("tether.tcp.routers.pg.entrypoints", "pg"),
+        ("tether.tcp.services.pg.port", "5432"),
+        ("tether.tcp.services.pg.balance", "least_connections"),
+        ("tether.tcp.services.pg.proxy_protocol", "v2"),
+        ("tether.tcp.services.pg.health.interval", "3s"),
+    ])
+    .unwrap();
+    assert!(d.routes.is_empty(), "no default HTTP route: {:?}", d.routes);
+    assert_eq!(d.services.len(), 1);
+    let s = &d.services[0];
+    assert_eq!(s.name, "pg@docker");
+    assert_eq!(
+        s.protocol,
+        ServiceProtocol::Tcp {
+            proxy_protocol: Some(ProxyVersion::V2)
+        }
+    );
+    assert_eq!(s.servers[0].addr.to_string(), "172.20.0.5:5432");
+    assert_eq!(s.servers[0].name, "db-1");
+    assert_eq!(s.balance, BalanceAlgo::LeastRequests);
+    let r = &d.tcp_routes[0];
+    assert_eq!(
+        (r.name.as_str(), r.service.as_str()),
+        ("pg@docker", "pg@docker")
+    );
+    assert_eq!(r.entrypoints, ["pg"]);
+    // A passthrough on the TLS entrypoint, beside the container's HTTP route.
+    let d = declared(&[
+        ("tether.http.routers.app.rule", "Host(`app.example`)"),
+        ("tether.http.services.app.port", "8080"),
+        ("tether.tcp.routers.vault.rule", "HostSNI(`vault.example`)"),
+        ("tether.tcp.routers.vault.tls.passthrough", "true"),
+        ("tether.tcp.services.vault.port", "8200"),
+    ])
+    .unwrap();
+    assert_eq!(d.routes.len(), 1);
+    assert!(d.tcp_routes[0].passthrough && d.tcp_routes[0].entrypoints.is_empty());
+    assert_eq!(d.services.len(), 2);
+}
+
+#[test]
+fn tethers_tcp_labels_are_refused_where_they_cannot_be_served() {
+    refused(
+        &[
+            ("tether.tcp.routers.pg.rule", "HostSNI(`*`)"),
+            ("tether.tcp.routers.pg.entrypoints", "web"),
+        ],
+        "tether.tcp.routers.pg.entrypoints",
+        "serves HTTP",
+    );
+    refused(
+        &[("tether.tcp.routers.pg.rule", "HostSNI(`db.example`)")],
+        "tether.tcp.routers.pg.rule",
+        "only a TLS ClientHello carries",
+    );
+    refused(
+        &[("tether.tcp.routers.pg.rule", "Host(`db.example`)")],
+        "tether.tcp.routers.pg.rule",
+        "Host is an HTTP matcher",
+    );
+    refused(
+        &[
+            ("tether.tcp.routers.pg.rule", "HostSNI(`*`)"),
+            ("tether.tcp.services.pg.servers", "x"),
+        ],
+        "tether.tcp.services.pg.servers",
+        "containers themselves",
+    );
+}
+
+#[test]
+fn traefiks_tcp_labels_declare_routers_and_services() {
+    let d = declared(&[
+        ("traefik.tcp.routers.pg.rule", "HostSNI(`*`)"),
+        ("traefik.tcp.routers.pg.entrypoints", "pg"),
+        ("traefik.tcp.services.pg.loadbalancer.server.port", "5432"),
+        (
+            "traefik.tcp.services.pg.loadbalancer.proxyProtocol.version",
+            "1",
+        ),
+        ("traefik.tcp.routers.vault.rule", "HostSNI(`vault.example`)"),
+        ("traefik.tcp.routers.vault.entrypoints", "websecure"),
+        ("traefik.tcp.routers.vault.tls.passthrough", "true"),
+        ("traefik.tcp.routers.vault.service", "pg"),
+    ])
+    .unwrap();
+    assert!(d.routes.is_empty(), "TCP only: no default HTTP router");
+    assert_eq!(d.services.len(), 1);
+    assert_eq!(
+        d.services[0].protocol,
+        ServiceProtocol::Tcp {
+            proxy_protocol: Some(ProxyVersion::V1)
+        }
+    );
+    assert_eq!(d.tcp_routes.len(), 2);
+    let vault = d
+        .tcp_routes
+        .iter()
+        .find(|r| r.name == "vault@docker")
+        .unwrap();
+    assert!(vault.passthrough);
+    assert_eq!(vault.entrypoints, ["websecure"]);
+}
+
+#[test]
+fn traefiks_tcp_options_tether_cannot_honour_are_refused_by_name() {
+    let base = [
+        ("traefik.tcp.routers.pg.rule", "HostSNI(`*`)"),
+        ("traefik.tcp.routers.pg.entrypoints", "pg"),
+    ];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut l = base.to_vec();
+        l.push(extra);
+        l
+    };
+    for (label, words) in [
+        (
+            ("traefik.tcp.routers.pg.tls", "true"),
+            "TLS termination for TCP routers",
+        ),
+        (
+            ("traefik.tcp.routers.pg.tls.certresolver", "le"),
+            "TLS termination for TCP routers",
+        ),
+        (
+            ("traefik.tcp.routers.pg.middlewares", "allow"),
+            "TCP middlewares",
+        ),
+        (
+            (
+                "traefik.tcp.services.db.loadbalancer.terminationdelay",
+                "100",
+            ),
+            "half-close",
+        ),
+        (
+            (
+                "traefik.tcp.services.db.loadbalancer.proxyprotocol.version",
+                "3",
+            ),
+            "expected 1 or 2",
+        ),
+        (("traefik.udp.routers.dns.entrypoints", "dns"), "not UDP"),
+    ] {
+        refused(&with(label), label.0, words);
+    }
+    refused(
+        &[("traefik.tcp.routers.pg.entrypoints", "pg")],
+        "traefik.tcp.routers.pg.rule",
+        "needs a rule",
+    );
+    refused(
+        &[
+            ("traefik.tcp.routers.pg.rule", "HostSNI(`*`)"),
+            ("traefik.tcp.routers.pg.entrypoints", "websecure"),
+            ("traefik.tcp.routers.pg.tls.passthrough", "true"),
+        ],
+        "traefik.tcp.routers.pg.rule",
+        "must name its hosts",
+    );
+}
