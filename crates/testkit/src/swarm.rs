@@ -25,6 +25,8 @@ pub struct TetherContainer {
     pub name: String,
     pub web: SocketAddr,
     pub admin: SocketAddr,
+    /// Where each of the `ports` [`Swarm::tether_with_ports`] was asked for is published.
+    pub ports: Vec<SocketAddr>,
 }
 
 impl Swarm {
@@ -133,6 +135,18 @@ impl Swarm {
         key_file: Option<&std::path::Path>,
         args: &[&str],
     ) -> TetherContainer {
+        self.tether_with_ports(hint, key_file, args, &[]).await
+    }
+
+    /// [`Swarm::tether`], with these container ports published on loopback too (a TCP
+    /// entrypoint's, say).
+    pub async fn tether_with_ports(
+        &self,
+        hint: &str,
+        key_file: Option<&std::path::Path>,
+        args: &[&str],
+        ports: &[u16],
+    ) -> TetherContainer {
         let name = format!("{}-{hint}", self.engine.run);
         let label = self.engine.constraint();
         let mut all: Vec<String> = [
@@ -156,6 +170,10 @@ impl Swarm {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for p in ports {
+            all.push("-p".into());
+            all.push(format!("127.0.0.1::{p}"));
+        }
         if let Some(k) = key_file {
             all.push("-v".into());
             all.push(format!("{}:/run/secrets/tether_key:ro", k.display()));
@@ -182,9 +200,14 @@ impl Swarm {
         docker(&refs)
             .await
             .unwrap_or_else(|e| panic!("docker run {name}: {e}"));
+        let mut published_ports = Vec::new();
+        for p in ports {
+            published_ports.push(published(&name, &format!("{p}/tcp")).await);
+        }
         TetherContainer {
             web: published(&name, "80/tcp").await,
             admin: published(&name, "8081/tcp").await,
+            ports: published_ports,
             name,
         }
     }

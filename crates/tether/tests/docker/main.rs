@@ -11,3 +11,4 @@ mod https;
 mod lifecycle;
 mod reach;
 mod support;
+mod tcp;

@@ -23,6 +23,16 @@ impl Tether {
     }
 
     pub async fn start_at(engine: &Engine, endpoint: Endpoint, drain: Duration) -> Tether {
+        Tether::start_with(engine, endpoint, drain, Vec::new()).await
+    }
+
+    /// As [`Tether::start_at`], with more entrypoints (`--entrypoint`).
+    pub async fn start_with(
+        engine: &Engine,
+        endpoint: Endpoint,
+        drain: Duration,
+        entrypoints: Vec<tether_model::file_config::EntrypointFlag>,
+    ) -> Tether {
         init_logs();
         let dir = TempDir::new("tether-docker");
         let key_file = dir.path().join("affinity.key");
@@ -52,7 +62,7 @@ impl Tether {
             access_log: None,
             default_certificate: None,
             connect_timeout: None,
-            entrypoints: Vec::new(),
+            entrypoints,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {

@@ -11,3 +11,4 @@ mod rotation;
 mod seed_update;
 mod stack;
 mod support;
+mod tcp;
