@@ -25,4 +25,5 @@ mod tls;
 mod tls_servers;
 mod traffic;
 mod upgrade;
+mod upgrade_tcp;
 mod waiting;
