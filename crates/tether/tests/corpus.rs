@@ -14,6 +14,8 @@ const TARGETS: &[(&str, Target)] = &[
     ("config", tether_model::fuzz::config),
     ("labels", tether_model::fuzz::labels),
     ("cookie", tether_balance::fuzz::cookie),
+    ("client_hello", tether_proxy::tcp::hello::fuzz_client_hello),
+    ("proxy_header", tether_proxy::proxy_protocol::fuzz_header),
 ];
 
 #[test]
