@@ -318,3 +318,40 @@ async fn tcp_traffic_is_counted_in_metrics_the_stats_and_the_access_log() {
     assert_eq!(svc["tcp"]["active"], 0, "{svc}");
     i.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_per_client_counts_tcp_connections_too() {
+    let toml = echo_config(echo_server().await) + "\n[limits]\nconnections_per_client = 2\n";
+    let p = Proxy::start(&toml).await;
+    let at = p.instance.addr("echo");
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
+        c.write_all(b"ping").await.unwrap();
+        let mut b = [0; 4];
+        c.read_exact(&mut b).await.unwrap();
+        open.push(c);
+    }
+    // A third from the same address is closed unanswered (no HTTP 429 on a TCP port).
+    let mut third = tokio::net::TcpStream::connect(at).await.unwrap();
+    let _ = third.write_all(b"ping").await;
+    let mut b = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut b))
+        .await
+        .expect("closed in time");
+    assert!(r.is_err() || b.is_empty(), "nothing answered: {b:?}");
+    // One closed, a new one is taken.
+    drop(open.pop());
+    tether_testkit::wait_for_value("a place freed", Duration::from_secs(5), || async {
+        let mut c = tokio::net::TcpStream::connect(at)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.write_all(b"ping").await.map_err(|e| e.to_string())?;
+        let mut b = [0; 4];
+        match tokio::time::timeout(Duration::from_millis(500), c.read_exact(&mut b)).await {
+            Ok(Ok(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
