@@ -159,11 +159,17 @@ impl Settings {
 pub struct TcpSettings {
     /// Bytes of each direction's buffer (`[tcp] buffer`, default 16 KiB).
     pub buffer: usize,
+    /// How long a client has to send its whole TLS ClientHello where routers read it
+    /// (`[tcp] hello_timeout`, default 5 s); a slower one is closed.
+    pub hello_timeout: Duration,
 }
 
 impl Default for TcpSettings {
     fn default() -> Self {
-        TcpSettings { buffer: 16 * 1024 }
+        TcpSettings {
+            buffer: 16 * 1024,
+            hello_timeout: Duration::from_secs(5),
+        }
     }
 }
 

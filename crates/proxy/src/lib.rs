@@ -62,4 +62,7 @@ pub struct ProxyConfig {
     pub stats_page: Option<stats::StatsMount>,
     /// How TCP connections and WebSocket tunnels are piped.
     pub pipe: tcp::pipe::PipeConfig,
+    /// How long a client has to send its whole ClientHello where routers read it
+    /// (`[tcp] hello_timeout`).
+    pub hello_timeout: std::time::Duration,
 }

@@ -33,13 +33,15 @@ pub enum Chosen {
 }
 
 /// Choose where a connection on entrypoint `ep` goes. `http`: the entrypoint serves HTTP too,
-/// so a connection that no passthrough router takes is Tether's.
+/// so a connection that no passthrough router takes is Tether's. A ClientHello, when the
+/// routers need one, must be whole within `hello_timeout`.
 pub async fn choose(
     stream: &TcpStream,
     ep: usize,
     client: SocketAddr,
     table: Arc<RoutingTable>,
     http: bool,
+    hello_timeout: std::time::Duration,
 ) -> Chosen {
     let Some(router) = table.tcp.get(ep).filter(|r| !r.is_empty()) else {
         return if http {
@@ -49,7 +51,7 @@ pub async fn choose(
         };
     };
     let sni = if router.reads_hello() {
-        match hello::peek(stream, hello::DEFAULT_TIMEOUT).await {
+        match hello::peek(stream, hello_timeout).await {
             Ok(h) => h.sni,
             // Plain bytes: a plain TCP router may still take them, else HTTP's TLS refuses them.
             Err(PeekError::NotTls) => None,

@@ -514,6 +514,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             buffer: settings.tcp.buffer,
             idle: settings.timeouts.tunnel,
         },
+        hello_timeout: settings.tcp.hello_timeout,
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,

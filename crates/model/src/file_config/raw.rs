@@ -52,6 +52,8 @@ pub struct RawTcp {
     pub services: BTreeMap<String, S<RawTcpService>>,
     /// Each direction's buffer of a piped connection.
     pub buffer: Option<S<RawSize>>,
+    /// How long a client has to send its ClientHello.
+    pub hello_timeout: Option<S<String>>,
 }
 
 /// `[tcp.routers.<name>]`

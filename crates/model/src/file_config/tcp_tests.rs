@@ -15,6 +15,7 @@ tunnel = "10m"
 
 [tcp]
 buffer = "32KiB"
+hello_timeout = "2s"
 
 [tcp.routers.pg]
 rule = "HostSNI(`*`)"
@@ -48,6 +49,7 @@ fn tcp_routers_and_services_parse_in_the_documented_shape() {
     assert_eq!(pp.trusted[0].to_string(), "10.0.0.0/8");
     assert_eq!(c.settings.proxy_protocol.len(), 1);
     assert_eq!(c.settings.tcp.buffer, 32 * 1024);
+    assert_eq!(c.settings.tcp.hello_timeout, Duration::from_secs(2));
     assert_eq!(c.settings.timeouts.tunnel, Duration::from_secs(600));
     let pg = c.tcp_routes.iter().find(|r| r.name == "pg").unwrap();
     assert!(!pg.passthrough && pg.rule.is_catch_all());

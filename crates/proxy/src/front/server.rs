@@ -195,7 +195,8 @@ async fn connection(
         // Passthrough routers on this entrypoint read the ClientHello first.
         let table = shared.store.load_full();
         if table.tcp.get(ep).is_some_and(|r| !r.is_empty()) {
-            match crate::tcp::choose(&stream, ep, peer, table, true).await {
+            match crate::tcp::choose(&stream, ep, peer, table, true, shared.cfg.hello_timeout).await
+            {
                 Chosen::Http => {}
                 Chosen::Router(table, route) => {
                     let addrs = Addresses {
@@ -307,7 +308,16 @@ async fn tcp_connection(
     let _open = conns.shared.cfg.entrypoints.get(ep).map(|e| e.opened());
     let table = conns.shared.store.load_full();
     let peer = addrs.client;
-    match crate::tcp::choose(&stream, ep, peer, table, false).await {
+    match crate::tcp::choose(
+        &stream,
+        ep,
+        peer,
+        table,
+        false,
+        conns.shared.cfg.hello_timeout,
+    )
+    .await
+    {
         Chosen::Router(table, route) => piped(stream, addrs, &table, &route, &conns).await,
         Chosen::Http => {}
         Chosen::Close(why) => tracing::debug!(%peer, entrypoint = ep, "TCP: closed: {why}"),

@@ -19,9 +19,6 @@ use crate::tcp::peek::PeekFailed;
 /// The largest ClientHello accepted (records' framing included): a post-quantum key share makes
 /// one of 2 KiB, and nothing a browser sends comes near this.
 pub const MAX_HELLO: usize = 16 * 1024;
-/// How long a client has to send its whole ClientHello (HAProxy's `tcp-request
-/// inspect-delay`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the first bytes of a connection say.
 #[derive(Debug, Clone, PartialEq, Eq)]

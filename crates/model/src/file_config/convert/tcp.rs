@@ -97,6 +97,11 @@ pub(super) fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> TcpSettings {
             t.buffer = n as usize;
         }
     }
+    if let Some(v) = &raw.tcp.hello_timeout {
+        if let Some(d) = cx.check(v, || "tcp.hello_timeout".into(), |s| positive_duration(s)) {
+            t.hello_timeout = d;
+        }
+    }
     t
 }
 
