@@ -853,18 +853,36 @@ fn health(cx: &mut Ctx<'_>, base: &str, h: &RawHealth) -> Option<HealthCheck> {
             }
         },
     )?;
-    let mut check = HealthCheck::of(path);
+    let check = HealthCheck::of(path);
+    health_timing(
+        cx,
+        &base,
+        [&h.interval, &h.timeout],
+        [&h.rise, &h.fall],
+        check,
+    )
+}
+
+/// A health check's `interval` and `timeout`, then `rise` and `fall`, over `check`'s defaults;
+/// `base` is the check's field (`services.web.health`). An HTTP and a TCP check read them alike.
+fn health_timing(
+    cx: &mut Ctx<'_>,
+    base: &str,
+    [interval, timeout]: [&Option<S<String>>; 2],
+    [rise, fall]: [&Option<S<i64>>; 2],
+    mut check: HealthCheck,
+) -> Option<HealthCheck> {
     for (v, name, slot) in [
-        (&h.interval, "interval", &mut check.interval),
-        (&h.timeout, "timeout", &mut check.timeout),
+        (interval, "interval", &mut check.interval),
+        (timeout, "timeout", &mut check.timeout),
     ] {
         if let Some(v) = v {
             *slot = cx.check(v, || format!("{base}.{name}"), |s| positive_duration(s))?;
         }
     }
     for (v, name, slot) in [
-        (&h.rise, "rise", &mut check.rise),
-        (&h.fall, "fall", &mut check.fall),
+        (rise, "rise", &mut check.rise),
+        (fall, "fall", &mut check.fall),
     ] {
         if let Some(v) = v {
             *slot = cx.check(
@@ -881,7 +899,7 @@ fn health(cx: &mut Ctx<'_>, base: &str, h: &RawHealth) -> Option<HealthCheck> {
     }
     if check.timeout > check.interval {
         cx.err(
-            h.timeout.as_ref().map(|t| t.span()),
+            timeout.as_ref().map(|t| t.span()),
             format!("{base}.timeout"),
             "the timeout must not be longer than the interval",
         );

@@ -361,39 +361,12 @@ fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawTcpService) -> Option<BalanceA
 /// A connect check: defaults every 5 s, 2 s to connect, 2 to rise, 3 to fall.
 fn health(cx: &mut Ctx<'_>, base: &str, h: &RawTcpHealth) -> Option<HealthCheck> {
     let base = format!("{base}.health");
-    let mut check = HealthCheck::of(String::new());
-    for (v, name, slot) in [
-        (&h.interval, "interval", &mut check.interval),
-        (&h.timeout, "timeout", &mut check.timeout),
-    ] {
-        if let Some(v) = v {
-            *slot = cx.check(v, || format!("{base}.{name}"), |s| positive_duration(s))?;
-        }
-    }
-    for (v, name, slot) in [
-        (&h.rise, "rise", &mut check.rise),
-        (&h.fall, "fall", &mut check.fall),
-    ] {
-        if let Some(v) = v {
-            *slot = cx.check(
-                v,
-                || format!("{base}.{name}"),
-                |&n| {
-                    u32::try_from(n)
-                        .ok()
-                        .filter(|n| (1..=100).contains(n))
-                        .ok_or_else(|| format!("{n}: expected 1 to 100 checks in a row"))
-                },
-            )?;
-        }
-    }
-    if check.timeout > check.interval {
-        cx.err(
-            h.timeout.as_ref().map(|t| t.span()),
-            format!("{base}.timeout"),
-            "the timeout must not be longer than the interval",
-        );
-        return None;
-    }
-    Some(check)
+    let check = HealthCheck::of(String::new());
+    super::health_timing(
+        cx,
+        &base,
+        [&h.interval, &h.timeout],
+        [&h.rise, &h.fall],
+        check,
+    )
 }
