@@ -69,6 +69,7 @@ pub fn labels(data: &[u8]) {
         entrypoints: &entrypoints,
         tls_entrypoints: &entrypoints[1..],
         tcp_entrypoints: &[],
+        entrypoint_ports: &[],
         own_networks: &[],
         host_networks: None,
         default_network: None,

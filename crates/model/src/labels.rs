@@ -86,6 +86,9 @@ pub struct Context<'a> {
     pub tls_entrypoints: &'a [String],
     /// Those of `entrypoints` that take TCP routers only (`protocol = "tcp"`).
     pub tcp_entrypoints: &'a [String],
+    /// The port each entrypoint listens on (a dialect that names the proxy's port, such as
+    /// dockercloud's `TCP_PORTS`, finds its entrypoint by it).
+    pub entrypoint_ports: &'a [(String, u16)],
     /// Networks Tether is attached to when it runs in a container; empty on the host (`host`
     /// alone for a container on the host's network, which is the host's).
     pub own_networks: &'a [String],
@@ -107,6 +110,17 @@ const PLAIN_NAMES: [&str; 2] = ["http", "web"];
 const TLS_NAMES: [&str; 3] = ["https", "websecure", "web-secure"];
 
 impl Context<'_> {
+    /// The TCP entrypoint listening on `port`, or an error saying how to declare one.
+    pub fn tcp_entrypoint_on(&self, port: u16) -> Result<String, String> {
+        self.entrypoint_ports
+            .iter()
+            .find(|(name, p)| *p == port && self.tcp_entrypoints.contains(name))
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| {
+                format!("Tether has no TCP entrypoint on port {port}: declare one, e.g. --entrypoint tcp{port}=0.0.0.0:{port},tcp (or tcp{port} = {{ address = \"0.0.0.0:{port}\", protocol = \"tcp\" }} in tether.toml)")
+            })
+    }
+
     /// The Tether entrypoint a dialect's entrypoint name means: the one of that name; else, for
     /// `http`/`web` and `https`/`websecure`, the plain or the TLS entrypoint when Tether has
     /// exactly one of that kind.

@@ -123,6 +123,7 @@ impl DockerOptions {
         entrypoints: Vec<String>,
         tls_entrypoints: Vec<String>,
         tcp_entrypoints: Vec<String>,
+        entrypoint_ports: Vec<(String, u16)>,
         drain: Duration,
         with_swarm: bool,
     ) -> docker::DockerConfig {
@@ -132,6 +133,7 @@ impl DockerOptions {
                 entrypoints,
                 tls_entrypoints,
                 tcp_entrypoints,
+                entrypoint_ports,
                 own_networks: Vec::new(),
                 host_networks: None,
                 self_spec: self.self_spec.clone(),
@@ -190,6 +192,7 @@ impl SwarmOptions {
         entrypoints: Vec<String>,
         tls_entrypoints: Vec<String>,
         tcp_entrypoints: Vec<String>,
+        entrypoint_ports: Vec<(String, u16)>,
         drain: Duration,
         key_configured: bool,
     ) -> swarm::SwarmConfig {
@@ -199,6 +202,7 @@ impl SwarmOptions {
                 entrypoints,
                 tls_entrypoints,
                 tcp_entrypoints,
+                entrypoint_ports,
                 own_networks: Vec::new(),
                 host_networks: None,
                 self_spec: self.self_spec.clone(),
@@ -383,6 +387,11 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         .map(|(name, addr)| (name.clone(), addr.port()))
         .collect();
     let tls_names: Vec<String> = tls_ports.iter().map(|(n, _)| n.clone()).collect();
+    // The ports entrypoints are bound on (a dialect naming the proxy's port finds them so).
+    let ports: Vec<(String, u16)> = entrypoints
+        .iter()
+        .map(|(name, addr)| (name.clone(), addr.port()))
+        .collect();
     let control = Control::new(
         names.clone(),
         tls_ports,
@@ -416,6 +425,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             names.clone(),
             tls_names.clone(),
             settings.tcp_entrypoints.clone(),
+            ports.clone(),
             opts.drain,
             swarm.is_some(),
         ))));
@@ -426,6 +436,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             names.clone(),
             tls_names.clone(),
             settings.tcp_entrypoints.clone(),
+            ports.clone(),
             opts.drain,
             key_configured,
         ))));

@@ -503,6 +503,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
         key_file,
         admin,
         entrypoints: flags,
+        listen,
         ..
     } = args;
     let swarm = docker.swarm_options()?;
@@ -516,6 +517,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
     let mut entrypoints = vec!["web".to_string()];
     let mut tls_entrypoints = Vec::new();
     let mut tcp_entrypoints = Vec::new();
+    let mut ports: Vec<(String, u16)> = vec![("web".into(), listen.port())];
     let mut key_configured = false;
     if let Some(config) = &config {
         match tether_providers::file::load(config) {
@@ -535,6 +537,12 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                     .collect();
                 tls_entrypoints = cfg.settings.tls.entrypoints.keys().cloned().collect();
                 tcp_entrypoints = cfg.settings.tcp_entrypoints.clone();
+                ports = cfg
+                    .settings
+                    .entrypoints
+                    .iter()
+                    .map(|(n, a)| (n.clone(), a.port()))
+                    .collect();
                 key_configured = !matches!(
                     cfg.settings.affinity_key,
                     tether_model::file_config::KeySource::Generated
@@ -554,6 +562,8 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
         if !entrypoints.contains(&f.name) {
             entrypoints.push(f.name.clone());
         }
+        ports.retain(|(n, _)| n != &f.name);
+        ports.push((f.name.clone(), f.addr.port()));
         tls_entrypoints.retain(|n| n != &f.name);
         tcp_entrypoints.retain(|n| n != &f.name);
         if f.tls {
@@ -587,13 +597,14 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                 entrypoints.clone(),
                 tls_entrypoints.clone(),
                 tcp_entrypoints.clone(),
+                ports.clone(),
             ),
             swarm.is_some(),
         )
         .await?;
     }
     if let Some(s) = &swarm {
-        let kinds = (entrypoints, tls_entrypoints, tcp_entrypoints);
+        let kinds = (entrypoints, tls_entrypoints, tcp_entrypoints, ports);
         failed |= check_swarm(s, kinds, key_configured).await?;
     }
     if failed {
@@ -689,13 +700,17 @@ fn check_certificates(tls: &tether_model::file_config::TlsSettings) -> bool {
     ok
 }
 
+/// Tether's entrypoints as `tether check` knows them: every name, the TLS ones, the TCP ones, and
+/// each one's port.
+type Kinds = (Vec<String>, Vec<String>, Vec<String>, Vec<(String, u16)>);
+
 /// The Docker provider's part of `tether check`; true if it found errors.
 async fn check_docker(
     d: &tether::app::DockerOptions,
-    (entrypoints, tls, tcp): (Vec<String>, Vec<String>, Vec<String>),
+    (entrypoints, tls, tcp, ports): Kinds,
     with_swarm: bool,
 ) -> anyhow::Result<bool> {
-    let cfg = d.config(entrypoints, tls, tcp, Duration::ZERO, with_swarm);
+    let cfg = d.config(entrypoints, tls, tcp, ports, Duration::ZERO, with_swarm);
     let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
     for e in &update.errors {
         eprintln!("docker: {e}");
@@ -749,10 +764,10 @@ fn check_declared_certificates(provider: &str, decls: &[tether_model::Certificat
 /// The Swarm provider's part of `tether check`; true if it found errors.
 async fn check_swarm(
     s: &tether::app::SwarmOptions,
-    (entrypoints, tls, tcp): (Vec<String>, Vec<String>, Vec<String>),
+    (entrypoints, tls, tcp, ports): Kinds,
     key_configured: bool,
 ) -> anyhow::Result<bool> {
-    let cfg = s.config(entrypoints, tls, tcp, Duration::ZERO, key_configured);
+    let cfg = s.config(entrypoints, tls, tcp, ports, Duration::ZERO, key_configured);
     let (outcome, services) = tether_providers::swarm::snapshot(&cfg).await?;
     for e in &outcome.update.errors {
         eprintln!("swarm: {e}");

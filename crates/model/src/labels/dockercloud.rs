@@ -15,20 +15,52 @@
 //! - `SSL_CERT`: the service's certificate and key as PEM text ([`super::certs`]), picked by SNI.
 //!   `DEFAULT_SSL_CERT` belongs on the proxy: Tether reads it from its own environment
 //!   (`tether run --default-ssl-cert`), or a certificate marked `default = true` in
-//!   `tether.toml`.
+//!   `tether.toml`;
+//! - `TCP_PORTS=6379,9000`: those container ports are routed in TCP mode, each from the proxy's
+//!   port of the same number: Tether's TCP entrypoint on that port (declared in `tether.toml` or
+//!   with `--entrypoint tcp6379=0.0.0.0:6379,tcp`), every connection to it piped to the
+//!   container. A port with `/ssl` (TLS termination) is refused. `SERVICE_PORTS` may list them
+//!   too; its other port is the HTTP one;
+//! - `EXTRA_ROUTE_SETTINGS=send-proxy` (or `send-proxy-v2`): the TCP ports' servers get a PROXY
+//!   protocol header. Any other server option is refused by name.
 
 use super::{
-    address, group, port, route, server, service, Container, Context, LabelError, Translation,
+    address, group, port, route, scoped, server, service, Container, Context, LabelError,
+    Translation,
 };
 use crate::decl::{
     AffinityMode, AffinityPolicy, BalanceAlgo, CookieAttrs, HashOn, Hsts, HttpsRedirect, OnMissing,
+    ProxyVersion, ServiceDecl, ServiceProtocol, TcpRouteDecl,
 };
 use crate::validate::is_cookie_name;
 
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
     let name = c.group.clone();
-    let ports = c.env.get("SERVICE_PORTS").map(|p| super::list(p));
+    let tcp_ports = tcp_ports(c).map_err(|e| errors.push(e)).unwrap_or_default();
+    let proxy_protocol = extra_route_settings(c, !tcp_ports.is_empty())
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    // SERVICE_PORTS less the TCP ones: the HTTP port.
+    let ports = c.env.get("SERVICE_PORTS").map(|p| {
+        super::list(p)
+            .into_iter()
+            .filter(|p| !p.parse::<u16>().is_ok_and(|p| tcp_ports.contains(&p)))
+            .collect::<Vec<_>>()
+    });
+    let tcp_only = !tcp_ports.is_empty()
+        && ports.as_ref().is_none_or(|p| p.is_empty())
+        && !c.env.contains_key("VIRTUAL_HOST");
+    if tcp_only {
+        let ip = address(c, cx, None).map_err(|e| errors.push(e)).ok();
+        let (services, tcp_routes) = tcp(c, cx, &name, ip, &tcp_ports, proxy_protocol, &mut errors);
+        return if errors.is_empty() {
+            Ok((services, Vec::new(), Vec::new(), tcp_routes))
+        } else {
+            Err(errors)
+        };
+    }
     let port = match ports.as_deref() {
         Some([one]) => port(c, "SERVICE_PORTS", Some(one), |k, m| c.env_error(k, m)),
         Some([]) | None => port(c, "SERVICE_PORTS", None, |k, m| c.env_error(k, m)),
@@ -99,6 +131,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         }
         routes.push(r);
     }
+    let (tcp_services, tcp_routes) = tcp(c, cx, &name, ip, &tcp_ports, proxy_protocol, &mut errors);
     match (ip, port, routes.is_empty(), errors.is_empty()) {
         (Some(ip), Some(port), false, true) => {
             let mut svc = service(&name, server(c, ip, port));
@@ -123,10 +156,104 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 }
                 middlewares.push(gzip.clone());
             }
-            Ok((vec![svc], routes, middlewares, Vec::new()))
+            let mut services = vec![svc];
+            services.extend(tcp_services);
+            Ok((services, routes, middlewares, tcp_routes))
         }
         _ => Err(errors),
     }
+}
+
+/// `TCP_PORTS`: the container ports routed in TCP mode.
+fn tcp_ports(c: &Container) -> Result<Vec<u16>, LabelError> {
+    let Some(v) = c.env.get("TCP_PORTS") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for p in super::list(v) {
+        if p.ends_with("/ssl") {
+            return Err(c.env_error(
+                "TCP_PORTS",
+                format!("{p}: TLS termination for a TCP port is not offered yet (a TCP port's TLS is passed through to the container)"),
+            ));
+        }
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => out.push(n),
+            _ => {
+                return Err(
+                    c.env_error("TCP_PORTS", format!("{p:?}: not a port number (1..=65535)"))
+                )
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `EXTRA_ROUTE_SETTINGS`: HAProxy server options; `send-proxy` and `send-proxy-v2` are honoured
+/// on the TCP ports' servers, and every other option is refused by name.
+fn extra_route_settings(c: &Container, tcp: bool) -> Result<Option<ProxyVersion>, LabelError> {
+    const KEY: &str = "EXTRA_ROUTE_SETTINGS";
+    let Some(v) = c.env.get(KEY) else {
+        return Ok(None);
+    };
+    let mut version = None;
+    for token in v.split_whitespace() {
+        version = Some(match token {
+            "send-proxy" => ProxyVersion::V1,
+            "send-proxy-v2" => ProxyVersion::V2,
+            other => {
+                return Err(c.env_error(
+                    KEY,
+                    format!("{other:?}: not supported: Tether reads send-proxy and send-proxy-v2 (for TCP_PORTS); health checks are HEALTH_CHECK's"),
+                ))
+            }
+        });
+    }
+    if version.is_some() && !tcp {
+        return Err(c.env_error(
+            KEY,
+            "the PROXY protocol to HTTP servers is not offered yet (a pooled connection carries many clients' requests): it applies to TCP_PORTS",
+        ));
+    }
+    Ok(version)
+}
+
+/// The TCP service and router of each of `ports`, on the TCP entrypoint of the same port.
+fn tcp(
+    c: &Container,
+    cx: &Context<'_>,
+    name: &str,
+    ip: Option<std::net::IpAddr>,
+    ports: &[u16],
+    proxy_protocol: Option<ProxyVersion>,
+    errors: &mut Vec<LabelError>,
+) -> (Vec<ServiceDecl>, Vec<TcpRouteDecl>) {
+    let (mut services, mut routes) = (Vec::new(), Vec::new());
+    for &p in ports {
+        let entrypoint = match cx.tcp_entrypoint_on(p) {
+            Ok(e) => e,
+            Err(m) => {
+                errors.push(c.env_error("TCP_PORTS", format!("{p}: {m}")));
+                continue;
+            }
+        };
+        let Some(ip) = ip else { continue };
+        let each = format!("{name}-tcp-{p}");
+        let mut svc = service(&each, server(c, ip, p));
+        svc.protocol = ServiceProtocol::Tcp { proxy_protocol };
+        let rule = crate::rule::Rule::HostSni(crate::rule::SniMatch::Any);
+        routes.push(TcpRouteDecl {
+            name: scoped(&each),
+            rule_text: rule.to_string(),
+            priority: 1,
+            rule: rule.into(),
+            service: svc.name.clone(),
+            entrypoints: vec![entrypoint],
+            passthrough: false,
+        });
+        services.push(svc);
+    }
+    (services, routes)
 }
 
 /// `FORCE_SSL` (any value, as in dockercloud/haproxy): plain HTTP redirected to https;

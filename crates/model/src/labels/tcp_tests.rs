@@ -35,14 +35,24 @@ fn entrypoints() -> (Vec<String>, Vec<String>, Vec<String>) {
 }
 
 fn declared(labels: &[(&str, &str)]) -> Result<Declared, Vec<String>> {
+    declared_with(container(labels))
+}
+
+fn declared_with(c: Container) -> Result<Declared, Vec<String>> {
     let eps = entrypoints();
+    let ports = [
+        ("pg".to_string(), 6379),
+        ("web".to_string(), 80),
+        ("websecure".to_string(), 443),
+    ];
     let cx = Context {
         entrypoints: &eps.0,
         tls_entrypoints: &eps.1,
         tcp_entrypoints: &eps.2,
+        entrypoint_ports: &ports,
         ..Default::default()
     };
-    match declare(&container(labels), &cx) {
+    match declare(&c, &cx) {
         Some(Ok(d)) => Ok(d),
         Some(Err(e)) => Err(e.iter().map(ToString::to_string).collect()),
         None => panic!("ignored"),
@@ -221,5 +231,90 @@ fn traefiks_tcp_options_tether_cannot_honour_are_refused_by_name() {
         ],
         "traefik.tcp.routers.pg.rule",
         "must name its hosts",
+    );
+}
+
+/// A dockercloud container with these variables.
+fn dockercloud(env: &[(&str, &str)]) -> Container {
+    let mut c = container(&[]);
+    c.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.exposed_ports = vec![8080, 6379];
+    c
+}
+
+#[test]
+fn dockerclouds_tcp_ports_are_routed_from_the_tcp_entrypoint_of_the_same_port() {
+    // TCP only: no HTTP route.
+    let d = declared_with(dockercloud(&[
+        ("SERVICE_PORTS", "6379"),
+        ("TCP_PORTS", "6379"),
+        ("EXTRA_ROUTE_SETTINGS", "send-proxy-v2"),
+    ]))
+    .unwrap();
+    assert!(d.routes.is_empty());
+    assert_eq!(d.tcp_routes.len(), 1);
+    let r = &d.tcp_routes[0];
+    assert_eq!(
+        (r.name.as_str(), r.entrypoints.as_slice()),
+        ("db-tcp-6379@docker", &["pg".to_string()][..])
+    );
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:6379");
+    assert_eq!(
+        d.services[0].protocol,
+        ServiceProtocol::Tcp {
+            proxy_protocol: Some(ProxyVersion::V2)
+        }
+    );
+    // Beside the HTTP port, which SERVICE_PORTS names too.
+    let d = declared_with(dockercloud(&[
+        ("SERVICE_PORTS", "8080, 6379"),
+        ("TCP_PORTS", "6379"),
+    ]))
+    .unwrap();
+    assert_eq!(d.routes.len(), 1);
+    assert_eq!(d.tcp_routes.len(), 1);
+    let http = d.services.iter().find(|s| !s.protocol.is_tcp()).unwrap();
+    assert_eq!(http.servers[0].addr.to_string(), "172.20.0.5:8080");
+}
+
+#[test]
+fn dockerclouds_tcp_options_tether_cannot_honour_are_refused_by_name() {
+    let refused_env = |env: &[(&str, &str)], key: &str, words: &str| {
+        let e = declared_with(dockercloud(env)).expect_err("refused");
+        assert!(
+            e.iter()
+                .any(|e| e.contains(&format!("env {key}")) && e.contains(words)),
+            "no error on {key} saying {words:?}: {e:#?}"
+        );
+    };
+    refused_env(
+        &[("SERVICE_PORTS", "9000"), ("TCP_PORTS", "9000")],
+        "TCP_PORTS",
+        "--entrypoint tcp9000=0.0.0.0:9000,tcp",
+    );
+    refused_env(
+        &[("SERVICE_PORTS", "6379"), ("TCP_PORTS", "6379/ssl")],
+        "TCP_PORTS",
+        "TLS termination for a TCP port",
+    );
+    refused_env(
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("EXTRA_ROUTE_SETTINGS", "send-proxy"),
+        ],
+        "EXTRA_ROUTE_SETTINGS",
+        "PROXY protocol to HTTP servers",
+    );
+    refused_env(
+        &[
+            ("SERVICE_PORTS", "6379"),
+            ("TCP_PORTS", "6379"),
+            ("EXTRA_ROUTE_SETTINGS", "check inter 2000"),
+        ],
+        "EXTRA_ROUTE_SETTINGS",
+        "\"check\": not supported",
     );
 }

@@ -47,6 +47,8 @@ pub struct Settings {
     pub tls_entrypoints: Vec<String>,
     /// Those of `entrypoints` that take TCP routers only.
     pub tcp_entrypoints: Vec<String>,
+    /// The port of each entrypoint.
+    pub entrypoint_ports: Vec<(String, u16)>,
     pub own_networks: Vec<String>,
     /// On the host: the networks it reaches (found with `own_networks`).
     pub host_networks: Option<Vec<String>>,
@@ -73,6 +75,7 @@ impl Settings {
             entrypoints: &self.entrypoints,
             tls_entrypoints: &self.tls_entrypoints,
             tcp_entrypoints: &self.tcp_entrypoints,
+            entrypoint_ports: &self.entrypoint_ports,
             own_networks: &self.own_networks,
             host_networks: self.host_networks.as_deref(),
             default_network: self.default_network.as_deref(),
