@@ -318,3 +318,74 @@ fn dockerclouds_tcp_options_tether_cannot_honour_are_refused_by_name() {
         "\"check\": not supported",
     );
 }
+
+#[test]
+fn docker_flow_proxys_tcp_mode_is_routed_from_the_tcp_entrypoint_of_its_src_port() {
+    let d = declared(&[
+        ("com.df.notify", "true"),
+        ("com.df.serviceName", "redis"),
+        ("com.df.reqMode", "tcp"),
+        ("com.df.srcPort", "6379"),
+        ("com.df.port", "5432"),
+        ("com.df.distribute", "true"),
+    ])
+    .unwrap();
+    assert!(d.routes.is_empty());
+    let r = &d.tcp_routes[0];
+    assert_eq!(
+        (r.name.as_str(), r.entrypoints.as_slice()),
+        ("redis@docker", &["pg".to_string()][..])
+    );
+    assert!(r.rule.is_catch_all());
+    assert!(d.services[0].protocol.is_tcp());
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:5432");
+    // srcPort in HTTP mode: the HTTP entrypoint of that port.
+    let d = declared(&[
+        ("com.df.notify", "true"),
+        ("com.df.servicePath", "/demo"),
+        ("com.df.port", "8080"),
+        ("com.df.srcPort", "443"),
+    ])
+    .unwrap();
+    assert_eq!(d.routes[0].entrypoints, ["websecure"]);
+    // What cannot be served is refused, naming the label.
+    let df = |extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![
+            ("com.df.notify", "true"),
+            ("com.df.reqMode", "tcp"),
+            ("com.df.port", "5432"),
+        ];
+        l.extend_from_slice(extra);
+        l
+    };
+    refused(&df(&[]), "com.df.srcPort", "missing");
+    refused(
+        &df(&[("com.df.srcPort", "9999")]),
+        "com.df.srcPort",
+        "--entrypoint tcp9999=0.0.0.0:9999,tcp",
+    );
+    refused(
+        &df(&[("com.df.srcPort", "6379"), ("com.df.servicePath", "/x")]),
+        "com.df.servicePath",
+        "not used with reqMode=tcp",
+    );
+    refused(
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.reqMode", "sni"),
+            ("com.df.port", "443"),
+        ],
+        "com.df.reqMode",
+        "not supported yet",
+    );
+    refused(
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.srcPort", "8081"),
+        ],
+        "com.df.srcPort",
+        "no HTTP entrypoint on port 8081",
+    );
+}
