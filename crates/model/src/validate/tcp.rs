@@ -118,3 +118,62 @@ pub fn routers(
     }
     errors
 }
+
+/// Do two routers of different names both take every connection of some entrypoint (each a
+/// ``HostSNI(`*`)``, on entrypoints that meet)? The entrypoint they share, as a message names
+/// it. A source that merges declarations of several containers leaves the second one out on
+/// this, rather than have the merged table refused.
+pub fn catch_all_clash(a: &TcpRouteDecl, b: &TcpRouteDecl) -> Option<String> {
+    if a.name == b.name || !a.rule.is_catch_all() || !b.rule.is_catch_all() {
+        return None;
+    }
+    match (a.entrypoints.as_slice(), b.entrypoints.as_slice()) {
+        ([], []) => Some("every TCP entrypoint".into()),
+        ([], some) | (some, []) => some.first().map(|e| format!("entrypoint {e:?}")),
+        (x, y) => x
+            .iter()
+            .find(|e| y.contains(e))
+            .map(|e| format!("entrypoint {e:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(name: &str, rule: &str, entrypoints: &[&str]) -> TcpRouteDecl {
+        TcpRouteDecl {
+            name: name.into(),
+            rule: crate::rule::Rule::parse_tcp(rule).unwrap().into(),
+            rule_text: rule.into(),
+            priority: 1,
+            service: "s".into(),
+            entrypoints: entrypoints.iter().map(|e| e.to_string()).collect(),
+            passthrough: false,
+        }
+    }
+
+    #[test]
+    fn two_catch_alls_clash_where_their_entrypoints_meet() {
+        let any = "HostSNI(`*`)";
+        let a = router("a", any, &["db"]);
+        assert_eq!(
+            catch_all_clash(&a, &router("b", any, &["db", "mq"])).as_deref(),
+            Some("entrypoint \"db\"")
+        );
+        assert_eq!(
+            catch_all_clash(&a, &router("b", any, &[])).as_deref(),
+            Some("entrypoint \"db\"")
+        );
+        assert_eq!(catch_all_clash(&a, &router("b", any, &["mq"])), None);
+        assert_eq!(
+            catch_all_clash(&a, &router("a", any, &["db"])),
+            None,
+            "the same router"
+        );
+        assert_eq!(
+            catch_all_clash(&a, &router("b", "ClientIP(`10.0.0.0/8`)", &["db"])),
+            None
+        );
+    }
+}

@@ -329,8 +329,14 @@ impl Tracker {
                 Some(Ok(d)) => d,
             };
             if let Some(conflict) = conflict(d, &services, &routes, &middlewares, &tcp_routes) {
+                // A clash between two services is no replica's mistake.
+                let why = if conflict.contains("takes every connection") {
+                    "one router per entrypoint may take every connection"
+                } else {
+                    "replicas of one service must carry the same labels"
+                };
                 errors.push(format!(
-                    "container {name}: {conflict}; replicas of one service must carry the same labels, so this container is left out"
+                    "container {name}: {conflict}; {why}, so this container is left out"
                 ));
                 continue;
             }
@@ -425,6 +431,14 @@ fn conflict(
     tcp_routes: &BTreeMap<String, (TcpRouteDecl, &str)>,
 ) -> Option<String> {
     for r in &d.tcp_routes {
+        for (have, owner) in tcp_routes.values() {
+            if let Some(at) = tether_model::validate::tcp::catch_all_clash(r, have) {
+                return Some(format!(
+                    "TCP router {} takes every connection of {at}, as TCP router {} of container {owner} does already",
+                    r.name, have.name
+                ));
+            }
+        }
         if let Some((have, owner)) = tcp_routes.get(&r.name) {
             let key = |r: &TcpRouteDecl| {
                 (
@@ -586,6 +600,40 @@ mod tests {
         assert_eq!(u.routes.len(), 1);
         assert!(t.gone("a"));
         assert!(t.update().services.is_empty());
+    }
+
+    #[test]
+    fn a_second_service_taking_every_connection_of_a_tcp_entrypoint_is_left_out() {
+        let mut t = Tracker::new(Settings {
+            entrypoints: vec!["db".into()],
+            tcp_entrypoints: vec!["db".into()],
+            ..Default::default()
+        });
+        let tcp = |service: &'static str| {
+            [
+                ("tether.tcp.routers.all.rule", "HostSNI(`*`)"),
+                ("com.docker.compose.service", service),
+            ]
+        };
+        let now = Instant::now();
+        // Replicas of one service share their router; another service's is refused.
+        let mut a = tcp("redis").to_vec();
+        a[0].0 = "tether.tcp.routers.redis.rule";
+        let mut b = tcp("zz").to_vec();
+        b[0].0 = "tether.tcp.routers.zz.rule";
+        t.upsert(&inspection("a", "redis-1", None, &a), now);
+        t.upsert(&inspection("c", "redis-2", None, &a), now);
+        // Containers are merged in name order: zz-1 comes after redis-1.
+        t.upsert(&inspection("b", "zz-1", None, &b), now);
+        let u = t.update();
+        assert_eq!(u.tcp_routes.len(), 1);
+        assert_eq!(u.tcp_routes[0].name, "redis@docker");
+        assert_eq!(u.services[0].servers.len(), 2);
+        assert!(
+            u.errors.iter().any(|e| e == "container zz-1: TCP router zz@docker takes every connection of every TCP entrypoint, as TCP router redis@docker of container redis-1 does already; one router per entrypoint may take every connection, so this container is left out"),
+            "{:?}",
+            u.errors
+        );
     }
 
     #[test]

@@ -565,6 +565,21 @@ impl Merged {
             ));
             return;
         }
+        let clash = tcp_routes.iter().find_map(|r| {
+            self.tcp_routes.values().find_map(|(have, owner)| {
+                tether_model::validate::tcp::catch_all_clash(r, have).map(|at| {
+                    format!(
+                        "TCP router {} takes every connection of {at}, as TCP router {} of service {owner} does already",
+                        r.name, have.name
+                    )
+                })
+            })
+        });
+        if let Some(m) = clash {
+            self.errors
+                .push(format!("service {by}: {m}; this service is left out"));
+            return;
+        }
         let taken = services
             .iter()
             .map(|s| (&s.name, self.services.get(&s.name).map(|o| &o.1)))
