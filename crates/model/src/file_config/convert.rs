@@ -909,26 +909,51 @@ fn health_timing(
 }
 
 fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> Option<BalanceAlgo> {
-    let algo = match &svc.balance {
-        None => "round_robin".to_string(),
-        Some(b) => b.get_ref().clone(),
+    let kinds = Balances {
+        least: "least_requests",
+        hash_on: "\"client_ip\", \"header:NAME\" or \"cookie:NAME\"",
+        parse_hash_on,
     };
-    let span = svc.balance.as_ref().map(|b| b.span());
-    match (algo.as_str(), &svc.hash_on) {
+    balance_of(cx, base, svc.balance.as_ref(), svc.hash_on.as_ref(), &kinds)
+}
+
+/// What a kind of service (HTTP, TCP) calls its balancing: the least-loaded algorithm's name,
+/// what `hash_on` may say, and how it is read.
+struct Balances {
+    least: &'static str,
+    hash_on: &'static str,
+    parse_hash_on: fn(&str) -> Result<HashOn, String>,
+}
+
+/// `balance` and `hash_on` as a kind of service reads them.
+fn balance_of(
+    cx: &mut Ctx<'_>,
+    base: &str,
+    balance: Option<&S<String>>,
+    hash_on: Option<&S<String>>,
+    kinds: &Balances,
+) -> Option<BalanceAlgo> {
+    let span = balance.map(|b| b.span());
+    let algo = balance.map_or("round_robin", |b| b.get_ref().as_str());
+    match (algo, hash_on) {
         ("round_robin", None) => Some(BalanceAlgo::RoundRobin),
-        ("least_requests", None) => Some(BalanceAlgo::LeastRequests),
+        (least, None) if least == kinds.least => Some(BalanceAlgo::LeastRequests),
         ("consistent_hash", None) => {
             cx.err(
                 span,
                 format!("{base}.hash_on"),
-                "consistent_hash needs hash_on = \"client_ip\", \"header:NAME\" or \"cookie:NAME\"",
+                format!("consistent_hash needs hash_on = {}", kinds.hash_on),
             );
             None
         }
         ("consistent_hash", Some(h)) => cx
-            .check(h, || format!("{base}.hash_on"), |h| parse_hash_on(h))
+            .check(
+                h,
+                || format!("{base}.hash_on"),
+                |h| (kinds.parse_hash_on)(h),
+            )
             .map(BalanceAlgo::ConsistentHash),
-        ("round_robin" | "least_requests", Some(h)) => {
+        (other, Some(h)) if other == "round_robin" || other == kinds.least => {
             cx.err(
                 Some(h.span()),
                 format!("{base}.hash_on"),
@@ -937,7 +962,14 @@ fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> Option<BalanceAlgo
             None
         }
         (other, _) => {
-            cx.err(span, format!("{base}.balance"), format!("{other:?}: expected \"round_robin\", \"least_requests\" or \"consistent_hash\""));
+            cx.err(
+                span,
+                format!("{base}.balance"),
+                format!(
+                    "{other:?}: expected \"round_robin\", \"{}\" or \"consistent_hash\"",
+                    kinds.least
+                ),
+            );
             None
         }
     }

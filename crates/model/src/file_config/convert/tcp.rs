@@ -314,48 +314,17 @@ pub fn address(a: &str) -> Result<ServerAddr, String> {
 }
 
 fn balance(cx: &mut Ctx<'_>, base: &str, svc: &RawTcpService) -> Option<BalanceAlgo> {
-    let span = svc.balance.as_ref().map(|b| b.span());
-    let algo = svc.balance.as_ref().map_or("round_robin", |b| b.get_ref());
-    match (algo, &svc.hash_on) {
-        ("round_robin", None) => Some(BalanceAlgo::RoundRobin),
-        ("least_connections", None) => Some(BalanceAlgo::LeastRequests),
-        ("consistent_hash", None) => {
-            cx.err(
-                span,
-                format!("{base}.hash_on"),
-                "consistent_hash needs hash_on = \"client_ip\"",
-            );
-            None
-        }
-        ("consistent_hash", Some(h)) => cx
-            .check(
-                h,
-                || format!("{base}.hash_on"),
-                |h| match h.as_str() {
-                    "client_ip" => Ok(HashOn::ClientIp),
-                    other => Err(format!(
-                        "{other:?}: a TCP service hashes on \"client_ip\" (there are no headers or cookies)"
-                    )),
-                },
-            )
-            .map(BalanceAlgo::ConsistentHash),
-        ("round_robin" | "least_connections", Some(h)) => {
-            cx.err(
-                Some(h.span()),
-                format!("{base}.hash_on"),
-                "hash_on only applies to balance = \"consistent_hash\"",
-            );
-            None
-        }
-        (other, _) => {
-            cx.err(
-                span,
-                format!("{base}.balance"),
-                format!("{other:?}: expected \"round_robin\", \"least_connections\" or \"consistent_hash\""),
-            );
-            None
-        }
-    }
+    let kinds = super::Balances {
+        least: "least_connections",
+        hash_on: "\"client_ip\"",
+        parse_hash_on: |h| match h {
+            "client_ip" => Ok(HashOn::ClientIp),
+            other => Err(format!(
+                "{other:?}: a TCP service hashes on \"client_ip\" (there are no headers or cookies)"
+            )),
+        },
+    };
+    super::balance_of(cx, base, svc.balance.as_ref(), svc.hash_on.as_ref(), &kinds)
 }
 
 /// A connect check: defaults every 5 s, 2 s to connect, 2 to rise, 3 to fall.
