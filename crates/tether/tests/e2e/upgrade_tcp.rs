@@ -97,7 +97,7 @@ async fn an_upgrade_under_tcp_load_cuts_no_connection_before_the_drain_deadline(
                     return (finishes, trips, Some((Instant::now(), since, e)));
                 }
                 trips += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await; // pacing the trips, not a wait
             }
         }));
     }
