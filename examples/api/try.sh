@@ -11,3 +11,7 @@ curl -sS -X PUT "${auth[@]}" --data-binary @services.go-demo.json "$api/api/serv
 curl -sS -X PUT "${auth[@]}" --data-binary @routes.go-demo.json "$api/api/routes/go-demo"; echo
 curl -sS -X POST "${auth[@]}" --data-binary @changes.json "$api/api/changes"; echo
 curl -sS "$api/api/routes"; echo
+# A TCP service and its router: every connection to the `cache` entrypoint (port 6380).
+curl -sS -X PUT "${auth[@]}" --data-binary @tcp-services.cache.json "$api/api/tcp/services/cache"; echo
+curl -sS -X PUT "${auth[@]}" --data-binary @tcp-routers.cache.json "$api/api/tcp/routers/cache"; echo
+curl -sS "$api/api/tcp/routers"; echo

@@ -20,6 +20,7 @@ use axum::Json;
 use http::{header, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tether_control::Declares;
 use tether_providers::api::{ApiHandle, Commit, Kind, Op, Snapshot};
 
 use crate::render::revision_etag;
@@ -240,18 +241,20 @@ fn check(s: &AppState, api: &ApiHandle, parts: &[Part], base: &Snapshot) -> Resu
         {
             crate::certificates::check(s, name, body)?;
         }
-        let declares = matches!(kind, Kind::Route | Kind::Service);
-        if let Some(owner) = declares
-            .then(|| s.control.owner(kind == Kind::Route, name, provider))
-            .flatten()
-        {
+        let declares = match kind {
+            Kind::Route => Some(Declares::Route),
+            Kind::Service | Kind::TcpService => Some(Declares::Service),
+            Kind::TcpRouter => Some(Declares::TcpRouter),
+            Kind::Certificate | Kind::Middleware => None,
+        };
+        if let Some(owner) = declares.and_then(|d| s.control.owner(d, name, provider)) {
             return Err(ApiError {
                 status: StatusCode::CONFLICT,
                 message: format!(
                     "{}.{name}: already declared by the {owner} source; the API can only change what it declared",
-                    kind.plural()
+                    kind.table()
                 ),
-                field: Some(format!("{}.{name}", kind.plural())),
+                field: Some(format!("{}.{name}", kind.table())),
                 errors: Vec::new(),
             });
         }
@@ -409,6 +412,44 @@ pub async fn delete_service(
     delete(s, Kind::Service, name, headers).await
 }
 
+/// `PUT /api/tcp/routers/NAME`
+pub async fn put_tcp_router(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    put(s, Kind::TcpRouter, name, headers, &bytes).await
+}
+
+/// `PUT /api/tcp/services/NAME`
+pub async fn put_tcp_service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    put(s, Kind::TcpService, name, headers, &bytes).await
+}
+
+/// `DELETE /api/tcp/routers/NAME`
+pub async fn delete_tcp_router(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    delete(s, Kind::TcpRouter, name, headers).await
+}
+
+/// `DELETE /api/tcp/services/NAME`
+pub async fn delete_tcp_service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    delete(s, Kind::TcpService, name, headers).await
+}
+
 /// `PUT /api/middlewares/NAME`
 pub async fn put_middleware(
     State(s): State<AppState>,
@@ -484,7 +525,7 @@ pub async fn post_changes(
         changes: Vec<ChangeEntry>,
     }
     let changes: Changes = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("body: expected {{\"changes\": [{{\"op\": \"put\" or \"delete\", \"kind\": \"routes\" or \"services\", \"name\": ..., \"body\": {{...}}}}]}}: {e}"))
+        ApiError::new(StatusCode::BAD_REQUEST, format!("body: expected {{\"changes\": [{{\"op\": \"put\" or \"delete\", \"kind\": \"routes\", \"services\", \"middlewares\", \"certificates\", \"tcp/routers\" or \"tcp/services\", \"name\": ..., \"body\": {{...}}}}]}}: {e}"))
     })?;
     if changes.changes.is_empty() {
         return Err(ApiError::new(
@@ -498,7 +539,7 @@ pub async fn post_changes(
         let kind = Kind::from_plural(&c.kind).ok_or_else(|| {
             ApiError::invalid(vec![(
                 Some(at("kind")),
-                format!("{:?}: expected \"routes\" or \"services\"", c.kind),
+                format!("{:?}: expected \"routes\", \"services\", \"middlewares\", \"certificates\", \"tcp/routers\" or \"tcp/services\"", c.kind),
             )])
         })?;
         let op = match (c.op.as_str(), c.body) {

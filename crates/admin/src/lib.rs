@@ -1,9 +1,11 @@
 //! Tether's admin API, on a listener of its own (never a traffic port), served by axum on hyper:
 //! the data plane's hand-written HTTP/1 path is not reused here.
 //!
-//! - [`reads`]: `/api/version`, `/api/routes`, `/api/services`, `/api/backends`, `/api/errors`;
-//! - [`changes`]: `PUT`/`DELETE` of one route or service, `POST /api/changes` for several at once,
-//!   committed to the API source's store and answered once this replica serves them;
+//! - [`reads`]: `/api/version`, `/api/routes`, `/api/services`, `/api/tcp/routers`,
+//!   `/api/tcp/services`, `/api/backends`, `/api/errors`;
+//! - [`changes`]: `PUT`/`DELETE` of one route, service, middleware, TCP router or TCP service,
+//!   `POST /api/changes` for several at once, committed to the API source's store and answered
+//!   once this replica serves them;
 //! - [`certificates`]: `GET /api/certificates`, and `PUT`/`DELETE /api/certificates/NAME` kept in
 //!   the same store (etcd's: every replica serves the same certificate);
 //! - [`dfp`]: Docker Flow Proxy's `reconfigure` and `remove`, translated into the same changes;
@@ -97,6 +99,20 @@ pub fn router(
                 .put(changes::put_service)
                 .delete(changes::delete_service),
         )
+        .route("/api/tcp/routers", get(reads::tcp_routers))
+        .route(
+            "/api/tcp/routers/{name}",
+            get(reads::tcp_router)
+                .put(changes::put_tcp_router)
+                .delete(changes::delete_tcp_router),
+        )
+        .route("/api/tcp/services", get(reads::tcp_services))
+        .route(
+            "/api/tcp/services/{name}",
+            get(reads::tcp_service)
+                .put(changes::put_tcp_service)
+                .delete(changes::delete_tcp_service),
+        )
         .route("/api/middlewares", get(reads::middlewares))
         .route(
             "/api/middlewares/{name}",
@@ -135,7 +151,10 @@ pub fn router(
             .route(
                 "/v1/docker-flow-proxy/cert",
                 axum::routing::put(dfp::cert).post(dfp::cert),
-            );
+            )
+            .route("/v1/docker-flow-proxy/ping", get(dfp::ping))
+            .route("/v1/docker-flow-proxy/reload", get(dfp::reload))
+            .route("/v1/docker-flow-proxy/config", get(dfp::config));
     }
     app.fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(changes::MAX_BODY))

@@ -93,7 +93,7 @@ fn key_disagreement(s: &AppState) -> Option<String> {
 }
 
 /// Each declared object of a kind, with its source and ETag, best first by name.
-fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
+pub(crate) fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
     let snapshot = s.api.as_ref().and_then(|a| a.applied()).map(|a| a.snapshot);
     let api_provider = s.api.as_ref().map(|a| a.store().provider());
     let mut out = Vec::new();
@@ -125,8 +125,22 @@ fn objects(s: &AppState, kind: Kind) -> Vec<(String, Value)> {
                 }
             }
             Kind::Service => {
-                for svc in &update.services {
+                for svc in update.services.iter().filter(|s| !s.protocol.is_tcp()) {
                     push(&svc.name, render::service(svc), render::digest_etag(svc));
+                }
+            }
+            Kind::TcpService => {
+                for svc in update.services.iter().filter(|s| s.protocol.is_tcp()) {
+                    push(
+                        &svc.name,
+                        render::tcp_service(svc),
+                        render::digest_etag(svc),
+                    );
+                }
+            }
+            Kind::TcpRouter => {
+                for r in &update.tcp_routes {
+                    push(&r.name, render::tcp_router(r), render::digest_etag(r));
                 }
             }
             // Listed from the certificate store (`certificates`).
@@ -185,10 +199,7 @@ fn one(s: &AppState, kind: Kind, name: &str) -> Result<Response, ApiError> {
     let Some((_, body)) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "no {} named {name:?}",
-                &kind.plural()[..kind.plural().len() - 1]
-            ),
+            format!("no {} named {name:?}", kind.singular()),
         ));
     };
     let etag = body["etag"].as_str().unwrap_or_default().to_string();
@@ -213,6 +224,42 @@ pub async fn service(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     one(&s, Kind::Service, &name)
+}
+
+/// `GET /api/tcp/routers`
+pub async fn tcp_routers(State(s): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        objects(&s, Kind::TcpRouter)
+            .into_iter()
+            .map(|o| o.1)
+            .collect(),
+    ))
+}
+
+/// `GET /api/tcp/routers/NAME`
+pub async fn tcp_router(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&s, Kind::TcpRouter, &name)
+}
+
+/// `GET /api/tcp/services`
+pub async fn tcp_services(State(s): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        objects(&s, Kind::TcpService)
+            .into_iter()
+            .map(|o| o.1)
+            .collect(),
+    ))
+}
+
+/// `GET /api/tcp/services/NAME`
+pub async fn tcp_service(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    one(&s, Kind::TcpService, &name)
 }
 
 /// `GET /api/middlewares`: every source's middlewares (password hashes never shown).

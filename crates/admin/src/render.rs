@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde_json::{json, Map, Value};
 use tether_model::{
     AffinityMode, BalanceAlgo, HashOn, Middleware, MiddlewareDecl, OnMissing, RouteDecl,
-    ServerWait, ServiceDecl,
+    ServerWait, ServiceDecl, TcpRouteDecl,
 };
 
 /// A route's fields.
@@ -210,27 +210,7 @@ pub fn service(s: &ServiceDecl) -> Value {
             o.insert("hash_on".into(), json!(on));
         }
     }
-    if let Some(h) = &s.health {
-        o.insert(
-            "health".into(),
-            json!({
-                "path": h.path,
-                "interval": format!("{}ms", h.interval.as_millis()),
-                "timeout": format!("{}ms", h.timeout.as_millis()),
-                "rise": h.rise,
-                "fall": h.fall,
-            }),
-        );
-    }
-    if s.wait.timeout != ServerWait::DEFAULT_TIMEOUT {
-        o.insert(
-            "wait_for_server".into(),
-            json!(format!("{}ms", s.wait.timeout.as_millis())),
-        );
-    }
-    if s.wait.queue != ServerWait::DEFAULT_QUEUE {
-        o.insert("wait_queue".into(), json!(s.wait.queue));
-    }
+    health_and_wait(&mut o, s);
     if let Some(a) = &s.affinity {
         let mut m = Map::new();
         match &a.mode {
@@ -264,6 +244,86 @@ pub fn service(s: &ServiceDecl) -> Value {
         o.insert("affinity".into(), Value::Object(m));
     }
     Value::Object(o)
+}
+
+/// A TCP router's fields (`[tcp.routers.NAME]`).
+pub fn tcp_router(r: &TcpRouteDecl) -> Value {
+    let mut o = Map::new();
+    o.insert("rule".into(), json!(r.rule_text));
+    o.insert("service".into(), json!(r.service));
+    o.insert("priority".into(), json!(r.priority));
+    if !r.entrypoints.is_empty() {
+        o.insert("entrypoints".into(), json!(r.entrypoints));
+    }
+    if r.passthrough {
+        o.insert("tls".into(), json!({ "passthrough": true }));
+    }
+    Value::Object(o)
+}
+
+/// A TCP service's fields (`[tcp.services.NAME]`).
+pub fn tcp_service(s: &ServiceDecl) -> Value {
+    let mut o = Map::new();
+    let servers: Vec<Value> = s
+        .servers
+        .iter()
+        .map(|srv| {
+            let mut v =
+                json!({ "name": srv.name, "address": srv.addr.to_string(), "weight": srv.weight });
+            if srv.draining {
+                v["draining"] = json!(true);
+            }
+            v
+        })
+        .collect();
+    o.insert("servers".into(), Value::Array(servers));
+    let balance = match &s.balance {
+        BalanceAlgo::RoundRobin => "round_robin",
+        BalanceAlgo::LeastRequests => "least_connections",
+        BalanceAlgo::ConsistentHash(_) => {
+            o.insert("hash_on".into(), json!("client_ip"));
+            "consistent_hash"
+        }
+    };
+    o.insert("balance".into(), json!(balance));
+    health_and_wait(&mut o, s);
+    if let tether_model::ServiceProtocol::Tcp {
+        proxy_protocol: Some(v),
+    } = &s.protocol
+    {
+        let v = match v {
+            tether_model::ProxyVersion::V1 => "v1",
+            tether_model::ProxyVersion::V2 => "v2",
+        };
+        o.insert("proxy_protocol".into(), json!(v));
+    }
+    Value::Object(o)
+}
+
+/// An HTTP or a TCP service's `health` (a TCP service's check, a connect, has no `path`),
+/// `wait_for_server` and `wait_queue`, each shown when it is not the default.
+fn health_and_wait(o: &mut Map<String, Value>, s: &ServiceDecl) {
+    if let Some(h) = &s.health {
+        let mut v = json!({
+            "interval": format!("{}ms", h.interval.as_millis()),
+            "timeout": format!("{}ms", h.timeout.as_millis()),
+            "rise": h.rise,
+            "fall": h.fall,
+        });
+        if !s.protocol.is_tcp() {
+            v["path"] = json!(h.path);
+        }
+        o.insert("health".into(), v);
+    }
+    if s.wait.timeout != ServerWait::DEFAULT_TIMEOUT {
+        o.insert(
+            "wait_for_server".into(),
+            json!(format!("{}ms", s.wait.timeout.as_millis())),
+        );
+    }
+    if s.wait.queue != ServerWait::DEFAULT_QUEUE {
+        o.insert("wait_queue".into(), json!(s.wait.queue));
+    }
 }
 
 /// An ETag for a declaration no API change can touch: a digest of it.

@@ -76,6 +76,15 @@ fn merged(providers: &BTreeMap<String, Arc<ProviderUpdate>>) -> Merged<'_> {
     }
 }
 
+/// What [`Control::owner`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declares {
+    Route,
+    /// An HTTP or a TCP service.
+    Service,
+    TcpRouter,
+}
+
 /// A configuration change that was refused.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("configuration from provider {provider} rejected: {}", .errors.join("; "))]
@@ -326,19 +335,18 @@ impl Control {
         }
     }
 
-    /// The provider other than `except` that declares a route (`route`) or service of this name.
-    pub fn owner(&self, route: bool, name: &str, except: &str) -> Option<String> {
+    /// The provider other than `except` that declares a `what` of this name (services, HTTP or
+    /// TCP, share one name space).
+    pub fn owner(&self, what: Declares, name: &str, except: &str) -> Option<String> {
         let state = self.state.lock().expect("control state poisoned");
         state
             .providers
             .iter()
             .filter(|(p, _)| p.as_str() != except)
-            .find(|(_, u)| {
-                if route {
-                    u.routes.iter().any(|r| r.name == name)
-                } else {
-                    u.services.iter().any(|s| s.name == name)
-                }
+            .find(|(_, u)| match what {
+                Declares::Route => u.routes.iter().any(|r| r.name == name),
+                Declares::Service => u.services.iter().any(|s| s.name == name),
+                Declares::TcpRouter => u.tcp_routes.iter().any(|r| r.name == name),
             })
             .map(|(p, _)| p.clone())
     }

@@ -1,5 +1,6 @@
 //! The admin API's documents: a route or a service is a JSON object holding the fields of its
-//! table in `tether.toml` (`{"rule": "PathPrefix(`/`)", "service": "web"}`).
+//! table in `tether.toml` (`{"rule": "PathPrefix(`/`)", "service": "web"}`); a TCP router or
+//! TCP service those of `[tcp.routers.NAME]` and `[tcp.services.NAME]`.
 //!
 //! The documents are rendered as a TOML text of dotted keys, one field per line, and parsed by the
 //! code that reads `tether.toml` ([`file_config::parse_declarations`]): the API has every option
@@ -9,14 +10,31 @@
 
 use serde_json::Value;
 
-use crate::decl::{CertificateDecl, CertificatePem, RouteDecl, ServiceDecl};
+use crate::decl::{CertificateDecl, CertificatePem, RouteDecl, ServiceDecl, TcpRouteDecl};
 use crate::middleware::MiddlewareDecl;
 
 /// The provider the API's middlewares are qualified by (`auth@api`), whatever its store.
 pub const PROVIDER: &str = "api";
 
 /// What a set of API documents declares.
-pub type Declarations = (Vec<ServiceDecl>, Vec<RouteDecl>, Vec<MiddlewareDecl>);
+#[derive(Debug, Default)]
+pub struct Declarations {
+    /// HTTP and TCP services (one name space).
+    pub services: Vec<ServiceDecl>,
+    pub routes: Vec<RouteDecl>,
+    pub middlewares: Vec<MiddlewareDecl>,
+    pub tcp_routes: Vec<TcpRouteDecl>,
+}
+
+impl Declarations {
+    /// Add `other`'s to these.
+    pub fn extend(&mut self, other: Declarations) {
+        self.services.extend(other.services);
+        self.routes.extend(other.routes);
+        self.middlewares.extend(other.middlewares);
+        self.tcp_routes.extend(other.tcp_routes);
+    }
+}
 use crate::file_config::{self, ConfigError};
 use crate::validate::{self, ValidationError};
 
@@ -31,27 +49,63 @@ pub enum Kind {
     /// A middleware: `{"basic_auth": {...}}`, its one type's table in `tether.toml`. Named
     /// `NAME@api` in the table, whatever the store.
     Middleware,
+    /// A TCP router: `{"rule": "HostSNI(`*`)", "service": "db", "entrypoints": ["pg"]}`.
+    TcpRouter,
+    /// A TCP service: `{"servers": [{"address": "10.0.0.5:5432"}]}`.
+    TcpService,
 }
 
 impl Kind {
-    /// The plural used in paths, store keys and field names: `routes`, `services`.
+    /// The plural used in paths and store keys: `routes`, `tcp/routers`.
     pub fn plural(self) -> &'static str {
         match self {
             Kind::Route => "routes",
             Kind::Service => "services",
             Kind::Certificate => "certificates",
             Kind::Middleware => "middlewares",
+            Kind::TcpRouter => "tcp/routers",
+            Kind::TcpService => "tcp/services",
         }
     }
 
+    /// The table in `tether.toml`, which field names start with: `routes`, `tcp.routers`.
+    pub fn table(self) -> &'static str {
+        match self {
+            Kind::TcpRouter => "tcp.routers",
+            Kind::TcpService => "tcp.services",
+            other => other.plural(),
+        }
+    }
+
+    /// One of them, for messages: `route`, `TCP router`.
+    pub fn singular(self) -> &'static str {
+        match self {
+            Kind::Route => "route",
+            Kind::Service => "service",
+            Kind::Certificate => "certificate",
+            Kind::Middleware => "middleware",
+            Kind::TcpRouter => "TCP router",
+            Kind::TcpService => "TCP service",
+        }
+    }
+
+    /// The kind a path segment or store key names (`tcp/routers`; `tcp.routers` too).
     pub fn from_plural(s: &str) -> Option<Kind> {
         match s {
             "routes" => Some(Kind::Route),
             "services" => Some(Kind::Service),
             "certificates" => Some(Kind::Certificate),
             "middlewares" => Some(Kind::Middleware),
+            "tcp/routers" | "tcp.routers" => Some(Kind::TcpRouter),
+            "tcp/services" | "tcp.services" => Some(Kind::TcpService),
             _ => None,
         }
+    }
+
+    /// Does it declare part of the routing table (a route, service or TCP router), which one
+    /// source alone may declare under a name?
+    pub fn declares(self) -> bool {
+        !matches!(self, Kind::Certificate | Kind::Middleware)
     }
 }
 
@@ -93,7 +147,7 @@ pub fn declarations<'a>(
         if kind == Kind::Certificate {
             continue;
         }
-        let base = format!("{}.{name}", kind.plural());
+        let base = format!("{}.{name}", kind.table());
         if !validate::is_name(name) {
             errors.push(ValidationError::new(
                 &base,
@@ -106,16 +160,16 @@ pub fn declarations<'a>(
                 &base,
                 format!(
                     "expected a JSON object of the {} fields of tether.toml, not {}",
-                    kind.plural(),
+                    kind.table(),
                     type_name(body)
                 ),
             ));
             continue;
         };
-        if fields.is_empty() && kind == Kind::Service {
+        if fields.is_empty() && matches!(kind, Kind::Service | Kind::TcpService) {
             // An empty table still declares the service (no servers yet).
             t.line(
-                format!("{}.{} = {{}}", kind.plural(), quote(name)),
+                format!("{}.{} = {{}}", kind.table(), quote(name)),
                 &base,
                 base.clone(),
             );
@@ -127,17 +181,17 @@ pub fn declarations<'a>(
             let at = format!("{base}.{field}");
             match toml::Value::try_from(value) {
                 Ok(v) => t.line(
-                    format!("{}.{}.{} = {v}", kind.plural(), quote(name), quote(field)),
+                    format!("{}.{}.{} = {v}", kind.table(), quote(name), quote(field)),
                     &base,
                     at,
                 ),
                 Err(e) => errors.push(ValidationError::new(at, e.to_string())),
             }
         }
-        if kind == Kind::Route && fields.is_empty() {
+        if matches!(kind, Kind::Route | Kind::TcpRouter) && fields.is_empty() {
             errors.push(ValidationError::new(
                 &base,
-                "missing: a route needs rule and service",
+                format!("missing: a {} needs rule and service", kind.singular()),
             ));
         }
         if kind == Kind::Middleware && fields.is_empty() {
@@ -159,7 +213,12 @@ pub fn declarations<'a>(
         services_here: false,
     };
     match file_config::parse_as(&t.text, source) {
-        Ok(cfg) => Ok((cfg.services, cfg.routes, cfg.middlewares)),
+        Ok(cfg) => Ok(Declarations {
+            services: cfg.services,
+            routes: cfg.routes,
+            middlewares: cfg.middlewares,
+            tcp_routes: cfg.tcp_routes,
+        }),
         Err(errs) => Err(errs.0.iter().map(|e| located(&t, e)).collect()),
     }
 }
@@ -277,7 +336,9 @@ mod tests {
     fn documents_become_declarations_with_the_files_defaults() {
         let route = json!({"rule": "PathPrefix(`/demo`)", "service": "go-demo"});
         let svc = json!({"servers": [{"url": "http://go-demo:8080", "name": "a"}], "affinity": {"mode": "cookie"}});
-        let (services, routes, _) = declarations(
+        let Declarations {
+            services, routes, ..
+        } = declarations(
             [
                 (Kind::Route, "demo", &route),
                 (Kind::Service, "go-demo", &svc),
@@ -294,7 +355,9 @@ mod tests {
     #[test]
     fn a_route_may_name_a_service_of_another_source() {
         let route = json!({"rule": "Host(`a.com`)", "service": "from-the-file"});
-        let (_, routes, _) = declarations([(Kind::Route, "r", &route)], &eps()).unwrap();
+        let routes = declarations([(Kind::Route, "r", &route)], &eps())
+            .unwrap()
+            .routes;
         assert_eq!(routes[0].service, "from-the-file");
     }
 
@@ -339,7 +402,11 @@ mod tests {
     fn a_middleware_document_is_its_types_table() {
         let body = json!({"basic_auth": {"users": ["admin:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]}});
         let route = json!({"rule": "Path(`/`)", "service": "s", "middlewares": ["auth"]});
-        let (_, routes, mws) = declarations(
+        let Declarations {
+            routes,
+            middlewares: mws,
+            ..
+        } = declarations(
             [
                 (Kind::Middleware, "auth", &body),
                 (Kind::Route, "r", &route),
@@ -362,6 +429,55 @@ mod tests {
         assert_eq!(e[0].field, "middlewares.x.basic_auth.users_file", "{e:?}");
         let e = errors(Kind::Middleware, json!({}));
         assert!(e[0].message.contains("basic_auth"), "{e:?}");
+    }
+
+    #[test]
+    fn tcp_documents_are_the_tcp_tables() {
+        let router = json!({"rule": "HostSNI(`*`)", "service": "db", "entrypoints": ["web"]});
+        let svc = json!({"servers": [{"name": "a", "address": "10.0.0.5:5432"}], "balance": "least_connections"});
+        let d = declarations(
+            [
+                (Kind::TcpRouter, "db", &router),
+                (Kind::TcpService, "db", &svc),
+            ],
+            &eps(),
+        )
+        .unwrap();
+        assert_eq!(d.tcp_routes[0].service, "db");
+        assert!(d.services[0].protocol.is_tcp());
+        assert!(d.routes.is_empty());
+        let e = errors(
+            Kind::TcpService,
+            json!({"servers": [{"url": "http://a:1"}]}),
+        );
+        assert_eq!(e[0].field, "tcp.services.x.servers", "{e:?}");
+        assert!(e[0].message.contains("unknown field `url`"), "{e:?}");
+        let e = errors(
+            Kind::TcpRouter,
+            json!({"rule": "Host(`a`)", "service": "s"}),
+        );
+        assert_eq!(e[0].field, "tcp.routers.x.rule", "{e:?}");
+        assert!(e[0].message.contains("HTTP matcher"), "{e:?}");
+        let e = errors(Kind::TcpRouter, json!({}));
+        assert!(e[0].message.contains("TCP router needs rule"), "{e:?}");
+        let e = errors(
+            Kind::TcpRouter,
+            json!({"rule": "HostSNI(`*`)", "service": "s", "tls": {"passthrough": false, "cert": "x"}}),
+        );
+        assert_eq!(e[0].field, "tcp.routers.x.tls", "{e:?}");
+        // A name is one service's, HTTP or TCP.
+        let http = json!({"servers": []});
+        let tcp = json!({"servers": []});
+        let e = declarations(
+            [(Kind::Service, "x", &http), (Kind::TcpService, "x", &tcp)],
+            &eps(),
+        )
+        .unwrap_err();
+        assert!(e[0].field.starts_with("tcp.services.x"), "{e:?}");
+        assert!(
+            e[0].message.contains("an HTTP service of the same name"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -231,6 +231,18 @@ pub struct CertificateFiles {
     pub default: bool,
 }
 
+/// The stats page's path as written (`/haproxy?stats`): its path part, which matches with any
+/// query or none.
+pub fn stats_path(p: &str) -> Result<String, String> {
+    let path = p.split('?').next().unwrap_or_default();
+    if !path.starts_with('/') || path.contains(['#', ' ']) {
+        return Err(format!(
+            "{p:?}: expected a path such as \"/haproxy?stats\" or \"/stats\""
+        ));
+    }
+    Ok(path.to_string())
+}
+
 /// `[stats] path = "/haproxy?stats"`: the stats page, read-only, behind basic auth with the
 /// admin token as password, on the traffic entrypoints listed (all when none are).
 #[derive(Debug, Clone, PartialEq, Eq)]

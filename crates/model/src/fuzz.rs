@@ -62,6 +62,8 @@ pub fn labels(data: &[u8]) {
         networks: BTreeMap::from([("net".to_string(), [10, 0, 0, 2].into())]),
         exposed_ports: vec![80],
         host_network: false,
+        hostname: String::new(),
+        domainname: String::new(),
         kind: Default::default(),
     };
     let entrypoints = vec!["web".to_string(), "websecure".to_string()];
@@ -75,6 +77,7 @@ pub fn labels(data: &[u8]) {
         default_network: None,
         secrets_dir: None,
         dockercloud: None,
+        interlock_ext_name: None,
     };
     if let Some(Err(errors)) = labels::declare(&c, &cx) {
         assert!(!errors.is_empty());

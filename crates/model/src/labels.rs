@@ -54,6 +54,10 @@ pub struct Container {
     pub exposed_ports: Vec<u16>,
     /// `network_mode: host`: reachable on the host's loopback.
     pub host_network: bool,
+    /// The container's own host and domain name (`docker run --hostname`, `--domainname`; a
+    /// Swarm service's `--hostname`), as Interlock names a site by them. Empty when unset.
+    pub hostname: String,
+    pub domainname: String,
     /// What `name` names, for messages: a container, or a Swarm service (whose labels every task
     /// shares).
     pub kind: Kind,
@@ -103,6 +107,9 @@ pub struct Context<'a> {
     /// `GZIP_COMPRESSION_TYPE`): middlewares every dockercloud service's routes take
     /// ([`dockercloud::ProxyWide`]).
     pub dockercloud: Option<&'a dockercloud::ProxyWide>,
+    /// `--interlock-ext-name NAME`: only containers whose `interlock.ext.name` is NAME (or that
+    /// name none) are this Tether's, as an Interlock extension of that name took them.
+    pub interlock_ext_name: Option<&'a str>,
 }
 
 /// Dialects' names for the plain and the TLS entrypoint (Traefik's defaults and the common ones).
@@ -118,6 +125,18 @@ impl Context<'_> {
             .map(|(name, _)| name.clone())
             .ok_or_else(|| {
                 format!("Tether has no TCP entrypoint on port {port}: declare one, e.g. --entrypoint tcp{port}=0.0.0.0:{port},tcp (or tcp{port} = {{ address = \"0.0.0.0:{port}\", protocol = \"tcp\" }} in tether.toml)")
+            })
+    }
+
+    /// The entrypoint serving HTTP on `port` (a plain or TLS one, not `protocol = "tcp"`), or
+    /// an error saying how to declare one.
+    pub fn http_entrypoint_on(&self, port: u16) -> Result<String, String> {
+        self.entrypoint_ports
+            .iter()
+            .find(|(name, p)| *p == port && !self.tcp_entrypoints.contains(name))
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| {
+                format!("Tether has no HTTP entrypoint on port {port}: declare one, e.g. --entrypoint web{port}=0.0.0.0:{port}")
             })
     }
 
@@ -370,9 +389,18 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
             return None;
         }
         (Dialect::DockerFlow, flow::declare(c, cx))
-    } else if c.env.contains_key("INTERLOCK_DATA") {
+    } else if has("interlock.") || c.env.contains_key("INTERLOCK_DATA") {
+        if !interlock::ours(c, cx) {
+            return None;
+        }
         (Dialect::Interlock, interlock::declare(c, cx))
     } else if c.env.contains_key("SERVICE_PORTS") || c.env.contains_key("VIRTUAL_HOST") {
+        // Its owner switched it off (blue/green), as dockercloud/haproxy honours.
+        match c.flag(dockercloud::DEACTIVATE) {
+            Ok(Some(true)) => return None,
+            Err(e) => return Some(Err(vec![e])),
+            _ => {}
+        }
         (Dialect::DockerCloud, dockercloud::declare(c, cx))
     } else {
         return None;
@@ -408,6 +436,44 @@ pub(crate) type Translation = Result<
     ),
     Vec<LabelError>,
 >;
+
+/// A middleware a dialect declares from `table` (`{type = {fields}}`, the file's shape), named
+/// `name@docker` and held to what an untrusted source may ask; or the messages of what is wrong.
+pub(crate) fn dialect_middleware(
+    name: &str,
+    table: toml::Table,
+) -> Result<MiddlewareDecl, Vec<String>> {
+    use serde::Deserialize as _;
+    let raw = crate::middleware::RawMiddleware::deserialize(toml::Value::Table(table))
+        .map_err(|e| vec![e.to_string()])?;
+    raw.convert(name, "docker", crate::middleware::Origin::Untrusted)
+        .map_err(|errs| errs.into_iter().map(|e| e.message).collect())
+}
+
+/// Several translations of one container (Traefik v1's segments, Docker Flow Proxy's
+/// destinations) as one: every declaration, or every error, each said once.
+pub(crate) fn merged(parts: impl IntoIterator<Item = Translation>) -> Translation {
+    let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut errors = Vec::new();
+    for part in parts {
+        match part {
+            Ok((s, r, m, t)) => {
+                out.0.extend(s);
+                out.1.extend(r);
+                out.2.extend(m);
+                out.3.extend(t);
+            }
+            Err(es) => errors.extend(es),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(out);
+    }
+    // A container-wide label refused once, not once per part.
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e: &LabelError| seen.insert((e.key.clone(), e.message.clone())));
+    Err(errors)
+}
 
 /// Where a container's TCP routers go on Tether's entrypoints, checked as every source's are
 /// ([`crate::validate::tcp`]); each error told against the label `key(router, field)` names

@@ -28,5 +28,5 @@ pub use decl::{
     ServiceProtocol, TcpRouteDecl,
 };
 pub use middleware::{Middleware, MiddlewareDecl};
-pub use rule::{ConnView, HostPattern, Rule, RuleError, SniMatch};
+pub use rule::{ConnView, HostPattern, Rule, RuleError, SniMatch, SniRegex};
 pub use validate::ValidationError;

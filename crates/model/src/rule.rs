@@ -11,7 +11,8 @@
 //!
 //! A TCP router's rule ([`Rule::parse_tcp`]) is parsed by the same parser with other matchers:
 //! `HostSNI` (the TLS ClientHello's server name, with the same patterns as `Host`; `*` matches
-//! every connection, with a name or without) and `ClientIP`.
+//! every connection, with a name or without), `HostSNIRegexp` (a regular expression the server
+//! name must match, unanchored unless it says `^`/`$`, as Traefik v3's) and `ClientIP`.
 
 mod parse;
 
@@ -37,6 +38,8 @@ pub enum Rule {
     ClientIp(Vec<crate::file_config::Cidr>),
     /// `HostSNI(...)` (TCP routers only): the server name of the TLS ClientHello.
     HostSni(SniMatch),
+    /// `HostSNIRegexp(...)` (TCP routers only): the server name matches one of the expressions.
+    HostSniRegexp(Vec<SniRegex>),
     And(Box<Rule>, Box<Rule>),
     Or(Box<Rule>, Box<Rule>),
     Not(Box<Rule>),
@@ -49,6 +52,53 @@ pub enum SniMatch {
     Any,
     /// A ClientHello naming one of these (lower case, one trailing dot left out).
     Names(Vec<HostPattern>),
+}
+
+/// A regular expression over a ClientHello's server name (lower case, no trailing dot), matched
+/// without regard to case. Two are equal when their sources are.
+#[derive(Clone)]
+pub struct SniRegex {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl SniRegex {
+    /// Compile `source` (size-limited, as every regex a source may send is); the error names
+    /// the column of a syntax error.
+    pub fn new(source: &str) -> Result<SniRegex, String> {
+        crate::middleware::regex(source)?;
+        let regex = regex::RegexBuilder::new(source)
+            .case_insensitive(true)
+            .size_limit(crate::middleware::REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| format!("invalid regex {source:?}: {e}"))?;
+        Ok(SniRegex {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn is_match(&self, name: &str) -> bool {
+        self.regex.is_match(name)
+    }
+}
+
+impl PartialEq for SniRegex {
+    fn eq(&self, other: &SniRegex) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for SniRegex {}
+
+impl fmt::Debug for SniRegex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SniRegex({:?})", self.source)
+    }
 }
 
 /// What a TCP router's rule looks at: the ClientHello's server name (lower case, without a
@@ -119,6 +169,7 @@ impl Rule {
             Rule::HostSni(SniMatch::Names(pats)) => {
                 c.sni.is_some_and(|n| pats.iter().any(|p| p.matches(n)))
             }
+            Rule::HostSniRegexp(res) => c.sni.is_some_and(|n| res.iter().any(|r| r.is_match(n))),
             Rule::ClientIp(ranges) => ranges.iter().any(|r| r.contains(c.client)),
             Rule::And(a, b) => a.matches_conn(c) && b.matches_conn(c),
             Rule::Or(a, b) => a.matches_conn(c) || b.matches_conn(c),
@@ -136,7 +187,7 @@ impl Rule {
     /// `HostSNI` names hosts.
     pub fn needs_sni(&self) -> bool {
         match self {
-            Rule::HostSni(SniMatch::Names(_)) => true,
+            Rule::HostSni(SniMatch::Names(_)) | Rule::HostSniRegexp(_) => true,
             Rule::And(a, b) | Rule::Or(a, b) => a.needs_sni() || b.needs_sni(),
             Rule::Not(a) => a.needs_sni(),
             _ => false,
@@ -152,7 +203,7 @@ impl Rule {
             Rule::Method(methods) => methods.iter().any(|m| req.method.as_str() == m),
             Rule::Header(name, value) => req.headers.has_value(name, value.as_bytes()),
             Rule::ClientIp(ranges) => ranges.iter().any(|c| c.contains(req.client)),
-            Rule::HostSni(_) => false,
+            Rule::HostSni(_) | Rule::HostSniRegexp(_) => false,
             Rule::And(a, b) => a.matches(req) && b.matches(req),
             Rule::Or(a, b) => a.matches(req) || b.matches(req),
             Rule::Not(a) => !a.matches(req),
@@ -281,6 +332,10 @@ impl fmt::Display for Rule {
                 let s: Vec<String> = p.iter().map(|p| p.to_string()).collect();
                 write_args(f, "HostSNI", &s)
             }
+            Rule::HostSniRegexp(res) => {
+                let s: Vec<String> = res.iter().map(|r| r.as_str().to_string()).collect();
+                write_args(f, "HostSNIRegexp", &s)
+            }
             Rule::And(a, b) => write!(f, "({a} && {b})"),
             Rule::Or(a, b) => write!(f, "({a} || {b})"),
             Rule::Not(a) => write!(f, "!{a}"),
@@ -356,13 +411,49 @@ mod tests {
         let e = Rule::parse_tcp("Host(`a`)").unwrap_err().to_string();
         assert!(e.contains("Host is an HTTP matcher"), "{e}");
         let e = Rule::parse_tcp("PathPrefix(`/`)").unwrap_err().to_string();
-        assert!(e.contains("HostSNI and ClientIP"), "{e}");
+        assert!(e.contains("HostSNI, HostSNIRegexp and ClientIP"), "{e}");
         let e = Rule::parse("HostSNI(`a`)").unwrap_err().to_string();
         assert!(e.contains("TCP router"), "{e}");
         let e = Rule::parse_tcp("HostSNI(`a b`)").unwrap_err().to_string();
         assert!(e.contains("HostSNI: invalid host"), "{e}");
         let e = Rule::parse_tcp("").unwrap_err().to_string();
         assert!(e.contains("HostSNI(`*`)"), "{e}");
+    }
+
+    #[test]
+    fn host_sni_regexp_matches_the_name_in_any_case_where_the_expression_says() {
+        let r = Rule::parse_tcp(r"HostSNIRegexp(`^(api\.)`, `\.internal$`)").unwrap();
+        let at = |sni: Option<&str>| {
+            r.matches_conn(&ConnView {
+                sni,
+                client: "10.0.0.1".parse().unwrap(),
+            })
+        };
+        assert!(at(Some("api.foobar.net")));
+        assert!(at(Some("db.internal")));
+        assert!(!at(Some("test.foobar.net")));
+        assert!(!at(Some("db.internal.net")));
+        assert!(!at(None), "a name is needed");
+        assert!(r.needs_sni() && !r.is_catch_all());
+        let upper = Rule::parse_tcp("HostSNIRegexp(`^API\\.`)").unwrap();
+        assert!(upper.matches_conn(&ConnView {
+            sni: Some("api.x"),
+            client: "10.0.0.1".parse().unwrap(),
+        }));
+        assert_eq!(
+            r.to_string(),
+            r"HostSNIRegexp(`^(api\.)`, `\.internal$`)",
+            "shown as written"
+        );
+        let e = Rule::parse_tcp("HostSNIRegexp(`^(api`)")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HostSNIRegexp: invalid regex") && e.contains("column"),
+            "{e}"
+        );
+        let e = Rule::parse("HostSNIRegexp(`^a`)").unwrap_err().to_string();
+        assert!(e.contains("TCP router"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod rewrite;
 mod route;
 mod send;
 mod upgrade;
-mod wait;
+pub(crate) mod wait;
 
 use std::borrow::Cow;
 use std::time::Instant;

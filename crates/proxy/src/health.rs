@@ -89,7 +89,9 @@ pub async fn run(store: TableStore) {
                 t.running = true;
                 t.due = now + check.interval;
                 let (backend, check) = (b.clone(), check.clone());
-                if svc.protocol.is_tcp() {
+                // A TCP service's check, or an HTTP one without a path (dockercloud's
+                // HEALTH_CHECK without HTTP_CHECK: HAProxy's `check`), is a connect.
+                if svc.protocol.is_tcp() || check.path.is_empty() {
                     probes.spawn(async move { (key, connects(&backend, &check).await) });
                 } else {
                     probes.spawn(async move { (key, probe(&backend, &check).await) });

@@ -3,7 +3,9 @@
 //! each ClientHello first ([`hello`], peeked, never taken) and passes a connection whose server
 //! name a passthrough router matches through undecrypted, terminating every other one as HTTP.
 //! A chosen connection is joined to a server of the router's TCP service ([`forward`]) by the
-//! byte pipe ([`pipe`]), which the WebSocket upgrade shares.
+//! byte pipe ([`pipe`]), which the WebSocket upgrade shares. A router whose service has no
+//! server holds the connection up to the service's `wait_for_server`, as an HTTP request waits
+//! ([`choose_waiting`]): a TCP service keeps its routers through a rolling update.
 
 pub mod check;
 pub mod forward;
@@ -72,5 +74,41 @@ pub async fn choose(
             Some(n) => format!("no TCP router matches server name {n:?}"),
             None => "no TCP router matches".into(),
         }),
+    }
+}
+
+/// [`choose`] on the table of the moment. A router whose service has no server waits for one
+/// (the service's `wait_for_server` and `wait_queue`, woken by the table or the health check
+/// that brings it), and the connection is then chosen again on that table, its ClientHello
+/// peeked again. Past the wait, the router first chosen is given, to be closed as having no
+/// server (and logged so).
+pub async fn choose_waiting(
+    stream: &TcpStream,
+    ep: usize,
+    client: SocketAddr,
+    store: &crate::TableStore,
+    http: bool,
+    hello_timeout: std::time::Duration,
+) -> Chosen {
+    let chosen = choose(stream, ep, client, store.load_full(), http, hello_timeout).await;
+    let Chosen::Router(table, route) = &chosen else {
+        return chosen;
+    };
+    let svc = &table.services[route.service];
+    if svc.has_server() {
+        return chosen;
+    }
+    let (stats, wait, name) = (svc.stats.clone(), svc.wait, route.name.clone());
+    // Ready: the router of that name leads to a service with a server again, or is gone.
+    let ready = |t: &RoutingTable| {
+        let now = t
+            .tcp
+            .get(ep)
+            .and_then(|r| r.routes().iter().find(|x| x.name == name));
+        now.is_none_or(|r| t.services[r.service].has_server())
+    };
+    match crate::handler::wait::until(store, &stats, wait, ready).await {
+        Some(t) => choose(stream, ep, client, t, http, hello_timeout).await,
+        None => chosen,
     }
 }

@@ -99,6 +99,22 @@ impl Drop for Backend {
     }
 }
 
+/// A TCP echo server on loopback: what comes in goes back, until the client's FIN (a
+/// half-close is passed on as the copy ends). It runs until the test's runtime ends.
+pub async fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
 /// A listener that accepts and counts connections and never answers.
 #[derive(Debug)]
 pub struct Sink {

@@ -54,6 +54,8 @@ pub struct Options {
     /// `--entrypoint NAME=ADDR[,tcp][,tls]`: added to the file's (or the default `web`), or
     /// replacing the one of that name.
     pub entrypoints: Vec<tether_model::file_config::EntrypointFlag>,
+    /// `--stats-path /haproxy?stats`: the stats page on every traffic entrypoint.
+    pub stats_path: Option<String>,
 }
 
 /// PEM text holding a private key: never printed.
@@ -93,6 +95,7 @@ impl Options {
             default_certificate: None,
             connect_timeout: None,
             entrypoints: Vec::new(),
+            stats_path: None,
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct DockerOptions {
     /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, hashed already;
     /// `GZIP_COMPRESSION_TYPE`).
     pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
+    /// `--interlock-ext-name`: only containers of that Interlock extension (or of none).
+    pub interlock_ext_name: Option<String>,
 }
 
 impl DockerOptions {
@@ -143,6 +148,7 @@ impl DockerOptions {
                 skip_tasks: with_swarm,
                 secrets_dir: self.secrets_dir.clone(),
                 dockercloud: self.dockercloud.clone(),
+                interlock_ext_name: self.interlock_ext_name.clone(),
             },
         }
     }
@@ -165,6 +171,8 @@ pub struct SwarmOptions {
     /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, hashed already;
     /// `GZIP_COMPRESSION_TYPE`).
     pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
+    /// `--interlock-ext-name`: only containers of that Interlock extension (or of none).
+    pub interlock_ext_name: Option<String>,
 }
 
 impl SwarmOptions {
@@ -183,6 +191,7 @@ impl SwarmOptions {
             poll: s.poll,
             secrets_dir: None,
             dockercloud: Default::default(),
+            interlock_ext_name: None,
         })
     }
 
@@ -211,6 +220,7 @@ impl SwarmOptions {
                 constraint: self.constraint.clone(),
                 secrets_dir: self.secrets_dir.clone(),
                 dockercloud: self.dockercloud.clone(),
+                interlock_ext_name: self.interlock_ext_name.clone(),
             },
             poll: self.poll,
             key_configured,
@@ -344,6 +354,15 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         },
     };
     let mut settings = settings;
+    if let Some(p) = &opts.stats_path {
+        // `--stats-path` wins over the file's `[stats] path`, on every traffic entrypoint.
+        let path = tether_model::file_config::stats_path(p)
+            .map_err(|e| anyhow::anyhow!("--stats-path: {e}"))?;
+        settings.stats = Some(tether_model::file_config::StatsMount {
+            path,
+            entrypoints: Vec::new(),
+        });
+    }
     for e in &opts.entrypoints {
         settings.add_entrypoint(e);
     }
@@ -477,8 +496,16 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             " (read-only: no admin token configured)"
         };
         tracing::info!(addr = %bound, "admin API listening{read_only}");
+        // A DFP `srcPort` finds its entrypoint as the labels' does.
+        let dfp = opts.admin.dfp.clone().map(|d| tether_admin::DfpConfig {
+            entrypoints: names.clone(),
+            tls_entrypoints: tls_names.clone(),
+            tcp_entrypoints: settings.tcp_entrypoints.clone(),
+            entrypoint_ports: ports.clone(),
+            ..d
+        });
         let cfg = tether_admin::AdminConfig {
-            dfp: opts.admin.dfp.clone(),
+            dfp,
             entrypoints: counters.clone(),
             certificates: certificates.clone(),
         };

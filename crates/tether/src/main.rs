@@ -149,6 +149,11 @@ struct RunArgs {
     /// name. A Docker Flow Proxy `srcPort` finds its entrypoint by port.
     #[arg(long = "entrypoint", value_name = "NAME=ADDR[,tcp][,tls]", value_parser = parse_entrypoint)]
     entrypoints: Vec<tether_model::file_config::EntrypointFlag>,
+    /// Serve the stats page on every traffic entrypoint at this path, as HAProxy's `stats uri`
+    /// (Interlock's /haproxy?stats): read-only, behind basic auth with the admin token as
+    /// password. The file's [stats] path does the same.
+    #[arg(long, value_name = "PATH", env = "TETHER_STATS_PATH")]
+    stats_path: Option<String>,
     /// Without --config: a file holding the affinity key (at least 32 bytes), the same on every
     /// Tether replica (a Docker secret, say). Default: a key generated in the state directory.
     #[arg(long, env = "TETHER_KEY_FILE")]
@@ -263,7 +268,10 @@ impl AdminArgs {
                     .map_err(|e| anyhow::anyhow!("--dfp-compat-allow: {e}"))?,
             );
         }
-        let dfp = self.dfp_compat.then_some(tether_admin::DfpConfig { allow });
+        let dfp = self.dfp_compat.then_some(tether_admin::DfpConfig {
+            allow,
+            ..Default::default()
+        });
         let store = self
             .store
             .as_deref()
@@ -333,6 +341,10 @@ struct DockerArgs {
     /// every dockercloud-dialect service's responses are gzipped in, e.g. "text/html text/css".
     #[arg(long, value_name = "TYPES", env = "GZIP_COMPRESSION_TYPE")]
     gzip_compression_type: Option<String>,
+    /// Interlock 1.x's extension name: only containers labelled interlock.ext.name=NAME (or
+    /// with no such label) are read, as an Interlock extension of that name took them.
+    #[arg(long, value_name = "NAME", env = "TETHER_INTERLOCK_EXT_NAME")]
+    interlock_ext_name: Option<String>,
     /// Follow a Swarm manager: its services' labels (deploy.labels) and their containers'
     /// become routes, its tasks the servers (docs/swarm.md). Same endpoint rules as --docker;
     /// run Tether on a manager. With --docker too, task containers are left to this one.
@@ -356,6 +368,7 @@ impl DockerArgs {
             self_spec: self.self_spec(),
             secrets_dir: Some(self.secrets_dir.clone()),
             dockercloud: self.dockercloud()?,
+            interlock_ext_name: self.interlock_ext_name.clone(),
         }))
     }
 
@@ -386,6 +399,7 @@ impl DockerArgs {
             poll: self.swarm_poll,
             secrets_dir: Some(self.secrets_dir.clone()),
             dockercloud: self.dockercloud()?,
+            interlock_ext_name: self.interlock_ext_name.clone(),
         }))
     }
 
@@ -804,6 +818,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             default_ssl_cert,
             connect_timeout,
             entrypoints,
+            stats_path,
         }) => {
             let state_dir = state_dir.unwrap_or_else(tether::state_dir::default);
             let control_path =
@@ -847,6 +862,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     default_certificate: default_ssl_cert.map(tether::app::PemText),
                     connect_timeout,
                     entrypoints,
+                    stats_path,
                 },
                 inherited,
             )

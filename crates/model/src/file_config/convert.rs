@@ -413,15 +413,7 @@ fn stats(
     let path = cx.check(
         &raw.path,
         || "stats.path".into(),
-        |p| {
-            let path = p.split('?').next().unwrap_or_default();
-            if !path.starts_with('/') || path.contains(['#', ' ']) {
-                return Err(format!(
-                    "{p:?}: expected a path such as \"/haproxy?stats\" or \"/stats\""
-                ));
-            }
-            Ok(path.to_string())
-        },
+        |p| crate::file_config::stats_path(p),
     )?;
     for ep in &raw.entrypoints {
         if !entrypoints.iter().any(|(n, _)| n == ep) {
@@ -760,7 +752,12 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
             "set either servers or resolve, not both",
         );
     }
-    let wait = server_wait(cx, &base, svc);
+    let wait = server_wait(
+        cx,
+        &base,
+        svc.wait_for_server.as_ref(),
+        svc.wait_queue.as_ref(),
+    );
     if let Some(p) = &svc.proxy_protocol {
         cx.err(
             Some(p.span()),
@@ -786,10 +783,15 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
 /// The longest `wait_for_server`.
 const MAX_SERVER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// `wait_for_server` and `wait_queue`.
-fn server_wait(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> ServerWait {
+/// `wait_for_server` and `wait_queue` (an HTTP or a TCP service's).
+fn server_wait(
+    cx: &mut Ctx<'_>,
+    base: &str,
+    wait_for_server: Option<&S<String>>,
+    wait_queue: Option<&S<i64>>,
+) -> ServerWait {
     let mut wait = ServerWait::default();
-    if let Some(v) = &svc.wait_for_server {
+    if let Some(v) = wait_for_server {
         let parsed = cx.check(
             v,
             || format!("{base}.wait_for_server"),
@@ -810,7 +812,7 @@ fn server_wait(cx: &mut Ctx<'_>, base: &str, svc: &RawService) -> ServerWait {
             wait.timeout = d;
         }
     }
-    if let Some(v) = &svc.wait_queue {
+    if let Some(v) = wait_queue {
         if let Some(n) = cx.check(
             v,
             || format!("{base}.wait_queue"),

@@ -85,6 +85,8 @@ pub struct RawTcpService {
     pub hash_on: Option<S<String>>,
     pub health: Option<S<RawTcpHealth>>,
     pub proxy_protocol: Option<S<String>>,
+    pub wait_for_server: Option<S<String>>,
+    pub wait_queue: Option<S<i64>>,
 }
 
 /// A TCP service's server: `{ name = "db-1", address = "10.0.0.5:5432" }`.

@@ -3,6 +3,8 @@
 //! - Tether labels: `tether.tls.secret=NAME`, a Docker secret mounted in Tether's own container
 //!   (`/run/secrets/NAME`, or under `--secrets-dir`) holding the chain and the key in one PEM
 //!   file, or `tether.tls.cert_secret` with `tether.tls.key_secret` for the two in two secrets;
+//! - Interlock's `ssl_certificate`/`ssl_certificate_key` (1.x: `interlock.ssl_cert`,
+//!   `interlock.ssl_cert_key`): Docker secrets given to Tether, by name;
 //! - dockercloud/haproxy's `SSL_CERT`: the PEM text itself (the key and the chain, with `\n`, two
 //!   characters, as the line separator, as dockercloud's docs have it).
 //!
@@ -33,6 +35,7 @@ pub(crate) fn declare(
     match dialect {
         Dialect::Tether => tether(c, secrets),
         Dialect::DockerCloud => dockercloud(c),
+        Dialect::Interlock => interlock(c, secrets),
         _ => Ok(Vec::new()),
     }
 }
@@ -99,6 +102,46 @@ fn tether(c: &Container, secrets: &Path) -> Result<Vec<CertificateDecl>, Vec<Lab
         })
         .into_iter()
         .collect())
+}
+
+/// Interlock's certificate and key, each a Docker secret given to Tether. (A field that does
+/// not read is reported by the dialect itself.)
+fn interlock(c: &Container, secrets: &Path) -> Result<Vec<CertificateDecl>, Vec<LabelError>> {
+    let Ok((d, origin)) = super::interlock::data(c) else {
+        return Ok(Vec::new());
+    };
+    let (cert_field, key_field) = match origin {
+        super::interlock::Origin::Env => ("ssl_certificate", "ssl_certificate_key"),
+        super::interlock::Origin::Labels => ("interlock.ssl_cert", "interlock.ssl_cert_key"),
+    };
+    let path = |field: &str, name: &str| {
+        secret_path(secrets, name).map_err(|m| {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            vec![origin.error(c, field, format!("{m}: give the file to Tether as a Docker secret and name it here (e.g. {base})"))]
+        })
+    };
+    let (cert, key) = match (&d.ssl_cert, &d.ssl_cert_key) {
+        (None, None) => return Ok(Vec::new()),
+        (None, Some(_)) => {
+            return Err(vec![origin.error(
+                c,
+                key_field,
+                format!("{cert_field} is missing: name the secret holding the certificate chain"),
+            )])
+        }
+        (Some(cert), None) => {
+            let p = path(cert_field, cert)?;
+            (p.clone(), p)
+        }
+        (Some(cert), Some(key)) => (path(cert_field, cert)?, path(key_field, key)?),
+    };
+    let written = d.ssl_cert.clone().unwrap_or_default();
+    Ok(vec![CertificateDecl {
+        name: scoped(&c.group),
+        origin: format!("Interlock {cert_field}={written} ({} {})", c.kind, c.name),
+        pem: CertificatePem::Files { cert, key },
+        default: false,
+    }])
 }
 
 /// The file of secret `name` under `dir`; a name that is not a Docker secret's is refused, so a

@@ -22,7 +22,18 @@
 //!   container. A port with `/ssl` (TLS termination) is refused. `SERVICE_PORTS` may list them
 //!   too; its other port is the HTTP one;
 //! - `EXTRA_ROUTE_SETTINGS=send-proxy` (or `send-proxy-v2`): the TCP ports' servers get a PROXY
-//!   protocol header. Any other server option is refused by name.
+//!   protocol header; `check`, `inter`, `rise`, `fall` as `HEALTH_CHECK`'s, `weight N` the
+//!   server's weight. Any other server option is refused by name;
+//! - `HEALTH_CHECK=check inter 2000 rise 2 fall 3`: Tether's health check of each server, a
+//!   connect (HAProxy's `check`), or with `HTTP_CHECK=GET /health` a `GET` of that path;
+//! - `EXCLUDE_PORTS=22,5432`: those exposed ports are not the one routed;
+//! - `GZIP_COMPRESSION_TYPE=text/html text/css`: gzip for this service's responses of those
+//!   types (on Tether's own environment: every service's);
+//! - the label `com.docker.dockercloud.haproxy.deactivate=true`: the service is left out.
+//!
+//! Refused by name, each with its reason: `APPSESSION` (HAProxy 1.5's, removed in 1.6),
+//! `OPTION` and `EXTRA_SETTINGS` (they configure HAProxy itself), `DEFAULT_SSL_CERT` on a service
+//! (it belongs on the proxy), `FAILOVER` and the `backup` server option (backup servers).
 
 use super::{
     address, group, port, route, scoped, server, service, Container, Context, LabelError,
@@ -34,14 +45,38 @@ use crate::decl::{
 };
 use crate::validate::is_cookie_name;
 
+/// The label that leaves a service out (its owner's blue/green switch).
+pub(crate) const DEACTIVATE: &str = "com.docker.dockercloud.haproxy.deactivate";
+
+/// The service variables that cannot be honoured, and why.
+const REFUSED: &[(&str, &str)] = &[
+    ("APPSESSION", "HAProxy 1.5's appsession (removed in 1.6) is not offered: keep sessions with COOKIE (insert or prefix)"),
+    ("OPTION", "it configures HAProxy itself (its `option` lines), which Tether is not"),
+    ("EXTRA_SETTINGS", "it configures HAProxy itself (lines of its backend), which Tether is not: BALANCE, COOKIE, HEALTH_CHECK and the other variables say what Tether does"),
+    ("DEFAULT_SSL_CERT", "the default certificate belongs on the proxy: give it to Tether (DEFAULT_SSL_CERT in Tether's own environment, --default-ssl-cert, or default = true in tether.toml)"),
+    ("FAILOVER", "backup servers are not offered yet: run the service's replicas as one service"),
+];
+
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
     let name = c.group.clone();
+    for (var, why) in REFUSED {
+        if c.env.contains_key(*var) {
+            errors.push(c.env_error(var, format!("not supported: {why}")));
+        }
+    }
     let tcp_ports = tcp_ports(c).map_err(|e| errors.push(e)).unwrap_or_default();
-    let proxy_protocol = extra_route_settings(c, !tcp_ports.is_empty())
+    let settings = extra_route_settings(c, !tcp_ports.is_empty())
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
+    let proxy_protocol = settings.proxy;
+    let health = health(c, &settings)
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
+    let excluded = exclude_ports(c)
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
     // SERVICE_PORTS less the TCP ones: the HTTP port.
     let ports = c.env.get("SERVICE_PORTS").map(|p| {
         super::list(p)
@@ -54,7 +89,11 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         && !c.env.contains_key("VIRTUAL_HOST");
     if tcp_only {
         let ip = address(c, cx, None).map_err(|e| errors.push(e)).ok();
-        let (services, tcp_routes) = tcp(c, cx, &name, ip, &tcp_ports, proxy_protocol, &mut errors);
+        let (mut services, tcp_routes) =
+            tcp(c, cx, &name, ip, &tcp_ports, proxy_protocol, &mut errors);
+        for s in &mut services {
+            s.health = health.clone();
+        }
         return if errors.is_empty() {
             Ok((services, Vec::new(), Vec::new(), tcp_routes))
         } else {
@@ -63,6 +102,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     }
     let port = match ports.as_deref() {
         Some([one]) => port(c, "SERVICE_PORTS", Some(one), |k, m| c.env_error(k, m)),
+        Some([]) | None if !excluded.is_empty() => exposed_port(c, &excluded, &tcp_ports),
         Some([]) | None => port(c, "SERVICE_PORTS", None, |k, m| c.env_error(k, m)),
         Some(_) => Err(c.env_error(
             "SERVICE_PORTS",
@@ -131,12 +171,21 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         }
         routes.push(r);
     }
-    let (tcp_services, tcp_routes) = tcp(c, cx, &name, ip, &tcp_ports, proxy_protocol, &mut errors);
+    let (mut tcp_services, tcp_routes) =
+        tcp(c, cx, &name, ip, &tcp_ports, proxy_protocol, &mut errors);
+    for s in &mut tcp_services {
+        s.health = health.clone();
+    }
     match (ip, port, routes.is_empty(), errors.is_empty()) {
         (Some(ip), Some(port), false, true) => {
-            let mut svc = service(&name, server(c, ip, port));
+            let mut srv = server(c, ip, port);
+            if let Some(w) = settings.weight {
+                srv.weight = w;
+            }
+            let mut svc = service(&name, srv);
             svc.balance = balance.unwrap_or_default();
             svc.affinity = affinity;
+            svc.health = health;
             // HTTP_BASIC_AUTH on the proxy guards every service but those that opt out.
             let mut middlewares = Vec::new();
             let wide = cx.dockercloud;
@@ -149,12 +198,22 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 }
                 middlewares.push(auth.clone());
             }
-            // GZIP_COMPRESSION_TYPE on the proxy: every service's responses of those types.
-            if let Some(gzip) = wide.and_then(|w| w.compress.as_ref()) {
+            // GZIP_COMPRESSION_TYPE on the service, else on the proxy: its responses of those
+            // types.
+            let own = gzip_named(
+                c.env.get("GZIP_COMPRESSION_TYPE").map(String::as_str),
+                &format!("{name}-gzip"),
+            );
+            let gzip = match own {
+                Ok(Some(g)) => Some(g),
+                Ok(None) => wide.and_then(|w| w.compress.clone()),
+                Err(m) => return Err(vec![c.env_error("GZIP_COMPRESSION_TYPE", m)]),
+            };
+            if let Some(gzip) = gzip {
                 for r in &mut routes {
                     r.middlewares.push(gzip.name.clone());
                 }
-                middlewares.push(gzip.clone());
+                middlewares.push(gzip);
             }
             let mut services = vec![svc];
             services.extend(tcp_services);
@@ -189,33 +248,190 @@ fn tcp_ports(c: &Container) -> Result<Vec<u16>, LabelError> {
     Ok(out)
 }
 
-/// `EXTRA_ROUTE_SETTINGS`: HAProxy server options; `send-proxy` and `send-proxy-v2` are honoured
-/// on the TCP ports' servers, and every other option is refused by name.
-fn extra_route_settings(c: &Container, tcp: bool) -> Result<Option<ProxyVersion>, LabelError> {
+/// HAProxy server options, as `EXTRA_ROUTE_SETTINGS` and `HEALTH_CHECK` give them.
+#[derive(Debug, Clone, Default)]
+struct ServerOptions {
+    /// `check`: the server is health-checked.
+    check: bool,
+    /// `inter`, `rise`, `fall`.
+    inter: Option<std::time::Duration>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+    /// `weight N`.
+    weight: Option<u32>,
+    /// `send-proxy`, `send-proxy-v2`.
+    proxy: Option<ProxyVersion>,
+}
+
+/// Read HAProxy server options from `var`; `weight` and the PROXY protocol only where `server`
+/// says (`EXTRA_ROUTE_SETTINGS`, not `HEALTH_CHECK`). Every other option is refused by name.
+fn server_options(var: &str, v: &str, server: bool) -> Result<ServerOptions, String> {
+    let mut o = ServerOptions::default();
+    let mut words = v.split_whitespace();
+    let count = |w: Option<&str>, what: &str| -> Result<u32, String> {
+        w.and_then(|n| n.parse::<u32>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{what} needs a count of 1 or more"))
+    };
+    while let Some(w) = words.next() {
+        match w {
+            "check" => o.check = true,
+            "inter" => {
+                let d = words.next().ok_or("inter needs a delay (2000, 2s)")?;
+                o.inter = Some(haproxy_time(d).ok_or_else(|| {
+                    format!("inter {d:?}: not a delay (milliseconds, or with a unit: 2s, 500ms)")
+                })?);
+            }
+            "rise" => o.rise = Some(count(words.next(), "rise")?),
+            "fall" => o.fall = Some(count(words.next(), "fall")?),
+            "weight" if server => {
+                let n = words.next().and_then(|n| n.parse::<u32>().ok());
+                o.weight = Some(
+                    n.filter(|&n| n <= 256)
+                        .ok_or("weight needs a number 0..=256")?,
+                );
+            }
+            "send-proxy" if server => o.proxy = Some(ProxyVersion::V1),
+            "send-proxy-v2" if server => o.proxy = Some(ProxyVersion::V2),
+            "backup" => {
+                return Err(
+                    "\"backup\": backup servers are not offered yet (FAILOVER neither)".into(),
+                )
+            }
+            other => {
+                let reads = if server {
+                    "check, inter, rise, fall, weight, send-proxy and send-proxy-v2"
+                } else {
+                    "check, inter, rise and fall"
+                };
+                return Err(format!(
+                    "{other:?}: not supported in {var}: Tether reads {reads}"
+                ));
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// HAProxy's time format: milliseconds by default, or `us`, `ms`, `s`, `m`, `h`, `d`.
+fn haproxy_time(t: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let d = match unit {
+        "" | "ms" => Duration::from_millis(n),
+        "us" => Duration::from_micros(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400)?),
+        _ => return None,
+    };
+    (d >= Duration::from_millis(100)).then_some(d)
+}
+
+/// `EXTRA_ROUTE_SETTINGS`: HAProxy server options on every server of the service.
+fn extra_route_settings(c: &Container, tcp: bool) -> Result<ServerOptions, LabelError> {
     const KEY: &str = "EXTRA_ROUTE_SETTINGS";
     let Some(v) = c.env.get(KEY) else {
-        return Ok(None);
+        return Ok(ServerOptions::default());
     };
-    let mut version = None;
-    for token in v.split_whitespace() {
-        version = Some(match token {
-            "send-proxy" => ProxyVersion::V1,
-            "send-proxy-v2" => ProxyVersion::V2,
-            other => {
-                return Err(c.env_error(
-                    KEY,
-                    format!("{other:?}: not supported: Tether reads send-proxy and send-proxy-v2 (for TCP_PORTS); health checks are HEALTH_CHECK's"),
-                ))
-            }
-        });
-    }
-    if version.is_some() && !tcp {
+    let o = server_options(KEY, v, true).map_err(|m| c.env_error(KEY, m))?;
+    if o.proxy.is_some() && !tcp {
         return Err(c.env_error(
             KEY,
             "the PROXY protocol to HTTP servers is not offered yet (a pooled connection carries many clients' requests): it applies to TCP_PORTS",
         ));
     }
-    Ok(version)
+    Ok(o)
+}
+
+/// `HEALTH_CHECK` (and `EXTRA_ROUTE_SETTINGS`' check options) with `HTTP_CHECK`: Tether's
+/// health check. HAProxy's defaults: every 2 s, 2 to rise, 3 to fall.
+fn health(
+    c: &Container,
+    route: &ServerOptions,
+) -> Result<Option<crate::decl::HealthCheck>, LabelError> {
+    let hc = match c.env.get("HEALTH_CHECK") {
+        Some(v) => {
+            server_options("HEALTH_CHECK", v, false).map_err(|m| c.env_error("HEALTH_CHECK", m))?
+        }
+        None => ServerOptions::default(),
+    };
+    let path = match c.env.get("HTTP_CHECK") {
+        None => None,
+        Some(v) => Some(http_check(v).map_err(|m| c.env_error("HTTP_CHECK", m))?),
+    };
+    // HTTP_CHECK alone: dockercloud/haproxy's HEALTH_CHECK defaults to `check`.
+    if !(hc.check || route.check || path.is_some()) {
+        return Ok(None);
+    }
+    let mut check = crate::decl::HealthCheck::of(path.unwrap_or_default());
+    check.interval = route
+        .inter
+        .or(hc.inter)
+        .unwrap_or(std::time::Duration::from_secs(2));
+    check.timeout = check.timeout.min(check.interval);
+    check.rise = route.rise.or(hc.rise).unwrap_or(2);
+    check.fall = route.fall.or(hc.fall).unwrap_or(3);
+    Ok(Some(check))
+}
+
+/// `HTTP_CHECK=GET /health` (HAProxy's `option httpchk`): the path Tether's check GETs. `HEAD`
+/// is read as `GET` of the same path; another method, or no path, is refused.
+fn http_check(v: &str) -> Result<String, String> {
+    let mut words = v.split_whitespace();
+    let method = words.next().unwrap_or_default();
+    let path = words.next();
+    match (method.to_ascii_uppercase().as_str(), path) {
+        ("GET" | "HEAD", Some(p)) if p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control()) => {
+            Ok(p.to_string())
+        }
+        ("GET" | "HEAD", _) => Err(format!("{v:?}: expected a path after the method, e.g. GET /health")),
+        _ => Err(format!(
+            "{v:?}: Tether's health check GETs a path and takes 2xx and 3xx: write GET /path (HEAD is read as GET)"
+        )),
+    }
+}
+
+/// `EXCLUDE_PORTS`: exposed ports that are not routed.
+fn exclude_ports(c: &Container) -> Result<Vec<u16>, LabelError> {
+    let Some(v) = c.env.get("EXCLUDE_PORTS") else {
+        return Ok(Vec::new());
+    };
+    super::list(v)
+        .iter()
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| c.env_error("EXCLUDE_PORTS", format!("{p:?}: not a port number")))
+        })
+        .collect()
+}
+
+/// The one exposed port neither excluded nor a TCP port, when `SERVICE_PORTS` names none.
+fn exposed_port(c: &Container, excluded: &[u16], tcp: &[u16]) -> Result<u16, LabelError> {
+    let left: Vec<u16> = c
+        .exposed_ports
+        .iter()
+        .copied()
+        .filter(|p| !excluded.contains(p) && !tcp.contains(p))
+        .collect();
+    match left.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(c.env_error(
+            "EXCLUDE_PORTS",
+            "every exposed port is excluded: name the HTTP port in SERVICE_PORTS",
+        )),
+        _ => Err(c.env_error(
+            "EXCLUDE_PORTS",
+            format!(
+                "exposed ports {left:?} are left: Tether routes one port per container, name it in SERVICE_PORTS"
+            ),
+        )),
+    }
 }
 
 /// The TCP service and router of each of `ports`, on the TCP entrypoint of the same port.
@@ -367,7 +583,7 @@ fn item_rule(item: &str, rest: &str) -> Result<String, String> {
     })
 }
 
-fn balance(v: &str) -> Result<BalanceAlgo, String> {
+pub(crate) fn balance(v: &str) -> Result<BalanceAlgo, String> {
     let v = v.trim();
     match v.to_ascii_lowercase().as_str() {
         "roundrobin" | "static-rr" => Ok(BalanceAlgo::RoundRobin),
@@ -441,8 +657,14 @@ pub struct ProxyWide {
 /// The middleware of dockercloud/haproxy's `GZIP_COMPRESSION_TYPE` (media types, space- or
 /// comma-separated): gzip, for those types only. `gzip-compression@docker`.
 pub fn gzip(types: Option<&str>) -> Result<Option<crate::middleware::MiddlewareDecl>, String> {
-    use crate::middleware::{Origin, RawMiddleware};
-    use serde::Deserialize as _;
+    gzip_named(types, "gzip-compression")
+}
+
+/// [`gzip`], the middleware named `name@docker`.
+fn gzip_named(
+    types: Option<&str>,
+    name: &str,
+) -> Result<Option<crate::middleware::MiddlewareDecl>, String> {
     let Some(types) = types.filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
@@ -459,13 +681,9 @@ pub fn gzip(types: Option<&str>) -> Result<Option<crate::middleware::MiddlewareD
     fields.insert("include_types".into(), toml::Value::Array(list));
     let mut table = toml::Table::new();
     table.insert("compress".into(), toml::Value::Table(fields));
-    let raw = RawMiddleware::deserialize(toml::Value::Table(table)).map_err(|e| e.to_string())?;
-    raw.convert("gzip-compression", "docker", Origin::Untrusted)
+    super::dialect_middleware(name, table)
         .map(Some)
-        .map_err(|errs| {
-            let why: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
-            format!("GZIP_COMPRESSION_TYPE: {}", why.join("; "))
-        })
+        .map_err(|why| format!("GZIP_COMPRESSION_TYPE: {}", why.join("; ")))
 }
 
 /// A service that opts out of the proxy's `HTTP_BASIC_AUTH` (any value, as dockercloud/haproxy).

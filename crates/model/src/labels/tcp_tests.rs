@@ -21,6 +21,8 @@ fn container(labels: &[(&str, &str)]) -> Container {
             .collect(),
         exposed_ports: vec![5432],
         host_network: false,
+        hostname: String::new(),
+        domainname: String::new(),
         kind: Kind::Container,
     }
 }
@@ -312,10 +314,107 @@ fn dockerclouds_tcp_options_tether_cannot_honour_are_refused_by_name() {
         &[
             ("SERVICE_PORTS", "6379"),
             ("TCP_PORTS", "6379"),
-            ("EXTRA_ROUTE_SETTINGS", "check inter 2000"),
+            ("EXTRA_ROUTE_SETTINGS", "check maxconn 100"),
         ],
         "EXTRA_ROUTE_SETTINGS",
-        "\"check\": not supported",
+        "\"maxconn\": not supported",
+    );
+    // HAProxy's check options are Tether's connect check of the TCP servers.
+    let d = declared_with(dockercloud(&[
+        ("SERVICE_PORTS", "6379"),
+        ("TCP_PORTS", "6379"),
+        (
+            "EXTRA_ROUTE_SETTINGS",
+            "check inter 500 fall 2 send-proxy-v2",
+        ),
+    ]))
+    .unwrap();
+    let h = d.services[0].health.as_ref().expect("checked");
+    assert_eq!(
+        (h.path.as_str(), h.interval, h.fall, h.rise),
+        ("", std::time::Duration::from_millis(500), 2, 2)
+    );
+}
+
+#[test]
+fn docker_flow_proxys_sni_mode_passes_the_matching_names_through_from_its_src_port() {
+    // As DFP's SNI tutorial labels its two services.
+    let d = declared(&[
+        ("com.df.notify", "true"),
+        ("com.df.distribute", "true"),
+        ("com.df.pathType", "req_ssl_sni -i -m reg"),
+        ("com.df.servicePath", r"^(api\.)"),
+        ("com.df.srcPort", "443"),
+        ("com.df.reqMode", "sni"),
+        ("com.df.port", "443"),
+    ])
+    .unwrap();
+    assert!(d.routes.is_empty());
+    let r = &d.tcp_routes[0];
+    assert!(r.passthrough);
+    assert_eq!(r.entrypoints, ["websecure"], "the TLS entrypoint on 443");
+    assert_eq!(r.rule_text, r"HostSNIRegexp(`^(api\.)`)");
+    assert!(d.services[0].protocol.is_tcp());
+    assert_eq!(d.services[0].servers[0].addr.to_string(), "172.20.0.5:443");
+    let d = declared(&[
+        ("com.df.notify", "true"),
+        ("com.df.pathType", "req_ssl_sni -i -m beg"),
+        ("com.df.servicePath", "test."),
+        ("com.df.srcPort", "6379"),
+        ("com.df.reqMode", "SNI"),
+        ("com.df.port", "443"),
+    ])
+    .unwrap();
+    assert_eq!(d.tcp_routes[0].entrypoints, ["pg"], "or a TCP entrypoint");
+    let sni = |extra: &[(&'static str, &'static str)]| {
+        let mut l = vec![
+            ("com.df.notify", "true"),
+            ("com.df.reqMode", "sni"),
+            ("com.df.port", "443"),
+        ];
+        l.extend_from_slice(extra);
+        l
+    };
+    refused(
+        &sni(&[
+            ("com.df.srcPort", "443"),
+            ("com.df.servicePath", "a.example"),
+        ]),
+        "com.df.pathType",
+        "missing",
+    );
+    refused(
+        &sni(&[
+            ("com.df.srcPort", "80"),
+            ("com.df.pathType", "req_ssl_sni -i"),
+            ("com.df.servicePath", "a.example"),
+        ]),
+        "com.df.srcPort",
+        "no TLS or TCP entrypoint on port 80",
+    );
+    refused(
+        &sni(&[
+            ("com.df.srcPort", "443"),
+            ("com.df.pathType", "req_ssl_sni -i"),
+            ("com.df.servicePath", "a.example"),
+            ("com.df.sessionType", "sticky-server"),
+        ]),
+        "com.df.sessionType",
+        "not used with reqMode=sni",
+    );
+    refused(
+        &sni(&[("com.df.srcPort", "443")]),
+        "com.df.pathType",
+        "missing",
+    );
+    refused(
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.reqMode", "udp"),
+            ("com.df.port", "1"),
+        ],
+        "com.df.reqMode",
+        "expected http, tcp or sni",
     );
 }
 
@@ -368,15 +467,6 @@ fn docker_flow_proxys_tcp_mode_is_routed_from_the_tcp_entrypoint_of_its_src_port
         &df(&[("com.df.srcPort", "6379"), ("com.df.servicePath", "/x")]),
         "com.df.servicePath",
         "not used with reqMode=tcp",
-    );
-    refused(
-        &[
-            ("com.df.notify", "true"),
-            ("com.df.reqMode", "sni"),
-            ("com.df.port", "443"),
-        ],
-        "com.df.reqMode",
-        "not supported yet",
     );
     refused(
         &[

@@ -20,6 +20,8 @@ fn container(name: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> Conta
             .collect(),
         exposed_ports: vec![8080],
         host_network: false,
+        hostname: String::new(),
+        domainname: String::new(),
         kind: Kind::Container,
     }
 }
@@ -126,7 +128,7 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
                 "true",
             ),
             ("traefik.http.routers.app-secure.rule", "Host(`app.test`)"),
-            ("traefik.http.routers.app-secure.tls.certresolver", "le"),
+            ("traefik.http.routers.app-secure.tls", "true"),
             ("traefik.http.routers.app-secure.middlewares", "sts"),
             (
                 "traefik.http.middlewares.sts.headers.stsseconds",
@@ -187,6 +189,8 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
             ),
             ("traefik.http.routers.b.rule", "Host(`b`)"),
             ("traefik.http.routers.b.tls.options", "modern@file"),
+            ("traefik.http.routers.c.rule", "Host(`c`)"),
+            ("traefik.http.routers.c.tls.certresolver", "le"),
             ("traefik.http.services.a.loadbalancer.server.port", "80"),
         ],
         &[],
@@ -209,6 +213,11 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
         "{all}"
     );
     assert!(all.contains("traefik.http.routers.b.tls.options"), "{all}");
+    assert!(
+        all.contains("traefik.http.routers.c.tls.certresolver")
+            && all.contains("ACME is not available"),
+        "{all}"
+    );
     // tls on a Tether without a TLS entrypoint.
     let plain_only = (vec!["web".to_string()], Vec::new());
     let tls = container(
@@ -1034,6 +1043,63 @@ fn docker_flow_proxy_path_domain_port_sticky() {
         &[],
     );
     assert!(errors(&c)[0].contains("com.df.servicePath: missing"));
+}
+
+#[test]
+fn docker_flow_proxy_labels_meant_for_other_consumers_are_ignored_and_unknown_ones_refused() {
+    // Docker Flow Monitor's labels sit beside the proxy's on the same service.
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.alertName", "mem"),
+            ("com.df.alertIf.1", "@service_mem_limit:0.8"),
+            ("com.df.scrapePort", "9100"),
+            ("com.df.shortName", "true"),
+        ],
+        &[],
+    );
+    assert!(route_matches(&ok(&c), "a", "/demo"));
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.aclName", "05-go-demo"),
+        ],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("com.df.aclName") && e.contains("not supported")),
+        "{e:?}"
+    );
+    // A documented option Tether cannot honour says why; an undocumented one lists what is read.
+    for (label, says) in [
+        ("com.df.templateFePath", "configure HAProxy itself"),
+        ("com.df.userAgent", "whole header values"),
+        ("com.df.colour", "unknown parameter"),
+    ] {
+        let c = container(
+            "go-demo.1",
+            &[
+                ("com.df.notify", "true"),
+                ("com.df.servicePath", "/demo"),
+                ("com.df.port", "8080"),
+                (label, "x"),
+            ],
+            &[],
+        );
+        let e = errors(&c);
+        assert!(
+            e.iter().any(|e| e.contains(label) && e.contains(says)),
+            "{label}: {e:?}"
+        );
+    }
 }
 
 #[test]
@@ -2017,4 +2083,430 @@ fn compression_labels_of_every_dialect_become_compress() {
         crate::Middleware::InFlight(f) => assert_eq!(f.amount, 4),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn dockercloud_deactivate_leaves_the_service_out() {
+    let env = [("SERVICE_PORTS", "8080"), ("VIRTUAL_HOST", "a.test")];
+    let c = container(
+        "app-1",
+        &[("com.docker.dockercloud.haproxy.deactivate", "true")],
+        &env,
+    );
+    assert!(declare(&c, &cx()).is_none(), "its owner switched it off");
+    let c = container(
+        "app-1",
+        &[("com.docker.dockercloud.haproxy.deactivate", "false")],
+        &env,
+    );
+    assert_eq!(ok(&c).routes.len(), 1);
+    let c = container(
+        "app-1",
+        &[("com.docker.dockercloud.haproxy.deactivate", "maybe")],
+        &env,
+    );
+    assert!(errors(&c)[0].contains("com.docker.dockercloud.haproxy.deactivate"));
+}
+
+#[test]
+fn dockercloud_health_check_http_check_weight_and_exclude_ports_map_onto_tethers() {
+    let mut c = container(
+        "app-1",
+        &[],
+        &[
+            ("VIRTUAL_HOST", "a.test"),
+            ("EXCLUDE_PORTS", "22, 5432"),
+            ("HEALTH_CHECK", "check inter 3s rise 1 fall 4"),
+            ("HTTP_CHECK", "HEAD /healthz HTTP/1.1"),
+            ("EXTRA_ROUTE_SETTINGS", "weight 20"),
+        ],
+    );
+    c.exposed_ports = vec![22, 8000, 5432];
+    let d = ok(&c);
+    let svc = &d.services[0];
+    assert_eq!(svc.servers[0].addr.to_string(), "172.20.0.5:8000");
+    assert_eq!(svc.servers[0].weight, 20);
+    let h = svc.health.as_ref().unwrap();
+    assert_eq!(
+        (h.path.as_str(), h.interval.as_secs(), h.rise, h.fall),
+        ("/healthz", 3, 1, 4)
+    );
+    // HAProxy's `check` alone: a connect check with HAProxy's timings.
+    let c = container(
+        "app-1",
+        &[],
+        &[("SERVICE_PORTS", "8080"), ("HEALTH_CHECK", "check")],
+    );
+    let h = ok(&c).services[0].health.clone().unwrap();
+    assert_eq!(
+        (h.path.as_str(), h.interval.as_millis(), h.rise, h.fall),
+        ("", 2000, 2, 3)
+    );
+    // A service's own GZIP_COMPRESSION_TYPE.
+    let c = container(
+        "app-1",
+        &[],
+        &[
+            ("SERVICE_PORTS", "8080"),
+            ("GZIP_COMPRESSION_TYPE", "text/html text/css"),
+        ],
+    );
+    let d = ok(&c);
+    assert_eq!(d.routes[0].middlewares, ["web-gzip@docker"]);
+}
+
+#[test]
+fn dockercloud_options_tether_cannot_honour_are_refused_with_their_reason() {
+    for (var, value, words) in [
+        ("APPSESSION", "JSESSIONID len 52 timeout 3h", "COOKIE"),
+        ("OPTION", "forwardfor", "configures HAProxy itself"),
+        (
+            "EXTRA_SETTINGS",
+            "balance source",
+            "configures HAProxy itself",
+        ),
+        ("DEFAULT_SSL_CERT", "x", "belongs on the proxy"),
+        ("FAILOVER", "true", "backup servers"),
+        ("HTTP_CHECK", "OPTIONS * HTTP/1.1", "GET /path"),
+        ("HEALTH_CHECK", "check port 9000", "\"port\": not supported"),
+        ("EXTRA_ROUTE_SETTINGS", "backup", "backup servers"),
+        ("EXCLUDE_PORTS", "http", "not a port number"),
+    ] {
+        let c = container("app-1", &[], &[("SERVICE_PORTS", "8080"), (var, value)]);
+        let e = errors(&c);
+        assert!(
+            e.iter()
+                .any(|e| e.contains(&format!("env {var}")) && e.contains(words)),
+            "{var}={value}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn traefik_v1_segments_are_each_a_route_and_a_service() {
+    let c = container(
+        "app.1",
+        &[
+            ("traefik.web.port", "8080"),
+            ("traefik.web.frontend.rule", "Host:web.test"),
+            ("traefik.admin.port", "9090"),
+            (
+                "traefik.admin.frontend.rule",
+                "Host:admin.test;PathPrefix:/admin",
+            ),
+            ("traefik.admin.frontend.priority", "20"),
+            ("traefik.backend.loadbalancer.stickiness", "true"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(
+        d.dialect,
+        Dialect::TraefikV1,
+        "read as v1, not v2's defaults"
+    );
+    let svc = |n: &str| d.services.iter().find(|s| s.name == n).unwrap();
+    assert_eq!(
+        svc("web-web@docker").servers[0].addr.to_string(),
+        "172.20.0.5:8080"
+    );
+    assert_eq!(
+        svc("web-admin@docker").servers[0].addr.to_string(),
+        "172.20.0.5:9090"
+    );
+    assert!(
+        svc("web-admin@docker").affinity.is_some(),
+        "container-wide labels apply to each"
+    );
+    assert!(route_matches(&d, "web.test", "/"));
+    assert!(route_matches(&d, "admin.test", "/admin/x"));
+    assert!(!route_matches(&d, "admin.test", "/"));
+    let admin = d
+        .routes
+        .iter()
+        .find(|r| r.name == "web-admin@docker")
+        .unwrap();
+    assert_eq!(admin.priority, 20);
+    // An error names the segment's own label.
+    let c = container(
+        "app.1",
+        &[
+            ("traefik.web.port", "8080"),
+            ("traefik.web.frontend.rule", "Host:web.test"),
+            ("traefik.admin.port", "9090"),
+            ("traefik.admin.frontend.priority", "high"),
+        ],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("label traefik.admin.frontend.priority")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn interlock_0x_data_fields_and_the_containers_own_host_and_domain() {
+    // No hostname or domain in INTERLOCK_DATA: the container's own, as Interlock 0.x read them.
+    let mut c = container("web_1", &[], &[("INTERLOCK_DATA", r#"{"port": 8080}"#)]);
+    c.hostname = "demo".into();
+    c.domainname = "interlock.com".into();
+    let d = ok(&c);
+    assert_eq!(d.services[0].name, "demo.interlock.com@docker");
+    // Interlock's HAProxy checked every server (`check inter 5000`).
+    let h = d.services[0].health.as_ref().unwrap();
+    assert_eq!((h.path.as_str(), h.interval.as_millis()), ("", 5000));
+    let c = container(
+        "web_1",
+        &[],
+        &[(
+            "INTERLOCK_DATA",
+            r#"{"hostname":"demo","domain":"i.com","check":"httpchk GET /health","check_interval":2000,"balance_algorithm":"leastconn","ssl_only":true,"ssl_backend":true,"websocket_endpoints":["/ws"],"warm":true,"ssl":true}"#,
+        )],
+    );
+    let d = ok(&c);
+    let svc = &d.services[0];
+    let h = svc.health.as_ref().unwrap();
+    assert_eq!((h.path.as_str(), h.interval.as_millis()), ("/health", 2000));
+    assert_eq!(svc.balance, BalanceAlgo::LeastRequests);
+    let tls = svc.servers[0].tls.as_ref().expect("ssl_backend");
+    assert!(
+        tls.insecure_skip_verify,
+        "Interlock's default: ssl_backend_tls_verify=none"
+    );
+    assert!(d.routes[0].redirect_https.is_some(), "ssl_only");
+    // What cannot be honoured is refused, naming the field.
+    for (data, field) in [
+        (
+            r#"{"hostname":"a","domain":"b.c","backend_options":["forceclose"]}"#,
+            "backend_options: not supported",
+        ),
+        (
+            r#"{"hostname":"a","domain":"b.c","check":"ssl-hello-chk"}"#,
+            "check:",
+        ),
+        (
+            r#"{"hostname":"a","domain":"b.c","colour":"red"}"#,
+            "colour: unknown field",
+        ),
+        (r#"{"port": 80}"#, "domain: missing"),
+    ] {
+        let c = container("w", &[], &[("INTERLOCK_DATA", data)]);
+        let e = errors(&c);
+        assert!(e.iter().any(|e| e.contains(field)), "{data}: {e:?}");
+    }
+}
+
+#[test]
+fn interlock_1x_labels_route_by_host_or_context_root() {
+    let c = container(
+        "app.1",
+        &[
+            ("interlock.hostname", "app"),
+            ("interlock.domain", "local"),
+            ("interlock.port", "8080"),
+            ("interlock.alias_domain.0", "www.app.local"),
+            ("interlock.alias_domain.1", "app.example"),
+            ("interlock.ssl_backend", "true"),
+            ("interlock.ssl_backend_tls_verify", "required"),
+            ("interlock.ip_hash", "true"),
+            ("interlock.health_check", "httpchk /ping"),
+            ("interlock.health_check_interval", "1500"),
+            ("interlock.websocket_endpoint", "/ws"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(d.dialect, Dialect::Interlock);
+    for host in ["app.local", "www.app.local", "app.example"] {
+        assert!(route_matches(&d, host, "/"), "{host}");
+    }
+    let svc = &d.services[0];
+    assert_eq!(svc.balance, BalanceAlgo::ConsistentHash(HashOn::ClientIp));
+    assert!(!svc.servers[0].tls.as_ref().unwrap().insecure_skip_verify);
+    let h = svc.health.as_ref().unwrap();
+    assert_eq!((h.path.as_str(), h.interval.as_millis()), ("/ping", 1500));
+    // A context root instead of a host, its prefix taken off.
+    let c = container(
+        "app.1",
+        &[
+            ("interlock.context_root", "/myapp"),
+            ("interlock.context_root_rewrite", "true"),
+            ("interlock.port", "8080"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert!(route_matches(&d, "any.host", "/myapp/x"));
+    assert!(!route_matches(&d, "any.host", "/other"));
+    assert_eq!(d.routes[0].middlewares, ["web-context-root@docker"]);
+    // Refused by name.
+    for (key, value, says) in [
+        (
+            "interlock.backend_option.0",
+            "forceclose",
+            "configure HAProxy itself",
+        ),
+        ("interlock.colour", "red", "unknown label"),
+        ("interlock.ssl_cert", "/etc/ssl/app.crt", "e.g. app.crt"),
+    ] {
+        let c = container(
+            "app.1",
+            &[
+                ("interlock.hostname", "a"),
+                ("interlock.domain", "b.c"),
+                (key, value),
+            ],
+            &[],
+        );
+        let e = errors(&c);
+        assert!(
+            e.iter()
+                .any(|e| e.contains(&format!("label {key}")) && e.contains(says)),
+            "{key}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn interlock_ext_name_scopes_which_containers_are_read() {
+    let c = container(
+        "app.1",
+        &[
+            ("interlock.hostname", "a"),
+            ("interlock.domain", "b.c"),
+            ("interlock.ext.name", "lb-2"),
+        ],
+        &[],
+    );
+    let mine = Context {
+        interlock_ext_name: Some("lb-1"),
+        ..cx()
+    };
+    assert!(declare(&c, &mine).is_none(), "another extension's");
+    let theirs = Context {
+        interlock_ext_name: Some("lb-2"),
+        ..cx()
+    };
+    assert!(matches!(declare(&c, &theirs), Some(Ok(_))));
+    assert!(
+        matches!(declare(&c, &cx()), Some(Ok(_))),
+        "no scope: every container"
+    );
+}
+
+#[test]
+fn docker_flow_proxy_routing_options_map_onto_tethers_rule_and_servers() {
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.servicePathExclude", "/demo/admin"),
+            ("com.df.serviceHeader", "X-Version:3"),
+            ("com.df.port", "8080"),
+            ("com.df.sslVerifyNone", "true"),
+            ("com.df.checkResolvers", "true"),
+            ("com.df.outboundHostname", "internal.demo"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let r = &d.routes[0];
+    let m = http::Method::GET;
+    let mut h = http::HeaderMap::new();
+    let at = |path: &str, h: &http::HeaderMap| {
+        r.rule.matches(&crate::rule::RequestView {
+            host: "a",
+            path,
+            method: &m,
+            headers: h,
+            client: "10.0.0.1".parse().unwrap(),
+        })
+    };
+    assert!(!at("/demo/x", &h), "serviceHeader: the header is needed");
+    h.insert("x-version", "3".parse().unwrap());
+    assert!(at("/demo/x", &h));
+    assert!(!at("/demo/admin/x", &h), "servicePathExclude");
+    let tls = d.services[0].servers[0]
+        .tls
+        .as_ref()
+        .expect("sslVerifyNone: TLS");
+    assert!(tls.insecure_skip_verify);
+    assert_eq!(
+        r.middlewares,
+        ["web-headers@docker"],
+        "outboundHostname: a Host rule"
+    );
+    // isDefaultBackend: everything no other route takes, at the lowest priority.
+    let c = container(
+        "fallback.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.isDefaultBackend", "true"),
+            ("com.df.port", "8080"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    assert_eq!(d.routes[0].priority, 1);
+    assert!(route_matches(&d, "any.host", "/anything"));
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.timeoutServer", "60"),
+        ],
+        &[],
+    );
+    assert!(errors(&c)
+        .iter()
+        .any(|e| e.contains("com.df.timeoutServer") && e.contains("[timeouts] server")));
+}
+
+#[test]
+fn docker_flow_proxy_indexed_labels_are_destinations_of_their_own() {
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.servicePath.1", "/admin"),
+            ("com.df.port.1", "9090"),
+            ("com.df.sessionType", "sticky-server"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let svc = |n: &str| d.services.iter().find(|s| s.name == n).unwrap();
+    assert_eq!(
+        svc("web@docker").servers[0].addr.to_string(),
+        "172.20.0.5:8080"
+    );
+    assert_eq!(
+        svc("web-1@docker").servers[0].addr.to_string(),
+        "172.20.0.5:9090"
+    );
+    assert!(
+        svc("web-1@docker").affinity.is_some(),
+        "the service's options apply to each"
+    );
+    assert!(route_matches(&d, "a", "/admin/x"));
+    let c = container(
+        "go-demo.1",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/demo"),
+            ("com.df.port", "8080"),
+            ("com.df.servicePath.1", "/admin"),
+            ("com.df.port.1", "http"),
+        ],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(e.iter().any(|e| e.contains("label com.df.port.1")), "{e:?}");
 }

@@ -22,6 +22,10 @@
 //!   (`PathPrefixStrip:/api`, `AddPrefix:`, `ReplacePath:`, `ReplacePathRegex:`) as middlewares,
 //!   see [`middlewares`].
 //!
+//! Segments (`traefik.<segment>.port`, `.protocol`, `.weight`, `.backend`, `.frontend.*`): each
+//! segment is a route and a service of its own, `<group>-<segment>` (or its `backend`), reading
+//! the container's other labels as defaults; an error names the segment's label.
+//!
 //! Unlike Traefik v1, whose cookie holds `http://10.0.0.5:8000`, the sticky cookie is sealed: it
 //! names the server without revealing its address and cannot be forged to reach another one.
 
@@ -51,7 +55,69 @@ pub(crate) fn applies(c: &Container) -> bool {
             || k == "traefik.backend"
             || k.starts_with("traefik.frontend.")
             || k.starts_with("traefik.backend.")
+            || segment_of(&k).is_some()
     })
+}
+
+/// The second parts of `traefik.*` keys that are not a segment's name.
+const NOT_SEGMENTS: &[&str] = &[
+    "frontend", "backend", "docker", "swarm", "enable", "tags", "port", "weight", "protocol",
+    "http", "tcp", "udp", "tls",
+];
+
+/// `traefik.<segment>.<field>` (lower case): the segment and the field, when `key` is a
+/// segment's label (`port`, `protocol`, `weight`, `backend` or `frontend.*`).
+fn segment_of(key: &str) -> Option<(&str, &str)> {
+    let (segment, field) = key.strip_prefix("traefik.")?.split_once('.')?;
+    let field_ok = matches!(field, "port" | "protocol" | "weight" | "backend")
+        || field.starts_with("frontend.");
+    (field_ok && !segment.is_empty() && !NOT_SEGMENTS.contains(&segment))
+        .then_some((segment, field))
+}
+
+pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+    // Each segment's labels, by segment (as written): (original key, field).
+    let mut segments: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        Default::default();
+    for key in c.labels.keys() {
+        let lower = key.to_ascii_lowercase();
+        if let Some((_, field)) = segment_of(&lower) {
+            let written = &key["traefik.".len()..key.len() - field.len() - 1];
+            segments
+                .entry(written.to_string())
+                .or_default()
+                .push((key.clone(), key[key.len() - field.len()..].to_string()));
+        }
+    }
+    if segments.is_empty() {
+        return declare_one(c, cx);
+    }
+    super::merged(segments.into_iter().map(|(segment, labels)| {
+        // The container as this segment sees it: its labels as the container's own.
+        let mut one = c.clone();
+        one.labels
+            .retain(|k, _| segment_of(&k.to_ascii_lowercase()).is_none());
+        let mut written = std::collections::HashMap::new();
+        for (key, field) in labels {
+            let plain = format!("traefik.{field}");
+            // The container-wide label of the same name gives way to the segment's.
+            one.labels.retain(|k, _| !k.eq_ignore_ascii_case(&plain));
+            one.labels.insert(plain.clone(), c.labels[&key].clone());
+            written.insert(plain, key);
+        }
+        one.group = format!("{}-{segment}", c.group);
+        // An error names the segment's own label.
+        declare_one(&one, cx).map_err(|es| {
+            es.into_iter()
+                .map(|mut e| {
+                    if let Some(k) = written.get(&e.key) {
+                        e.key = k.clone();
+                    }
+                    e
+                })
+                .collect()
+        })
+    }))
 }
 
 /// The labels Tether reads (lower case); the `traefik.*` others are refused.
@@ -146,7 +212,8 @@ fn health_check(c: &Container) -> Result<Option<crate::decl::HealthCheck>, Vec<L
     )
 }
 
-pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
+/// One container's (or one segment's) route and service.
+fn declare_one(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = unsupported(c);
     let health = health_check(c).map_err(|e| errors.extend(e)).ok().flatten();
     let tls = match label_ci(c, "traefik.protocol") {

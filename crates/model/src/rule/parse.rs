@@ -1,6 +1,6 @@
 //! Recursive-descent parser for rules. Precedence: `!` binds tightest, then `&&`, then `||`.
 
-use super::{HostPattern, Rule, SniMatch};
+use super::{HostPattern, Rule, SniMatch, SniRegex};
 
 /// Which matchers a rule may use: an HTTP route's, or a TCP router's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,13 +258,17 @@ fn matcher(name: &str, args: Vec<String>, col: usize, mode: Mode) -> Result<Rule
         (Mode::Tcp, n) if HTTP.contains(&n) => {
             return Err(err(
                 col,
-                format!("{n} is an HTTP matcher: a TCP router matches HostSNI and ClientIP"),
+                format!(
+                "{n} is an HTTP matcher: a TCP router matches HostSNI, HostSNIRegexp and ClientIP"
+            ),
             ))
         }
-        (Mode::Http, "HostSNI") => {
+        (Mode::Http, "HostSNI" | "HostSNIRegexp") => {
             return Err(err(
                 col,
-                "HostSNI is a TCP router's matcher: an HTTP route matches the name with Host",
+                format!(
+                    "{name} is a TCP router's matcher: an HTTP route matches the name with Host"
+                ),
             ))
         }
         _ => {}
@@ -337,11 +341,18 @@ fn matcher(name: &str, args: Vec<String>, col: usize, mode: Mode) -> Result<Rule
                 .map(|a| HostPattern::parse(a).map_err(|m| err(col, format!("HostSNI: {m}"))));
             Ok(Rule::HostSni(SniMatch::Names(pats.collect::<Result<_, _>>()?)))
         }
+        "HostSNIRegexp" => {
+            nonempty(&args)?;
+            let res = args
+                .iter()
+                .map(|a| SniRegex::new(a).map_err(|m| err(col, format!("HostSNIRegexp: {m}"))));
+            Ok(Rule::HostSniRegexp(res.collect::<Result<_, _>>()?))
+        }
         other => Err(err(
             col,
             match mode {
                 Mode::Http => format!("unknown matcher {other:?}: expected Host, Path, PathPrefix, Method, Header or ClientIP"),
-                Mode::Tcp => format!("unknown matcher {other:?}: a TCP router matches HostSNI and ClientIP"),
+                Mode::Tcp => format!("unknown matcher {other:?}: a TCP router matches HostSNI, HostSNIRegexp and ClientIP"),
             },
         )),
     }

@@ -377,8 +377,18 @@ async fn read_all(client: &mut Client, root: &str) -> Result<Snapshot, String> {
     Ok(s)
 }
 
+/// The object a key names, relative to the prefix: `routes/web`, `tcp/routers/db`.
 pub(super) fn object_key(rel: &str) -> Option<(Kind, String)> {
-    let (kind, name) = rel.split_once('/')?;
+    let (kind, name) = match rel.strip_prefix("tcp/") {
+        Some(rest) => {
+            let (k, name) = rest.split_once('/')?;
+            (&rel[..4 + k.len()], name)
+        }
+        None => rel.split_once('/')?,
+    };
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
     Some((Kind::from_plural(kind)?, name.to_string()))
 }
 
@@ -410,6 +420,23 @@ fn place(s: &mut Snapshot, rel: &str, key: &str, value: &[u8], mod_revision: i64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_name_their_kind_and_object() {
+        assert_eq!(object_key("routes/web"), Some((Kind::Route, "web".into())));
+        assert_eq!(
+            object_key("tcp/routers/db"),
+            Some((Kind::TcpRouter, "db".into()))
+        );
+        assert_eq!(
+            object_key("tcp/services/db"),
+            Some((Kind::TcpService, "db".into()))
+        );
+        assert_eq!(object_key("tcp/db"), None);
+        assert_eq!(object_key("tcp/routers/"), None);
+        assert_eq!(object_key("tcp/queues/db"), None);
+        assert_eq!(object_key("routes/a/b"), None);
+    }
 
     #[test]
     fn keepalive_pings_follow_etcds_default_policy() {

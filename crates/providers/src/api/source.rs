@@ -116,44 +116,38 @@ impl ApiSource {
 /// The declarations of a snapshot. A document that does not check out (written to etcd by
 /// hand, say) is left out and reported; the rest is applied.
 fn update(provider: &str, snapshot: &Snapshot, entrypoints: &[String]) -> ProviderUpdate {
-    let (services, routes, middlewares, mut errors) =
-        match declarations(&snapshot.objects, entrypoints) {
-            Ok((s, r, m)) => (s, r, m, Vec::new()),
-            Err(_) => {
-                let (mut services, mut routes, mut middlewares, mut errors) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for (key, object) in &snapshot.objects {
-                    let one = BTreeMap::from([(key.clone(), object.clone())]);
-                    match declarations(&one, entrypoints) {
-                        Ok((s, r, m)) => {
-                            services.extend(s);
-                            routes.extend(r);
-                            middlewares.extend(m);
-                        }
-                        Err(es) => errors.extend(es.iter().map(|e| {
-                            format!("{e} (stored at revision {}, left out)", object.mod_revision)
-                        })),
-                    }
+    let (declared, mut errors) = match declarations(&snapshot.objects, entrypoints) {
+        Ok(d) => (d, Vec::new()),
+        Err(_) => {
+            let (mut declared, mut errors) = (api_doc::Declarations::default(), Vec::new());
+            for (key, object) in &snapshot.objects {
+                let one = BTreeMap::from([(key.clone(), object.clone())]);
+                match declarations(&one, entrypoints) {
+                    Ok(d) => declared.extend(d),
+                    Err(es) => errors.extend(es.iter().map(|e| {
+                        format!("{e} (stored at revision {}, left out)", object.mod_revision)
+                    })),
                 }
-                (services, routes, middlewares, errors)
             }
-        };
+            (declared, errors)
+        }
+    };
     errors.extend(snapshot.strays.iter().map(|k| {
         format!(
-            "{k}: not a route, service, middleware or certificate holding a JSON object; left out"
+            "{k}: not a route, service, middleware, TCP router, TCP service or certificate holding a JSON object; left out"
         )
     }));
     let certificates = certificates(provider, &snapshot.objects, &mut errors);
     ProviderUpdate {
         provider: provider.to_string(),
-        services,
-        routes,
+        services: declared.services,
+        routes: declared.routes,
         errors,
         version: snapshot.revision.to_string(),
         observed: None,
         certificates,
-        middlewares,
-        tcp_routes: Vec::new(),
+        middlewares: declared.middlewares,
+        tcp_routes: declared.tcp_routes,
     }
 }
 
@@ -219,12 +213,13 @@ impl ApiHandle {
         &self,
         objects: &BTreeMap<(Kind, String), Object>,
     ) -> Result<ProviderUpdate, Vec<ValidationError>> {
-        let (services, routes, middlewares) = declarations(objects, &self.entrypoints)?;
+        let d = declarations(objects, &self.entrypoints)?;
         Ok(ProviderUpdate {
             provider: self.store.provider().to_string(),
-            services,
-            routes,
-            middlewares,
+            services: d.services,
+            routes: d.routes,
+            middlewares: d.middlewares,
+            tcp_routes: d.tcp_routes,
             errors: Vec::new(),
             ..ProviderUpdate::default()
         })

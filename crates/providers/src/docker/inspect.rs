@@ -52,6 +52,8 @@ pub struct Health {
 pub struct Config {
     #[serde(rename = "Hostname", default)]
     pub hostname: String,
+    #[serde(rename = "Domainname", default)]
+    pub domainname: String,
     #[serde(rename = "Labels", default)]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "Env", default)]
@@ -157,6 +159,8 @@ impl Inspection {
             networks,
             exposed_ports,
             host_network: self.host_config.network_mode == "host",
+            hostname: self.config.hostname.clone(),
+            domainname: self.config.domainname.clone(),
             kind: Default::default(),
         }
     }

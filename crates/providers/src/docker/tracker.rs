@@ -66,6 +66,8 @@ pub struct Settings {
     /// dockercloud/haproxy's `HTTP_BASIC_AUTH` on Tether's own environment.
     /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, `GZIP_COMPRESSION_TYPE`).
     pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
+    /// `--interlock-ext-name`: the Interlock extension name whose containers are Tether's.
+    pub interlock_ext_name: Option<String>,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
             default_network: self.default_network.as_deref(),
             secrets_dir: self.secrets_dir.as_deref(),
             dockercloud: Some(&self.dockercloud),
+            interlock_ext_name: self.interlock_ext_name.as_deref(),
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct TaskSpec {
 #[serde(default, rename_all = "PascalCase")]
 pub struct ContainerSpec {
     pub image: String,
+    /// `--hostname` (a template such as `{{.Node.Hostname}}` is the engine's to expand).
+    pub hostname: String,
     /// `labels` of a stack file's service: the containers' labels.
     pub labels: BTreeMap<String, String>,
     pub env: Vec<String>,

@@ -62,6 +62,8 @@ pub struct Settings {
     /// dockercloud/haproxy's `HTTP_BASIC_AUTH` on Tether's own environment.
     /// dockercloud/haproxy's proxy-wide middlewares (`HTTP_BASIC_AUTH`, `GZIP_COMPRESSION_TYPE`).
     pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
+    /// `--interlock-ext-name`: the Interlock extension name whose containers are Tether's.
+    pub interlock_ext_name: Option<String>,
 }
 
 impl Settings {
@@ -77,6 +79,7 @@ impl Settings {
             default_network: self.default_network.as_deref(),
             secrets_dir: self.secrets_dir.as_deref(),
             dockercloud: Some(&self.dockercloud),
+            interlock_ext_name: self.interlock_ext_name.as_deref(),
         }
     }
 }
@@ -204,6 +207,8 @@ impl Tracker {
             networks: BTreeMap::new(),
             exposed_ports: self.exposed_ports(svc),
             host_network: false,
+            hostname: svc.spec.task_template.container_spec.hostname.clone(),
+            domainname: String::new(),
             kind: Kind::Service,
         };
         let (endpoint, network) = match swarm_labels(&mut base) {

@@ -195,8 +195,15 @@ async fn connection(
         // Passthrough routers on this entrypoint read the ClientHello first.
         let table = shared.store.load_full();
         if table.tcp.get(ep).is_some_and(|r| !r.is_empty()) {
-            match crate::tcp::choose(&stream, ep, peer, table, true, shared.cfg.hello_timeout).await
-            {
+            let chosen = crate::tcp::choose_waiting(
+                &stream,
+                ep,
+                peer,
+                &shared.store,
+                true,
+                shared.cfg.hello_timeout,
+            );
+            match chosen.await {
                 Chosen::Http => {}
                 Chosen::Router(table, route) => {
                     let addrs = Addresses {
@@ -306,13 +313,12 @@ async fn tcp_connection(
     _admitted: crate::admit::Admitted,
 ) {
     let _open = conns.shared.cfg.entrypoints.get(ep).map(|e| e.opened());
-    let table = conns.shared.store.load_full();
     let peer = addrs.client;
-    match crate::tcp::choose(
+    match crate::tcp::choose_waiting(
         &stream,
         ep,
         peer,
-        table,
+        &conns.shared.store,
         false,
         conns.shared.cfg.hello_timeout,
     )

@@ -103,34 +103,56 @@ pub(super) fn for_server<'a>(
             stats,
             wait,
         } = parked;
-        if wait.timeout.is_zero() {
-            return no_server(&stats.name).into();
-        }
-        let Some(_slot) = Slot::take(&stats, wait.queue) else {
-            tracing::debug!(service = %stats.name, queue = wait.queue, "no server, and the wait queue is full");
-            return no_server(&stats.name).into();
-        };
-        stats.waited.fetch_add(1, Relaxed);
-        let deadline = Instant::now() + wait.timeout;
-        loop {
-            let woken = stats.ready.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let table = shared.store.load_full();
-            if routable(&table, shared, from, &head, host) {
-                return route_and_send(shared, &table, from, head, body, host, meter, false).await;
+        match until(&shared.store, &stats, wait, |t| {
+            routable(t, shared, from, &head, host)
+        })
+        .await
+        {
+            Some(table) => {
+                route_and_send(shared, &table, from, head, body, host, meter, false).await
             }
-            let now = Instant::now();
-            if now >= deadline {
-                stats.wait_expired.fetch_add(1, Relaxed);
-                return no_server(&stats.name).into();
-            }
-            tokio::select! {
-                () = &mut woken => {}
-                () = tokio::time::sleep(POLL.min(deadline - now)) => {}
-            }
+            None => no_server(&stats.name).into(),
         }
     })
+}
+
+/// Wait, up to `wait.timeout` and as one of at most `wait.queue` waiting on the service of
+/// `stats`, until `ready` holds of the table of the moment: that table; `None` past the wait,
+/// beyond the queue, or with no wait at all. Woken by a table or a health check that gives the
+/// service a server ([`wake`]), else every [`POLL`]. HTTP requests and TCP connections alike.
+pub(crate) async fn until(
+    store: &crate::TableStore,
+    stats: &ServiceStats,
+    wait: ServerWait,
+    ready: impl Fn(&RoutingTable) -> bool,
+) -> Option<Arc<RoutingTable>> {
+    if wait.timeout.is_zero() {
+        return None;
+    }
+    let Some(_slot) = Slot::take(stats, wait.queue) else {
+        tracing::debug!(service = %stats.name, queue = wait.queue, "no server, and the wait queue is full");
+        return None;
+    };
+    stats.waited.fetch_add(1, Relaxed);
+    let deadline = Instant::now() + wait.timeout;
+    loop {
+        let woken = stats.ready.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let table = store.load_full();
+        if ready(&table) {
+            return Some(table);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            stats.wait_expired.fetch_add(1, Relaxed);
+            return None;
+        }
+        tokio::select! {
+            () = &mut woken => {}
+            () = tokio::time::sleep(POLL.min(deadline - now)) => {}
+        }
+    }
 }
 
 /// May the request be routed on `table` without waiting: its route now leads to a service with a

@@ -10,6 +10,8 @@ use tether_testkit::Client;
 use crate::support::{strs, wait_for_servers};
 
 const FAST: Duration = Duration::from_secs(20);
+/// The admin token the stacks are given (the Interlock seed's stats page password).
+const STATS_TOKEN: &str = "compose-stats-token";
 
 /// One example stack under a unique project name; `down` when dropped.
 struct Stack {
@@ -64,6 +66,7 @@ impl Stack {
             .current_dir(&self.dir)
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .env("TETHER_PORT", self.port.to_string())
+            .env("TETHER_ADMIN_TOKEN", STATS_TOKEN)
             .output()
             .await
             .expect("compose");
@@ -203,4 +206,25 @@ async fn interlock_seed_compose_routes_the_host_to_healthy_replicas() {
     let web = stack.replicas("web").await;
     assert_eq!(web.len(), 3);
     stack.serves("demo.interlock.com", "/", &web).await;
+    // Interlock's stats page, where its users look: every scaled replica is listed.
+    use base64::Engine as _;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("stats:{STATS_TOKEN}"))
+    );
+    let mut c = stack.client("demo.interlock.com", false);
+    assert_eq!(c.get("/haproxy?stats").await.unwrap().status, 401);
+    let page = c
+        .send(
+            http::Request::get("/haproxy?stats")
+                .header("host", "demo.interlock.com")
+                .header("authorization", auth)
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    let rows = page.body.matches("<tr class=\"srv\"").count();
+    assert_eq!(rows, 3, "one row per replica:\n{}", page.body);
 }

@@ -291,3 +291,112 @@ async fn docker_flow_proxy_labels_route_the_path_and_domain_with_sticky_sessions
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockercloud_health_check_takes_a_dead_port_out_and_deactivate_leaves_a_service_out() {
+    let Some((engine, net, tether)) = setup("dockercloud-health", Duration::from_secs(2)).await
+    else {
+        return;
+    };
+    // Two replicas; the second listens on another port than SERVICE_PORTS names, so only
+    // HAProxy's `check` (a connect) can tell.
+    let mut args = labels(&engine, &net, &[]);
+    args.extend(env(&[
+        ("SERVICE_PORTS", "8080"),
+        ("VIRTUAL_HOST", "*/hc"),
+        ("HEALTH_CHECK", "check inter 200 rise 1 fall 1"),
+    ]));
+    args.extend([
+        "--label".into(),
+        "com.docker.compose.service=hc".to_string(),
+    ]);
+    let live = engine
+        .run(
+            "hc-1",
+            &strs(&args),
+            &["whoami", "--name", "hc-live", "--listen", "0.0.0.0:8080"],
+        )
+        .await;
+    let dead = engine
+        .run(
+            "hc-2",
+            &strs(&args),
+            &["whoami", "--name", "hc-dead", "--listen", "0.0.0.0:8081"],
+        )
+        .await;
+    crate::support::wait_state("both servers declared", FAST, || {
+        tether.servers("hc@docker").len() == 2
+    })
+    .await;
+    crate::support::wait_state("the dead port checked out", FAST, || {
+        !tether.takes_new("hc@docker", &dead.name) && tether.takes_new("hc@docker", &live.name)
+    })
+    .await;
+    let mut c = tether.anonymous("localhost");
+    for _ in 0..10 {
+        let r = c.get("/hc").await.unwrap();
+        assert_eq!(r.status, 200, "only the live replica is sent requests");
+        assert_eq!(r.server(), "hc-live");
+    }
+
+    // Switched off by its owner: not routed, and no error.
+    let mut off = labels(
+        &engine,
+        &net,
+        &["com.docker.dockercloud.haproxy.deactivate=true".to_string()],
+    );
+    off.extend(env(&[("SERVICE_PORTS", "8080"), ("VIRTUAL_HOST", "*/off")]));
+    let (_o1, _o2) = pair(&engine, "off", &off, "8080").await;
+    let mut on = labels(&engine, &net, &[]);
+    on.extend(env(&[("SERVICE_PORTS", "8080"), ("VIRTUAL_HOST", "*/on")]));
+    let (n1, n2) = pair(&engine, "on", &on, "8080").await;
+    wait_for_servers(&mut c, "/on", &[&n1.name, &n2.name], FAST).await;
+    assert_eq!(c.get("/off").await.unwrap().status, 404);
+    assert!(tether.servers("off@docker").is_empty());
+    assert!(tether.errors().is_empty(), "{:?}", tether.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interlock_names_a_site_by_the_containers_own_hostname_and_reads_1x_labels() {
+    let Some((engine, net, tether)) = setup("interlock-1x", Duration::from_secs(2)).await else {
+        return;
+    };
+    // Interlock 0.x: `docker run --hostname demo --domainname ...` names the site.
+    let domain = format!("{}.interlock.local", engine.run);
+    let mut args = labels(&engine, &net, &[]);
+    args.extend(env(&[("INTERLOCK_DATA", r#"{"port": 5000}"#)]));
+    args.extend([
+        "--hostname".into(),
+        "demo".into(),
+        "--domainname".into(),
+        domain.clone(),
+    ]);
+    let (a, b) = pair(&engine, "site", &args, "5000").await;
+    wait_for_servers(
+        &mut tether.anonymous(&format!("demo.{domain}")),
+        "/",
+        &[&a.name, &b.name],
+        FAST,
+    )
+    .await;
+    // Interlock 1.x labels: a context root, taken off before the request is sent.
+    let app = labels(
+        &engine,
+        &net,
+        &[
+            "interlock.context_root=/myapp".to_string(),
+            "interlock.context_root_rewrite=true".to_string(),
+            "interlock.port=5000".to_string(),
+        ],
+    );
+    let (x, y) = pair(&engine, "app", &app, "5000").await;
+    let mut c = tether.anonymous("anything.test");
+    wait_for_servers(&mut c, "/myapp/hello", &[&x.name, &y.name], FAST).await;
+    let r = c.get("/myapp/hello?format=json").await.unwrap();
+    assert_eq!(
+        r.json()["uri"],
+        "/hello?format=json",
+        "the context root is taken off"
+    );
+    assert!(tether.errors().is_empty(), "{:?}", tether.errors());
+}

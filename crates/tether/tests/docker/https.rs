@@ -55,6 +55,7 @@ async fn start(engine: &Engine, dir: &TempDir) -> Instance {
         constraint: Some((k, v)),
         secrets_dir: Some(dir.path().to_path_buf()),
         dockercloud: Default::default(),
+        interlock_ext_name: None,
     });
     app::start(opts).await.expect("tether starts")
 }

@@ -170,6 +170,7 @@ async fn docker_self_names_a_running_container_or_tether_does_not_start() {
         )),
         secrets_dir: None,
         dockercloud: Default::default(),
+        interlock_ext_name: None,
     });
     let err = tether::app::start(opts).await.unwrap_err().to_string();
     assert!(

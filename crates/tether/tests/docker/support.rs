@@ -53,6 +53,7 @@ impl Tether {
                 constraint: Some((k, v)),
                 secrets_dir: None,
                 dockercloud: Default::default(),
+                interlock_ext_name: None,
             }),
             swarm: None,
             state_dir: dir.path().to_path_buf(),
@@ -63,6 +64,7 @@ impl Tether {
             default_certificate: None,
             connect_timeout: None,
             entrypoints,
+            stats_path: None,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {

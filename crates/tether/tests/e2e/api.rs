@@ -338,7 +338,9 @@ async fn docker_flow_proxys_reconfigure_call_is_served() {
 #[tokio::test]
 async fn the_api_examples_are_accepted_in_the_order_try_sh_sends_them() {
     let dir = TempDir::new("tether-api-examples");
-    let inst = start(&dir, None, Some(TOKEN), false).await;
+    // examples/admin.toml's entrypoints, on free ports.
+    let toml = "[entrypoints]\nweb = \"127.0.0.1:0\"\ncache = { address = \"127.0.0.1:0\", protocol = \"tcp\" }\n";
+    let inst = start(&dir, Some(toml), Some(TOKEN), false).await;
     let mut a = admin(&inst, Some(TOKEN));
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/api");
     let read = |f: &str| -> serde_json::Value {
@@ -372,6 +374,27 @@ async fn the_api_examples_are_accepted_in_the_order_try_sh_sends_them() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let again = a.get("/api/services/go-demo").await.json();
     assert_eq!(again["affinity"], svc["affinity"]);
+    // A TCP service and its router, as try.sh sends them; read back and sent again unchanged.
+    for (path, file) in [
+        ("/api/tcp/services/cache", "tcp-services.cache.json"),
+        ("/api/tcp/routers/cache", "tcp-routers.cache.json"),
+    ] {
+        let r = a.put(path, read(file)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {}", r.body);
+        let read_back = a.get(path).await.json();
+        let mut body = read_back.clone();
+        for k in ["name", "source", "etag"] {
+            body.as_object_mut().unwrap().remove(k);
+        }
+        let r = a.put(path, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        let mut again = a.get(path).await.json();
+        again["etag"] = read_back["etag"].clone();
+        assert_eq!(again, read_back, "{path}: the same declaration");
+    }
+    let svc = a.get("/api/tcp/services/cache").await.json();
+    assert_eq!(svc["hash_on"], "client_ip", "{svc}");
+    assert_eq!(svc["health"]["timeout"], "1000ms", "{svc}");
     inst.shutdown().await;
 }
 

@@ -146,22 +146,6 @@ async fn passthrough_by_sni_and_http_share_one_tls_port() {
     }
 }
 
-/// An echo server on loopback: what comes in goes back, until the client's FIN.
-async fn echo_server() -> SocketAddr {
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = echo.accept().await.unwrap();
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 /// Send `data` on a new connection to `at`, close the sending half, and read all that comes back.
 async fn echoed(at: SocketAddr, data: &[u8]) -> Vec<u8> {
     let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
@@ -206,7 +190,7 @@ servers = [
 
 #[tokio::test]
 async fn a_connection_no_router_takes_is_closed_and_a_dead_server_is_skipped() {
-    let p = Proxy::start(&echo_config(echo_server().await)).await;
+    let p = Proxy::start(&echo_config(tether_testkit::echo_server().await)).await;
     // Round robin starts on either; the dead one is tried and the live one answers, each time.
     for _ in 0..4 {
         assert_eq!(echoed(p.instance.addr("echo"), b"ping").await, b"ping");
@@ -227,7 +211,7 @@ async fn tcp_traffic_is_counted_in_metrics_the_stats_and_the_access_log() {
     use tether_proxy::upstream::meter::{Format, Target};
     let dir = TempDir::new("tether-tcp-seen");
     let path = dir.path().join("tether.toml");
-    std::fs::write(&path, echo_config(echo_server().await)).unwrap();
+    std::fs::write(&path, echo_config(tether_testkit::echo_server().await)).unwrap();
     let log = dir.path().join("access.log");
     let mut opts =
         tether::app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
@@ -321,7 +305,8 @@ async fn tcp_traffic_is_counted_in_metrics_the_stats_and_the_access_log() {
 
 #[tokio::test]
 async fn connections_per_client_counts_tcp_connections_too() {
-    let toml = echo_config(echo_server().await) + "\n[limits]\nconnections_per_client = 2\n";
+    let toml = echo_config(tether_testkit::echo_server().await)
+        + "\n[limits]\nconnections_per_client = 2\n";
     let p = Proxy::start(&toml).await;
     let at = p.instance.addr("echo");
     let mut open = Vec::new();
@@ -354,4 +339,77 @@ async fn connections_per_client_counts_tcp_connections_too() {
         }
     })
     .await;
+}
+
+/// A TCP service with `servers` (empty: none yet) and `wait_for_server`.
+fn waiting_config(servers: &str, wait: &str) -> String {
+    format!(
+        r#"
+[entrypoints]
+web = "127.0.0.1:0"
+db = {{ address = "127.0.0.1:0", protocol = "tcp" }}
+
+[tcp.routers.db]
+rule = "HostSNI(`*`)"
+entrypoints = ["db"]
+service = "db"
+
+[tcp.services.db]
+servers = [{servers}]
+wait_for_server = "{wait}"
+{}"#,
+        crate::support::KEY
+    )
+}
+
+#[tokio::test]
+async fn a_connection_to_a_tcp_service_without_a_server_waits_for_one_as_a_request_does() {
+    let p = Proxy::start(&waiting_config("", "5s")).await;
+    let db = p.instance.addr("db");
+    // Connected while the service has no server (a rolling update's moment): held, not closed.
+    let mut c = tokio::net::TcpStream::connect(db).await.unwrap();
+    c.write_all(b"ping").await.unwrap();
+    tether_testkit::wait_for("the connection waiting", Duration::from_secs(5), || async {
+        p.instance
+            .control
+            .store()
+            .load()
+            .services
+            .iter()
+            .any(|s| s.stats.waiting.load(std::sync::atomic::Ordering::Relaxed) == 1)
+    })
+    .await;
+    // The server comes: the waiting connection is piped to it.
+    let echo = tether_testkit::echo_server().await;
+    p.reload(&waiting_config(
+        &format!("{{ name = \"echo\", address = \"{echo}\" }}"),
+        "5s",
+    ))
+    .await;
+    c.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut back))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(back, b"ping");
+    // With no wait, the connection is closed at once, without a byte (or reset, as the
+    // client's bytes were never read).
+    let p = Proxy::start(&waiting_config("", "0s")).await;
+    let mut c = tokio::net::TcpStream::connect(p.instance.addr("db"))
+        .await
+        .unwrap();
+    let _ = c.write_all(b"ping").await;
+    let mut back = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut back))
+        .await
+        .expect("closed in time");
+    assert!(
+        back.is_empty()
+            && read.map_or_else(
+                |e| e.kind() == std::io::ErrorKind::ConnectionReset,
+                |n| n == 0
+            ),
+        "closed without a byte"
+    );
 }

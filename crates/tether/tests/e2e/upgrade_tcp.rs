@@ -2,7 +2,6 @@
 //! process until they end or the drain deadline passes (none is cut before it), and every new
 //! connection during the upgrade is served, by one process or the other.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,22 +13,6 @@ use tokio::net::TcpStream;
 use crate::support::Running;
 
 const DRAIN: Duration = Duration::from_secs(4);
-
-/// An echo server: what comes in goes back.
-async fn echo_server() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
 
 /// One round trip of `n` bytes on `c`.
 async fn round_trip(c: &mut TcpStream, n: usize) -> Result<(), String> {
@@ -47,7 +30,7 @@ async fn round_trip(c: &mut TcpStream, n: usize) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_under_tcp_load_cuts_no_connection_before_the_drain_deadline() {
     let dir = TempDir::new("tether-upgrade-tcp");
-    let echo = echo_server().await;
+    let echo = tether_testkit::echo_server().await;
     let config = dir.path().join("tether.toml");
     std::fs::write(
         &config,

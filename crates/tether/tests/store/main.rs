@@ -8,6 +8,8 @@
 #[cfg(feature = "etcd")]
 mod certificates;
 #[cfg(feature = "etcd")]
+mod dfsl;
+#[cfg(feature = "etcd")]
 mod failures;
 #[cfg(feature = "etcd")]
 mod middlewares;
@@ -15,6 +17,8 @@ mod middlewares;
 mod replicas;
 #[cfg(feature = "etcd")]
 mod support;
+#[cfg(feature = "etcd")]
+mod tcp;
 
 #[cfg(not(feature = "etcd"))]
 #[test]

@@ -16,8 +16,11 @@ pub struct Replica {
     pub name: String,
     pub web: SocketAddr,
     pub admin: SocketAddr,
-    /// The TLS entrypoint `websecure`, when started with [`Replica::start_tls`].
+    /// The TLS entrypoint `websecure`, when started with [`Replica::start_tls`] or
+    /// [`Replica::start_tcp`].
     pub websecure: Option<SocketAddr>,
+    /// The TCP entrypoint `db`, when started with [`Replica::start_tcp`].
+    pub db: Option<SocketAddr>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
@@ -26,31 +29,58 @@ pub struct Replica {
 impl Replica {
     /// Start a replica on `store` (`etcd://...`), with Docker Flow Proxy's endpoints on.
     pub fn start(name: &str, store: &str) -> Replica {
-        Replica::spawn(name, store, false, Some(KEY))
+        Replica::spawn(name, store, Layout::Plain, Some(KEY))
     }
 
     /// Start a replica on `store` with no key given (it takes the store's), or with a key file
     /// of its own holding `key`.
     pub fn start_with_key(name: &str, store: &str, key: Option<&str>) -> Replica {
-        Replica::spawn(name, store, false, key)
+        Replica::spawn(name, store, Layout::Plain, key)
     }
 
     /// Start a replica on `store` with a plain entrypoint `web` and a TLS one, `websecure`,
     /// holding no certificate of its own: those come from the store.
     pub fn start_tls(name: &str, store: &str) -> Replica {
-        Replica::spawn(name, store, true, Some(KEY))
+        Replica::spawn(name, store, Layout::Tls, Some(KEY))
     }
 
-    fn spawn(name: &str, store: &str, tls: bool, key_text: Option<&str>) -> Replica {
+    /// Start a replica on `store` with `web`, `websecure` (TLS, no certificate of its own) and
+    /// a TCP entrypoint `db`.
+    pub fn start_tcp(name: &str, store: &str) -> Replica {
+        Replica::spawn(name, store, Layout::Tcp, Some(KEY))
+    }
+
+    /// [`Replica::start`] with more arguments to `tether run`.
+    pub fn start_args(name: &str, store: &str, args: &[&str]) -> Replica {
+        Replica::spawn_with(name, store, Layout::Plain, Some(KEY), args)
+    }
+
+    fn spawn(name: &str, store: &str, layout: Layout, key_text: Option<&str>) -> Replica {
+        Replica::spawn_with(name, store, layout, key_text, &[])
+    }
+
+    fn spawn_with(
+        name: &str,
+        store: &str,
+        layout: Layout,
+        key_text: Option<&str>,
+        args: &[&str],
+    ) -> Replica {
         let dir = TempDir::new("tether-replica");
         let key = dir.path().join("affinity.key");
         std::fs::write(&key, key_text.unwrap_or_default()).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+        let tls = layout != Layout::Plain;
         if tls {
+            let db = if layout == Layout::Tcp {
+                "db = { address = \"127.0.0.1:0\", protocol = \"tcp\" }\n"
+            } else {
+                ""
+            };
             let config = dir.path().join("tether.toml");
             std::fs::write(
                 &config,
-                format!("[entrypoints]\nweb = \"127.0.0.1:0\"\nwebsecure = {{ address = \"127.0.0.1:0\", tls = true }}\n[affinity]\nkey = \"{KEY}\"\n"),
+                format!("[entrypoints]\nweb = \"127.0.0.1:0\"\nwebsecure = {{ address = \"127.0.0.1:0\", tls = true }}\n{db}[affinity]\nkey = \"{KEY}\"\n"),
             )
             .unwrap();
             cmd.arg("run").arg("--config").arg(&config);
@@ -63,6 +93,7 @@ impl Replica {
         let mut child = cmd
             .args(["--admin", "127.0.0.1:0"])
             .args(["--store", store, "--dfp-compat", "--drain", "1s"])
+            .args(args)
             .arg("--state-dir")
             .arg(dir.path())
             .env("TETHER_ADMIN_TOKEN", TOKEN)
@@ -81,7 +112,7 @@ impl Replica {
             }
         });
         let end = Instant::now() + Duration::from_secs(20);
-        let (web, admin, websecure) = loop {
+        let (web, admin, websecure, db) = loop {
             let found = {
                 let lines = log.lock().unwrap();
                 let addr = |marker: &str| {
@@ -98,11 +129,12 @@ impl Replica {
                     addr("listening entrypoint=web "),
                     addr("admin API listening"),
                     addr("listening entrypoint=websecure "),
+                    addr("listening entrypoint=db "),
                 )
             };
-            if let (Some(w), Some(a), s) = found {
-                if s.is_some() || !tls {
-                    break (w, a, s);
+            if let (Some(w), Some(a), s, d) = found {
+                if (s.is_some() || !tls) && (d.is_some() || layout != Layout::Tcp) {
+                    break (w, a, s, d);
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -123,6 +155,7 @@ impl Replica {
             web,
             admin,
             websecure,
+            db,
             child,
             log,
             _dir: dir,
@@ -147,6 +180,17 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Which entrypoints a replica has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `web` only.
+    Plain,
+    /// `web` and `websecure`.
+    Tls,
+    /// `web`, `websecure` and the TCP entrypoint `db`.
+    Tcp,
 }
 
 /// Declare service `app` with `backend` as its one server, through `api`.

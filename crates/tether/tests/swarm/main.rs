@@ -5,6 +5,7 @@
 //! (`--docker-constraint`). Without an engine they skip loudly (and fail under `CI=true`).
 
 mod check;
+mod dfp_seed;
 mod etcd_stack;
 mod nodes;
 mod rotation;
@@ -12,3 +13,4 @@ mod seed_update;
 mod stack;
 mod support;
 mod tcp;
+mod traefik_seed;

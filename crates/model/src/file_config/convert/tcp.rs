@@ -285,6 +285,12 @@ fn service(
             |s| ProxyVersion::parse(s),
         )
     });
+    let wait = super::server_wait(
+        cx,
+        base,
+        svc.wait_for_server.as_ref(),
+        svc.wait_queue.as_ref(),
+    );
     if cx.errors.len() > before {
         return None;
     }
@@ -295,7 +301,7 @@ fn service(
         affinity: None,
         resolve: None,
         health,
-        wait: Default::default(),
+        wait,
         protocol: ServiceProtocol::Tcp { proxy_protocol },
     })
 }

@@ -8,7 +8,7 @@
 //! | `allowedMethods`, `deniedMethods` | `methods` (405 with `Allow`, as DFP answers) |
 //! | `users` (`user:pass,...`), `usersPassEncrypted`, `usersSecret` | `basic_auth`: plain passwords are hashed (SHA-512-crypt) when read, never kept; `usersSecret` names the Docker secret `dfp_users_<name>`, which must hold hashes (`usersPassEncrypted=true`) |
 //! | `reqPathSearchReplace=search,replace[:search,replace...]`, or `reqPathSearch` with `reqPathReplace` | `replace_path_regex` each (`\1` is `${1}`) |
-//! | `addReqHeader`, `setReqHeader` (`Name value,...`), `delReqHeader` (`Name,...`), and the `Res` three | `headers` |
+//! | `addReqHeader`, `setReqHeader` (`Name value,...`), `delReqHeader` (`Name,...`), and the `Res` three; `outboundHostname` (the `Host` the service is sent) | `headers` |
 //! | `compressionAlgo=gzip` with `compressionType` (media types, space- or comma-separated) | `compress` in gzip, of those types only (HAProxy's `compression algo`/`type`); `identity` is no compression; `deflate` is refused |
 //!
 //! Every table is returned as the file's TOML (so the admin API can store it as a document),
@@ -35,6 +35,7 @@ pub const PARAMS: &[&str] = &[
     "delResHeader",
     "compressionAlgo",
     "compressionType",
+    "outboundHostname",
 ];
 
 /// Every name suffix [`translate`] gives (`<service>-<suffix>`), for forgetting those a later
@@ -293,6 +294,22 @@ pub fn translate(
             }
         }
         rules.insert(op.into(), toml::Value::Table(fields));
+    }
+    // `outboundHostname`: the Host field the service is sent (HAProxy's `http-request
+    // set-header Host`).
+    if let Some(h) = get("outboundHostname") {
+        let h = h.trim().to_string();
+        if h.is_empty() || h.contains(' ') {
+            errors.push(("outboundHostname", format!("{h:?}: expected a host name")));
+        } else {
+            param.get_or_insert("outboundHostname");
+            let set = request
+                .entry("set")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = set {
+                t.insert("Host".into(), s(&h));
+            }
+        }
     }
     if let Some(p) = param {
         let mut f = toml::Table::new();

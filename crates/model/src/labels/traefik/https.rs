@@ -3,8 +3,9 @@
 //! - `traefik.http.routers.<r>.entrypoints=web,websecure`: Tether's entrypoints of those names,
 //!   or its plain and its TLS entrypoint for `web`/`http` and `websecure`/`https`;
 //! - `traefik.http.routers.<r>.tls=true` (or any `tls.*`): served on the TLS entrypoints only.
-//!   `tls.certresolver` and `tls.domains` are accepted: the certificate comes from Tether's
-//!   store, picked by SNI (Tether has no ACME client yet); `tls.options` other than `default` is
+//!   `tls.domains` is accepted: the certificate comes from Tether's store, picked by SNI.
+//!   `tls.certresolver` is refused, since Tether has no ACME client yet (accepting it would
+//!   leave the route without the certificate it asks for); `tls.options` other than `default` is
 //!   refused (TLS options are set per entrypoint in Tether);
 //! - `traefik.http.routers.<r>.middlewares=a,b,auth@file`: the route's middlewares, in order
 //!   (`a` is `a@docker`, defined on any container's labels, see [`super::middlewares`]).
@@ -70,7 +71,9 @@ fn tls(
                 return Err(c.label_error(k, "Traefik's TLS options are not read: Tether sets TLS options on its entrypoint (tls = { min_version, alpn, strict_sni })"));
             }
             on = true;
-        } else if field == "tls.certresolver" || field.starts_with("tls.domains") {
+        } else if field == "tls.certresolver" {
+            return Err(c.label_error(k, "not supported yet: ACME is not available in Tether; give the certificate another way (tether.toml [[tls.certificates]], PUT /api/certificates/NAME, or a Docker secret named by the label tether.tls.secret) and set tls=true"));
+        } else if field.starts_with("tls.domains") {
             // The certificate is Tether's, picked by SNI.
             on = true;
         } else {
