@@ -50,6 +50,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
                 redirect_https: None,
                 hsts: None,
                 middlewares: Vec::new(),
+                tls: None,
             }
         })
         .collect();
@@ -106,6 +107,7 @@ fn table(c: &mut Criterion) {
                 secrets: &secrets,
                 tcp_entrypoints: &[],
                 tcp_routes: &[],
+                acme_resolvers: &[],
             };
             compile(black_box(&services), black_box(&routes), input).expect("valid table")
         })

@@ -162,6 +162,8 @@ pub struct Control {
     certificates: std::sync::OnceLock<Arc<CertStore>>,
     /// Where Docker secrets are ([`Control::set_secrets_dir`]).
     secrets: std::sync::OnceLock<Secrets>,
+    /// The ACME resolvers routes may name ([`Control::set_acme_resolvers`]).
+    acme_resolvers: std::sync::OnceLock<Vec<String>>,
     state: Mutex<State>,
 }
 
@@ -197,6 +199,7 @@ impl Control {
             tcp_entrypoints,
             certificates: std::sync::OnceLock::new(),
             secrets: std::sync::OnceLock::new(),
+            acme_resolvers: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         })
     }
@@ -464,9 +467,15 @@ impl Control {
             version,
             middlewares: &m.middlewares,
             secrets: self.secrets.get_or_init(Secrets::default),
+            acme_resolvers: self.acme_resolvers.get().map_or(&[], Vec::as_slice),
             tcp_entrypoints: &self.tcp_entrypoints,
             tcp_routes: &m.tcp_routes,
         }
+    }
+
+    /// The ACME resolvers (`[acme.NAME]`) routes may name; set once, before the first update.
+    pub fn set_acme_resolvers(&self, names: Vec<String>) {
+        let _ = self.acme_resolvers.set(names);
     }
 
     /// Where the Docker secrets that a `basic_auth` `users_file` may name are (default
@@ -546,6 +555,7 @@ mod tests {
                 redirect_https: None,
                 hsts: None,
                 middlewares: Vec::new(),
+                tls: None,
             })
             .collect::<Vec<_>>();
         Arc::new(ProviderUpdate {

@@ -361,6 +361,24 @@ mod tests {
         assert_eq!(routes[0].service, "from-the-file");
     }
 
+    #[test]
+    fn a_route_asks_an_acme_resolver_for_its_names() {
+        let route = json!({"rule": "Host(`shop.example`)", "service": "s",
+            "tls": {"resolver": "le", "domains": [{"main": "shop.example", "sans": ["www.shop.example"]}]}});
+        let routes = declarations([(Kind::Route, "r", &route)], &eps())
+            .unwrap()
+            .routes;
+        let tls = routes[0].tls.as_ref().unwrap();
+        assert_eq!(tls.resolver.as_deref(), Some("le"));
+        assert_eq!(tls.domains[0].names(), ["shop.example", "www.shop.example"]);
+        let e = errors(
+            Kind::Route,
+            json!({"rule": "PathPrefix(`/`)", "service": "s", "tls": {"resolver": "le"}}),
+        );
+        assert_eq!(e[0].field, "routes.x.tls.resolver", "{e:?}");
+        assert!(e[0].message.contains("no name to order"), "{e:?}");
+    }
+
     fn errors(kind: Kind, body: Value) -> Vec<ValidationError> {
         declarations([(kind, "x", &body)], &eps()).unwrap_err()
     }

@@ -169,6 +169,9 @@ pub struct RouteDecl {
     /// Middlewares run in this order, by qualified name (`auth@file`); `redirect_https` runs
     /// before them and `hsts` is the last response edit.
     pub middlewares: Vec<String>,
+    /// `tls = { resolver, domains }`: the ACME resolver that orders the route's certificate, and
+    /// the names. It does not limit which entrypoints serve the route.
+    pub tls: Option<crate::acme::RouteTls>,
 }
 
 /// `redirect_https`: where the `https://` URL points.
@@ -242,6 +245,7 @@ impl std::hash::Hash for RouteDecl {
             redirect_https,
             hsts,
             middlewares,
+            tls,
         } = self;
         (
             name,
@@ -253,6 +257,7 @@ impl std::hash::Hash for RouteDecl {
             redirect_https,
             hsts,
             middlewares,
+            tls,
         )
             .hash(state);
     }

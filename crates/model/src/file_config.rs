@@ -72,6 +72,8 @@ pub struct Settings {
     pub tcp: TcpSettings,
     /// The entrypoints whose peers send a PROXY protocol header, by name.
     pub proxy_protocol: std::collections::BTreeMap<String, AcceptProxy>,
+    /// `[acme.NAME]`: the ACME resolvers routes may name, by name.
+    pub acme: Vec<crate::acme::AcmeResolver>,
 }
 
 /// An entrypoint's `proxy_protocol = { trusted = [...], optional, timeout }`: the PROXY
@@ -437,6 +439,8 @@ pub(crate) fn line_of(src: &str, offset: usize) -> usize {
         + 1
 }
 
+#[cfg(test)]
+mod acme_tests;
 #[cfg(test)]
 mod tcp_tests;
 #[cfg(test)]

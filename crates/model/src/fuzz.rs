@@ -78,6 +78,7 @@ pub fn labels(data: &[u8]) {
         secrets_dir: None,
         dockercloud: None,
         interlock_ext_name: None,
+        acme_resolvers: None,
     };
     if let Some(Err(errors)) = labels::declare(&c, &cx) {
         assert!(!errors.is_empty());

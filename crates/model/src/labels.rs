@@ -16,6 +16,7 @@
 //! Names are given the suffix `@docker` (as Traefik does), so a Docker service can never collide
 //! with one from the configuration file.
 
+mod acme;
 pub mod certs;
 pub mod dockercloud;
 pub mod flow;
@@ -110,6 +111,9 @@ pub struct Context<'a> {
     /// `--interlock-ext-name NAME`: only containers whose `interlock.ext.name` is NAME (or that
     /// name none) are this Tether's, as an Interlock extension of that name took them.
     pub interlock_ext_name: Option<&'a str>,
+    /// The ACME resolvers a route may name (`[acme.NAME]`); `None`: not known here (the table
+    /// checks them).
+    pub acme_resolvers: Option<&'a [String]>,
 }
 
 /// Dialects' names for the plain and the TLS entrypoint (Traefik's defaults and the common ones).
@@ -365,6 +369,39 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// Translate a container. `None`: the container asks for nothing (or opted out).
+/// A route's ACME resolver that Tether does not have, named at its label (`…tls.resolver`,
+/// `…tls.certresolver`).
+fn unknown_resolvers(c: &Container, cx: &Context<'_>, routes: &[RouteDecl]) -> Vec<LabelError> {
+    let Some(known) = cx.acme_resolvers else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for r in routes {
+        let Some(name) = r.tls.as_ref().and_then(|t| t.resolver.as_deref()) else {
+            continue;
+        };
+        if known.iter().any(|k| k == name) {
+            continue;
+        }
+        let key = c
+            .labels
+            .iter()
+            .find(|(k, v)| {
+                (k.ends_with(".tls.resolver")
+                    || k.to_ascii_lowercase().ends_with(".tls.certresolver"))
+                    && v.trim() == name
+            })
+            .map_or("tls.resolver", |(k, _)| k.as_str());
+        let declared = if known.is_empty() {
+            "Tether has none: declare it as [acme.NAME] in tether.toml".to_string()
+        } else {
+            format!("Tether's: {}", known.join(", "))
+        };
+        errors.push(c.label_error(key, format!("no ACME resolver named {name:?} ({declared})")));
+    }
+    errors
+}
+
 pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<LabelError>>> {
     let has = |prefix: &str| c.labels.keys().any(|k| k.starts_with(prefix));
     let (dialect, result) = if has("tether.") {
@@ -409,6 +446,10 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
         .secrets_dir
         .unwrap_or(std::path::Path::new(certs::SECRETS_DIR));
     let certificates = certs::declare(c, dialect, secrets);
+    let result = result.and_then(|d| match unknown_resolvers(c, cx, &d.1) {
+        e if e.is_empty() => Ok(d),
+        e => Err(e),
+    });
     Some(match (result, certificates) {
         (Ok((services, routes, middlewares, tcp_routes)), Ok(certificates)) => Ok(Declared {
             dialect,
@@ -686,6 +727,7 @@ pub fn route(name: &str, rule_text: String, service: &str) -> Result<RouteDecl, 
         redirect_https: None,
         hsts: None,
         middlewares: Vec::new(),
+        tls: None,
     })
 }
 

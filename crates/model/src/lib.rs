@@ -5,11 +5,13 @@
 //! - [`file_config`]: the TOML dialect of `tether.toml`, with errors that name the line and the field.
 //! - [`validate`]: checks shared by all providers (names, references, ranges).
 //! - [`middleware`]: what a route does besides routing (auth, rewrites, header rules).
+//! - [`acme`]: ACME resolvers and the certificates routes ask them for.
 //! - [`api_doc`]: the admin API's JSON documents, read with the checks of `tether.toml`.
 //!
 //! Nothing here performs I/O, so the same rules apply whether a declaration came from a file, Docker
 //! labels or the HTTP API.
 
+pub mod acme;
 pub mod api_doc;
 pub mod decl;
 pub mod duration;

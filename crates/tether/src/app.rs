@@ -149,6 +149,7 @@ impl DockerOptions {
                 secrets_dir: self.secrets_dir.clone(),
                 dockercloud: self.dockercloud.clone(),
                 interlock_ext_name: self.interlock_ext_name.clone(),
+                acme_resolvers: None,
             },
         }
     }
@@ -221,6 +222,7 @@ impl SwarmOptions {
                 secrets_dir: self.secrets_dir.clone(),
                 dockercloud: self.dockercloud.clone(),
                 interlock_ext_name: self.interlock_ext_name.clone(),
+                acme_resolvers: None,
             },
             poll: self.poll,
             key_configured,
@@ -351,6 +353,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             tcp_entrypoints: Vec::new(),
             tcp: Default::default(),
             proxy_protocol: Default::default(),
+            acme: Vec::new(),
         },
     };
     let mut settings = settings;
@@ -365,6 +368,13 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     }
     for e in &opts.entrypoints {
         settings.add_entrypoint(e);
+    }
+    let (acme_errors, acme_warnings) = tether_model::acme::check_settings(&settings);
+    for w in acme_warnings {
+        tracing::warn!("{w}");
+    }
+    if !acme_errors.is_empty() {
+        anyhow::bail!("{}", acme_errors.join("; "));
     }
     if let Some(c) = opts.connect_timeout {
         settings.timeouts.connect = c;
@@ -426,6 +436,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     if let Some(dir) = secrets_dir {
         control.set_secrets_dir(dir);
     }
+    control.set_acme_resolvers(settings.acme.iter().map(|r| r.name.clone()).collect());
     if let Some(store) = &certificates {
         control.serve_certificates(store.clone());
     }
@@ -439,26 +450,32 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     if let (Some(watch), Some(cfg)) = (watch, cfg) {
         sources.push(Box::new(file::FileSource::new(watch, cfg)));
     }
+    // Labels naming a resolver Tether does not have leave their container out.
+    let acme_names: Vec<String> = settings.acme.iter().map(|r| r.name.clone()).collect();
     if let Some(d) = &opts.docker {
-        sources.push(Box::new(docker::DockerSource(d.config(
+        let mut cfg = d.config(
             names.clone(),
             tls_names.clone(),
             settings.tcp_entrypoints.clone(),
             ports.clone(),
             opts.drain,
             swarm.is_some(),
-        ))));
+        );
+        cfg.settings.acme_resolvers = Some(acme_names.clone());
+        sources.push(Box::new(docker::DockerSource(cfg)));
     }
     if let Some(s) = &swarm {
         let key_configured = key_origin != crate::shared_key::Origin::Generated;
-        sources.push(Box::new(swarm::SwarmSource(s.config(
+        let mut cfg = s.config(
             names.clone(),
             tls_names.clone(),
             settings.tcp_entrypoints.clone(),
             ports.clone(),
             opts.drain,
             key_configured,
-        ))));
+        );
+        cfg.settings.acme_resolvers = Some(acme_names.clone());
+        sources.push(Box::new(swarm::SwarmSource(cfg)));
     }
     let mut api = None;
     if let Some(store) = api_store {

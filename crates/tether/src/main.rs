@@ -562,6 +562,19 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                     tether_model::file_config::KeySource::Generated
                 );
                 failed |= !check_certificates(&cfg.settings.tls);
+                // ACME's challenges need their entrypoints, as `tether run` will have them.
+                let mut settings = cfg.settings.clone();
+                for f in &flags {
+                    settings.add_entrypoint(f);
+                }
+                let (errors, warnings) = tether_model::acme::check_settings(&settings);
+                for w in warnings {
+                    println!("warning: {w}");
+                }
+                for e in &errors {
+                    eprintln!("{}: {e}", config.display());
+                }
+                failed |= !errors.is_empty();
             }
             Err(e) => {
                 for m in e.messages() {

@@ -22,6 +22,7 @@ use crate::decl::{
 use crate::rule::Rule;
 use crate::{duration, validate};
 
+mod acme;
 mod tcp;
 
 /// Minimum length of an inline or file affinity key.
@@ -141,6 +142,22 @@ pub(super) fn convert(
             .iter()
             .map(|m| crate::middleware::qualify(m.get_ref().trim(), source.provider))
             .collect();
+        // Only the file declares resolvers; a route of another source is checked by the table.
+        let known = (source.provider == "file").then_some(settings.acme.as_slice());
+        let tls = match &r.tls {
+            None => None,
+            Some(t) => match acme::route_tls(&mut cx, name, t, known) {
+                Some(t) => Some(t),
+                None => continue,
+            },
+        };
+        if let (Some(rule), Some(t)) = (&rule, &tls) {
+            if let Err((field, m)) = crate::acme::wanted(name, rule, t) {
+                let span = r.tls.as_ref().map(|t| t.span());
+                cx.err(span, field, m);
+                continue;
+            }
+        }
         if let Some(rule) = rule {
             routes.push(RouteDecl {
                 name: name.clone(),
@@ -153,6 +170,7 @@ pub(super) fn convert(
                 redirect_https,
                 hsts,
                 middlewares,
+                tls,
             });
         }
     }
@@ -319,6 +337,7 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         tcp_entrypoints,
         tcp: tcp::settings(cx, raw),
         proxy_protocol: tcp::accept_proxy(cx, raw),
+        acme: acme::resolvers(cx, raw),
     }
 }
 

@@ -40,6 +40,39 @@ pub struct RawConfig {
     pub middlewares: BTreeMap<String, S<crate::middleware::RawMiddleware>>,
     #[serde(default)]
     pub tcp: RawTcp,
+    #[serde(default)]
+    pub acme: BTreeMap<String, S<RawAcme>>,
+}
+
+/// `[acme.<name>]`: an ACME resolver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub email: S<String>,
+    pub ca: Option<S<String>>,
+    pub ca_root: Option<S<String>>,
+    pub challenge: Option<S<String>>,
+    pub key_type: Option<S<String>>,
+    pub renew_before: Option<S<String>>,
+    pub max_orders_per_hour: Option<S<i64>>,
+}
+
+/// A route's `tls = { resolver = "le", domains = [{ main, sans }] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTls {
+    pub resolver: Option<S<String>>,
+    #[serde(default)]
+    pub domains: Vec<S<RawDomain>>,
+}
+
+/// One certificate of a route's `tls.domains`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub main: String,
+    #[serde(default)]
+    pub sans: Vec<String>,
 }
 
 /// `[tcp]`: TCP routers and the TCP services they send connections to.
@@ -396,6 +429,7 @@ pub struct RawRoute {
     pub hsts: Option<S<Toggle<RawHsts>>>,
     #[serde(default)]
     pub middlewares: Vec<S<String>>,
+    pub tls: Option<S<RawRouteTls>>,
 }
 
 #[derive(Debug, Deserialize)]

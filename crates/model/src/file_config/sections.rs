@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "services",
     "middlewares",
     "tcp",
+    "acme",
 ];
 
 /// What could be read, every error found, and the services and middlewares left out for their
@@ -101,6 +102,9 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
                     "services",
                     &mut out.left_out_services,
                 )
+            }
+            "acme" => {
+                out.raw.acme = each(src, &mut out.errors, value, "acme", &mut BTreeSet::new())
             }
             "middlewares" => {
                 out.raw.middlewares = each(

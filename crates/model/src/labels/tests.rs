@@ -215,7 +215,7 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
     assert!(all.contains("traefik.http.routers.b.tls.options"), "{all}");
     assert!(
         all.contains("traefik.http.routers.c.tls.certresolver")
-            && all.contains("ACME is not available"),
+            && all.contains("not a DNS name a CA issues for"),
         "{all}"
     );
     // tls on a Tether without a TLS entrypoint.
@@ -2509,4 +2509,139 @@ fn docker_flow_proxy_indexed_labels_are_destinations_of_their_own() {
     );
     let e = errors(&c);
     assert!(e.iter().any(|e| e.contains("label com.df.port.1")), "{e:?}");
+}
+
+#[test]
+fn routers_ask_acme_resolvers_by_tethers_and_traefiks_labels() {
+    let eps = (
+        vec!["web".to_string(), "websecure".to_string()],
+        vec!["websecure".to_string()],
+    );
+    let resolvers = vec!["le".to_string()];
+    let cx = Context {
+        entrypoints: &eps.0,
+        tls_entrypoints: &eps.1,
+        acme_resolvers: Some(&resolvers),
+        ..Default::default()
+    };
+    let traefik = container(
+        "shop",
+        &[
+            ("traefik.http.routers.shop.rule", "Host(`shop.example`)"),
+            ("traefik.http.routers.shop.tls.certresolver", "le"),
+            (
+                "traefik.http.routers.shop.tls.domains[0].main",
+                "shop.example",
+            ),
+            (
+                "traefik.http.routers.shop.tls.domains[0].sans",
+                "www.shop.example,cdn.shop.example",
+            ),
+            ("traefik.http.services.shop.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    );
+    let d = match declare(&traefik, &cx) {
+        Some(Ok(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    let tls = d.routes[0].tls.as_ref().unwrap();
+    assert_eq!(tls.resolver.as_deref(), Some("le"));
+    assert_eq!(
+        tls.domains[0].names(),
+        ["shop.example", "www.shop.example", "cdn.shop.example"]
+    );
+    // Traefik's tls implies the TLS entrypoints.
+    assert_eq!(d.routes[0].entrypoints, ["websecure"]);
+    let tether = container(
+        "api",
+        &[
+            (
+                "tether.http.routers.api.rule",
+                "Host(`api.example`) || Host(`api2.example`)",
+            ),
+            ("tether.http.routers.api.tls.resolver", "le"),
+            ("tether.http.services.api.port", "80"),
+        ],
+        &[],
+    );
+    let d = match declare(&tether, &cx) {
+        Some(Ok(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    let tls = d.routes[0].tls.as_ref().unwrap();
+    assert_eq!(tls.resolver.as_deref(), Some("le"));
+    assert!(tls.domains.is_empty());
+    // A route's own tls does not limit its entrypoints.
+    assert!(d.routes[0].entrypoints.is_empty());
+    let with_domains = container(
+        "api",
+        &[
+            ("tether.http.routers.api.rule", "PathPrefix(`/`)"),
+            ("tether.http.routers.api.tls.resolver", "le"),
+            ("tether.http.routers.api.tls.domains[0].main", "api.example"),
+            (
+                "tether.http.routers.api.tls.domains[0].sans",
+                "v1.api.example",
+            ),
+            ("tether.http.services.api.port", "80"),
+        ],
+        &[],
+    );
+    let d = match declare(&with_domains, &cx) {
+        Some(Ok(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    let tls = d.routes[0].tls.as_ref().unwrap();
+    assert_eq!(tls.domains[0].names(), ["api.example", "v1.api.example"]);
+    // Refused, each at its label: an unknown resolver, no name, a wildcard, a domain with no main.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 4] = [
+        (
+            &[
+                ("traefik.http.routers.r.rule", "Host(`a.example`)"),
+                ("traefik.http.routers.r.tls.certresolver", "myresolver"),
+            ],
+            "traefik.http.routers.r.tls.certresolver",
+            "no ACME resolver named \"myresolver\" (Tether's: le)",
+        ),
+        (
+            &[
+                ("tether.http.routers.r.rule", "PathPrefix(`/`)"),
+                ("tether.http.routers.r.tls.resolver", "le"),
+            ],
+            "tether.http.routers.r.tls.resolver",
+            "no name to order",
+        ),
+        (
+            &[
+                ("traefik.http.routers.r.rule", "PathPrefix(`/`)"),
+                ("traefik.http.routers.r.tls.certresolver", "le"),
+                ("traefik.http.routers.r.tls.domains[0].main", "*.a.example"),
+            ],
+            "traefik.http.routers.r.tls.certresolver",
+            "\"*.a.example\": a wildcard certificate needs the DNS-01 challenge",
+        ),
+        (
+            &[
+                ("traefik.http.routers.r.rule", "Host(`a.example`)"),
+                ("traefik.http.routers.r.tls.certresolver", "le"),
+                ("traefik.http.routers.r.tls.domains[0].sans", "b.example"),
+            ],
+            "traefik.http.routers.r.tls.domains[0].sans",
+            "no main name",
+        ),
+    ];
+    for (labels, key, message) in cases {
+        let c = container("r", labels, &[]);
+        let all = match declare(&c, &cx) {
+            Some(Err(e)) => e
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => panic!("{labels:?}: {other:?}"),
+        };
+        assert!(all.contains(key) && all.contains(message), "{key}: {all}");
+    }
 }

@@ -9,6 +9,8 @@
 //! | `tether.http.services.<s>.scheme` | `https`: TLS to the container (`.tls.*` as the file's `tls`) |
 //! | `tether.http.middlewares.<m>.<type>.<field>` | `middlewares.<m>.<type>.<field>` (lists comma-separated) |
 //! | `tether.http.routers.<r>.middlewares` | `routes.<r>.middlewares`: `a,b,auth@file`, run in order |
+//! | `tether.http.routers.<r>.tls.resolver` | `routes.<r>.tls.resolver`: the ACME resolver that orders its certificate |
+//! | `tether.http.routers.<r>.tls.domains[n].main`, `.sans` | `routes.<r>.tls.domains`: the names to order (sans comma-separated) |
 //! | `tether.docker.network` | the network to reach the container on |
 //! | `tether.enable` | `false` leaves the container out |
 //! | `tether.tls.secret` | a certificate and key from a Docker secret of Tether's ([`super::certs`]) |
@@ -22,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::acme::DomainLabels;
 use super::{address, port, scoped, Container, Context, LabelError, Source, Translation};
 use crate::file_config::{self, ConfigError};
 use crate::validate::MAX_WEIGHT;
@@ -79,6 +82,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut routers: BTreeMap<String, bool> = BTreeMap::new();
     let mut tcp_services: BTreeMap<String, ServerLabels<'_>> = BTreeMap::new();
     let mut tcp_routers: BTreeMap<String, bool> = BTreeMap::new();
+    let mut domains: BTreeMap<&str, DomainLabels<'_>> = BTreeMap::new();
     for (key, value) in &c.labels {
         // tether.tls.*: the certificate, read by `certs`.
         if !key.starts_with("tether.")
@@ -136,6 +140,15 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 }
             }
         } else if let Some(rest) = key.strip_prefix(ROUTERS) {
+            // `tls.domains[n].main` / `.sans`: an array of tables, written whole below.
+            if let Some((name, field)) = rest.split_once('.') {
+                if let Some(r) = domains.entry(name).or_default().take(field, key, value) {
+                    if let Err(m) = r {
+                        errors.push(c.label_error(key, m));
+                    }
+                    continue;
+                }
+            }
             match rest.split_once('.') {
                 Some((name, field)) => {
                     let has_service = routers.entry(name.to_string()).or_default();
@@ -200,6 +213,34 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 key,
                 "unknown label: expected tether.enable, tether.docker.network, tether.http.routers.<name>.<field>, tether.http.services.<name>.<field>, tether.http.middlewares.<name>.<type>.<field>, tether.tcp.routers.<name>.<field> or tether.tcp.services.<name>.<field>",
             ));
+        }
+    }
+    for (router, d) in &domains {
+        let (Some(first), false) = (d.first_key(), d.is_empty()) else {
+            continue;
+        };
+        match d.domains() {
+            Ok(list) => {
+                let items: Vec<String> = list
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{{ main = {}, sans = {} }}",
+                            quote(&d.main),
+                            array(d.sans.clone())
+                        )
+                    })
+                    .collect();
+                doc.line(
+                    format!(
+                        "routes.{}.tls.domains = [{}]",
+                        quote(router),
+                        items.join(", ")
+                    ),
+                    Some(first),
+                );
+            }
+            Err((k, m)) => errors.push(c.label_error(k, m)),
         }
     }
     let tcp_only = services.is_empty() && !(tcp_services.is_empty() && tcp_routers.is_empty());

@@ -68,6 +68,8 @@ pub struct Settings {
     pub dockercloud: tether_model::labels::dockercloud::ProxyWide,
     /// `--interlock-ext-name`: the Interlock extension name whose containers are Tether's.
     pub interlock_ext_name: Option<String>,
+    /// The ACME resolvers (`[acme.NAME]`) a label may name; `None`: not checked here.
+    pub acme_resolvers: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -84,6 +86,7 @@ impl Settings {
             secrets_dir: self.secrets_dir.as_deref(),
             dockercloud: Some(&self.dockercloud),
             interlock_ext_name: self.interlock_ext_name.as_deref(),
+            acme_resolvers: self.acme_resolvers.as_deref(),
         }
     }
 }

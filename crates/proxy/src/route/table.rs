@@ -107,6 +107,8 @@ pub struct CompileInput<'a> {
     pub tcp_entrypoints: &'a [String],
     /// Every source's TCP routers.
     pub tcp_routes: &'a [TcpRouteDecl],
+    /// The ACME resolvers (`[acme.NAME]`) a route's `tls.resolver` may name.
+    pub acme_resolvers: &'a [String],
 }
 
 /// Every reason [`compile`] would refuse these declarations (none: it would build a table).
@@ -157,6 +159,7 @@ pub fn check(
             ));
         }
     }
+    errors.extend(acme_requests(routes, input));
     let tls = crate::tcp::check::tls_names(input);
     let eps = crate::tcp::check::entrypoints(input, &tls);
     errors.extend(validate::tcp::routers(services, input.tcp_routes, &eps));
@@ -172,6 +175,59 @@ pub fn check(
                 errors.push(tls_error(&s.name, &e));
                 break;
             }
+        }
+    }
+    errors
+}
+
+/// What routes ask ACME resolvers to order: a resolver Tether has, names a CA can issue for,
+/// and no name that a TLS passthrough router takes (its server answers for it, not Tether).
+fn acme_requests(routes: &[RouteDecl], input: &CompileInput<'_>) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    for r in routes {
+        let Some(tls) = &r.tls else { continue };
+        let Some(resolver) = &tls.resolver else {
+            continue;
+        };
+        let field = format!("routes.{}.tls.resolver", r.name);
+        if !input.acme_resolvers.contains(resolver) {
+            let known = if input.acme_resolvers.is_empty() {
+                "Tether has none: declare it as [acme.NAME] in tether.toml".to_string()
+            } else {
+                format!("Tether's: {}", input.acme_resolvers.join(", "))
+            };
+            errors.push(ValidationError::new(
+                field,
+                format!("no ACME resolver named {resolver:?} ({known})"),
+            ));
+            continue;
+        }
+        let wanted = match tether_model::acme::wanted(&r.name, &r.rule, tls) {
+            Ok(w) => w,
+            Err((field, m)) => {
+                errors.push(ValidationError::new(field, m));
+                continue;
+            }
+        };
+        let passthrough = wanted.iter().flat_map(|w| &w.names).find_map(|n| {
+            let conn = tether_model::ConnView {
+                sni: Some(n),
+                client: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            };
+            input
+                .tcp_routes
+                .iter()
+                .find(|t| t.passthrough && t.rule.matches_conn(&conn))
+                .map(|t| (n, t))
+        });
+        if let Some((n, t)) = passthrough {
+            errors.push(ValidationError::new(
+                field,
+                format!(
+                    "{n:?} is passed through to a server by TCP router {:?}: that server holds its certificate, so Tether cannot order one for it",
+                    t.name
+                ),
+            ));
         }
     }
     errors
@@ -421,6 +477,7 @@ mod tests {
             redirect_https: None,
             hsts: None,
             middlewares: Vec::new(),
+            tls: None,
         };
         let routes = vec![route(-3, vec!["web".into()]), route(12, Vec::new())];
         let services = vec![service];

@@ -3,17 +3,20 @@
 //! - `traefik.http.routers.<r>.entrypoints=web,websecure`: Tether's entrypoints of those names,
 //!   or its plain and its TLS entrypoint for `web`/`http` and `websecure`/`https`;
 //! - `traefik.http.routers.<r>.tls=true` (or any `tls.*`): served on the TLS entrypoints only.
-//!   `tls.domains` is accepted: the certificate comes from Tether's store, picked by SNI.
-//!   `tls.certresolver` is refused, since Tether has no ACME client yet (accepting it would
-//!   leave the route without the certificate it asks for); `tls.options` other than `default` is
-//!   refused (TLS options are set per entrypoint in Tether);
+//!   `tls.certresolver` names the ACME resolver (`[acme.NAME]`) that orders the route's
+//!   certificate, for the names of `tls.domains[n].main`/`.sans`, else of its rule's `Host`
+//!   matchers; without a resolver, `tls.domains` only asks for TLS (the certificate is picked by
+//!   SNI from Tether's store); `tls.options` other than `default` is refused (TLS options are
+//!   set per entrypoint in Tether);
 //! - `traefik.http.routers.<r>.middlewares=a,b,auth@file`: the route's middlewares, in order
 //!   (`a` is `a@docker`, defined on any container's labels, see [`super::middlewares`]).
 
 use std::collections::BTreeMap;
 
 use super::super::{list, parse_bool, Container, Context, LabelError};
+use crate::acme::RouteTls;
 use crate::decl::{Hsts, HttpsRedirect, RouteDecl};
+use crate::labels::acme::DomainLabels;
 
 /// Fields by lower-case name: (original key, value).
 pub(crate) type Fields<'a> = BTreeMap<String, (&'a str, &'a str)>;
@@ -59,6 +62,8 @@ fn tls(
 ) -> Result<(), LabelError> {
     let mut on = false;
     let mut key = None;
+    let mut resolver: Option<(&str, &str)> = None;
+    let mut domains = DomainLabels::default();
     for (field, (k, v)) in fields.range("tls".to_string()..) {
         if field != "tls" && !field.starts_with("tls.") {
             break;
@@ -72,9 +77,10 @@ fn tls(
             }
             on = true;
         } else if field == "tls.certresolver" {
-            return Err(c.label_error(k, "not supported yet: ACME is not available in Tether; give the certificate another way (tether.toml [[tls.certificates]], PUT /api/certificates/NAME, or a Docker secret named by the label tether.tls.secret) and set tls=true"));
-        } else if field.starts_with("tls.domains") {
-            // The certificate is Tether's, picked by SNI.
+            resolver = Some((k, v.trim()));
+            on = true;
+        } else if let Some(r) = domains.take(field, k, v) {
+            r.map_err(|m| c.label_error(k, m))?;
             on = true;
         } else {
             return Err(c.label_error(
@@ -86,6 +92,19 @@ fn tls(
     let (true, Some(k)) = (on, key) else {
         return Ok(());
     };
+    // With a resolver, the names it orders; without one, `tls.domains` only says the route is
+    // served over TLS (the certificate is picked by SNI from Tether's store).
+    if let Some((rk, name)) = resolver {
+        let list = domains.domains().map_err(|(dk, m)| c.label_error(dk, m))?;
+        let tls = RouteTls {
+            resolver: Some(name.to_string()),
+            domains: list,
+        };
+        if let Err((_, m)) = crate::acme::wanted(&r.name, &r.rule, &tls) {
+            return Err(c.label_error(rk, m));
+        }
+        r.tls = Some(tls);
+    }
     let tls = cx.tls_only().map_err(|m| c.label_error(k, m))?;
     if r.entrypoints.is_empty() {
         r.entrypoints = tls;
