@@ -1,5 +1,5 @@
 //! Certificates: `GET /api/certificates` (every certificate served, from every source, never
-//! its key), and `GET`/`PUT`/`DELETE /api/certificates/NAME` for those kept in the API's store
+//! its key, and the state of each one ACME keeps), and `GET`/`PUT`/`DELETE /api/certificates/NAME` for those kept in the API's store
 //! (etcd's, when one is configured: every replica then serves the same certificate).
 //!
 //! A `PUT` body is `{"cert": PEM, "key": PEM, "default": false}`, or the PEM text itself (the
@@ -85,9 +85,29 @@ fn served(s: &AppState) -> Vec<Value> {
         .collect()
 }
 
-/// `GET /api/certificates`
+/// `GET /api/certificates`: every certificate served; those ACME keeps carry an `acme` object
+/// (resolver, state, next renewal, last error with the CA's problem document), and those ACME
+/// has not issued yet (ordering, failed, waiting) are listed too, with no serial.
 pub async fn list(State(s): State<AppState>) -> Json<Value> {
-    Json(Value::Array(served(&s)))
+    let mut all = served(&s);
+    if let Some(acme) = s.control.acme() {
+        for st in acme.certificates() {
+            let state = serde_json::to_value(&st).unwrap_or(Value::Null);
+            match all
+                .iter_mut()
+                .find(|c| c["source"] == certs::ACME_SOURCE && c["name"] == st.id.as_str())
+            {
+                Some(c) => c["acme"] = state,
+                None => all.push(json!({
+                    "name": st.id,
+                    "source": certs::ACME_SOURCE,
+                    "names": st.names,
+                    "acme": state,
+                })),
+            }
+        }
+    }
+    Json(Value::Array(all))
 }
 
 /// `GET /api/certificates/NAME`: one kept in the API's store.

@@ -7,7 +7,8 @@
 //! `tether_config_reloads_total`), and add what Traefik does not export: per-server requests and
 //! in-flight, affinity outcomes, the discovery lag (`tether_discovery_lag_seconds{source}`, from a
 //! container's or task's event to its table serving), the applied version as an info metric, and
-//! each served certificate's expiry (`tether_tls_certs_not_after`, as Traefik's).
+//! each served certificate's expiry (`tether_tls_certs_not_after`, as Traefik's), and ACME's
+//! orders (`tether_acme_orders_total{resolver,result}`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -527,6 +528,23 @@ impl Collector for Tether {
             MetricType::Gauge,
             gauges(vec![(vec![("version", status.version.clone())], 1)]),
         )?;
+        if let Some(acme) = self.control.acme() {
+            let rows = acme
+                .orders()
+                .into_iter()
+                .map(|((resolver, result), n)| {
+                    (vec![("resolver", resolver), ("result", result)], n)
+                })
+                .collect();
+            family(
+                &mut enc,
+                "tether_acme_orders",
+                "ACME orders this process placed, by resolver and result (success, error).",
+                None,
+                MetricType::Counter,
+                counters(rows),
+            )?;
+        }
         if let Some(store) = &self.certificates {
             let rows = store
                 .loaded()

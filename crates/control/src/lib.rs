@@ -33,6 +33,19 @@ struct Merged<'a> {
     tcp_routes: Cow<'a, [TcpRouteDecl]>,
 }
 
+/// The certificates `routes` ask ACME resolvers for, each once, in a stable order.
+fn acme_wanted(routes: &[RouteDecl]) -> Vec<tether_model::acme::Wanted> {
+    let mut out: Vec<tether_model::acme::Wanted> = routes
+        .iter()
+        .filter_map(|r| Some((r, r.tls.as_ref()?)))
+        .filter_map(|(r, t)| tether_model::acme::wanted(&r.name, &r.rule, t).ok())
+        .flatten()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Every provider's declarations, in provider order. Borrowed when one provider declares them
 /// all (a file, or the engine, alone): a reload of 10,000 routes then copies none of them.
 fn merged(providers: &BTreeMap<String, Arc<ProviderUpdate>>) -> Merged<'_> {
@@ -164,6 +177,10 @@ pub struct Control {
     secrets: std::sync::OnceLock<Secrets>,
     /// The ACME resolvers routes may name ([`Control::set_acme_resolvers`]).
     acme_resolvers: std::sync::OnceLock<Vec<String>>,
+    /// The certificates the served table's routes ask ACME resolvers for.
+    acme_wanted: tokio::sync::watch::Sender<Vec<tether_model::acme::Wanted>>,
+    /// The ACME client, when resolvers are declared ([`Control::set_acme`]).
+    acme: std::sync::OnceLock<tether_acme::Acme>,
     state: Mutex<State>,
 }
 
@@ -200,6 +217,8 @@ impl Control {
             certificates: std::sync::OnceLock::new(),
             secrets: std::sync::OnceLock::new(),
             acme_resolvers: std::sync::OnceLock::new(),
+            acme_wanted: tokio::sync::watch::Sender::new(Vec::new()),
+            acme: std::sync::OnceLock::new(),
             state: Mutex::new(State::default()),
         })
     }
@@ -261,11 +280,17 @@ impl Control {
             Ok(table) => {
                 let version = table.version.clone();
                 let (nr, ns) = (m.routes.len(), m.services.len());
+                let wanted = acme_wanted(&m.routes);
                 drop(m);
                 let table = Arc::new(table);
                 let old = self.store.swap(table.clone());
                 // Requests waiting for a server that this table brings go now.
                 tether_proxy::handler::wake_waiting(&table);
+                self.acme_wanted.send_if_modified(|w| {
+                    let changed = *w != wanted;
+                    *w = wanted;
+                    changed
+                });
                 drop(table);
                 // From the update to the new table serving; what follows is clean-up.
                 let took_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -471,6 +496,21 @@ impl Control {
             tcp_entrypoints: &self.tcp_entrypoints,
             tcp_routes: &m.tcp_routes,
         }
+    }
+
+    /// What the served table's routes ask ACME resolvers to order, as it changes.
+    pub fn acme_wanted(&self) -> tokio::sync::watch::Receiver<Vec<tether_model::acme::Wanted>> {
+        self.acme_wanted.subscribe()
+    }
+
+    /// The ACME client, for the admin API's reads; set once.
+    pub fn set_acme(&self, acme: tether_acme::Acme) {
+        let _ = self.acme.set(acme);
+    }
+
+    /// The ACME client, when resolvers are declared.
+    pub fn acme(&self) -> Option<&tether_acme::Acme> {
+        self.acme.get()
     }
 
     /// The ACME resolvers (`[acme.NAME]`) routes may name; set once, before the first update.

@@ -295,6 +295,12 @@ pub fn wanted(route: &str, rule: &Rule, tls: &RouteTls) -> Result<Vec<Wanted>, (
 /// that port there (Docker's published port, say).
 pub fn check_settings(settings: &crate::file_config::Settings) -> (Vec<String>, Vec<String>) {
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    if !settings.acme.is_empty() && settings.tls.entrypoints.is_empty() {
+        errors.push(format!(
+            "acme.{}: the certificates ordered serve on TLS entrypoints, and there is none: add one (websecure = {{ address = \"0.0.0.0:443\", tls = true }})",
+            settings.acme[0].name
+        ));
+    }
     for r in &settings.acme {
         let field = format!("acme.{}.challenge", r.name);
         let candidates: Vec<&(String, std::net::SocketAddr)> = settings

@@ -2,7 +2,8 @@
 //!
 //! 1. **admit** ([`admit`]): one `Host`, a target within limits, the path in normal form; and
 //!    the client's address, computed once;
-//! 2. **local answers** ([`local`]): what Tether answers itself (the stats page);
+//! 2. **local answers** ([`local`]): what Tether answers itself (ACME HTTP-01 tokens, the stats
+//!    page);
 //! 3. **route** ([`route`]): the host, and the route the request takes on its entrypoint;
 //! 4. **request middlewares** ([`rewrite`], running the route's [`crate::middleware::Chain`]):
 //!    `redirect_https` first, then the route's middlewares in order, until one answers or all
@@ -124,6 +125,11 @@ async fn pipeline(
         l.client = admit::client(peer, &head, &shared.cfg.trusted_proxies);
     }
     // Phase 2, local answers.
+    if let Some(c) = &shared.cfg.acme {
+        if let Some(answer) = local::acme_challenge(c, &head) {
+            return answer;
+        }
+    }
     if let Some(m) = &shared.cfg.stats_page {
         if let Some(answer) = local::stats_page(m, ep, &head) {
             return answer;

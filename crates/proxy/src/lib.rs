@@ -11,11 +11,12 @@
 //! TCP routers take connections rather than requests: [`tcp`] (choosing a router, the
 //! ClientHello peek for passthrough, the byte pipe that WebSocket tunnels share).
 //!
-//! Beside them: [`headers`] (hop-by-hop and forwarding fields), [`request`] (a request's head
+//! Beside them: [`acme`] (the answers to pending ACME challenges), [`headers`] (hop-by-hop and forwarding fields), [`request`] (a request's head
 //! wherever it was parsed), `idle` (each client connection's watchdog), [`health`] (active
 //! checks), `admit` (connections per client), [`stats`] (counters and the access log, bumped
 //! once at each request's end).
 
+pub mod acme;
 mod admit;
 pub mod answer;
 pub mod edit;
@@ -65,4 +66,6 @@ pub struct ProxyConfig {
     /// How long a client has to send its whole ClientHello where routers read it
     /// (`[tcp] hello_timeout`).
     pub hello_timeout: std::time::Duration,
+    /// Pending ACME challenges, answered before routing (`[acme]` resolvers declared).
+    pub acme: Option<Arc<acme::Challenges>>,
 }

@@ -17,6 +17,7 @@ use tether_whoami::{Stats, Whoami};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub mod acme;
 pub mod admin;
 pub mod docker;
 pub mod etcd;

@@ -402,9 +402,15 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         .transpose()
         .context("--admin")?;
     let certificates = certificates(&settings.tls, opts.default_certificate.as_ref())?;
+    // ACME's challenge answers, read by every entrypoint, when resolvers are declared.
+    let challenges = (!settings.acme.is_empty()).then(tether_proxy::acme::Challenges::new);
+    if !settings.acme.is_empty() && opts.store.is_some() {
+        bail!("[acme] with --store: ordering once for every replica through the store is not available yet; run the replicas without --store, or give certificates through the admin API");
+    }
     let (listeners, entrypoints) = bind(
         &settings,
         certificates.as_ref(),
+        challenges.as_ref(),
         &mut inherited,
         &mut handed,
     )
@@ -439,6 +445,18 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     control.set_acme_resolvers(settings.acme.iter().map(|r| r.name.clone()).collect());
     if let Some(store) = &certificates {
         control.serve_certificates(store.clone());
+    }
+    if let (Some(c), Some(store)) = (&challenges, &certificates) {
+        let dir =
+            tether_acme::DirStore::open(&opts.state_dir, c.clone()).context("the ACME store")?;
+        tracing::info!(resolvers = settings.acme.len(), store = %dir.describe(), "ACME: ordering the certificates routes ask for");
+        let acme = tether_acme::Acme::start(
+            settings.acme.clone(),
+            dir,
+            store.clone(),
+            control.acme_wanted(),
+        );
+        control.set_acme(acme);
     }
 
     let swarm = match (&opts.swarm, &settings.swarm) {
@@ -570,6 +588,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             idle: settings.timeouts.tunnel,
         },
         hello_timeout: settings.tcp.hello_timeout,
+        acme: challenges.clone(),
     };
     let serving = tokio::spawn(tether_proxy::serve(
         listeners,
@@ -639,6 +658,7 @@ fn certificates(
 async fn bind(
     settings: &Settings,
     store: Option<&Arc<CertStore>>,
+    challenges: Option<&Arc<tether_proxy::acme::Challenges>>,
     inherited: &mut Sockets,
     handed: &mut Sockets,
 ) -> anyhow::Result<(Vec<Listener>, Vec<(String, SocketAddr)>)> {
@@ -646,7 +666,12 @@ async fn bind(
     let mut entrypoints = Vec::new();
     for (name, addr) in &settings.entrypoints {
         let tls = match (settings.tls.entrypoints.get(name), store) {
-            (Some(opts), Some(store)) => Some(tls::acceptor(name, opts, store.clone())?),
+            (Some(opts), Some(store)) => Some(tls::acceptor(
+                name,
+                opts,
+                store.clone(),
+                challenges.cloned(),
+            )?),
             _ => None,
         };
         let socket = upgrade::entrypoint(name);

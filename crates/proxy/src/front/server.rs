@@ -390,7 +390,14 @@ async fn handshake(
             return None;
         }
     };
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let alpn = tls.get_ref().1.alpn_protocol();
+    if super::tls::is_acme_validation(alpn) {
+        // The CA has seen the validation certificate: nothing more is said on this connection.
+        let mut tls = tls;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return None;
+    }
+    let h2 = alpn == Some(b"h2");
     Some((ClientStream::Tls(Box::new(tls)), h2))
 }
 

@@ -13,6 +13,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
+use crate::acme::{Challenges, ACME_TLS_ALPN};
 use certs::CertStore;
 
 /// Why an entrypoint's TLS cannot be set up.
@@ -28,11 +29,27 @@ pub struct TlsSetupError {
 struct Resolver {
     store: Arc<CertStore>,
     strict: bool,
+    /// Pending TLS-ALPN-01 challenges, when ACME is on.
+    acme: Option<Arc<Challenges>>,
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name();
+        // A CA's TLS-ALPN-01 validation offers `acme-tls/1` alone (RFC 8737 section 3): it gets
+        // the name's validation certificate, or no handshake; never a served certificate.
+        let acme_only = hello
+            .alpn()
+            .map(|mut p| p.next() == Some(ACME_TLS_ALPN) && p.next().is_none())
+            .unwrap_or(false);
+        if acme_only {
+            let cert = match (&self.acme, name) {
+                (Some(c), Some(n)) => c.alpn_cert(n),
+                _ => None,
+            };
+            tracing::info!(sni = ?name, answered = cert.is_some(), "ACME: TLS-ALPN-01 validation handshake");
+            return cert;
+        }
         let picked = self.store.pick(name, self.strict);
         if picked.is_none() {
             tracing::debug!(sni = ?name, "TLS: no certificate for this name (strict_sni): handshake refused");
@@ -41,11 +58,13 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// The acceptor of TLS entrypoint `name` with options `opts`, serving from `store`.
+/// The acceptor of TLS entrypoint `name` with options `opts`, serving from `store`; with `acme`,
+/// it also answers pending TLS-ALPN-01 challenges (and offers `acme-tls/1` for them).
 pub fn acceptor(
     name: &str,
     opts: &EntrypointTls,
     store: Arc<CertStore>,
+    acme: Option<Arc<Challenges>>,
 ) -> Result<TlsAcceptor, TlsSetupError> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -62,7 +81,19 @@ pub fn acceptor(
         .with_cert_resolver(Arc::new(Resolver {
             store,
             strict: opts.strict_sni,
+            acme: acme.clone(),
         }));
     cfg.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    if acme.is_some() {
+        // Chosen only by a client that offers it alone (a CA validating); the connection is then
+        // closed after the handshake ([`is_acme_validation`]).
+        cfg.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Did this handshake choose `acme-tls/1`: a CA validating a TLS-ALPN-01 challenge, whose
+/// connection ends with the handshake (RFC 8737 section 3).
+pub fn is_acme_validation(alpn: Option<&[u8]>) -> bool {
+    alpn == Some(ACME_TLS_ALPN)
 }

@@ -6,8 +6,8 @@
 //!
 //! Certificates come from sources: `tether.toml`'s files, the admin API (kept in its store,
 //! etcd's shared by every replica), and providers (a Docker secret named by a label, a
-//! dockercloud/haproxy `SSL_CERT`). When two claim a name, the file's wins, then the API's,
-//! then the providers'. The served set is swapped whole ([`CertStore::set_source`],
+//! dockercloud/haproxy `SSL_CERT`), and ACME's orders. When two claim a name, the file's wins, then
+//! the API's, then ACME's, then the providers'. The served set is swapped whole ([`CertStore::set_source`],
 //! [`CertStore::refresh`]), so a handshake sees the old set or the new one, never a mix; a
 //! certificate that fails its checks never serves, and the version of it before keeps serving.
 
@@ -289,14 +289,26 @@ impl Entry {
 /// are read at start and followed as files, not declared by its updates).
 pub const FILE_SOURCE: &str = "tls.certificates";
 
+/// The source name of the certificates ACME ordered.
+pub const ACME_SOURCE: &str = "acme";
+
 /// Sources in the order their certificates claim names: `tether.toml`'s first, then the API's,
-/// then the providers' (Docker labels).
+/// then ACME's, then the providers' (Docker labels).
 fn rank(provider: &str) -> u8 {
     match provider {
         FILE_SOURCE => 0,
         "api" | "etcd" => 1,
-        _ => 2,
+        ACME_SOURCE => 2,
+        _ => 3,
     }
+}
+
+/// Does a certificate of names `names` serve `name` (exactly, or by a wildcard one label up)?
+fn covers(names: &[String], name: &str) -> bool {
+    names.iter().any(|n| match n.strip_prefix("*.") {
+        Some(parent) => name.split_once('.').is_some_and(|(_, p)| p == parent),
+        None => n == name,
+    })
 }
 
 /// The certificates served, by name.
@@ -489,6 +501,17 @@ impl CertStore {
     /// What is served now.
     pub fn loaded(&self) -> Vec<Loaded> {
         self.set.load().loaded.clone()
+    }
+
+    /// Is `name` served by a certificate of a source that ranks above ACME's (`tether.toml`'s or
+    /// the API's)? Then ACME orders nothing for it.
+    pub fn covered_above_acme(&self, name: &str) -> bool {
+        let acme = rank(ACME_SOURCE);
+        self.set
+            .load()
+            .loaded
+            .iter()
+            .any(|l| rank(&l.provider) < acme && covers(&l.names, name))
     }
 
     /// Is there no certificate to serve?
