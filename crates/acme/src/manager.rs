@@ -57,6 +57,8 @@ pub(crate) struct Manager {
     retry: HashMap<String, (u32, Instant)>,
     /// Each certificate's fraction of the largest jitter, drawn once.
     jitter: HashMap<String, f64>,
+    /// Resolvers whose stored account the CA no longer knows.
+    fresh_account: std::collections::HashSet<String>,
 }
 
 impl Manager {
@@ -77,6 +79,7 @@ impl Manager {
             placed: HashMap::new(),
             retry: HashMap::new(),
             jitter: HashMap::new(),
+            fresh_account: Default::default(),
         }
     }
 
@@ -234,13 +237,16 @@ impl Manager {
             .or_default()
             .push_back(now);
         self.set(id, |s| s.state = State::Ordering);
-        let result = match self.account(&resolver).await {
-            Ok(account) => {
-                tracing::info!(certificate = %id, resolver = %w.resolver, names = %w.names.join(","), "ACME: ordering");
-                order::order(&account, &resolver, &w.names, &self.store).await
-            }
-            Err(e) => Err(e),
-        };
+        tracing::info!(certificate = %id, resolver = %w.resolver, names = %w.names.join(","), "ACME: ordering");
+        let mut result = self.order_once(&resolver, &w.names).await;
+        if matches!(&result, Err(e) if e.account_gone()) {
+            // The CA no longer knows the account (a CA reset, a staging wipe): a new account,
+            // and the order again.
+            tracing::warn!(resolver = %w.resolver, "ACME: the CA does not know the account any more: making a new one");
+            self.accounts.remove(&resolver.name);
+            self.fresh_account.insert(resolver.name.clone());
+            result = self.order_once(&resolver, &w.names).await;
+        }
         let next = match result {
             Ok(cert) => match self.store.put_cert(id, &cert).await {
                 Ok(()) => {
@@ -252,6 +258,11 @@ impl Manager {
                         s.next_attempt = None;
                         s.orders += 1;
                     });
+                    let lifetime =
+                        Duration::from_secs(cert.not_after.saturating_sub(cert.not_before));
+                    if resolver.renew_before.is_some_and(|b| b >= lifetime) {
+                        tracing::warn!(certificate = %id, "ACME: renew_before is as long as the certificate's lifetime ({}): it is due again at once, and renewed as often as max_orders_per_hour allows", humantime::format_duration(lifetime));
+                    }
                     // Serve it at once, and work out its renewal.
                     now
                 }
@@ -275,6 +286,16 @@ impl Manager {
         let jitter = max_jitter(lifetime).mul_f64(f);
         let at = resolver.renew_at(nb, na);
         at.checked_sub(jitter).unwrap_or(at)
+    }
+
+    /// One order through the resolver's account.
+    async fn order_once(
+        &mut self,
+        resolver: &AcmeResolver,
+        names: &[String],
+    ) -> Result<StoredCert, OrderError> {
+        let account = self.account(resolver).await?;
+        order::order(&account, resolver, names, &self.store).await
     }
 
     /// Record a failed order; when to try again.
@@ -309,11 +330,14 @@ impl Manager {
             Some(p) => Account::builder_with_root(p),
             None => Account::builder(),
         };
-        let stored = self
-            .store
-            .account(&id)
-            .await
-            .map_err(OrderError::from_store)?;
+        let stored = if self.fresh_account.remove(&r.name) {
+            None
+        } else {
+            self.store
+                .account(&id)
+                .await
+                .map_err(OrderError::from_store)?
+        };
         let account =
             match stored.and_then(|b| serde_json::from_slice::<AccountCredentials>(&b).ok()) {
                 Some(creds) => builder()?.from_credentials(creds).await?,

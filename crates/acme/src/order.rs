@@ -54,6 +54,13 @@ impl OrderError {
         }
     }
 
+    /// Does the CA no longer know the account?
+    pub fn account_gone(&self) -> bool {
+        self.problem_type
+            .as_deref()
+            .is_some_and(|t| t.ends_with(":accountDoesNotExist"))
+    }
+
     /// Is this the CA's rate limit (then the backoff waits longer, never less)?
     pub fn rate_limited(&self) -> bool {
         self.problem_type

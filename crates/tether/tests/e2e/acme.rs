@@ -1,7 +1,8 @@
 //! ACME against a real CA (Pebble, Let's Encrypt's test server, validating for real on the ports
 //! of Tether's entrypoints): a route's certificate ordered by HTTP-01 and by TLS-ALPN-01, then
 //! served to a client that trusts only the CA's root; challenge paths answered only for pending
-//! tokens; a restart that orders nothing.
+//! tokens; a restart that orders nothing; a renewal under a stream of handshakes; a CA that is
+//! down while a renewal is due.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -37,10 +38,21 @@ async fn setup(stem: &str) -> Option<Setup> {
 }
 
 async fn start(s: &Setup, dir: &TempDir, challenge: &str, backend: &Backend) -> Instance {
+    start_with(s, dir, challenge, "", backend).await
+}
+
+/// With `extra` lines in the resolver's table.
+async fn start_with(
+    s: &Setup,
+    dir: &TempDir,
+    challenge: &str,
+    extra: &str,
+    backend: &Backend,
+) -> Instance {
     let toml = format!(
         "[entrypoints]\nweb = \"127.0.0.1:{}\"\n\
          websecure = {{ address = \"127.0.0.1:{}\", tls = true }}\n{KEY}\
-         [acme.pebble]\nemail = \"ops@tether.test\"\nca = \"{}\"\nca_root = \"{}\"\nchallenge = \"{challenge}\"\n\
+         [acme.pebble]\nemail = \"ops@tether.test\"\nca = \"{}\"\nca_root = \"{}\"\nchallenge = \"{challenge}\"\n{extra}\
          [routes.shop]\nrule = \"Host(`{}`)\"\nservice = \"shop\"\ntls = {{ resolver = \"pebble\" }}\n\
          [routes.other]\nrule = \"PathPrefix(`/`)\"\nservice = \"shop\"\npriority = 1\n\
          [services.shop]\nservers = [{{ name = \"shop-1\", url = \"{}\" }}]\n",
@@ -157,5 +169,131 @@ async fn a_route_gets_its_certificate_by_tls_alpn01() {
     // No validation is pending now: a hello offering acme-tls/1 alone gets no handshake.
     let h = tether_testkit::tls::connect(i.addr("websecure"), Some(&s.name), &["acme-tls/1"]).await;
     assert!(h.is_err(), "a validation handshake with nothing pending");
+    i.shutdown().await;
+}
+
+/// The serial of the certificate served for `name`, trusting `root`; `None` if the handshake fails.
+async fn serial_now(addr: std::net::SocketAddr, name: &str, root: &str) -> Result<String, String> {
+    let h = connect_trusting(addr, name, root)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&h.cert).map_err(|e| e.to_string())?;
+    Ok(cert.raw_serial_as_string())
+}
+
+#[tokio::test]
+async fn a_renewal_under_a_stream_of_handshakes_serves_the_new_serial_and_none_fails() {
+    let Some(s) = setup("renew").await else {
+        return;
+    };
+    let root = s.ca.root_pem().await;
+    let backend = Backend::spawn("shop").await;
+    let dir = TempDir::new("tether-acme-renew");
+    // Pebble's certificates live 5 years: renewing 6 years ahead makes each one due at once,
+    // and max_orders_per_hour = 2 lets exactly one renewal follow the first order.
+    let i = start_with(
+        &s,
+        &dir,
+        "http-01",
+        "renew_before = \"52560h\"\nmax_orders_per_hour = 2\n",
+        &backend,
+    )
+    .await;
+    let addr = i.addr("websecure");
+    let first = served_serial(&i, &s, &root).await;
+    let started = std::time::Instant::now();
+    let (mut handshakes, mut serials) = (0u32, vec![first.clone()]);
+    while started.elapsed() < Duration::from_secs(30) {
+        let serial = serial_now(addr, &s.name, &root)
+            .await
+            .unwrap_or_else(|e| panic!("handshake {handshakes} failed during the renewal: {e}"));
+        handshakes += 1;
+        if serials.last() != Some(&serial) {
+            serials.push(serial);
+        }
+        if serials.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        serials.len(),
+        2,
+        "the renewed serial never served ({handshakes} handshakes)"
+    );
+    assert_ne!(serials[0], serials[1]);
+    eprintln!(
+        "renewal: the new serial served after {} ms and {handshakes} handshakes, none failed",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(
+        orders(&i),
+        [(("pebble".to_string(), "success".to_string()), 2)],
+        "pebble: {}",
+        s.ca.log()
+    );
+    // The third order waits for the resolver's hour.
+    let st =
+        tether_testkit::wait_for_value("the rate limit shown", Duration::from_secs(10), || async {
+            let st = i.control.acme().unwrap().certificates();
+            match st.first() {
+                Some(c) if c.state == tether_acme::State::Waiting => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    let e = st.last_error.expect("the reason shown");
+    assert!(
+        e.message.contains("max_orders_per_hour (2)"),
+        "{}",
+        e.message
+    );
+    i.shutdown().await;
+}
+
+#[tokio::test]
+async fn while_the_ca_is_down_the_old_certificate_serves_the_error_shows_and_renewal_follows() {
+    let Some(mut s) = setup("ca-down").await else {
+        return;
+    };
+    let root = s.ca.root_pem().await;
+    let backend = Backend::spawn("shop").await;
+    let dir = TempDir::new("tether-acme-ca-down");
+    let i = start(&s, &dir, "http-01", &backend).await;
+    let old = served_serial(&i, &s, &root).await;
+    i.shutdown().await;
+    // The CA goes away; Tether comes back renewing everything at once.
+    s.ca.stop();
+    let i = start_with(&s, &dir, "http-01", "renew_before = \"52560h\"\n", &backend).await;
+    let addr = i.addr("websecure");
+    let failed = tether_testkit::wait_for_value(
+        "the failed renewal shown",
+        Duration::from_secs(20),
+        || async {
+            let st = i.control.acme().unwrap().certificates();
+            match st.first() {
+                Some(c) if c.state == tether_acme::State::Failed => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let e = failed.last_error.expect("the error");
+    assert!(!e.message.is_empty());
+    assert!(failed.next_attempt.is_some());
+    // The certificate before keeps serving.
+    assert_eq!(serial_now(addr, &s.name, &root).await.unwrap(), old);
+    // The CA comes back (with a new root, and no memory of the account): the retry after the
+    // backoff's first minute renews.
+    s.ca.resume().await;
+    let new_root = s.ca.root_pem().await;
+    let renewed = wait_for_value(
+        "the renewed certificate",
+        Duration::from_secs(100),
+        || async { serial_now(addr, &s.name, &new_root).await },
+    )
+    .await;
+    assert_ne!(renewed, old);
+    let st = i.control.acme().unwrap().certificates();
+    assert!(st[0].last_error.is_none(), "{st:?}");
     i.shutdown().await;
 }
