@@ -23,7 +23,7 @@ use tether_proxy::front::tls::certs::CertStore;
 use tokio::sync::watch;
 
 pub use status::{CertState, Orders, State};
-pub use store::DirStore;
+pub use store::{DirStore, Store};
 
 /// A running ACME client: its status, read by the admin API and `/metrics`.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl Acme {
     /// from `certs`. Runs until `wanted`'s sender is dropped.
     pub fn start(
         resolvers: Vec<AcmeResolver>,
-        store: DirStore,
+        store: Store,
         certs: Arc<CertStore>,
         wanted: watch::Receiver<Vec<Wanted>>,
     ) -> Acme {

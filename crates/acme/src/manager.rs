@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::order::{self, unix, OrderError};
 use crate::status::{CertState, LastError, Orders, State};
-use crate::store::{account_id, cert_id, DirStore, StoredCert};
+use crate::store::{account_id, cert_id, SharedStatus, Store, StoredCert};
 
 const MIN_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
@@ -46,15 +46,13 @@ pub fn max_jitter(lifetime: Duration) -> Duration {
 /// The manager's state.
 pub(crate) struct Manager {
     pub resolvers: HashMap<String, AcmeResolver>,
-    pub store: Arc<DirStore>,
+    pub store: Arc<Store>,
     pub certs: Arc<CertStore>,
     pub status: Arc<Mutex<BTreeMap<String, CertState>>>,
     pub orders: Arc<Orders>,
     accounts: HashMap<String, Account>,
     /// When each resolver placed its orders of the last hour.
     placed: HashMap<String, VecDeque<Instant>>,
-    /// Failures in a row and when to try again, by certificate id.
-    retry: HashMap<String, (u32, Instant)>,
     /// Each certificate's fraction of the largest jitter, drawn once.
     jitter: HashMap<String, f64>,
     /// Resolvers whose stored account the CA no longer knows.
@@ -64,7 +62,7 @@ pub(crate) struct Manager {
 impl Manager {
     pub fn new(
         resolvers: Vec<AcmeResolver>,
-        store: Arc<DirStore>,
+        store: Arc<Store>,
         certs: Arc<CertStore>,
         status: Arc<Mutex<BTreeMap<String, CertState>>>,
         orders: Arc<Orders>,
@@ -77,19 +75,32 @@ impl Manager {
             orders,
             accounts: HashMap::new(),
             placed: HashMap::new(),
-            retry: HashMap::new(),
             jitter: HashMap::new(),
             fresh_account: Default::default(),
         }
     }
 
-    /// Run until `wanted`'s sender is dropped.
+    /// Run until `wanted`'s sender is dropped. A pass runs when the routes' wants change, when
+    /// another process writes a certificate or a status to the store, and when something falls
+    /// due.
     pub async fn run(mut self, mut wanted: watch::Receiver<Vec<Wanted>>) {
+        let mut stored = Some(self.store.changed());
         loop {
             let list = wanted.borrow_and_update().clone();
             let next = self.pass(&list).await;
+            let store_changed = async {
+                match &mut stored {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            stored = None;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = wanted.changed() => if changed.is_err() { return },
+                () = store_changed => {}
                 () = tokio::time::sleep_until(next) => {}
             }
         }
@@ -106,6 +117,13 @@ impl Manager {
             }
         };
         self.serve(wanted, &stored);
+        let statuses: HashMap<String, SharedStatus> = match self.store.statuses().await {
+            Ok(s) => s.into_iter().collect(),
+            Err(e) => {
+                tracing::error!("ACME: the store cannot be read: {e}");
+                return Instant::now() + MIN_BACKOFF;
+            }
+        };
         let mut seen = Vec::new();
         for w in wanted {
             let id = cert_id(&w.resolver, &w.names);
@@ -113,7 +131,8 @@ impl Manager {
                 continue;
             }
             seen.push(id.clone());
-            if let Some(at) = self.look_at(w, &id, stored.get(&id)).await {
+            let shared = statuses.get(&id);
+            if let Some(at) = self.look_at(w, &id, stored.get(&id), shared).await {
                 next = next.min(at);
             }
         }
@@ -161,6 +180,7 @@ impl Manager {
         w: &Wanted,
         id: &str,
         stored: Option<&StoredCert>,
+        shared: Option<&SharedStatus>,
     ) -> Option<Instant> {
         let resolver = self.resolvers.get(&w.resolver)?.clone();
         self.set(id, |s| {
@@ -186,10 +206,21 @@ impl Manager {
                 return Some(now + wait);
             }
         }
-        if let Some((_, when)) = self.retry.get(id) {
-            if *when > now {
-                self.set(id, |s| s.state = State::Waiting);
-                return Some(*when);
+        // The backoff after failed orders, whichever process placed them.
+        if let Some(st) = shared {
+            let when = at(st.next_attempt);
+            self.set(id, |s| {
+                s.failures = st.failures;
+                s.next_attempt = Some(when);
+                s.last_error = Some(LastError {
+                    message: st.message.clone(),
+                    problem: st.problem.clone(),
+                    at: at(st.at),
+                });
+            });
+            if let Ok(wait) = when.duration_since(now_sys) {
+                self.set(id, |s| s.state = State::Failed);
+                return Some(now + wait);
             }
         }
         // max_orders_per_hour.
@@ -221,7 +252,10 @@ impl Manager {
                 return Some(now + HELD_ELSEWHERE);
             }
             Err(e) => {
-                return Some(self.failed(id, &w.resolver, OrderError::from_store(e)));
+                return Some(
+                    self.failed(id, &w.resolver, shared, OrderError::from_store(e))
+                        .await,
+                );
             }
         };
         // Another process may have ordered it while this one waited for the lock.
@@ -238,20 +272,24 @@ impl Manager {
             .push_back(now);
         self.set(id, |s| s.state = State::Ordering);
         tracing::info!(certificate = %id, resolver = %w.resolver, names = %w.names.join(","), "ACME: ordering");
-        let mut result = self.order_once(&resolver, &w.names).await;
+        let mut result = self.order_once(&resolver, &w.names, &lock).await;
         if matches!(&result, Err(e) if e.account_gone()) {
             // The CA no longer knows the account (a CA reset, a staging wipe): a new account,
             // and the order again.
             tracing::warn!(resolver = %w.resolver, "ACME: the CA does not know the account any more: making a new one");
             self.accounts.remove(&resolver.name);
             self.fresh_account.insert(resolver.name.clone());
-            result = self.order_once(&resolver, &w.names).await;
+            result = self.order_once(&resolver, &w.names, &lock).await;
         }
         let next = match result {
             Ok(cert) => match self.store.put_cert(id, &cert).await {
                 Ok(()) => {
                     self.orders.add(&w.resolver, "success");
-                    self.retry.remove(id);
+                    if shared.is_some() {
+                        if let Err(e) = self.store.del_status(id).await {
+                            tracing::warn!(certificate = %id, "ACME: clearing the failure: {e}");
+                        }
+                    }
                     tracing::info!(certificate = %id, serial = %cert.serial, not_after = %humantime::format_rfc3339_seconds(at(cert.not_after)), "ACME: certificate issued");
                     self.set(id, |s| {
                         s.last_error = None;
@@ -266,9 +304,12 @@ impl Manager {
                     // Serve it at once, and work out its renewal.
                     now
                 }
-                Err(e) => self.failed(id, &w.resolver, OrderError::from_store(e)),
+                Err(e) => {
+                    self.failed(id, &w.resolver, shared, OrderError::from_store(e))
+                        .await
+                }
             },
-            Err(e) => self.failed(id, &w.resolver, e),
+            Err(e) => self.failed(id, &w.resolver, shared, e).await,
         };
         drop(lock);
         Some(next)
@@ -293,31 +334,44 @@ impl Manager {
         &mut self,
         resolver: &AcmeResolver,
         names: &[String],
+        lock: &crate::store::Lock,
     ) -> Result<StoredCert, OrderError> {
         let account = self.account(resolver).await?;
-        order::order(&account, resolver, names, &self.store).await
+        order::order(&account, resolver, names, &self.store, lock).await
     }
 
-    /// Record a failed order; when to try again.
-    fn failed(&mut self, id: &str, resolver: &str, e: OrderError) -> Instant {
+    /// Record a failed order in the store (every process then waits out the backoff and shows
+    /// the error); when to try again.
+    async fn failed(
+        &mut self,
+        id: &str,
+        resolver: &str,
+        before: Option<&SharedStatus>,
+        e: OrderError,
+    ) -> Instant {
         self.orders.add(resolver, "error");
-        let entry = self
-            .retry
-            .entry(id.to_string())
-            .or_insert((0, Instant::now()));
-        entry.0 += 1;
-        let wait = backoff(entry.0);
-        entry.1 = Instant::now() + wait;
-        let (failures, when) = *entry;
+        let failures = before.map_or(0, |b| b.failures) + 1;
+        let wait = backoff(failures);
+        let now = SystemTime::now();
         tracing::error!(certificate = %id, %resolver, retry_in = %humantime::format_duration(wait), "ACME: order failed: {e}");
+        let st = SharedStatus {
+            failures,
+            next_attempt: unix(now + wait),
+            message: e.message.clone(),
+            problem: e.problem.clone(),
+            at: unix(now),
+        };
+        if let Err(se) = self.store.put_status(id, &st).await {
+            tracing::warn!(certificate = %id, "ACME: recording the failure: {se}");
+        }
         self.set(id, |s| {
             s.state = State::Failed;
             s.failures = failures;
             s.orders += 1;
-            s.next_attempt = Some(SystemTime::now() + wait);
+            s.next_attempt = Some(now + wait);
             s.last_error = Some(LastError::new(e.message.clone(), e.problem.clone()));
         });
-        when
+        Instant::now() + wait
     }
 
     /// The resolver's account: the stored one, else a new one (stored at once).

@@ -1,22 +1,20 @@
 //! One order, start to end, with `instant-acme` (which retries a `badNonce` answer, as RFC 8555
 //! section 6.5 asks): a new order for the names; for each pending authorisation, the resolver's
 //! challenge published through the store (HTTP-01's key authorisation, or TLS-ALPN-01's
-//! validation certificate) before the CA is told it is ready; the order polled until ready; a
+//! validation certificate, under the order's lock: on every replica with etcd) before the CA is
+//! told it is ready; the order polled until ready; a
 //! CSR of a fresh key of the resolver's type; the chain fetched. The answers are withdrawn
 //! however the order ends.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
 use tether_model::acme::{AcmeResolver, Challenge, KeyType};
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use crate::store::{DirStore, StoredCert};
+use crate::store::{Lock, Store, StoredCert};
 
 /// How long the CA may take to validate, and to issue.
 const POLL: RetryPolicy = RetryPolicy::new()
@@ -95,9 +93,10 @@ impl From<instant_acme::Error> for OrderError {
     }
 }
 
-/// The validation certificate of TLS-ALPN-01 (RFC 8737 section 3): self-signed for `name`, with
-/// the critical `acmeIdentifier` extension holding the SHA-256 digest of the key authorisation.
-pub fn validation_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, OrderError> {
+/// The validation certificate of TLS-ALPN-01 (RFC 8737 section 3), chain and key PEM:
+/// self-signed for `name`, with the critical `acmeIdentifier` extension holding the SHA-256
+/// digest of the key authorisation.
+pub fn validation_cert(name: &str, digest: &[u8]) -> Result<(String, String), OrderError> {
     let bad = |e: rcgen::Error| OrderError::new(format!("TLS-ALPN-01 certificate for {name}: {e}"));
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(bad)?;
     let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(bad)?;
@@ -105,21 +104,12 @@ pub fn validation_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, O
         .custom_extensions
         .push(rcgen::CustomExtension::new_acme_identifier(digest));
     let cert = params.self_signed(&key).map_err(bad)?;
-    let der = PrivateKeyDer::try_from(key.serialize_der())
-        .map_err(|e| OrderError::new(format!("TLS-ALPN-01 key for {name}: {e}")))?;
-    let signing = rustls::crypto::aws_lc_rs::default_provider()
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| OrderError::new(format!("TLS-ALPN-01 key for {name}: {e}")))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![CertificateDer::from(cert.der().to_vec())],
-        signing,
-    )))
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// The answers an order published, withdrawn when it ends.
 struct Published<'a> {
-    store: &'a DirStore,
+    store: &'a Store,
     tokens: Vec<String>,
     names: Vec<String>,
 }
@@ -144,14 +134,15 @@ pub async fn order(
     account: &Account,
     resolver: &AcmeResolver,
     names: &[String],
-    store: &DirStore,
+    store: &Store,
+    lock: &Lock,
 ) -> Result<StoredCert, OrderError> {
     let mut published = Published {
         store,
         tokens: Vec::new(),
         names: Vec::new(),
     };
-    let result = run(account, resolver, names, &mut published).await;
+    let result = run(account, resolver, names, &mut published, lock).await;
     published.withdraw().await;
     result
 }
@@ -161,6 +152,7 @@ async fn run(
     resolver: &AcmeResolver,
     names: &[String],
     published: &mut Published<'_>,
+    lock: &Lock,
 ) -> Result<StoredCert, OrderError> {
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
@@ -194,16 +186,16 @@ async fn run(
                 let token = challenge.token.clone();
                 published
                     .store
-                    .put_http(&token, key_authorization.as_str())
+                    .put_http(lock, &token, key_authorization.as_str())
                     .await
                     .map_err(|e| OrderError::new(e.to_string()))?;
                 published.tokens.push(token);
             }
             Challenge::TlsAlpn01 => {
-                let cert = validation_cert(&name, key_authorization.digest().as_ref())?;
+                let pem = validation_cert(&name, key_authorization.digest().as_ref())?;
                 published
                     .store
-                    .put_alpn(&name, cert)
+                    .put_alpn(lock, &name, &pem)
                     .await
                     .map_err(|e| OrderError::new(e.to_string()))?;
                 published.names.push(name.clone());
@@ -297,7 +289,8 @@ mod tests {
     #[test]
     fn the_validation_certificate_names_the_host_and_carries_the_digest_critically() {
         let digest = [7u8; 32];
-        let k = validation_cert("a.example", &digest).unwrap();
+        let pem = validation_cert("a.example", &digest).unwrap();
+        let k = crate::store::certified(&pem).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&k.cert[0]).unwrap();
         let ext = cert
             .extensions()

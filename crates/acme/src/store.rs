@@ -1,26 +1,32 @@
-//! Where ACME's state is kept: each resolver's account key, each certificate with its key, the
-//! answers to pending challenges, and the lock under which one process orders a certificate.
+//! Where ACME's state is kept: each resolver's account key, each certificate with its key, each
+//! failing certificate's backoff, the answers to pending challenges, and the lock under which
+//! one process orders a certificate.
 //!
-//! Without `--store`, the state directory ([`DirStore`]), for one Tether:
+//! - [`dir`]: the state directory, for one Tether (no `--store`);
+//! - [`etcd`] (cargo feature `etcd`): the store every replica follows. One replica orders a
+//!   certificate under a lease that ends if it dies; its challenge answers are written under
+//!   that lease before the CA is told to validate, and every replica answers them; every
+//!   replica serves a certificate as soon as it is written.
 //!
-//! - `acme/accounts/<resolver>-<hash>.json`: the account's credentials (its private key), per
-//!   resolver, CA and email: another CA or email is another account;
-//! - `acme/certs/<id>.json`: a certificate chain and its key, with the names and dates;
-//! - `acme/locks/<id>.lock`: held (`flock`) while that certificate is ordered, so that the old
-//!   and the new process of `tether upgrade` do not both order it.
-//!
-//! Files holding keys are written `0600`, to a temporary name and renamed, so a reader never
-//! sees half a file. The answers to pending challenges are kept in memory: the CA reaches this
-//! process only.
+//! Keys (certificates' and accounts') are kept as the API's certificates are: readable by
+//! whoever can read the store, never shown by any read of Tether's.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+pub mod dir;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
-use tether_proxy::acme::Challenges;
+use tokio::sync::watch;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::sign::CertifiedKey;
+
+pub use dir::DirStore;
 
 /// Why the store could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,10 @@ pub enum StoreError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("etcd: {0}")]
+    Etcd(String),
+    #[error("a validation certificate: {0}")]
+    Validation(String),
 }
 
 /// A certificate ACME issued, as stored.
@@ -56,6 +66,21 @@ pub struct StoredCert {
     pub issued_at: u64,
 }
 
+/// A failing certificate's state, shared by every process that might order it: the backoff
+/// holds for all of them, and all of them show the error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedStatus {
+    /// Failed orders in a row.
+    pub failures: u32,
+    /// No order before this, seconds since the epoch.
+    pub next_attempt: u64,
+    pub message: String,
+    /// The CA's problem document, when it sent one.
+    pub problem: Option<serde_json::Value>,
+    /// When it failed, seconds since the epoch.
+    pub at: u64,
+}
+
 /// The id a certificate of `resolver` for `names` is stored under: readable, and one per set of
 /// names (in any order).
 pub fn cert_id(resolver: &str, names: &[String]) -> String {
@@ -66,7 +91,8 @@ pub fn cert_id(resolver: &str, names: &[String]) -> String {
     format!("{resolver}-{first}-{}", hex8(&h))
 }
 
-/// The id of `resolver`'s account on directory `ca` for `email`.
+/// The id of `resolver`'s account on directory `ca` for `email`: another CA or email is another
+/// account.
 pub fn account_id(resolver: &str, ca: &str, email: &str) -> String {
     let h = sha2::Sha256::digest(format!("{ca}\n{email}").as_bytes());
     format!("{resolver}-{}", hex8(&h))
@@ -76,167 +102,122 @@ fn hex8(h: &[u8]) -> String {
     h.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The store of one process: the state directory.
-#[derive(Debug)]
-pub struct DirStore {
-    root: PathBuf,
-    challenges: Arc<Challenges>,
-    http: Mutex<HashMap<String, String>>,
-    alpn: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+/// A validation certificate (chain and key PEM) as rustls serves it.
+pub fn certified(pem: &(String, String)) -> Result<Arc<CertifiedKey>, StoreError> {
+    let bad = |e: String| StoreError::Validation(e);
+    let chain = CertificateDer::pem_slice_iter(pem.0.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.1.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let signing = rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
-/// Held while a certificate is ordered; dropping it lets another order it.
+/// Held while a certificate is ordered; dropping it lets another process order it.
 #[derive(Debug)]
-pub struct Lock {
-    _file: std::fs::File,
+pub enum Lock {
+    /// An `flock` on the certificate's lock file.
+    Dir(std::fs::File),
+    #[cfg(feature = "etcd")]
+    Etcd(Box<etcd::Lease>),
 }
 
-impl DirStore {
-    /// The store under `state_dir/acme`, answering challenges through `challenges`.
-    pub fn open(state_dir: &Path, challenges: Arc<Challenges>) -> Result<DirStore, StoreError> {
-        let root = state_dir.join("acme");
-        for sub in ["accounts", "certs", "locks"] {
-            let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|source| StoreError::Io { path: p, source })?;
+/// The store: the state directory, or etcd.
+#[derive(Debug)]
+pub enum Store {
+    Dir(DirStore),
+    #[cfg(feature = "etcd")]
+    Etcd(Box<etcd::EtcdStore>),
+}
+
+/// One call on whichever store this is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Dir($s) => $e,
+            #[cfg(feature = "etcd")]
+            Store::Etcd($s) => $e,
         }
-        Ok(DirStore {
-            root,
-            challenges,
-            http: Mutex::default(),
-            alpn: Mutex::default(),
-        })
-    }
+    };
+}
 
+impl Store {
     pub fn describe(&self) -> String {
-        self.root.display().to_string()
+        each!(self, s => s.describe())
     }
 
     /// The stored credentials of account `id`.
     pub async fn account(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        read(&self.root.join("accounts").join(format!("{id}.json")))
+        each!(self, s => s.account(id).await)
     }
 
     pub async fn put_account(&self, id: &str, credentials: &[u8]) -> Result<(), StoreError> {
-        write_private(
-            &self.root.join("accounts").join(format!("{id}.json")),
-            credentials,
-        )
+        each!(self, s => s.put_account(id, credentials).await)
     }
 
-    /// Every stored certificate, by id; one that does not read is logged and left out.
+    /// Every stored certificate, by id.
     pub async fn certs(&self) -> Result<Vec<(String, StoredCert)>, StoreError> {
-        let dir = self.root.join("certs");
-        let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let mut out = Vec::new();
-        for e in entries.flatten() {
-            let path = e.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            let Some(bytes) = read(&path)? else { continue };
-            match serde_json::from_slice::<StoredCert>(&bytes) {
-                Ok(c) => out.push((id.to_string(), c)),
-                Err(source) => {
-                    tracing::error!("ACME: {}", StoreError::Corrupt { path, source });
-                }
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        each!(self, s => s.certs().await)
     }
 
     pub async fn put_cert(&self, id: &str, cert: &StoredCert) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(cert).expect("a stored certificate serialises");
-        write_private(&self.root.join("certs").join(format!("{id}.json")), &bytes)
+        each!(self, s => s.put_cert(id, cert).await)
+    }
+
+    /// Every failing certificate's shared state, by id.
+    pub async fn statuses(&self) -> Result<Vec<(String, SharedStatus)>, StoreError> {
+        each!(self, s => s.statuses().await)
+    }
+
+    pub async fn put_status(&self, id: &str, st: &SharedStatus) -> Result<(), StoreError> {
+        each!(self, s => s.put_status(id, st).await)
+    }
+
+    pub async fn del_status(&self, id: &str) -> Result<(), StoreError> {
+        each!(self, s => s.del_status(id).await)
     }
 
     /// The lock of certificate `id`, unless another process holds it.
     pub async fn lock(&self, id: &str) -> Result<Option<Lock>, StoreError> {
-        let path = self.root.join("locks").join(format!("{id}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Lock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io { path, source }),
-        }
+        each!(self, s => s.lock(id).await)
     }
 
-    /// Answer HTTP-01 `token` with `key_authorization` until [`DirStore::del_http`].
-    pub async fn put_http(&self, token: &str, key_authorization: &str) -> Result<(), StoreError> {
-        let mut m = self.http.lock().expect("challenges poisoned");
-        m.insert(token.to_string(), key_authorization.to_string());
-        self.challenges.set_http(m.clone());
-        Ok(())
+    /// Answer HTTP-01 `token` (on every replica) while `lock` is held, until [`Store::del_http`].
+    pub async fn put_http(&self, lock: &Lock, token: &str, ka: &str) -> Result<(), StoreError> {
+        each!(self, s => s.put_http(lock, token, ka).await)
     }
 
     pub async fn del_http(&self, token: &str) -> Result<(), StoreError> {
-        let mut m = self.http.lock().expect("challenges poisoned");
-        m.remove(token);
-        self.challenges.set_http(m.clone());
-        Ok(())
+        each!(self, s => s.del_http(token).await)
     }
 
-    /// Present `cert` to a TLS-ALPN-01 validation of `name` until [`DirStore::del_alpn`].
-    pub async fn put_alpn(&self, name: &str, cert: Arc<CertifiedKey>) -> Result<(), StoreError> {
-        let mut m = self.alpn.lock().expect("challenges poisoned");
-        m.insert(name.to_string(), cert);
-        self.challenges.set_alpn(m.clone());
-        Ok(())
+    /// Present validation certificate `pem` for `name` (on every replica) while `lock` is held,
+    /// until [`Store::del_alpn`].
+    pub async fn put_alpn(
+        &self,
+        lock: &Lock,
+        name: &str,
+        pem: &(String, String),
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.put_alpn(lock, name, pem).await)
     }
 
     pub async fn del_alpn(&self, name: &str) -> Result<(), StoreError> {
-        let mut m = self.alpn.lock().expect("challenges poisoned");
-        m.remove(name);
-        self.challenges.set_alpn(m.clone());
-        Ok(())
+        each!(self, s => s.del_alpn(name).await)
     }
-}
 
-fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+    /// Bumped when another process wrote a certificate or a status (never, for the state
+    /// directory, which only this process writes).
+    pub fn changed(&self) -> watch::Receiver<u64> {
+        match self {
+            Store::Dir(_) => watch::channel(0).1,
+            #[cfg(feature = "etcd")]
+            Store::Etcd(s) => s.changed(),
+        }
     }
-}
-
-/// Write `bytes` to `path`, readable by its owner only, replacing it whole.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 #[cfg(test)]
@@ -254,38 +235,5 @@ mod tests {
             account_id("le", "https://x/dir", "a@b.c"),
             account_id("le", "https://y/dir", "a@b.c")
         );
-    }
-
-    #[tokio::test]
-    async fn certificates_and_accounts_are_kept_private_and_a_lock_is_one_holders() {
-        let dir = std::env::temp_dir().join(format!("tether-acme-store-{}", fastrand::u64(..)));
-        let s = DirStore::open(&dir, Challenges::new()).unwrap();
-        let c = StoredCert {
-            resolver: "le".into(),
-            names: vec!["a.example".into()],
-            cert_pem: "C".into(),
-            key_pem: "K".into(),
-            not_before: 1,
-            not_after: 2,
-            serial: "01".into(),
-            issued_at: 1,
-        };
-        s.put_cert("le-a", &c).await.unwrap();
-        assert_eq!(s.certs().await.unwrap(), vec![("le-a".to_string(), c)]);
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.join("acme/certs/le-a.json"))
-                .unwrap()
-                .permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
-        assert!(s.account("x").await.unwrap().is_none());
-        s.put_account("x", b"{}").await.unwrap();
-        assert_eq!(s.account("x").await.unwrap().unwrap(), b"{}");
-        let held = s.lock("le-a").await.unwrap();
-        assert!(held.is_some());
-        assert!(s.lock("le-a").await.unwrap().is_none(), "held: not twice");
-        drop(held);
-        assert!(s.lock("le-a").await.unwrap().is_some());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -404,9 +404,6 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     let certificates = certificates(&settings.tls, opts.default_certificate.as_ref())?;
     // ACME's challenge answers, read by every entrypoint, when resolvers are declared.
     let challenges = (!settings.acme.is_empty()).then(tether_proxy::acme::Challenges::new);
-    if !settings.acme.is_empty() && opts.store.is_some() {
-        bail!("[acme] with --store: ordering once for every replica through the store is not available yet; run the replicas without --store, or give certificates through the admin API");
-    }
     let (listeners, entrypoints) = bind(
         &settings,
         certificates.as_ref(),
@@ -447,12 +444,12 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         control.serve_certificates(store.clone());
     }
     if let (Some(c), Some(store)) = (&challenges, &certificates) {
-        let dir =
-            tether_acme::DirStore::open(&opts.state_dir, c.clone()).context("the ACME store")?;
-        tracing::info!(resolvers = settings.acme.len(), store = %dir.describe(), "ACME: ordering the certificates routes ask for");
+        let acme_store =
+            crate::store::acme(opts.store.as_ref(), &opts.state_dir, c.clone()).await?;
+        tracing::info!(resolvers = settings.acme.len(), store = %acme_store.describe(), "ACME: ordering the certificates routes ask for");
         let acme = tether_acme::Acme::start(
             settings.acme.clone(),
-            dir,
+            acme_store,
             store.clone(),
             control.acme_wanted(),
         );

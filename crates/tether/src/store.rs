@@ -61,6 +61,39 @@ pub async fn open(spec: Option<&StoreSpec>, state_dir: &Path) -> anyhow::Result<
     }
 }
 
+/// ACME's store: etcd's `/PREFIX/acme/` when `spec` is given (every replica orders once and
+/// serves alike), else `state_dir/acme`.
+pub async fn acme(
+    spec: Option<&StoreSpec>,
+    state_dir: &Path,
+    challenges: std::sync::Arc<tether_proxy::acme::Challenges>,
+) -> anyhow::Result<tether_acme::Store> {
+    match spec {
+        None => Ok(tether_acme::Store::Dir(tether_acme::DirStore::open(
+            state_dir, challenges,
+        )?)),
+        Some(spec) => acme_etcd(spec, challenges).await,
+    }
+}
+
+#[cfg(feature = "etcd")]
+async fn acme_etcd(
+    spec: &StoreSpec,
+    challenges: std::sync::Arc<tether_proxy::acme::Challenges>,
+) -> anyhow::Result<tether_acme::Store> {
+    let s = tether_acme::store::etcd::EtcdStore::start(&spec.endpoints, &spec.prefix, challenges)
+        .await?;
+    Ok(tether_acme::Store::Etcd(Box::new(s)))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn acme_etcd(
+    spec: &StoreSpec,
+    _challenges: std::sync::Arc<tether_proxy::acme::Challenges>,
+) -> anyhow::Result<tether_acme::Store> {
+    bail!("--store {spec}: this tether was built without etcd support")
+}
+
 #[cfg(feature = "etcd")]
 async fn etcd(spec: &StoreSpec) -> anyhow::Result<Store> {
     let store =

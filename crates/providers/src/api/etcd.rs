@@ -5,7 +5,9 @@
 //! - `/PREFIX/affinity/key`: the affinity key the replicas share when none is given to them
 //!   (written once, by the first replica, under a compare-and-swap; readable by whoever can
 //!   read etcd);
-//! - `/PREFIX/replicas/ID`: each live replica's key fingerprint, under a lease that ends with it.
+//! - `/PREFIX/replicas/ID`: each live replica's key fingerprint, under a lease that ends with it;
+//! - `/PREFIX/acme/...`: ACME's accounts, certificates, challenge answers and order locks, kept
+//!   and followed by `tether-acme` (this store skips them).
 //!
 //! A change is one transaction: if the marker's mod revision is still the one the change was
 //! checked against, put and delete the documents and the marker; else nothing (a conflict), so
@@ -39,6 +41,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Commit, Kind, Object, Op, Snapshot, StoreError};
+
+/// Where ACME keeps its state (`tether-acme`'s store): not API documents, not strays.
+pub const ACME: &str = "acme/";
 
 /// Each request to etcd gives up after this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -319,11 +324,16 @@ async fn session(
                 continue; // created, or a progress notification
             }
             let mut next = current.clone();
+            let mut touched = false;
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
                 next.revision = next.revision.max(kv.mod_revision() as u64);
                 let rel = key.strip_prefix(root).unwrap_or(&key);
+                if rel.starts_with(ACME) {
+                    continue; // ACME's own keys, followed by `tether-acme`
+                }
+                touched = true;
                 if rel == "change" {
                     next.marker = kv.mod_revision() as u64;
                     continue;
@@ -339,9 +349,13 @@ async fn session(
                     }
                 }
             }
+            f.revision = f.revision.max(next.revision);
+            if !touched {
+                current.revision = next.revision;
+                continue;
+            }
             state.send_replace(Some(Arc::new(next.clone())));
             f.held = Some(next.clone());
-            f.revision = f.revision.max(next.revision);
             current = next;
         }
     }
@@ -365,6 +379,8 @@ async fn read_all(client: &mut Client, root: &str) -> Result<Snapshot, String> {
         let rel = key.strip_prefix(root).unwrap_or(&key);
         if rel == "change" {
             s.marker = kv.mod_revision() as u64;
+        } else if rel.starts_with(ACME) {
+            // ACME's accounts, certificates, challenges and locks: `tether-acme` reads them.
         } else {
             place(&mut s, rel, &key, kv.value(), kv.mod_revision());
         }

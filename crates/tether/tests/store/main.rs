@@ -6,6 +6,8 @@
 //! skipped, and under `CI=true` that is a failure.
 
 #[cfg(feature = "etcd")]
+mod acme;
+#[cfg(feature = "etcd")]
 mod certificates;
 #[cfg(feature = "etcd")]
 mod dfsl;

@@ -55,6 +55,18 @@ impl Replica {
         Replica::spawn_with(name, store, Layout::Plain, Some(KEY), args)
     }
 
+    /// Start a replica on `store` with the configuration file `config`, which declares the
+    /// entrypoints `web` and `websecure` (TLS).
+    pub fn start_file(name: &str, store: &str, config: &str) -> Replica {
+        Replica::spawn_with(
+            name,
+            store,
+            Layout::File(config.to_string()),
+            Some(KEY),
+            &[],
+        )
+    }
+
     fn spawn(name: &str, store: &str, layout: Layout, key_text: Option<&str>) -> Replica {
         Replica::spawn_with(name, store, layout, key_text, &[])
     }
@@ -71,7 +83,11 @@ impl Replica {
         std::fs::write(&key, key_text.unwrap_or_default()).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
         let tls = layout != Layout::Plain;
-        if tls {
+        if let Layout::File(text) = &layout {
+            let config = dir.path().join("tether.toml");
+            std::fs::write(&config, text).unwrap();
+            cmd.arg("run").arg("--config").arg(&config);
+        } else if tls {
             let db = if layout == Layout::Tcp {
                 "db = { address = \"127.0.0.1:0\", protocol = \"tcp\" }\n"
             } else {
@@ -183,8 +199,10 @@ impl Drop for Replica {
 }
 
 /// Which entrypoints a replica has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
+    /// The configuration file given, with `web` and `websecure`.
+    File(String),
     /// `web` only.
     Plain,
     /// `web` and `websecure`.
