@@ -54,6 +54,9 @@ pub async fn choose(
     };
     let sni = if router.reads_hello() {
         match hello::peek(stream, hello_timeout).await {
+            // A CA validating TLS-ALPN-01 (`acme-tls/1` alone) gets Tether's validation
+            // certificate, or no handshake: never a passthrough server.
+            Ok(h) if http && h.is_acme_challenge() => return Chosen::Http,
             Ok(h) => h.sni,
             // Plain bytes: a plain TCP router may still take them, else HTTP's TLS refuses them.
             Err(PeekError::NotTls) => None,

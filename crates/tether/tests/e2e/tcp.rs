@@ -130,6 +130,13 @@ async fn passthrough_by_sni_and_http_share_one_tls_port() {
         assert!(page.starts_with("HTTP/1.0 200 ok"), "{sni}: {page}");
         assert!(page.contains("s_server"), "{sni}: openssl's page: {page}");
     }
+    // A hello offering acme-tls/1 alone (a CA validating TLS-ALPN-01) is Tether's, never a
+    // passthrough server's: with no validation pending here, no handshake.
+    let acme = connect(tls, Some("db.example.com"), &["acme-tls/1"]).await;
+    assert!(
+        acme.is_err(),
+        "an ACME validation handshake reached the passthrough server"
+    );
     // Any other name, and none, is Tether's: its certificate, and its HTTP routes.
     for sni in [Some("app.example.com"), Some("other.example.org"), None] {
         let mut h = connect(tls, sni, &["http/1.1"]).await.unwrap();
