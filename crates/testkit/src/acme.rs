@@ -249,3 +249,85 @@ pub async fn connect_trusting(
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
     Ok(crate::tls::Handshake { stream, cert, alpn })
 }
+
+/// A running Caddy `acme_server` (smallstep's ACME implementation, independent of Pebble): it
+/// validates HTTP-01 on port 80 and TLS-ALPN-01 on 443 only, and issues 12-hour certificates.
+#[derive(Debug)]
+pub struct Caddy {
+    child: Child,
+    dir: TempDir,
+    port: u16,
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Caddy {
+    /// Start Caddy's ACME server on a free loopback port; `None` (after a loud message) when
+    /// `caddy` is not installed.
+    pub async fn start() -> Option<Caddy> {
+        if !crate::programs::installed("caddy", "caddy") {
+            return None;
+        }
+        let dir = TempDir::new("tether-caddy");
+        for _ in 0..3 {
+            let (port, http_port) = (free_port(), free_port());
+            let caddyfile = format!(
+                "{{\n\tadmin off\n\thttp_port {http_port}\n\tskip_install_trust\n\tstorage file_system {}\n\tpki {{\n\t\tca local {{\n\t\t\tname \"Tether test ACME CA\"\n\t\t}}\n\t}}\n}}\nhttps://127.0.0.1:{port} {{\n\ttls internal\n\tacme_server\n}}\n",
+                dir.path().join("data").display()
+            );
+            let cfg = dir.path().join("Caddyfile");
+            std::fs::write(&cfg, caddyfile).expect("write");
+            let log = std::fs::File::create(dir.path().join("caddy.log")).expect("log");
+            let mut child = Command::new("caddy")
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&cfg)
+                .env("HOME", dir.path())
+                .env("XDG_DATA_HOME", dir.path().join("xdg-data"))
+                .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("caddy starts");
+            let root = dir.path().join("data/pki/authorities/local/root.crt");
+            for _ in 0..200 {
+                if let Ok(pem) = std::fs::read(&root) {
+                    if https_get(port, &pem, "/acme/local/directory")
+                        .await
+                        .is_some()
+                    {
+                        return Some(Caddy { child, dir, port });
+                    }
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "caddy did not come up three times; its log: {:?}",
+            std::fs::read_to_string(dir.path().join("caddy.log"))
+        );
+    }
+
+    pub fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/acme/local/directory", self.port)
+    }
+
+    /// Its root (PEM file): the directory's HTTPS and the certificates it issues chain to it.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data/pki/authorities/local/root.crt")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("caddy.log")).unwrap_or_default()
+    }
+}

@@ -3,6 +3,7 @@
 //! (`--docker-constraint`), so tests run in parallel. Without an engine they skip loudly (and fail
 //! under `CI=true`).
 
+mod acme;
 mod compose;
 mod dialects;
 mod discovery;

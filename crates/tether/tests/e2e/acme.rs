@@ -297,3 +297,108 @@ async fn while_the_ca_is_down_the_old_certificate_serves_the_error_shows_and_ren
     assert!(st[0].last_error.is_none(), "{st:?}");
     i.shutdown().await;
 }
+
+#[tokio::test]
+async fn caddys_acme_server_issues_by_http01_on_port_80() {
+    // Caddy validates on port 80 only: Tether's plain entrypoint binds it, on a loopback
+    // address of this test's own.
+    let ip = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        80 + (std::process::id() % 100) as u8,
+    ));
+    if std::net::TcpListener::bind((ip, 80)).is_err() {
+        tether_testkit::missing("binding port 80 needs root: Caddy's ACME server validates HTTP-01 there (run as root, as CI does)");
+        return;
+    }
+    let Some(name) = host("caddy", ip) else {
+        return;
+    };
+    let Some(ca) = tether_testkit::acme::Caddy::start().await else {
+        return;
+    };
+    let root = std::fs::read_to_string(ca.root()).unwrap();
+    let backend = Backend::spawn("shop").await;
+    let dir = TempDir::new("tether-acme-caddy");
+    let toml = format!(
+        "[entrypoints]\nweb = \"{ip}:80\"\nwebsecure = {{ address = \"{ip}:0\", tls = true }}\n{KEY}\
+         [acme.caddy]\nemail = \"ops@tether.test\"\nca = \"{}\"\nca_root = \"{}\"\n\
+         [routes.shop]\nrule = \"Host(`{name}`)\"\nservice = \"shop\"\ntls = {{ resolver = \"caddy\" }}\n\
+         [services.shop]\nservers = [{{ name = \"shop-1\", url = \"{}\" }}]\n",
+        ca.directory(),
+        ca.root().display(),
+        backend.url()
+    );
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, toml).unwrap();
+    let opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    let i = app::start(opts).await.expect("start");
+    let addr = i.addr("websecure");
+    let h = wait_for_value(
+        "Caddy's certificate to serve",
+        Duration::from_secs(60),
+        || async {
+            connect_trusting(addr, &name, &root)
+                .await
+                .map_err(|e| format!("{e}; caddy: {}", ca.log()))
+        },
+    )
+    .await;
+    let (_, cert) = x509_parser::parse_x509_certificate(&h.cert).unwrap();
+    let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+    assert!(
+        lifetime <= 24 * 3600,
+        "Caddy's short-lived certificate: {lifetime} s"
+    );
+    assert_eq!(
+        orders(&i),
+        [(("caddy".to_string(), "success".to_string()), 1)]
+    );
+    i.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_name_a_file_certificate_serves_is_not_ordered() {
+    let Some(s) = setup("covered").await else {
+        return;
+    };
+    let backend = Backend::spawn("shop").await;
+    let dir = TempDir::new("tether-acme-covered");
+    let own = tether_testkit::tls::TestCert::write(dir.path(), "own", &[s.name.as_str()]);
+    let toml = format!(
+        "[entrypoints]\nweb = \"127.0.0.1:{}\"\nwebsecure = {{ address = \"127.0.0.1:{}\", tls = true }}\n{KEY}{}\
+         [acme.pebble]\nemail = \"ops@tether.test\"\nca = \"{}\"\nca_root = \"{}\"\n\
+         [routes.shop]\nrule = \"Host(`{}`)\"\nservice = \"shop\"\ntls = {{ resolver = \"pebble\" }}\n\
+         [services.shop]\nservers = [{{ name = \"shop-1\", url = \"{}\" }}]\n",
+        s.http_port,
+        s.tls_port,
+        own.toml(true),
+        s.ca.directory(),
+        s.ca.server_ca().display(),
+        s.name,
+        backend.url()
+    );
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, toml).unwrap();
+    let opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    let i = app::start(opts).await.expect("start");
+    let st = wait_for_value(
+        "the name found covered",
+        Duration::from_secs(10),
+        || async {
+            match i.control.acme().unwrap().certificates().first() {
+                Some(c) if c.state == tether_acme::State::Covered => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(st.names, std::slice::from_ref(&s.name));
+    assert!(orders(&i).is_empty(), "nothing ordered: {:?}", orders(&i));
+    let h = tether_testkit::tls::connect(i.addr("websecure"), Some(&s.name), &[])
+        .await
+        .unwrap();
+    assert!(h.cert == own.der, "the file's certificate serves");
+    i.shutdown().await;
+}
