@@ -255,6 +255,8 @@ pub(crate) struct Page {
     pub rejections: Vec<(SystemTime, String, Option<String>, String)>,
     pub routes: Vec<RouteRow>,
     pub services: Vec<ServiceRow>,
+    /// The certificates ACME keeps, when resolvers are declared.
+    pub acme: Vec<tether_acme::CertState>,
 }
 
 /// `?filter=` (a part of a service, server or address) and `?fragment=1` (the live part only).
@@ -406,6 +408,10 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
         });
     }
     Page {
+        acme: control
+            .acme()
+            .map(tether_acme::Acme::certificates)
+            .unwrap_or_default(),
         version: status.version.clone(),
         applied_at: status.applied_at,
         sources: control

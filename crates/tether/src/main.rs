@@ -561,7 +561,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                     cfg.settings.affinity_key,
                     tether_model::file_config::KeySource::Generated
                 );
-                failed |= !check_certificates(&cfg.settings.tls);
+                failed |= !check_certificates(&cfg.settings.tls, !cfg.settings.acme.is_empty());
                 // ACME's challenges need their entrypoints, as `tether run` will have them.
                 let mut settings = cfg.settings.clone();
                 for f in &flags {
@@ -700,9 +700,12 @@ async fn check_replica_keys(
 }
 
 /// Load every certificate a TLS entrypoint would serve, as start-up does; false if one cannot.
-fn check_certificates(tls: &tether_model::file_config::TlsSettings) -> bool {
+/// `acme`: resolvers are declared (certificates will come from them).
+fn check_certificates(tls: &tether_model::file_config::TlsSettings, acme: bool) -> bool {
     let mut ok = true;
-    if !tls.entrypoints.is_empty() && tls.certificates.is_empty() {
+    if !tls.entrypoints.is_empty() && tls.certificates.is_empty() && acme {
+        println!("note: no [[tls.certificates]]: TLS handshakes fail until ACME (or the admin API, or a label) gives the first certificate");
+    } else if !tls.entrypoints.is_empty() && tls.certificates.is_empty() {
         println!("warning: TLS entrypoints without [[tls.certificates]]: handshakes fail until a certificate comes through the admin API (PUT /api/certificates/NAME) or a label (tether.tls.secret, SSL_CERT)");
     }
     for (i, files) in tls.certificates.iter().enumerate() {

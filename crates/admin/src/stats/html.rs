@@ -178,7 +178,39 @@ pub(crate) fn live(p: &Page) -> String {
         }
         h.push_str("</tbody></table></div></details>");
     }
+    if !p.acme.is_empty() {
+        acme(&mut h, &p.acme);
+    }
     h
+}
+
+/// The certificates ACME keeps: state, expiry, next renewal or attempt, the last error.
+fn acme(h: &mut String, certs: &[tether_acme::CertState]) {
+    let _ = write!(
+        h,
+        r#"<details open><summary>{} ACME certificates</summary><div class="scroll"><table class="acme"><thead><tr><th class="l">names</th><th class="l">resolver</th><th class="l">state</th><th class="l">valid until</th><th class="l">next renewal</th><th class="l">next attempt</th><th>failures</th><th class="l">last error</th></tr></thead><tbody>"#,
+        certs.len()
+    );
+    for c in certs {
+        let state = serde_json::to_value(c.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            r#"<tr class="acme-cert"><td class="l">{}</td><td class="l">{}</td><td class="l state-{}">{}</td><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td><td>{}</td><td class="l problem">{}</td></tr>"#,
+            esc(&c.names.join(", ")),
+            esc(&c.resolver),
+            esc(&state),
+            esc(&state.replace('_', " ")),
+            time(c.not_after),
+            time(c.next_renewal),
+            time(c.next_attempt),
+            c.failures,
+            esc(c.last_error.as_ref().map_or("", |e| e.message.as_str()))
+        );
+    }
+    h.push_str("</tbody></table></div></details>");
 }
 
 fn service(h: &mut String, s: &ServiceRow) {

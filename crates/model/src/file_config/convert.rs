@@ -91,6 +91,7 @@ pub(super) fn convert(
         tcp::placement(&mut cx, &raw, &settings, &services, &tcp_routes);
     }
     let mut routes = Vec::new();
+    let acme_names: Vec<String> = raw.acme.keys().cloned().collect();
     for (name, r) in &raw.routes {
         let r = r.get_ref();
         let rule = cx.check(
@@ -143,7 +144,8 @@ pub(super) fn convert(
             .map(|m| crate::middleware::qualify(m.get_ref().trim(), source.provider))
             .collect();
         // Only the file declares resolvers; a route of another source is checked by the table.
-        let known = (source.provider == "file").then_some(settings.acme.as_slice());
+        // (By the names declared: a resolver with a bad field is reported on its own.)
+        let known = (source.provider == "file").then_some(acme_names.as_slice());
         let tls = match &r.tls {
             None => None,
             Some(t) => match acme::route_tls(&mut cx, name, t, known) {

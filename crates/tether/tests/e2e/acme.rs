@@ -65,7 +65,13 @@ async fn start_with(
     );
     let path = dir.path().join("tether.toml");
     std::fs::write(&path, toml).unwrap();
-    let opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    // The admin API, for /api/certificates and the stats page (reads need no token on loopback).
+    opts.admin = tether::app::AdminOptions {
+        address: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        dfp: None,
+    };
     app::start(opts).await.expect("start")
 }
 
@@ -280,6 +286,34 @@ async fn while_the_ca_is_down_the_old_certificate_serves_the_error_shows_and_ren
     let e = failed.last_error.expect("the error");
     assert!(!e.message.is_empty());
     assert!(failed.next_attempt.is_some());
+    // Shown by the API (beside the certificate that still serves) and on the stats page.
+    let mut admin = tether_testkit::Admin::new(i.admin.unwrap(), None);
+    let list = admin.get("/api/certificates").await.json();
+    let acme = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"] == "acme")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(acme["names"][0], s.name.as_str(), "{acme}");
+    assert_eq!(
+        acme["serial"].as_str().map(str::to_ascii_lowercase),
+        Some(old.replace(':', "").to_ascii_lowercase()),
+        "{acme}"
+    );
+    assert_eq!(acme["acme"]["state"], "failed", "{acme}");
+    assert_eq!(acme["acme"]["failures"], 1, "{acme}");
+    assert!(
+        acme["acme"]["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{acme}"
+    );
+    assert!(acme["acme"]["next_attempt"].is_string(), "{acme}");
+    assert!(!acme.to_string().contains("PRIVATE KEY"), "never a key");
+    let page = admin.get("/").await.body;
+    assert!(page.contains("1 ACME certificates"), "{page}");
+    assert!(page.contains("state-failed"), "{page}");
     // The certificate before keeps serving.
     assert_eq!(serial_now(addr, &s.name, &root).await.unwrap(), old);
     // The CA comes back (with a new root, and no memory of the account): the retry after the

@@ -95,7 +95,7 @@ pub(super) fn route_tls(
     cx: &mut Ctx<'_>,
     route: &str,
     t: &S<RawRouteTls>,
-    resolvers: Option<&[AcmeResolver]>,
+    resolvers: Option<&[String]>,
 ) -> Option<RouteTls> {
     let raw = t.get_ref();
     let resolver = raw
@@ -107,8 +107,8 @@ pub(super) fn route_tls(
         resolvers,
         raw.resolver.as_ref().map(|r| r.span()),
     ) {
-        if !known.iter().any(|k| &k.name == name) {
-            let names: Vec<&str> = known.iter().map(|k| k.name.as_str()).collect();
+        if !known.contains(name) {
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
             cx.err(
                 Some(span),
                 format!("routes.{route}.tls.resolver"),
