@@ -2,6 +2,7 @@
 //! for (`tls = { resolver, domains }`), kept in a store, renewed before they expire, and served
 //! from the TLS entrypoints' certificate store beside those of files, the API and labels.
 //!
+//! - `client`: the HTTPS client to the CA (its roots);
 //! - [`store`]: where accounts, certificates, challenge answers and order locks are kept;
 //! - [`order`]: one order, start to end, with `instant-acme`;
 //! - [`manager`]: the loop that decides what to order and when (renewal, backoff, rate limit);
@@ -10,6 +11,7 @@
 //! The protocol is `instant-acme`'s, the keys and CSRs `rcgen`'s: nothing of ACME is written
 //! here but the policy around it.
 
+mod client;
 pub mod manager;
 pub mod order;
 pub mod status;

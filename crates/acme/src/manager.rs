@@ -380,9 +380,10 @@ impl Manager {
             return Ok(a.clone());
         }
         let id = account_id(&r.name, &r.ca, &r.email);
-        let builder = || match &r.ca_root {
-            Some(p) => Account::builder_with_root(p),
-            None => Account::builder(),
+        let builder = || -> Result<_, OrderError> {
+            Ok(Account::builder_with_http(crate::client::http(
+                r.ca_root.as_deref(),
+            )?))
         };
         let stored = if self.fresh_account.remove(&r.name) {
             None
