@@ -70,34 +70,19 @@ impl Pebble {
             }});
             let cfg = dir.path().join("pebble.json");
             std::fs::write(&cfg, config.to_string()).expect("write");
-            let log = std::fs::File::create(dir.path().join("pebble.log")).expect("log");
-            let child = Command::new("pebble")
-                .arg("-config")
-                .arg(&cfg)
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("pebble starts");
-            let mut child = child;
-            for _ in 0..100 {
-                if root_from(&dir, management).await.is_some() {
-                    return Some(Pebble {
-                        child,
-                        dir,
-                        port,
-                        management,
-                    });
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut cmd = Command::new("pebble");
+            cmd.arg("-config").arg(&cfg).env("PEBBLE_VA_NOSLEEP", "1");
+            let child = spawn_logged(&mut cmd, &dir.path().join("pebble.log"));
+            let up = answering(child, 100, || root_from(&dir, management)).await;
+            if let Some(child) = up {
+                return Some(Pebble {
+                    child,
+                    dir,
+                    port,
+                    management,
+                });
             }
             // A port taken between being found free and bound: again, on others.
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!(
             "pebble did not come up three times; its log: {:?}",
@@ -133,19 +118,11 @@ impl Pebble {
 
     /// Start it again after [`Pebble::stop`].
     pub async fn resume(&mut self) {
-        let log = std::fs::File::options()
-            .append(true)
-            .open(self.dir.path().join("pebble.log"))
-            .expect("log");
-        self.child = Command::new("pebble")
-            .arg("-config")
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config")
             .arg(self.dir.path().join("pebble.json"))
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("pebble starts");
+            .env("PEBBLE_VA_NOSLEEP", "1");
+        self.child = spawn_logged(&mut cmd, &self.dir.path().join("pebble.log"));
         crate::wait_for(
             "pebble to answer again",
             Duration::from_secs(10),
@@ -158,6 +135,41 @@ impl Pebble {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
+}
+
+/// Start `cmd`, its output appended to `log`.
+fn spawn_logged(cmd: &mut Command, log: &std::path::Path) -> Child {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    cmd.stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("the CA starts")
+}
+
+/// `child` once `probe` answers (polled every 50 ms, up to `tries` times); `None`, the child
+/// killed, if it exits or never answers.
+async fn answering<F, Fut, T>(mut child: Child, tries: u32, mut probe: F) -> Option<Child>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..tries {
+        if probe().await.is_some() {
+            return Some(child);
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 /// The root Pebble's management port serves, once it answers.
@@ -235,19 +247,8 @@ pub async fn connect_trusting(
         .map_err(std::io::Error::other)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from(sni.to_string()).map_err(std::io::Error::other)?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
-        .await?;
-    let (_, session) = stream.get_ref();
-    let cert = session
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec())
-        .unwrap_or_default();
-    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-    Ok(crate::tls::Handshake { stream, cert, alpn })
+    crate::tls::handshake(cfg, addr, name).await
 }
 
 /// A running Caddy `acme_server` (smallstep's ACME implementation, independent of Pebble): it
@@ -282,35 +283,22 @@ impl Caddy {
             );
             let cfg = dir.path().join("Caddyfile");
             std::fs::write(&cfg, caddyfile).expect("write");
-            let log = std::fs::File::create(dir.path().join("caddy.log")).expect("log");
-            let mut child = Command::new("caddy")
-                .args(["run", "--adapter", "caddyfile", "--config"])
+            let mut cmd = Command::new("caddy");
+            cmd.args(["run", "--adapter", "caddyfile", "--config"])
                 .arg(&cfg)
                 .env("HOME", dir.path())
                 .env("XDG_DATA_HOME", dir.path().join("xdg-data"))
-                .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("caddy starts");
+                .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"));
+            let child = spawn_logged(&mut cmd, &dir.path().join("caddy.log"));
             let root = dir.path().join("data/pki/authorities/local/root.crt");
-            for _ in 0..200 {
-                if let Ok(pem) = std::fs::read(&root) {
-                    if https_get(port, &pem, "/acme/local/directory")
-                        .await
-                        .is_some()
-                    {
-                        return Some(Caddy { child, dir, port });
-                    }
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let up = answering(child, 200, || async {
+                let pem = std::fs::read(&root).ok()?;
+                https_get(port, &pem, "/acme/local/directory").await
+            })
+            .await;
+            if let Some(child) = up {
+                return Some(Caddy { child, dir, port });
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!(
             "caddy did not come up three times; its log: {:?}",

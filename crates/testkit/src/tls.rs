@@ -108,6 +108,15 @@ pub async fn connect(
         Some(n) => ServerName::try_from(n.to_string()).expect("a DNS name"),
         None => ServerName::IpAddress(addr.ip().into()),
     };
+    handshake(cfg, addr, name).await
+}
+
+/// Connect to `addr` and complete a handshake with client configuration `cfg`, naming `name`.
+pub(crate) async fn handshake(
+    cfg: rustls::ClientConfig,
+    addr: SocketAddr,
+    name: ServerName<'static>,
+) -> std::io::Result<Handshake> {
     let tcp = TcpStream::connect(addr).await?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)

@@ -533,6 +533,8 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
     let mut tcp_entrypoints = Vec::new();
     let mut ports: Vec<(String, u16)> = vec![("web".into(), listen.port())];
     let mut key_configured = false;
+    // The resolvers labels may name: the file's.
+    let mut acme_names: Vec<String> = Vec::new();
     if let Some(config) = &config {
         match tether_providers::file::load(config) {
             Ok(cfg) => {
@@ -551,6 +553,7 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                     .collect();
                 tls_entrypoints = cfg.settings.tls.entrypoints.keys().cloned().collect();
                 tcp_entrypoints = cfg.settings.tcp_entrypoints.clone();
+                acme_names = cfg.settings.acme.iter().map(|r| r.name.clone()).collect();
                 ports = cfg
                     .settings
                     .entrypoints
@@ -627,12 +630,13 @@ async fn check(args: RunArgs) -> anyhow::Result<()> {
                 ports.clone(),
             ),
             swarm.is_some(),
+            &acme_names,
         )
         .await?;
     }
     if let Some(s) = &swarm {
         let kinds = (entrypoints, tls_entrypoints, tcp_entrypoints, ports);
-        failed |= check_swarm(s, kinds, key_configured).await?;
+        failed |= check_swarm(s, kinds, key_configured, &acme_names).await?;
     }
     if failed {
         anyhow::bail!("configuration has errors");
@@ -739,8 +743,10 @@ async fn check_docker(
     d: &tether::app::DockerOptions,
     (entrypoints, tls, tcp, ports): Kinds,
     with_swarm: bool,
+    acme: &[String],
 ) -> anyhow::Result<bool> {
-    let cfg = d.config(entrypoints, tls, tcp, ports, Duration::ZERO, with_swarm);
+    let mut cfg = d.config(entrypoints, tls, tcp, ports, Duration::ZERO, with_swarm);
+    cfg.settings.acme_resolvers = Some(acme.to_vec());
     let (update, running) = tether_providers::docker::snapshot(&cfg).await?;
     for e in &update.errors {
         eprintln!("docker: {e}");
@@ -796,8 +802,10 @@ async fn check_swarm(
     s: &tether::app::SwarmOptions,
     (entrypoints, tls, tcp, ports): Kinds,
     key_configured: bool,
+    acme: &[String],
 ) -> anyhow::Result<bool> {
-    let cfg = s.config(entrypoints, tls, tcp, ports, Duration::ZERO, key_configured);
+    let mut cfg = s.config(entrypoints, tls, tcp, ports, Duration::ZERO, key_configured);
+    cfg.settings.acme_resolvers = Some(acme.to_vec());
     let (outcome, services) = tether_providers::swarm::snapshot(&cfg).await?;
     for e in &outcome.update.errors {
         eprintln!("swarm: {e}");

@@ -63,7 +63,16 @@ impl DirStore {
 
     /// Every stored certificate, by id; one that does not read is logged and left out.
     pub async fn certs(&self) -> Result<Vec<(String, StoredCert)>, StoreError> {
-        let dir = self.root.join("certs");
+        self.list("certs")
+    }
+
+    /// The documents of folder `sub`, by id (the file name less `.json`), in id order; one that
+    /// does not read is logged and left out.
+    fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        sub: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let dir = self.root.join(sub);
         let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             source,
@@ -79,8 +88,8 @@ impl DirStore {
                 continue;
             };
             let Some(bytes) = read(&path)? else { continue };
-            match serde_json::from_slice::<StoredCert>(&bytes) {
-                Ok(c) => out.push((id.to_string(), c)),
+            match serde_json::from_slice::<T>(&bytes) {
+                Ok(v) => out.push((id.to_string(), v)),
                 Err(source) => {
                     tracing::error!("ACME: {}", StoreError::Corrupt { path, source });
                 }
@@ -116,28 +125,7 @@ impl DirStore {
 
     /// Every failing certificate's backoff and last error, by id.
     pub async fn statuses(&self) -> Result<Vec<(String, SharedStatus)>, StoreError> {
-        let dir = self.root.join("status");
-        let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let mut out = Vec::new();
-        for e in entries.flatten() {
-            let path = e.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if let Some(bytes) = read(&path)? {
-                if let Ok(st) = serde_json::from_slice::<SharedStatus>(&bytes) {
-                    out.push((id.to_string(), st));
-                }
-            }
-        }
-        Ok(out)
+        self.list("status")
     }
 
     pub async fn put_status(&self, id: &str, st: &SharedStatus) -> Result<(), StoreError> {
