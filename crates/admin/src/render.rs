@@ -157,7 +157,11 @@ pub fn service(s: &ServiceDecl) -> Value {
         .iter()
         .map(|srv| {
             let scheme = if srv.tls.is_some() { "https" } else { "http" };
-            json!({ "name": srv.name, "url": format!("{scheme}://{}", srv.addr), "weight": srv.weight })
+            let mut v = json!({ "name": srv.name, "url": format!("{scheme}://{}", srv.addr), "weight": srv.weight });
+            if srv.backup {
+                v["backup"] = json!(true);
+            }
+            v
         })
         .collect();
     // The `tls` table the https:// servers were declared with (one per service).
@@ -272,6 +276,9 @@ pub fn tcp_service(s: &ServiceDecl) -> Value {
                 json!({ "name": srv.name, "address": srv.addr.to_string(), "weight": srv.weight });
             if srv.draining {
                 v["draining"] = json!(true);
+            }
+            if srv.backup {
+                v["backup"] = json!(true);
             }
             v
         })

@@ -29,6 +29,8 @@ pub struct Candidate {
     pub name: Arc<str>,
     pub weight: u32,
     pub state: Arc<ServerState>,
+    /// Picked only while no other server can be (HAProxy's `backup`).
+    pub backup: bool,
 }
 
 /// What a pick may depend on besides the servers' state.
@@ -44,7 +46,11 @@ pub struct PickInput<'a> {
 #[derive(Debug)]
 pub struct Balancer {
     servers: Vec<Candidate>,
+    /// Over the servers that are not backups (all of them when none is).
     algo: Algo,
+    /// Over the backup servers, when there are any: picked from only when no other server can
+    /// be. A tier of its own, so its round-robin cursor and hash ring are its own.
+    backup: Option<Algo>,
 }
 
 #[derive(Debug)]
@@ -54,19 +60,36 @@ enum Algo {
     Hash(Ring),
 }
 
-impl Balancer {
-    pub fn new(algo: &BalanceAlgo, servers: Vec<Candidate>) -> Balancer {
-        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
-        let algo = match algo {
+impl Algo {
+    /// `algo` over the servers `member` accepts (the others weigh 0: never in the cycle or the
+    /// ring).
+    fn new(algo: &BalanceAlgo, servers: &[Candidate], member: impl Fn(&Candidate) -> bool) -> Algo {
+        let weight = |s: &Candidate| if member(s) { s.weight } else { 0 };
+        match algo {
             BalanceAlgo::RoundRobin => {
+                let weights: Vec<u32> = servers.iter().map(weight).collect();
                 Algo::RoundRobin(round_robin::SmoothRoundRobin::new(&weights))
             }
             BalanceAlgo::LeastRequests => Algo::LeastRequests,
             BalanceAlgo::ConsistentHash(_) => {
-                Algo::Hash(Ring::new(servers.iter().map(|s| (&*s.name, s.weight))))
+                Algo::Hash(Ring::new(servers.iter().map(|s| (&*s.name, weight(s)))))
             }
-        };
-        Balancer { servers, algo }
+        }
+    }
+}
+
+impl Balancer {
+    pub fn new(algo: &BalanceAlgo, servers: Vec<Candidate>) -> Balancer {
+        let backup = servers
+            .iter()
+            .any(|s| s.backup)
+            .then(|| Algo::new(algo, &servers, |s| s.backup));
+        let algo = Algo::new(algo, &servers, |s| !s.backup);
+        Balancer {
+            servers,
+            algo,
+            backup,
+        }
     }
 
     pub fn servers(&self) -> &[Candidate] {
@@ -75,17 +98,35 @@ impl Balancer {
 
     /// Pick a server that takes new requests. If every server is passively marked down, retries
     /// ignoring those marks (a marked server may have recovered; better than failing outright).
+    /// Backup servers are picked only when no other server can be, at either step.
     pub fn pick(&self, input: PickInput<'_>) -> Option<usize> {
-        self.pick_with(input, true)
-            .or_else(|| self.pick_with(input, false))
+        let Some(backup) = &self.backup else {
+            return self
+                .pick_with(&self.algo, input, true, false)
+                .or_else(|| self.pick_with(&self.algo, input, false, false));
+        };
+        self.pick_with(&self.algo, input, true, false)
+            .or_else(|| self.pick_with(backup, input, true, true))
+            .or_else(|| self.pick_with(&self.algo, input, false, false))
+            .or_else(|| self.pick_with(backup, input, false, true))
     }
 
-    fn pick_with(&self, input: PickInput<'_>, strict: bool) -> Option<usize> {
+    /// A pick by `algo` among the servers whose `backup` is `backups`.
+    fn pick_with(
+        &self,
+        algo: &Algo,
+        input: PickInput<'_>,
+        strict: bool,
+        backups: bool,
+    ) -> Option<usize> {
         let ok = |i: usize| {
             let s = &self.servers[i];
-            s.weight > 0 && !input.exclude.contains(&i) && s.state.takes_new(strict)
+            s.weight > 0
+                && s.backup == backups
+                && !input.exclude.contains(&i)
+                && s.state.takes_new(strict)
         };
-        match &self.algo {
+        match algo {
             Algo::RoundRobin(rr) => rr.pick(ok),
             Algo::LeastRequests => least_requests::pick(&self.servers, ok),
             Algo::Hash(ring) => match input.hash_key {

@@ -14,8 +14,58 @@ fn servers(weights: &[u32]) -> Vec<Candidate> {
             name: format!("s{i}").into(),
             weight: w,
             state: Arc::default(),
+            backup: false,
         })
         .collect()
+}
+
+#[test]
+fn backup_servers_take_requests_only_while_no_other_server_does() {
+    for algo in [
+        BalanceAlgo::RoundRobin,
+        BalanceAlgo::LeastRequests,
+        BalanceAlgo::ConsistentHash(HashOn::ClientIp),
+    ] {
+        let mut s = servers(&[1, 1, 1, 1]);
+        s[2].backup = true;
+        s[3].backup = true;
+        let (primary, backup) = (s[0].state.clone(), s[1].state.clone());
+        let b = Balancer::new(&algo, s);
+        let picks = |b: &Balancer| -> std::collections::BTreeSet<usize> {
+            (0..200u32)
+                .map(|k| {
+                    let key = k.to_be_bytes();
+                    b.pick(PickInput {
+                        hash_key: Some(&key),
+                        exclude: &[],
+                    })
+                    .unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(picks(&b), [0, 1].into(), "{algo:?}: the primaries only");
+        primary.set_healthy(false);
+        assert_eq!(picks(&b), [1].into(), "{algo:?}: the one primary up");
+        backup.set_draining(true);
+        assert_eq!(
+            picks(&b),
+            [2, 3].into(),
+            "{algo:?}: no primary takes requests: the backups"
+        );
+        primary.set_healthy(true);
+        assert_eq!(
+            picks(&b),
+            [0].into(),
+            "{algo:?}: a primary is back: it alone"
+        );
+        // A primary passively marked down is still preferred to a backup only in the second pass.
+        primary.mark_failed();
+        assert_eq!(
+            picks(&b),
+            [2, 3].into(),
+            "{algo:?}: a backup before a primary marked down"
+        );
+    }
 }
 
 #[test]

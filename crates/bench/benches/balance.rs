@@ -15,6 +15,7 @@ fn servers(weights: &[u32]) -> Vec<Candidate> {
             name: format!("web-{i}").into(),
             weight,
             state: Arc::new(ServerState::default()),
+            backup: false,
         })
         .collect()
 }

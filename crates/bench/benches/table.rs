@@ -20,6 +20,7 @@ fn decls() -> (Vec<ServiceDecl>, Vec<RouteDecl>) {
         weight: 1,
         draining: false,
         tls: None,
+        backup: false,
     };
     let services = (0..SERVICES)
         .map(|s| ServiceDecl {

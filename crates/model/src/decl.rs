@@ -371,6 +371,9 @@ pub struct ServerDecl {
     pub draining: bool,
     /// `https://`: TLS to the server, and how its certificate is checked.
     pub tls: Option<ServerTls>,
+    /// A backup server (HAProxy's `backup`): it takes requests only while no other server of
+    /// its service does (all down, draining or weight 0).
+    pub backup: bool,
 }
 
 /// TLS to a server (`url = "https://..."`, with the service's `tls` table).

@@ -710,6 +710,7 @@ pub fn server(c: &Container, ip: IpAddr, port: u16) -> ServerDecl {
         weight: 1,
         draining: false,
         tls: None,
+        backup: false,
     }
 }
 

@@ -153,6 +153,7 @@ fn expand(mut u: ProviderUpdate, found: &Found) -> ProviderUpdate {
                         weight: 1,
                         draining: false,
                         tls: None,
+                        backup: false,
                     })
                     .collect();
             }

@@ -709,6 +709,7 @@ fn service(cx: &mut Ctx<'_>, name: &str, raw: &S<RawService>) -> Option<ServiceD
                 weight,
                 draining: s.draining,
                 tls,
+                backup: s.backup,
             });
         }
     }

@@ -131,6 +131,9 @@ pub struct RawTcpServer {
     pub weight: Option<S<i64>>,
     #[serde(default)]
     pub draining: bool,
+    /// Used only while no other server of the service takes connections.
+    #[serde(default)]
+    pub backup: bool,
 }
 
 /// `[tcp.services.<name>.health]`: a connect check.
@@ -481,6 +484,9 @@ pub struct RawServer {
     /// Drained by hand: no new sessions, pinned ones still served.
     #[serde(default)]
     pub draining: bool,
+    /// Used only while no other server of the service takes requests.
+    #[serde(default)]
+    pub backup: bool,
 }
 
 #[derive(Debug, Deserialize)]

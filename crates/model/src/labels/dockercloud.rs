@@ -33,7 +33,8 @@
 //!
 //! Refused by name, each with its reason: `APPSESSION` (HAProxy 1.5's, removed in 1.6),
 //! `OPTION` and `EXTRA_SETTINGS` (they configure HAProxy itself), `DEFAULT_SSL_CERT` on a service
-//! (it belongs on the proxy), `FAILOVER` and the `backup` server option (backup servers).
+//! (it belongs on the proxy), and `FAILOVER` (it merges services' backends, not offered yet; a
+//! service's own `backup` server option is read).
 
 use super::{
     address, group, port, route, scoped, server, service, Container, Context, LabelError,
@@ -54,7 +55,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("OPTION", "it configures HAProxy itself (its `option` lines), which Tether is not"),
     ("EXTRA_SETTINGS", "it configures HAProxy itself (lines of its backend), which Tether is not: BALANCE, COOKIE, HEALTH_CHECK and the other variables say what Tether does"),
     ("DEFAULT_SSL_CERT", "the default certificate belongs on the proxy: give it to Tether (DEFAULT_SSL_CERT in Tether's own environment, --default-ssl-cert, or default = true in tether.toml)"),
-    ("FAILOVER", "backup servers are not offered yet: run the service's replicas as one service"),
+    ("FAILOVER", "it makes this service the backup servers of the services sharing its VIRTUAL_HOST, which needs their backends merged: not offered yet (a service's own EXTRA_ROUTE_SETTINGS=backup is)"),
 ];
 
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
@@ -182,6 +183,7 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             if let Some(w) = settings.weight {
                 srv.weight = w;
             }
+            srv.backup = settings.backup;
             let mut svc = service(&name, srv);
             svc.balance = balance.unwrap_or_default();
             svc.affinity = affinity;
@@ -261,6 +263,8 @@ struct ServerOptions {
     weight: Option<u32>,
     /// `send-proxy`, `send-proxy-v2`.
     proxy: Option<ProxyVersion>,
+    /// `backup`: the servers take requests only while no other server of their service does.
+    backup: bool,
 }
 
 /// Read HAProxy server options from `var`; `weight` and the PROXY protocol only where `server`
@@ -293,14 +297,10 @@ fn server_options(var: &str, v: &str, server: bool) -> Result<ServerOptions, Str
             }
             "send-proxy" if server => o.proxy = Some(ProxyVersion::V1),
             "send-proxy-v2" if server => o.proxy = Some(ProxyVersion::V2),
-            "backup" => {
-                return Err(
-                    "\"backup\": backup servers are not offered yet (FAILOVER neither)".into(),
-                )
-            }
+            "backup" if server => o.backup = true,
             other => {
                 let reads = if server {
-                    "check, inter, rise, fall, weight, send-proxy and send-proxy-v2"
+                    "check, inter, rise, fall, weight, backup, send-proxy and send-proxy-v2"
                 } else {
                     "check, inter, rise and fall"
                 };

@@ -2118,7 +2118,7 @@ fn dockercloud_health_check_http_check_weight_and_exclude_ports_map_onto_tethers
             ("EXCLUDE_PORTS", "22, 5432"),
             ("HEALTH_CHECK", "check inter 3s rise 1 fall 4"),
             ("HTTP_CHECK", "HEAD /healthz HTTP/1.1"),
-            ("EXTRA_ROUTE_SETTINGS", "weight 20"),
+            ("EXTRA_ROUTE_SETTINGS", "weight 20 backup"),
         ],
     );
     c.exposed_ports = vec![22, 8000, 5432];
@@ -2126,6 +2126,7 @@ fn dockercloud_health_check_http_check_weight_and_exclude_ports_map_onto_tethers
     let svc = &d.services[0];
     assert_eq!(svc.servers[0].addr.to_string(), "172.20.0.5:8000");
     assert_eq!(svc.servers[0].weight, 20);
+    assert!(svc.servers[0].backup, "HAProxy's backup server option");
     let h = svc.health.as_ref().unwrap();
     assert_eq!(
         (h.path.as_str(), h.interval.as_secs(), h.rise, h.fall),
@@ -2169,7 +2170,11 @@ fn dockercloud_options_tether_cannot_honour_are_refused_with_their_reason() {
         ("FAILOVER", "true", "backup servers"),
         ("HTTP_CHECK", "OPTIONS * HTTP/1.1", "GET /path"),
         ("HEALTH_CHECK", "check port 9000", "\"port\": not supported"),
-        ("EXTRA_ROUTE_SETTINGS", "backup", "backup servers"),
+        (
+            "EXTRA_ROUTE_SETTINGS",
+            "backup maxconn 10",
+            "\"maxconn\": not supported",
+        ),
         ("EXCLUDE_PORTS", "http", "not a port number"),
     ] {
         let c = container("app-1", &[], &[("SERVICE_PORTS", "8080"), (var, value)]);

@@ -396,6 +396,7 @@ fn service(
             name: b.name.clone(),
             weight: srv.weight,
             state: b.state.clone(),
+            backup: srv.backup,
         })
         .collect();
     let sticky = s.affinity.as_ref().map(|policy| {
@@ -458,6 +459,7 @@ mod tests {
                 weight: 1,
                 draining: false,
                 tls: None,
+                backup: false,
             }],
             balance: BalanceAlgo::default(),
             affinity: None,

@@ -243,3 +243,38 @@ async fn active_health_checks_take_a_failing_server_out_and_bring_it_back() {
     }
     assert!(seen.contains("hc-b"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_backup_server_answers_only_while_no_other_server_can() {
+    let (mut a, b, c) = (
+        Backend::spawn("a").await,
+        Backend::spawn("b").await,
+        Backend::spawn("backup").await,
+    );
+    let toml = format!(
+        "{WEB}{KEY}[routes.web]\nrule = \"PathPrefix(`/`)\"\nservice = \"web\"\n[services.web]\n\
+         servers = [{{ name = \"a\", url = \"{}\" }}, {{ name = \"b\", url = \"{}\", draining = true }}, {{ name = \"backup\", url = \"{}\", backup = true }}]\n",
+        a.url(),
+        b.url(),
+        c.url()
+    );
+    let p = Proxy::start(&toml).await;
+    let mut client = Client::without_cookies(p.addr());
+    // a is up (b drains): a takes everything, the backup nothing.
+    for _ in 0..50 {
+        assert_eq!(client.get("/").await.unwrap().server(), "a");
+    }
+    assert_eq!(c.requests(), 0);
+    // a goes away: its refused connection is retried on the backup, which answers from then on.
+    a.stop().await;
+    for _ in 0..20 {
+        let r = client.get("/").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.server(), "backup");
+    }
+    assert_eq!(
+        b.requests(),
+        0,
+        "a draining server is not used for new requests"
+    );
+}

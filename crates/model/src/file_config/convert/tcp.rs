@@ -270,6 +270,7 @@ fn service(
                 weight,
                 draining: s.draining,
                 tls: None,
+                backup: s.backup,
             });
         }
     }
