@@ -6,15 +6,14 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use tether::app::{self, DockerOptions};
-use tether_providers::docker::Endpoint;
+use tether::app;
 use tether_testkit::acme::{connect_trusting, host, Pebble};
 use tether_testkit::docker::Engine;
 use tether_testkit::programs::free_port;
 use tether_testkit::{wait_for_value, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{labels, strs};
+use crate::support::{from_file, labels, strs};
 
 const KEY: &str = "a docker acme test key of more than thirty-two bytes";
 
@@ -53,21 +52,7 @@ async fn labelled_containers_get_certificates_by_http01_and_tls_alpn01() {
         ),
     )
     .unwrap();
-    let (k, v) = engine
-        .constraint()
-        .split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .unwrap();
-    let mut opts = app::Options::file(config, dir.path().to_path_buf(), Duration::from_secs(1));
-    opts.docker = Some(DockerOptions {
-        self_spec: Default::default(),
-        endpoint: Endpoint::from_env().expect("DOCKER_HOST"),
-        network: None,
-        constraint: Some((k, v)),
-        secrets_dir: None,
-        dockercloud: Default::default(),
-        interlock_ext_name: None,
-    });
+    let opts = from_file(&engine, config, &dir, None);
     let i = app::start(opts).await.expect("tether starts");
     let run = |hint: &'static str, args: Vec<String>| {
         let name = format!("{}-{hint}", engine.run);

@@ -8,15 +8,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tether::app::{self, DockerOptions, Instance};
-use tether_providers::docker::Endpoint;
+use tether::app::{self, Instance};
 use tether_testkit::docker::Engine;
 use tether_testkit::tls::{connect, TestCert};
 use tether_testkit::{wait_for_value, TempDir};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
-use crate::support::{labels, strs};
+use crate::support::{from_file, labels, strs};
 
 const FAST: Duration = Duration::from_secs(10);
 const KEY: &str = "a docker https test key of more than thirty-two bytes";
@@ -42,21 +41,7 @@ async fn start(engine: &Engine, dir: &TempDir) -> Instance {
         ),
     )
     .unwrap();
-    let (k, v) = engine
-        .constraint()
-        .split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .unwrap();
-    let mut opts = app::Options::file(config, dir.path().to_path_buf(), Duration::from_secs(1));
-    opts.docker = Some(DockerOptions {
-        self_spec: Default::default(),
-        endpoint: Endpoint::from_env().expect("DOCKER_HOST"),
-        network: None,
-        constraint: Some((k, v)),
-        secrets_dir: Some(dir.path().to_path_buf()),
-        dockercloud: Default::default(),
-        interlock_ext_name: None,
-    });
+    let opts = from_file(engine, config, dir, Some(dir.path().to_path_buf()));
     app::start(opts).await.expect("tether starts")
 }
 

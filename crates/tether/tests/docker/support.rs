@@ -11,6 +11,32 @@ use tether_testkit::{Client, TempDir};
 
 pub const KEY: &str = "test-key-test-key-test-key-test-key";
 
+/// Tether from the configuration file `config` (its state in `dir`), following the engine and
+/// seeing only this test's containers; Docker secrets read from `secrets_dir`.
+pub fn from_file(
+    engine: &Engine,
+    config: std::path::PathBuf,
+    dir: &TempDir,
+    secrets_dir: Option<std::path::PathBuf>,
+) -> app::Options {
+    let (k, v) = engine
+        .constraint()
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .unwrap();
+    let mut opts = app::Options::file(config, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.docker = Some(DockerOptions {
+        self_spec: Default::default(),
+        endpoint: Endpoint::from_env().expect("DOCKER_HOST"),
+        network: None,
+        constraint: Some((k, v)),
+        secrets_dir,
+        dockercloud: Default::default(),
+        interlock_ext_name: None,
+    });
+    opts
+}
+
 pub struct Tether {
     pub instance: Instance,
     _dir: TempDir,

@@ -107,6 +107,22 @@ async fn served_serial(i: &Instance, s: &Setup, root: &str) -> String {
     cert.raw_serial_as_string()
 }
 
+/// The (first) certificate ACME keeps, once its state is `want` (within `deadline`).
+async fn state_becomes(
+    i: &Instance,
+    want: tether_acme::State,
+    deadline: Duration,
+) -> tether_acme::CertState {
+    let what = format!("the certificate's state to be {want:?}");
+    wait_for_value(&what, deadline, || async {
+        match i.control.acme().unwrap().certificates().first() {
+            Some(c) if c.state == want => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 fn orders(i: &Instance) -> Vec<((String, String), u64)> {
     i.control
         .acme()
@@ -238,15 +254,7 @@ async fn a_renewal_under_a_stream_of_handshakes_serves_the_new_serial_and_none_f
         s.ca.log()
     );
     // The third order waits for the resolver's hour.
-    let st =
-        tether_testkit::wait_for_value("the rate limit shown", Duration::from_secs(10), || async {
-            let st = i.control.acme().unwrap().certificates();
-            match st.first() {
-                Some(c) if c.state == tether_acme::State::Waiting => Ok(c.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+    let st = state_becomes(&i, tether_acme::State::Waiting, Duration::from_secs(10)).await;
     let e = st.last_error.expect("the reason shown");
     assert!(
         e.message.contains("max_orders_per_hour (2)"),
@@ -271,18 +279,7 @@ async fn while_the_ca_is_down_the_old_certificate_serves_the_error_shows_and_ren
     s.ca.stop();
     let i = start_with(&s, &dir, "http-01", "renew_before = \"52560h\"\n", &backend).await;
     let addr = i.addr("websecure");
-    let failed = tether_testkit::wait_for_value(
-        "the failed renewal shown",
-        Duration::from_secs(20),
-        || async {
-            let st = i.control.acme().unwrap().certificates();
-            match st.first() {
-                Some(c) if c.state == tether_acme::State::Failed => Ok(c.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    let failed = state_becomes(&i, tether_acme::State::Failed, Duration::from_secs(20)).await;
     let e = failed.last_error.expect("the error");
     assert!(!e.message.is_empty());
     assert!(failed.next_attempt.is_some());
@@ -417,17 +414,7 @@ async fn a_name_a_file_certificate_serves_is_not_ordered() {
     std::fs::write(&path, toml).unwrap();
     let opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
     let i = app::start(opts).await.expect("start");
-    let st = wait_for_value(
-        "the name found covered",
-        Duration::from_secs(10),
-        || async {
-            match i.control.acme().unwrap().certificates().first() {
-                Some(c) if c.state == tether_acme::State::Covered => Ok(c.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    let st = state_becomes(&i, tether_acme::State::Covered, Duration::from_secs(10)).await;
     assert_eq!(st.names, std::slice::from_ref(&s.name));
     assert!(orders(&i).is_empty(), "nothing ordered: {:?}", orders(&i));
     let h = tether_testkit::tls::connect(i.addr("websecure"), Some(&s.name), &[])
