@@ -19,6 +19,7 @@
 mod acme;
 pub mod certs;
 pub mod dockercloud;
+pub mod failover;
 pub mod flow;
 pub mod interlock;
 pub mod tether;
@@ -255,6 +256,9 @@ pub struct Declared {
     pub middlewares: Vec<MiddlewareDecl>,
     /// TCP routers (their services are among `services`).
     pub tcp_routes: Vec<TcpRouteDecl>,
+    /// dockercloud's `FAILOVER`: its HTTP services back up the other services whose routes have
+    /// the same rule and entrypoints; the provider folds them in ([`failover::fold`]).
+    pub failover: bool,
 }
 
 /// Where a bad value came from.
@@ -446,6 +450,7 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
         .secrets_dir
         .unwrap_or(std::path::Path::new(certs::SECRETS_DIR));
     let certificates = certs::declare(c, dialect, secrets);
+    let failover = dialect == Dialect::DockerCloud && dockercloud::failover(c);
     let result = result.and_then(|d| match unknown_resolvers(c, cx, &d.1) {
         e if e.is_empty() => Ok(d),
         e => Err(e),
@@ -458,6 +463,7 @@ pub fn declare(c: &Container, cx: &Context<'_>) -> Option<Result<Declared, Vec<L
             certificates,
             middlewares,
             tcp_routes,
+            failover,
         }),
         (Err(mut a), Err(b)) => {
             a.extend(b);

@@ -29,12 +29,15 @@
 //! - `EXCLUDE_PORTS=22,5432`: those exposed ports are not the one routed;
 //! - `GZIP_COMPRESSION_TYPE=text/html text/css`: gzip for this service's responses of those
 //!   types (on Tether's own environment: every service's);
-//! - the label `com.docker.dockercloud.haproxy.deactivate=true`: the service is left out.
+//! - the label `com.docker.dockercloud.haproxy.deactivate=true`: the service is left out;
+//! - `FAILOVER=true`: the service's servers are backups (HAProxy's `backup`, as
+//!   `EXTRA_ROUTE_SETTINGS=backup`) of every other service whose route has the same rule and
+//!   entrypoints (the same `VIRTUAL_HOST` entry, or none): they take its requests only while
+//!   none of its own servers can ([`super::failover`]). Alone on its route it serves it.
 //!
 //! Refused by name, each with its reason: `APPSESSION` (HAProxy 1.5's, removed in 1.6),
 //! `OPTION` and `EXTRA_SETTINGS` (they configure HAProxy itself), `DEFAULT_SSL_CERT` on a service
-//! (it belongs on the proxy), and `FAILOVER` (it merges services' backends, not offered yet; a
-//! service's own `backup` server option is read).
+//! (it belongs on the proxy).
 
 use super::{
     address, group, port, route, scoped, server, service, Container, Context, LabelError,
@@ -55,7 +58,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("OPTION", "it configures HAProxy itself (its `option` lines), which Tether is not"),
     ("EXTRA_SETTINGS", "it configures HAProxy itself (lines of its backend), which Tether is not: BALANCE, COOKIE, HEALTH_CHECK and the other variables say what Tether does"),
     ("DEFAULT_SSL_CERT", "the default certificate belongs on the proxy: give it to Tether (DEFAULT_SSL_CERT in Tether's own environment, --default-ssl-cert, or default = true in tether.toml)"),
-    ("FAILOVER", "it makes this service the backup servers of the services sharing its VIRTUAL_HOST, which needs their backends merged: not offered yet (a service's own EXTRA_ROUTE_SETTINGS=backup is)"),
 ];
 
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
@@ -183,7 +185,9 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             if let Some(w) = settings.weight {
                 srv.weight = w;
             }
-            srv.backup = settings.backup;
+            // FAILOVER: dockercloud writes every server of the service `backup`; the provider
+            // moves them into the services sharing its routes (`super::failover`).
+            srv.backup = settings.backup || failover(c);
             let mut svc = service(&name, srv);
             svc.balance = balance.unwrap_or_default();
             svc.affinity = affinity;
@@ -223,6 +227,12 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         }
         _ => Err(errors),
     }
+}
+
+/// `FAILOVER` (any value but empty, as dockercloud reads it): the service backs up the others
+/// that take the same requests (the same `VIRTUAL_HOST` entry, or the default route).
+pub(crate) fn failover(c: &Container) -> bool {
+    c.env.get("FAILOVER").is_some_and(|v| !v.trim().is_empty())
 }
 
 /// `TCP_PORTS`: the container ports routed in TCP mode.

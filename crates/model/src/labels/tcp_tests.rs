@@ -79,6 +79,7 @@ fn tethers_tcp_labels_declare_a_tcp_service_of_the_container_and_no_http() {
         ("tether.tcp.services.pg.balance", "least_connections"),
         ("tether.tcp.services.pg.proxy_protocol", "v2"),
         ("tether.tcp.services.pg.health.interval", "3s"),
+        ("tether.tcp.services.pg.backup", "true"),
     ])
     .unwrap();
     assert!(d.routes.is_empty(), "no default HTTP route: {:?}", d.routes);
@@ -93,6 +94,7 @@ fn tethers_tcp_labels_declare_a_tcp_service_of_the_container_and_no_http() {
     );
     assert_eq!(s.servers[0].addr.to_string(), "172.20.0.5:5432");
     assert_eq!(s.servers[0].name, "db-1");
+    assert!(s.servers[0].backup);
     assert_eq!(s.balance, BalanceAlgo::LeastRequests);
     let r = &d.tcp_routes[0];
     assert_eq!(

@@ -451,6 +451,21 @@ fn plain_containers_are_ignored_and_opt_outs_respected() {
 }
 
 #[test]
+fn a_tether_backup_label_must_be_a_boolean() {
+    let c = container(
+        "web-1",
+        &[("tether.http.services.web.backup", "maybe")],
+        &[],
+    );
+    let e = errors(&c);
+    assert!(
+        e.iter().any(|e| e
+            .contains("label tether.http.services.web.backup=\"maybe\": expected true or false")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn tether_labels_set_every_file_option() {
     let c = container(
         "web-1",
@@ -462,6 +477,7 @@ fn tether_labels_set_every_file_option() {
             ("tether.http.routers.api.priority", "50"),
             ("tether.http.services.api.port", "9000"),
             ("tether.http.services.api.weight", "3"),
+            ("tether.http.services.api.backup", "true"),
             ("tether.http.services.api.balance", "consistent_hash"),
             ("tether.http.services.api.hash_on", "header:X-User"),
             ("tether.http.services.api.affinity.mode", "cookie"),
@@ -481,6 +497,7 @@ fn tether_labels_set_every_file_option() {
     assert_eq!(s.servers[0].name, "web-1");
     assert_eq!(s.servers[0].addr.to_string(), "172.20.0.5:9000");
     assert_eq!(s.servers[0].weight, 3);
+    assert!(s.servers[0].backup);
     assert_eq!(
         s.balance,
         BalanceAlgo::ConsistentHash(HashOn::Header("x-user".into()))
@@ -2157,6 +2174,23 @@ fn dockercloud_health_check_http_check_weight_and_exclude_ports_map_onto_tethers
 }
 
 #[test]
+fn dockercloud_failover_makes_the_servers_backups_and_marks_the_container() {
+    let c = container(
+        "spare-1",
+        &[],
+        &[("SERVICE_PORTS", "8080"), ("FAILOVER", "true")],
+    );
+    let d = ok(&c);
+    assert!(d.failover);
+    assert!(d.services[0].servers[0].backup);
+    // As dockercloud reads it, an empty value is not set.
+    let c = container("web-1", &[], &[("SERVICE_PORTS", "8080"), ("FAILOVER", "")]);
+    let d = ok(&c);
+    assert!(!d.failover);
+    assert!(!d.services[0].servers[0].backup);
+}
+
+#[test]
 fn dockercloud_options_tether_cannot_honour_are_refused_with_their_reason() {
     for (var, value, words) in [
         ("APPSESSION", "JSESSIONID len 52 timeout 3h", "COOKIE"),
@@ -2167,7 +2201,6 @@ fn dockercloud_options_tether_cannot_honour_are_refused_with_their_reason() {
             "configures HAProxy itself",
         ),
         ("DEFAULT_SSL_CERT", "x", "belongs on the proxy"),
-        ("FAILOVER", "true", "backup servers"),
         ("HTTP_CHECK", "OPTIONS * HTTP/1.1", "GET /path"),
         ("HEALTH_CHECK", "check port 9000", "\"port\": not supported"),
         (

@@ -6,6 +6,7 @@
 //! | `tether.http.services.<s>.<field>` | `services.<s>.<field>` (balance, hash_on, affinity.*) |
 //! | `tether.http.services.<s>.port` | the container's port for this service |
 //! | `tether.http.services.<s>.weight` | this container's weight in the service |
+//! | `tether.http.services.<s>.backup` | `true`: this container is a backup server of the service |
 //! | `tether.http.services.<s>.scheme` | `https`: TLS to the container (`.tls.*` as the file's `tls`) |
 //! | `tether.http.middlewares.<m>.<type>.<field>` | `middlewares.<m>.<type>.<field>` (lists comma-separated) |
 //! | `tether.http.routers.<r>.middlewares` | `routes.<r>.middlewares`: `a,b,auth@file`, run in order |
@@ -16,7 +17,7 @@
 //! | `tether.tls.secret` | a certificate and key from a Docker secret of Tether's ([`super::certs`]) |
 //! | `tether.tcp.routers.<r>.<field>` | `tcp.routers.<r>.<field>` (rule, service, priority, entrypoints, tls.passthrough) |
 //! | `tether.tcp.services.<s>.<field>` | `tcp.services.<s>.<field>` (balance, hash_on, health.*, proxy_protocol) |
-//! | `tether.tcp.services.<s>.port` | the container's port for this TCP service (`.weight` as for HTTP) |
+//! | `tether.tcp.services.<s>.port` | the container's port for this TCP service (`.weight` and `.backup` as for HTTP) |
 //!
 //! The labels are rendered as a TOML document of dotted keys, one label per line, and parsed by
 //! the very code that reads `tether.toml`: every option of the file is a label, with the same
@@ -52,8 +53,22 @@ impl Doc {
     }
 }
 
-/// A service's port, weight and scheme labels: they describe the container as its server.
-type ServerLabels<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+/// A service's port, weight, scheme and backup labels: they describe the container as its server.
+#[derive(Debug, Default)]
+struct ServerLabels<'a> {
+    port: Option<&'a str>,
+    weight: Option<&'a str>,
+    /// HTTP only.
+    scheme: Option<&'a str>,
+    backup: Option<&'a str>,
+}
+
+/// The container as a service's server, read from its [`ServerLabels`].
+struct Served {
+    port: u16,
+    weight: u32,
+    backup: bool,
+}
 
 pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     let mut errors = Vec::new();
@@ -114,14 +129,17 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
         } else if let Some(rest) = key.strip_prefix(TCP_SERVICES) {
             match rest.split_once('.') {
                 Some((name, "port")) => {
-                    tcp_services.entry(name.into()).or_default().0 = Some(value)
+                    tcp_services.entry(name.into()).or_default().port = Some(value)
                 }
                 Some((name, "weight")) => {
-                    tcp_services.entry(name.into()).or_default().1 = Some(value)
+                    tcp_services.entry(name.into()).or_default().weight = Some(value)
+                }
+                Some((name, "backup")) => {
+                    tcp_services.entry(name.into()).or_default().backup = Some(value)
                 }
                 Some((_, "servers" | "address")) => errors.push(c.label_error(
                     key,
-                    "servers are the containers themselves; set port (and weight) instead",
+                    "servers are the containers themselves; set port (weight, backup) instead",
                 )),
                 Some((name, field)) => {
                     tcp_services.entry(name.into()).or_default();
@@ -169,12 +187,19 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             }
         } else if let Some(rest) = key.strip_prefix(SERVICES) {
             match rest.split_once('.') {
-                Some((name, "port")) => services.entry(name.into()).or_default().0 = Some(value),
-                Some((name, "weight")) => services.entry(name.into()).or_default().1 = Some(value),
-                Some((name, "scheme")) => services.entry(name.into()).or_default().2 = Some(value),
+                Some((name, "port")) => services.entry(name.into()).or_default().port = Some(value),
+                Some((name, "weight")) => {
+                    services.entry(name.into()).or_default().weight = Some(value)
+                }
+                Some((name, "scheme")) => {
+                    services.entry(name.into()).or_default().scheme = Some(value)
+                }
+                Some((name, "backup")) => {
+                    services.entry(name.into()).or_default().backup = Some(value)
+                }
                 Some((_, "servers" | "url" | "resolve")) => errors.push(c.label_error(
                     key,
-                    "servers are the containers themselves; set port (and weight) instead",
+                    "servers are the containers themselves; set port (weight, backup) instead",
                 )),
                 Some((name, field)) => {
                     services.entry(name.into()).or_default();
@@ -245,27 +270,28 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
     }
     let tcp_only = services.is_empty() && !(tcp_services.is_empty() && tcp_routers.is_empty());
     if services.is_empty() && !tcp_only {
-        services.insert(c.group.clone(), (None, None, None));
+        services.insert(c.group.clone(), ServerLabels::default());
     }
     if tcp_services.is_empty() && !tcp_routers.is_empty() {
-        tcp_services.insert(c.group.clone(), (None, None, None));
+        tcp_services.insert(c.group.clone(), ServerLabels::default());
     }
     let network = c.labels.get(NETWORK).map(|v| (NETWORK, v.as_str()));
     let ip = address(c, cx, network).map_err(|e| errors.push(e)).ok();
-    for (name, (port_label, weight_label, _)) in &tcp_services {
-        let server = served(
-            c,
-            TCP_SERVICES,
-            name,
-            *port_label,
-            *weight_label,
-            &mut errors,
-        );
-        if let (Some(ip), Some((port, weight))) = (ip, server) {
+    for (name, labels) in &tcp_services {
+        let server = served(c, TCP_SERVICES, name, labels, &mut errors);
+        if let (
+            Some(ip),
+            Some(Served {
+                port,
+                weight,
+                backup,
+            }),
+        ) = (ip, server)
+        {
             let address = toml::Value::String(std::net::SocketAddr::new(ip, port).to_string());
             let server_name = toml::Value::String(c.name.clone());
             doc.line(
-                format!("tcp.services.{}.servers = [{{ address = {address}, name = {server_name}, weight = {weight} }}]", quote(name)),
+                format!("tcp.services.{}.servers = [{{ address = {address}, name = {server_name}, weight = {weight}, backup = {backup} }}]", quote(name)),
                 None,
             );
         }
@@ -290,10 +316,9 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             ));
         }
     }
-    for (name, (port_label, weight_label, scheme_label)) in &services {
-        let server = served(c, SERVICES, name, *port_label, *weight_label, &mut errors);
-        let (port, weight) = (server.map(|s| s.0), server.map(|s| s.1));
-        let scheme = match scheme_label.map(|s| s.trim().to_ascii_lowercase()) {
+    for (name, labels) in &services {
+        let server = served(c, SERVICES, name, labels, &mut errors);
+        let scheme = match labels.scheme.map(|s| s.trim().to_ascii_lowercase()) {
             None => Some("http"),
             Some(s) if s == "http" => Some("http"),
             Some(s) if s == "https" => Some("https"),
@@ -305,14 +330,23 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
                 None
             }
         };
-        if let (Some(ip), Some(port), Some(weight), Some(scheme)) = (ip, port, weight, scheme) {
+        if let (
+            Some(ip),
+            Some(Served {
+                port,
+                weight,
+                backup,
+            }),
+            Some(scheme),
+        ) = (ip, server, scheme)
+        {
             let url = toml::Value::String(format!(
                 "{scheme}://{}",
                 std::net::SocketAddr::new(ip, port)
             ));
             let server_name = toml::Value::String(c.name.clone());
             doc.line(
-                format!("services.{}.servers = [{{ url = {url}, name = {server_name}, weight = {weight} }}]", quote(name)),
+                format!("services.{}.servers = [{{ url = {url}, name = {server_name}, weight = {weight}, backup = {backup} }}]", quote(name)),
                 None,
             );
         }
@@ -373,21 +407,30 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
 }
 
 /// A service's server: the container's port for it (`<prefix><name>.port`, or its one exposed
-/// port) and its weight; `None` after recording what is wrong.
+/// port), its weight and whether it is a backup; `None` after recording what is wrong.
 fn served(
     c: &Container,
     prefix: &str,
     name: &str,
-    port_label: Option<&str>,
-    weight_label: Option<&str>,
+    labels: &ServerLabels<'_>,
     errors: &mut Vec<LabelError>,
-) -> Option<(u16, u32)> {
+) -> Option<Served> {
     let port_key = format!("{prefix}{name}.port");
     let weight_key = format!("{prefix}{name}.weight");
-    let port = port(c, &port_key, port_label, |k, m| c.label_error(k, m))
+    let port = port(c, &port_key, labels.port, |k, m| c.label_error(k, m))
         .map_err(|e| errors.push(e))
         .ok();
-    let weight = match weight_label {
+    let backup = match labels.backup {
+        None => Some(false),
+        Some(b) => super::parse_bool(b).or_else(|| {
+            errors.push(c.label_error(
+                &format!("{prefix}{name}.backup"),
+                "expected true or false (true: a backup server, taking requests only while no other server of the service can)",
+            ));
+            None
+        }),
+    };
+    let weight = match labels.weight {
         None => Some(1),
         Some(w) => w
             .trim()
@@ -399,7 +442,11 @@ fn served(
                 None
             }),
     };
-    Some((port?, weight?))
+    Some(Served {
+        port: port?,
+        weight: weight?,
+        backup: backup?,
+    })
 }
 
 /// A file error told in terms of the label it came from.

@@ -1,7 +1,7 @@
 //! The containers Tether knows, their phase (serving, draining, out) and the provider update they
 //! add up to. Pure state: the run loop feeds it inspections and events, and asks for the update.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use tether_model::labels::{self, Container, Context, Declared, LabelError};
@@ -319,6 +319,8 @@ impl Tracker {
         let mut middlewares: BTreeMap<String, (MiddlewareDecl, &str)> = BTreeMap::new();
         let mut tcp_routes: BTreeMap<String, (TcpRouteDecl, &str)> = BTreeMap::new();
         let mut errors = Vec::new();
+        // dockercloud's FAILOVER services, folded into those sharing their routes at the end.
+        let mut failover = BTreeSet::new();
         // Containers out of rotation come last: they only keep what no other declares.
         let (live, out): (Vec<&Tracked>, Vec<&Tracked>) = tracked
             .into_iter()
@@ -345,6 +347,9 @@ impl Tracker {
                     "container {name}: {conflict}; {why}, so this container is left out"
                 ));
                 continue;
+            }
+            if d.failover {
+                failover.extend(d.services.iter().map(|s| s.name.clone()));
             }
             for m in &d.middlewares {
                 middlewares
@@ -393,6 +398,9 @@ impl Tracker {
             if conflict(d, &services, &routes, &middlewares, &tcp_routes).is_some() {
                 continue;
             }
+            if d.failover {
+                failover.extend(d.services.iter().map(|s| s.name.clone()));
+            }
             for m in &d.middlewares {
                 middlewares
                     .entry(m.name.clone())
@@ -414,16 +422,24 @@ impl Tracker {
                     .or_insert((r.clone(), name));
             }
         }
+        let mut services: Vec<ServiceDecl> = services.into_values().map(|(s, _)| s).collect();
+        let mut routes: Vec<RouteDecl> = routes.into_values().map(|(r, _)| r).collect();
+        let tcp_routes: Vec<TcpRouteDecl> = tcp_routes.into_values().map(|(r, _)| r).collect();
+        for (backup, of) in
+            labels::failover::fold(&mut services, &mut routes, &tcp_routes, &failover)
+        {
+            tracing::debug!(route = %backup, backs_up = ?of, "docker: FAILOVER servers are backups");
+        }
         ProviderUpdate {
             provider: PROVIDER.into(),
-            services: services.into_values().map(|(s, _)| s).collect(),
-            routes: routes.into_values().map(|(r, _)| r).collect(),
+            services,
+            routes,
             errors,
             version: String::new(),
             observed: None,
             certificates: certificates.into_values().map(|(c, _)| c).collect(),
             middlewares: middlewares.into_values().map(|(m, _)| m).collect(),
-            tcp_routes: tcp_routes.into_values().map(|(r, _)| r).collect(),
+            tcp_routes,
         }
     }
 }
@@ -640,6 +656,66 @@ mod tests {
             "{:?}",
             u.errors
         );
+    }
+
+    /// A dockercloud container of compose service `service` with `env`.
+    fn dockercloud(id: &str, name: &str, service: &str, env: &[&str]) -> Inspection {
+        serde_json::from_value(serde_json::json!({
+            "Id": id, "Name": format!("/{name}"),
+            "State": { "Running": true, "Paused": false },
+            "Config": {
+                "Labels": { "com.docker.compose.service": service },
+                "Env": env,
+                "ExposedPorts": { "8080/tcp": {} }
+            },
+            "NetworkSettings": { "Networks": { "net": { "IPAddress": "10.1.0.2" } } }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dockercloud_failover_service_backs_up_the_services_sharing_its_virtual_host() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let shop = ["SERVICE_PORTS=8080", "VIRTUAL_HOST=shop.test"];
+        let spare = [
+            "SERVICE_PORTS=8080",
+            "VIRTUAL_HOST=shop.test",
+            "FAILOVER=true",
+        ];
+        t.upsert(&dockercloud("a", "shop-1", "shop", &shop), now);
+        t.upsert(&dockercloud("b", "shop-2", "shop", &shop), now);
+        t.upsert(&dockercloud("c", "spare-1", "spare", &spare), now);
+        // Another host: its own route, untouched.
+        let blog = ["SERVICE_PORTS=8080", "VIRTUAL_HOST=blog.test"];
+        t.upsert(&dockercloud("d", "blog-1", "blog", &blog), now);
+        let u = t.update();
+        assert!(u.errors.is_empty(), "{:?}", u.errors);
+        let routes: Vec<&str> = u.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(routes, ["blog@docker", "shop@docker"]);
+        let shop = u.services.iter().find(|s| s.name == "shop@docker").unwrap();
+        let servers: Vec<(&str, bool)> = shop
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.backup))
+            .collect();
+        assert_eq!(
+            servers,
+            [("shop-1", false), ("shop-2", false), ("spare-1", true)]
+        );
+        assert!(u.services.iter().all(|s| s.name != "spare@docker"));
+        // Without the service it backs up, the failover service serves its host alone.
+        assert!(t.gone("a") && t.gone("b"));
+        let u = t.update();
+        let routes: Vec<&str> = u.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(routes, ["blog@docker", "spare@docker"]);
+        let spare = u
+            .services
+            .iter()
+            .find(|s| s.name == "spare@docker")
+            .unwrap();
+        assert_eq!(spare.servers.len(), 1);
+        assert!(spare.servers[0].backup);
     }
 
     #[test]

@@ -379,6 +379,7 @@ impl Tracker {
                 })
                 .collect(),
             errors,
+            failover: first.failover,
         }
     }
 
@@ -535,6 +536,8 @@ struct Declared {
     middlewares: Vec<MiddlewareDecl>,
     certificates: Vec<CertificateDecl>,
     errors: Vec<String>,
+    /// dockercloud's `FAILOVER`: its HTTP services back up those sharing their routes.
+    failover: bool,
 }
 
 /// Declarations gathered over the services, each name owned by the first service declaring it.
@@ -548,6 +551,8 @@ struct Merged {
     errors: Vec<String>,
     notes: Vec<String>,
     tasks: usize,
+    /// The services of dockercloud `FAILOVER` services, folded in by [`Merged::finish`].
+    failover: BTreeSet<String>,
 }
 
 impl Merged {
@@ -559,6 +564,7 @@ impl Merged {
             middlewares,
             certificates,
             errors,
+            failover,
         } = declared;
         self.errors.extend(errors);
         // A middleware several services declare alike is one; declared otherwise, refused.
@@ -608,6 +614,10 @@ impl Merged {
             ));
             return;
         }
+        if failover {
+            self.failover
+                .extend(services.iter().map(|s| s.name.clone()));
+        }
         for s in services {
             self.tasks += s.servers.len();
             self.services.insert(s.name.clone(), (s, by.to_string()));
@@ -628,17 +638,25 @@ impl Merged {
     }
 
     fn finish(self) -> Outcome {
+        let mut services: Vec<ServiceDecl> = self.services.into_values().map(|(s, _)| s).collect();
+        let mut routes: Vec<RouteDecl> = self.routes.into_values().map(|(r, _)| r).collect();
+        let tcp_routes: Vec<TcpRouteDecl> = self.tcp_routes.into_values().map(|(r, _)| r).collect();
+        for (backup, of) in
+            labels::failover::fold(&mut services, &mut routes, &tcp_routes, &self.failover)
+        {
+            tracing::debug!(route = %backup, backs_up = ?of, "swarm: FAILOVER servers are backups");
+        }
         Outcome {
             update: ProviderUpdate {
                 provider: PROVIDER.into(),
-                services: self.services.into_values().map(|(s, _)| s).collect(),
-                routes: self.routes.into_values().map(|(r, _)| r).collect(),
+                services,
+                routes,
                 errors: self.errors,
                 version: String::new(),
                 observed: None,
                 certificates: self.certificates,
                 middlewares: self.middlewares.into_values().map(|(m, _)| m).collect(),
-                tcp_routes: self.tcp_routes.into_values().map(|(r, _)| r).collect(),
+                tcp_routes,
             },
             notes: self.notes,
             tasks: self.tasks,

@@ -154,11 +154,25 @@ async fn haproxy_seed_compose_service1_sticks_service2_alternates_and_scales() {
         assert_ne!(r.server(), last, "service2 alternates");
         last = r.server().to_string();
     }
+    // FAILOVER: the spare is service2's backup, sent nothing while service2 has replicas...
+    let spare = stack.replicas("service2-spare").await;
+    assert!(s2.iter().all(|s| !spare.contains(s)));
+    for _ in 0..10 {
+        let r = anon.get("/service2").await.unwrap();
+        assert!(s2.iter().any(|s| s == r.server()), "{}", r.server());
+    }
+    // ...and everything once it has none.
+    stack.compose(&["up", "-d", "--scale", "service2=0"]).await;
+    stack.serves("localhost", "/service2", &spare).await;
 
     stack.compose(&["up", "-d", "--scale", "service2=5"]).await;
     let s2 = stack.replicas("service2").await;
     assert_eq!(s2.len(), 5);
     stack.serves("localhost", "/service2", &s2).await;
+    for _ in 0..10 {
+        let r = anon.get("/service2").await.unwrap();
+        assert!(s2.iter().any(|s| s == r.server()), "{}", r.server());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -357,6 +357,66 @@ async fn dockercloud_health_check_takes_a_dead_port_out_and_deactivate_leaves_a_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockercloud_failover_takes_requests_only_while_the_service_it_backs_up_has_none() {
+    let Some((engine, net, tether)) = setup("dockercloud-failover", Duration::from_secs(1)).await
+    else {
+        return;
+    };
+    let mut shop = labels(&engine, &net, &[]);
+    shop.extend(env(&[
+        ("SERVICE_PORTS", "8080"),
+        ("VIRTUAL_HOST", "*/shop"),
+    ]));
+    let (s1, s2) = pair(&engine, "shop", &shop, "8080").await;
+    // The same VIRTUAL_HOST, with FAILOVER: its servers are the shop's backups.
+    let mut args = labels(
+        &engine,
+        &net,
+        &["com.docker.compose.service=spare".to_string()],
+    );
+    args.extend(env(&[
+        ("SERVICE_PORTS", "8080"),
+        ("VIRTUAL_HOST", "*/shop"),
+        ("FAILOVER", "true"),
+    ]));
+    let spare = engine.whoami("spare-1", &strs(&args)).await;
+    crate::support::wait_state("the spare folded into the shop", FAST, || {
+        tether.servers("shop@docker").len() == 3
+    })
+    .await;
+    assert!(
+        tether.servers("spare@docker").is_empty(),
+        "no service of its own"
+    );
+    let mut c = tether.anonymous("localhost");
+    wait_for_servers(&mut c, "/shop", &[&s1.name, &s2.name], FAST).await;
+    for _ in 0..20 {
+        let r = c.get("/shop").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_ne!(
+            r.server(),
+            spare.name,
+            "a backup while the shop has servers"
+        );
+    }
+    // Both shop replicas stop: the route stays, and the spare takes its requests.
+    for s in [&s1, &s2] {
+        engine.docker(&["stop", "-t", "1", &s.name]).await.unwrap();
+    }
+    wait_for_servers(&mut c, "/shop", &[&spare.name], FAST).await;
+    for _ in 0..10 {
+        assert_eq!(c.get("/shop").await.unwrap().server(), spare.name);
+    }
+    // One comes back: the spare is a backup again.
+    engine.docker(&["start", &s1.name]).await.unwrap();
+    wait_for_servers(&mut c, "/shop", &[&s1.name], FAST).await;
+    for _ in 0..10 {
+        assert_eq!(c.get("/shop").await.unwrap().server(), s1.name);
+    }
+    assert!(tether.errors().is_empty(), "{:?}", tether.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interlock_names_a_site_by_the_containers_own_hostname_and_reads_1x_labels() {
     let Some((engine, net, tether)) = setup("interlock-1x", Duration::from_secs(2)).await else {
         return;

@@ -173,6 +173,40 @@ fn the_dockercloud_environment_and_a_global_service_are_read() {
 }
 
 #[test]
+fn a_dockercloud_failover_service_backs_up_the_service_sharing_its_virtual_host() {
+    let mut t = tracker();
+    let env = |extra: &'static [&'static str]| {
+        let mut e = vec!["SERVICE_PORTS=8080", "VIRTUAL_HOST=*/shop"];
+        e.extend(extra);
+        e
+    };
+    let mut shop = service("s1", "stack_shop", json!({}), &env(&[]));
+    let mut spare = service("s2", "stack_spare", json!({}), &env(&["FAILOVER=true"]));
+    for s in [&mut shop, &mut spare] {
+        s.spec.task_template.container_spec.labels.clear();
+    }
+    let view = View {
+        services: vec![shop, spare],
+        tasks: vec![
+            task("t1", "s1", 1, "running", "running", "10.0.1.3"),
+            task("t2", "s2", 1, "running", "running", "10.0.1.4"),
+        ],
+        ..Default::default()
+    };
+    let o = t.translate(&view, Instant::now());
+    assert!(o.update.errors.is_empty(), "{:?}", o.update.errors);
+    let routes: Vec<&str> = o.update.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(routes, ["stack_shop@swarm"]);
+    assert_eq!(o.update.services.len(), 1);
+    let servers: Vec<(&str, bool)> = o.update.services[0]
+        .servers
+        .iter()
+        .map(|s| (s.name.as_str(), s.backup))
+        .collect();
+    assert_eq!(servers, [("stack_shop.1", false), ("stack_spare.1", true)]);
+}
+
+#[test]
 fn every_reason_for_nothing_is_said() {
     let mut t = Tracker::new(Settings {
         entrypoints: vec!["web".into()],
