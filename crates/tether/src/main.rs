@@ -104,6 +104,11 @@ enum Command {
         /// Name shown in every answer. Default: the host name.
         #[arg(long)]
         name: Option<String>,
+        /// Keep sessions as files in this directory instead of in memory: replicas that mount
+        /// one directory share their sessions, as an application with a shared session store
+        /// does, and a session outlives a task's replacement.
+        #[arg(long, value_name = "DIR")]
+        sessions: Option<PathBuf>,
         /// Check the whoami running beside this command (a container's HEALTHCHECK): GET
         /// /health on the address it listens on, which it keeps in
         /// $TETHER_STATE_DIR/whoami.listen; succeed on a 2xx answer.
@@ -985,7 +990,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Whoami { listen, name, .. } => {
+        Command::Whoami {
+            listen,
+            name,
+            sessions,
+            ..
+        } => {
             // Where `--healthcheck` finds it (a container's HEALTHCHECK follows --listen).
             if let Some(f) = whoami_listen_file() {
                 let _ = f.parent().map(std::fs::create_dir_all);
@@ -995,6 +1005,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             }
             let mut id = tether_whoami::Whoami::new("");
             id.name = name.unwrap_or_else(|| id.hostname.clone());
+            id.sessions = sessions;
             // On SIGTERM (docker stop) it finishes the requests in progress before exiting.
             tether_whoami::run(listen, id, shutdown_signal()).await?;
             Ok(())

@@ -47,6 +47,9 @@ pub struct Whoami {
     pub hostname: String,
     /// Added to every answer (a slow replica, for least-requests demos and tests).
     pub delay: Duration,
+    /// Sessions kept as files in this directory, shared by the replicas that mount it, instead of
+    /// in memory.
+    pub sessions: Option<std::path::PathBuf>,
 }
 
 impl Whoami {
@@ -55,6 +58,7 @@ impl Whoami {
             name: name.into(),
             hostname: hostname(),
             delay: Duration::ZERO,
+            sessions: None,
         }
     }
 }
@@ -90,10 +94,11 @@ pub async fn serve_until(
     stats: Arc<Stats>,
     stop: impl Future<Output = ()>,
 ) {
+    let sessions = session::Store::new(id.sessions.clone());
     let shared = Arc::new(Shared {
         id,
         stats,
-        sessions: session::Store::default(),
+        sessions,
         healthy: AtomicBool::new(true),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

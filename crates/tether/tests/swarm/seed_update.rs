@@ -2,6 +2,13 @@
 //! `update_config` (parallelism 5, delay 10s, the default stop-first order) on 2 replicas, so both
 //! tasks stop before a new one runs. The route stays while the service has no task: requests
 //! wait for the new task (`wait_for_server`) and none fails; past the wait, 503, never 404.
+//!
+//! The seed's session counts 1..N through the update. Its app keeps sessions in express-session's
+//! MemoryStore, which dies with the task: with stop-first on 2 replicas every task is replaced at
+//! once, so no proxy can keep those counts. The app here keeps them in a store its tasks share (a
+//! bind-mounted directory, `whoami --sessions`, as connect-redis would be), and what this asserts
+//! is Tether's part: the browser's `connect.sid`, which Tether prefixes with the task's id, reaches
+//! the new tasks as the app wrote it, and the session goes on counting, one request at a time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use tether_testkit::swarm::Swarm;
 use tether_testkit::{docker::docker, Client};
+
+use tether_testkit::docker::WHOAMI_IMAGE;
+use tether_testkit::TempDir;
 
 use crate::support::{key_file, wait_servers};
 
@@ -40,7 +50,27 @@ async fn the_seeds_stop_first_update_fails_no_request_and_no_task_is_503_not_404
         return;
     };
     let (_dir, key) = key_file();
-    let svc = swarm.service("service1", SEED).await;
+    // The app's session store, shared by its tasks (one node: a bind mount).
+    let store = TempDir::new("seed-sessions");
+    std::fs::set_permissions(
+        store.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mount = format!(
+        "type=bind,source={},target=/sessions",
+        store.path().display()
+    );
+    let mut args = SEED.to_vec();
+    args.extend(["--mount", &mount]);
+    let svc = swarm
+        .service_of(
+            WHOAMI_IMAGE,
+            "service1",
+            &args,
+            &["--sessions", "/sessions"],
+        )
+        .await;
     let tether = swarm.tether("proxy", Some(&key), &[]).await;
     let name = format!("{svc}@swarm");
     wait_servers(&tether, &name, Duration::from_secs(60), "2 tasks", |s| {
@@ -54,19 +84,20 @@ async fn the_seeds_stop_first_update_fails_no_request_and_no_task_is_503_not_404
         let addr = tether.web;
         tokio::spawn(async move {
             let (mut failed, mut sent, mut slowest) = (Vec::new(), 0u32, Duration::ZERO);
+            let mut counts = Vec::new();
             let mut browser = Client::new(addr);
             while !stop.load(Ordering::Relaxed) {
                 sent += 1;
                 let t = Instant::now();
                 match browser.get("/service1").await {
-                    Ok(r) if r.status == 200 => {}
+                    Ok(r) if r.status == 200 => counts.push(r.visits()),
                     Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
                     Err(e) => failed.push(e),
                 }
                 slowest = slowest.max(t.elapsed());
                 tokio::time::sleep(Duration::from_millis(10)).await; // pacing the load
             }
-            (failed, sent, slowest)
+            (failed, sent, slowest, counts)
         })
     };
     let old = swarm.tasks(&svc).await;
@@ -96,15 +127,22 @@ async fn the_seeds_stop_first_update_fails_no_request_and_no_task_is_503_not_404
     )
     .await;
     stop.store(true, Ordering::Relaxed);
-    let (failed, sent, slowest) = traffic.await.unwrap();
+    let (failed, sent, slowest, counts) = traffic.await.unwrap();
     eprintln!(
-        "seed rolling update (stop-first, parallelism 5): {} of {sent} requests failed; the longest waited {slowest:?}",
-        failed.len()
+        "seed rolling update (stop-first, parallelism 5): {} of {sent} requests failed; the longest waited {slowest:?}; the session counted 1..{}",
+        failed.len(),
+        counts.last().copied().unwrap_or(0)
     );
     assert!(
         failed.is_empty(),
         "{} of {sent} failed: {failed:?}",
         failed.len()
+    );
+    let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+    assert!(
+        counts == expected,
+        "the session did not count 1..{} through the update: {counts:?}",
+        counts.len()
     );
 
     // Scaled to 0: the route stays; after the wait, 503 with Retry-After.
