@@ -38,6 +38,10 @@ pin_project_lite::pin_project! {
 impl<F: std::future::Future> std::future::Future for Within<'_, F> {
     type Output = Option<F::Output>;
 
+    // Out of line, so that the exchange's future is built in place in this wrapper's and polled
+    // from here: inlined into the request's future, the exchange is moved in and its result out
+    // again (callgrind, plain `/rr`: 14,546 instructions per request inlined, 14,401 out of line).
+    #[inline(never)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let a = *this.activity;
