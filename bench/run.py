@@ -11,6 +11,14 @@ Before each round it measures the machine itself (wrk straight to a backend) and
 baseline drifted by more than 15% during the run: on a shared VM the paired ratios then remain
 the figures to go by.
 
+With --quota Q each proxy's processes are held to Q of a core by a cgroup (v1, a 10 ms period, as
+bench/saturated.py does), so that the proxy, not wrk, is the bottleneck, in every scenario: the
+proxy runs on the proxy core (its workers too), wrk and the backends on the load core. Then
+rr-2-workers is two workers under the same quota, and rr-2-workers-2q two workers at twice the
+quota: over rr-keepalive (one worker at the quota) in the same round, that is each proxy's
+scaling ratio, which the results report. HAProxy's nbthread and NGINX's worker_processes (with
+reuseport) follow the scenario's worker count.
+
 Run it through bench/run.sh, which installs the tools and builds Tether first.
 """
 
@@ -46,6 +54,9 @@ SCENARIOS = {
     "sticky-no-cookie": dict(path="/sticky", workers=1, conns=50, threads=1),
     "new-connection": dict(path="/rr", workers=1, conns=50, threads=1, close=True),
     "rr-2-workers": dict(path="/rr", workers=2, conns=100, threads=2),
+    # With --quota: two workers at twice the quota (the scaling ratio's numerator); without, as
+    # rr-2-workers.
+    "rr-2-workers-2q": dict(path="/rr", workers=2, conns=100, threads=2, quota_x=2),
     # HTTPS (TLS 1.3, X25519, the cipher the client prefers: AES-256-GCM from wrk's OpenSSL):
     # kept-alive connections, and a new connection with a full handshake per request.
     "https-keepalive": dict(path="/rr", workers=1, conns=50, threads=1, tls=True),
@@ -287,6 +298,33 @@ def baseline(args):
 
 NOISY = 1.15
 
+CGROUP = "/sys/fs/cgroup/cpu"
+PERIOD_US = 10_000
+
+
+def limit(name, pids, quota):
+    """Hold the processes `pids` (every thread of each) to `quota` of a core: a cgroup (v1) of
+    their own with a 10 ms period, short enough that throttling stays fine-grained. Returns it."""
+    group = os.path.join(CGROUP, f"tether-bench-{name}")
+    os.makedirs(group, exist_ok=True)
+    with open(os.path.join(group, "cpu.cfs_period_us"), "w") as f:
+        f.write(str(PERIOD_US))
+    with open(os.path.join(group, "cpu.cfs_quota_us"), "w") as f:
+        f.write(str(int(quota * PERIOD_US)))
+    for pid in pids:
+        with open(os.path.join(group, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+    return group
+
+
+def throttled(group):
+    """Periods in which the group was throttled so far."""
+    try:
+        with open(os.path.join(group, "cpu.stat")) as f:
+            return int(dict(line.split() for line in f).get("nr_throttled", 0))
+    except OSError:
+        return None
+
 
 def baseline_note(rps):
     """A line on the machine's drift during the run, from the baseline of each round."""
@@ -316,12 +354,15 @@ def encoded_size(port, path, encoding):
 
 
 def one_run(name, scen, sc, args, bins, tmp):
-    two = sc["workers"] > 1
+    quota = args.quota * sc.get("quota_x", 1) if args.quota else None
+    # Without a quota, two workers get both cores; with one, the quota is what limits them.
+    two = sc["workers"] > 1 and not quota
     cores = "0,1" if two else args.proxy_core
     load = "0,1" if two else args.load_core
     p = Proxy(name, sc["workers"], cores, bins, tmp)
     # A path behind basic auth answers 401 without it: wait on the plain route instead.
     p.start("/rr" if sc.get("auth") else sc["path"])
+    group = limit(name, proc_tree(p.proc.pid), quota) if quota else None
     try:
         port = TLS_PORTS[name] if sc.get("tls") else PORTS[name]
         cookie = fetch_cookie(port, sc["path"]) if sc.get("cookie") else None
@@ -334,6 +375,9 @@ def one_run(name, scen, sc, args, bins, tmp):
         r["cpu_us_per_req"] = (after[1] - before[1]) / n * 1e6
         r["user_us_per_req"] = (after[0] - before[0]) / n * 1e6
         r["peak_rss_kib"] = memory_kib(p.pids)
+        if group:
+            r["quota"] = quota
+            r["throttled_periods"] = throttled(group)
         if sc.get("encoding"):
             r["body_bytes"] = encoded_size(port, sc["path"], sc["encoding"])
         if p.proc.poll() is not None:
@@ -341,6 +385,11 @@ def one_run(name, scen, sc, args, bins, tmp):
         return r
     finally:
         p.stop()
+        if group:
+            try:
+                os.rmdir(group)
+            except OSError:
+                pass
 
 
 def summarise(runs):
@@ -378,6 +427,20 @@ def paired(runs, proxies):
                 if rs:
                     out.setdefault(scen, {}).setdefault(p, {})[m] = dict(
                         median=statistics.median(rs), min=min(rs), max=max(rs))
+    return out
+
+
+def scaling(runs, proxies):
+    """Each proxy's scaling ratio: requests/s of rr-2-workers-2q (two workers at twice the quota)
+    over rr-keepalive (one worker at the quota), in the same round; median of the rounds."""
+    two, one = runs.get("rr-2-workers-2q"), runs.get("rr-keepalive")
+    if not two or not one:
+        return {}
+    out = {}
+    for p in proxies:
+        rs = [a["rps"] / b["rps"] for a, b in zip(two.get(p, []), one.get(p, [])) if b["rps"]]
+        if rs:
+            out[p] = dict(median=statistics.median(rs), min=min(rs), max=max(rs))
     return out
 
 
@@ -464,12 +527,19 @@ def main():
     ap.add_argument("--proxies", default=",".join(PROXIES))
     ap.add_argument("--proxy-core", default="0")
     ap.add_argument("--load-core", default="1")
+    ap.add_argument("--quota", type=float, default=None,
+                    help="hold each proxy to this share of a core (e.g. 0.25) with a cgroup")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
     ap.add_argument("--tether", default=os.path.join(ROOT, "target", "release", "tether"))
     ap.add_argument("--backend", default=os.path.join(ROOT, "target", "release", "tether-bench-backend"))
     args = ap.parse_args()
     scens = args.scenarios.split(",")
     proxies = args.proxies.split(",")
+    if args.quota is not None:
+        if not 0 < args.quota <= 0.5:
+            sys.exit("--quota is a share of one core, above 0 and at most 0.5 (twice it must fit)")
+        if not os.access(CGROUP, os.W_OK):
+            sys.exit(f"--quota needs a writable cgroup (v1) cpu hierarchy at {CGROUP} (run as root)")
     for s in scens:
         if s not in SCENARIOS:
             sys.exit(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
@@ -514,9 +584,10 @@ def main():
         "tether": subprocess.run([args.tether, "--version"], capture_output=True, text=True).stdout.strip(),
     }
     pr = paired(runs, proxies)
+    scale = scaling(runs, proxies)
     result = dict(when=stamp, rounds=args.rounds, duration_s=args.duration, versions=versions,
-                  cores=dict(proxy=args.proxy_core, load=args.load_core), runs=runs,
-                  summary=summary, paired=pr, baseline_rps=base)
+                  cores=dict(proxy=args.proxy_core, load=args.load_core), quota=args.quota,
+                  runs=runs, summary=summary, paired=pr, scaling=scale, baseline_rps=base)
     jpath = os.path.join(args.out, "results.json")
     with open(jpath, "w") as f:
         json.dump(result, f, indent=1)
@@ -526,6 +597,13 @@ def main():
     if pr:
         md += "\n\nTether's figure over the other's in the same round (median of the rounds, min–max):\n\n"
         md += paired_table(pr)
+    if scale:
+        md += ("\n\nScaling ratio: requests/s with 2 workers at twice the quota over 1 worker at the "
+               "quota, same round (median of the rounds, min–max):\n\n| proxy | ratio |\n|---|---|\n")
+        md += "\n".join(f"| {p} | {v['median']:.2f} ({v['min']:.2f}–{v['max']:.2f}) |"
+                         for p, v in scale.items())
+    if args.quota:
+        md = f"Each proxy held to {args.quota} of a core (cgroup, 10 ms period).\n\n" + md
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md + "\n")
     png = chart(summary, proxies, os.path.join(args.out, "chart.png"))
