@@ -74,7 +74,15 @@ pub struct Settings {
     pub proxy_protocol: std::collections::BTreeMap<String, AcceptProxy>,
     /// `[acme.NAME]`: the ACME resolvers routes may name, by name.
     pub acme: Vec<crate::acme::AcmeResolver>,
+    /// `workers = N` (top level): serving workers, each a thread with its own listening sockets;
+    /// `None`: `--workers`, else one per CPU this process may use.
+    pub workers: Option<usize>,
+    /// `pin_workers = true`: worker i runs on the i-th CPU this process may use.
+    pub pin_workers: bool,
 }
+
+/// The most serving workers `workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
 
 /// An entrypoint's `proxy_protocol = { trusted = [...], optional, timeout }`: the PROXY
 /// protocol header its peers send first.

@@ -261,7 +261,7 @@ impl FileWatch {
             let event = match loaded {
                 Ok(cfg) => {
                     if cfg.settings != settings {
-                        tracing::warn!(path = %self.path.display(), "entrypoints, timeouts, affinity key and trusted proxies are read at start: restart Tether to apply their changes");
+                        tracing::warn!(path = %self.path.display(), "entrypoints, timeouts, affinity key, trusted proxies and workers are read at start: restart Tether (tether upgrade) to apply their changes");
                     }
                     Event::Update {
                         update: update(cfg, version),

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 /// Connections open, by client address.
 type Open = Arc<Mutex<HashMap<IpAddr, u32>>>;
 
-/// Open connections by client address.
-#[derive(Debug)]
+/// Open connections by client address. Clones share the count (every worker admits against one).
+#[derive(Debug, Clone)]
 pub struct Admission {
     limit: u32,
     open: Open,

@@ -14,7 +14,7 @@
 //! Beside them: [`acme`] (the answers to pending ACME challenges), [`headers`] (hop-by-hop and forwarding fields), [`request`] (a request's head
 //! wherever it was parsed), `idle` (each client connection's watchdog), [`health`] (active
 //! checks), `admit` (connections per client), [`stats`] (counters and the access log, bumped
-//! once at each request's end).
+//! once at each request's end), [`worker`] (which serving worker a thread is).
 
 pub mod acme;
 mod admit;
@@ -33,12 +33,14 @@ pub mod route;
 pub mod stats;
 pub mod tcp;
 pub mod upstream;
+pub mod worker;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tether_model::file_config::{Cidr, Limits, Timeouts};
 
+pub use admit::Admission;
 pub use front::server::{serve, Listener};
 pub use route::table::{compile, RoutingTable};
 pub use route::{router, table};

@@ -56,6 +56,11 @@ pub struct Options {
     pub entrypoints: Vec<tether_model::file_config::EntrypointFlag>,
     /// `--stats-path /haproxy?stats`: the stats page on every traffic entrypoint.
     pub stats_path: Option<String>,
+    /// `--workers N`: serving workers, over the file's `workers`.
+    pub workers: Option<usize>,
+    /// Serving workers when neither `--workers` nor the file's `workers` says: `tether run`
+    /// gives the CPUs the process may use; [`Options::file`] 1 (serving on the caller's runtime).
+    pub default_workers: usize,
 }
 
 /// PEM text holding a private key: never printed.
@@ -96,6 +101,8 @@ impl Options {
             connect_timeout: None,
             entrypoints: Vec::new(),
             stats_path: None,
+            workers: None,
+            default_workers: 1,
         }
     }
 }
@@ -354,6 +361,8 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
             tcp: Default::default(),
             proxy_protocol: Default::default(),
             acme: Vec::new(),
+            workers: None,
+            pin_workers: false,
         },
     };
     let mut settings = settings;
@@ -378,6 +387,15 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     }
     if let Some(c) = opts.connect_timeout {
         settings.timeouts.connect = c;
+    }
+    // Before any table is compiled: every server's pool gets a slot per worker.
+    let workers = opts
+        .workers
+        .or(settings.workers)
+        .unwrap_or(opts.default_workers)
+        .max(1);
+    if workers > 1 {
+        tether_proxy::worker::set_count(workers);
     }
     let key_source = match (&settings.affinity_key, &opts.config) {
         // A relative key file is found beside the configuration file, wherever Tether runs from.
@@ -404,14 +422,14 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     let certificates = certificates(&settings.tls, opts.default_certificate.as_ref())?;
     // ACME's challenge answers, read by every entrypoint, when resolvers are declared.
     let challenges = (!settings.acme.is_empty()).then(tether_proxy::acme::Challenges::new);
-    let (listeners, entrypoints) = bind(
+    let (bound, entrypoints) = bind(
         &settings,
         certificates.as_ref(),
         challenges.as_ref(),
+        workers,
         &mut inherited,
         &mut handed,
-    )
-    .await?;
+    )?;
     let names: Vec<String> = entrypoints.iter().map(|e| e.0.clone()).collect();
     let tls_ports: Vec<(String, u16)> = entrypoints
         .iter()
@@ -518,8 +536,8 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     };
     let mut admin = None;
     if let (Some(addr), Some(auth)) = (admin_addr, auth) {
-        let l = listen(upgrade::ADMIN, addr, &mut inherited, &mut handed)
-            .await
+        let l = listen(upgrade::ADMIN, addr, 1, &mut inherited, &mut handed)
+            .and_then(|mut s| TcpListener::from_std(s.swap_remove(0)))
             .with_context(|| format!("admin: cannot listen on {addr}"))?;
         let bound = l.local_addr()?;
         let read_only = if auth.has_token() {
@@ -587,13 +605,30 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
         hello_timeout: settings.tcp.hello_timeout,
         acme: challenges.clone(),
     };
-    let serving = tokio::spawn(tether_proxy::serve(
-        listeners,
-        control.store(),
-        proxy_cfg,
-        rx,
-        opts.drain,
-    ));
+    let admission = tether_proxy::Admission::new(settings.limits.connections_per_client);
+    let serving = if workers == 1 {
+        let listeners = bound
+            .into_iter()
+            .flat_map(Bound::into_listeners)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        tokio::spawn(tether_proxy::serve(
+            listeners,
+            control.store(),
+            proxy_cfg,
+            rx,
+            opts.drain,
+            admission,
+        ))
+    } else {
+        let serve = crate::workers::Serve {
+            store: control.store(),
+            cfg: proxy_cfg,
+            shutdown: rx,
+            drain: opts.drain,
+            admission,
+        };
+        crate::workers::start(workers, settings.pin_workers, bound, serve)?
+    };
     Ok(Instance {
         entrypoints,
         admin,
@@ -651,17 +686,58 @@ fn certificates(
     Ok(Some(store))
 }
 
-/// Bind every entrypoint; those with TLS options terminate TLS with the certificates of `store`.
-async fn bind(
+/// An entrypoint's listening sockets, not yet given to a runtime: one per worker, or those a
+/// running process handed over.
+pub(crate) struct Bound {
+    pub name: String,
+    /// Its index among the entrypoints (the table's router that serves it).
+    pub ep: usize,
+    pub sockets: Vec<std::net::TcpListener>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tcp: bool,
+    pub proxy_protocol: Option<tether_model::file_config::AcceptProxy>,
+}
+
+impl Bound {
+    /// Its sockets as listeners of the current runtime.
+    pub fn into_listeners(self) -> impl Iterator<Item = std::io::Result<Listener>> {
+        let Bound {
+            name,
+            ep,
+            sockets,
+            tls,
+            tcp,
+            proxy_protocol,
+        } = self;
+        sockets.into_iter().map(move |s| {
+            Ok(Listener {
+                name: name.clone(),
+                ep,
+                listener: TcpListener::from_std(s)?,
+                tls: tls.clone(),
+                tcp,
+                proxy_protocol: proxy_protocol.clone(),
+            })
+        })
+    }
+}
+
+/// Entrypoint names and the addresses bound (port 0 resolved).
+type BoundAddrs = Vec<(String, SocketAddr)>;
+
+/// Bind every entrypoint, `workers` sockets each; those with TLS options terminate TLS with the
+/// certificates of `store`.
+fn bind(
     settings: &Settings,
     store: Option<&Arc<CertStore>>,
     challenges: Option<&Arc<tether_proxy::acme::Challenges>>,
+    workers: usize,
     inherited: &mut Sockets,
     handed: &mut Sockets,
-) -> anyhow::Result<(Vec<Listener>, Vec<(String, SocketAddr)>)> {
-    let mut listeners = Vec::new();
+) -> anyhow::Result<(Vec<Bound>, BoundAddrs)> {
+    let mut bound = Vec::new();
     let mut entrypoints = Vec::new();
-    for (name, addr) in &settings.entrypoints {
+    for (ep, (name, addr)) in settings.entrypoints.iter().enumerate() {
         let tls = match (settings.tls.entrypoints.get(name), store) {
             (Some(opts), Some(store)) => Some(tls::acceptor(
                 name,
@@ -671,53 +747,95 @@ async fn bind(
             )?),
             _ => None,
         };
-        let socket = upgrade::entrypoint(name);
-        let l = listen(&socket, *addr, inherited, handed)
-            .await
-            .with_context(|| format!("entrypoint {name}: cannot listen on {addr}"))?;
-        let bound = l.local_addr()?;
+        let sockets = listen(
+            &upgrade::entrypoint(name),
+            *addr,
+            workers,
+            inherited,
+            handed,
+        )
+        .with_context(|| format!("entrypoint {name}: cannot listen on {addr}"))?;
+        let at = sockets[0].local_addr()?;
         let tcp = settings.tcp_entrypoints.contains(name);
-        tracing::info!(entrypoint = %name, addr = %bound, tls = tls.is_some(), protocol = if tcp { "tcp" } else { "http" }, "listening");
-        entrypoints.push((name.clone(), bound));
-        listeners.push(Listener {
+        tracing::info!(entrypoint = %name, addr = %at, tls = tls.is_some(), protocol = if tcp { "tcp" } else { "http" }, sockets = sockets.len(), "listening");
+        entrypoints.push((name.clone(), at));
+        bound.push(Bound {
             name: name.clone(),
-            listener: l,
+            ep,
+            sockets,
             tls,
             tcp,
             proxy_protocol: settings.proxy_protocol.get(name).cloned(),
         });
     }
-    Ok((listeners, entrypoints))
+    Ok((bound, entrypoints))
 }
 
-/// The listener of socket `name` at `addr`: the one a running process handed over (`inherited`)
-/// when it listens there (any port, when `addr`'s is 0), else a new one. A copy of it goes into
-/// `handed`, for the next takeover.
-async fn listen(
-    name: &str,
+/// The listening sockets named `base` (an entrypoint's, [`upgrade::entrypoint`], or the admin
+/// API's) at `addr`, `want` of them: those a running process handed over (`inherited`) when they
+/// listen there (any port, when `addr`'s is 0), and new ones beside them with `SO_REUSEPORT`.
+/// Copies of all go into `handed`, for the next takeover, named `base`, `base#1`, ... Never
+/// fewer than were handed over: a socket closed would lose the connections queued on it.
+fn listen(
+    base: &str,
     addr: SocketAddr,
+    want: usize,
     inherited: &mut Sockets,
     handed: &mut Sockets,
-) -> std::io::Result<TcpListener> {
-    if let Some(fd) = inherited.take(name) {
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let base = base.to_string();
+    let mut sockets = Vec::new();
+    for fd in inherited.take_all(&base) {
         let l = std::net::TcpListener::from(fd);
         let at = l.local_addr()?;
         if at.ip() == addr.ip() && (addr.port() == 0 || addr.port() == at.port()) {
-            l.set_nonblocking(true)?;
-            tracing::info!(socket = %name, addr = %at, "taken over from the running process");
-            let l = TcpListener::from_std(l)?;
-            handed
-                .0
-                .push((name.to_string(), l.as_fd().try_clone_to_owned()?));
-            return Ok(l);
+            tracing::info!(socket = %base, addr = %at, "taken over from the running process");
+            sockets.push(l);
+        } else {
+            tracing::info!(socket = %base, was = %at, now = %addr, "the address changed: not taken over");
         }
-        tracing::info!(socket = %name, was = %at, now = %addr, "the address changed: not taken over");
     }
-    let l = TcpListener::bind(addr).await?;
-    handed
-        .0
-        .push((name.to_string(), l.as_fd().try_clone_to_owned()?));
-    Ok(l)
+    if sockets.is_empty() {
+        sockets.push(reuse_port_listener(addr)?);
+    }
+    let at = sockets[0].local_addr()?;
+    while sockets.len() < want {
+        if !sockets
+            .iter()
+            .all(|s| socket2::SockRef::from(s).reuse_port().unwrap_or(false))
+        {
+            tracing::warn!(socket = %base, sockets = sockets.len(), workers = want, "the running process's sockets have no SO_REUSEPORT: the workers share them until the next restart");
+            break;
+        }
+        sockets.push(reuse_port_listener(at)?);
+    }
+    for (i, l) in sockets.iter().enumerate() {
+        l.set_nonblocking(true)?;
+        let n = if i == 0 {
+            base.clone()
+        } else {
+            format!("{base}#{i}")
+        };
+        handed.0.push((n, l.as_fd().try_clone_to_owned()?));
+    }
+    Ok(sockets)
+}
+
+/// A listening socket at `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`: other sockets of this
+/// user may listen on the same port, and the kernel spreads new connections over them.
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    // tokio's default backlog.
+    s.listen(1024)?;
+    Ok(s.into())
 }
 
 /// Start a source and apply its first report as its policy says; then apply every later one.

@@ -8,3 +8,4 @@ pub mod shared_key;
 pub mod state_dir;
 pub mod store;
 pub mod upgrade;
+mod workers;

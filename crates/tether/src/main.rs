@@ -41,8 +41,10 @@ struct Cli {
     )]
     log_format: LogFormat,
 
-    /// Threads serving connections. Default: one per CPU core. With 1, everything runs on one
-    /// thread (no work stealing), the cheapest setting per request when a core is dedicated.
+    /// Serving workers, each a thread with its own event loop, listening sockets (SO_REUSEPORT)
+    /// and server connections. Default: the file's `workers`, else one per CPU this process may
+    /// use (its affinity mask and CPU quota). With 1, serving and the control plane share one
+    /// thread, the cheapest setting per request when a core is dedicated.
     #[arg(long, global = true, env = "TETHER_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 
@@ -487,24 +489,19 @@ fn init_logging(filter: &str, format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format);
-    let workers = cli.workers.map(usize::from).unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    };
-    let rt = match builder.enable_all().build() {
+    // The control plane's runtime, and with one worker the serving one too; more workers each
+    // run a runtime of their own (`tether::workers`).
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tether: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.command)) {
+    match rt.block_on(run(cli.command, cli.workers.map(usize::from))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e:#}");
@@ -830,7 +827,7 @@ async fn check_swarm(
     Ok(!outcome.update.errors.is_empty() || bad_certificate)
 }
 
-async fn run(cmd: Command) -> anyhow::Result<()> {
+async fn run(cmd: Command, workers: Option<usize>) -> anyhow::Result<()> {
     match cmd {
         Command::Run(RunArgs {
             config,
@@ -892,6 +889,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     connect_timeout,
                     entrypoints,
                     stats_path,
+                    workers,
+                    // One per CPU this process may use: its affinity mask and cgroup quota.
+                    default_workers: std::thread::available_parallelism()
+                        .map_or(1, std::num::NonZeroUsize::get),
                 },
                 inherited,
             )

@@ -50,6 +50,28 @@ impl Sockets {
         Some(self.0.swap_remove(i).1)
     }
 
+    /// Take every socket of `base`: `base` itself, then `base#1`, `base#2`, ... in that order
+    /// (one per worker of the process that handed them over).
+    pub fn take_all(&mut self, base: &str) -> Vec<OwnedFd> {
+        let index = |n: &str| -> Option<usize> {
+            if n == base {
+                return Some(0);
+            }
+            n.strip_prefix(base)?.strip_prefix('#')?.parse().ok()
+        };
+        let mut found: Vec<(usize, OwnedFd)> = Vec::new();
+        let mut rest = Vec::new();
+        for (n, fd) in std::mem::take(&mut self.0) {
+            match index(&n) {
+                Some(i) => found.push((i, fd)),
+                None => rest.push((n, fd)),
+            }
+        }
+        self.0 = rest;
+        found.sort_by_key(|(i, _)| *i);
+        found.into_iter().map(|(_, fd)| fd).collect()
+    }
+
     /// Copies of the sockets (the same open sockets, new descriptors), to hand over.
     pub fn try_clone(&self) -> std::io::Result<Sockets> {
         self.0

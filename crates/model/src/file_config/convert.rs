@@ -340,6 +340,17 @@ fn settings(cx: &mut Ctx<'_>, raw: &RawConfig) -> Settings {
         tcp: tcp::settings(cx, raw),
         proxy_protocol: tcp::accept_proxy(cx, raw),
         acme: acme::resolvers(cx, raw),
+        workers: raw.workers.as_ref().and_then(|w| {
+            cx.check(w, || "workers".into(), |&n| {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=super::MAX_WORKERS).contains(n))
+                    .ok_or_else(|| {
+                        format!("{n}: expected 1 to {} serving workers (leave it out for one per CPU)", super::MAX_WORKERS)
+                    })
+            })
+        }),
+        pin_workers: raw.pin_workers.unwrap_or(false),
     }
 }
 

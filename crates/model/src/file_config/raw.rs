@@ -12,6 +12,9 @@ pub type S<T> = Spanned<T>;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Serving workers (read at start).
+    pub workers: Option<S<i64>>,
+    pub pin_workers: Option<bool>,
     #[serde(default)]
     pub entrypoints: BTreeMap<String, S<RawEntrypoint>>,
     #[serde(default)]

@@ -14,8 +14,10 @@ use toml::Spanned;
 use super::raw::{RawConfig, S};
 use super::{line_of, ConfigError};
 
-/// The top-level tables a file may hold.
+/// The top-level keys and tables a file may hold.
 const SECTIONS: &[&str] = &[
+    "workers",
+    "pin_workers",
     "entrypoints",
     "timeouts",
     "affinity",
@@ -88,6 +90,8 @@ pub(super) fn read(src: &str) -> Result<Read, ConfigError> {
             "tls" => out.raw.tls = one(src, &mut out.errors, value, "tls").unwrap_or_default(),
             "http" => out.raw.http = one(src, &mut out.errors, value, "http").unwrap_or_default(),
             "tcp" => out.raw.tcp = one(src, &mut out.errors, value, "tcp").unwrap_or_default(),
+            "workers" => out.raw.workers = one(src, &mut out.errors, value, "workers"),
+            "pin_workers" => out.raw.pin_workers = one(src, &mut out.errors, value, "pin_workers"),
             "limits" => {
                 out.raw.limits = one(src, &mut out.errors, value, "limits").unwrap_or_default()
             }

@@ -424,3 +424,25 @@ fn an_unknown_key_is_named_even_when_empty() {
     assert_eq!(e[0].field, "\"\"");
     assert!(e[0].message.contains("unknown table"), "{e:?}");
 }
+
+#[test]
+fn workers_is_a_count_of_one_or_more_read_at_start() {
+    let ok =
+        parse("workers = 4\npin_workers = true\n[entrypoints]\nweb = \"127.0.0.1:80\"\n").unwrap();
+    assert_eq!(ok.settings.workers, Some(4));
+    assert!(ok.settings.pin_workers);
+    let default = parse("[entrypoints]\nweb = \"127.0.0.1:80\"\n").unwrap();
+    assert_eq!(default.settings.workers, None, "one per CPU");
+    assert!(!default.settings.pin_workers);
+    for bad in ["0", "-2", "100000"] {
+        let e = errors(&format!("workers = {bad}\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "workers");
+        assert_eq!(e[0].line, Some(1));
+        assert!(e[0].message.contains("expected 1 to 1024"), "{e:?}");
+    }
+    let e = errors("workers = \"four\"\n");
+    assert_eq!(e[0].field, "workers", "{e:?}");
+    let e = errors("wokers = 2\n");
+    assert!(e[0].message.contains("workers"), "a suggestion: {e:?}");
+}

@@ -36,9 +36,12 @@ const DRAIN_CHECK: Duration = Duration::from_millis(20);
 /// finding its connection closed under it (it would see an error, or retry).
 const LAST_REQUEST: Duration = Duration::from_millis(500);
 
-/// A bound entrypoint.
+/// A bound entrypoint's socket (an entrypoint may have several: one per worker, or those a
+/// predecessor handed over).
 pub struct Listener {
     pub name: String,
+    /// The entrypoint's index: the table's router `ep` serves it.
+    pub ep: usize,
     pub listener: TcpListener,
     /// Terminate TLS on it ([`crate::front::tls::acceptor`]).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -52,6 +55,7 @@ impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
             .field("name", &self.name)
+            .field("ep", &self.ep)
             .field("listener", &self.listener)
             .field("tls", &self.tls.is_some())
             .field("tcp", &self.tcp)
@@ -61,15 +65,16 @@ impl std::fmt::Debug for Listener {
 }
 
 /// Serve every listener until `shutdown` turns true, then drain for at most `drain`.
-/// Listener `i` serves the routes of the table's router `i`.
+/// A listener serves the routes of the table's router [`Listener::ep`]. Connections per client
+/// are counted in `admit`, which every worker shares.
 pub async fn serve(
     listeners: Vec<Listener>,
     store: TableStore,
     cfg: ProxyConfig,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
+    admit: crate::admit::Admission,
 ) {
-    let shared_limit = cfg.limits.connections_per_client;
     let shared = Arc::new(Shared { store, cfg });
     let mut h1 = http1::Builder::new();
     h1.keep_alive(true)
@@ -98,12 +103,12 @@ pub async fn serve(
         dog,
         drain,
         tracker: TaskTracker::new(),
-        admit: crate::admit::Admission::new(shared_limit),
+        admit,
         shutdown: shutdown.clone(),
     });
     let mut tasks = JoinSet::new();
-    for (ep, l) in listeners.into_iter().enumerate() {
-        tasks.spawn(accept_loop(ep, l, conns.clone(), shutdown.clone()));
+    for l in listeners {
+        tasks.spawn(accept_loop(l.ep, l, conns.clone(), shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
     conns.tracker.close();

@@ -57,13 +57,20 @@ impl Dial {
     }
 }
 
+/// One worker's idle connections, on a cache line of its own: workers never write the same one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(Mutex<Vec<(Conn, u64)>>);
+
 #[derive(Debug)]
 pub struct Pool {
     addr: ServerAddr,
     /// TLS to the server (`https://`).
     tls: Option<Connector>,
-    /// Idle connections, and when each was released (see [`now_ms`]).
-    idle: Mutex<Vec<(Conn, u64)>>,
+    /// Idle connections, and when each was released (see [`now_ms`]), one slot per worker
+    /// ([`crate::worker`]): a connection is polled only by the runtime that opened it. Each slot
+    /// is locked by its worker alone, but for [`Pool::idle_count`].
+    idle: Box<[Slot]>,
     /// Woken when a connection to this server failed: the connects still pending give up at
     /// once, so a dead server costs one connect timeout, not one per request.
     failed: tokio::sync::Notify,
@@ -76,7 +83,9 @@ impl Pool {
         Pool {
             addr,
             tls,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..crate::worker::slots())
+                .map(|_| Slot::default())
+                .collect(),
             failed: tokio::sync::Notify::new(),
             reviving: std::sync::atomic::AtomicBool::new(false),
         }
@@ -98,8 +107,14 @@ impl Pool {
         self.failed.notify_waiters();
     }
 
+    /// This thread's slot; `None` for a worker started after the pool was made.
+    #[inline]
+    fn slot(&self) -> Option<&Mutex<Vec<(Conn, u64)>>> {
+        self.idle.get(crate::worker::slot()).map(|s| &s.0)
+    }
+
     fn pop(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().expect("pool poisoned");
+        let mut idle = self.slot()?.lock().expect("pool poisoned");
         let now = now_ms();
         while let Some((mut c, since)) = idle.pop() {
             if now.saturating_sub(since) < IDLE_EXPIRY.as_millis() as u64 && c.is_alive() {
@@ -111,7 +126,8 @@ impl Pool {
 
     /// Return a connection whose exchange completed.
     pub fn release(&self, c: Conn) {
-        let mut idle = self.idle.lock().expect("pool poisoned");
+        let Some(slot) = self.slot() else { return };
+        let mut idle = slot.lock().expect("pool poisoned");
         if idle.len() < MAX_IDLE {
             idle.push((c, now_ms()));
         }
@@ -119,7 +135,10 @@ impl Pool {
 
     /// Number of idle connections (for status displays and tests).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().expect("pool poisoned").len()
+        self.idle
+            .iter()
+            .map(|s| s.0.lock().expect("pool poisoned").len())
+            .sum()
     }
 
     /// Open a new connection (Nagle off, TCP keepalive as `dial` says), with its TLS handshake

@@ -91,6 +91,8 @@ impl Tether {
             connect_timeout: None,
             entrypoints,
             stats_path: None,
+            workers: None,
+            default_workers: 1,
         };
         let instance = app::start(opts).await.expect("tether starts");
         Tether {

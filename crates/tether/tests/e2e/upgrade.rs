@@ -112,13 +112,15 @@ async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     }
 }
 
-/// `tether.toml` in `dir`: entrypoint `web` routing everything to `backend`.
-fn write_config(dir: &TempDir, backend: &Backend) -> std::path::PathBuf {
+/// `tether.toml` in `dir`: entrypoint `web` routing everything to `backend`, with `workers`
+/// serving workers (else the default: one per CPU).
+fn write_config(dir: &TempDir, backend: &Backend, workers: Option<usize>) -> std::path::PathBuf {
     let config = dir.path().join("tether.toml");
+    let workers = workers.map_or(String::new(), |n| format!("workers = {n}\n"));
     std::fs::write(
         &config,
         format!(
-            "[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
+            "{workers}[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
              [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
              [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
             "k".repeat(40),
@@ -129,6 +131,23 @@ fn write_config(dir: &TempDir, backend: &Backend) -> std::path::PathBuf {
     config
 }
 
+/// Listening TCP sockets on `port` (IPv4), of any process.
+fn listening_on(port: u16) -> usize {
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(3) == Some(&"0A")
+                && f.get(1)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
@@ -136,9 +155,29 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_drained() {
+    under_load(None, None).await;
+}
+
+/// Four workers hand their four sockets over; a successor with two keeps all four (two each),
+/// since closing one would reset the connections queued on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_workers_hand_every_socket_to_a_successor_with_two() {
+    under_load(Some(4), Some(2)).await;
+}
+
+/// A successor with more workers than its predecessor had binds more sockets beside those it
+/// took over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_with_more_workers_adds_sockets() {
+    under_load(Some(2), Some(4)).await;
+}
+
+/// An upgrade under load, from `before` serving workers to `after` (`None`: one per CPU), the
+/// successor's count set in the file it reads.
+async fn under_load(before: Option<usize>, after: Option<usize>) {
     let dir = TempDir::new("tether-upgrade");
     let backend = Backend::spawn("app").await;
-    let config = write_config(&dir, &backend);
+    let config = write_config(&dir, &backend, before);
     // systemd's readiness socket (Type=notify), as examples/systemd/tether.service runs it.
     let notify_path = dir.path().join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
@@ -165,6 +204,12 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
         ],
     );
     let web = old.addr("listening entrypoint=web").await;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        listening_on(web.port()),
+        before.unwrap_or(cpus),
+        "one socket per worker"
+    );
     let admin_addr = old.addr("admin API listening").await;
     let mut datagram = [0u8; 256];
     let n = notify
@@ -196,7 +241,10 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
     };
     wait_ok(500).await;
 
-    // The upgrade, while the load goes on.
+    // The upgrade, while the load goes on; the successor reads its worker count afresh.
+    if after != before {
+        write_config(&dir, &backend, after);
+    }
     let started = Instant::now();
     let out = tokio::process::Command::new(BIN)
         .args(["upgrade", "--state-dir"])
@@ -233,9 +281,16 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits_once_d
     assert!(status.success(), "{status}");
     assert!(alive(new_pid), "the new process serves");
 
-    // The new process serves alone now, on the same addresses.
-    let before = tally.ok.load(Relaxed);
-    wait_ok(before + 500).await;
+    // The new process serves alone now, on the same addresses: on every socket it took over,
+    // and on those its more workers added.
+    let handed = before.unwrap_or(cpus);
+    assert_eq!(
+        listening_on(web.port()),
+        handed.max(after.unwrap_or(cpus)),
+        "sockets after the upgrade"
+    );
+    let served = tally.ok.load(Relaxed);
+    wait_ok(served + 500).await;
     stop.store(true, Relaxed);
     for l in load {
         l.await.unwrap();
@@ -289,7 +344,7 @@ async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
     );
 
     let backend = Backend::spawn("app").await;
-    let config = write_config(&dir, &backend);
+    let config = write_config(&dir, &backend, None);
     let mut old = Running::spawn(
         &[
             "run".as_ref(),
