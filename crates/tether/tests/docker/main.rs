@@ -13,3 +13,4 @@ mod lifecycle;
 mod reach;
 mod support;
 mod tcp;
+mod workers;
