@@ -15,7 +15,13 @@ async fn sockets_of(engine: &Engine, hint: &str, limit: &[&str]) -> usize {
             IMAGE,
             hint,
             &args,
-            &["run", "--listen", "127.0.0.1:8080", "--admin", "127.0.0.1:8081"],
+            &[
+                "run",
+                "--listen",
+                "127.0.0.1:8080",
+                "--admin",
+                "127.0.0.1:8081",
+            ],
         )
         .await;
     tether_testkit::wait_for_value(

@@ -125,8 +125,22 @@ pub struct Running {
 impl Running {
     /// Start `tether` with `args` and `envs` (and `RUST_LOG=info`), its output piped to the log.
     pub fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, &std::ffi::OsStr)]) -> Running {
+        Running::spawn_without(args, envs, &[])
+    }
+
+    /// [`Running::spawn`], without the variables `remove` of the test's own environment (a test
+    /// whose file sets `workers` must not have CI's `TETHER_WORKERS` override it).
+    pub fn spawn_without(
+        args: &[&std::ffi::OsStr],
+        envs: &[(&str, &std::ffi::OsStr)],
+        remove: &[&str],
+    ) -> Running {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether"));
+        for r in remove {
+            command.env_remove(r);
+        }
+        let mut child = command
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")

@@ -185,7 +185,13 @@ async fn under_load(before: Option<usize>, after: Option<usize>) {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     // As the unit starts it: --takeover with nothing running starts afresh.
-    let mut old = Running::spawn(
+    // Worker counts set in the file are the file's, whatever TETHER_WORKERS the suite runs with.
+    let remove: &[&str] = if before.is_some() {
+        &["TETHER_WORKERS"]
+    } else {
+        &[]
+    };
+    let mut old = Running::spawn_without(
         &[
             "run".as_ref(),
             "--takeover".as_ref(),
@@ -202,9 +208,15 @@ async fn under_load(before: Option<usize>, after: Option<usize>) {
             ("TETHER_ADMIN_TOKEN", TOKEN.as_ref()),
             ("NOTIFY_SOCKET", notify_path.as_os_str()),
         ],
+        remove,
     );
     let web = old.addr("listening entrypoint=web").await;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The default: TETHER_WORKERS when the suite runs with it (CI's four-worker pass), else one
+    // worker per CPU.
+    let cpus = std::env::var("TETHER_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     assert_eq!(
         listening_on(web.port()),
         before.unwrap_or(cpus),
