@@ -24,11 +24,15 @@ impl Proxy {
         let dir = TempDir::new("tether-e2e");
         let config = dir.path().join("tether.toml");
         std::fs::write(&config, toml).unwrap();
-        let opts = app::Options::file(
+        let mut opts = app::Options::file(
             config.clone(),
             dir.path().to_path_buf(),
             Duration::from_secs(2),
         );
+        // CI's second pass runs every test with four serving workers.
+        opts.workers = std::env::var("TETHER_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok());
         let instance = app::start(opts)
             .await
             .unwrap_or_else(|e| panic!("start failed: {e:#}\n{toml}"));
