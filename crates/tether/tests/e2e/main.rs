@@ -28,3 +28,4 @@ mod traffic;
 mod upgrade;
 mod upgrade_tcp;
 mod waiting;
+mod workers;

@@ -1,0 +1,80 @@
+//! Serving workers as the binary runs them: `workers = N` threads named `tether-worker-<i>`,
+//! and with `pin_workers = true` each on one CPU of those the process may use, in order; every
+//! worker serves.
+
+use tether_testkit::{Backend, Client, TempDir};
+
+use crate::support::Running;
+
+/// The CPUs in a `Cpus_allowed_list` (`0-3,6`).
+fn cpu_list(s: &str) -> Vec<usize> {
+    s.trim()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| match p.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![p.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// `Cpus_allowed_list` of a task's status file.
+fn allowed(status: &str) -> Vec<usize> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(cpu_list)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_workers_each_run_on_one_cpu_of_the_process_in_order() {
+    let dir = TempDir::new("tether-workers");
+    let backend = Backend::spawn("app").await;
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workers = 2\npin_workers = true\n[entrypoints]\nweb = \"127.0.0.1:0\"\n\
+             [affinity]\nkey = \"{}\"\n[routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
+            "k".repeat(40),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    let mut tether = Running::spawn_without(
+        &[
+            "run".as_ref(),
+            "--state-dir".as_ref(),
+            dir.path().as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &[],
+        &["TETHER_WORKERS"],
+    );
+    let web = tether.addr("listening entrypoint=web").await;
+    let pid = tether.child.id().unwrap();
+    let mine = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap();
+        if let Some(i) = name.trim().strip_prefix("tether-worker-") {
+            let status = std::fs::read_to_string(task.join("status")).unwrap();
+            workers.push((i.parse::<usize>().unwrap(), allowed(&status)));
+        }
+    }
+    workers.sort();
+    assert_eq!(workers.len(), 2, "two worker threads: {workers:?}");
+    for (i, cpus) in &workers {
+        assert_eq!(cpus, &[mine[i % mine.len()]], "worker {i}");
+    }
+    // Every connection is served, whichever worker's socket the kernel gave it to.
+    for _ in 0..20 {
+        let mut c = Client::new(web);
+        assert_eq!(c.get("/").await.unwrap().server(), "app");
+    }
+    assert!(tether.said("serving on 2 workers"), "{}", tether.log());
+}
