@@ -324,9 +324,13 @@ fn after_failure(
     // Nothing was sent (or it is a bodiless idempotent request that may go again): trying
     // another server is safe.
     tracing::warn!(service = %svc.name, server = %backend.name, error = %e, "server unreachable");
-    if matches!(e, UpstreamError::Connect(_)) {
-        // Out of rotation for every worker at once, and the connects to it still pending give
-        // up: a dead server costs one connect timeout.
+    if matches!(
+        e,
+        UpstreamError::Connect(_) | UpstreamError::Exchange(upstream::exchange::WireError::Dead)
+    ) {
+        // Out of rotation for every worker at once, the connects to it still pending give up
+        // and its idle connections are not used again: a dead server costs one connect timeout
+        // (or one wait for TCP to find a connection dead), not one per request.
         backend.state.mark_failed();
         backend.pool.failed();
         upstream::revive::watch(backend, Dial::of(t));

@@ -39,6 +39,11 @@ pub enum WireError {
     /// request at all (typically a kept-alive connection it had just closed).
     #[error("the server closed the connection without answering")]
     Closed,
+    /// TCP found the connection dead before any byte of a response (unacknowledged data or
+    /// keepalive probes: `TCP_USER_TIMEOUT`): the server's host does not answer, so its other
+    /// connections are no better.
+    #[error("the server's host stopped answering (TCP found the connection dead)")]
+    Dead,
     /// The request head could not be written: the server has seen nothing it could act on.
     #[error("sending the request: {0}")]
     Unsent(io::Error),
@@ -359,6 +364,8 @@ async fn write_while_reading<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         Ok(h)
                     }
                     (Err(WireError::Closed), Some(Err(e))) => Err(e),
+                    // Written or not, a dead host is what the request met.
+                    (Err(WireError::Dead), _) => Err(WireError::Dead),
                     (Err(e), _) => Err(e),
                 };
             }
@@ -486,16 +493,13 @@ async fn read_head<R: AsyncRead + Unpin>(
             Ok(0) if received => return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(0) => return Err(WireError::Closed),
             Ok(_) => received = true,
-            // A reset before any answer is a close without a word, as far as retries go; so is
-            // a connection TCP found dead (a host gone: keepalive or unacknowledged data).
-            Err(e)
-                if !received
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::TimedOut
-                    ) =>
-            {
+            // A reset before any answer is a close without a word, as far as retries go.
+            Err(e) if !received && e.kind() == io::ErrorKind::ConnectionReset => {
                 return Err(WireError::Closed)
+            }
+            // A connection TCP found dead: the host is gone (keepalive or unacknowledged data).
+            Err(e) if !received && e.kind() == io::ErrorKind::TimedOut => {
+                return Err(WireError::Dead)
             }
             Err(e) => return Err(e.into()),
         }

@@ -76,6 +76,9 @@ pub struct Pool {
     failed: tokio::sync::Notify,
     /// A task is trying to connect to it again ([`crate::upstream::revive`]).
     pub(crate) reviving: std::sync::atomic::AtomicBool,
+    /// When a connection to it last failed ([`now_ms`]): idle connections released before are
+    /// closed when taken, never reused (every worker's, each when it next takes one).
+    failed_at: std::sync::atomic::AtomicU64,
 }
 
 impl Pool {
@@ -88,6 +91,7 @@ impl Pool {
                 .collect(),
             failed: tokio::sync::Notify::new(),
             reviving: std::sync::atomic::AtomicBool::new(false),
+            failed_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -104,6 +108,8 @@ impl Pool {
     /// A connection to this server failed (refused, or timed out): the connects still pending
     /// give up too, and their requests go elsewhere.
     pub fn failed(&self) {
+        self.failed_at
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         self.failed.notify_waiters();
     }
 
@@ -116,8 +122,12 @@ impl Pool {
     fn pop(&self) -> Option<Conn> {
         let mut idle = self.slot()?.lock().expect("pool poisoned");
         let now = now_ms();
+        let failed_at = self.failed_at.load(std::sync::atomic::Ordering::Relaxed);
         while let Some((mut c, since)) = idle.pop() {
-            if now.saturating_sub(since) < IDLE_EXPIRY.as_millis() as u64 && c.is_alive() {
+            if since > failed_at
+                && now.saturating_sub(since) < IDLE_EXPIRY.as_millis() as u64
+                && c.is_alive()
+            {
                 return Some(c);
             }
         }
@@ -200,5 +210,49 @@ fn keepalive(tcp: &TcpStream, idle: Duration) {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
     if let Err(e) = sock.set_tcp_user_timeout(Some(idle * 2)) {
         tracing::debug!(error = %e, "server connection: cannot set TCP_USER_TIMEOUT");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live connection to a listener of this test.
+    async fn conn(l: &tokio::net::TcpListener) -> (Conn, TcpStream) {
+        let addr = l.local_addr().unwrap();
+        let (c, accepted) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (Conn::new(Stream::Plain(c.unwrap())), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_not_reused_once_a_connection_to_their_server_failed() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(ServerAddr::Socket(l.local_addr().unwrap()), None);
+        let (a, _a) = conn(&l).await;
+        pool.release(a);
+        assert_eq!(pool.idle_count(), 1);
+        assert!(pool.pop().is_some(), "a live idle connection is reused");
+        let (b, _b) = conn(&l).await;
+        pool.release(b);
+        // Another connection to the server failed (its host stopped answering, say): this one
+        // is no better, whichever worker's slot holds it.
+        pool.failed();
+        assert!(pool.pop().is_none());
+        assert_eq!(pool.idle_count(), 0, "closed when taken");
+        // One released after the failure (the server answered again) is reused.
+        let failed_at = pool.failed_at.load(std::sync::atomic::Ordering::Relaxed);
+        clock_passes(|| now_ms() > failed_at).await;
+        let (c, _c) = conn(&l).await;
+        pool.release(c);
+        assert!(pool.pop().is_some());
+    }
+
+    /// Wait, at most 2 s, for the coarse clock to pass the failure's millisecond.
+    async fn clock_passes(cond: impl Fn() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        while !cond() {
+            assert!(std::time::Instant::now() < end, "the clock did not advance");
+            tokio::task::yield_now().await;
+        }
     }
 }

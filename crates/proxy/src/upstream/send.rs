@@ -100,6 +100,15 @@ pub async fn send(
                 })
             }
             Some(Ok(head)) => return Ok((head, conn)),
+            // The host is gone: its other connections (idle in the pool, unknown to be dead
+            // yet) would only make the request wait again; the caller takes the server out and
+            // tries another.
+            Some(Err(WireError::Dead)) => {
+                return Err(Failure {
+                    error: UpstreamError::Exchange(WireError::Dead),
+                    retryable: req.is_replayable(),
+                })
+            }
             Some(Err(e)) => {
                 let again = match e {
                     WireError::Unsent(_) => true,
