@@ -41,7 +41,8 @@ if etcd_bin="$(command -v etcd)"; then
     echo "$out" >&2
     exit 1
   fi
-  etcd_built=", tether-etcd:dev ($("$etcd_bin" --version | head -1))"
+  # sed reads all of it: `head -1` could exit first and, under pipefail, fail the build on SIGPIPE.
+  etcd_built=", tether-etcd:dev ($("$etcd_bin" --version | sed -n 1p))"
 else
   echo "no etcd binary (apt-get install etcd-server): tether-etcd:dev not built" >&2
   etcd_built=""
