@@ -107,10 +107,14 @@ impl Drop for Stack {
     fn drop(&mut self) {
         let (program, mut all) = compose_command();
         all.extend(["-p", &self.project, "down", "-v", "-t", "1"].map(String::from));
+        // The same variables as `up`: a file that requires one (`${TETHER_ADMIN_TOKEN:?…}`)
+        // fails to interpolate without it, and its stack was left running.
         let _ = std::process::Command::new(program)
             .args(&all)
             .current_dir(&self.dir)
             .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("TETHER_PORT", self.port.to_string())
+            .env("TETHER_ADMIN_TOKEN", STATS_TOKEN)
             .output();
     }
 }
