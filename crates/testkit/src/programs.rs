@@ -39,8 +39,18 @@ pub fn installed(program: &str, package: &str) -> bool {
     found
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, for a program that must be told its port before it
+/// starts. Picked at random below Linux's ephemeral range (32768 and up): the kernel gives those
+/// to every `bind` to port 0 and every outgoing connection, of the tests running beside this one,
+/// so a port from there may be taken again before the program binds it (an ACME test's
+/// entrypoint met one, in CI).
 pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
