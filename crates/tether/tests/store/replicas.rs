@@ -283,10 +283,15 @@ async fn without_a_key_file_replicas_share_the_stores_key_and_a_stray_key_is_rep
 
     // A fourth replica with a key of its own is reported by the others.
     let stray = Replica::start_with_key("d", &url, Some("another-key-another-key-another-key-!"));
-    wait_for("a reports d's key", Duration::from_secs(10), || async {
-        replicas[0].api().get("/api/errors").await.json()["affinity"].is_string()
-    })
-    .await;
+    // Each replica sees d's key when its own watch of the store does: wait for the two read.
+    for r in &replicas[..2] {
+        wait_for(
+            &format!("{} reports d's key", r.name),
+            Duration::from_secs(10),
+            || async { r.api().get("/api/errors").await.json()["affinity"].is_string() },
+        )
+        .await;
+    }
     let errors = replicas[1].api().get("/api/errors").await.json();
     let msg = errors["affinity"].as_str().unwrap_or_default().to_string();
     assert!(msg.contains("another affinity key"), "{errors}");
