@@ -125,6 +125,12 @@ async fn an_upgrade_under_tcp_load_cuts_no_connection_before_the_drain_deadline(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The successor, started by the old process rather than by this test: stopped when the test
+    // ends, whatever its outcome, so that it does not outlive it.
+    let _successor = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("STARTED ")?.parse::<u32>().ok())
+        .map(Successor);
     let status = tokio::time::timeout(DRAIN + Duration::from_secs(10), old.child.wait())
         .await
         .expect("the old process exits once drained")
@@ -164,4 +170,15 @@ async fn an_upgrade_under_tcp_load_cuts_no_connection_before_the_drain_deadline(
         failed.len()
     );
     assert!(failed.is_empty(), "new connections failed: {failed:?}");
+}
+
+/// A process this test did not start itself, sent SIGTERM when dropped.
+struct Successor(u32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.to_string()])
+            .status();
+    }
 }
