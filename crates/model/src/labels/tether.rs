@@ -63,6 +63,19 @@ struct ServerLabels<'a> {
     backup: Option<&'a str>,
 }
 
+impl<'a> ServerLabels<'a> {
+    /// Keep the value of the server label `field` (`port`, `weight`, `scheme` or `backup`).
+    fn set(&mut self, field: &str, value: &'a str) {
+        let slot = match field {
+            "port" => &mut self.port,
+            "weight" => &mut self.weight,
+            "scheme" => &mut self.scheme,
+            _ => &mut self.backup,
+        };
+        *slot = Some(value);
+    }
+}
+
 /// The container as a service's server, read from its [`ServerLabels`].
 struct Served {
     port: u16,
@@ -128,15 +141,10 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             }
         } else if let Some(rest) = key.strip_prefix(TCP_SERVICES) {
             match rest.split_once('.') {
-                Some((name, "port")) => {
-                    tcp_services.entry(name.into()).or_default().port = Some(value)
-                }
-                Some((name, "weight")) => {
-                    tcp_services.entry(name.into()).or_default().weight = Some(value)
-                }
-                Some((name, "backup")) => {
-                    tcp_services.entry(name.into()).or_default().backup = Some(value)
-                }
+                Some((name, field @ ("port" | "weight" | "backup"))) => tcp_services
+                    .entry(name.into())
+                    .or_default()
+                    .set(field, value),
                 Some((_, "servers" | "address")) => errors.push(c.label_error(
                     key,
                     "servers are the containers themselves; set port (weight, backup) instead",
@@ -187,15 +195,8 @@ pub(crate) fn declare(c: &Container, cx: &Context<'_>) -> Translation {
             }
         } else if let Some(rest) = key.strip_prefix(SERVICES) {
             match rest.split_once('.') {
-                Some((name, "port")) => services.entry(name.into()).or_default().port = Some(value),
-                Some((name, "weight")) => {
-                    services.entry(name.into()).or_default().weight = Some(value)
-                }
-                Some((name, "scheme")) => {
-                    services.entry(name.into()).or_default().scheme = Some(value)
-                }
-                Some((name, "backup")) => {
-                    services.entry(name.into()).or_default().backup = Some(value)
+                Some((name, field @ ("port" | "weight" | "scheme" | "backup"))) => {
+                    services.entry(name.into()).or_default().set(field, value)
                 }
                 Some((_, "servers" | "url" | "resolve")) => errors.push(c.label_error(
                     key,
