@@ -202,3 +202,21 @@ impl Running {
         self.log.lock().unwrap().join("\n")
     }
 }
+
+/// `tether.toml` in `dir`: entrypoint `web` on a free port routing everything to `backend`,
+/// after the top-level keys `top` (`workers = 2\n`, ...). Its path.
+pub fn write_config(dir: &TempDir, backend: &Backend, top: &str) -> PathBuf {
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{top}[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
+             [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
+            "k".repeat(40),
+            backend.url()
+        ),
+    )
+    .unwrap();
+    config
+}

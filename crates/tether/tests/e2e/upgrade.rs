@@ -112,23 +112,11 @@ async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     }
 }
 
-/// `tether.toml` in `dir`: entrypoint `web` routing everything to `backend`, with `workers`
-/// serving workers (else the default: one per CPU).
+/// `tether.toml` in `dir` ([`write_config`]), with `workers` serving workers (else the
+/// default: one per CPU).
 fn write_config(dir: &TempDir, backend: &Backend, workers: Option<usize>) -> std::path::PathBuf {
-    let config = dir.path().join("tether.toml");
-    let workers = workers.map_or(String::new(), |n| format!("workers = {n}\n"));
-    std::fs::write(
-        &config,
-        format!(
-            "{workers}[entrypoints]\nweb = \"127.0.0.1:0\"\n[affinity]\nkey = \"{}\"\n\
-             [routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
-             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
-            "k".repeat(40),
-            backend.url()
-        ),
-    )
-    .unwrap();
-    config
+    let top = workers.map_or(String::new(), |n| format!("workers = {n}\n"));
+    crate::support::write_config(dir, backend, &top)
 }
 
 /// Listening TCP sockets on `port` (IPv4), of any process.

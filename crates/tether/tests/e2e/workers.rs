@@ -4,7 +4,7 @@
 
 use tether_testkit::{Backend, Client, TempDir};
 
-use crate::support::Running;
+use crate::support::{write_config, Running};
 
 /// The CPUs in a `Cpus_allowed_list` (`0-3,6`).
 fn cpu_list(s: &str) -> Vec<usize> {
@@ -31,18 +31,7 @@ fn allowed(status: &str) -> Vec<usize> {
 async fn pinned_workers_each_run_on_one_cpu_of_the_process_in_order() {
     let dir = TempDir::new("tether-workers");
     let backend = Backend::spawn("app").await;
-    let config = dir.path().join("tether.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "workers = 2\npin_workers = true\n[entrypoints]\nweb = \"127.0.0.1:0\"\n\
-             [affinity]\nkey = \"{}\"\n[routes.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
-             [services.app]\nservers = [{{ name = \"app\", url = \"{}\" }}]\n",
-            "k".repeat(40),
-            backend.url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(&dir, &backend, "workers = 2\npin_workers = true\n");
     let mut tether = Running::spawn_without(
         &[
             "run".as_ref(),
