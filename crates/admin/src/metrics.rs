@@ -152,22 +152,22 @@ fn tcp(
             l
         };
         active.push((svc(None), i64::from(st.active.load(Relaxed))));
-        connections.push((svc(None), st.connections.load(Relaxed)));
-        errors.push((svc(None), st.connect_errors.load(Relaxed)));
-        for (dir, n) in [("in", &st.bytes_in), ("out", &st.bytes_out)] {
+        connections.push((svc(None), st.connections()));
+        errors.push((svc(None), st.connect_errors()));
+        for (dir, n) in [("in", st.bytes_in()), ("out", st.bytes_out())] {
             let mut l = svc(None);
             l.push(("direction", dir.to_string()));
-            bytes.push((l, n.load(Relaxed)));
+            bytes.push((l, n));
         }
         for b in &s.backends {
             let l = || svc(Some(&b.name));
             active.push((l(), i64::from(b.state.in_flight())));
-            connections.push((l(), b.stats.connections.load(Relaxed)));
-            errors.push((l(), b.stats.connect_errors.load(Relaxed)));
-            for (dir, n) in [("in", &b.stats.bytes_in), ("out", &b.stats.bytes_out)] {
+            connections.push((l(), b.stats.connections()));
+            errors.push((l(), b.stats.connect_errors()));
+            for (dir, n) in [("in", b.stats.bytes_in()), ("out", b.stats.bytes_out())] {
                 let mut l = l();
                 l.push(("direction", dir.to_string()));
-                bytes.push((l, n.load(Relaxed)));
+                bytes.push((l, n));
             }
         }
     }
@@ -264,23 +264,18 @@ impl Collector for Tether {
                 l.push(("method", method.to_string()));
                 requests.push((l, n));
             }
-            durations.push((svc(&s.name), Hist(s.stats.latency.snapshot())));
+            durations.push((svc(&s.name), Hist(s.stats.latency())));
             if s.sticky.is_some() {
-                let st = &s.stats;
-                for (i, c) in [
-                    &st.sticky_hits,
-                    &st.sticky_misses,
-                    &st.sticky_rebalanced,
-                    &st.sticky_forged,
-                ]
-                .into_iter()
-                .enumerate()
+                let st = s.stats.sticky();
+                for (i, n) in [st.hits, st.misses, st.rebalanced, st.forged]
+                    .into_iter()
+                    .enumerate()
                 {
-                    sticky[i].push((svc(&s.name), c.load(Relaxed)));
+                    sticky[i].push((svc(&s.name), n));
                 }
             }
-            bytes[0].push((svc(&s.name), s.stats.bytes_in.load(Relaxed)));
-            bytes[1].push((svc(&s.name), s.stats.bytes_out.load(Relaxed)));
+            bytes[0].push((svc(&s.name), s.stats.bytes_in()));
+            bytes[1].push((svc(&s.name), s.stats.bytes_out()));
         }
         family(
             &mut enc,
@@ -327,7 +322,7 @@ impl Collector for Tether {
         let mut answered = Vec::new();
         let mut saved = Vec::new();
         for (route, middleware, counts) in self.control.registry().middleware_answers.read() {
-            let s = counts.bytes_saved.load(Relaxed);
+            let s = counts.bytes_saved();
             if s > 0 {
                 saved.push((
                     vec![("middleware", middleware.clone()), ("route", route.clone())],
@@ -380,15 +375,14 @@ impl Collector for Tether {
                     continue;
                 }
                 in_flight.push((srv(&s.name, &b.name), i64::from(state.in_flight())));
-                for (i, c) in b.stats.by_class.iter().enumerate() {
-                    let n = c.load(Relaxed);
+                for (i, n) in b.stats.by_class().into_iter().enumerate() {
                     if n > 0 {
                         let mut l = srv(&s.name, &b.name);
                         l.push(("code_class", format!("{}xx", i + 1)));
                         server_requests.push((l, n));
                     }
                 }
-                retries.push((srv(&s.name, &b.name), b.stats.retries.load(Relaxed)));
+                retries.push((srv(&s.name, &b.name), b.stats.retries()));
                 pins.push((srv(&s.name, &b.name), state.pinned()));
             }
         }
@@ -473,7 +467,7 @@ impl Collector for Tether {
             .entrypoints
             .iter()
             .zip(names)
-            .map(|(e, n)| (vec![("entrypoint", n.clone())], e.open.load(Relaxed)))
+            .map(|(e, n)| (vec![("entrypoint", n.clone())], e.open()))
             .collect();
         family(
             &mut enc,

@@ -77,13 +77,13 @@ impl Sampler {
         let mut now = HashMap::new();
         for s in &table.services {
             for b in &s.backends {
-                let by_class: [u64; 5] = std::array::from_fn(|i| b.stats.by_class[i].load(Relaxed));
+                let by_class: [u64; 5] = b.stats.by_class();
                 now.insert(
                     Key::Server(s.name.clone(), b.name.to_string()),
                     Counts {
                         requests: by_class.iter().sum(),
                         by_class,
-                        latency: b.stats.latency.snapshot(),
+                        latency: b.stats.latency(),
                     },
                 );
             }
@@ -291,7 +291,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                     (code, n)
                 })
                 .collect();
-            let saved = c.bytes_saved.load(std::sync::atomic::Ordering::Relaxed);
+            let saved = c.bytes_saved();
             if saved > 0 {
                 by.push(("bytes saved".to_string(), saved));
             }
@@ -357,7 +357,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 weight: weights.and_then(|w| w.get(&*b.name).copied()),
                 in_flight: b.state.in_flight(),
                 requests: if s.protocol.is_tcp() {
-                    st.connections.load(Relaxed)
+                    st.connections()
                 } else {
                     st.requests()
                 },
@@ -366,13 +366,13 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 r5xx: r.r5xx,
                 p50_ms: r.p50_ms,
                 p99_ms: r.p99_ms,
-                bytes_in: st.bytes_in.load(Relaxed),
-                bytes_out: st.bytes_out.load(Relaxed),
-                retries: st.retries.load(Relaxed),
+                bytes_in: st.bytes_in(),
+                bytes_out: st.bytes_out(),
+                retries: st.retries(),
                 pinned: b.state.pinned(),
-                new_pins: st.new_pins.load(Relaxed),
-                rebalanced: st.rebalanced.load(Relaxed),
-                connect_errors: s.protocol.is_tcp().then(|| st.connect_errors.load(Relaxed)),
+                new_pins: st.new_pins(),
+                rebalanced: st.rebalanced(),
+                connect_errors: s.protocol.is_tcp().then(|| st.connect_errors()),
             });
         }
         if servers.is_empty() && !service_matches {
@@ -387,22 +387,20 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 tether_model::AffinityMode::Prefix { cookie } => format!("prefix {cookie}"),
             }),
             rps: servers.iter().map(|v| v.rps).sum(),
-            sticky: [
-                st.sticky_hits.load(Relaxed),
-                st.sticky_misses.load(Relaxed),
-                st.sticky_rebalanced.load(Relaxed),
-                st.sticky_forged.load(Relaxed),
-            ],
+            sticky: {
+                let k = st.sticky();
+                [k.hits, k.misses, k.rebalanced, k.forged]
+            },
             servers,
             no_server: !s.has_server(),
             waiting: st.waiting.load(Relaxed),
-            waited: st.waited.load(Relaxed),
-            wait_expired: st.wait_expired.load(Relaxed),
+            waited: st.waited(),
+            wait_expired: st.wait_expired(),
             tcp: s.protocol.is_tcp().then(|| {
                 [
                     u64::from(st.active.load(Relaxed)),
-                    st.connections.load(Relaxed),
-                    st.connect_errors.load(Relaxed),
+                    st.connections(),
+                    st.connect_errors(),
                 ]
             }),
         });

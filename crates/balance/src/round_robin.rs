@@ -1,5 +1,8 @@
 //! Smooth weighted round robin (NGINX's algorithm), precomputed: the whole cycle is laid out once
 //! per table, and a pick is one atomic increment and an array read. Weights 3:1 give A A B A.
+//! Each worker walks the cycle with a cursor of its own (from its own random start, as NGINX's
+//! worker processes do), so workers never write the same cache line to pick; each worker's
+//! share is the weights' proportions, and so is their sum.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -10,7 +13,8 @@ const MAX_CYCLE: u64 = 1 << 16;
 #[derive(Debug)]
 pub(crate) struct SmoothRoundRobin {
     cycle: Box<[u32]>,
-    next: AtomicUsize,
+    /// Each worker's cursor into `cycle`.
+    next: tether_worker::PerWorker<AtomicUsize>,
 }
 
 impl SmoothRoundRobin {
@@ -30,17 +34,17 @@ impl SmoothRoundRobin {
         }
         SmoothRoundRobin {
             cycle: layout(&w).into(),
-            next: AtomicUsize::new(fastrand::usize(..1024)),
+            next: tether_worker::PerWorker::new(|| AtomicUsize::new(fastrand::usize(..1024))),
         }
     }
 
-    /// First server of the cycle, from the shared cursor on, that `ok` accepts.
+    /// First server of the cycle, from this worker's cursor on, that `ok` accepts.
     pub fn pick(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.cycle.len();
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Relaxed);
+        let start = self.next.here().fetch_add(1, Relaxed);
         (0..n)
             .map(|i| self.cycle[(start + i) % n] as usize)
             .find(|&i| ok(i))
@@ -92,6 +96,40 @@ mod tests {
         let weights = [1000u32, 999, 997, 991].repeat(100);
         let rr = SmoothRoundRobin::new(&weights);
         assert!(rr.cycle.len() as u64 <= MAX_CYCLE + weights.len() as u64);
+    }
+
+    #[test]
+    fn each_worker_walks_the_cycle_with_its_own_cursor() {
+        tether_worker::set_count(2);
+        let rr = std::sync::Arc::new(SmoothRoundRobin::new(&[3, 1]));
+        let counts: Vec<[usize; 2]> = (0..2)
+            .map(|w| {
+                let rr = rr.clone();
+                std::thread::spawn(move || {
+                    tether_worker::enter(w);
+                    let mut n = [0; 2];
+                    for _ in 0..400 {
+                        n[rr.pick(|_| true).unwrap()] += 1;
+                    }
+                    n
+                })
+                .join()
+                .unwrap()
+            })
+            .collect();
+        for n in &counts {
+            assert_eq!(n, &[300, 100], "each worker's share is the weights'");
+        }
+        let cursors: Vec<usize> = rr.next.iter().map(|c| c.load(Relaxed)).collect();
+        assert!(cursors.len() >= 3);
+        assert!(
+            cursors[1] >= 400 && cursors[2] >= 400,
+            "workers 1 and 2 moved only their own cursors: {cursors:?}"
+        );
+        assert!(
+            cursors[0] < 1024,
+            "slot 0's cursor was not moved: {cursors:?}"
+        );
     }
 
     #[test]

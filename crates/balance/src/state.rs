@@ -15,8 +15,9 @@ pub struct ServerState {
     healthy: AtomicBool,
     /// Milliseconds since process start until which the server is skipped; 0 means not marked.
     down_until_ms: AtomicU64,
-    /// Requests that arrived pinned to this server by their affinity cookie.
-    pinned: AtomicU64,
+    /// Requests that arrived pinned to this server by their affinity cookie: a count per
+    /// worker, as it is read only for display.
+    pinned: tether_worker::PerWorker<AtomicU64>,
 }
 
 impl Default for ServerState {
@@ -26,7 +27,7 @@ impl Default for ServerState {
             draining: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
             down_until_ms: AtomicU64::new(0),
-            pinned: AtomicU64::new(0),
+            pinned: Default::default(),
         }
     }
 }
@@ -124,12 +125,12 @@ impl ServerState {
 
     /// Count a request that its session's pin brought to this server.
     pub fn count_pinned(&self) {
-        self.pinned.fetch_add(1, Relaxed);
+        self.pinned.here().fetch_add(1, Relaxed);
     }
 
     /// Requests that arrived pinned to this server since it was first declared.
     pub fn pinned(&self) -> u64 {
-        self.pinned.load(Relaxed)
+        self.pinned.sum(|c| c.load(Relaxed))
     }
 
     /// One word for the server's state: `failed` (refused a connection lately, skipped for a

@@ -149,9 +149,15 @@ impl Step {
 /// How many answers one middleware gave on one route, by status.
 #[derive(Debug, Default)]
 pub struct AnswerCounts {
+    /// A cell per worker ([`crate::worker::PerWorker`]), summed when read.
+    cells: crate::worker::PerWorker<AnswerCell>,
+}
+
+#[derive(Debug, Default)]
+struct AnswerCell {
     by_status: [AtomicU64; AnswerCounts::STATUSES.len() + 1],
     /// `compress`: what the compressed responses saved (bytes in, less bytes out).
-    pub bytes_saved: AtomicU64,
+    bytes_saved: AtomicU64,
 }
 
 impl AnswerCounts {
@@ -164,7 +170,20 @@ impl AnswerCounts {
             .iter()
             .position(|&s| s == status)
             .unwrap_or(Self::STATUSES.len());
-        self.by_status[i].fetch_add(1, Ordering::Relaxed);
+        self.cells.here().by_status[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `compress`: bytes a compressed response saved (bytes in, less bytes out).
+    fn saved(&self, bytes: u64) {
+        self.cells
+            .here()
+            .bytes_saved
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `compress`: what the compressed responses saved, in all.
+    pub fn bytes_saved(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_saved.load(Ordering::Relaxed))
     }
 
     /// Each status answered at least once, with its count (0 for "other").
@@ -173,17 +192,20 @@ impl AnswerCounts {
             .iter()
             .copied()
             .chain([0])
-            .zip(&self.by_status)
-            .map(|(s, n)| (s, n.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s,
+                    self.cells.sum(|c| c.by_status[i].load(Ordering::Relaxed)),
+                )
+            })
             .filter(|&(_, n)| n > 0)
             .collect()
     }
 
     pub fn total(&self) -> u64 {
-        self.by_status
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .sum()
+        self.cells
+            .sum(|c| c.by_status.iter().map(|n| n.load(Ordering::Relaxed)).sum())
     }
 }
 

@@ -1,9 +1,11 @@
 //! What the data plane counts, for the stats page, `/metrics` and the access log: relaxed
 //! atomics beside each server's state ([`ServerStats`], in its [`Backend`]) and each service's
 //! ([`ServiceStats`], kept by the registry so that a reload keeps the counts), bumped once at the
-//! end of each request by its meter ([`crate::upstream::meter`]). This module imports nothing
-//! else of the crate: the counters are plain types the rest holds. No lock is taken on the request path; a scrape reads the
-//! atomics of the servers and services of the table it is served from, so the series of a
+//! end of each request by its meter ([`crate::upstream::meter`]). Each worker counts in cells of
+//! its own ([`PerWorker`]: no two workers write the same cache line per request), and a read
+//! sums the cells. This module imports nothing else of the crate but the worker slots: the
+//! counters are plain types the rest holds. No lock is taken on the request path; a scrape reads
+//! the atomics of the servers and services of the table it is served from, so the series of a
 //! removed service or server disappear with it.
 //!
 //! [`Backend`]: crate::upstream::registry::Backend
@@ -15,6 +17,7 @@ use std::sync::Mutex;
 
 use http::Method;
 
+use crate::worker::PerWorker;
 pub use histogram::{Histogram, Snapshot, BOUNDS_US};
 
 /// What affinity made of a request.
@@ -45,27 +48,110 @@ impl Affinity {
     }
 }
 
-/// One server's counters.
+/// One server's counters, a cell per worker.
 #[derive(Debug, Default)]
 pub struct ServerStats {
+    cells: PerWorker<ServerCell>,
+}
+
+/// One worker's counts of one server.
+#[derive(Debug, Default)]
+struct ServerCell {
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
-    pub by_class: [AtomicU64; 5],
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    by_class: [AtomicU64; 5],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
     /// Requests that went on to another server after this one failed them.
-    pub retries: AtomicU64,
+    retries: AtomicU64,
     /// Sessions pinned to it afresh, and moved to it from a server that was gone.
-    pub new_pins: AtomicU64,
-    pub rebalanced: AtomicU64,
-    pub latency: Histogram,
+    new_pins: AtomicU64,
+    rebalanced: AtomicU64,
+    latency: Histogram,
     /// TCP: connections piped to it, and connects to it that failed.
-    pub connections: AtomicU64,
-    pub connect_errors: AtomicU64,
+    connections: AtomicU64,
+    connect_errors: AtomicU64,
 }
 
 impl ServerStats {
+    /// A request that ended with a response of `class` (0: 1xx ... 4: 5xx) after `us`.
+    pub fn count_request(&self, class: usize, bytes: (u64, u64), us: u64, affinity: Affinity) {
+        let c = self.cells.here();
+        c.by_class[class.min(4)].fetch_add(1, Relaxed);
+        c.bytes_in.fetch_add(bytes.0, Relaxed);
+        c.bytes_out.fetch_add(bytes.1, Relaxed);
+        c.latency.observe(us);
+        match affinity {
+            Affinity::New | Affinity::Forged => {
+                c.new_pins.fetch_add(1, Relaxed);
+            }
+            Affinity::Rebalanced => {
+                c.rebalanced.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// A request that went on to another server after this one failed it.
+    pub fn count_retry(&self) {
+        self.cells.here().retries.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: a connection piped to it.
+    pub fn count_connection(&self) {
+        self.cells.here().connections.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: a connect to it that failed.
+    pub fn count_connect_error(&self) {
+        self.cells.here().connect_errors.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: bytes piped from the client to it, and back.
+    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        let c = self.cells.here();
+        c.bytes_in.fetch_add(bytes_in, Relaxed);
+        c.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
+
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub fn by_class(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.cells.sum(|c| c.by_class[i].load(Relaxed)))
+    }
+
     pub fn requests(&self) -> u64 {
-        self.by_class.iter().map(|c| c.load(Relaxed)).sum()
+        self.by_class().iter().sum()
+    }
+
+    pub fn bytes_in(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_in.load(Relaxed))
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_out.load(Relaxed))
+    }
+
+    pub fn retries(&self) -> u64 {
+        self.cells.sum(|c| c.retries.load(Relaxed))
+    }
+
+    pub fn new_pins(&self) -> u64 {
+        self.cells.sum(|c| c.new_pins.load(Relaxed))
+    }
+
+    pub fn rebalanced(&self) -> u64 {
+        self.cells.sum(|c| c.rebalanced.load(Relaxed))
+    }
+
+    pub fn latency(&self) -> Snapshot {
+        Snapshot::merged(self.cells.iter().map(|c| &c.latency))
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.cells.sum(|c| c.connections.load(Relaxed))
+    }
+
+    pub fn connect_errors(&self) -> u64 {
+        self.cells.sum(|c| c.connect_errors.load(Relaxed))
     }
 }
 
@@ -81,35 +167,53 @@ pub const CODES: [u16; 22] = [
 ];
 const CODE_SLOTS: usize = CODES.len() + 5;
 
-/// One service's counters.
+/// One service's counters (a cell per worker) and the gauges its workers must agree on.
 #[derive(Debug, Default)]
 pub struct ServiceStats {
     /// The service's name (for the access log).
     pub name: std::sync::Arc<str>,
-    /// Responses by method and code ([`CODES`], then one per class for the others).
-    by_code: [[AtomicU64; CODE_SLOTS]; METHODS.len()],
-    pub latency: Histogram,
-    /// Affinity outcomes: requests whose cookie's server took them, sessions pinned afresh,
-    /// sessions moved, and values Tether did not issue.
-    pub sticky_hits: AtomicU64,
-    pub sticky_misses: AtomicU64,
-    pub sticky_rebalanced: AtomicU64,
-    pub sticky_forged: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    cells: PerWorker<ServiceCell>,
     /// Responses by route of this service and status class.
     pub routes: RouteCounts,
-    /// Requests waiting now for a server to come ([`crate::handler`]'s wait).
+    /// Requests waiting now for a server to come ([`crate::handler`]'s wait): shared, as it
+    /// bounds the service's queue for every worker.
     pub waiting: std::sync::atomic::AtomicU32,
-    /// Requests that waited for a server, and those of them that got none in time.
-    pub waited: AtomicU64,
-    pub wait_expired: AtomicU64,
     /// Woken when a table gives the service a server or one of its servers turns healthy.
     pub ready: tokio::sync::Notify,
-    /// TCP: connections piped to its servers, those open now, and connects that failed.
-    pub connections: AtomicU64,
+    /// TCP: connections open now to its servers (one gauge, changed per connection).
     pub active: std::sync::atomic::AtomicU32,
-    pub connect_errors: AtomicU64,
+}
+
+/// One worker's counts of one service.
+#[derive(Debug, Default)]
+struct ServiceCell {
+    /// Responses by method and code ([`CODES`], then one per class for the others).
+    by_code: [[AtomicU64; CODE_SLOTS]; METHODS.len()],
+    latency: Histogram,
+    /// Affinity outcomes: requests whose cookie's server took them, sessions pinned afresh,
+    /// sessions moved, and values Tether did not issue.
+    sticky: [AtomicU64; 4],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Requests that waited for a server, and those of them that got none in time.
+    waited: AtomicU64,
+    wait_expired: AtomicU64,
+    /// TCP: connections piped to its servers, and connects that failed.
+    connections: AtomicU64,
+    connect_errors: AtomicU64,
+}
+
+/// Affinity outcomes as [`ServiceStats::sticky`] gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StickyCounts {
+    /// Requests whose cookie's server took them.
+    pub hits: u64,
+    /// Sessions pinned afresh.
+    pub misses: u64,
+    /// Sessions moved from a server that was gone.
+    pub rebalanced: u64,
+    /// Values Tether did not issue.
+    pub forged: u64,
 }
 
 /// Routes of one service counted one by one; a service's further routes share one more slot.
@@ -126,7 +230,8 @@ pub const NO_ROUTE: u8 = u8::MAX;
 #[derive(Debug, Default)]
 pub struct RouteCounts {
     names: Mutex<[Option<String>; ROUTE_SLOTS]>,
-    by_class: [[AtomicU64; 5]; ROUTE_SLOTS + 1],
+    /// Per worker: per slot, per class.
+    by_class: PerWorker<[[AtomicU64; 5]; ROUTE_SLOTS + 1]>,
 }
 
 /// Slot names as a compiled table wants them.
@@ -167,8 +272,10 @@ impl RouteCounts {
         let mut names = self.names.lock().expect("route counts poisoned");
         for (i, (old, new)) in names.iter().zip(&plan).enumerate() {
             if old != new {
-                for c in &self.by_class[i] {
-                    c.store(0, Relaxed);
+                for cell in self.by_class.iter() {
+                    for c in &cell[i] {
+                        c.store(0, Relaxed);
+                    }
                 }
             }
         }
@@ -176,7 +283,7 @@ impl RouteCounts {
     }
 
     pub fn count(&self, slot: u8, class: usize) {
-        if let Some(row) = self.by_class.get(usize::from(slot)) {
+        if let Some(row) = self.by_class.here().get(usize::from(slot)) {
             row[class].fetch_add(1, Relaxed);
         }
     }
@@ -189,7 +296,7 @@ impl RouteCounts {
             None => (ROUTE_SLOTS, true),
         };
         (
-            std::array::from_fn(|c| self.by_class[slot][c].load(Relaxed)),
+            std::array::from_fn(|c| self.by_class.sum(|cell| cell[slot][c].load(Relaxed))),
             shared,
         )
     }
@@ -249,19 +356,67 @@ impl ServiceStats {
         }
     }
 
-    pub fn count(&self, method: u8, code: u16) {
-        self.by_code[usize::from(method).min(METHODS.len() - 1)][code_slot(code)]
+    /// A request of `method` ([`method_index`]) that ended with `code` after `us`, its bytes
+    /// in and out, and what affinity made of it.
+    pub fn count_request(
+        &self,
+        method: u8,
+        code: u16,
+        bytes: (u64, u64),
+        us: u64,
+        affinity: Affinity,
+    ) {
+        let c = self.cells.here();
+        c.by_code[usize::from(method).min(METHODS.len() - 1)][code_slot(code)]
             .fetch_add(1, Relaxed);
+        c.latency.observe(us);
+        c.bytes_in.fetch_add(bytes.0, Relaxed);
+        c.bytes_out.fetch_add(bytes.1, Relaxed);
+        let i = match affinity {
+            Affinity::None => return,
+            Affinity::Pinned => 0,
+            Affinity::New => 1,
+            Affinity::Rebalanced => 2,
+            Affinity::Forged => 3,
+        };
+        c.sticky[i].fetch_add(1, Relaxed);
+    }
+
+    /// A request that began to wait for a server.
+    pub fn count_waited(&self) {
+        self.cells.here().waited.fetch_add(1, Relaxed);
+    }
+
+    /// A request that waited for a server and got none in time (counted as waited too).
+    pub fn count_wait_expired(&self) {
+        self.cells.here().wait_expired.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: a connection piped to one of its servers.
+    pub fn count_connection(&self) {
+        self.cells.here().connections.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: a connect to one of its servers that failed.
+    pub fn count_connect_error(&self) {
+        self.cells.here().connect_errors.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: bytes piped from clients to its servers, and back.
+    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        let c = self.cells.here();
+        c.bytes_in.fetch_add(bytes_in, Relaxed);
+        c.bytes_out.fetch_add(bytes_out, Relaxed);
     }
 
     /// Every non-zero `(method, code label, count)`.
     pub fn requests(&self) -> Vec<(&'static str, String, u64)> {
         let mut out = Vec::new();
-        for (m, row) in self.by_code.iter().enumerate() {
-            for (slot, c) in row.iter().enumerate() {
-                let n = c.load(Relaxed);
+        for (m, method) in METHODS.iter().enumerate() {
+            for slot in 0..CODE_SLOTS {
+                let n = self.cells.sum(|c| c.by_code[m][slot].load(Relaxed));
                 if n > 0 {
-                    out.push((METHODS[m], code_label(slot), n));
+                    out.push((*method, code_label(slot), n));
                 }
             }
         }
@@ -271,27 +426,57 @@ impl ServiceStats {
     /// Responses by status class, all methods together.
     pub fn by_class(&self) -> [u64; 5] {
         let mut classes = [0u64; 5];
-        for row in &self.by_code {
-            for (slot, c) in row.iter().enumerate() {
-                let class = match CODES.get(slot) {
-                    Some(code) => usize::from(code / 100 - 1),
-                    None => slot - CODES.len(),
-                };
-                classes[class.min(4)] += c.load(Relaxed);
+        for cell in self.cells.iter() {
+            for row in &cell.by_code {
+                for (slot, c) in row.iter().enumerate() {
+                    let class = match CODES.get(slot) {
+                        Some(code) => usize::from(code / 100 - 1),
+                        None => slot - CODES.len(),
+                    };
+                    classes[class.min(4)] += c.load(Relaxed);
+                }
             }
         }
         classes
     }
 
-    pub fn note_affinity(&self, a: Affinity) {
-        let c = match a {
-            Affinity::None => return,
-            Affinity::Pinned => &self.sticky_hits,
-            Affinity::New => &self.sticky_misses,
-            Affinity::Rebalanced => &self.sticky_rebalanced,
-            Affinity::Forged => &self.sticky_forged,
-        };
-        c.fetch_add(1, Relaxed);
+    pub fn latency(&self) -> Snapshot {
+        Snapshot::merged(self.cells.iter().map(|c| &c.latency))
+    }
+
+    pub fn sticky(&self) -> StickyCounts {
+        let n = |i: usize| self.cells.sum(|c| c.sticky[i].load(Relaxed));
+        StickyCounts {
+            hits: n(0),
+            misses: n(1),
+            rebalanced: n(2),
+            forged: n(3),
+        }
+    }
+
+    pub fn bytes_in(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_in.load(Relaxed))
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_out.load(Relaxed))
+    }
+
+    /// Requests that waited for a server, and those of them that got none in time.
+    pub fn waited(&self) -> u64 {
+        self.cells.sum(|c| c.waited.load(Relaxed))
+    }
+
+    pub fn wait_expired(&self) -> u64 {
+        self.cells.sum(|c| c.wait_expired.load(Relaxed))
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.cells.sum(|c| c.connections.load(Relaxed))
+    }
+
+    pub fn connect_errors(&self) -> u64 {
+        self.cells.sum(|c| c.connect_errors.load(Relaxed))
     }
 }
 
@@ -317,25 +502,43 @@ pub struct StatsMount {
     pub page: std::sync::Arc<dyn StatsPage>,
 }
 
-/// Open client connections per entrypoint.
+/// Client connections per entrypoint, a cell per worker.
 #[derive(Debug, Default)]
 pub struct EntrypointStats {
-    pub open: AtomicI64,
-    pub accepted: AtomicU64,
+    cells: PerWorker<EntrypointCell>,
+}
+
+#[derive(Debug, Default)]
+struct EntrypointCell {
+    /// Opened less closed on this worker (a connection closes on the worker that opened it;
+    /// the sum is what is open).
+    open: AtomicI64,
+    accepted: AtomicU64,
 }
 
 impl EntrypointStats {
     /// A connection opened; it is counted open until the guard drops.
     pub fn opened(&self) -> Open<'_> {
-        self.accepted.fetch_add(1, Relaxed);
-        self.open.fetch_add(1, Relaxed);
-        Open(self)
+        let c = self.cells.here();
+        c.accepted.fetch_add(1, Relaxed);
+        c.open.fetch_add(1, Relaxed);
+        Open(c)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> i64 {
+        self.cells.iter().map(|c| c.open.load(Relaxed)).sum()
+    }
+
+    /// Connections accepted since the start.
+    pub fn accepted(&self) -> u64 {
+        self.cells.sum(|c| c.accepted.load(Relaxed))
     }
 }
 
 /// An open connection, counted.
 #[derive(Debug)]
-pub struct Open<'a>(&'a EntrypointStats);
+pub struct Open<'a>(&'a EntrypointCell);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
@@ -350,10 +553,12 @@ mod tests {
     #[test]
     fn codes_are_counted_by_method_and_the_rare_ones_by_class() {
         let s = ServiceStats::default();
-        s.count(method_index(&Method::GET), 200);
-        s.count(method_index(&Method::GET), 200);
-        s.count(method_index(&Method::POST), 418);
-        s.count(method_index(&Method::from_bytes(b"PURGE").unwrap()), 503);
+        let count =
+            |m: &Method, code| s.count_request(method_index(m), code, (0, 0), 1, Affinity::None);
+        count(&Method::GET, 200);
+        count(&Method::GET, 200);
+        count(&Method::POST, 418);
+        count(&Method::from_bytes(b"PURGE").unwrap(), 503);
         let mut r = s.requests();
         r.sort();
         assert_eq!(

@@ -388,7 +388,7 @@ pub async fn start_with(opts: Options, mut inherited: Sockets) -> anyhow::Result
     if let Some(c) = opts.connect_timeout {
         settings.timeouts.connect = c;
     }
-    // Before any table is compiled: every server's pool gets a slot per worker.
+    // Before any table is compiled: every server's pool and every counter get a slot per worker.
     let workers = opts
         .workers
         .or(settings.workers)

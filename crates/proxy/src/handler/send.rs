@@ -340,10 +340,7 @@ fn after_failure(
         }
     }
     tried.push(choice.idx);
-    backend
-        .stats
-        .retries
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    backend.stats.count_retry();
     let on_missing = svc.sticky.as_ref().map(|s| s.policy.on_missing);
     if !choice.fresh && on_missing == Some(OnMissing::Fail) {
         return Then::Answer(Box::new(refusal(svc, Refusal::PinnedGone).into()));

@@ -133,7 +133,7 @@ pub(crate) async fn until(
         tracing::debug!(service = %stats.name, queue = wait.queue, "no server, and the wait queue is full");
         return None;
     };
-    stats.waited.fetch_add(1, Relaxed);
+    stats.count_waited();
     let deadline = Instant::now() + wait.timeout;
     loop {
         let woken = stats.ready.notified();
@@ -145,7 +145,7 @@ pub(crate) async fn until(
         }
         let now = Instant::now();
         if now >= deadline {
-            stats.wait_expired.fetch_add(1, Relaxed);
+            stats.count_wait_expired();
             return None;
         }
         tokio::select! {

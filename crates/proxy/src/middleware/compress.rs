@@ -11,7 +11,6 @@
 mod encoder;
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -345,7 +344,7 @@ impl Compressing {
                     let out = enc.finish().map_err(Self::io)?;
                     let frame = self.out(out);
                     let saved = self.bytes_in.saturating_sub(self.bytes_out);
-                    self.counts.bytes_saved.fetch_add(saved, Ordering::Relaxed);
+                    self.counts.saved(saved);
                     return Poll::Ready(frame.map(Ok));
                 }
                 Poll::Pending => {

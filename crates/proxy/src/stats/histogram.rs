@@ -51,6 +51,22 @@ impl Histogram {
 }
 
 impl Snapshot {
+    /// The histograms' observations together (one per worker, read as one).
+    pub fn merged<'a>(hs: impl IntoIterator<Item = &'a Histogram>) -> Snapshot {
+        let mut out = Snapshot {
+            cumulative: vec![0; BOUNDS_US.len() + 1],
+            sum_us: 0,
+        };
+        for h in hs {
+            let s = h.snapshot();
+            for (a, b) in out.cumulative.iter_mut().zip(&s.cumulative) {
+                *a += b;
+            }
+            out.sum_us += s.sum_us;
+        }
+        out
+    }
+
     pub fn count(&self) -> u64 {
         self.cumulative.last().copied().unwrap_or(0)
     }
@@ -123,5 +139,23 @@ mod tests {
         };
         assert_eq!(later.since(&s).count(), 1);
         assert_eq!(Snapshot::default().quantile_us(0.5), None);
+    }
+
+    #[test]
+    fn histograms_merged_read_as_one_that_saw_every_observation() {
+        let (one, a, b) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
+        for (i, us) in [100, 400, 900, 2_000, 7_000, 70_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            one.observe(us);
+            if i % 2 == 0 { &a } else { &b }.observe(us);
+        }
+        assert_eq!(Snapshot::merged([&a, &b]), one.snapshot());
+        assert_eq!(Snapshot::merged([]).count(), 0);
     }
 }

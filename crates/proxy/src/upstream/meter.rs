@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -286,29 +285,13 @@ impl Drop for Meter {
         }
         let us = self.started.elapsed().as_micros() as u64;
         let class = usize::from((self.status / 100).clamp(1, 5) - 1);
+        let bytes = (self.bytes_in, self.bytes_out);
         if let Some(b) = &self.server {
-            let s = &b.stats;
-            s.by_class[class].fetch_add(1, Relaxed);
-            s.bytes_in.fetch_add(self.bytes_in, Relaxed);
-            s.bytes_out.fetch_add(self.bytes_out, Relaxed);
-            s.latency.observe(us);
-            match self.affinity {
-                Affinity::New | Affinity::Forged => {
-                    s.new_pins.fetch_add(1, Relaxed);
-                }
-                Affinity::Rebalanced => {
-                    s.rebalanced.fetch_add(1, Relaxed);
-                }
-                _ => {}
-            }
+            b.stats.count_request(class, bytes, us, self.affinity);
         }
         if let Some(svc) = &self.service {
-            svc.count(self.method, self.status);
+            svc.count_request(self.method, self.status, bytes, us, self.affinity);
             svc.routes.count(self.route_slot, class);
-            svc.latency.observe(us);
-            svc.note_affinity(self.affinity);
-            svc.bytes_in.fetch_add(self.bytes_in, Relaxed);
-            svc.bytes_out.fetch_add(self.bytes_out, Relaxed);
         }
         if let Some(f) = self.log.take() {
             thread_local! {

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::upstream::exchange::Conn;
 use crate::upstream::stream::Stream;
 use crate::upstream::tls::Connector;
+use crate::worker::PerWorker;
 
 /// Idle connections kept per backend; more are closed when released.
 const MAX_IDLE: usize = 512;
@@ -57,11 +58,6 @@ impl Dial {
     }
 }
 
-/// One worker's idle connections, on a cache line of its own: workers never write the same one.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Slot(Mutex<Vec<(Conn, u64)>>);
-
 #[derive(Debug)]
 pub struct Pool {
     addr: ServerAddr,
@@ -70,7 +66,7 @@ pub struct Pool {
     /// Idle connections, and when each was released (see [`now_ms`]), one slot per worker
     /// ([`crate::worker`]): a connection is polled only by the runtime that opened it. Each slot
     /// is locked by its worker alone, but for [`Pool::idle_count`].
-    idle: Box<[Slot]>,
+    idle: PerWorker<Mutex<Vec<(Conn, u64)>>>,
     /// Woken when a connection to this server failed: the connects still pending give up at
     /// once, so a dead server costs one connect timeout, not one per request.
     failed: tokio::sync::Notify,
@@ -86,9 +82,7 @@ impl Pool {
         Pool {
             addr,
             tls,
-            idle: (0..crate::worker::slots())
-                .map(|_| Slot::default())
-                .collect(),
+            idle: PerWorker::default(),
             failed: tokio::sync::Notify::new(),
             reviving: std::sync::atomic::AtomicBool::new(false),
             failed_at: std::sync::atomic::AtomicU64::new(0),
@@ -116,7 +110,7 @@ impl Pool {
     /// This thread's slot; `None` for a worker started after the pool was made.
     #[inline]
     fn slot(&self) -> Option<&Mutex<Vec<(Conn, u64)>>> {
-        self.idle.get(crate::worker::slot()).map(|s| &s.0)
+        self.idle.mine()
     }
 
     fn pop(&self) -> Option<Conn> {
@@ -147,7 +141,7 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle
             .iter()
-            .map(|s| s.0.lock().expect("pool poisoned").len())
+            .map(|s| s.lock().expect("pool poisoned").len())
             .sum()
     }
 

@@ -22,9 +22,20 @@ fn config(a: &Backend, b: &Backend) -> String {
 }
 
 async fn start(dir: &TempDir, toml: &str, log: Option<(Format, Target)>) -> Instance {
+    start_on(dir, toml, log, 1).await
+}
+
+/// [`start`] with `workers` serving workers.
+async fn start_on(
+    dir: &TempDir,
+    toml: &str,
+    log: Option<(Format, Target)>,
+    workers: usize,
+) -> Instance {
     let path = dir.path().join("tether.toml");
     std::fs::write(&path, toml).unwrap();
     let mut opts = app::Options::file(path, dir.path().to_path_buf(), Duration::from_secs(1));
+    opts.workers = Some(workers);
     opts.admin = AdminOptions {
         address: Some("127.0.0.1:0".parse().unwrap()),
         token: None,
@@ -44,9 +55,20 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_a_known_mix_and_forget_a_removed_server() {
+    known_mix(1).await;
+}
+
+/// Four workers count in cells of their own (the visitors' new connections spread over the
+/// workers' sockets); every figure read is the sum, exact as with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_sum_what_four_workers_counted() {
+    known_mix(4).await;
+}
+
+async fn known_mix(workers: usize) {
     let (a, b) = (Backend::spawn("a").await, Backend::spawn("b").await);
     let dir = TempDir::new("tether-metrics");
-    let i = start(&dir, &config(&a, &b), None).await;
+    let i = start_on(&dir, &config(&a, &b), None, workers).await;
     let web = i.addr("web");
     // 10 new visitors (round robin: 5 each), one of them back 4 times with its cookie,
     // 2 forged cookies, 3 POSTs.
