@@ -135,6 +135,12 @@ impl Front<'_> {
                 // Nothing pipelined: the connection idles without a buffer.
                 spare::put_back(std::mem::take(&mut buf));
             }
+            // Fair to the worker's other connections: each request spends a unit of the task's
+            // budget (tokio's, 128 a turn, which its reads and writes spend too), and a spent
+            // budget gives the worker back. Without it, requests Tether answers itself, pipelined
+            // and written at once, never suspend the task: one client held its worker for
+            // 100 ms and more.
+            tokio::task::consume_budget().await;
         }
     }
 }

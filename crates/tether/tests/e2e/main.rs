@@ -10,6 +10,7 @@ mod certificates;
 mod cli;
 mod compression;
 mod dead_server;
+mod fairness;
 mod hostile;
 mod hostile_h2;
 mod hostile_table;
