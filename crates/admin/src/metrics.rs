@@ -152,9 +152,12 @@ fn tcp(
             l
         };
         active.push((svc(None), i64::from(st.active.load(Relaxed))));
-        connections.push((svc(None), st.connections()));
-        errors.push((svc(None), st.connect_errors()));
-        for (dir, n) in [("in", st.bytes_in()), ("out", st.bytes_out())] {
+        connections.push((svc(None), st.traffic.connections()));
+        errors.push((svc(None), st.traffic.connect_errors()));
+        for (dir, n) in [
+            ("in", st.traffic.bytes_in()),
+            ("out", st.traffic.bytes_out()),
+        ] {
             let mut l = svc(None);
             l.push(("direction", dir.to_string()));
             bytes.push((l, n));
@@ -162,9 +165,12 @@ fn tcp(
         for b in &s.backends {
             let l = || svc(Some(&b.name));
             active.push((l(), i64::from(b.state.in_flight())));
-            connections.push((l(), b.stats.connections()));
-            errors.push((l(), b.stats.connect_errors()));
-            for (dir, n) in [("in", b.stats.bytes_in()), ("out", b.stats.bytes_out())] {
+            connections.push((l(), b.stats.traffic.connections()));
+            errors.push((l(), b.stats.traffic.connect_errors()));
+            for (dir, n) in [
+                ("in", b.stats.traffic.bytes_in()),
+                ("out", b.stats.traffic.bytes_out()),
+            ] {
                 let mut l = l();
                 l.push(("direction", dir.to_string()));
                 bytes.push((l, n));
@@ -274,8 +280,8 @@ impl Collector for Tether {
                     sticky[i].push((svc(&s.name), n));
                 }
             }
-            bytes[0].push((svc(&s.name), s.stats.bytes_in()));
-            bytes[1].push((svc(&s.name), s.stats.bytes_out()));
+            bytes[0].push((svc(&s.name), s.stats.traffic.bytes_in()));
+            bytes[1].push((svc(&s.name), s.stats.traffic.bytes_out()));
         }
         family(
             &mut enc,

@@ -357,7 +357,7 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 weight: weights.and_then(|w| w.get(&*b.name).copied()),
                 in_flight: b.state.in_flight(),
                 requests: if s.protocol.is_tcp() {
-                    st.connections()
+                    st.traffic.connections()
                 } else {
                     st.requests()
                 },
@@ -366,13 +366,13 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
                 r5xx: r.r5xx,
                 p50_ms: r.p50_ms,
                 p99_ms: r.p99_ms,
-                bytes_in: st.bytes_in(),
-                bytes_out: st.bytes_out(),
+                bytes_in: st.traffic.bytes_in(),
+                bytes_out: st.traffic.bytes_out(),
                 retries: st.retries(),
                 pinned: b.state.pinned(),
                 new_pins: st.new_pins(),
                 rebalanced: st.rebalanced(),
-                connect_errors: s.protocol.is_tcp().then(|| st.connect_errors()),
+                connect_errors: s.protocol.is_tcp().then(|| st.traffic.connect_errors()),
             });
         }
         if servers.is_empty() && !service_matches {
@@ -399,8 +399,8 @@ pub(crate) fn gather(control: &Control, sampler: &Sampler, filter: &str) -> Page
             tcp: s.protocol.is_tcp().then(|| {
                 [
                     u64::from(st.active.load(Relaxed)),
-                    st.connections(),
-                    st.connect_errors(),
+                    st.traffic.connections(),
+                    st.traffic.connect_errors(),
                 ]
             }),
         });

@@ -48,10 +48,63 @@ impl Affinity {
     }
 }
 
+/// Bytes each way and TCP connections, counted alike for a server and a service.
+#[derive(Debug, Default)]
+pub struct TrafficStats {
+    cells: PerWorker<TrafficCell>,
+}
+
+/// One worker's [`TrafficStats`].
+#[derive(Debug, Default)]
+struct TrafficCell {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// TCP: connections piped, and connects that failed.
+    connections: AtomicU64,
+    connect_errors: AtomicU64,
+}
+
+impl TrafficStats {
+    /// Bytes from the client to the server, and back.
+    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        let c = self.cells.here();
+        c.bytes_in.fetch_add(bytes_in, Relaxed);
+        c.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
+
+    /// TCP: a connection piped.
+    pub fn count_connection(&self) {
+        self.cells.here().connections.fetch_add(1, Relaxed);
+    }
+
+    /// TCP: a connect that failed.
+    pub fn count_connect_error(&self) {
+        self.cells.here().connect_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn bytes_in(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_in.load(Relaxed))
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.cells.sum(|c| c.bytes_out.load(Relaxed))
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.cells.sum(|c| c.connections.load(Relaxed))
+    }
+
+    pub fn connect_errors(&self) -> u64 {
+        self.cells.sum(|c| c.connect_errors.load(Relaxed))
+    }
+}
+
 /// One server's counters, a cell per worker.
 #[derive(Debug, Default)]
 pub struct ServerStats {
     cells: PerWorker<ServerCell>,
+    /// Bytes each way, and TCP connections.
+    pub traffic: TrafficStats,
 }
 
 /// One worker's counts of one server.
@@ -59,26 +112,20 @@ pub struct ServerStats {
 struct ServerCell {
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     by_class: [AtomicU64; 5],
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
     /// Requests that went on to another server after this one failed them.
     retries: AtomicU64,
     /// Sessions pinned to it afresh, and moved to it from a server that was gone.
     new_pins: AtomicU64,
     rebalanced: AtomicU64,
     latency: Histogram,
-    /// TCP: connections piped to it, and connects to it that failed.
-    connections: AtomicU64,
-    connect_errors: AtomicU64,
 }
 
 impl ServerStats {
     /// A request that ended with a response of `class` (0: 1xx ... 4: 5xx) after `us`.
     pub fn count_request(&self, class: usize, bytes: (u64, u64), us: u64, affinity: Affinity) {
+        self.traffic.add_bytes(bytes.0, bytes.1);
         let c = self.cells.here();
         c.by_class[class.min(4)].fetch_add(1, Relaxed);
-        c.bytes_in.fetch_add(bytes.0, Relaxed);
-        c.bytes_out.fetch_add(bytes.1, Relaxed);
         c.latency.observe(us);
         match affinity {
             Affinity::New | Affinity::Forged => {
@@ -96,23 +143,6 @@ impl ServerStats {
         self.cells.here().retries.fetch_add(1, Relaxed);
     }
 
-    /// TCP: a connection piped to it.
-    pub fn count_connection(&self) {
-        self.cells.here().connections.fetch_add(1, Relaxed);
-    }
-
-    /// TCP: a connect to it that failed.
-    pub fn count_connect_error(&self) {
-        self.cells.here().connect_errors.fetch_add(1, Relaxed);
-    }
-
-    /// TCP: bytes piped from the client to it, and back.
-    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
-        let c = self.cells.here();
-        c.bytes_in.fetch_add(bytes_in, Relaxed);
-        c.bytes_out.fetch_add(bytes_out, Relaxed);
-    }
-
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     pub fn by_class(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.cells.sum(|c| c.by_class[i].load(Relaxed)))
@@ -120,14 +150,6 @@ impl ServerStats {
 
     pub fn requests(&self) -> u64 {
         self.by_class().iter().sum()
-    }
-
-    pub fn bytes_in(&self) -> u64 {
-        self.cells.sum(|c| c.bytes_in.load(Relaxed))
-    }
-
-    pub fn bytes_out(&self) -> u64 {
-        self.cells.sum(|c| c.bytes_out.load(Relaxed))
     }
 
     pub fn retries(&self) -> u64 {
@@ -144,14 +166,6 @@ impl ServerStats {
 
     pub fn latency(&self) -> Snapshot {
         Snapshot::merged(self.cells.iter().map(|c| &c.latency))
-    }
-
-    pub fn connections(&self) -> u64 {
-        self.cells.sum(|c| c.connections.load(Relaxed))
-    }
-
-    pub fn connect_errors(&self) -> u64 {
-        self.cells.sum(|c| c.connect_errors.load(Relaxed))
     }
 }
 
@@ -173,6 +187,8 @@ pub struct ServiceStats {
     /// The service's name (for the access log).
     pub name: std::sync::Arc<str>,
     cells: PerWorker<ServiceCell>,
+    /// Bytes each way, and TCP connections to its servers.
+    pub traffic: TrafficStats,
     /// Responses by route of this service and status class.
     pub routes: RouteCounts,
     /// Requests waiting now for a server to come ([`crate::handler`]'s wait): shared, as it
@@ -193,14 +209,9 @@ struct ServiceCell {
     /// Affinity outcomes: requests whose cookie's server took them, sessions pinned afresh,
     /// sessions moved, and values Tether did not issue.
     sticky: [AtomicU64; 4],
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
     /// Requests that waited for a server, and those of them that got none in time.
     waited: AtomicU64,
     wait_expired: AtomicU64,
-    /// TCP: connections piped to its servers, and connects that failed.
-    connections: AtomicU64,
-    connect_errors: AtomicU64,
 }
 
 /// Affinity outcomes as [`ServiceStats::sticky`] gives them.
@@ -366,12 +377,11 @@ impl ServiceStats {
         us: u64,
         affinity: Affinity,
     ) {
+        self.traffic.add_bytes(bytes.0, bytes.1);
         let c = self.cells.here();
         c.by_code[usize::from(method).min(METHODS.len() - 1)][code_slot(code)]
             .fetch_add(1, Relaxed);
         c.latency.observe(us);
-        c.bytes_in.fetch_add(bytes.0, Relaxed);
-        c.bytes_out.fetch_add(bytes.1, Relaxed);
         let i = match affinity {
             Affinity::None => return,
             Affinity::Pinned => 0,
@@ -390,23 +400,6 @@ impl ServiceStats {
     /// A request that waited for a server and got none in time (counted as waited too).
     pub fn count_wait_expired(&self) {
         self.cells.here().wait_expired.fetch_add(1, Relaxed);
-    }
-
-    /// TCP: a connection piped to one of its servers.
-    pub fn count_connection(&self) {
-        self.cells.here().connections.fetch_add(1, Relaxed);
-    }
-
-    /// TCP: a connect to one of its servers that failed.
-    pub fn count_connect_error(&self) {
-        self.cells.here().connect_errors.fetch_add(1, Relaxed);
-    }
-
-    /// TCP: bytes piped from clients to its servers, and back.
-    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
-        let c = self.cells.here();
-        c.bytes_in.fetch_add(bytes_in, Relaxed);
-        c.bytes_out.fetch_add(bytes_out, Relaxed);
     }
 
     /// Every non-zero `(method, code label, count)`.
@@ -454,14 +447,6 @@ impl ServiceStats {
         }
     }
 
-    pub fn bytes_in(&self) -> u64 {
-        self.cells.sum(|c| c.bytes_in.load(Relaxed))
-    }
-
-    pub fn bytes_out(&self) -> u64 {
-        self.cells.sum(|c| c.bytes_out.load(Relaxed))
-    }
-
     /// Requests that waited for a server, and those of them that got none in time.
     pub fn waited(&self) -> u64 {
         self.cells.sum(|c| c.waited.load(Relaxed))
@@ -469,14 +454,6 @@ impl ServiceStats {
 
     pub fn wait_expired(&self) -> u64 {
         self.cells.sum(|c| c.wait_expired.load(Relaxed))
-    }
-
-    pub fn connections(&self) -> u64 {
-        self.cells.sum(|c| c.connections.load(Relaxed))
-    }
-
-    pub fn connect_errors(&self) -> u64 {
-        self.cells.sum(|c| c.connect_errors.load(Relaxed))
     }
 }
 

@@ -71,8 +71,8 @@ pub async fn forward(
             }
             Err(e) => {
                 backend.state.mark_failed();
-                backend.stats.count_connect_error();
-                svc.stats.count_connect_error();
+                backend.stats.traffic.count_connect_error();
+                svc.stats.traffic.count_connect_error();
                 tracing::debug!(router = %f.route.name, server = %backend.name, error = %e, "TCP: connect failed; trying another server");
                 tried.push(idx);
             }
@@ -81,8 +81,8 @@ pub async fn forward(
     let backend = &svc.backends[idx];
     let _open = backend.state.start_request();
     let _active = Active::new(&svc.stats);
-    backend.stats.count_connection();
-    svc.stats.count_connection();
+    backend.stats.traffic.count_connection();
+    svc.stats.traffic.count_connection();
     if let ServiceProtocol::Tcp {
         proxy_protocol: Some(v),
     } = svc.protocol
@@ -104,8 +104,8 @@ pub async fn forward(
         }
     }
     let tally = |up: u64, down: u64| {
-        backend.stats.add_bytes(up, down);
-        svc.stats.add_bytes(up, down);
+        backend.stats.traffic.add_bytes(up, down);
+        svc.stats.traffic.add_bytes(up, down);
     };
     let piped = pipe(&mut client, &mut server, f.pipe, shutdown, tally).await;
     Outcome::Piped {

@@ -58,17 +58,7 @@ async fn a_pipelining_client_does_not_hold_its_worker_from_other_clients() {
         ),
     )
     .unwrap();
-    let mut tether = Running::spawn_without(
-        &[
-            "run".as_ref(),
-            "--state-dir".as_ref(),
-            dir.path().as_os_str(),
-            "--config".as_ref(),
-            config.as_os_str(),
-        ],
-        &[],
-        &["TETHER_WORKERS"],
-    );
+    let mut tether = Running::run(&dir, &config, &["TETHER_WORKERS"]);
     let web = tether.addr("listening entrypoint=web").await;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -166,6 +166,22 @@ impl Running {
         Running { child, log }
     }
 
+    /// `tether run` with `config` and its state in `dir`, without the variables `remove` of the
+    /// test's own environment.
+    pub fn run(dir: &TempDir, config: &std::path::Path, remove: &[&str]) -> Running {
+        Running::spawn_without(
+            &[
+                "run".as_ref(),
+                "--state-dir".as_ref(),
+                dir.path().as_os_str(),
+                "--config".as_ref(),
+                config.as_os_str(),
+            ],
+            &[],
+            remove,
+        )
+    }
+
     /// The address on the first log line holding `marker` (`listening entrypoint=web`,
     /// `admin API listening`), once it is written.
     pub async fn addr(&mut self, marker: &str) -> SocketAddr {

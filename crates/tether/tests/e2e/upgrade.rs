@@ -345,16 +345,7 @@ async fn a_successor_that_fails_to_start_leaves_the_running_process_serving() {
 
     let backend = Backend::spawn("app").await;
     let config = write_config(&dir, &backend, None);
-    let mut old = Running::spawn(
-        &[
-            "run".as_ref(),
-            "--state-dir".as_ref(),
-            dir.path().as_os_str(),
-            "--config".as_ref(),
-            config.as_os_str(),
-        ],
-        &[],
-    );
+    let mut old = Running::run(&dir, &config, &[]);
     let web = old.addr("listening entrypoint=web").await;
     // The control socket is ready once READY would be sent: wait for the file.
     let sock = dir.path().join("tether.sock");

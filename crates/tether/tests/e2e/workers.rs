@@ -32,17 +32,7 @@ async fn pinned_workers_each_run_on_one_cpu_of_the_process_in_order() {
     let dir = TempDir::new("tether-workers");
     let backend = Backend::spawn("app").await;
     let config = write_config(&dir, &backend, "workers = 2\npin_workers = true\n");
-    let mut tether = Running::spawn_without(
-        &[
-            "run".as_ref(),
-            "--state-dir".as_ref(),
-            dir.path().as_os_str(),
-            "--config".as_ref(),
-            config.as_os_str(),
-        ],
-        &[],
-        &["TETHER_WORKERS"],
-    );
+    let mut tether = Running::run(&dir, &config, &["TETHER_WORKERS"]);
     let web = tether.addr("listening entrypoint=web").await;
     let pid = tether.child.id().unwrap();
     let mine = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
