@@ -2,4 +2,4 @@
 //! re-exported here, where the pools and the counters of the data plane use it (the balancer
 //! uses it too, below this crate).
 
-pub use tether_worker::{enter, set_count, slot, slots, Padded, PerWorker};
+pub use tether_worker::{enter, set_count, PerWorker};
