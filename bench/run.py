@@ -16,7 +16,9 @@ bench/saturated.py does), so that the proxy, not wrk, is the bottleneck, in ever
 proxy runs on the proxy core (its workers too), wrk and the backends on the load core. Then
 rr-2-workers is two workers under the same quota, and rr-2-workers-2q two workers at twice the
 quota: over rr-keepalive (one worker at the quota) in the same round, that is each proxy's
-scaling ratio, which the results report. HAProxy's nbthread and NGINX's worker_processes (with
+scaling ratio, which the results report. rr-100-conns is one worker under the two-worker
+scenarios' load (100 connections, two wrk threads), to tell the second worker's cost from the
+doubled load's. Each run also records how busy the load core was (load_busy). HAProxy's nbthread and NGINX's worker_processes (with
 reuseport) follow the scenario's worker count.
 
 Run it through bench/run.sh, which installs the tools and builds Tether first.
@@ -53,6 +55,9 @@ SCENARIOS = {
     "sticky-cookie": dict(path="/sticky", workers=1, conns=50, threads=1, cookie=True),
     "sticky-no-cookie": dict(path="/sticky", workers=1, conns=50, threads=1),
     "new-connection": dict(path="/rr", workers=1, conns=50, threads=1, close=True),
+    # One worker under the two-worker scenarios' load (100 connections, two wrk threads): beside
+    # rr-2-workers it tells what the second worker costs apart from what the doubled load costs.
+    "rr-100-conns": dict(path="/rr", workers=1, conns=100, threads=2),
     "rr-2-workers": dict(path="/rr", workers=2, conns=100, threads=2),
     # With --quota: two workers at twice the quota (the scaling ratio's numerator); without, as
     # rr-2-workers.
@@ -195,6 +200,27 @@ def cpu_seconds(pids):
         except (OSError, IndexError):
             pass
     return user / TICK, (user + system) / TICK
+
+
+def core_ticks(cores):
+    """(busy, total) clock ticks of the CPUs listed in `cores` ("1" or "0,1") so far, from
+    /proc/stat. Busy is everything but idle and iowait."""
+    want = {f"cpu{c}" for c in cores.split(",")}
+    busy = total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] in want:
+                ticks = list(map(int, fields[1:9]))
+                total += sum(ticks)
+                busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy, total
+
+
+def busy_share(before, after):
+    """The share of the time the cores of core_ticks() were busy between two readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else None
 
 
 def memory_kib(pids, field="VmHWM"):
@@ -368,9 +394,12 @@ def one_run(name, scen, sc, args, bins, tmp):
         cookie = fetch_cookie(port, sc["path"]) if sc.get("cookie") else None
         wrk(port, sc, args.warmup, load, cookie)
         p.pids = proc_tree(p.proc.pid)
-        before = cpu_seconds(p.pids)
+        before, load_before = cpu_seconds(p.pids), core_ticks(load)
         r = wrk(port, sc, args.duration, load, cookie)
-        after = cpu_seconds(p.pids)
+        after, load_after = cpu_seconds(p.pids), core_ticks(load)
+        # Near 1, wrk and the backends, not the proxy, set the pace: the run then says less
+        # about the proxy than its CPU per request does.
+        r["load_busy"] = busy_share(load_before, load_after)
         n = max(r["requests"], 1)
         r["cpu_us_per_req"] = (after[1] - before[1]) / n * 1e6
         r["user_us_per_req"] = (after[0] - before[0]) / n * 1e6
@@ -394,7 +423,7 @@ def one_run(name, scen, sc, args, bins, tmp):
 
 def summarise(runs):
     keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "peak_rss_kib",
-            "body_bytes", "errors"]
+            "body_bytes", "load_busy", "errors"]
     out = {}
     for k in keys:
         vals = [r[k] for r in runs if r.get(k) is not None]
@@ -462,7 +491,8 @@ def table(summary, proxies):
     lines = [head, "|" + "---|" * (2 + len(proxies) + len(cmp))]
     fmt = {"rps": "{:,.0f}", "p50_ms": "{:.3f} ms", "p99_ms": "{:.3f} ms",
            "cpu_us_per_req": "{:.1f} µs", "user_us_per_req": "{:.1f} µs",
-           "peak_rss_kib": "{:,.0f} KiB", "body_bytes": "{:,.0f} B"}
+           "peak_rss_kib": "{:,.0f} KiB", "body_bytes": "{:,.0f} B",
+           "load_busy": "{:.0%} busy"}
     for scen, per in summary.items():
         for m, f in fmt.items():
             if not any(per.get(p, {}).get(m) for p in proxies):
@@ -571,7 +601,7 @@ def main():
                     log(f"round {rnd + 1}/{args.rounds} {s:17} {p:8} {r['rps']:>9,.0f} req/s "
                         f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
                         f"cpu {r['cpu_us_per_req']:.1f} µs/req (user {r['user_us_per_req']:.1f}) rss {r['peak_rss_kib']:,} KiB "
-                        f"errors {r['errors']}")
+                        f"load core busy {r['load_busy']:.0%} errors {r['errors']}")
     finally:
         for b in backends:
             b.terminate()
