@@ -94,6 +94,17 @@ pub async fn connect(
     sni: Option<&str>,
     alpn: &[&str],
 ) -> std::io::Result<Handshake> {
+    let tcp = TcpStream::connect(addr).await?;
+    connect_over(tcp, sni, alpn).await
+}
+
+/// As [`connect`], on a connection already open (after a PROXY protocol header, say).
+pub async fn connect_over(
+    tcp: TcpStream,
+    sni: Option<&str>,
+    alpn: &[&str],
+) -> std::io::Result<Handshake> {
+    let addr = tcp.peer_addr()?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -108,7 +119,7 @@ pub async fn connect(
         Some(n) => ServerName::try_from(n.to_string()).expect("a DNS name"),
         None => ServerName::IpAddress(addr.ip().into()),
     };
-    handshake(cfg, addr, name).await
+    handshake_over(cfg, tcp, name).await
 }
 
 /// Connect to `addr` and complete a handshake with client configuration `cfg`, naming `name`.
@@ -117,7 +128,15 @@ pub(crate) async fn handshake(
     addr: SocketAddr,
     name: ServerName<'static>,
 ) -> std::io::Result<Handshake> {
-    let tcp = TcpStream::connect(addr).await?;
+    handshake_over(cfg, TcpStream::connect(addr).await?, name).await
+}
+
+/// A handshake on `tcp` with client configuration `cfg`, naming `name`.
+async fn handshake_over(
+    cfg: rustls::ClientConfig,
+    tcp: TcpStream,
+    name: ServerName<'static>,
+) -> std::io::Result<Handshake> {
     let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await?;

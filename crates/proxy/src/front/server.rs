@@ -168,7 +168,9 @@ async fn accept_loop(
                     }
                     Some(admitted) => {
                         let tls = l.tls.clone();
-                        conns.tracker.spawn(connection(ep, stream, tls, peer, conns.clone(), admitted));
+                        // The destination is read only if a passthrough router needs it.
+                        let addrs = Addresses { client: peer, destination: None };
+                        conns.tracker.spawn(connection(ep, stream, tls, addrs, conns.clone(), admitted));
                     }
                     // A TCP client is closed; an HTTP one is told why.
                     None if l.tcp => drop(stream),
@@ -186,14 +188,17 @@ async fn accept_loop(
     }
 }
 
+/// A connection on an HTTP entrypoint: to a TLS passthrough router its ClientHello names, or
+/// served as HTTP. `addrs.destination` is a PROXY protocol header's, if one came.
 async fn connection(
     ep: usize,
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    peer: SocketAddr,
+    addrs: Addresses,
     conns: Arc<Conns>,
     _admitted: crate::admit::Admitted,
 ) {
+    let peer = addrs.client;
     let shared = conns.shared.clone();
     let _open = shared.cfg.entrypoints.get(ep).map(|e| e.opened());
     if tls.is_some() {
@@ -211,9 +216,11 @@ async fn connection(
             match chosen.await {
                 Chosen::Http => {}
                 Chosen::Router(table, route) => {
+                    // The server's PROXY header names the address the client connected to:
+                    // the incoming header's, else this socket's.
                     let addrs = Addresses {
                         client: peer,
-                        destination: stream.local_addr().ok(),
+                        destination: addrs.destination.or_else(|| stream.local_addr().ok()),
                     };
                     return Box::pin(piped(stream, addrs, &table, &route, &conns)).await;
                 }
@@ -303,7 +310,7 @@ async fn proxied(
     };
     match conns.admit.admit(addrs.client.ip()) {
         Some(admitted) if tcp => tcp_connection(ep, stream, addrs, conns, admitted).await,
-        Some(admitted) => connection(ep, stream, tls, addrs.client, conns, admitted).await,
+        Some(admitted) => connection(ep, stream, tls, addrs, conns, admitted).await,
         None if tcp => {}
         None => crate::admit::refuse(stream).await,
     }

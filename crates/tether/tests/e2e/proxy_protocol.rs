@@ -1,13 +1,16 @@
 //! The PROXY protocol with a real HAProxy on both sides: HAProxy in front of Tether sending
 //! `send-proxy-v2`, so that the address Tether forwards is the one HAProxy saw (and a header
 //! from a peer Tether does not trust is closed unread); and Tether's own header, v1 and v2,
-//! read by HAProxy's `accept-proxy` as the server of a TCP service.
+//! read by HAProxy's `accept-proxy` as the server of a TCP service; and a TLS passthrough behind
+//! another proxy, which hands on the addresses of the header it received.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tether_proxy::proxy_protocol::{parse, Parsed};
 use tether_testkit::programs::Program;
 use tether_testkit::recorder::Recorder;
+use tether_testkit::tls::{connect_over, TestCert};
 use tether_testkit::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -146,5 +149,79 @@ proxy_protocol = "v2"
         assert!(answer.starts_with("HTTP/1.1 200"), "{ep}: {answer}");
         let want = format!("src=127.0.0.2 dst_port={}", at.port());
         assert!(answer.ends_with(&want), "{ep}: {answer}");
+    }
+}
+
+/// Another proxy in front sends Tether a header for a client of 198.51.100.7 that connected to
+/// 203.0.113.9:443; Tether passes the TLS connection through by its SNI to a server that wants a
+/// header too. That header names the same two addresses: the destination is the one the client
+/// connected to, not Tether's own socket.
+#[tokio::test]
+async fn a_tls_passthrough_hands_on_both_addresses_of_the_header_it_received() {
+    let dir = TempDir::new("tether-pp-pass");
+    let cert = TestCert::write(dir.path(), "app", &["app.example.com"]);
+    // The server reads the header Tether sends before the client's hello, and reports it.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = server.local_addr().unwrap();
+    let header = tokio::spawn(async move {
+        let (mut c, _) = server.accept().await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 512];
+            let n = c.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before a whole header: {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            match parse(&buf) {
+                Parsed::Incomplete => continue,
+                other => return other,
+            }
+        }
+    });
+    let toml = format!(
+        r#"
+[entrypoints]
+websecure = {{ address = "127.0.0.1:0", tls = true, proxy_protocol = {{ trusted = ["127.0.0.1/32"], timeout = "2s" }} }}
+{certificate}
+[tcp.routers.db]
+rule = "HostSNI(`db.example.com`)"
+entrypoints = ["websecure"]
+service = "db"
+tls = {{ passthrough = true }}
+
+[tcp.services.db]
+servers = [{{ address = "{at}" }}]
+proxy_protocol = "v2"
+{KEY}"#,
+        certificate = cert.toml(true)
+    );
+    let p = Proxy::start(&toml).await;
+    let tether = p.instance.addr("websecure");
+    let client: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let destination: SocketAddr = "203.0.113.9:443".parse().unwrap();
+    let mut c = from([127, 0, 0, 1], tether).await;
+    c.write_all(&tether_proxy::proxy_protocol::encode(
+        tether_model::ProxyVersion::V2,
+        client,
+        destination,
+    ))
+    .await
+    .unwrap();
+    // The server never answers the hello: the handshake waits, and ends with the test.
+    let hello = tokio::spawn(connect_over(c, Some("db.example.com"), &[]));
+    let got = tokio::time::timeout(Duration::from_secs(10), header)
+        .await
+        .expect("the server got a header in time")
+        .unwrap();
+    hello.abort();
+    match got {
+        Parsed::Header {
+            source,
+            destination: to,
+            ..
+        } => {
+            assert_eq!(source, Some(client), "the client's address");
+            assert_eq!(to, Some(destination), "the address the client connected to");
+        }
+        other => panic!("not a header: {other:?}"),
     }
 }
