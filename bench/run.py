@@ -18,7 +18,11 @@ rr-2-workers is two workers under the same quota, and rr-2-workers-2q two worker
 quota: over rr-keepalive (one worker at the quota) in the same round, that is each proxy's
 scaling ratio, which the results report. rr-100-conns is one worker under the two-worker
 scenarios' load (100 connections, two wrk threads), to tell the second worker's cost from the
-doubled load's. Each run also records how busy the load core was (load_busy). HAProxy's nbthread and NGINX's worker_processes (with
+doubled load's. Each run also records how busy the load core was (load_busy).
+
+With --together (and --quota) Tether and each other proxy run at the same time, each under its
+own quota and its own wrk, and the paired ratios come from those simultaneous runs: the VM's
+drift from one minute to the next then falls on both alike. HAProxy's nbthread and NGINX's worker_processes (with
 reuseport) follow the scenario's worker count.
 
 Run it through bench/run.sh, which installs the tools and builds Tether first.
@@ -298,6 +302,23 @@ def parse_wrk(out):
 
 
 def wrk(port, sc, duration, load_cores, cookie=None):
+    cmd = wrk_command(port, sc, duration, load_cores, cookie)
+    return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def wrk_at_once(ports, sc, duration, load_cores, cookies):
+    """One wrk per port, all started together: their results, in the order of `ports`."""
+    procs = [subprocess.Popen(wrk_command(port, sc, duration, load_cores, cookie),
+                              stdout=subprocess.PIPE, text=True)
+             for port, cookie in zip(ports, cookies)]
+    outs = [p.communicate()[0] for p in procs]
+    for p in procs:
+        if p.returncode:
+            raise RuntimeError(f"wrk exited with {p.returncode}")
+    return [parse_wrk(out) for out in outs]
+
+
+def wrk_command(port, sc, duration, load_cores, cookie=None):
     cmd = ["taskset", "-c", load_cores, "wrk", "--latency", f"-t{sc['threads']}",
            f"-c{sc['conns']}", f"-d{duration}s"]
     if cookie:
@@ -310,8 +331,7 @@ def wrk(port, sc, duration, load_cores, cookie=None):
         cmd += ["-H", f"Accept-Encoding: {sc['encoding']}"]
     scheme = "https" if sc.get("tls") else "http"
     cmd.append(f"{scheme}://127.0.0.1:{port}{sc['path']}")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return parse_wrk(out)
+    return cmd
 
 
 def baseline(args):
@@ -380,45 +400,58 @@ def encoded_size(port, path, encoding):
 
 
 def one_run(name, scen, sc, args, bins, tmp):
+    return side_by_side([name], scen, sc, args, bins, tmp)[0]
+
+
+def side_by_side(names, scen, sc, args, bins, tmp):
+    """Run the proxies `names` at the same time (one, or two with --together), each under its own
+    wrk and, with --quota, its own cgroup; their results in the order of `names`."""
     quota = args.quota * sc.get("quota_x", 1) if args.quota else None
     # Without a quota, two workers get both cores; with one, the quota is what limits them.
     two = sc["workers"] > 1 and not quota
     cores = "0,1" if two else args.proxy_core
     load = "0,1" if two else args.load_core
-    p = Proxy(name, sc["workers"], cores, bins, tmp)
-    # A path behind basic auth answers 401 without it: wait on the plain route instead.
-    p.start("/rr" if sc.get("auth") else sc["path"])
-    group = limit(name, proc_tree(p.proc.pid), quota) if quota else None
+    started, groups = [], []
     try:
-        port = TLS_PORTS[name] if sc.get("tls") else PORTS[name]
-        cookie = fetch_cookie(port, sc["path"]) if sc.get("cookie") else None
-        wrk(port, sc, args.warmup, load, cookie)
-        p.pids = proc_tree(p.proc.pid)
-        before, load_before = cpu_seconds(p.pids), core_ticks(load)
-        r = wrk(port, sc, args.duration, load, cookie)
-        after, load_after = cpu_seconds(p.pids), core_ticks(load)
-        # Near 1, wrk and the backends, not the proxy, set the pace: the run then says less
-        # about the proxy than its CPU per request does.
-        r["load_busy"] = busy_share(load_before, load_after)
-        n = max(r["requests"], 1)
-        r["cpu_us_per_req"] = (after[1] - before[1]) / n * 1e6
-        r["user_us_per_req"] = (after[0] - before[0]) / n * 1e6
-        r["peak_rss_kib"] = memory_kib(p.pids)
-        if group:
-            r["quota"] = quota
-            r["throttled_periods"] = throttled(group)
-        if sc.get("encoding"):
-            r["body_bytes"] = encoded_size(port, sc["path"], sc["encoding"])
-        if p.proc.poll() is not None:
-            raise RuntimeError(f"{name} exited during {scen}")
-        return r
+        for name in names:
+            p = Proxy(name, sc["workers"], cores, bins, tmp)
+            started.append(p)
+            # A path behind basic auth answers 401 without it: wait on the plain route instead.
+            p.start("/rr" if sc.get("auth") else sc["path"])
+            groups.append(limit(name, proc_tree(p.proc.pid), quota) if quota else None)
+        ports = [TLS_PORTS[n] if sc.get("tls") else PORTS[n] for n in names]
+        cookies = [fetch_cookie(port, sc["path"]) if sc.get("cookie") else None for port in ports]
+        wrk_at_once(ports, sc, args.warmup, load, cookies)
+        for p in started:
+            p.pids = proc_tree(p.proc.pid)
+        before, load_before = [cpu_seconds(p.pids) for p in started], core_ticks(load)
+        results = wrk_at_once(ports, sc, args.duration, load, cookies)
+        after, load_after = [cpu_seconds(p.pids) for p in started], core_ticks(load)
+        for p, r, b, a, group, port in zip(started, results, before, after, groups, ports):
+            # Near 1, wrk and the backends, not the proxy, set the pace: the run then says less
+            # about the proxy than its CPU per request does.
+            r["load_busy"] = busy_share(load_before, load_after)
+            n = max(r["requests"], 1)
+            r["cpu_us_per_req"] = (a[1] - b[1]) / n * 1e6
+            r["user_us_per_req"] = (a[0] - b[0]) / n * 1e6
+            r["peak_rss_kib"] = memory_kib(p.pids)
+            if group:
+                r["quota"] = quota
+                r["throttled_periods"] = throttled(group)
+            if sc.get("encoding"):
+                r["body_bytes"] = encoded_size(port, sc["path"], sc["encoding"])
+            if p.proc.poll() is not None:
+                raise RuntimeError(f"{p.name} exited during {scen}")
+        return results
     finally:
-        p.stop()
-        if group:
-            try:
-                os.rmdir(group)
-            except OSError:
-                pass
+        for p in started:
+            p.stop()
+        for group in groups:
+            if group:
+                try:
+                    os.rmdir(group)
+                except OSError:
+                    pass
 
 
 def summarise(runs):
@@ -439,20 +472,28 @@ def ratio(a, b):
 PAIRED = ["rps", "p99_ms", "cpu_us_per_req", "user_us_per_req"]
 
 
-def paired(runs, proxies):
-    """Median over the rounds of Tether's figure divided by the other proxy's in the same round.
+def rounds_paired(runs, proxies):
+    """Tether's run and the other proxy's of the same round: {scenario: {proxy: [(t, o), ...]}}."""
+    out = {}
+    for scen, per in runs.items():
+        for p in proxies:
+            if p != "tether" and per.get(p) and per.get("tether"):
+                out.setdefault(scen, {})[p] = list(zip(per["tether"], per[p]))
+    return out
+
+
+def paired(pairs):
+    """Median over the pairs (from rounds_paired, or the runs of --together) of Tether's figure
+    divided by the other proxy's.
 
     The proxies of one round run minutes apart at most, so a ratio within a round cancels most of
     the drift a VM's neighbours cause across a session; the medians of each proxy's own figures
-    do not."""
+    do not. With --together the two ran in the same seconds, which cancels the rest."""
     out = {}
-    for scen, per in runs.items():
-        t = per.get("tether") or []
-        for p in proxies:
-            if p == "tether" or not per.get(p):
-                continue
+    for scen, per in pairs.items():
+        for p, runs in per.items():
             for m in PAIRED:
-                rs = [a[m] / b[m] for a, b in zip(t, per[p]) if a.get(m) and b.get(m)]
+                rs = [a[m] / b[m] for a, b in runs if a.get(m) and b.get(m)]
                 if rs:
                     out.setdefault(scen, {}).setdefault(p, {})[m] = dict(
                         median=statistics.median(rs), min=min(rs), max=max(rs))
@@ -559,6 +600,10 @@ def main():
     ap.add_argument("--load-core", default="1")
     ap.add_argument("--quota", type=float, default=None,
                     help="hold each proxy to this share of a core (e.g. 0.25) with a cgroup")
+    ap.add_argument("--together", action="store_true",
+                    help="run Tether and each other proxy at the same time (each under its own\n"
+                         "quota and wrk), so that the VM's drift falls on both alike; needs --quota\n"
+                         "and room for two quotas on the proxy core")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
     ap.add_argument("--tether", default=os.path.join(ROOT, "target", "release", "tether"))
     ap.add_argument("--backend", default=os.path.join(ROOT, "target", "release", "tether-bench-backend"))
@@ -573,6 +618,12 @@ def main():
     for s in scens:
         if s not in SCENARIOS:
             sys.exit(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
+        if args.together and (args.quota or 1) * SCENARIOS[s].get("quota_x", 1) > 0.5:
+            sys.exit(f"--together holds two proxies on the proxy core at once, each at most half of"
+                     f" it: {s} at {args.quota} does not fit")
+    if args.together and (not args.quota or "tether" not in proxies or len(proxies) < 2):
+        sys.exit("--together needs --quota (else the two would share the core unevenly) and"
+                 " Tether with at least one other proxy")
     os.makedirs(args.out, exist_ok=True)
     bins = {"tether": args.tether}
     tmp = tempfile.mkdtemp(prefix="tether-bench-")
@@ -582,7 +633,16 @@ def main():
                                   f"127.0.0.1:{port}", name])
                 for port, name in zip(BACKENDS, "ab")]
     runs = {s: {p: [] for p in proxies} for s in scens}
+    together = {}
     base = []
+
+    def show(rnd, s, p, r, note=""):
+        log(f"round {rnd + 1}/{args.rounds} {s:17} {p:8} {r['rps']:>9,.0f} req/s "
+            f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
+            f"cpu {r['cpu_us_per_req']:.1f} µs/req (user {r['user_us_per_req']:.1f}) "
+            f"rss {r['peak_rss_kib']:,} KiB load core busy {r['load_busy']:.0%} "
+            f"errors {r['errors']}" + (f" ({note})" if note else ""))
+
     try:
         for port in BACKENDS:
             wait_port(port)
@@ -595,13 +655,20 @@ def main():
             turn = rnd % len(proxies)
             order = proxies[turn:] + proxies[:turn]
             for s in scens:
+                if args.together:
+                    # Tether and each other proxy at once, in turn.
+                    for p in [q for q in order if q != "tether"]:
+                        t, o = side_by_side(["tether", p], s, SCENARIOS[s], args, bins, tmp)
+                        runs[s]["tether"].append(t)
+                        runs[s][p].append(o)
+                        together.setdefault(s, {}).setdefault(p, []).append((t, o))
+                        show(rnd, s, "tether", t, f"beside {p}")
+                        show(rnd, s, p, o)
+                    continue
                 for p in order:
                     r = one_run(p, s, SCENARIOS[s], args, bins, tmp)
                     runs[s][p].append(r)
-                    log(f"round {rnd + 1}/{args.rounds} {s:17} {p:8} {r['rps']:>9,.0f} req/s "
-                        f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
-                        f"cpu {r['cpu_us_per_req']:.1f} µs/req (user {r['user_us_per_req']:.1f}) rss {r['peak_rss_kib']:,} KiB "
-                        f"load core busy {r['load_busy']:.0%} errors {r['errors']}")
+                    show(rnd, s, p, r)
     finally:
         for b in backends:
             b.terminate()
@@ -613,11 +680,12 @@ def main():
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "tether": subprocess.run([args.tether, "--version"], capture_output=True, text=True).stdout.strip(),
     }
-    pr = paired(runs, proxies)
-    scale = scaling(runs, proxies)
+    pr = paired(together if args.together else rounds_paired(runs, proxies))
+    scale = {} if args.together else scaling(runs, proxies)
     result = dict(when=stamp, rounds=args.rounds, duration_s=args.duration, versions=versions,
                   cores=dict(proxy=args.proxy_core, load=args.load_core), quota=args.quota,
-                  runs=runs, summary=summary, paired=pr, scaling=scale, baseline_rps=base)
+                  together=args.together, pairs=together or None, runs=runs, summary=summary, paired=pr,
+                  scaling=scale, baseline_rps=base)
     jpath = os.path.join(args.out, "results.json")
     with open(jpath, "w") as f:
         json.dump(result, f, indent=1)
@@ -625,7 +693,10 @@ def main():
     if base:
         md = baseline_note(base) + "\n\n" + md
     if pr:
-        md += "\n\nTether's figure over the other's in the same round (median of the rounds, min–max):\n\n"
+        md += ("\n\nTether's figure over the other's, measured at the same time (median of the "
+               "rounds, min–max):\n\n" if args.together else
+               "\n\nTether's figure over the other's in the same round (median of the rounds, "
+               "min–max):\n\n")
         md += paired_table(pr)
     if scale:
         md += ("\n\nScaling ratio: requests/s with 2 workers at twice the quota over 1 worker at the "
