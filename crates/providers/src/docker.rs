@@ -123,12 +123,24 @@ async fn session(
         return Ok(());
     }
     *backoff = MIN_BACKOFF;
-    let mut inspecting: JoinSet<(String, u64, Result<Inspection, ApiError>)> = JoinSet::new();
+    // Each inspection carries the time of the event that asked for it.
+    type Inspected = (
+        String,
+        u64,
+        Option<SystemTime>,
+        Result<Inspection, ApiError>,
+    );
+    let mut inspecting: JoinSet<Inspected> = JoinSet::new();
     let mut first_change: Option<Instant> = None;
     let mut last_input = Instant::now();
     let mut coalesced = 0u32;
-    // The engine's time of the first event since the last publish.
+    // The engine's time of the earliest event whose change reached the tracker since the last
+    // publish: a change still being inspected is not in a publish, so neither is its event.
     let mut first_event: Option<SystemTime> = None;
+    let earliest = |a: Option<SystemTime>, b: Option<SystemTime>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
         let publish_at = first_change.map(|first| {
@@ -146,12 +158,13 @@ async fn session(
                     return Err(ApiError::Decode { path: "/events".into(), message: "the engine closed the event stream".into() });
                 };
                 let now = Instant::now();
+                let at = event_time(&ev);
                 let mut inspect = |id: String, tracker: &mut Tracker| {
                     let ticket = tracker.ticket(&id);
                     let client = client.clone();
                     inspecting.spawn(async move {
                         let r = client.get::<Inspection>(&format!("/containers/{id}/json")).await;
-                        (id, ticket, r)
+                        (id, ticket, at, r)
                     });
                 };
                 match ev.change() {
@@ -175,14 +188,14 @@ async fn session(
                 tracing::debug!(kind = %ev.kind, action = %ev.action, id = %ev.actor.id, "docker: event");
                 last_input = now;
                 last_read = SystemTime::now();
-                if first_event.is_none() {
-                    first_event = event_time(&ev);
+                if changed {
+                    first_event = earliest(first_event, at);
                 }
                 coalesced += 1;
                 first_change.get_or_insert(now);
             }
             Some(done) = inspecting.join_next(), if !inspecting.is_empty() => {
-                let Ok((id, ticket, result)) = done else { continue };
+                let Ok((id, ticket, at, result)) = done else { continue };
                 if !tracker.is_current(&id, ticket) {
                     continue;
                 }
@@ -194,6 +207,7 @@ async fn session(
                     Err(e) => tracing::warn!(error = %e, container = %id, "docker: cannot inspect container"),
                 }
                 changed = true;
+                first_event = earliest(first_event, at);
             }
             _ = tokio::time::sleep_until(publish_at.map_or_else(far, Into::into)), if publish_at.is_some() => {
                 tracing::debug!(events = coalesced, "docker: publishing");
