@@ -163,12 +163,12 @@ async fn accept_loop(
                 }
                 Ok((stream, peer)) => match conns.admit.admit(peer.ip()) {
                     Some(admitted) if l.tcp => {
-                        let addrs = Addresses { client: peer, destination: stream.local_addr().ok() };
+                        let addrs = Addresses { client: peer, destination: None };
                         conns.tracker.spawn(tcp_connection(ep, stream, addrs, conns.clone(), admitted));
                     }
                     Some(admitted) => {
                         let tls = l.tls.clone();
-                        // The destination is read only if a passthrough router needs it.
+                        // The destination is read only if a server is sent a PROXY header.
                         let addrs = Addresses { client: peer, destination: None };
                         conns.tracker.spawn(connection(ep, stream, tls, addrs, conns.clone(), admitted));
                     }
@@ -216,11 +216,9 @@ async fn connection(
             match chosen.await {
                 Chosen::Http => {}
                 Chosen::Router(table, route) => {
-                    // The server's PROXY header names the address the client connected to:
-                    // the incoming header's, else this socket's.
                     let addrs = Addresses {
                         client: peer,
-                        destination: addrs.destination.or_else(|| stream.local_addr().ok()),
+                        destination: addrs.destination,
                     };
                     return Box::pin(piped(stream, addrs, &table, &route, &conns)).await;
                 }

@@ -24,7 +24,8 @@ pub struct Forward<'a> {
     pub route: &'a TcpRoute,
     /// The client's address (the peer's, or what the PROXY protocol said).
     pub client: SocketAddr,
-    /// The address the client connected to (for a PROXY protocol header to the server).
+    /// The address the client connected to, for a PROXY protocol header to the server: an
+    /// incoming header's; `None`: the client's socket's own, read only when a header is sent.
     pub destination: Option<SocketAddr>,
     pub dial: Dial,
     pub pipe: PipeConfig,
@@ -89,6 +90,7 @@ pub async fn forward(
     {
         let to = f
             .destination
+            .or_else(|| client.local_addr().ok())
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let header = crate::proxy_protocol::encode(v, f.client, to);
         if let Err(e) = server.write_all(&header).await {
