@@ -21,8 +21,10 @@ const TOKEN: &str = "upgrade-test-token";
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
-    /// h2 requests never sent (GOAWAY came first), sent again.
+    /// h2 requests the server never processed (GOAWAY came first), sent again.
     retried: AtomicU64,
+    /// Why they were sent again, each reason once.
+    why_retried: Mutex<std::collections::BTreeSet<String>>,
     failed: Mutex<Vec<String>>,
 }
 
@@ -61,9 +63,8 @@ async fn one_per_connection(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<
 }
 
 /// h2 with prior knowledge: requests on one connection until the server sends GOAWAY, then a
-/// new one. A request the connection never sent (hyper's "canceled": it was queued as GOAWAY
-/// came, so the server never saw it) is sent again on the next connection, as h2 clients do
-/// (RFC 9113 §6.8; hyper-util's client, browsers); anything else is a failure.
+/// new one. A request the server never processed ([`unprocessed`]) is sent again on the next
+/// connection, as h2 clients do (RFC 9113 §6.8; browsers); anything else is a failure.
 async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     while !stop.load(Relaxed) {
         let tcp = match tokio::net::TcpStream::connect(addr).await {
@@ -79,7 +80,7 @@ async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
             {
                 Ok(x) => x,
                 Err(e) => {
-                    tally.record("h2 handshake", Err(e.to_string()));
+                    tally.record("h2 handshake", Err(chain(&e)));
                     continue;
                 }
             };
@@ -93,8 +94,9 @@ async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
                 .body(Empty::<Bytes>::new())
                 .unwrap();
             let r = match send.send_request(req).await {
-                Err(e) if e.is_canceled() => {
+                Err(e) if unprocessed(&e) => {
                     tally.retried.fetch_add(1, Relaxed);
+                    tally.why_retried.lock().unwrap().insert(chain(&e));
                     break;
                 }
                 Ok(resp) => {
@@ -103,13 +105,43 @@ async fn h2(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
                         .collect()
                         .await
                         .map(|_| status)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| chain(&e))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(chain(&e)),
             };
             tally.record("h2", r);
         }
     }
+}
+
+/// Whether the server never processed a request that failed, so that a client may send it again
+/// (RFC 9113 §6.8, §8.7): the connection never sent it (hyper's "canceled"); or h2 refused it
+/// because the server's GOAWAY had come (a GOAWAY without error: the request was queued as it
+/// came, or its stream was above the GOAWAY's last stream id); or the server reset its stream
+/// with REFUSED_STREAM. A stream the server went on with is not touched by its GOAWAY: cut off,
+/// it ends with an I/O error, which is a failure.
+fn unprocessed(e: &hyper::Error) -> bool {
+    if e.is_canceled() {
+        return true;
+    }
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .is_some_and(|h| {
+            (h.is_go_away() && h.is_remote() && h.reason() == Some(h2::Reason::NO_ERROR))
+                || (h.is_reset() && h.reason() == Some(h2::Reason::REFUSED_STREAM))
+        })
+}
+
+/// An error and its causes, one after the other ("http2 error" alone says too little).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// `tether.toml` in `dir` ([`write_config`]), with `workers` serving workers (else the
@@ -298,9 +330,10 @@ async fn under_load(before: Option<usize>, after: Option<usize>) {
     let failed = tally.failed.lock().unwrap().clone();
     let ok = tally.ok.load(Relaxed);
     println!(
-        "upgrade under load: {ok} requests, {} failed, {} h2 requests sent again after GOAWAY; upgrade asked to old process gone: {took:?}",
+        "upgrade under load: {ok} requests, {} failed, {} h2 requests sent again after GOAWAY ({:?}); upgrade asked to old process gone: {took:?}",
         failed.len(),
-        tally.retried.load(Relaxed)
+        tally.retried.load(Relaxed),
+        tally.why_retried.lock().unwrap()
     );
     assert!(
         failed.is_empty(),
