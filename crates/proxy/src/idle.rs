@@ -122,6 +122,12 @@ impl Activity {
         self.phase.load(Relaxed) == IDLE
     }
 
+    /// Is a request being read that has not begun yet: the connection is new, or bytes came
+    /// after an idle spell?
+    pub fn awaits_request(&self) -> bool {
+        self.phase.load(Relaxed) == READING
+    }
+
     /// Is the server shutting down?
     pub fn is_stopping(&self) -> bool {
         self.signals.load(Relaxed) & STOP != 0

@@ -33,7 +33,8 @@ use crate::{ProxyConfig, TableStore};
 const DRAIN_CHECK: Duration = Duration::from_millis(20);
 /// How long a kept-alive HTTP/1.1 connection stays open, idle, once shutdown began: a client
 /// that sends its next request meanwhile gets it answered, with `Connection: close`, instead of
-/// finding its connection closed under it (it would see an error, or retry).
+/// finding its connection closed under it (it would see an error, or retry). An h2 connection
+/// whose request has not begun yet waits as long before its GOAWAY ([`Watch::drive`]).
 const LAST_REQUEST: Duration = Duration::from_millis(500);
 
 /// A bound entrypoint's socket (an entrypoint may have several: one per worker, or those a
@@ -501,16 +502,34 @@ impl Watch<'_> {
         }
     }
 
+    /// Run a hyper connection (h2c, or HTTP/1.1 that `front` handed over). At shutdown it is
+    /// told to end (`graceful`: h2's GOAWAY) and has the drain period to finish.
+    ///
+    /// A connection whose request is being read and has not begun yet (one accepted just
+    /// before, or one that was idle until bytes came) is told only once a request has begun,
+    /// or after [`LAST_REQUEST`]: an h2 client queues its first request before it reads the
+    /// server's frames, and one that reads a GOAWAY first refuses the request itself without
+    /// sending it. RFC 9113 §6.8 lets it send it again on a new connection, but hyper's client
+    /// gives it back as an error.
     async fn drive<C: Future>(self, conn: C, graceful: impl FnOnce(Pin<&mut C>)) {
         tokio::pin!(conn);
         tokio::select! {
             biased;
-            _ = conn.as_mut() => {}
-            ending = self.activity.ending() => if ending == Ending::Stopping {
-                graceful(conn.as_mut());
-                let _ = tokio::time::timeout(self.drain, conn).await;
+            _ = conn.as_mut() => return,
+            ending = self.activity.ending() => if ending == Ending::Expired {
+                return;
             },
         }
+        let deadline = tokio::time::Instant::now() + self.drain;
+        let last = tokio::time::Instant::now() + LAST_REQUEST.min(self.drain);
+        while self.activity.awaits_request() && tokio::time::Instant::now() < last {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = tokio::time::sleep(DRAIN_CHECK) => {}
+            }
+        }
+        graceful(conn.as_mut());
+        let _ = tokio::time::timeout_at(deadline, conn).await;
     }
 }
 

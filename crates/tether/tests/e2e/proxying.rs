@@ -65,6 +65,71 @@ async fn h2c_prior_knowledge_requests_are_served() {
     }
 }
 
+/// At shutdown (SIGTERM, or the old process of an upgrade) an h2 connection whose first
+/// request has not come yet gets its GOAWAY only once that request has begun, or after 500 ms:
+/// a client that queued its request as the connection opened would otherwise read the GOAWAY
+/// first and refuse the request itself (hyper's client returns it as an error). The request is
+/// answered and the GOAWAY follows, without error.
+#[tokio::test]
+async fn at_shutdown_an_h2_connections_first_request_is_answered_before_any_goaway() {
+    use tether_testkit::h2raw::{self, frame, END_HEADERS, END_STREAM, HEADERS, SETTINGS};
+    let a = Backend::spawn("a").await;
+    let p = Proxy::start(&one_service(&[&a], "")).await;
+    let addr = p.addr();
+    let mut s = h2raw::connect(addr).await;
+    let settings = h2raw::read_frames(&mut s, Duration::from_millis(200)).await;
+    assert!(
+        settings.iter().any(|f| f.0 == SETTINGS),
+        "the server's SETTINGS: {settings:?}"
+    );
+
+    let stop = Instant::now();
+    let stopping = tokio::spawn(p.instance.shutdown());
+    tether_testkit::wait_for(
+        "new connections refused",
+        Duration::from_secs(5),
+        || async { TcpStream::connect(addr).await.is_err() },
+    )
+    .await;
+    // Whatever the server sends before the request: nothing, or (on a machine too slow to get
+    // here in time) a GOAWAY once the 500 ms have passed.
+    let mut early = [0u8; 1024];
+    if let Ok(read) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut early)).await {
+        let n = read.unwrap();
+        let waited = stop.elapsed();
+        let frames = h2raw::read_frames(&mut &early[..n], Duration::from_millis(1)).await;
+        assert!(
+            h2raw::goaway(&frames).is_none() || waited >= Duration::from_millis(450),
+            "a GOAWAY {waited:?} after shutdown began, before any request: {frames:?}"
+        );
+        return;
+    }
+
+    s.write_all(&frame(
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &h2raw::get("a", "/"),
+    ))
+    .await
+    .unwrap();
+    let frames = h2raw::read_frames(&mut s, Duration::from_millis(500)).await;
+    assert_eq!(
+        h2raw::statuses(&frames),
+        vec![(1, 200)],
+        "the request is answered: {frames:?}"
+    );
+    assert_eq!(
+        h2raw::goaway(&frames),
+        Some(0),
+        "then GOAWAY, NO_ERROR: {frames:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown ends within the drain")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn forwarded_headers_come_from_the_real_peer_and_hop_by_hop_headers_stop_here() {
     let a = Backend::spawn("a").await;
