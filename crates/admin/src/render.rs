@@ -77,9 +77,11 @@ pub fn middleware(m: &MiddlewareDecl) -> Value {
             "realm": b.realm,
             "remove_header": b.remove_header,
         }),
-        Middleware::IpAllow(a) => {
-            json!({ "ranges": a.ranges.iter().map(ToString::to_string).collect::<Vec<_>>() })
-        }
+        Middleware::IpAllow(a) => json!({
+            "ranges": a.ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "depth": a.depth,
+            "reject_status": a.reject_status,
+        }),
         Middleware::StripPrefix(p) => json!({ "prefixes": p.prefixes }),
         Middleware::StripPrefixRegex(p) => json!({ "regex": p.regex }),
         Middleware::AddPrefix(p) => json!({ "prefix": p.prefix }),

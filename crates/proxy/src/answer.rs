@@ -87,6 +87,9 @@ impl Answer {
     }
 }
 
+/// What a request that no route matches is told (404).
+pub const NO_ROUTE: &str = "no route matches this request";
+
 /// A short plain-text answer from Tether itself.
 pub fn error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
     let reason = status.canonical_reason().unwrap_or("");

@@ -184,8 +184,8 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
                 "http://auth",
             ),
             (
-                "traefik.http.middlewares.ip.ipallowlist.ipstrategy.depth",
-                "2",
+                "traefik.http.middlewares.ip.ipallowlist.ipstrategy.excludedips",
+                "10.0.0.1",
             ),
             ("traefik.http.routers.b.rule", "Host(`b`)"),
             ("traefik.http.routers.b.tls.options", "modern@file"),
@@ -208,7 +208,7 @@ fn traefik_v2_router_entrypoints_tls_and_middlewares_become_the_routes_policy() 
         "{all}"
     );
     assert!(
-        all.contains("traefik.http.middlewares.ip.ipallowlist.ipstrategy.depth")
+        all.contains("traefik.http.middlewares.ip.ipallowlist.ipstrategy.excludedips")
             && all.contains("[forwarded] trusted_proxies"),
         "{all}"
     );
@@ -1802,6 +1802,83 @@ fn dockercloud_http_basic_auth_guards_every_service_but_those_that_opt_out() {
     );
     let d = declare(&open, &cx).unwrap().unwrap();
     assert!(d.routes[0].middlewares.is_empty() && d.middlewares.is_empty());
+}
+
+#[test]
+fn traefik_allow_list_depth_and_reject_status_map_onto_ip_allow() {
+    use crate::middleware::IpAllow;
+    let c = container(
+        "api.1",
+        &[
+            ("traefik.http.routers.api.rule", "PathPrefix(`/api`)"),
+            ("traefik.http.routers.api.middlewares", "office"),
+            (
+                "traefik.http.middlewares.office.ipAllowList.sourceRange",
+                "198.51.100.0/24, 2001:db8::/32",
+            ),
+            (
+                "traefik.http.middlewares.office.ipAllowList.ipStrategy.depth",
+                "2",
+            ),
+            (
+                "traefik.http.middlewares.office.ipAllowList.rejectStatusCode",
+                "404",
+            ),
+            ("traefik.http.services.api.loadbalancer.server.port", "80"),
+        ],
+        &[],
+    );
+    let d = ok(&c);
+    let Some(crate::Middleware::IpAllow(IpAllow {
+        ranges,
+        depth,
+        reject_status,
+    })) = d
+        .middlewares
+        .iter()
+        .find(|m| m.name == "office@docker")
+        .map(|m| &m.kind)
+    else {
+        panic!("no ip_allow: {:?}", d.middlewares)
+    };
+    assert_eq!(
+        ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["198.51.100.0/24", "2001:db8::/32"]
+    );
+    assert_eq!((*depth, *reject_status), (2, 404));
+    // A status that is not an error, and a negative depth, are refused by label.
+    let e = errors(&container(
+        "x.1",
+        &[
+            (
+                "traefik.http.middlewares.a.ipallowlist.sourcerange",
+                "10.0.0.0/8",
+            ),
+            (
+                "traefik.http.middlewares.a.ipallowlist.rejectstatuscode",
+                "200",
+            ),
+            (
+                "traefik.http.middlewares.b.ipallowlist.sourcerange",
+                "10.0.0.0/8",
+            ),
+            (
+                "traefik.http.middlewares.b.ipallowlist.ipstrategy.depth",
+                "-1",
+            ),
+        ],
+        &[],
+    ))
+    .join("\n");
+    assert!(
+        e.contains("rejectstatuscode") && e.contains("200: expected a 4xx or 5xx status"),
+        "{e}"
+    );
+    assert!(
+        e.contains("traefik.http.middlewares.b.ipallowlist.ipstrategy.depth")
+            && e.contains("expected a depth of 0 or more"),
+        "{e}"
+    );
 }
 
 #[test]

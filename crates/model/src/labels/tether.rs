@@ -561,7 +561,7 @@ fn middleware_literal(field: &str, value: &str) -> String {
             None => string(),
         },
         "port" | "sts_seconds" | "average" | "burst" | "depth" | "table_size" | "amount"
-        | "min_size"
+        | "min_size" | "reject_status"
             if v.parse::<i64>().is_ok() =>
         {
             v.to_string()

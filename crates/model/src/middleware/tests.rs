@@ -93,6 +93,10 @@ fn every_refusal_names_its_field() {
             "middlewares.a.headers.response.set.X-A: holds CR, LF or NUL",
         ),
         ("[middlewares.a.ip_allow]\nranges = [\"10.0.0.0/33\"]", "middlewares.a.ip_allow.ranges[0]"),
+        (
+            "[middlewares.a.ip_allow]\nranges = [\"10.0.0.0/8\"]\nreject_status = 302",
+            "middlewares.a.ip_allow.reject_status: 302: expected a 4xx or 5xx status",
+        ),
         ("[middlewares.a.strip_prefix]\nprefixes = [\"shop\"]", "must start with '/'"),
         (
             "[routes.r]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\nmiddlewares = [\"ghost\"]",

@@ -84,7 +84,7 @@ pub(super) fn route<'t>(
     let client = super::admit::client(peer, &head, trusted);
     let Some(route) = lookup(table, ep, &head, host, client) else {
         return Next::Answer(Box::new(
-            error(StatusCode::NOT_FOUND, "no route matches this request").into(),
+            error(StatusCode::NOT_FOUND, crate::answer::NO_ROUTE).into(),
         ));
     };
     let svc = &table.services[route.service];

@@ -17,14 +17,7 @@ use crate::headers::ReadFields as _;
 pub fn key(by: &Source, r: &Request<'_, '_>, keys: &RandomState) -> u64 {
     match by {
         Source::ClientIp { depth: 0 } | Source::Route => address(r.client, keys),
-        Source::ClientIp { depth } => {
-            let ip = if r.peer.trusted {
-                nth_forwarded(r, *depth as usize).unwrap_or(r.client)
-            } else {
-                r.client
-            };
-            address(ip, keys)
-        }
+        Source::ClientIp { depth } => address(at_depth(r, *depth).unwrap_or(r.client), keys),
         Source::Header(name) => match r.head.first_value(name) {
             Some(v) => keys.hash_one((1u8, v)),
             None => address(r.client, keys),
@@ -41,8 +34,19 @@ fn address(ip: IpAddr, keys: &RandomState) -> u64 {
     keys.hash_one(word)
 }
 
+/// The client's address at `depth` (Traefik's `ipStrategy.depth`): with 0, or when the peer is
+/// not a trusted proxy (its forwarded fields are not believed), the admitted address; else the
+/// `depth`th `X-Forwarded-For` entry from the right, `None` when there is no such entry or it
+/// is not an address.
+pub(super) fn at_depth(r: &Request<'_, '_>, depth: u32) -> Option<IpAddr> {
+    if depth == 0 || !r.peer.trusted {
+        return Some(r.client);
+    }
+    nth_forwarded(r, depth as usize)
+}
+
 /// The `depth`th `X-Forwarded-For` entry from the right (1: the rightmost), when it is an
-/// address (Traefik's `ipStrategy.depth`).
+/// address.
 fn nth_forwarded(r: &Request<'_, '_>, depth: usize) -> Option<std::net::IpAddr> {
     let values: Vec<&[u8]> = r.head.values("x-forwarded-for").collect();
     let entry = values

@@ -252,6 +252,47 @@ fn ip_allow_and_methods_answer_403_and_405() {
 }
 
 #[test]
+fn ip_allow_at_a_depth_reads_a_trusted_proxys_forwarded_field_only() {
+    // The client two proxies away: the second entry from the right.
+    let allow = route(
+        "\"i\"",
+        "[middlewares.i.ip_allow]\nranges = [\"198.51.100.0/24\"]\ndepth = 2\nreject_status = 404",
+    );
+    let via = |xff: &str| {
+        http::Request::get("/")
+            .header("host", "shop.example")
+            .header("x-forwarded-for", xff)
+            .body(())
+            .unwrap()
+    };
+    let status = |req, peer| run(&allow, req, false, peer).answer.map(|a| a.0);
+    // From a trusted proxy (10.0.0.0/8 in `run`): the entry at depth 2 decides.
+    assert_eq!(status(via("198.51.100.7, 203.0.113.9"), "10.0.0.5:1"), None);
+    assert_eq!(
+        status(via("192.0.2.1, 198.51.100.7"), "10.0.0.5:1"),
+        Some(404),
+        "depth 1 would have passed"
+    );
+    // Entries in two fields count as one list.
+    let two = http::Request::get("/")
+        .header("host", "shop.example")
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(())
+        .unwrap();
+    assert_eq!(status(two, "10.0.0.5:1"), None);
+    // Too few entries, or one that is not an address: nobody can be told, so refused.
+    assert_eq!(status(via("198.51.100.7"), "10.0.0.5:1"), Some(404));
+    assert_eq!(status(via("unknown, 203.0.113.9"), "10.0.0.5:1"), Some(404));
+    // A peer that is not a trusted proxy is not believed: its own address decides.
+    assert_eq!(
+        status(via("198.51.100.7, 203.0.113.9"), "192.0.2.1:1"),
+        Some(404)
+    );
+    assert_eq!(status(via("192.0.2.1, 192.0.2.2"), "198.51.100.3:1"), None);
+}
+
+#[test]
 fn redirects_follow_traefiks_statuses() {
     let scheme = route(
         "\"s\"",

@@ -135,6 +135,37 @@ async fn the_example_chain_reaches_the_server_exactly_as_configured() {
         "{r}"
     );
     assert_eq!(rec.requests().len(), before);
+
+    // The stock report: this machine passes; another address (127.0.0.2, loopback too) is
+    // told there is no such page.
+    let stock = b"GET /shop/stock HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n";
+    let r = raw::exchange(p.addr(), stock, QUIET).await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(rec
+        .requests()
+        .pop()
+        .unwrap()
+        .starts_with("GET /stock HTTP/1.1\r\n"));
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut conn = sock.connect(p.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut conn, stock)
+        .await
+        .unwrap();
+    let mut r = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut r)
+        .await
+        .unwrap();
+    assert_eq!(status(&r), 404, "{r}");
+    assert!(
+        r.ends_with("404 Not Found: no route matches this request\n"),
+        "{r}"
+    );
+    assert_eq!(
+        rec.requests().len(),
+        before + 1,
+        "only the allowed one was sent"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +330,9 @@ async fn ip_allow_and_client_ip_read_the_admitted_client_address() {
          [forwarded]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n\
          [routes.office]\nrule = \"PathPrefix(`/`) && ClientIP(`192.0.2.0/24`)\"\nservice = \"inside\"\n\
          [routes.world]\nrule = \"PathPrefix(`/`)\"\nservice = \"outside\"\nmiddlewares = [\"only-docs\"]\n\
+         [routes.hidden]\nrule = \"PathPrefix(`/hidden`)\"\nservice = \"outside\"\nmiddlewares = [\"two-away\"]\n\
          [middlewares.only-docs.ip_allow]\nranges = [\"198.51.100.0/24\"]\n\
+         [middlewares.two-away.ip_allow]\nranges = [\"198.51.100.0/24\"]\ndepth = 2\nreject_status = 404\n\
          [services.inside]\nservers = [{{ url = \"{}\" }}]\n\
          [services.outside]\nservers = [{{ url = \"{}\" }}]\n",
         crate::support::KEY,
@@ -307,9 +340,12 @@ async fn ip_allow_and_client_ip_read_the_admitted_client_address() {
         outside.url()
     );
     let p = Proxy::start(&toml).await;
-    let from = |xff: &str| {
-        format!("GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {xff}\r\nConnection: close\r\n\r\n")
+    let to = |path: &str, xff: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {xff}\r\nConnection: close\r\n\r\n"
+        )
     };
+    let from = |xff: &str| to("/x", xff);
     // The office, behind a trusted proxy at 10.0.0.7.
     let r = raw::exchange(
         p.addr(),
@@ -329,6 +365,36 @@ async fn ip_allow_and_client_ip_read_the_admitted_client_address() {
     assert_eq!(status(&r), 403, "{r}");
     assert_eq!(inside.requests().len(), 1);
     assert_eq!(outside.requests().len(), 1);
+
+    // `depth = 2`: the second entry from the right, whatever the trusted proxies; refused with
+    // the 404 a path no route matches gets, word for word.
+    let hidden = |xff: &str| to("/hidden", xff);
+    let r = raw::exchange(p.addr(), hidden("198.51.100.9, 10.0.0.7").as_bytes(), QUIET).await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(outside.requests().len(), 2);
+    let refused = raw::exchange(p.addr(), hidden("198.51.100.9").as_bytes(), QUIET).await;
+    assert_eq!(status(&refused), 404, "too few entries: {refused}");
+    let r = raw::exchange(
+        p.addr(),
+        hidden("203.0.113.1, 198.51.100.9").as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert_eq!(status(&r), 404, "{r}");
+    assert_eq!(
+        outside.requests().len(),
+        2,
+        "no refused request reached the server"
+    );
+    let body = |r: &str| r.split_once("\r\n\r\n").map(|b| b.1.to_string());
+    let toml_without_routes = format!(
+        "[entrypoints]\nweb = \"127.0.0.1:0\"\n{}",
+        crate::support::KEY
+    );
+    let empty = Proxy::start(&toml_without_routes).await;
+    let nothing = raw::exchange(empty.addr(), hidden("198.51.100.9").as_bytes(), QUIET).await;
+    assert_eq!(status(&nothing), 404, "{nothing}");
+    assert_eq!(body(&refused), body(&nothing), "the same 404 as no route");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! | Traefik | Tether |
 //! |---|---|
 //! | `basicauth.users`, `.usersfile`, `.realm`, `.removeheader` | `basic_auth` (`usersfile`: a Docker secret given to Tether, `/run/secrets/NAME`) |
-//! | `ipallowlist.sourcerange`, `ipwhitelist.sourcerange` | `ip_allow.ranges` |
+//! | `ipallowlist.sourcerange`, `ipwhitelist.sourcerange`, `.ipstrategy.depth`, `.rejectstatuscode` | `ip_allow.ranges`, `.depth`, `.reject_status` |
 //! | `stripprefix.prefixes` (`.forceslash=true`) | `strip_prefix` |
 //! | `stripprefixregex.regex` | `strip_prefix_regex` |
 //! | `addprefix.prefix` | `add_prefix` |
@@ -219,10 +219,17 @@ fn option_of(
             "not supported: Tether does not pass the user name on in a header",
         )),
         ("ip_allow", "sourcerange") => one("ranges", strings(value)),
-        ("ip_allow", o) if o.starts_with("ipstrategy") => Err(bad(
-            "not supported: Tether takes the client address from [forwarded] trusted_proxies, the same for every middleware",
+        ("ip_allow", "ipstrategy.depth") => match value.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => one("depth", toml::Value::Integer(n)),
+            _ => Err(bad("expected a depth of 0 or more")),
+        },
+        ("ip_allow", "ipstrategy.excludedips") => Err(bad(
+            "not supported: list the proxies in [forwarded] trusted_proxies, which the client address skips",
         )),
-        ("ip_allow", "rejectstatuscode") => Err(bad("not supported: Tether answers 403")),
+        ("ip_allow", "rejectstatuscode") => match value.trim().parse::<i64>() {
+            Ok(n) => one("reject_status", toml::Value::Integer(n)),
+            _ => Err(bad("expected a status code")),
+        },
         ("strip_prefix", "prefixes") => one("prefixes", strings(value)),
         ("strip_prefix", "forceslash") => match parse_bool(value) {
             Some(true) => Ok(None),
