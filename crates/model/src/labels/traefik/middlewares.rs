@@ -219,13 +219,6 @@ fn option_of(
             "not supported: Tether does not pass the user name on in a header",
         )),
         ("ip_allow", "sourcerange") => one("ranges", strings(value)),
-        ("ip_allow", "ipstrategy.depth") => match value.trim().parse::<i64>() {
-            Ok(n) if n >= 0 => one("depth", toml::Value::Integer(n)),
-            _ => Err(bad("expected a depth of 0 or more")),
-        },
-        ("ip_allow", "ipstrategy.excludedips") => Err(bad(
-            "not supported: list the proxies in [forwarded] trusted_proxies, which the client address skips",
-        )),
         ("ip_allow", "rejectstatuscode") => match value.trim().parse::<i64>() {
             Ok(n) => one("reject_status", toml::Value::Integer(n)),
             _ => Err(bad("expected a status code")),
@@ -269,7 +262,9 @@ fn option_of(
                 Err(_) => one("period", string(v)),
             }
         }
-        ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.depth") => {
+        // Traefik's ipStrategy, on the allow list and on the limits' source criterion.
+        ("ip_allow", "ipstrategy.depth")
+        | ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.depth") => {
             match value.trim().parse::<i64>() {
                 Ok(n) if n >= 0 => one("depth", toml::Value::Integer(n)),
                 _ => Err(bad("expected a depth of 0 or more")),
@@ -281,8 +276,9 @@ fn option_of(
         ("rate_limit" | "in_flight", "sourcecriterion.requesthost") => Err(bad(
             "not supported: group by a field with sourcecriterion.requestheadername",
         )),
-        ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.excludedips") => Err(bad(
-            "not supported: Tether takes the client address from [forwarded] trusted_proxies",
+        ("ip_allow", "ipstrategy.excludedips")
+        | ("rate_limit" | "in_flight", "sourcecriterion.ipstrategy.excludedips") => Err(bad(
+            "not supported: list the proxies in [forwarded] trusted_proxies, which the client address skips",
         )),
         ("compress", "") => match parse_bool(value) {
             Some(true) => Ok(None),
